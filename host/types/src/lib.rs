@@ -1,1 +1,16 @@
+//! Pure types shared by every part of tether: failure classes, budgets, the workflow
+//! manifest and the reports a run produces. Nothing here performs I/O, so the parser and
+//! the rules it enforces can be tested without a file system or an engine.
 
+pub mod budget;
+pub mod failure;
+pub mod ids;
+pub mod manifest;
+pub mod report;
+mod units;
+
+pub use budget::{BudgetSpec, StepBudget, ToolBudget};
+pub use failure::{FailureClass, GuestFailureKind, StepFailure};
+pub use ids::RunId;
+pub use manifest::{ManifestError, ManifestErrors, StepSpec, ToolSpec, Workflow};
+pub use report::{RunError, RunTotals, LogLevel, LogLine, RunReport, RunStatus, StepReport, StepStats, ToolCallReport};

@@ -1,0 +1,121 @@
+//! Budgets: hard limits on what one step attempt (or one tool call) may consume.
+//! Manifests give partial [`BudgetSpec`]s; they are layered over the built-in defaults
+//! into complete budgets that the runtime enforces.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A partial budget as written in a manifest: every field optional, layered over defaults.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSpec {
+    /// Fuel units (deterministic CPU). 1 ms of guest CPU is roughly 10-30 million units.
+    pub fuel: Option<u64>,
+    /// Wall-clock time for the attempt, including time blocked in host calls.
+    #[serde(default, deserialize_with = "crate::units::duration")]
+    pub wall_time: Option<Duration>,
+    /// Total bytes across all of the component's linear memories.
+    #[serde(default, deserialize_with = "crate::units::size")]
+    pub memory: Option<u64>,
+    /// Number of tool calls (steps only).
+    pub tool_calls: Option<u32>,
+    /// Largest output accepted, in bytes of JSON text.
+    #[serde(default, deserialize_with = "crate::units::size")]
+    pub output: Option<u64>,
+}
+
+impl BudgetSpec {
+    /// This spec with every field it leaves unset taken from `under`.
+    pub fn over(&self, under: &BudgetSpec) -> BudgetSpec {
+        BudgetSpec {
+            fuel: self.fuel.or(under.fuel),
+            wall_time: self.wall_time.or(under.wall_time),
+            memory: self.memory.or(under.memory),
+            tool_calls: self.tool_calls.or(under.tool_calls),
+            output: self.output.or(under.output),
+        }
+    }
+}
+
+/// The complete budget of one step attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepBudget {
+    /// Fuel units for the step and every tool it calls.
+    pub fuel: u64,
+    /// Wall-clock limit.
+    #[serde(with = "duration_ms")]
+    pub wall_time: Duration,
+    /// Total linear-memory bytes.
+    pub memory: u64,
+    /// Tool calls allowed.
+    pub tool_calls: u32,
+    /// Output bytes allowed.
+    pub output: u64,
+}
+
+/// The complete budget of one tool call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolBudget {
+    /// Fuel units for the call.
+    pub fuel: u64,
+    /// Wall-clock limit.
+    #[serde(with = "duration_ms")]
+    pub wall_time: Duration,
+    /// Total linear-memory bytes.
+    pub memory: u64,
+    /// Output bytes allowed.
+    pub output: u64,
+}
+
+impl StepBudget {
+    /// Defaults for a step when the manifest says nothing: about a second of CPU, 30 s of
+    /// wall time, 64 MiB, 32 tool calls and 1 MiB of output.
+    pub const DEFAULT: StepBudget = StepBudget {
+        fuel: 10_000_000_000,
+        wall_time: Duration::from_secs(30),
+        memory: 64 << 20,
+        tool_calls: 32,
+        output: 1 << 20,
+    };
+
+    /// Fills `spec`'s gaps from the defaults.
+    pub fn from_spec(spec: &BudgetSpec) -> StepBudget {
+        let d = Self::DEFAULT;
+        StepBudget {
+            fuel: spec.fuel.unwrap_or(d.fuel),
+            wall_time: spec.wall_time.unwrap_or(d.wall_time),
+            memory: spec.memory.unwrap_or(d.memory),
+            tool_calls: spec.tool_calls.unwrap_or(d.tool_calls),
+            output: spec.output.unwrap_or(d.output),
+        }
+    }
+}
+
+impl ToolBudget {
+    /// Defaults for a tool call: a fifth of a step's CPU and 10 s of wall time.
+    pub const DEFAULT: ToolBudget =
+        ToolBudget { fuel: 2_000_000_000, wall_time: Duration::from_secs(10), memory: 64 << 20, output: 1 << 20 };
+
+    /// Fills `spec`'s gaps from the defaults.
+    pub fn from_spec(spec: &BudgetSpec) -> ToolBudget {
+        let d = Self::DEFAULT;
+        ToolBudget {
+            fuel: spec.fuel.unwrap_or(d.fuel),
+            wall_time: spec.wall_time.unwrap_or(d.wall_time),
+            memory: spec.memory.unwrap_or(d.memory),
+            output: spec.output.unwrap_or(d.output),
+        }
+    }
+}
+
+mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}

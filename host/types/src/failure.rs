@@ -1,0 +1,126 @@
+//! Every way a step attempt can end without an output has exactly one class. Retries,
+//! escalation and exit codes are decided by class, never by parsing messages.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a step attempt failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The component returned `err` with a failure of its own.
+    GuestError,
+    /// The component trapped (panic, `unreachable`, stack overflow, bad host call).
+    Trap,
+    /// The step used up its fuel (CPU) budget, including fuel charged by its tool calls.
+    FuelExhausted,
+    /// The step ran past its wall-time budget, whether computing or blocked in a host call.
+    TimedOut,
+    /// The component tried to grow its memories beyond the memory budget (a total across
+    /// all of its memories).
+    MemoryExceeded,
+    /// The step made more tool calls than its budget allows.
+    ToolBudgetExceeded,
+    /// The step's output was larger than its output budget.
+    OutputTooLarge,
+    /// The step returned something that is not JSON.
+    InvalidOutput,
+    /// The step was refused something it was not granted (for example a tool) and
+    /// returned that refusal.
+    Denied,
+    /// The step's input could not be built or was rejected by the host.
+    InvalidInput,
+    /// The host itself failed (for example a component could not be loaded). Not the
+    /// guest's fault; reported so it is never disguised as one.
+    HostFault,
+}
+
+impl FailureClass {
+    /// Every class, in the order they are documented.
+    pub const ALL: [FailureClass; 11] = [
+        Self::GuestError,
+        Self::Trap,
+        Self::FuelExhausted,
+        Self::TimedOut,
+        Self::MemoryExceeded,
+        Self::ToolBudgetExceeded,
+        Self::OutputTooLarge,
+        Self::InvalidOutput,
+        Self::Denied,
+        Self::InvalidInput,
+        Self::HostFault,
+    ];
+
+    /// The stable snake_case name used in JSON output and the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GuestError => "guest_error",
+            Self::Trap => "trap",
+            Self::FuelExhausted => "fuel_exhausted",
+            Self::TimedOut => "timed_out",
+            Self::MemoryExceeded => "memory_exceeded",
+            Self::ToolBudgetExceeded => "tool_budget_exceeded",
+            Self::OutputTooLarge => "output_too_large",
+            Self::InvalidOutput => "invalid_output",
+            Self::Denied => "denied",
+            Self::InvalidInput => "invalid_input",
+            Self::HostFault => "host_fault",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind a component gave its own failure (mirrors the WIT `failure-kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestFailureKind {
+    /// Malformed input.
+    InvalidInput,
+    /// Something looked for does not exist.
+    NotFound,
+    /// Refused by a grant or policy.
+    Denied,
+    /// Temporary; may be retried.
+    Transient,
+    /// A bug or unexpected state.
+    Internal,
+}
+
+/// A failed step attempt: its class and a message for humans.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepFailure {
+    /// The failure class.
+    pub class: FailureClass,
+    /// What happened, for humans. For traps, the trap message.
+    pub message: String,
+    /// For `guest_error` and `denied`: the kind the component reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_kind: Option<GuestFailureKind>,
+}
+
+impl StepFailure {
+    /// A failure of `class` with a message.
+    pub fn new(class: FailureClass, message: impl Into<String>) -> Self {
+        StepFailure { class, message: message.into(), guest_kind: None }
+    }
+
+    /// The failure a component returned itself: class `denied` for kind `denied`,
+    /// otherwise `guest_error`.
+    pub fn from_guest(kind: GuestFailureKind, message: impl Into<String>) -> Self {
+        let class = match kind {
+            GuestFailureKind::Denied => FailureClass::Denied,
+            _ => FailureClass::GuestError,
+        };
+        StepFailure { class, message: message.into(), guest_kind: Some(kind) }
+    }
+}
+
+impl std::fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.class, self.message)
+    }
+}

@@ -1,0 +1,321 @@
+//! The workflow manifest (TOML), parsed strictly: unknown fields are rejected and every
+//! error names the file, line and column, with a hint on what to do.
+//!
+//! ```toml
+//! name = "support-triage"
+//! version = "0.1.0"
+//!
+//! [defaults]
+//! budget = { fuel = 2_000_000_000, wall_time = "10s", memory = "64MiB" }
+//!
+//! [tools.customer-lookup]
+//! component = "plugins/customer_lookup.wasm"
+//!
+//! [[steps]]
+//! name = "classify"
+//! component = "plugins/classify.wasm"
+//!
+//! [[steps]]
+//! name = "draft"
+//! component = "plugins/draft_reply.wasm"
+//! tools = ["customer-lookup"]
+//! budget = { tool_calls = 4 }
+//! ```
+//!
+//! Steps run in order; each receives the previous step's output (the first receives the
+//! run input), and the last step's output is the run's output.
+
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use toml::Spanned;
+
+use crate::budget::{BudgetSpec, StepBudget, ToolBudget};
+
+/// Largest memory budget a manifest may ask for; the host reserves address space for it.
+pub const MAX_MEMORY: u64 = 4 << 30;
+
+/// A validated workflow: names checked, references resolved, budgets complete.
+#[derive(Clone, Debug)]
+pub struct Workflow {
+    /// The workflow's name.
+    pub name: String,
+    /// Its version, if given.
+    pub version: Option<String>,
+    /// What it does.
+    pub description: Option<String>,
+    /// Declared tools, by name.
+    pub tools: BTreeMap<String, ToolSpec>,
+    /// Steps, in execution order.
+    pub steps: Vec<StepSpec>,
+    source: Source,
+}
+
+/// A tool declared in the manifest.
+#[derive(Clone, Debug)]
+pub struct ToolSpec {
+    /// The name steps call it by.
+    pub name: String,
+    /// Where its component is.
+    pub component: ComponentRef,
+    /// The budget of each call.
+    pub budget: ToolBudget,
+}
+
+/// A step declared in the manifest.
+#[derive(Clone, Debug)]
+pub struct StepSpec {
+    /// The step's name, unique in the workflow.
+    pub name: String,
+    /// Where its component is.
+    pub component: ComponentRef,
+    /// Tools the step may call; any other call is denied.
+    pub tools: Vec<String>,
+    /// The budget of each attempt.
+    pub budget: StepBudget,
+}
+
+/// A component reference as written, with its position for error messages.
+#[derive(Clone, Debug)]
+pub struct ComponentRef {
+    /// The path as written (relative paths are relative to the manifest's directory).
+    pub path: String,
+    /// Byte range in the manifest.
+    pub span: Range<usize>,
+}
+
+#[derive(Clone, Debug)]
+struct Source {
+    file: String,
+    text: String,
+}
+
+/// One problem in a manifest, with its position.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}{}", hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+pub struct ManifestError {
+    /// The manifest file.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+/// Every problem found in a manifest (never empty).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ManifestErrors(pub Vec<ManifestError>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkflow {
+    name: Spanned<String>,
+    version: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    tools: BTreeMap<Spanned<String>, RawTool>,
+    #[serde(default)]
+    steps: Vec<RawStep>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    #[serde(default)]
+    budget: Option<Spanned<BudgetSpec>>,
+    #[serde(default)]
+    tool_budget: Option<Spanned<BudgetSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTool {
+    component: Spanned<String>,
+    #[serde(default)]
+    budget: Option<Spanned<BudgetSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    name: Spanned<String>,
+    component: Spanned<String>,
+    #[serde(default)]
+    tools: Vec<Spanned<String>>,
+    #[serde(default)]
+    budget: Option<Spanned<BudgetSpec>>,
+}
+
+impl Workflow {
+    /// Parses and validates a manifest. `file` is used only in error messages.
+    pub fn parse(file: &str, text: &str) -> Result<Workflow, ManifestErrors> {
+        let source = Source { file: file.to_string(), text: text.to_string() };
+        let raw: RawWorkflow = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let hint = toml_hint(e.message());
+            ManifestErrors(vec![source.error(span, e.message().trim_end(), hint)])
+        })?;
+        let mut errors = Vec::new();
+        let mut err = |span: Range<usize>, msg: String, hint: Option<&str>| {
+            errors.push(source.error(span, &msg, hint.map(str::to_string)));
+        };
+
+        if let Err(m) = check_name(raw.name.get_ref()) {
+            err(raw.name.span(), format!("workflow name {m}"), None);
+        }
+        let step_defaults = check_budget(&raw.defaults.budget, &mut err).unwrap_or_default();
+        let tool_defaults = check_budget(&raw.defaults.tool_budget, &mut err).unwrap_or_default();
+        if let Some(b) = &raw.defaults.tool_budget {
+            if b.get_ref().tool_calls.is_some() {
+                err(b.span(), "`tool_calls` does not apply to tools: a tool cannot call tools".into(), None);
+            }
+        }
+
+        let mut tools = BTreeMap::new();
+        for (name, tool) in &raw.tools {
+            if let Err(m) = check_name(name.get_ref()) {
+                err(name.span(), format!("tool name {m}"), None);
+            }
+            let spec = check_budget(&tool.budget, &mut err).unwrap_or_default();
+            if spec.tool_calls.is_some() {
+                err(tool.budget.as_ref().map_or(0..0, |b| b.span()), "`tool_calls` does not apply to tools: a tool cannot call tools".into(), None);
+            }
+            let budget = ToolBudget::from_spec(&spec.over(&tool_defaults));
+            let component = component_ref(&tool.component, &mut err);
+            tools.insert(name.get_ref().clone(), ToolSpec { name: name.get_ref().clone(), component, budget });
+        }
+
+        if raw.steps.is_empty() {
+            err(0..0, "the workflow has no steps".into(), Some("add a `[[steps]]` table with `name` and `component`"));
+        }
+        let mut seen = HashSet::new();
+        let mut steps = Vec::new();
+        for step in &raw.steps {
+            let name = step.name.get_ref();
+            if let Err(m) = check_name(name) {
+                err(step.name.span(), format!("step name {m}"), None);
+            } else if !seen.insert(name.clone()) {
+                err(step.name.span(), format!("step name `{name}` is used twice"), Some("give every step a unique name"));
+            }
+            for tool in &step.tools {
+                if !tools.contains_key(tool.get_ref()) {
+                    let declared: Vec<&str> = tools.keys().map(String::as_str).collect();
+                    let hint = if declared.is_empty() {
+                        format!("declare it with a `[tools.{}]` table", tool.get_ref())
+                    } else {
+                        format!("declared tools: {}", declared.join(", "))
+                    };
+                    err(tool.span(), format!("step `{name}` lists tool `{}`, which is not declared", tool.get_ref()), Some(&hint));
+                }
+            }
+            let spec = check_budget(&step.budget, &mut err).unwrap_or_default();
+            steps.push(StepSpec {
+                name: name.clone(),
+                component: component_ref(&step.component, &mut err),
+                tools: step.tools.iter().map(|t| t.get_ref().clone()).collect(),
+                budget: StepBudget::from_spec(&spec.over(&step_defaults)),
+            });
+        }
+
+        if !errors.is_empty() {
+            return Err(ManifestErrors(errors));
+        }
+        Ok(Workflow {
+            name: raw.name.into_inner(),
+            version: raw.version,
+            description: raw.description,
+            tools,
+            steps,
+            source,
+        })
+    }
+
+    /// The manifest file name given to [`Workflow::parse`].
+    pub fn file(&self) -> &str {
+        &self.source.file
+    }
+
+    /// An error positioned at `span` of this manifest, for checks made after parsing
+    /// (for example a component file that does not exist).
+    pub fn error_at(&self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) -> ManifestError {
+        self.source.error(span, &message.into(), hint)
+    }
+}
+
+impl Source {
+    fn error(&self, span: Range<usize>, message: &str, hint: Option<String>) -> ManifestError {
+        let (line, column) = line_column(&self.text, span.start);
+        ManifestError { file: self.file.clone(), line, column, message: message.to_string(), hint }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{name}` must be 1-64 lowercase letters, digits, `-` or `_`, starting with a letter or digit"))
+    }
+}
+
+fn component_ref(c: &Spanned<String>, err: &mut impl FnMut(Range<usize>, String, Option<&str>)) -> ComponentRef {
+    if c.get_ref().trim().is_empty() {
+        err(c.span(), "`component` is empty".into(), Some("give the path of a .wasm component"));
+    }
+    ComponentRef { path: c.get_ref().clone(), span: c.span() }
+}
+
+fn check_budget(
+    budget: &Option<Spanned<BudgetSpec>>,
+    err: &mut impl FnMut(Range<usize>, String, Option<&str>),
+) -> Option<BudgetSpec> {
+    let b = budget.as_ref()?;
+    let spec = b.get_ref();
+    let span = b.span();
+    if spec.fuel == Some(0) {
+        err(span.clone(), "budget `fuel` must be at least 1".into(), None);
+    }
+    if spec.wall_time.is_some_and(|d| d.as_millis() == 0) {
+        err(span.clone(), "budget `wall_time` must be at least 1ms".into(), None);
+    }
+    if let Some(m) = spec.memory {
+        if m < 64 << 10 {
+            err(span.clone(), format!("budget `memory` of {m} bytes is below one WebAssembly page (64KiB)"), None);
+        } else if m > MAX_MEMORY {
+            err(span.clone(), format!("budget `memory` of {m} bytes is above the host's limit of 4GiB"), None);
+        }
+    }
+    Some(spec.clone())
+}
+
+fn toml_hint(message: &str) -> Option<String> {
+    if message.contains("unknown field") {
+        Some("check the spelling; the fields this table accepts are listed above".into())
+    } else if message.contains("missing field") {
+        Some("add the field; see the workflow format in the README".into())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,53 @@
-fn main(){}
+//! `tether`: run workflow steps and agent tools as sandboxed WebAssembly components.
+//!
+//! `main` is thin: it parses flags, runs a command, prints errors and owns exit codes.
+
+mod cli;
+mod inspect;
+mod output;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// An error that ends the command, with the exit code it implies.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Bad usage or bad input (a manifest, a component, the run input): exit code 2.
+    Usage(String),
+    /// The host itself failed: exit code 1.
+    Internal(String),
+}
+
+impl Failure {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        Failure::Usage(message.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help and version to stdout with code 0, errors with code 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        cli::Command::Run(args) => run::run(args),
+        cli::Command::Inspect(args) => inspect::inspect(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Internal(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}

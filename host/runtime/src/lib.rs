@@ -1,1 +1,26 @@
+//! The tether runtime: the only crate that touches wasmtime.
+//!
+//! One [`Runtime`] owns one wasmtime `Engine` (pooling allocator, fuel and epoch
+//! interruption, deterministic floats), an on-disk cache of compiled components, and the
+//! linkers for the two worlds of `tether:plugin@0.1.0`. Every step attempt and every tool
+//! call runs in a fresh `Store` with its own budget; nothing a guest does can reach the
+//! host beyond the `host` interface and a WASI with nothing granted.
 
+mod attempt;
+mod bindings;
+mod cache;
+mod classify;
+mod engine;
+mod host;
+mod inspect;
+mod limits;
+mod load;
+mod pipe;
+mod state;
+mod workflow;
+
+pub use cache::AotCache;
+pub use engine::{Runtime, RuntimeConfig};
+pub use inspect::{ComponentInfo, WorldFit};
+pub use load::{LoadError, LoadedStep, LoadedTool, LoadedWorkflow, StepComponent, ToolComponent};
+pub use workflow::{Progress, StepRun};

@@ -13,4 +13,7 @@ pub use budget::{BudgetSpec, StepBudget, ToolBudget};
 pub use failure::{FailureClass, GuestFailureKind, StepFailure};
 pub use ids::RunId;
 pub use manifest::{ManifestError, ManifestErrors, StepSpec, ToolSpec, Workflow};
-pub use report::{RunError, RunTotals, LogLevel, LogLine, RunReport, RunStatus, StepReport, StepStats, ToolCallReport};
+pub use report::{
+    LogLevel, LogLine, RunError, RunReport, RunStatus, RunTotals, StepReport, StepStats,
+    ToolCallReport,
+};

@@ -147,7 +147,10 @@ pub struct RunReport {
 impl RunReport {
     /// Totals computed from the steps and the run's wall time.
     pub fn totals_of(steps: &[StepReport], wall_us: u64) -> RunTotals {
-        let mut totals = RunTotals { wall_us, ..RunTotals::default() };
+        let mut totals = RunTotals {
+            wall_us,
+            ..RunTotals::default()
+        };
         for s in steps {
             totals.fuel = totals.fuel.saturating_add(s.stats.total_fuel());
             totals.tool_calls += s.stats.tool_calls.len() as u64;

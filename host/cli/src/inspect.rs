@@ -1,0 +1,43 @@
+//! `tether inspect`.
+
+use std::process::ExitCode;
+
+use crate::cli::InspectArgs;
+use crate::Failure;
+
+pub(crate) fn inspect(args: InspectArgs) -> Result<ExitCode, Failure> {
+    let runtime = args.host.runtime()?;
+    let info = runtime
+        .inspect(&args.component)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&info).expect("info serializes")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("file:    {}", args.component.display());
+    println!("size:    {} bytes", info.size);
+    println!("sha256:  {}", info.sha256);
+    println!(
+        "world:   {}",
+        info.world
+            .unwrap_or("none (fits neither the step nor the tool world)")
+    );
+    println!("imports:");
+    for i in &info.imports {
+        println!("  {i}");
+    }
+    println!("exports:");
+    for e in &info.exports {
+        println!("  {e}");
+    }
+    for (name, fit) in [("step", &info.step), ("tool", &info.tool)] {
+        match &fit.problem {
+            None => println!("fits the {name} world: yes"),
+            Some(p) => println!("fits the {name} world: no, it {p}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

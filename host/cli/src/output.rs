@@ -1,0 +1,115 @@
+//! Human-readable output. Data goes to stdout, progress and logs to stderr. Anything a
+//! guest wrote is sanitized before it reaches a terminal.
+
+use tether_types::{LogLevel, RunReport, RunStatus, StepReport};
+
+/// Replaces control characters (ANSI escapes included) so guest text cannot drive the terminal.
+pub(crate) fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn fuel(units: u64) -> String {
+    match units {
+        u if u >= 1_000_000_000 => format!("{:.2}G", u as f64 / 1e9),
+        u if u >= 1_000_000 => format!("{:.2}M", u as f64 / 1e6),
+        u if u >= 1_000 => format!("{:.1}k", u as f64 / 1e3),
+        u => u.to_string(),
+    }
+}
+
+pub(crate) fn micros(us: u64) -> String {
+    match us {
+        u if u >= 1_000_000 => format!("{:.2}s", u as f64 / 1e6),
+        u if u >= 1_000 => format!("{:.1}ms", u as f64 / 1e3),
+        u => format!("{u}µs"),
+    }
+}
+
+pub(crate) fn step_started(index: usize, total: usize, name: &str) {
+    eprint!("[{}/{total}] {name} ...\r", index + 1);
+}
+
+pub(crate) fn step_finished(
+    index: usize,
+    total: usize,
+    report: &StepReport,
+    verbose: bool,
+    tty: bool,
+) {
+    let s = &report.stats;
+    let outcome = match &report.error {
+        None => "completed".to_string(),
+        Some(f) => format!("failed: {}", f.class),
+    };
+    let tools = if s.tool_calls.is_empty() {
+        String::new()
+    } else {
+        format!(", {} tool calls", s.tool_calls.len())
+    };
+    let clear = if tty { "\x1b[2K" } else { "" };
+    eprintln!(
+        "{clear}[{}/{total}] {}  {outcome}  fuel {}  time {}{tools}",
+        index + 1,
+        report.name,
+        fuel(s.total_fuel()),
+        micros(s.wall_us)
+    );
+    for line in &s.logs {
+        if verbose || line.level >= LogLevel::Warn {
+            let from = line
+                .tool
+                .as_deref()
+                .map(|t| format!(" tool {t}"))
+                .unwrap_or_default();
+            eprintln!(
+                "      {:?}{from} {}: {}",
+                line.level,
+                line.stream,
+                sanitize(&line.message)
+            );
+        }
+    }
+    if s.logs_dropped > 0 {
+        eprintln!("      ({} log lines dropped: cap reached)", s.logs_dropped);
+    }
+    if let Some(f) = &report.error {
+        eprintln!("      {}", sanitize(&f.message));
+    }
+}
+
+pub(crate) fn run_summary(report: &RunReport) {
+    match report.status {
+        RunStatus::Completed => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report.output).expect("JSON values serialize")
+            );
+            eprintln!(
+                "run {} completed: {} steps, fuel {}, {}",
+                report.run_id,
+                report.steps.len(),
+                fuel(report.totals.fuel),
+                micros(report.totals.wall_us)
+            );
+        }
+        RunStatus::Failed => {
+            if let Some(e) = &report.error {
+                eprintln!(
+                    "run {} failed at step `{}`: {}: {}",
+                    report.run_id,
+                    e.step,
+                    e.class,
+                    sanitize(&e.message)
+                );
+            }
+        }
+    }
+}

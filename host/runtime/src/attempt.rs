@@ -1,0 +1,196 @@
+//! One attempt: a fresh store with its budget set before anything runs, instantiate from
+//! the cached `InstancePre`, one call, classify how it ended, drop the store. A store that
+//! trapped is never reused because no store outlives its attempt.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::IgnoredAny;
+use tether_types::{FailureClass, StepFailure, StepStats, ToolBudget};
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+use crate::bindings::Failure;
+use crate::classify::{classify, guest_failure, WallClockExpired};
+use crate::load::{LoadedStep, LoadedTool};
+use crate::state::{StepGrants, StoreState};
+
+/// The limits of one attempt.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) fuel: u64,
+    pub(crate) wall_time: Duration,
+    pub(crate) memory: u64,
+    pub(crate) output: u64,
+}
+
+impl From<ToolBudget> for Limits {
+    fn from(b: ToolBudget) -> Self {
+        Limits {
+            fuel: b.fuel,
+            wall_time: b.wall_time,
+            memory: b.memory,
+            output: b.output,
+        }
+    }
+}
+
+/// What is being called.
+enum Entry<'a> {
+    Step(&'a LoadedStep),
+    Tool(&'a LoadedTool),
+}
+
+impl Entry<'_> {
+    async fn instantiate_and_call(&self, store: &mut Store<StoreState>, input: &str) -> Phase {
+        match self {
+            Entry::Step(s) => match s.component.pre.instantiate_async(&mut *store).await {
+                Err(e) => Phase::Instantiate(e),
+                Ok(i) => Phase::Call(
+                    i.tether_plugin_step()
+                        .call_run(&mut *store, &input.to_owned())
+                        .await,
+                ),
+            },
+            Entry::Tool(t) => match t.component.pre.instantiate_async(&mut *store).await {
+                Err(e) => Phase::Instantiate(e),
+                Ok(i) => Phase::Call(
+                    i.tether_plugin_tool()
+                        .call_call(&mut *store, &input.to_owned())
+                        .await,
+                ),
+            },
+        }
+    }
+}
+
+/// Where an attempt ended: instantiation failures can be host faults, call failures cannot.
+enum Phase {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Result<Result<String, Failure>>),
+}
+
+/// Runs one attempt of a step.
+pub(crate) async fn run_step_attempt(
+    engine: &Engine,
+    step: &LoadedStep,
+    input: &str,
+) -> (Result<String, StepFailure>, StepStats) {
+    let b = step.spec.budget;
+    let grants = StepGrants {
+        step_name: step.spec.name.clone(),
+        tools: Arc::clone(&step.tools),
+        max_calls: b.tool_calls,
+        deadline: Instant::now() + b.wall_time,
+        // A tool's input can be as large as the step's own output may be.
+        max_tool_input: b.output,
+    };
+    let limits = Limits {
+        fuel: b.fuel,
+        wall_time: b.wall_time,
+        memory: b.memory,
+        output: b.output,
+    };
+    run(engine, Entry::Step(step), input, limits, Some(grants)).await
+}
+
+/// Runs one tool call in its own sandbox.
+pub(crate) async fn run_tool_call(
+    engine: &Engine,
+    tool: &LoadedTool,
+    input: &str,
+    limits: Limits,
+) -> (Result<String, StepFailure>, StepStats) {
+    run(engine, Entry::Tool(tool), input, limits, None).await
+}
+
+async fn run(
+    engine: &Engine,
+    entry: Entry<'_>,
+    input: &str,
+    limits: Limits,
+    grants: Option<StepGrants>,
+) -> (Result<String, StepFailure>, StepStats) {
+    let start = Instant::now();
+    let deadline = start + limits.wall_time;
+    let mut store = Store::new(engine, StoreState::new(limits.memory, grants));
+    store.limiter(|s| &mut s.limiter);
+    // Budgets are set before instantiation: a new store has no fuel and an expired
+    // deadline, and instantiation runs guest code.
+    let metered = store.set_fuel(limits.fuel).is_ok();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Err(wasmtime::Error::new(WallClockExpired))
+        } else {
+            // Yield to the executor every tick so the async timeout below can fire even
+            // for a guest that never calls the host.
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store.set_hostcall_fuel((limits.output as usize).max(1 << 20) + (64 << 10));
+
+    let phase = tokio::time::timeout(
+        limits.wall_time,
+        entry.instantiate_and_call(&mut store, input),
+    )
+    .await;
+    let wall_us = start.elapsed().as_micros() as u64;
+    let remaining = if metered {
+        store.get_fuel().unwrap_or(0)
+    } else {
+        0
+    };
+    let state = store.data_mut();
+    let used = if metered {
+        limits
+            .fuel
+            .saturating_sub(remaining)
+            .saturating_sub(state.record.tool_fuel)
+    } else {
+        0
+    };
+    let outcome = match phase {
+        Err(_elapsed) => Err(StepFailure::new(
+            FailureClass::TimedOut,
+            format!(
+                "exceeded its wall_time budget of {:?} (stopped while blocked in a host call)",
+                limits.wall_time
+            ),
+        )),
+        Ok(Phase::Instantiate(e)) => Err(classify(e, state, &limits, true)),
+        Ok(Phase::Call(Err(e))) => Err(classify(e, state, &limits, false)),
+        Ok(Phase::Call(Ok(Err(f)))) => Err(guest_failure(f)),
+        Ok(Phase::Call(Ok(Ok(json)))) => check_output(json, limits.output),
+    };
+    let tool_name = match entry {
+        Entry::Tool(t) => Some(t.spec.name.as_str()),
+        Entry::Step(_) => None,
+    };
+    let stats = state.finish(used, wall_us, tool_name);
+    (outcome, stats)
+}
+
+/// The output must fit the budget and be JSON.
+fn check_output(json: String, cap: u64) -> Result<String, StepFailure> {
+    if json.len() as u64 > cap {
+        return Err(StepFailure::new(
+            FailureClass::OutputTooLarge,
+            format!(
+                "output is {} bytes; the output budget is {cap} bytes",
+                json.len()
+            ),
+        ));
+    }
+    if let Err(e) = serde_json::from_str::<IgnoredAny>(&json) {
+        let start: String = json
+            .chars()
+            .take(60)
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        return Err(StepFailure::new(
+            FailureClass::InvalidOutput,
+            format!("output is not JSON ({e}); it starts with {start:?}"),
+        ));
+    }
+    Ok(json)
+}

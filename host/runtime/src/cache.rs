@@ -1,0 +1,130 @@
+//! Compiled components on disk, so a component is compiled once per engine
+//! configuration, not once per process. Entries are keyed by the wasm's sha256 and a
+//! digest of the engine's compatibility hash: an artifact from another wasmtime version
+//! or another configuration (fuel on or off, say) is never loaded.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+/// The on-disk cache of compiled components.
+pub struct AotCache {
+    dir: Option<PathBuf>,
+    engine_key: String,
+}
+
+/// Feeds `Hash` output into sha256, giving a digest that is stable across processes.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+impl AotCache {
+    /// `$TETHER_CACHE_DIR`, or the user's cache directory + `tether/aot`.
+    pub fn default_dir() -> Option<PathBuf> {
+        match std::env::var_os("TETHER_CACHE_DIR") {
+            Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
+            _ => dirs::cache_dir().map(|d| d.join("tether").join("aot")),
+        }
+    }
+
+    pub(crate) fn new(dir: Option<PathBuf>, engine: &Engine) -> AotCache {
+        let mut h = Sha256Hasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let engine_key = hex::encode(&h.0.finalize()[..8]);
+        AotCache { dir, engine_key }
+    }
+
+    fn entry(&self, digest: &str) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{digest}-{}.cwasm", self.engine_key)))
+    }
+
+    /// The compiled component for `wasm` (whose sha256 is `digest`): from the cache if
+    /// present and loadable, otherwise compiled and stored. `Err` says why `wasm` is not a
+    /// usable component.
+    pub(crate) fn component(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        digest: &str,
+    ) -> Result<Component, String> {
+        if let Some(path) = self.entry(digest) {
+            if path.exists() {
+                match load_artifact(engine, &path) {
+                    Ok(c) => return Ok(c),
+                    Err(e) => {
+                        tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display())
+                    }
+                }
+            }
+        }
+        check_header(wasm)?;
+        let component =
+            Component::new(engine, wasm).map_err(|e| format!("is not a valid component: {e:#}"))?;
+        if let Some(path) = self.entry(digest) {
+            if let Err(e) = store_artifact(&component, &path) {
+                tracing::warn!("could not write cache entry {}: {e:#}", path.display());
+            }
+        }
+        Ok(component)
+    }
+}
+
+#[allow(unsafe_code)]
+fn load_artifact(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: `deserialize_file` trusts its input to be an artifact wasmtime produced.
+    // Files in the cache directory are only ever written by `store_artifact` (created
+    // owner-only, renamed into place complete) and their names carry the engine's
+    // compatibility hash, so a file here was produced by this engine configuration.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+fn store_artifact(component: &Component, path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().expect("cache entries live in a directory");
+    create_private_dir(dir)?;
+    let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        std::thread::current().name().unwrap_or("t").len()
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// A clear message for files that are not components at all.
+fn check_header(wasm: &[u8]) -> Result<(), String> {
+    if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+        return Err(
+            "is not a WebAssembly file (it does not start with the `\\0asm` header)".into(),
+        );
+    }
+    if wasm[4..8] == [1, 0, 0, 0] {
+        return Err(
+            "is a core WebAssembly module, not a component; build it for the \
+                    wasm32-wasip2 target, or wrap it with `wasm-tools component new`"
+                .into(),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! The one wasmtime `Engine`, configured for many short-lived sandboxes, and the epoch
+//! ticker that gives every store a wall clock.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::cache::AotCache;
+use crate::state::StoreState;
+
+/// How the runtime is set up. The defaults suit a CLI run or a test suite.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Sandboxes (step attempts plus tool calls) that may exist at once.
+    pub max_sandboxes: u32,
+    /// Epoch tick: the resolution of wall-time budgets.
+    pub epoch_tick: Duration,
+    /// Meter fuel. Only benchmarks turn this off, to measure what metering costs.
+    pub fuel: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: AotCache::default_dir(),
+            max_sandboxes: 128,
+            epoch_tick: Duration::from_millis(1),
+            fuel: true,
+        }
+    }
+}
+
+/// Runs steps and tools. Create one per process and share it; it is cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) engine: Engine,
+    pub(crate) step_linker: Linker<StoreState>,
+    pub(crate) tool_linker: Linker<StoreState>,
+    pub(crate) cache: AotCache,
+    /// Components loaded in this process, by sha256, so each is compiled or read once.
+    pub(crate) loaded: Mutex<HashMap<[u8; 32], wasmtime::component::Component>>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Builds the engine, the linkers and the cache, and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> wasmtime::Result<Runtime> {
+        let engine = Engine::new(&engine_config(&config))?;
+        let step_linker = crate::host::step_linker(&engine)?;
+        let tool_linker = crate::host::tool_linker(&engine)?;
+        let cache = AotCache::new(config.cache_dir.clone(), &engine);
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), config.epoch_tick, ticker_stop.clone())
+            .map_err(wasmtime::Error::new)?;
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                step_linker,
+                tool_linker,
+                cache,
+                loaded: Mutex::new(HashMap::new()),
+                ticker_stop,
+            }),
+        })
+    }
+
+    /// The engine, for callers that need to compile or inspect components themselves.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+}
+
+fn engine_config(config: &RuntimeConfig) -> Config {
+    let n = config.max_sandboxes.max(2);
+    let mut pool = PoolingAllocationConfig::default();
+    // Keeping the first MiB of each memory resident (zeroed, not unmapped) is what makes
+    // a fresh sandbox per attempt cost microseconds rather than tens of microseconds.
+    pool.linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10)
+        .async_stack_keep_resident(64 << 10)
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .total_component_instances(n)
+        .total_core_instances(n * 8)
+        .total_memories(n * 2)
+        .total_tables(n * 4)
+        .total_stacks(n)
+        .max_memory_size(tether_types::manifest::MAX_MEMORY as usize);
+    let mut cfg = Config::new();
+    cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    cfg.consume_fuel(config.fuel);
+    cfg.epoch_interruption(true);
+    // Replay needs the same floats on every machine.
+    cfg.cranelift_nan_canonicalization(true);
+    cfg.relaxed_simd_deterministic(true);
+    cfg.wasm_component_model(true);
+    cfg
+}
+
+fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("tether-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        })?;
+    Ok(())
+}

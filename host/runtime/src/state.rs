@@ -1,0 +1,188 @@
+//! What one store holds: a WASI context with nothing granted, the memory limiter, the
+//! captured stdio, and the record of what the guest did (logs, usage, tool calls).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tether_types::{FailureClass, LogLevel, LogLine, StepStats, ToolCallReport};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::limits::MemoryLimiter;
+use crate::load::LoadedTool;
+use crate::pipe::CappedPipe;
+
+/// Bytes of stdout and of stderr kept per sandbox.
+pub(crate) const STDIO_CAP: usize = 64 << 10;
+/// Longest log line kept; longer lines are cut and marked.
+const LOG_LINE_CAP: usize = 4 << 10;
+/// Log lines kept per step attempt (tool calls included).
+const LOG_LINES_CAP: usize = 1000;
+/// Distinct usage metrics per step attempt.
+const USAGE_METRICS_CAP: usize = 64;
+
+pub(crate) struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) stdout: CappedPipe,
+    pub(crate) stderr: CappedPipe,
+    pub(crate) record: Record,
+    /// Set by a host function that ends the attempt for a budget reason, so the trap it
+    /// raises is classified by cause rather than by message.
+    pub(crate) tripped: Option<(FailureClass, String)>,
+    /// Present in step stores only: what the step may call.
+    pub(crate) step: Option<StepGrants>,
+}
+
+/// A step's view of the tools it was granted and how many calls remain.
+pub(crate) struct StepGrants {
+    pub(crate) step_name: String,
+    pub(crate) tools: Arc<HashMap<String, Arc<LoadedTool>>>,
+    pub(crate) max_calls: u32,
+    pub(crate) deadline: Instant,
+    pub(crate) max_tool_input: u64,
+}
+
+/// What the guest did, accumulated during the attempt.
+#[derive(Default)]
+pub(crate) struct Record {
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) logs_dropped: u64,
+    pub(crate) usage: BTreeMap<String, f64>,
+    pub(crate) tool_calls: Vec<ToolCallReport>,
+    pub(crate) tool_fuel: u64,
+}
+
+impl StoreState {
+    pub(crate) fn new(memory_cap: u64, step: Option<StepGrants>) -> Self {
+        let stdout = CappedPipe::new(STDIO_CAP);
+        let stderr = CappedPipe::new(STDIO_CAP);
+        // Nothing is granted: no env, args, preopened directories, network or inherited
+        // stdio. Only the capped in-memory stdout/stderr.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        StoreState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_cap),
+            stdout,
+            stderr,
+            record: Record::default(),
+            tripped: None,
+            step,
+        }
+    }
+
+    /// Ends the attempt with `class`: records why, and returns the error to trap with.
+    pub(crate) fn trip(&mut self, class: FailureClass, message: String) -> wasmtime::Error {
+        let err = wasmtime::Error::msg(message.clone());
+        self.tripped = Some((class, message));
+        err
+    }
+
+    /// Moves captured stdout and stderr into the log, then returns the statistics.
+    pub(crate) fn finish(&mut self, fuel: u64, wall_us: u64, tool: Option<&str>) -> StepStats {
+        for (stream, pipe, level) in [
+            ("stdout", &self.stdout, LogLevel::Info),
+            ("stderr", &self.stderr, LogLevel::Warn),
+        ] {
+            let (bytes, dropped) = pipe.take();
+            let text = String::from_utf8_lossy(&bytes);
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                self.record.push_log(LogLine {
+                    level,
+                    stream: stream.into(),
+                    tool: tool.map(Into::into),
+                    message: line.into(),
+                });
+            }
+            if dropped > 0 {
+                self.record.push_log(LogLine {
+                    level: LogLevel::Warn,
+                    stream: stream.into(),
+                    tool: tool.map(Into::into),
+                    message: format!(
+                        "[{dropped} more bytes of {stream} dropped: the cap is {STDIO_CAP} bytes]"
+                    ),
+                });
+            }
+        }
+        let r = std::mem::take(&mut self.record);
+        StepStats {
+            fuel,
+            tool_fuel: r.tool_fuel,
+            wall_us,
+            peak_memory: self.limiter.peak(),
+            tool_calls: r.tool_calls,
+            usage: r.usage,
+            logs: r.logs,
+            logs_dropped: r.logs_dropped,
+        }
+    }
+}
+
+impl Record {
+    pub(crate) fn push_log(&mut self, mut line: LogLine) {
+        if self.logs.len() >= LOG_LINES_CAP {
+            self.logs_dropped += 1;
+            return;
+        }
+        if line.message.len() > LOG_LINE_CAP {
+            let cut = line.message.floor_char_boundary(LOG_LINE_CAP);
+            line.message.truncate(cut);
+            line.message.push_str(" [truncated]");
+        }
+        self.logs.push(line);
+    }
+
+    /// Adds a usage report; `Err` names what is wrong with it.
+    pub(crate) fn add_usage(&mut self, metric: &str, amount: f64) -> Result<(), String> {
+        let valid_name = !metric.is_empty()
+            && metric.len() <= 64
+            && metric
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid_name {
+            return Err(format!("usage metric name {metric:?} is invalid: use 1-64 letters, digits, `_`, `.` or `-`"));
+        }
+        if !amount.is_finite() || amount < 0.0 {
+            return Err(format!(
+                "usage amount {amount} for `{metric}` must be finite and not negative"
+            ));
+        }
+        if !self.usage.contains_key(metric) && self.usage.len() >= USAGE_METRICS_CAP {
+            return Err(format!(
+                "more than {USAGE_METRICS_CAP} distinct usage metrics"
+            ));
+        }
+        *self.usage.entry(metric.to_string()).or_default() += amount;
+        Ok(())
+    }
+
+    /// Folds a finished tool call's record into the calling step's.
+    pub(crate) fn absorb_tool(&mut self, stats: StepStats, report: ToolCallReport) {
+        self.tool_fuel = self.tool_fuel.saturating_add(report.fuel);
+        for line in stats.logs {
+            self.push_log(line);
+        }
+        self.logs_dropped += stats.logs_dropped;
+        for (metric, amount) in stats.usage {
+            // Already validated inside the tool's store.
+            *self.usage.entry(metric).or_default() += amount;
+        }
+        self.tool_calls.push(report);
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Running a workflow of sequential steps: each step gets the previous step's output
+//! (the first gets the run input); the first failure ends the run.
+
+use std::time::Instant;
+
+use serde::de::IgnoredAny;
+use tether_types::{
+    FailureClass, RunError, RunId, RunReport, RunStatus, StepFailure, StepReport, StepStats,
+};
+
+use crate::attempt::run_step_attempt;
+use crate::engine::Runtime;
+use crate::load::{LoadedStep, LoadedWorkflow};
+
+/// Progress of a run, for display.
+pub enum Progress<'a> {
+    /// A step is about to start.
+    StepStarted {
+        /// Position in the workflow, from 0.
+        index: usize,
+        /// The step.
+        name: &'a str,
+    },
+    /// A step ended.
+    StepFinished {
+        /// Position in the workflow, from 0.
+        index: usize,
+        /// How it ended.
+        report: &'a StepReport,
+    },
+}
+
+/// The result of one step attempt.
+pub struct StepRun {
+    /// The JSON output, or how the attempt failed.
+    pub output: Result<String, StepFailure>,
+    /// What the attempt consumed and recorded.
+    pub stats: StepStats,
+}
+
+impl Runtime {
+    /// Runs one attempt of `step` with a JSON `input` in a fresh sandbox.
+    pub async fn run_step(&self, step: &LoadedStep, input: &str) -> StepRun {
+        let (output, stats) = run_step_attempt(&self.inner.engine, step, input).await;
+        StepRun { output, stats }
+    }
+
+    /// Runs every step of `workflow` in order.
+    pub async fn run_workflow(
+        &self,
+        workflow: &LoadedWorkflow,
+        run_id: RunId,
+        input: &str,
+        mut progress: impl FnMut(Progress<'_>),
+    ) -> RunReport {
+        let start = Instant::now();
+        let mut reports: Vec<StepReport> = Vec::new();
+        let mut current = input.to_string();
+        let mut error = None;
+        for (index, step) in workflow.steps.iter().enumerate() {
+            progress(Progress::StepStarted {
+                index,
+                name: &step.spec.name,
+            });
+            let run = if let Err(e) = serde_json::from_str::<IgnoredAny>(&current) {
+                StepRun {
+                    output: Err(StepFailure::new(
+                        FailureClass::InvalidInput,
+                        format!("the run input is not JSON: {e}"),
+                    )),
+                    stats: StepStats::default(),
+                }
+            } else {
+                self.run_step(step, &current).await
+            };
+            let report = StepReport {
+                name: step.spec.name.clone(),
+                outcome: if run.output.is_ok() {
+                    RunStatus::Completed
+                } else {
+                    RunStatus::Failed
+                },
+                error: run.output.as_ref().err().cloned(),
+                stats: run.stats,
+            };
+            progress(Progress::StepFinished {
+                index,
+                report: &report,
+            });
+            reports.push(report);
+            match run.output {
+                Ok(out) => current = out,
+                Err(f) => {
+                    error = Some(RunError {
+                        class: f.class,
+                        step: step.spec.name.clone(),
+                        message: f.message,
+                    });
+                    break;
+                }
+            }
+        }
+        let wall_us = start.elapsed().as_micros() as u64;
+        let (status, output) = match &error {
+            None => (
+                RunStatus::Completed,
+                serde_json::from_str(&current).unwrap_or(serde_json::Value::Null),
+            ),
+            Some(_) => (RunStatus::Failed, serde_json::Value::Null),
+        };
+        RunReport {
+            run_id,
+            workflow: workflow.workflow.name.clone(),
+            status,
+            output,
+            error,
+            totals: RunReport::totals_of(&reports, wall_us),
+            steps: reports,
+        }
+    }
+}

@@ -10,7 +10,7 @@ use tether_types::{FailureClass, StepFailure, StepStats, ToolBudget};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use crate::bindings::Failure;
-use crate::classify::{classify, guest_failure, WallClockExpired};
+use crate::classify::{classify, guest_failure, hostcall_limit, WallClockExpired};
 use crate::load::{LoadedStep, LoadedTool};
 use crate::state::{StepGrants, StoreState};
 
@@ -127,7 +127,7 @@ async fn run(
             Ok(UpdateDeadline::Yield(1))
         }
     });
-    store.set_hostcall_fuel((limits.output as usize).max(1 << 20) + (64 << 10));
+    store.set_hostcall_fuel(hostcall_limit(&limits));
 
     let phase = tokio::time::timeout(
         limits.wall_time,

@@ -65,10 +65,26 @@ pub(crate) fn classify(
             FailureClass::HostFault,
             format!("could not create the sandbox: {err:#}"),
         ),
+        // wasmtime's limit on bytes copied out of the guest in one call (its error type
+        // is private, so it is recognised by its message; a test pins this).
+        None if format!("{err:#}").contains("fuel allocated for hostcalls has been exhausted") => StepFailure::new(
+            FailureClass::OutputTooLarge,
+            format!(
+                "tried to pass more than {} bytes out of the sandbox in one call; the output budget is {} bytes",
+                hostcall_limit(limits),
+                limits.output
+            ),
+        ),
         // An error raised by a host function on the guest's behalf (for example a WASI
         // call the guest made in a way that cannot be served).
         None => StepFailure::new(FailureClass::Trap, format!("{err:#}")),
     }
+}
+
+/// Bytes a guest may pass out of its sandbox in one call (an export's result or a host
+/// call's arguments): the output budget plus room for the call's other arguments.
+pub(crate) fn hostcall_limit(limits: &Limits) -> usize {
+    (limits.output as usize).max(1 << 20) + (64 << 10)
 }
 
 /// A guest's own `err`, with its kind.

@@ -101,7 +101,8 @@ impl StoreState {
                 });
             }
             if dropped > 0 {
-                self.record.push_log(LogLine {
+                // A host notice: kept even when the line cap is reached.
+                self.record.logs.push(LogLine {
                     level: LogLevel::Warn,
                     stream: stream.into(),
                     tool: tool.map(Into::into),

@@ -1,0 +1,239 @@
+//! The `tether` executable: exit codes, JSON output, and one clear error per bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tether_tests::{artifacts, cache_dir, repo_root};
+
+fn tether(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(args)
+        .env("TETHER_CACHE_DIR", cache_dir())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the tether binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A scratch directory for files a test writes.
+fn scratch(name: &str) -> PathBuf {
+    let dir = repo_root().join("target").join("cli-tests").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, file: &str, text: &str) -> String {
+    let path = dir.join(file);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// A usage error: exit code 2, one clear message, no panic or backtrace.
+fn assert_usage_error(o: &Output, expected: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    for e in expected {
+        assert!(err.contains(e), "expected {e:?} in: {err}");
+    }
+    assert!(
+        !err.contains("panicked") && !err.contains("stack backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_demo_workflow_runs_from_the_repo_with_json_output() {
+    let wf = repo_root().join("plugins/workflows/support-triage.toml");
+    let input = format!(
+        "@{}",
+        repo_root().join("plugins/workflows/ticket.json").display()
+    );
+    let o = tether(&["run", wf.to_str().unwrap(), "--input", &input, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["run_id"].as_str().unwrap().starts_with("run_"));
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["output"]["category"], "billing");
+    assert_eq!(v["output"]["customer_plan"], "enterprise");
+    assert!(v.get("error").is_none());
+}
+
+#[test]
+fn a_failed_run_exits_1_and_names_class_step_and_message() {
+    let dir = scratch("failed-run");
+    let wf = write(
+        &dir,
+        "wf.toml",
+        &format!(
+            "name = \"f\"\n[[steps]]\nname = \"boom\"\ncomponent = {:?}\n",
+            artifacts::HOSTILE
+        ),
+    );
+    let o = tether(&["run", &wf, "--input", r#"{"mode":"panic"}"#, "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "failed");
+    assert_eq!(v["error"]["class"], "trap");
+    assert_eq!(v["error"]["step"], "boom");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("panicked on purpose"));
+
+    // Human output says the same on stderr.
+    let o = tether(&["run", &wf, "--input", r#"{"mode":"fail"}"#]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("failed at step `boom`: guest_error: upstream model unavailable"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bad_input_json_is_a_usage_error() {
+    let wf = repo_root().join("plugins/workflows/support-triage.toml");
+    let o = tether(&["run", wf.to_str().unwrap(), "--input", "{not json"]);
+    assert_usage_error(&o, &["--input: the input is not valid JSON"]);
+    let o = tether(&[
+        "run",
+        wf.to_str().unwrap(),
+        "--input",
+        "@/nonexistent/ticket.json",
+    ]);
+    assert_usage_error(&o, &["cannot read the input file /nonexistent/ticket.json"]);
+}
+
+#[test]
+fn a_missing_or_malformed_workflow_is_a_usage_error() {
+    let o = tether(&["run", "/nonexistent/wf.toml"]);
+    assert_usage_error(&o, &["/nonexistent/wf.toml: workflow file not found"]);
+
+    let dir = scratch("malformed");
+    let wf = write(
+        &dir,
+        "wf.toml",
+        "name = \"x\"\n[[steps]]\nname = \"a\"\ncomponent = \"a.wasm\"\nretries = 3\n",
+    );
+    let o = tether(&["run", &wf]);
+    assert_usage_error(&o, &[&format!("{wf}:5:1: unknown field `retries`")]);
+}
+
+#[test]
+fn a_missing_component_is_reported_at_its_line() {
+    let dir = scratch("missing-component");
+    let wf = write(
+        &dir,
+        "wf.toml",
+        "name = \"x\"\n[[steps]]\nname = \"a\"\ncomponent = \"nope.wasm\"\n",
+    );
+    let o = tether(&["run", &wf]);
+    assert_usage_error(
+        &o,
+        &[
+            &format!("{wf}:4:13: step component `nope.wasm`"),
+            "file not found",
+            "hint: build the component first",
+        ],
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_component_is_a_usage_error() {
+    let dir = scratch("not-a-component");
+    let text = write(&dir, "text.wasm", "hello");
+    std::fs::write(dir.join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let wf = write(&dir, "wf.toml", "name = \"x\"\n[[steps]]\nname = \"a\"\ncomponent = \"text.wasm\"\n[[steps]]\nname = \"b\"\ncomponent = \"core.wasm\"\n");
+    let o = tether(&["run", &wf]);
+    assert_usage_error(
+        &o,
+        &[
+            "not a WebAssembly file",
+            "core WebAssembly module, not a component",
+            ":4:13:",
+            ":7:13:",
+        ],
+    );
+    let o = tether(&["inspect", &text]);
+    assert_usage_error(&o, &["text.wasm: is not a WebAssembly file"]);
+}
+
+#[test]
+fn a_component_of_the_wrong_world_is_a_usage_error() {
+    let dir = scratch("wrong-world");
+    let wf = write(
+        &dir,
+        "wf.toml",
+        &format!(
+            "name = \"x\"\n[[steps]]\nname = \"a\"\ncomponent = {:?}\n",
+            artifacts::ECHO_TOOL
+        ),
+    );
+    let o = tether(&["run", &wf]);
+    assert_usage_error(
+        &o,
+        &["imports `tether:plugin/tool-host@0.1.0`, which only tools get"],
+    );
+    // A step declared as a tool: named by its import if it uses the host...
+    let wf = write(&dir, "wf2.toml", &format!("name = \"x\"\n[tools.t]\ncomponent = {:?}\n[[steps]]\nname = \"a\"\ncomponent = {:?}\n", artifacts::CLASSIFY, artifacts::TRIVIAL));
+    let o = tether(&["run", &wf]);
+    assert_usage_error(
+        &o,
+        &[
+            "wf2.toml:3:13: tool component",
+            "imports `tether:plugin/host@0.1.0`, which only steps get",
+        ],
+    );
+    // ...and by its export if it imports nothing of ours.
+    let wf = write(&dir, "wf3.toml", &format!("name = \"x\"\n[tools.t]\ncomponent = {:?}\n[[steps]]\nname = \"a\"\ncomponent = {:?}\n", artifacts::TRIVIAL, artifacts::TRIVIAL));
+    let o = tether(&["run", &wf]);
+    assert_usage_error(&o, &["does not export `tether:plugin/tool@0.1.0`, so it is not a tool (it exports `tether:plugin/step@0.1.0`: it is a step; declare it as one)"]);
+}
+
+#[test]
+fn help_teaches_and_unknown_flags_exit_2() {
+    let o = tether(&["run", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("--input") && help.contains("@FILE") && help.contains("Exit code"),
+        "{help}"
+    );
+    let o = tether(&["run", "--frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn inspect_reports_world_fit_imports_and_digest() {
+    let o = tether(&["inspect", artifacts::CLASSIFY, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["world"], "step-plugin");
+    assert_eq!(v["step"]["fits"], true);
+    assert_eq!(v["tool"]["fits"], false);
+    assert!(v["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "tether:plugin/step@0.1.0"));
+    assert!(v["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "tether:plugin/host@0.1.0"));
+    let bytes = std::fs::read(artifacts::CLASSIFY).unwrap();
+    assert_eq!(v["size"], bytes.len());
+    assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
+
+    let o = tether(&["inspect", artifacts::CUSTOMER_LOOKUP]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("world:   tool-plugin"), "{text}");
+    assert!(
+        text.contains("fits the step world: no, it imports `tether:plugin/tool-host@0.1.0`"),
+        "{text}"
+    );
+}

@@ -1,0 +1,94 @@
+//! Deny by default: nothing is reachable without a grant, and tools are charged to the step.
+
+use serde_json::json;
+use tether_types::{FailureClass, RunStatus};
+
+use crate::support::{expect_failure, hostile, run};
+
+#[test]
+fn files_env_args_and_ungranted_tools_are_all_out_of_reach() {
+    let r = run(&hostile("", ""), json!({"mode": "probe"}));
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
+    let o = &r.output;
+    assert!(
+        o["file"].as_str().unwrap().starts_with("Err"),
+        "read /etc/passwd: {}",
+        o["file"]
+    );
+    assert!(
+        o["dir"].as_str().unwrap().starts_with("Err"),
+        "read_dir(.): {}",
+        o["dir"]
+    );
+    assert!(
+        o["root"].as_str().unwrap().starts_with("Err"),
+        "read_dir(/): {}",
+        o["root"]
+    );
+    assert!(
+        o["home"].is_null() && o["path"].is_null(),
+        "env leaked: {o}"
+    );
+    assert_eq!(o["env_count"], 0);
+    assert_eq!(o["args"], 0);
+    assert!(
+        o["tool"].as_str().unwrap().contains("Denied"),
+        "{}",
+        o["tool"]
+    );
+}
+
+#[test]
+fn a_granted_tool_is_called_and_its_fuel_is_charged_to_the_run() {
+    let r = run(
+        &hostile("", ""),
+        json!({"mode": "call-tool", "tool": "echo", "input": {"spin": 2_000_000}}),
+    );
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
+    assert_eq!(r.output["tool_output"]["spun"], 2_000_000);
+    let s = &r.steps[0].stats;
+    assert_eq!(s.tool_calls.len(), 1);
+    let call_fuel = s.tool_calls[0].fuel;
+    assert!(
+        call_fuel > 2_000_000,
+        "a 2M-iteration loop costs more than 2M fuel: {call_fuel}"
+    );
+    assert_eq!(s.tool_fuel, call_fuel);
+    assert!(
+        s.fuel < call_fuel,
+        "the step's own fuel excludes the tool's"
+    );
+    assert_eq!(
+        r.totals.fuel,
+        s.fuel + call_fuel,
+        "the run total includes the tool"
+    );
+}
+
+#[test]
+fn a_tool_cannot_spend_more_than_the_calling_step_has_left() {
+    // The tool's own budget is large, but the step has only 20M fuel: the tool is cut
+    // off at what the step has left, and the step then has nothing left either.
+    let r = expect_failure(
+        &hostile("fuel = 20_000_000", "fuel = 10_000_000_000"),
+        json!({"mode": "call-tool", "tool": "echo", "input": {"spin": 100_000_000}}),
+        FailureClass::FuelExhausted,
+    );
+    let s = &r.steps[0].stats;
+    assert_eq!(s.tool_calls[0].outcome, "fuel_exhausted");
+    assert!(
+        s.total_fuel() <= 20_000_000,
+        "charged {} of a 20M budget",
+        s.total_fuel()
+    );
+}
+
+#[test]
+fn tool_usage_and_logs_are_folded_into_the_step() {
+    let r = run(&hostile("", ""), json!({"mode": "tool-flood", "n": 3}));
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
+    let s = &r.steps[0].stats;
+    assert_eq!(s.tool_calls.len(), 3);
+    assert_eq!(s.usage.get("echo_calls"), Some(&3.0));
+    assert_eq!(r.totals.usage.get("echo_calls"), Some(&3.0));
+}

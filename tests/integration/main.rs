@@ -1,0 +1,8 @@
+//! Integration tests against real components built from plugins/ (see tests/build.rs).
+
+mod cli;
+mod demo;
+mod failures;
+mod grants;
+mod inspect;
+mod support;

@@ -19,7 +19,12 @@ const ROUNDS: usize = 5;
 const LATENCY_SAMPLES: usize = 20_000;
 const THROUGHPUT_STEPS: usize = 40_000;
 const CPU_SAMPLES: usize = 40;
-const CPU_WORK: u64 = 2_000_000;
+/// Two CPU-bound workloads: a tight loop (xorshift and table updates) and library-style
+/// code (build, serialize and parse JSON), which is where metering costs most.
+const CPU_WORKLOADS: [(&str, &str); 2] = [
+    ("tight loop (xorshift + table, n=2M)", r#"{"mode":"work","n":2000000}"#),
+    ("library code (serde_json, 2000 records)", r#"{"mode":"json-work","n":2000}"#),
+];
 
 fn runtime(fuel: bool) -> Runtime {
     Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir()), max_sandboxes: 16, fuel, ..RuntimeConfig::default() })
@@ -85,13 +90,12 @@ fn throughput_round(rt: &Runtime, wf: &Arc<LoadedWorkflow>, threads: usize) -> f
     (per_thread * threads) as f64 / start.elapsed().as_secs_f64()
 }
 
-fn cpu_median(rt: &Runtime, wf: &LoadedWorkflow) -> Duration {
-    let input = format!("{{\"mode\":\"work\",\"n\":{CPU_WORK}}}");
+fn cpu_median(rt: &Runtime, wf: &LoadedWorkflow, input: &str) -> Duration {
     block_on(async {
         let mut samples = Vec::with_capacity(CPU_SAMPLES);
         for _ in 0..CPU_SAMPLES {
             let t = Instant::now();
-            rt.run_step(&wf.steps[0], &input).await.output.unwrap();
+            rt.run_step(&wf.steps[0], input).await.output.unwrap();
             samples.push(t.elapsed());
         }
         samples.sort();
@@ -112,18 +116,20 @@ fn main() {
     let work_metered = one_step(&metered, artifacts::HOSTILE);
     let work_unmetered = one_step(&unmetered, artifacts::HOSTILE);
 
-    let (mut medians, mut p99s, mut one, mut two, mut ratios) = (vec![], vec![], vec![], vec![], vec![]);
-    let (mut with_fuel, mut without_fuel) = (vec![], vec![]);
+    let (mut medians, mut p99s, mut one, mut two) = (vec![], vec![], vec![], vec![]);
+    let mut cpu: Vec<[Vec<f64>; 3]> = CPU_WORKLOADS.iter().map(|_| [vec![], vec![], vec![]]).collect();
     for round in 1..=ROUNDS {
         let (median, p99) = latency_round(&metered, &trivial);
         medians.push(median);
         p99s.push(p99);
         one.push(throughput_round(&metered, &trivial, 1) / 1e3);
         two.push(throughput_round(&metered, &trivial, 2) / 1e3);
-        let (f, nf) = (cpu_median(&metered, &work_metered), cpu_median(&unmetered, &work_unmetered));
-        with_fuel.push(f.as_secs_f64() * 1e3);
-        without_fuel.push(nf.as_secs_f64() * 1e3);
-        ratios.push(f.as_secs_f64() / nf.as_secs_f64());
+        for ((_, input), [with, without, ratio]) in CPU_WORKLOADS.iter().zip(cpu.iter_mut()) {
+            let (f, nf) = (cpu_median(&metered, &work_metered, input), cpu_median(&unmetered, &work_unmetered, input));
+            with.push(f.as_secs_f64() * 1e3);
+            without.push(nf.as_secs_f64() * 1e3);
+            ratio.push(f.as_secs_f64() / nf.as_secs_f64());
+        }
         eprintln!("round {round}/{ROUNDS} done");
     }
     println!("trivial step overhead (fresh store + instantiate + call + drop), {LATENCY_SAMPLES} samples x {ROUNDS} rounds");
@@ -132,8 +138,10 @@ fn main() {
     println!("trivial steps per second (thousands), {THROUGHPUT_STEPS} steps per round");
     println!("  1 thread:  {}", summary(one));
     println!("  2 threads: {}", summary(two));
-    println!("fuel metering on a CPU-bound step (xorshift + table updates, n = {CPU_WORK}), median of {CPU_SAMPLES} runs");
-    println!("  with fuel ms:    {}", summary(with_fuel));
-    println!("  without fuel ms: {}", summary(without_fuel));
-    println!("  ratio:           {}", summary(ratios));
+    for ((name, _), [with, without, ratio]) in CPU_WORKLOADS.iter().zip(cpu) {
+        println!("fuel metering on a CPU-bound step: {name}, median of {CPU_SAMPLES} runs");
+        println!("  with fuel ms:    {}", summary(with));
+        println!("  without fuel ms: {}", summary(without));
+        println!("  ratio:           {}", summary(ratio));
+    }
 }

@@ -9,13 +9,7 @@ use std::process::Command;
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
-    for watched in [
-        "plugins",
-        "sdk/src",
-        "sdk/Cargo.toml",
-        "wit",
-        "scripts/build-plugins",
-    ] {
+    for watched in ["plugins", "sdk/src", "sdk/Cargo.toml", "wit", "scripts/build-plugins"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -25,10 +19,7 @@ fn main() {
     // build (wrong flags, wrong target dir, a jobserver that is not ours).
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
-        if key.starts_with("CARGO_") && key != "CARGO_HOME"
-            || key == "RUSTFLAGS"
-            || key == "RUSTC_WRAPPER"
-        {
+        if key.starts_with("CARGO_") && key != "CARGO_HOME" || key == "RUSTFLAGS" || key == "RUSTC_WRAPPER" {
             cmd.env_remove(key.as_ref());
         }
     }
@@ -42,13 +33,9 @@ fn main() {
     let mut code = String::from("// Paths of the guest components built from plugins/.\n");
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let mut parts = line.splitn(3, ' ');
-        if let (Some("artifact"), Some(name), Some(path)) =
-            (parts.next(), parts.next(), parts.next())
-        {
+        if let (Some("artifact"), Some(name), Some(path)) = (parts.next(), parts.next(), parts.next()) {
             let ident = name.to_uppercase().replace('-', "_");
-            code.push_str(&format!(
-                "/// The `{name}` component.\npub const {ident}: &str = {path:?};\n"
-            ));
+            code.push_str(&format!("/// The `{name}` component.\npub const {ident}: &str = {path:?};\n"));
         }
     }
     let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("artifacts.rs");

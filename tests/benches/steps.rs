@@ -132,7 +132,9 @@ fn main() {
         }
         eprintln!("round {round}/{ROUNDS} done");
     }
-    println!("trivial step overhead (fresh store + instantiate + call + drop), {LATENCY_SAMPLES} samples x {ROUNDS} rounds");
+    println!(
+        "trivial step overhead (fresh store + instantiate + call + drop), {LATENCY_SAMPLES} samples x {ROUNDS} rounds"
+    );
     println!("  median µs: {}", summary(medians));
     println!("  p99 µs:    {}", summary(p99s));
     println!("trivial steps per second (thousands), {THROUGHPUT_STEPS} steps per round");

@@ -39,19 +39,13 @@ fn assert_usage_error(o: &Output, expected: &[&str]) {
     for e in expected {
         assert!(err.contains(e), "expected {e:?} in: {err}");
     }
-    assert!(
-        !err.contains("panicked") && !err.contains("stack backtrace"),
-        "{err}"
-    );
+    assert!(!err.contains("panicked") && !err.contains("stack backtrace"), "{err}");
 }
 
 #[test]
 fn the_demo_workflow_runs_from_the_repo_with_json_output() {
     let wf = repo_root().join("plugins/workflows/support-triage.toml");
-    let input = format!(
-        "@{}",
-        repo_root().join("plugins/workflows/ticket.json").display()
-    );
+    let input = format!("@{}", repo_root().join("plugins/workflows/ticket.json").display());
     let o = tether(&["run", wf.to_str().unwrap(), "--input", &input, "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -68,10 +62,7 @@ fn a_failed_run_exits_1_and_names_class_step_and_message() {
     let wf = write(
         &dir,
         "wf.toml",
-        &format!(
-            "name = \"f\"\n[[steps]]\nname = \"boom\"\ncomponent = {:?}\n",
-            artifacts::HOSTILE
-        ),
+        &format!("name = \"f\"\n[[steps]]\nname = \"boom\"\ncomponent = {:?}\n", artifacts::HOSTILE),
     );
     let o = tether(&["run", &wf, "--input", r#"{"mode":"panic"}"#, "--json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -79,19 +70,12 @@ fn a_failed_run_exits_1_and_names_class_step_and_message() {
     assert_eq!(v["status"], "failed");
     assert_eq!(v["error"]["class"], "trap");
     assert_eq!(v["error"]["step"], "boom");
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("panicked on purpose"));
+    assert!(v["error"]["message"].as_str().unwrap().contains("panicked on purpose"));
 
     // Human output says the same on stderr.
     let o = tether(&["run", &wf, "--input", r#"{"mode":"fail"}"#]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("failed at step `boom`: guest_error: upstream model unavailable"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("failed at step `boom`: guest_error: upstream model unavailable"), "{}", stderr(&o));
 }
 
 #[test]
@@ -99,12 +83,7 @@ fn bad_input_json_is_a_usage_error() {
     let wf = repo_root().join("plugins/workflows/support-triage.toml");
     let o = tether(&["run", wf.to_str().unwrap(), "--input", "{not json"]);
     assert_usage_error(&o, &["--input: the input is not valid JSON"]);
-    let o = tether(&[
-        "run",
-        wf.to_str().unwrap(),
-        "--input",
-        "@/nonexistent/ticket.json",
-    ]);
+    let o = tether(&["run", wf.to_str().unwrap(), "--input", "@/nonexistent/ticket.json"]);
     assert_usage_error(&o, &["cannot read the input file /nonexistent/ticket.json"]);
 }
 
@@ -114,11 +93,7 @@ fn a_missing_or_malformed_workflow_is_a_usage_error() {
     assert_usage_error(&o, &["/nonexistent/wf.toml: workflow file not found"]);
 
     let dir = scratch("malformed");
-    let wf = write(
-        &dir,
-        "wf.toml",
-        "name = \"x\"\n[[steps]]\nname = \"a\"\ncomponent = \"a.wasm\"\nretries = 3\n",
-    );
+    let wf = write(&dir, "wf.toml", "name = \"x\"\n[[steps]]\nname = \"a\"\ncomponent = \"a.wasm\"\nretries = 3\n");
     let o = tether(&["run", &wf]);
     assert_usage_error(&o, &[&format!("{wf}:5:1: unknown field `retries`")]);
 }
@@ -126,19 +101,11 @@ fn a_missing_or_malformed_workflow_is_a_usage_error() {
 #[test]
 fn a_missing_component_is_reported_at_its_line() {
     let dir = scratch("missing-component");
-    let wf = write(
-        &dir,
-        "wf.toml",
-        "name = \"x\"\n[[steps]]\nname = \"a\"\ncomponent = \"nope.wasm\"\n",
-    );
+    let wf = write(&dir, "wf.toml", "name = \"x\"\n[[steps]]\nname = \"a\"\ncomponent = \"nope.wasm\"\n");
     let o = tether(&["run", &wf]);
     assert_usage_error(
         &o,
-        &[
-            &format!("{wf}:4:13: step component `nope.wasm`"),
-            "file not found",
-            "hint: build the component first",
-        ],
+        &[&format!("{wf}:4:13: step component `nope.wasm`"), "file not found", "hint: build the component first"],
     );
 }
 
@@ -149,15 +116,7 @@ fn a_file_that_is_not_a_component_is_a_usage_error() {
     std::fs::write(dir.join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
     let wf = write(&dir, "wf.toml", "name = \"x\"\n[[steps]]\nname = \"a\"\ncomponent = \"text.wasm\"\n[[steps]]\nname = \"b\"\ncomponent = \"core.wasm\"\n");
     let o = tether(&["run", &wf]);
-    assert_usage_error(
-        &o,
-        &[
-            "not a WebAssembly file",
-            "core WebAssembly module, not a component",
-            ":4:13:",
-            ":7:13:",
-        ],
-    );
+    assert_usage_error(&o, &["not a WebAssembly file", "core WebAssembly module, not a component", ":4:13:", ":7:13:"]);
     let o = tether(&["inspect", &text]);
     assert_usage_error(&o, &["text.wasm: is not a WebAssembly file"]);
 }
@@ -168,28 +127,35 @@ fn a_component_of_the_wrong_world_is_a_usage_error() {
     let wf = write(
         &dir,
         "wf.toml",
+        &format!("name = \"x\"\n[[steps]]\nname = \"a\"\ncomponent = {:?}\n", artifacts::ECHO_TOOL),
+    );
+    let o = tether(&["run", &wf]);
+    assert_usage_error(&o, &["imports `tether:plugin/tool-host@0.1.0`, which only tools get"]);
+    // A step declared as a tool: named by its import if it uses the host...
+    let wf = write(
+        &dir,
+        "wf2.toml",
         &format!(
-            "name = \"x\"\n[[steps]]\nname = \"a\"\ncomponent = {:?}\n",
-            artifacts::ECHO_TOOL
+            "name = \"x\"\n[tools.t]\ncomponent = {:?}\n[[steps]]\nname = \"a\"\ncomponent = {:?}\n",
+            artifacts::CLASSIFY,
+            artifacts::TRIVIAL
         ),
     );
     let o = tether(&["run", &wf]);
     assert_usage_error(
         &o,
-        &["imports `tether:plugin/tool-host@0.1.0`, which only tools get"],
-    );
-    // A step declared as a tool: named by its import if it uses the host...
-    let wf = write(&dir, "wf2.toml", &format!("name = \"x\"\n[tools.t]\ncomponent = {:?}\n[[steps]]\nname = \"a\"\ncomponent = {:?}\n", artifacts::CLASSIFY, artifacts::TRIVIAL));
-    let o = tether(&["run", &wf]);
-    assert_usage_error(
-        &o,
-        &[
-            "wf2.toml:3:13: tool component",
-            "imports `tether:plugin/host@0.1.0`, which only steps get",
-        ],
+        &["wf2.toml:3:13: tool component", "imports `tether:plugin/host@0.1.0`, which only steps get"],
     );
     // ...and by its export if it imports nothing of ours.
-    let wf = write(&dir, "wf3.toml", &format!("name = \"x\"\n[tools.t]\ncomponent = {:?}\n[[steps]]\nname = \"a\"\ncomponent = {:?}\n", artifacts::TRIVIAL, artifacts::TRIVIAL));
+    let wf = write(
+        &dir,
+        "wf3.toml",
+        &format!(
+            "name = \"x\"\n[tools.t]\ncomponent = {:?}\n[[steps]]\nname = \"a\"\ncomponent = {:?}\n",
+            artifacts::TRIVIAL,
+            artifacts::TRIVIAL
+        ),
+    );
     let o = tether(&["run", &wf]);
     assert_usage_error(&o, &["does not export `tether:plugin/tool@0.1.0`, so it is not a tool (it exports `tether:plugin/step@0.1.0`: it is a step; declare it as one)"]);
 }
@@ -199,10 +165,7 @@ fn help_teaches_and_unknown_flags_exit_2() {
     let o = tether(&["run", "--help"]);
     assert_eq!(o.status.code(), Some(0));
     let help = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        help.contains("--input") && help.contains("@FILE") && help.contains("Exit code"),
-        "{help}"
-    );
+    assert!(help.contains("--input") && help.contains("@FILE") && help.contains("Exit code"), "{help}");
     let o = tether(&["run", "--frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
 }
@@ -215,16 +178,8 @@ fn inspect_reports_world_fit_imports_and_digest() {
     assert_eq!(v["world"], "step-plugin");
     assert_eq!(v["step"]["fits"], true);
     assert_eq!(v["tool"]["fits"], false);
-    assert!(v["exports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e == "tether:plugin/step@0.1.0"));
-    assert!(v["imports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e == "tether:plugin/host@0.1.0"));
+    assert!(v["exports"].as_array().unwrap().iter().any(|e| e == "tether:plugin/step@0.1.0"));
+    assert!(v["imports"].as_array().unwrap().iter().any(|e| e == "tether:plugin/host@0.1.0"));
     let bytes = std::fs::read(artifacts::CLASSIFY).unwrap();
     assert_eq!(v["size"], bytes.len());
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
@@ -232,8 +187,5 @@ fn inspect_reports_world_fit_imports_and_digest() {
     let o = tether(&["inspect", artifacts::CUSTOMER_LOOKUP]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("world:   tool-plugin"), "{text}");
-    assert!(
-        text.contains("fits the step world: no, it imports `tether:plugin/tool-host@0.1.0`"),
-        "{text}"
-    );
+    assert!(text.contains("fits the step world: no, it imports `tether:plugin/tool-host@0.1.0`"), "{text}");
 }

@@ -47,26 +47,14 @@ fn an_unknown_sender_gets_a_generic_reply_and_a_warning() {
     assert_eq!(r.output["customer_plan"], serde_json::Value::Null);
     assert_eq!(r.output["priority"], "p3");
     let draft = &r.steps[1].stats;
-    assert_eq!(
-        draft.tool_calls[0].outcome, "guest_error",
-        "the tool returned not-found"
-    );
-    assert!(draft
-        .logs
-        .iter()
-        .any(|l| l.level == LogLevel::Warn && l.message.contains("no customer record")));
+    assert_eq!(draft.tool_calls[0].outcome, "guest_error", "the tool returned not-found");
+    assert!(draft.logs.iter().any(|l| l.level == LogLevel::Warn && l.message.contains("no customer record")));
 }
 
 #[test]
 fn an_empty_ticket_fails_classify_with_the_guests_reason() {
-    let r = run(
-        &workflow(TRIAGE),
-        json!({"from": "ada@example.com", "subject": "x", "body": "  "}),
-    );
+    let r = run(&workflow(TRIAGE), json!({"from": "ada@example.com", "subject": "x", "body": "  "}));
     let e = r.error.unwrap();
-    assert_eq!(
-        (e.step.as_str(), e.message.as_str()),
-        ("classify", "the ticket body is empty")
-    );
+    assert_eq!((e.step.as_str(), e.message.as_str()), ("classify", "the ticket body is empty"));
     assert_eq!(r.steps.len(), 1, "the run stops at the first failure");
 }

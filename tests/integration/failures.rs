@@ -9,11 +9,7 @@ use crate::support::{assert_host_still_works, expect_failure, hostile, run};
 
 #[test]
 fn guest_error_carries_the_guests_kind_and_message() {
-    let r = expect_failure(
-        &hostile("", ""),
-        json!({"mode": "fail"}),
-        FailureClass::GuestError,
-    );
+    let r = expect_failure(&hostile("", ""), json!({"mode": "fail"}), FailureClass::GuestError);
     let step = &r.steps[0];
     let f = step.error.as_ref().unwrap();
     assert_eq!(f.guest_kind, Some(GuestFailureKind::Transient));
@@ -23,11 +19,7 @@ fn guest_error_carries_the_guests_kind_and_message() {
 
 #[test]
 fn a_panic_is_a_trap_that_quotes_the_panic_message() {
-    let r = expect_failure(
-        &hostile("", ""),
-        json!({"mode": "panic"}),
-        FailureClass::Trap,
-    );
+    let r = expect_failure(&hostile("", ""), json!({"mode": "panic"}), FailureClass::Trap);
     let msg = &r.error.as_ref().unwrap().message;
     assert!(msg.contains("unreachable"), "{msg}");
     assert!(msg.contains("hostile step panicked on purpose"), "{msg}");
@@ -36,11 +28,7 @@ fn a_panic_is_a_trap_that_quotes_the_panic_message() {
 
 #[test]
 fn deep_recursion_is_a_stack_overflow_trap() {
-    let r = expect_failure(
-        &hostile("", ""),
-        json!({"mode": "recursion"}),
-        FailureClass::Trap,
-    );
+    let r = expect_failure(&hostile("", ""), json!({"mode": "recursion"}), FailureClass::Trap);
     assert!(r.error.unwrap().message.contains("stack overflow"));
     assert_host_still_works();
 }
@@ -49,16 +37,8 @@ fn deep_recursion_is_a_stack_overflow_trap() {
 fn overflowing_the_shadow_stack_in_linear_memory_is_a_trap() {
     // Rust keeps address-taken locals on a stack inside linear memory; running off its
     // end is an out-of-bounds access, not a wasm stack overflow.
-    let r = expect_failure(
-        &hostile("", ""),
-        json!({"mode": "shadow-recursion"}),
-        FailureClass::Trap,
-    );
-    assert!(r
-        .error
-        .unwrap()
-        .message
-        .contains("out of bounds memory access"));
+    let r = expect_failure(&hostile("", ""), json!({"mode": "shadow-recursion"}), FailureClass::Trap);
+    assert!(r.error.unwrap().message.contains("out of bounds memory access"));
     assert_host_still_works();
 }
 
@@ -71,11 +51,7 @@ fn an_infinite_loop_runs_out_of_fuel() {
     );
     let stats = &r.steps[0].stats;
     // All of the budget was used, and no more.
-    assert!(
-        stats.fuel > 49_000_000 && stats.fuel <= 50_000_000,
-        "fuel used: {}",
-        stats.fuel
-    );
+    assert!(stats.fuel > 49_000_000 && stats.fuel <= 50_000_000, "fuel used: {}", stats.fuel);
     assert_host_still_works();
 }
 
@@ -87,11 +63,7 @@ fn an_infinite_loop_is_stopped_by_the_wall_clock() {
         json!({"mode": "loop"}),
         FailureClass::TimedOut,
     );
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
     assert!(r.steps[0].stats.wall_us >= 200_000);
     assert_host_still_works();
 }
@@ -104,11 +76,7 @@ fn a_guest_blocked_in_a_host_call_is_stopped_by_the_wall_clock() {
         json!({"mode": "sleep", "ms": 60_000}),
         FailureClass::TimedOut,
     );
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "a 60 s sleep was not cut short: {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(5), "a 60 s sleep was not cut short: {:?}", start.elapsed());
     assert_host_still_works();
 }
 
@@ -120,28 +88,16 @@ fn a_step_waiting_on_a_slow_tool_is_stopped_by_its_own_wall_clock() {
         json!({"mode": "call-tool", "tool": "echo", "input": {"sleep_ms": 60_000}}),
         FailureClass::TimedOut,
     );
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
     assert_host_still_works();
 }
 
 #[test]
 fn growing_memory_past_the_budget_is_memory_exceeded() {
-    let r = expect_failure(
-        &hostile("memory = \"16MiB\"", ""),
-        json!({"mode": "memory"}),
-        FailureClass::MemoryExceeded,
-    );
+    let r = expect_failure(&hostile("memory = \"16MiB\"", ""), json!({"mode": "memory"}), FailureClass::MemoryExceeded);
     let stats = &r.steps[0].stats;
     assert!(stats.peak_memory <= 16 << 20, "peak {}", stats.peak_memory);
-    assert!(
-        stats.peak_memory > 8 << 20,
-        "the hog did grow first: peak {}",
-        stats.peak_memory
-    );
+    assert!(stats.peak_memory > 8 << 20, "the hog did grow first: peak {}", stats.peak_memory);
     assert!(r.error.unwrap().message.contains("16.0 MiB"));
     assert_host_still_works();
 }
@@ -166,11 +122,7 @@ fn output_above_the_budget_is_output_too_large() {
         json!({"mode": "huge-output", "mib": 2}),
         FailureClass::OutputTooLarge,
     );
-    assert!(r
-        .error
-        .unwrap()
-        .message
-        .contains("the output budget is 1048576 bytes"));
+    assert!(r.error.unwrap().message.contains("the output budget is 1048576 bytes"));
 
     // Far above the budget, wasmtime's own copy limit stops it before the host sees the
     // whole string; that is classified the same way.
@@ -179,49 +131,30 @@ fn output_above_the_budget_is_output_too_large() {
         json!({"mode": "huge-output", "mib": 8}),
         FailureClass::OutputTooLarge,
     );
-    assert!(
-        r.error.unwrap().message.contains("more than"),
-        "names the limit"
-    );
+    assert!(r.error.unwrap().message.contains("more than"), "names the limit");
     assert_host_still_works();
 }
 
 #[test]
 fn output_that_is_not_json_is_invalid_output() {
-    let r = expect_failure(
-        &hostile("", ""),
-        json!({"mode": "invalid-output"}),
-        FailureClass::InvalidOutput,
-    );
+    let r = expect_failure(&hostile("", ""), json!({"mode": "invalid-output"}), FailureClass::InvalidOutput);
     assert!(r.error.unwrap().message.contains("this is {not json"));
     assert_host_still_works();
 }
 
 #[test]
 fn returning_a_denied_tool_call_is_denied() {
-    let r = expect_failure(
-        &hostile("", ""),
-        json!({"mode": "ungranted-tool"}),
-        FailureClass::Denied,
-    );
+    let r = expect_failure(&hostile("", ""), json!({"mode": "ungranted-tool"}), FailureClass::Denied);
     let stats = &r.steps[0].stats;
     assert_eq!(stats.tool_calls.len(), 1);
     assert_eq!(stats.tool_calls[0].outcome, "denied");
-    assert!(r
-        .error
-        .unwrap()
-        .message
-        .contains("tool `secret-tool` is not granted to step `misbehave`"));
+    assert!(r.error.unwrap().message.contains("tool `secret-tool` is not granted to step `misbehave`"));
     assert_host_still_works();
 }
 
 #[test]
 fn an_invalid_usage_report_is_a_trap() {
-    let r = expect_failure(
-        &hostile("", ""),
-        json!({"mode": "bad-usage"}),
-        FailureClass::Trap,
-    );
+    let r = expect_failure(&hostile("", ""), json!({"mode": "bad-usage"}), FailureClass::Trap);
     assert!(r.error.unwrap().message.contains("invalid usage report"));
     assert_host_still_works();
 }
@@ -229,10 +162,7 @@ fn an_invalid_usage_report_is_a_trap() {
 #[test]
 fn tool_input_that_is_not_json_is_refused_without_running_the_tool() {
     let r = run(&hostile("", ""), json!({"mode": "call-tool-invalid-json"}));
-    assert_eq!(
-        r.output["error"].as_str().unwrap().split(':').next(),
-        Some("tool input is not JSON")
-    );
+    assert_eq!(r.output["error"].as_str().unwrap().split(':').next(), Some("tool input is not JSON"));
     assert_eq!(r.steps[0].stats.tool_calls[0].outcome, "invalid_input");
     assert_eq!(r.steps[0].stats.tool_fuel, 0);
 }
@@ -241,25 +171,14 @@ fn tool_input_that_is_not_json_is_refused_without_running_the_tool() {
 fn stdout_and_stderr_are_captured_as_log_lines_and_capped() {
     let r = run(&hostile("", ""), json!({"mode": "stdout", "lines": 3}));
     let logs = &r.steps[0].stats.logs;
-    assert!(logs
-        .iter()
-        .any(|l| l.stream == "stdout" && l.message == "stdout line 2"));
-    assert!(logs.iter().any(|l| l.stream == "stderr"
-        && l.message == "stderr line 0"
-        && l.level == LogLevel::Warn));
+    assert!(logs.iter().any(|l| l.stream == "stdout" && l.message == "stdout line 2"));
+    assert!(logs.iter().any(|l| l.stream == "stderr" && l.message == "stderr line 0" && l.level == LogLevel::Warn));
 
     // 100k lines is ~1.6 MB per stream: kept up to the cap, the rest counted, never a trap.
-    let r = run(
-        &hostile("", ""),
-        json!({"mode": "stdout", "lines": 100_000}),
-    );
+    let r = run(&hostile("", ""), json!({"mode": "stdout", "lines": 100_000}));
     assert!(r.error.is_none(), "{:?}", r.error);
     let logs = &r.steps[0].stats.logs;
-    assert!(
-        logs.iter()
-            .any(|l| l.message.contains("more bytes of stdout dropped")),
-        "truncation is recorded"
-    );
+    assert!(logs.iter().any(|l| l.message.contains("more bytes of stdout dropped")), "truncation is recorded");
 }
 
 #[test]
@@ -268,4 +187,45 @@ fn log_lines_are_capped_and_the_drop_is_counted() {
     let stats = &r.steps[0].stats;
     assert_eq!(stats.logs.len(), 1000);
     assert_eq!(stats.logs_dropped, 4000);
+}
+
+#[test]
+fn a_run_input_that_is_not_json_is_invalid_input() {
+    let wf = hostile("", "");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let id = tether_types::RunId::from_suffix("bad-input").unwrap();
+    let r = rt.block_on(tether_tests::runtime().run_workflow(&wf, id, "{not json", |_| {}));
+    let e = r.error.unwrap();
+    assert_eq!(e.class, FailureClass::InvalidInput);
+    assert!(e.message.contains("the run input is not JSON"), "{}", e.message);
+}
+
+#[test]
+fn running_out_of_sandboxes_is_a_host_fault_not_the_guests() {
+    // A runtime with room for two sandboxes at once; three sleeping steps need three.
+    let small = tether_runtime::Runtime::new(tether_runtime::RuntimeConfig {
+        cache_dir: Some(tether_tests::cache_dir()),
+        max_sandboxes: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let text = format!(
+        "name = \"t\"\n[[steps]]\nname = \"s\"\ncomponent = {:?}\nbudget = {{ wall_time = \"2s\" }}\n",
+        tether_tests::artifacts::HOSTILE
+    );
+    let wf = small
+        .load_workflow(tether_types::Workflow::parse("t.toml", &text).unwrap(), std::path::Path::new("/"))
+        .unwrap();
+    let step = &wf.steps[0];
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let input = json!({"mode": "sleep", "ms": 300}).to_string();
+    let runs = rt.block_on(async {
+        tokio::join!(small.run_step(step, &input), small.run_step(step, &input), small.run_step(step, &input))
+    });
+    let classes: Vec<_> =
+        [&runs.0, &runs.1, &runs.2].iter().map(|r| r.output.as_ref().err().map(|f| f.class)).collect();
+    assert_eq!(classes.iter().filter(|c| c.is_none()).count(), 2, "two steps got a sandbox: {classes:?}");
+    assert_eq!(classes.iter().filter(|c| **c == Some(FailureClass::HostFault)).count(), 1, "{classes:?}");
+    let fault = [runs.0, runs.1, runs.2].into_iter().find_map(|r| r.output.err()).unwrap();
+    assert!(fault.message.starts_with("could not create the sandbox"), "{}", fault.message);
 }

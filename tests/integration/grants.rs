@@ -10,59 +10,27 @@ fn files_env_args_and_ungranted_tools_are_all_out_of_reach() {
     let r = run(&hostile("", ""), json!({"mode": "probe"}));
     assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
     let o = &r.output;
-    assert!(
-        o["file"].as_str().unwrap().starts_with("Err"),
-        "read /etc/passwd: {}",
-        o["file"]
-    );
-    assert!(
-        o["dir"].as_str().unwrap().starts_with("Err"),
-        "read_dir(.): {}",
-        o["dir"]
-    );
-    assert!(
-        o["root"].as_str().unwrap().starts_with("Err"),
-        "read_dir(/): {}",
-        o["root"]
-    );
-    assert!(
-        o["home"].is_null() && o["path"].is_null(),
-        "env leaked: {o}"
-    );
+    assert!(o["file"].as_str().unwrap().starts_with("Err"), "read /etc/passwd: {}", o["file"]);
+    assert!(o["dir"].as_str().unwrap().starts_with("Err"), "read_dir(.): {}", o["dir"]);
+    assert!(o["root"].as_str().unwrap().starts_with("Err"), "read_dir(/): {}", o["root"]);
+    assert!(o["home"].is_null() && o["path"].is_null(), "env leaked: {o}");
     assert_eq!(o["env_count"], 0);
     assert_eq!(o["args"], 0);
-    assert!(
-        o["tool"].as_str().unwrap().contains("Denied"),
-        "{}",
-        o["tool"]
-    );
+    assert!(o["tool"].as_str().unwrap().contains("Denied"), "{}", o["tool"]);
 }
 
 #[test]
 fn a_granted_tool_is_called_and_its_fuel_is_charged_to_the_run() {
-    let r = run(
-        &hostile("", ""),
-        json!({"mode": "call-tool", "tool": "echo", "input": {"spin": 2_000_000}}),
-    );
+    let r = run(&hostile("", ""), json!({"mode": "call-tool", "tool": "echo", "input": {"spin": 2_000_000}}));
     assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
     assert_eq!(r.output["tool_output"]["spun"], 2_000_000);
     let s = &r.steps[0].stats;
     assert_eq!(s.tool_calls.len(), 1);
     let call_fuel = s.tool_calls[0].fuel;
-    assert!(
-        call_fuel > 2_000_000,
-        "a 2M-iteration loop costs more than 2M fuel: {call_fuel}"
-    );
+    assert!(call_fuel > 2_000_000, "a 2M-iteration loop costs more than 2M fuel: {call_fuel}");
     assert_eq!(s.tool_fuel, call_fuel);
-    assert!(
-        s.fuel < call_fuel,
-        "the step's own fuel excludes the tool's"
-    );
-    assert_eq!(
-        r.totals.fuel,
-        s.fuel + call_fuel,
-        "the run total includes the tool"
-    );
+    assert!(s.fuel < call_fuel, "the step's own fuel excludes the tool's");
+    assert_eq!(r.totals.fuel, s.fuel + call_fuel, "the run total includes the tool");
 }
 
 #[test]
@@ -76,11 +44,7 @@ fn a_tool_cannot_spend_more_than_the_calling_step_has_left() {
     );
     let s = &r.steps[0].stats;
     assert_eq!(s.tool_calls[0].outcome, "fuel_exhausted");
-    assert!(
-        s.total_fuel() <= 20_000_000,
-        "charged {} of a 20M budget",
-        s.total_fuel()
-    );
+    assert!(s.total_fuel() <= 20_000_000, "charged {} of a 20M budget", s.total_fuel());
 }
 
 #[test]
@@ -91,4 +55,18 @@ fn tool_usage_and_logs_are_folded_into_the_step() {
     assert_eq!(s.tool_calls.len(), 3);
     assert_eq!(s.usage.get("echo_calls"), Some(&3.0));
     assert_eq!(r.totals.usage.get("echo_calls"), Some(&3.0));
+}
+
+#[test]
+fn the_network_is_out_of_reach() {
+    // A real listener on loopback: the guest knows its port but must not reach it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let r = run(&hostile("", ""), json!({"mode": "connect", "port": port}));
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
+    assert!(r.output["tcp"].as_str().unwrap().starts_with("Err"), "tcp connect: {}", r.output["tcp"]);
+    assert!(r.output["udp"].as_str().unwrap().starts_with("Err"), "udp bind: {}", r.output["udp"]);
+    let accepted = listener.accept();
+    assert_eq!(accepted.err().map(|e| e.kind()), Some(std::io::ErrorKind::WouldBlock), "a connection arrived");
 }

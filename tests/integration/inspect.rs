@@ -2,6 +2,11 @@
 
 use tether_tests::{repo_root, runtime};
 
+fn inspect(path: &std::path::Path) -> tether_runtime::ComponentInfo {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(runtime().inspect(path)).unwrap()
+}
+
 fn component_file(name: &str, wat: &str) -> std::path::PathBuf {
     let dir = repo_root().join("target").join("inspect-tests");
     std::fs::create_dir_all(&dir).unwrap();
@@ -12,11 +17,8 @@ fn component_file(name: &str, wat: &str) -> std::path::PathBuf {
 
 #[test]
 fn an_import_tether_does_not_provide_is_named() {
-    let path = component_file(
-        "foreign-import.wasm",
-        r#"(component (import "acme:secrets/vault@1.0.0" (instance)))"#,
-    );
-    let info = runtime().inspect(&path).unwrap();
+    let path = component_file("foreign-import.wasm", r#"(component (import "acme:secrets/vault@1.0.0" (instance)))"#);
+    let info = inspect(&path);
     assert_eq!(info.world, None);
     assert_eq!(
         info.step.problem.as_deref(),
@@ -29,17 +31,24 @@ fn an_import_tether_does_not_provide_is_named() {
 #[test]
 fn a_missing_export_is_named() {
     let path = component_file("no-exports.wasm", "(component)");
-    let info = runtime().inspect(&path).unwrap();
+    let info = inspect(&path);
     assert_eq!(
         info.step.problem.as_deref(),
-        Some(
-            "does not export `tether:plugin/step@0.1.0`, so it is not a step (it exports nothing)"
-        )
+        Some("does not export `tether:plugin/step@0.1.0`, so it is not a step (it exports nothing)")
     );
     assert_eq!(
         info.tool.problem.as_deref(),
-        Some(
-            "does not export `tether:plugin/tool@0.1.0`, so it is not a tool (it exports nothing)"
-        )
+        Some("does not export `tether:plugin/tool@0.1.0`, so it is not a tool (it exports nothing)")
     );
+}
+
+#[test]
+fn a_tool_describes_itself_with_schemas_and_effect() {
+    let info = inspect(std::path::Path::new(tether_tests::artifacts::CUSTOMER_LOOKUP));
+    let d = info.descriptor.unwrap().unwrap();
+    assert_eq!(d.name, "customer-lookup");
+    assert_eq!(d.effect, tether_types::Effect::ReadOnly);
+    assert_eq!(d.input_schema["required"][0], "email");
+    let info = inspect(std::path::Path::new(tether_tests::artifacts::CLASSIFY));
+    assert!(info.descriptor.is_none(), "steps are not asked to describe themselves");
 }

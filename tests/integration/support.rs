@@ -17,11 +17,8 @@ pub fn workflow(text: &str) -> LoadedWorkflow {
         .replace("{classify}", artifacts::CLASSIFY)
         .replace("{draft}", artifacts::DRAFT_REPLY)
         .replace("{lookup}", artifacts::CUSTOMER_LOOKUP);
-    let wf = Workflow::parse("test.toml", &text)
-        .unwrap_or_else(|e| panic!("test workflow does not parse:\n{e}"));
-    runtime()
-        .load_workflow(wf, Path::new("/"))
-        .unwrap_or_else(|e| panic!("test workflow does not load:\n{e}"))
+    let wf = Workflow::parse("test.toml", &text).unwrap_or_else(|e| panic!("test workflow does not parse:\n{e}"));
+    runtime().load_workflow(wf, Path::new("/")).unwrap_or_else(|e| panic!("test workflow does not load:\n{e}"))
 }
 
 /// One hostile step granted the `echo` tool, with the given step budget (TOML inline
@@ -42,10 +39,7 @@ budget = {{ {step_budget} }}
 }
 
 pub fn run(wf: &LoadedWorkflow, input: Value) -> RunReport {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let id = RunId::from_suffix("test").unwrap();
     rt.block_on(runtime().run_workflow(wf, id, &input.to_string(), |_| {}))
 }
@@ -53,12 +47,7 @@ pub fn run(wf: &LoadedWorkflow, input: Value) -> RunReport {
 /// Runs and asserts the run failed with `class`; returns the report.
 pub fn expect_failure(wf: &LoadedWorkflow, input: Value, class: FailureClass) -> RunReport {
     let report = run(wf, input);
-    assert_eq!(
-        report.status,
-        RunStatus::Failed,
-        "expected {class}, the run completed: {:#?}",
-        report.output
-    );
+    assert_eq!(report.status, RunStatus::Failed, "expected {class}, the run completed: {:#?}", report.output);
     let err = report.error.as_ref().unwrap();
     assert_eq!(err.class, class, "wrong class; message: {}", err.message);
     report

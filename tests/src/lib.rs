@@ -13,10 +13,7 @@ pub mod artifacts {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// A directory for this test binary's compiled-component cache, inside target/.
@@ -29,11 +26,7 @@ pub fn cache_dir() -> PathBuf {
 pub fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| {
-        Runtime::new(RuntimeConfig {
-            cache_dir: Some(cache_dir()),
-            max_sandboxes: 64,
-            ..RuntimeConfig::default()
-        })
-        .expect("the runtime starts")
+        Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir()), max_sandboxes: 64, ..RuntimeConfig::default() })
+            .expect("the runtime starts")
     })
 }

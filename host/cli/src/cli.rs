@@ -83,3 +83,11 @@ impl HostArgs {
             .map_err(|e| crate::Failure::Internal(format!("cannot start the runtime: {e:#}")))
     }
 }
+
+/// The async runtime commands run on: one thread, as a CLI run needs no more.
+pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime, crate::Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| crate::Failure::Internal(format!("cannot start the async runtime: {e}")))
+}

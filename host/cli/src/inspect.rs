@@ -7,24 +7,17 @@ use crate::Failure;
 
 pub(crate) fn inspect(args: InspectArgs) -> Result<ExitCode, Failure> {
     let runtime = args.host.runtime()?;
-    let info = runtime
-        .inspect(&args.component)
+    let info = crate::cli::async_runtime()?
+        .block_on(runtime.inspect(&args.component))
         .map_err(|e| Failure::usage(e.to_string()))?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&info).expect("info serializes")
-        );
+        println!("{}", serde_json::to_string_pretty(&info).expect("info serializes"));
         return Ok(ExitCode::SUCCESS);
     }
     println!("file:    {}", args.component.display());
     println!("size:    {} bytes", info.size);
     println!("sha256:  {}", info.sha256);
-    println!(
-        "world:   {}",
-        info.world
-            .unwrap_or("none (fits neither the step nor the tool world)")
-    );
+    println!("world:   {}", info.world.unwrap_or("none (fits neither the step nor the tool world)"));
     println!("imports:");
     for i in &info.imports {
         println!("  {i}");
@@ -38,6 +31,26 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<ExitCode, Failure> {
             None => println!("fits the {name} world: yes"),
             Some(p) => println!("fits the {name} world: no, it {p}"),
         }
+    }
+    match &info.descriptor {
+        Some(Ok(d)) => {
+            println!("tool:    {} ({:?})", d.name, d.effect);
+            println!("         {}", crate::output::sanitize(&d.description));
+            println!("input schema:  {}", d.input_schema);
+            println!("output schema: {}", d.output_schema);
+        }
+        Some(Err(e)) => println!("describe() failed: {}", crate::output::sanitize(e)),
+        None => {}
+    }
+    match &info.descriptor {
+        Some(Ok(d)) => {
+            println!("tool:    {} ({:?})", d.name, d.effect);
+            println!("         {}", crate::output::sanitize(&d.description));
+            println!("input schema:  {}", d.input_schema);
+            println!("output schema: {}", d.output_schema);
+        }
+        Some(Err(e)) => println!("describe() failed: {}", crate::output::sanitize(e)),
+        None => {}
     }
     Ok(ExitCode::SUCCESS)
 }

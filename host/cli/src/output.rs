@@ -5,15 +5,7 @@ use tether_types::{LogLevel, RunReport, RunStatus, StepReport};
 
 /// Replaces control characters (ANSI escapes included) so guest text cannot drive the terminal.
 pub(crate) fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\t' {
-                '\u{FFFD}'
-            } else {
-                c
-            }
-        })
-        .collect()
+    text.chars().map(|c| if c.is_control() && c != '\t' { '\u{FFFD}' } else { c }).collect()
 }
 
 pub(crate) fn fuel(units: u64) -> String {
@@ -37,23 +29,13 @@ pub(crate) fn step_started(index: usize, total: usize, name: &str) {
     eprint!("[{}/{total}] {name} ...\r", index + 1);
 }
 
-pub(crate) fn step_finished(
-    index: usize,
-    total: usize,
-    report: &StepReport,
-    verbose: bool,
-    tty: bool,
-) {
+pub(crate) fn step_finished(index: usize, total: usize, report: &StepReport, verbose: bool, tty: bool) {
     let s = &report.stats;
     let outcome = match &report.error {
         None => "completed".to_string(),
         Some(f) => format!("failed: {}", f.class),
     };
-    let tools = if s.tool_calls.is_empty() {
-        String::new()
-    } else {
-        format!(", {} tool calls", s.tool_calls.len())
-    };
+    let tools = if s.tool_calls.is_empty() { String::new() } else { format!(", {} tool calls", s.tool_calls.len()) };
     let clear = if tty { "\x1b[2K" } else { "" };
     eprintln!(
         "{clear}[{}/{total}] {}  {outcome}  fuel {}  time {}{tools}",
@@ -64,17 +46,8 @@ pub(crate) fn step_finished(
     );
     for line in &s.logs {
         if verbose || line.level >= LogLevel::Warn {
-            let from = line
-                .tool
-                .as_deref()
-                .map(|t| format!(" tool {t}"))
-                .unwrap_or_default();
-            eprintln!(
-                "      {:?}{from} {}: {}",
-                line.level,
-                line.stream,
-                sanitize(&line.message)
-            );
+            let from = line.tool.as_deref().map(|t| format!(" tool {t}")).unwrap_or_default();
+            eprintln!("      {:?}{from} {}: {}", line.level, line.stream, sanitize(&line.message));
         }
     }
     if s.logs_dropped > 0 {
@@ -88,10 +61,7 @@ pub(crate) fn step_finished(
 pub(crate) fn run_summary(report: &RunReport) {
     match report.status {
         RunStatus::Completed => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report.output).expect("JSON values serialize")
-            );
+            println!("{}", serde_json::to_string_pretty(&report.output).expect("JSON values serialize"));
             eprintln!(
                 "run {} completed: {} steps, fuel {}, {}",
                 report.run_id,
@@ -102,13 +72,7 @@ pub(crate) fn run_summary(report: &RunReport) {
         }
         RunStatus::Failed => {
             if let Some(e) = &report.error {
-                eprintln!(
-                    "run {} failed at step `{}`: {}: {}",
-                    report.run_id,
-                    e.step,
-                    e.class,
-                    sanitize(&e.message)
-                );
+                eprintln!("run {} failed at step `{}`: {}: {}", report.run_id, e.step, e.class, sanitize(&e.message));
             }
         }
     }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::de::IgnoredAny;
-use tether_types::{FailureClass, StepFailure, StepStats, ToolBudget};
+use tether_types::{FailureClass, StepFailure, StepStats, ToolBudget, ToolDescriptor};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use crate::bindings::Failure;
+use crate::bindings::{Descriptor, Effect, Failure};
 use crate::classify::{classify, guest_failure, hostcall_limit, WallClockExpired};
-use crate::load::{LoadedStep, LoadedTool};
+use crate::load::{LoadedStep, LoadedTool, ToolComponent};
 use crate::state::{StepGrants, StoreState};
 
 /// The limits of one attempt.
@@ -25,12 +25,7 @@ pub(crate) struct Limits {
 
 impl From<ToolBudget> for Limits {
     fn from(b: ToolBudget) -> Self {
-        Limits {
-            fuel: b.fuel,
-            wall_time: b.wall_time,
-            memory: b.memory,
-            output: b.output,
-        }
+        Limits { fuel: b.fuel, wall_time: b.wall_time, memory: b.memory, output: b.output }
     }
 }
 
@@ -38,6 +33,7 @@ impl From<ToolBudget> for Limits {
 enum Entry<'a> {
     Step(&'a LoadedStep),
     Tool(&'a LoadedTool),
+    Describe(&'a ToolComponent),
 }
 
 impl Entry<'_> {
@@ -45,19 +41,17 @@ impl Entry<'_> {
         match self {
             Entry::Step(s) => match s.component.pre.instantiate_async(&mut *store).await {
                 Err(e) => Phase::Instantiate(e),
-                Ok(i) => Phase::Call(
-                    i.tether_plugin_step()
-                        .call_run(&mut *store, &input.to_owned())
-                        .await,
-                ),
+                Ok(i) => Phase::Call(i.tether_plugin_step().call_run(&mut *store, &input.to_owned()).await),
             },
             Entry::Tool(t) => match t.component.pre.instantiate_async(&mut *store).await {
                 Err(e) => Phase::Instantiate(e),
-                Ok(i) => Phase::Call(
-                    i.tether_plugin_tool()
-                        .call_call(&mut *store, &input.to_owned())
-                        .await,
-                ),
+                Ok(i) => Phase::Call(i.tether_plugin_tool().call_call(&mut *store, &input.to_owned()).await),
+            },
+            Entry::Describe(c) => match c.pre.instantiate_async(&mut *store).await {
+                Err(e) => Phase::Instantiate(e),
+                Ok(i) => {
+                    Phase::Call(i.tether_plugin_tool().call_describe(&mut *store).await.map(|d| Ok(describe_json(d))))
+                }
             },
         }
     }
@@ -84,12 +78,7 @@ pub(crate) async fn run_step_attempt(
         // A tool's input can be as large as the step's own output may be.
         max_tool_input: b.output,
     };
-    let limits = Limits {
-        fuel: b.fuel,
-        wall_time: b.wall_time,
-        memory: b.memory,
-        output: b.output,
-    };
+    let limits = Limits { fuel: b.fuel, wall_time: b.wall_time, memory: b.memory, output: b.output };
     run(engine, Entry::Step(step), input, limits, Some(grants)).await
 }
 
@@ -101,6 +90,34 @@ pub(crate) async fn run_tool_call(
     limits: Limits,
 ) -> (Result<String, StepFailure>, StepStats) {
     run(engine, Entry::Tool(tool), input, limits, None).await
+}
+
+/// Calls a tool's `describe` in a sandbox with the default tool budget. `Err` if it fails
+/// or its schemas are not JSON.
+pub(crate) async fn describe_tool(engine: &Engine, tool: &ToolComponent) -> Result<ToolDescriptor, StepFailure> {
+    let (out, _) = run(engine, Entry::Describe(tool), "", ToolBudget::DEFAULT.into(), None).await;
+    serde_json::from_str(&out?).map_err(|e| StepFailure::new(FailureClass::InvalidOutput, e.to_string()))
+}
+
+/// The descriptor as JSON text, so it goes through the same output checks as any call;
+/// schemas that are not JSON are reported rather than passed on.
+fn describe_json(d: Descriptor) -> String {
+    let schema = |text: &str| serde_json::from_str::<serde_json::Value>(text);
+    let (input, output) = match (schema(&d.input_schema), schema(&d.output_schema)) {
+        (Ok(i), Ok(o)) => (i, o),
+        (Err(e), _) => return format!("describe(): the input schema is not JSON: {e}"),
+        (_, Err(e)) => return format!("describe(): the output schema is not JSON: {e}"),
+    };
+    let effect = match d.effect {
+        Effect::ReadOnly => "read-only",
+        Effect::Idempotent => "idempotent",
+        Effect::External => "external",
+    };
+    serde_json::json!({
+        "name": d.name, "description": d.description,
+        "input_schema": input, "output_schema": output, "effect": effect,
+    })
+    .to_string()
 }
 
 async fn run(
@@ -129,33 +146,15 @@ async fn run(
     });
     store.set_hostcall_fuel(hostcall_limit(&limits));
 
-    let phase = tokio::time::timeout(
-        limits.wall_time,
-        entry.instantiate_and_call(&mut store, input),
-    )
-    .await;
+    let phase = tokio::time::timeout(limits.wall_time, entry.instantiate_and_call(&mut store, input)).await;
     let wall_us = start.elapsed().as_micros() as u64;
-    let remaining = if metered {
-        store.get_fuel().unwrap_or(0)
-    } else {
-        0
-    };
+    let remaining = if metered { store.get_fuel().unwrap_or(0) } else { 0 };
     let state = store.data_mut();
-    let used = if metered {
-        limits
-            .fuel
-            .saturating_sub(remaining)
-            .saturating_sub(state.record.tool_fuel)
-    } else {
-        0
-    };
+    let used = if metered { limits.fuel.saturating_sub(remaining).saturating_sub(state.record.tool_fuel) } else { 0 };
     let outcome = match phase {
         Err(_elapsed) => Err(StepFailure::new(
             FailureClass::TimedOut,
-            format!(
-                "exceeded its wall_time budget of {:?} (stopped while blocked in a host call)",
-                limits.wall_time
-            ),
+            format!("exceeded its wall_time budget of {:?} (stopped while blocked in a host call)", limits.wall_time),
         )),
         Ok(Phase::Instantiate(e)) => Err(classify(e, state, &limits, true)),
         Ok(Phase::Call(Err(e))) => Err(classify(e, state, &limits, false)),
@@ -164,7 +163,7 @@ async fn run(
     };
     let tool_name = match entry {
         Entry::Tool(t) => Some(t.spec.name.as_str()),
-        Entry::Step(_) => None,
+        Entry::Step(_) | Entry::Describe(_) => None,
     };
     let stats = state.finish(used, wall_us, tool_name);
     (outcome, stats)
@@ -175,18 +174,11 @@ fn check_output(json: String, cap: u64) -> Result<String, StepFailure> {
     if json.len() as u64 > cap {
         return Err(StepFailure::new(
             FailureClass::OutputTooLarge,
-            format!(
-                "output is {} bytes; the output budget is {cap} bytes",
-                json.len()
-            ),
+            format!("output is {} bytes; the output budget is {cap} bytes", json.len()),
         ));
     }
     if let Err(e) = serde_json::from_str::<IgnoredAny>(&json) {
-        let start: String = json
-            .chars()
-            .take(60)
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect();
+        let start: String = json.chars().take(60).map(|c| if c.is_control() { '?' } else { c }).collect();
         return Err(StepFailure::new(
             FailureClass::InvalidOutput,
             format!("output is not JSON ({e}); it starts with {start:?}"),

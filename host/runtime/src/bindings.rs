@@ -19,7 +19,7 @@ pub(crate) mod tool {
     });
 }
 
-pub(crate) use step::tether::plugin::types::{Failure, FailureKind, Level};
+pub(crate) use step::tether::plugin::types::{Descriptor, Effect, Failure, FailureKind, Level};
 
 /// The WIT names the host provides and expects, used for clear fit errors.
 pub(crate) mod names {

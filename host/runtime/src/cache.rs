@@ -45,20 +45,13 @@ impl AotCache {
     }
 
     fn entry(&self, digest: &str) -> Option<PathBuf> {
-        self.dir
-            .as_ref()
-            .map(|d| d.join(format!("{digest}-{}.cwasm", self.engine_key)))
+        self.dir.as_ref().map(|d| d.join(format!("{digest}-{}.cwasm", self.engine_key)))
     }
 
     /// The compiled component for `wasm` (whose sha256 is `digest`): from the cache if
     /// present and loadable, otherwise compiled and stored. `Err` says why `wasm` is not a
     /// usable component.
-    pub(crate) fn component(
-        &self,
-        engine: &Engine,
-        wasm: &[u8],
-        digest: &str,
-    ) -> Result<Component, String> {
+    pub(crate) fn component(&self, engine: &Engine, wasm: &[u8], digest: &str) -> Result<Component, String> {
         if let Some(path) = self.entry(digest) {
             if path.exists() {
                 match load_artifact(engine, &path) {
@@ -70,8 +63,7 @@ impl AotCache {
             }
         }
         check_header(wasm)?;
-        let component =
-            Component::new(engine, wasm).map_err(|e| format!("is not a valid component: {e:#}"))?;
+        let component = Component::new(engine, wasm).map_err(|e| format!("is not a valid component: {e:#}"))?;
         if let Some(path) = self.entry(digest) {
             if let Err(e) = store_artifact(&component, &path) {
                 tracing::warn!("could not write cache entry {}: {e:#}", path.display());
@@ -94,11 +86,7 @@ fn store_artifact(component: &Component, path: &Path) -> anyhow::Result<()> {
     let dir = path.parent().expect("cache entries live in a directory");
     create_private_dir(dir)?;
     let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        std::process::id(),
-        std::thread::current().name().unwrap_or("t").len()
-    ));
+    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), std::thread::current().name().unwrap_or("t").len()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
@@ -106,25 +94,18 @@ fn store_artifact(component: &Component, path: &Path) -> anyhow::Result<()> {
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 /// A clear message for files that are not components at all.
 fn check_header(wasm: &[u8]) -> Result<(), String> {
     if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
-        return Err(
-            "is not a WebAssembly file (it does not start with the `\\0asm` header)".into(),
-        );
+        return Err("is not a WebAssembly file (it does not start with the `\\0asm` header)".into());
     }
     if wasm[4..8] == [1, 0, 0, 0] {
-        return Err(
-            "is a core WebAssembly module, not a component; build it for the \
+        return Err("is a core WebAssembly module, not a component; build it for the \
                     wasm32-wasip2 target, or wrap it with `wasm-tools component new`"
-                .into(),
-        );
+            .into());
     }
     Ok(())
 }

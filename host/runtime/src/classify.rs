@@ -21,12 +21,7 @@ impl std::fmt::Display for WallClockExpired {
 
 impl std::error::Error for WallClockExpired {}
 
-pub(crate) fn classify(
-    err: wasmtime::Error,
-    state: &StoreState,
-    limits: &Limits,
-    instantiating: bool,
-) -> StepFailure {
+pub(crate) fn classify(err: wasmtime::Error, state: &StoreState, limits: &Limits, instantiating: bool) -> StepFailure {
     if let Some((class, message)) = &state.tripped {
         return StepFailure::new(*class, message.clone());
     }
@@ -47,24 +42,20 @@ pub(crate) fn classify(
         );
     }
     match err.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => StepFailure::new(
-            FailureClass::FuelExhausted,
-            format!("used up its fuel budget of {} units", limits.fuel),
-        ),
-        Some(Trap::Interrupt) => StepFailure::new(
-            FailureClass::TimedOut,
-            format!("exceeded its wall_time budget of {:?}", limits.wall_time),
-        ),
-        Some(Trap::StackOverflow) => StepFailure::new(
-            FailureClass::Trap,
-            "stack overflow: the guest recursed too deeply",
-        ),
+        Some(Trap::OutOfFuel) => {
+            StepFailure::new(FailureClass::FuelExhausted, format!("used up its fuel budget of {} units", limits.fuel))
+        }
+        Some(Trap::Interrupt) => {
+            StepFailure::new(FailureClass::TimedOut, format!("exceeded its wall_time budget of {:?}", limits.wall_time))
+        }
+        Some(Trap::StackOverflow) => {
+            StepFailure::new(FailureClass::Trap, "stack overflow: the guest recursed too deeply")
+        }
         Some(trap) => StepFailure::new(FailureClass::Trap, format!("{trap}{}", panic_note(state))),
         // Failing to create the sandbox is the host's problem, not the guest's.
-        None if instantiating => StepFailure::new(
-            FailureClass::HostFault,
-            format!("could not create the sandbox: {err:#}"),
-        ),
+        None if instantiating => {
+            StepFailure::new(FailureClass::HostFault, format!("could not create the sandbox: {err:#}"))
+        }
         // wasmtime's limit on bytes copied out of the guest in one call (its error type
         // is private, so it is recognised by its message; a test pins this).
         None if format!("{err:#}").contains("fuel allocated for hostcalls has been exhausted") => StepFailure::new(

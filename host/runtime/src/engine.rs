@@ -67,8 +67,7 @@ impl Runtime {
         let tool_linker = crate::host::tool_linker(&engine)?;
         let cache = AotCache::new(config.cache_dir.clone(), &engine);
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_ticker(engine.clone(), config.epoch_tick, ticker_stop.clone())
-            .map_err(wasmtime::Error::new)?;
+        spawn_ticker(engine.clone(), config.epoch_tick, ticker_stop.clone()).map_err(wasmtime::Error::new)?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
@@ -104,6 +103,9 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .max_memory_size(tether_types::manifest::MAX_MEMORY as usize);
     let mut cfg = Config::new();
     cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // Stores skip the bookkeeping for component-model-async, which tether does not use;
+    // components that need it are rejected when they are loaded.
+    cfg.concurrency_support(false);
     cfg.consume_fuel(config.fuel);
     cfg.epoch_interruption(true);
     // Replay needs the same floats on every machine.
@@ -114,13 +116,11 @@ fn engine_config(config: &RuntimeConfig) -> Config {
 }
 
 fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("tether-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(tick);
-                engine.increment_epoch();
-            }
-        })?;
+    std::thread::Builder::new().name("tether-epoch".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(tick);
+            engine.increment_epoch();
+        }
+    })?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::de::IgnoredAny;
 use tether_types::{FailureClass, LogLevel, LogLine, ToolCallReport};
-use wasmtime::component::Linker;
+use wasmtime::component::{Linker, LinkerInstance};
 use wasmtime::{Engine, StoreContextMut};
 
 use crate::attempt::{run_tool_call, Limits};
@@ -19,46 +19,29 @@ pub(crate) fn step_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     let mut host = linker.instance(names::HOST)?;
-    host.func_wrap(
-        "log",
-        |mut cx: StoreContextMut<'_, StoreState>, (level, message): (Level, String)| {
-            log(cx.data_mut(), level, message);
-            Ok(())
-        },
-    )?;
-    host.func_wrap(
-        "report-usage",
-        |mut cx: StoreContextMut<'_, StoreState>, (metric, amount): (String, f64)| {
-            report_usage(cx.data_mut(), &metric, amount)
-        },
-    )?;
-    host.func_wrap_async(
-        "call-tool",
-        |cx: StoreContextMut<'_, StoreState>, (name, input): (String, String)| {
-            Box::new(call_tool(cx, name, input))
-        },
-    )?;
+    add_log_and_usage(&mut host)?;
+    host.func_wrap_async("call-tool", |cx: StoreContextMut<'_, StoreState>, (name, input): (String, String)| {
+        Box::new(call_tool(cx, name, input))
+    })?;
     Ok(linker)
 }
 
 pub(crate) fn tool_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    let mut host = linker.instance(names::TOOL_HOST)?;
-    host.func_wrap(
-        "log",
-        |mut cx: StoreContextMut<'_, StoreState>, (level, message): (Level, String)| {
-            log(cx.data_mut(), level, message);
-            Ok(())
-        },
-    )?;
-    host.func_wrap(
-        "report-usage",
-        |mut cx: StoreContextMut<'_, StoreState>, (metric, amount): (String, f64)| {
-            report_usage(cx.data_mut(), &metric, amount)
-        },
-    )?;
+    add_log_and_usage(&mut linker.instance(names::TOOL_HOST)?)?;
     Ok(linker)
+}
+
+/// `log` and `report-usage`, which steps (`host`) and tools (`tool-host`) share.
+fn add_log_and_usage(instance: &mut LinkerInstance<'_, StoreState>) -> wasmtime::Result<()> {
+    instance.func_wrap("log", |mut cx: StoreContextMut<'_, StoreState>, (level, message): (Level, String)| {
+        log(cx.data_mut(), level, message);
+        Ok(())
+    })?;
+    instance.func_wrap("report-usage", |mut cx: StoreContextMut<'_, StoreState>, (metric, amount): (String, f64)| {
+        report_usage(cx.data_mut(), &metric, amount)
+    })
 }
 
 fn log(state: &mut StoreState, level: Level, message: String) {
@@ -68,12 +51,7 @@ fn log(state: &mut StoreState, level: Level, message: String) {
         Level::Warn => LogLevel::Warn,
         Level::Error => LogLevel::Error,
     };
-    state.record.push_log(LogLine {
-        level,
-        stream: "log".into(),
-        tool: None,
-        message,
-    });
+    state.record.push_log(LogLine { level, stream: "log".into(), tool: None, message });
 }
 
 fn report_usage(state: &mut StoreState, metric: &str, amount: f64) -> wasmtime::Result<()> {
@@ -84,17 +62,11 @@ fn report_usage(state: &mut StoreState, metric: &str, amount: f64) -> wasmtime::
 }
 
 fn denied(message: String) -> Failure {
-    Failure {
-        kind: FailureKind::Denied,
-        message,
-    }
+    Failure { kind: FailureKind::Denied, message }
 }
 
 fn invalid_input(message: String) -> Failure {
-    Failure {
-        kind: FailureKind::InvalidInput,
-        message,
-    }
+    Failure { kind: FailureKind::InvalidInput, message }
 }
 
 /// `host.call-tool`: grant check, budget check, input check, then the tool in its own
@@ -134,19 +106,11 @@ async fn call_tool(
         return refused(state, "denied", denied(msg));
     };
     if input.len() as u64 > grants.max_tool_input {
-        let msg = format!(
-            "tool input is {} bytes; the cap is {} bytes",
-            input.len(),
-            grants.max_tool_input
-        );
+        let msg = format!("tool input is {} bytes; the cap is {} bytes", input.len(), grants.max_tool_input);
         return refused(state, "invalid_input", invalid_input(msg));
     }
     if let Err(e) = serde_json::from_str::<IgnoredAny>(&input) {
-        return refused(
-            state,
-            "invalid_input",
-            invalid_input(format!("tool input is not JSON: {e}")),
-        );
+        return refused(state, "invalid_input", invalid_input(format!("tool input is not JSON: {e}")));
     }
     let deadline = grants.deadline;
 
@@ -156,9 +120,7 @@ async fn call_tool(
     let budget = tool.spec.budget;
     let limits = Limits {
         fuel: step_fuel.map_or(budget.fuel, |f| f.min(budget.fuel)),
-        wall_time: budget
-            .wall_time
-            .min(deadline.saturating_duration_since(Instant::now())),
+        wall_time: budget.wall_time.min(deadline.saturating_duration_since(Instant::now())),
         memory: budget.memory,
         output: budget.output,
     };

@@ -17,12 +17,7 @@ pub(crate) struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub(crate) fn new(cap: u64) -> Self {
-        MemoryLimiter {
-            cap,
-            total: 0,
-            peak: 0,
-            refused: None,
-        }
+        MemoryLimiter { cap, total: 0, peak: 0, refused: None }
     }
 
     pub(crate) fn peak(&self) -> u64 {
@@ -35,16 +30,8 @@ impl MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let total = self
-            .total
-            .saturating_sub(current as u64)
-            .saturating_add(desired as u64);
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.total.saturating_sub(current as u64).saturating_add(desired as u64);
         if total > self.cap {
             self.refused = Some(total);
             return Ok(false);
@@ -54,12 +41,7 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 
@@ -82,19 +64,10 @@ mod tests {
     fn cap_is_a_total_across_memories() {
         let mut l = MemoryLimiter::new(10 << 20);
         assert!(l.memory_growing(0, 6 << 20, None).unwrap(), "first memory");
-        assert!(
-            !l.memory_growing(0, 6 << 20, None).unwrap(),
-            "second memory would make 12 MiB"
-        );
+        assert!(!l.memory_growing(0, 6 << 20, None).unwrap(), "second memory would make 12 MiB");
         assert_eq!(l.refused, Some(12 << 20));
-        assert!(
-            l.memory_growing(0, 4 << 20, None).unwrap(),
-            "second memory fits at 4 MiB"
-        );
-        assert!(
-            l.memory_growing(6 << 20, 5 << 20, None).unwrap(),
-            "shrinking accounting stays exact"
-        );
+        assert!(l.memory_growing(0, 4 << 20, None).unwrap(), "second memory fits at 4 MiB");
+        assert!(l.memory_growing(6 << 20, 5 << 20, None).unwrap(), "shrinking accounting stays exact");
         assert_eq!(l.peak(), 10 << 20);
     }
 }

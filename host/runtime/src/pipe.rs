@@ -22,12 +22,7 @@ struct Captured {
 
 impl CappedPipe {
     pub(crate) fn new(cap: usize) -> Self {
-        CappedPipe {
-            inner: Arc::new(Mutex::new(Captured {
-                cap,
-                ..Captured::default()
-            })),
-        }
+        CappedPipe { inner: Arc::new(Mutex::new(Captured { cap, ..Captured::default() })) }
     }
 
     /// What was kept, and how many bytes were dropped.

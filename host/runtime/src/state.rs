@@ -61,10 +61,7 @@ impl StoreState {
         let stderr = CappedPipe::new(STDIO_CAP);
         // Nothing is granted: no env, args, preopened directories, network or inherited
         // stdio. Only the capped in-memory stdout/stderr.
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
         StoreState {
             wasi,
             table: ResourceTable::new(),
@@ -86,10 +83,9 @@ impl StoreState {
 
     /// Moves captured stdout and stderr into the log, then returns the statistics.
     pub(crate) fn finish(&mut self, fuel: u64, wall_us: u64, tool: Option<&str>) -> StepStats {
-        for (stream, pipe, level) in [
-            ("stdout", &self.stdout, LogLevel::Info),
-            ("stderr", &self.stderr, LogLevel::Warn),
-        ] {
+        for (stream, pipe, level) in
+            [("stdout", &self.stdout, LogLevel::Info), ("stderr", &self.stderr, LogLevel::Warn)]
+        {
             let (bytes, dropped) = pipe.take();
             let text = String::from_utf8_lossy(&bytes);
             for line in text.lines().filter(|l| !l.is_empty()) {
@@ -106,9 +102,7 @@ impl StoreState {
                     level: LogLevel::Warn,
                     stream: stream.into(),
                     tool: tool.map(Into::into),
-                    message: format!(
-                        "[{dropped} more bytes of {stream} dropped: the cap is {STDIO_CAP} bytes]"
-                    ),
+                    message: format!("[{dropped} more bytes of {stream} dropped: the cap is {STDIO_CAP} bytes]"),
                 });
             }
         }
@@ -144,21 +138,15 @@ impl Record {
     pub(crate) fn add_usage(&mut self, metric: &str, amount: f64) -> Result<(), String> {
         let valid_name = !metric.is_empty()
             && metric.len() <= 64
-            && metric
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            && metric.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !valid_name {
             return Err(format!("usage metric name {metric:?} is invalid: use 1-64 letters, digits, `_`, `.` or `-`"));
         }
         if !amount.is_finite() || amount < 0.0 {
-            return Err(format!(
-                "usage amount {amount} for `{metric}` must be finite and not negative"
-            ));
+            return Err(format!("usage amount {amount} for `{metric}` must be finite and not negative"));
         }
         if !self.usage.contains_key(metric) && self.usage.len() >= USAGE_METRICS_CAP {
-            return Err(format!(
-                "more than {USAGE_METRICS_CAP} distinct usage metrics"
-            ));
+            return Err(format!("more than {USAGE_METRICS_CAP} distinct usage metrics"));
         }
         *self.usage.entry(metric.to_string()).or_default() += amount;
         Ok(())
@@ -181,9 +169,6 @@ impl Record {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }

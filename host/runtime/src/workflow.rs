@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use serde::de::IgnoredAny;
 use tether_types::{
-    FailureClass, RunError, RunId, RunReport, RunStatus, StepFailure, StepReport, StepStats,
+    FailureClass, RunError, RunId, RunReport, RunStatus, StepFailure, StepReport, StepStats, ToolDescriptor,
 };
 
 use crate::attempt::run_step_attempt;
 use crate::engine::Runtime;
-use crate::load::{LoadedStep, LoadedWorkflow};
+use crate::load::{LoadedStep, LoadedWorkflow, ToolComponent};
 
 /// Progress of a run, for display.
 pub enum Progress<'a> {
@@ -45,6 +45,11 @@ impl Runtime {
         StepRun { output, stats }
     }
 
+    /// Asks a tool component to describe itself (in a sandbox with the default tool budget).
+    pub async fn describe_tool(&self, tool: &ToolComponent) -> Result<ToolDescriptor, StepFailure> {
+        crate::attempt::describe_tool(&self.inner.engine, tool).await
+    }
+
     /// Runs every step of `workflow` in order.
     pub async fn run_workflow(
         &self,
@@ -58,10 +63,7 @@ impl Runtime {
         let mut current = input.to_string();
         let mut error = None;
         for (index, step) in workflow.steps.iter().enumerate() {
-            progress(Progress::StepStarted {
-                index,
-                name: &step.spec.name,
-            });
+            progress(Progress::StepStarted { index, name: &step.spec.name });
             let run = if let Err(e) = serde_json::from_str::<IgnoredAny>(&current) {
                 StepRun {
                     output: Err(StepFailure::new(
@@ -75,37 +77,23 @@ impl Runtime {
             };
             let report = StepReport {
                 name: step.spec.name.clone(),
-                outcome: if run.output.is_ok() {
-                    RunStatus::Completed
-                } else {
-                    RunStatus::Failed
-                },
+                outcome: if run.output.is_ok() { RunStatus::Completed } else { RunStatus::Failed },
                 error: run.output.as_ref().err().cloned(),
                 stats: run.stats,
             };
-            progress(Progress::StepFinished {
-                index,
-                report: &report,
-            });
+            progress(Progress::StepFinished { index, report: &report });
             reports.push(report);
             match run.output {
                 Ok(out) => current = out,
                 Err(f) => {
-                    error = Some(RunError {
-                        class: f.class,
-                        step: step.spec.name.clone(),
-                        message: f.message,
-                    });
+                    error = Some(RunError { class: f.class, step: step.spec.name.clone(), message: f.message });
                     break;
                 }
             }
         }
         let wall_us = start.elapsed().as_micros() as u64;
         let (status, output) = match &error {
-            None => (
-                RunStatus::Completed,
-                serde_json::from_str(&current).unwrap_or(serde_json::Value::Null),
-            ),
+            None => (RunStatus::Completed, serde_json::from_str(&current).unwrap_or(serde_json::Value::Null)),
             Some(_) => (RunStatus::Failed, serde_json::Value::Null),
         };
         RunReport {

@@ -93,12 +93,8 @@ impl StepBudget {
 
 impl ToolBudget {
     /// Defaults for a tool call: a fifth of a step's CPU and 10 s of wall time.
-    pub const DEFAULT: ToolBudget = ToolBudget {
-        fuel: 2_000_000_000,
-        wall_time: Duration::from_secs(10),
-        memory: 64 << 20,
-        output: 1 << 20,
-    };
+    pub const DEFAULT: ToolBudget =
+        ToolBudget { fuel: 2_000_000_000, wall_time: Duration::from_secs(10), memory: 64 << 20, output: 1 << 20 };
 
     /// Fills `spec`'s gaps from the defaults.
     pub fn from_spec(spec: &BudgetSpec) -> ToolBudget {

@@ -105,11 +105,7 @@ pub struct StepFailure {
 impl StepFailure {
     /// A failure of `class` with a message.
     pub fn new(class: FailureClass, message: impl Into<String>) -> Self {
-        StepFailure {
-            class,
-            message: message.into(),
-            guest_kind: None,
-        }
+        StepFailure { class, message: message.into(), guest_kind: None }
     }
 
     /// The failure a component returned itself: class `denied` for kind `denied`,
@@ -119,11 +115,7 @@ impl StepFailure {
             GuestFailureKind::Denied => FailureClass::Denied,
             _ => FailureClass::GuestError,
         };
-        StepFailure {
-            class,
-            message: message.into(),
-            guest_kind: Some(kind),
-        }
+        StepFailure { class, message: message.into(), guest_kind: Some(kind) }
     }
 }
 

@@ -27,18 +27,9 @@ impl RunId {
 impl TryFrom<String> for RunId {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let suffix = s
-            .strip_prefix(Self::PREFIX)
-            .ok_or_else(|| format!("run id `{s}` does not start with `run_`"))?;
-        if suffix.is_empty()
-            || suffix.len() > 64
-            || !suffix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            return Err(format!(
-                "run id `{s}` must be `run_` followed by 1-64 letters, digits or `-`"
-            ));
+        let suffix = s.strip_prefix(Self::PREFIX).ok_or_else(|| format!("run id `{s}` does not start with `run_`"))?;
+        if suffix.is_empty() || suffix.len() > 64 || !suffix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(format!("run id `{s}` must be `run_` followed by 1-64 letters, digits or `-`"));
         }
         Ok(RunId(s))
     }

@@ -14,6 +14,6 @@ pub use failure::{FailureClass, GuestFailureKind, StepFailure};
 pub use ids::RunId;
 pub use manifest::{ManifestError, ManifestErrors, StepSpec, ToolSpec, Workflow};
 pub use report::{
-    LogLevel, LogLine, RunError, RunReport, RunStatus, RunTotals, StepReport, StepStats,
-    ToolCallReport,
+    Effect, LogLevel, LogLine, RunError, RunReport, RunStatus, RunTotals, StepReport, StepStats, ToolCallReport,
+    ToolDescriptor,
 };

@@ -156,10 +156,7 @@ struct RawStep {
 impl Workflow {
     /// Parses and validates a manifest. `file` is used only in error messages.
     pub fn parse(file: &str, text: &str) -> Result<Workflow, ManifestErrors> {
-        let source = Source {
-            file: file.to_string(),
-            text: text.to_string(),
-        };
+        let source = Source { file: file.to_string(), text: text.to_string() };
         let raw: RawWorkflow = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let hint = toml_hint(e.message());
@@ -177,11 +174,7 @@ impl Workflow {
         let tool_defaults = check_budget(&raw.defaults.tool_budget, &mut err).unwrap_or_default();
         if let Some(b) = &raw.defaults.tool_budget {
             if b.get_ref().tool_calls.is_some() {
-                err(
-                    b.span(),
-                    "`tool_calls` does not apply to tools: a tool cannot call tools".into(),
-                    None,
-                );
+                err(b.span(), "`tool_calls` does not apply to tools: a tool cannot call tools".into(), None);
             }
         }
 
@@ -200,22 +193,11 @@ impl Workflow {
             }
             let budget = ToolBudget::from_spec(&spec.over(&tool_defaults));
             let component = component_ref(&tool.component, &mut err);
-            tools.insert(
-                name.get_ref().clone(),
-                ToolSpec {
-                    name: name.get_ref().clone(),
-                    component,
-                    budget,
-                },
-            );
+            tools.insert(name.get_ref().clone(), ToolSpec { name: name.get_ref().clone(), component, budget });
         }
 
         if raw.steps.is_empty() {
-            err(
-                0..0,
-                "the workflow has no steps".into(),
-                Some("add a `[[steps]]` table with `name` and `component`"),
-            );
+            err(0..0, "the workflow has no steps".into(), Some("add a `[[steps]]` table with `name` and `component`"));
         }
         let mut seen = HashSet::new();
         let mut steps = Vec::new();
@@ -240,10 +222,7 @@ impl Workflow {
                     };
                     err(
                         tool.span(),
-                        format!(
-                            "step `{name}` lists tool `{}`, which is not declared",
-                            tool.get_ref()
-                        ),
+                        format!("step `{name}` lists tool `{}`, which is not declared", tool.get_ref()),
                         Some(&hint),
                     );
                 }
@@ -277,12 +256,7 @@ impl Workflow {
 
     /// An error positioned at `span` of this manifest, for checks made after parsing
     /// (for example a component file that does not exist).
-    pub fn error_at(
-        &self,
-        span: Range<usize>,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) -> ManifestError {
+    pub fn error_at(&self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) -> ManifestError {
         self.source.error(span, &message.into(), hint)
     }
 }
@@ -290,13 +264,7 @@ impl Workflow {
 impl Source {
     fn error(&self, span: Range<usize>, message: &str, hint: Option<String>) -> ManifestError {
         let (line, column) = line_column(&self.text, span.start);
-        ManifestError {
-            file: self.file.clone(),
-            line,
-            column,
-            message: message.to_string(),
-            hint,
-        }
+        ManifestError { file: self.file.clone(), line, column, message: message.to_string(), hint }
     }
 }
 
@@ -313,9 +281,7 @@ fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
@@ -323,21 +289,11 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn component_ref(
-    c: &Spanned<String>,
-    err: &mut impl FnMut(Range<usize>, String, Option<&str>),
-) -> ComponentRef {
+fn component_ref(c: &Spanned<String>, err: &mut impl FnMut(Range<usize>, String, Option<&str>)) -> ComponentRef {
     if c.get_ref().trim().is_empty() {
-        err(
-            c.span(),
-            "`component` is empty".into(),
-            Some("give the path of a .wasm component"),
-        );
+        err(c.span(), "`component` is empty".into(), Some("give the path of a .wasm component"));
     }
-    ComponentRef {
-        path: c.get_ref().clone(),
-        span: c.span(),
-    }
+    ComponentRef { path: c.get_ref().clone(), span: c.span() }
 }
 
 fn check_budget(
@@ -348,32 +304,16 @@ fn check_budget(
     let spec = b.get_ref();
     let span = b.span();
     if spec.fuel == Some(0) {
-        err(
-            span.clone(),
-            "budget `fuel` must be at least 1".into(),
-            None,
-        );
+        err(span.clone(), "budget `fuel` must be at least 1".into(), None);
     }
     if spec.wall_time.is_some_and(|d| d.as_millis() == 0) {
-        err(
-            span.clone(),
-            "budget `wall_time` must be at least 1ms".into(),
-            None,
-        );
+        err(span.clone(), "budget `wall_time` must be at least 1ms".into(), None);
     }
     if let Some(m) = spec.memory {
         if m < 64 << 10 {
-            err(
-                span.clone(),
-                format!("budget `memory` of {m} bytes is below one WebAssembly page (64KiB)"),
-                None,
-            );
+            err(span.clone(), format!("budget `memory` of {m} bytes is below one WebAssembly page (64KiB)"), None);
         } else if m > MAX_MEMORY {
-            err(
-                span.clone(),
-                format!("budget `memory` of {m} bytes is above the host's limit of 4GiB"),
-                None,
-            );
+            err(span.clone(), format!("budget `memory` of {m} bytes is above the host's limit of 4GiB"), None);
         }
     }
     Some(spec.clone())

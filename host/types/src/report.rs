@@ -147,10 +147,7 @@ pub struct RunReport {
 impl RunReport {
     /// Totals computed from the steps and the run's wall time.
     pub fn totals_of(steps: &[StepReport], wall_us: u64) -> RunTotals {
-        let mut totals = RunTotals {
-            wall_us,
-            ..RunTotals::default()
-        };
+        let mut totals = RunTotals { wall_us, ..RunTotals::default() };
         for s in steps {
             totals.fuel = totals.fuel.saturating_add(s.stats.total_fuel());
             totals.tool_calls += s.stats.tool_calls.len() as u64;
@@ -160,4 +157,31 @@ impl RunReport {
         }
         totals
     }
+}
+
+/// What a tool call does to the world (mirrors the WIT `effect`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Effect {
+    /// Only reads.
+    ReadOnly,
+    /// Repeating a call with the same input has no further effect.
+    Idempotent,
+    /// An external side effect that must happen at most once.
+    External,
+}
+
+/// How a tool describes itself (`tool.describe()`), with its schemas checked to be JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolDescriptor {
+    /// The tool's name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of the input.
+    pub input_schema: serde_json::Value,
+    /// JSON Schema of the output.
+    pub output_schema: serde_json::Value,
+    /// What a call does to the world.
+    pub effect: Effect,
 }

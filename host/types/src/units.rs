@@ -14,14 +14,10 @@ enum IntOrText {
 /// Parses `123`, `64KiB`, `64 MiB`, `1GiB`, `10MB` into bytes.
 pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '_')
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let num: u64 = num
-        .replace('_', "")
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size; write e.g. `64MiB` or `1048576`"))?;
+    let num: u64 =
+        num.replace('_', "").parse().map_err(|_| format!("`{text}` is not a size; write e.g. `64MiB` or `1048576`"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -30,21 +26,14 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "unknown size unit `{other}` in `{text}`; use B, KiB, MiB, GiB, KB, MB or GB"
-            ))
-        }
+        other => return Err(format!("unknown size unit `{other}` in `{text}`; use B, KiB, MiB, GiB, KB, MB or GB")),
     };
-    num.checked_mul(mult)
-        .ok_or_else(|| format!("size `{text}` is too large"))
+    num.checked_mul(mult).ok_or_else(|| format!("size `{text}` is too large"))
 }
 
 pub(crate) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match IntOrText::deserialize(d)? {
-        IntOrText::Int(n) => u64::try_from(n)
-            .map(Some)
-            .map_err(|_| de::Error::custom("a size cannot be negative")),
+        IntOrText::Int(n) => u64::try_from(n).map(Some).map_err(|_| de::Error::custom("a size cannot be negative")),
         IntOrText::Text(s) => parse_size(&s).map(Some).map_err(de::Error::custom),
     }
 }
@@ -55,9 +44,7 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duratio
             .map(|ms| Some(Duration::from_millis(ms)))
             .map_err(|_| de::Error::custom("a duration cannot be negative")),
         IntOrText::Text(s) => humantime::parse_duration(&s).map(Some).map_err(|e| {
-            de::Error::custom(format!(
-                "`{s}` is not a duration ({e}); write e.g. `500ms`, `30s` or `2m`"
-            ))
+            de::Error::custom(format!("`{s}` is not a duration ({e}); write e.g. `500ms`, `30s` or `2m`"))
         }),
     }
 }
@@ -72,12 +59,8 @@ mod tests {
         assert_eq!(parse_size("64 MiB"), Ok(64 << 20));
         assert_eq!(parse_size("1_000"), Ok(1000));
         assert_eq!(parse_size("2KB"), Ok(2000));
-        assert!(parse_size("12 parsecs")
-            .unwrap_err()
-            .contains("unknown size unit"));
+        assert!(parse_size("12 parsecs").unwrap_err().contains("unknown size unit"));
         assert!(parse_size("MiB").is_err());
-        assert!(parse_size("99999999999999GiB")
-            .unwrap_err()
-            .contains("too large"));
+        assert!(parse_size("99999999999999GiB").unwrap_err().contains("too large"));
     }
 }

@@ -35,11 +35,7 @@ fn good_manifest_layers_budgets() {
     assert_eq!(draft.budget.tool_calls, 3);
     assert_eq!(draft.budget.memory, 32 << 20);
     assert_eq!(draft.budget.fuel, 1000, "from [defaults]");
-    assert_eq!(
-        draft.budget.output,
-        StepBudget::DEFAULT.output,
-        "from built-in defaults"
-    );
+    assert_eq!(draft.budget.output, StepBudget::DEFAULT.output, "from built-in defaults");
     let lookup = &wf.tools["lookup"];
     assert_eq!(lookup.budget.wall_time.as_millis(), 500);
     assert_eq!(lookup.budget.memory, 1 << 20);
@@ -78,10 +74,7 @@ fn bad_manifests_name_position_and_problem() {
     ];
     for (text, expected) in cases {
         let errors = parse(text).expect_err(text).join("\n");
-        assert!(
-            errors.contains(expected),
-            "manifest:\n{text}\nexpected: {expected}\ngot: {errors}"
-        );
+        assert!(errors.contains(expected), "manifest:\n{text}\nexpected: {expected}\ngot: {errors}");
     }
 }
 

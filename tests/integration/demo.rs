@@ -34,6 +34,8 @@ fn a_known_customer_gets_a_personal_prioritised_reply() {
     assert_eq!(r.steps.len(), 2);
     assert_eq!(r.steps[1].stats.tool_calls[0].tool, "customer-lookup");
     assert!(r.totals.usage["tokens"] > 0.0);
+    let tool_log = r.steps[1].stats.logs.iter().find(|l| l.message == "looking up ada@example.com").unwrap();
+    assert_eq!(tool_log.tool.as_deref(), Some("customer-lookup"), "tool log lines name their tool");
 }
 
 #[test]

@@ -34,17 +34,7 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<ExitCode, Failure> {
     }
     match &info.descriptor {
         Some(Ok(d)) => {
-            println!("tool:    {} ({:?})", d.name, d.effect);
-            println!("         {}", crate::output::sanitize(&d.description));
-            println!("input schema:  {}", d.input_schema);
-            println!("output schema: {}", d.output_schema);
-        }
-        Some(Err(e)) => println!("describe() failed: {}", crate::output::sanitize(e)),
-        None => {}
-    }
-    match &info.descriptor {
-        Some(Ok(d)) => {
-            println!("tool:    {} ({:?})", d.name, d.effect);
+            println!("tool:    {} ({})", d.name, d.effect.as_str());
             println!("         {}", crate::output::sanitize(&d.description));
             println!("input schema:  {}", d.input_schema);
             println!("output schema: {}", d.output_schema);

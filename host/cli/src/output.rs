@@ -46,8 +46,8 @@ pub(crate) fn step_finished(index: usize, total: usize, report: &StepReport, ver
     );
     for line in &s.logs {
         if verbose || line.level >= LogLevel::Warn {
-            let from = line.tool.as_deref().map(|t| format!(" tool {t}")).unwrap_or_default();
-            eprintln!("      {:?}{from} {}: {}", line.level, line.stream, sanitize(&line.message));
+            let from = line.tool.as_deref().map(|t| format!("tool {t} ")).unwrap_or_default();
+            eprintln!("      {:<5} {from}{}: {}", line.level.as_str(), line.stream, sanitize(&line.message));
         }
     }
     if s.logs_dropped > 0 {

@@ -155,7 +155,8 @@ impl Record {
     /// Folds a finished tool call's record into the calling step's.
     pub(crate) fn absorb_tool(&mut self, stats: StepStats, report: ToolCallReport) {
         self.tool_fuel = self.tool_fuel.saturating_add(report.fuel);
-        for line in stats.logs {
+        for mut line in stats.logs {
+            line.tool.get_or_insert_with(|| report.tool.clone());
             self.push_log(line);
         }
         self.logs_dropped += stats.logs_dropped;

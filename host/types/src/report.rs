@@ -171,6 +171,29 @@ pub enum Effect {
     External,
 }
 
+impl Effect {
+    /// The WIT name: `read-only`, `idempotent` or `external`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::ReadOnly => "read-only",
+            Effect::Idempotent => "idempotent",
+            Effect::External => "external",
+        }
+    }
+}
+
+impl LogLevel {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
 /// How a tool describes itself (`tool.describe()`), with its schemas checked to be JSON.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToolDescriptor {

@@ -229,3 +229,53 @@ fn running_out_of_sandboxes_is_a_host_fault_not_the_guests() {
     let fault = [runs.0, runs.1, runs.2].into_iter().find_map(|r| r.output.err()).unwrap();
     assert!(fault.message.starts_with("could not create the sandbox"), "{}", fault.message);
 }
+
+/// A step component with two memories of `pages` 64 KiB pages each, written in WAT;
+/// `run` returns `ok("{}")`.
+fn two_memory_step(pages: u32) -> std::path::PathBuf {
+    let wat = format!(
+        r#"(component
+  (core module $m
+    (memory (export "memory") {pages})
+    (memory $second {pages})
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+    (func (export "run") (param i32 i32) (result i32)
+      (i32.store8 (i32.const 0) (i32.const 0))
+      (i32.store (i32.const 4) (i32.const 16))
+      (i32.store (i32.const 8) (i32.const 2))
+      (i32.store16 (i32.const 16) (i32.const 0x7d7b))
+      (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (type $kind (enum "invalid-input" "not-found" "denied" "transient" "internal"))
+  (export $kind-e "failure-kind" (type $kind))
+  (type $failure (record (field "kind" $kind-e) (field "message" string)))
+  (export $failure-e "failure" (type $failure))
+  (func $run (param "input" string) (result (result string (error $failure-e)))
+    (canon lift (core func $i "run") (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
+  (instance $step (export "failure-kind" (type $kind-e)) (export "failure" (type $failure-e)) (export "run" (func $run)))
+  (export "tether:plugin/step@0.1.0" (instance $step)))"#
+    );
+    let dir = tether_tests::repo_root().join("target").join("wat-fixtures");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("two-memories-{pages}.wasm"));
+    std::fs::write(&path, wat::parse_str(&wat).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn the_memory_budget_is_a_total_across_all_memories() {
+    // Two memories of 40 MiB: each fits a 64 MiB budget, together they do not.
+    let path = two_memory_step(640);
+    let wf = |budget: &str| {
+        crate::support::workflow(&format!(
+            "name = \"m\"\n[[steps]]\nname = \"s\"\ncomponent = {:?}\nbudget = {{ memory = \"{budget}\" }}\n",
+            path.display().to_string()
+        ))
+    };
+    let r = expect_failure(&wf("64MiB"), json!({}), FailureClass::MemoryExceeded);
+    assert!(r.error.unwrap().message.contains("80.0 MiB in total"));
+    let r = run(&wf("96MiB"), json!({}));
+    assert_eq!(r.error, None);
+    assert_eq!(r.steps[0].stats.peak_memory, 80 << 20);
+    assert_host_still_works();
+}

@@ -100,6 +100,9 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .total_memories(n * 2)
         .total_tables(n * 4)
         .total_stacks(n)
+        // wasmtime's default is one memory per module; components built from other
+        // languages, and hostile ones, may declare more (the memory budget is a total).
+        .max_memories_per_module(4)
         .max_memory_size(tether_types::manifest::MAX_MEMORY as usize);
     let mut cfg = Config::new();
     cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

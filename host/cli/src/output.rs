@@ -77,3 +77,24 @@ pub(crate) fn run_summary(report: &RunReport) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_text_cannot_drive_the_terminal() {
+        let hostile = "ok\x1b[2J\x1b]0;pwned\x07\rdone\ttab";
+        let clean = sanitize(hostile);
+        assert!(!clean.chars().any(|c| c.is_control() && c != '\t'), "{clean:?}");
+        assert!(clean.starts_with("ok\u{FFFD}[2J") && clean.ends_with("done\ttab"));
+    }
+
+    #[test]
+    fn figures_are_short_and_readable() {
+        assert_eq!(fuel(73_041), "73.0k");
+        assert_eq!(fuel(2_500_000_000), "2.50G");
+        assert_eq!(micros(442), "442µs");
+        assert_eq!(micros(1_500), "1.5ms");
+    }
+}

@@ -86,7 +86,10 @@ fn store_artifact(component: &Component, path: &Path) -> anyhow::Result<()> {
     let dir = path.parent().expect("cache entries live in a directory");
     create_private_dir(dir)?;
     let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), std::thread::current().name().unwrap_or("t").len()));
+    // Unique per process and per write, so concurrent writers never share a temp file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{}-{n}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())

@@ -3,13 +3,16 @@
 //! the rules it enforces can be tested without a file system or an engine.
 
 pub mod budget;
+pub mod event;
 pub mod failure;
 pub mod ids;
 pub mod manifest;
 pub mod report;
+pub mod store;
 mod units;
 
 pub use budget::{BudgetSpec, StepBudget, ToolBudget};
+pub use event::{Chain, Event, EventKind, HostRead, JournalError, SealedEvent, StoredEvent, ToolResult};
 pub use failure::{FailureClass, GuestFailureKind, StepFailure};
 pub use ids::RunId;
 pub use manifest::{ManifestError, ManifestErrors, StepSpec, ToolSpec, Workflow};

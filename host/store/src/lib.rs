@@ -1,0 +1,13 @@
+//! The journal's storage: the only code in tether that touches SQL.
+//!
+//! [`SqliteStore`] is the default: one file, WAL mode, `synchronous=FULL` unless told
+//! otherwise. One writer task owns the write connection and commits whatever has queued
+//! up as one transaction with multi-row INSERTs (group commit); every caller awaits the
+//! commit that contains its events. Reads go through a separate pool.
+
+mod open;
+mod sqlite;
+mod writer;
+
+pub use open::{default_database_url, Durability, StoreConfig};
+pub use sqlite::SqliteStore;

@@ -1,0 +1,117 @@
+//! Where the journal lives, and opening it safely: a file that is not a tether journal,
+//! or one written by a newer tether, is refused before anything is written to it.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection};
+use tether_types::store::StoreError;
+
+/// How durable a commit is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: a committed step survives power loss. The default.
+    Full,
+    /// `synchronous=NORMAL`: survives a process crash, may lose the last commits on power loss.
+    Normal,
+}
+
+/// How to open the journal.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// `sqlite:PATH` (or a plain path).
+    pub url: String,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Largest event payload accepted, in bytes.
+    pub max_event_bytes: usize,
+}
+
+impl StoreConfig {
+    /// Defaults for `url`: full durability, 8 MiB events.
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreConfig { url: url.into(), durability: Durability::Full, max_event_bytes: 8 << 20 }
+    }
+}
+
+/// `$TETHER_DATABASE_URL`, or `journal.db` in the user's data directory.
+pub fn default_database_url() -> String {
+    match std::env::var("TETHER_DATABASE_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            let dir = dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("tether");
+            format!("sqlite:{}", dir.join("journal.db").display())
+        }
+    }
+}
+
+/// The file path behind a `sqlite:` URL or a plain path.
+pub(crate) fn sqlite_path(url: &str) -> PathBuf {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    PathBuf::from(rest.split('?').next().unwrap_or(rest))
+}
+
+pub(crate) fn connect_options(config: &StoreConfig) -> Result<SqliteConnectOptions, StoreError> {
+    let path = sqlite_path(&config.url);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let opts = SqliteConnectOptions::from_str(&format!("sqlite:{}", path.display()))
+        .map_err(|e| StoreError::Database(format!("bad database URL `{}`: {e}", config.url)))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(match config.durability {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Normal => SqliteSynchronous::Normal,
+        })
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    Ok(opts)
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Checks that the file is ours (or empty) and not newer than us, then migrates it.
+pub(crate) async fn open_and_migrate(config: &StoreConfig) -> Result<SqliteConnection, StoreError> {
+    let path = sqlite_path(&config.url);
+    let shown = path.display().to_string();
+    let mut conn =
+        SqliteConnection::connect_with(&connect_options(config)?).await.map_err(|e| open_error(&shown, e))?;
+
+    let tables: Vec<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| open_error(&shown, e))?;
+    let has = |t: &str| tables.iter().any(|(n,)| n == t);
+    if !tables.is_empty() && !has("tether_meta") {
+        return Err(StoreError::NotOurs(format!(
+            "{shown} is a SQLite database but not a tether journal; pass another file with --db or TETHER_DATABASE_URL"
+        )));
+    }
+    if has("_sqlx_migrations") {
+        let newest: Option<(i64,)> =
+            sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations").fetch_optional(&mut conn).await.ok().flatten();
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        if let Some((v,)) = newest {
+            if v > known {
+                return Err(StoreError::NewerSchema(format!(
+                    "{shown} was written by a newer tether (schema version {v}; this tether knows up to {known}); upgrade tether to use it"
+                )));
+            }
+        }
+    }
+    MIGRATOR.run(&mut conn).await.map_err(|e| StoreError::Database(format!("{shown}: migrating the journal: {e}")))?;
+    Ok(conn)
+}
+
+fn open_error(path: &str, e: sqlx::Error) -> StoreError {
+    let text = e.to_string();
+    if text.contains("file is not a database") || text.contains("not a database") {
+        StoreError::NotOurs(format!("{path} is not a SQLite database (and so not a tether journal); pass another file with --db or TETHER_DATABASE_URL"))
+    } else {
+        StoreError::Database(format!("{path}: {text}"))
+    }
+}

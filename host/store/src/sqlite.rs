@@ -1,0 +1,128 @@
+//! [`SqliteStore`]: the journal in one SQLite file.
+
+use sqlx::sqlite::SqlitePoolOptions;
+use sqlx::{Row, SqlitePool};
+use tether_types::event::StoredEvent;
+use tether_types::store::{Append, JournalStore, RunIndexStatus, RunSummary, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::open::{connect_options, open_and_migrate, StoreConfig};
+use crate::writer::{self, db, Request};
+
+/// The journal in one SQLite file. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: mpsc::Sender<Request>,
+    readers: SqlitePool,
+    max_event_bytes: usize,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the journal. Must be called inside a
+    /// tokio runtime: the writer task is spawned on it.
+    pub async fn open(config: &StoreConfig) -> Result<SqliteStore, StoreError> {
+        let conn = open_and_migrate(config).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(connect_options(config)?.read_only(true))
+            .await
+            .map_err(db)?;
+        Ok(SqliteStore { writer: writer::spawn(conn), readers, max_event_bytes: config.max_event_bytes })
+    }
+
+    async fn send(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), StoreError>>) -> Request,
+    ) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer.send(make(tx)).await.map_err(|_| StoreError::Database("the journal writer stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Database("the journal writer stopped".into()))?
+    }
+}
+
+#[async_trait::async_trait]
+impl JournalStore for SqliteStore {
+    async fn append(&self, append: Append) -> Result<(), StoreError> {
+        if let Some(e) = append.events.iter().find(|e| e.payload.len() > self.max_event_bytes) {
+            return Err(StoreError::PayloadTooLarge {
+                run: append.run_id.to_string(),
+                seq: e.seq,
+                kind: e.kind.to_string(),
+                size: e.payload.len(),
+                cap: self.max_event_bytes,
+            });
+        }
+        self.send(|tx| Request::Append(append, tx)).await
+    }
+
+    async fn events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query("SELECT seq, at_us, kind, payload, hash FROM events WHERE run_id = ? ORDER BY seq")
+            .bind(run_id)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(db)?;
+        if rows.is_empty() {
+            return Err(StoreError::UnknownRun(run_id.to_string()));
+        }
+        rows.iter()
+            .map(|r| {
+                Ok(StoredEvent {
+                    seq: r.try_get::<i64, _>(0).map_err(db)? as u64,
+                    at_us: r.try_get::<i64, _>(1).map_err(db)? as u64,
+                    kind: r.try_get(2).map_err(db)?,
+                    payload: r.try_get(3).map_err(db)?,
+                    hash: r.try_get(4).map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn runs(&self, status: Option<RunIndexStatus>, limit: u32) -> Result<Vec<RunSummary>, StoreError> {
+        let sql = "SELECT run_id, workflow, status, identity, started_us, finished_us FROM runs \
+                   WHERE (?1 IS NULL OR status = ?1) ORDER BY started_us DESC LIMIT ?2";
+        let rows = sqlx::query(sql)
+            .bind(status.map(RunIndexStatus::as_str))
+            .bind(limit as i64)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get(2).map_err(db)?;
+                Ok(RunSummary {
+                    run_id: r.try_get(0).map_err(db)?,
+                    workflow: r.try_get(1).map_err(db)?,
+                    status: RunIndexStatus::parse(&status).ok_or_else(|| {
+                        StoreError::Database(format!("unknown run status `{status}` in the run index"))
+                    })?,
+                    identity: r.try_get(3).map_err(db)?,
+                    started_us: r.try_get::<i64, _>(4).map_err(db)? as u64,
+                    finished_us: r.try_get::<Option<i64>, _>(5).map_err(db)?.map(|v| v as u64),
+                })
+            })
+            .collect()
+    }
+
+    async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError> {
+        let exists = sqlx::query("SELECT 1 FROM components WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db)?
+            .is_some();
+        if exists {
+            return Ok(());
+        }
+        let (digest, wasm) = (digest.to_string(), wasm.to_vec());
+        self.send(|tx| Request::Component(digest, wasm, tx)).await
+    }
+
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT wasm FROM components WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db)?;
+        row.map(|r| r.try_get(0).map_err(db)).transpose()
+    }
+}

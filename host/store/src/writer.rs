@@ -1,0 +1,133 @@
+//! Group commit: one task owns the write connection. Requests queue on a channel; the
+//! task takes everything queued, writes it as one transaction with multi-row INSERTs,
+//! commits once, and acknowledges every request in it. If a batch fails, its requests
+//! are retried one by one so that one bad request cannot fail its neighbours.
+
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use tether_types::store::{Append, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+/// Bound parameters per statement stay under SQLite's 32,766.
+const EVENT_ROWS_PER_INSERT: usize = 4000;
+/// Requests per transaction: large enough for throughput, small enough for latency.
+const MAX_BATCH: usize = 512;
+
+pub(crate) enum Request {
+    Append(Append, oneshot::Sender<Result<(), StoreError>>),
+    Component(String, Vec<u8>, oneshot::Sender<Result<(), StoreError>>),
+}
+
+pub(crate) fn spawn(conn: SqliteConnection) -> mpsc::Sender<Request> {
+    let (tx, rx) = mpsc::channel(4096);
+    tokio::spawn(run(conn, rx));
+    tx
+}
+
+async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        match write(&mut conn, &batch).await {
+            Ok(()) => batch.drain(..).for_each(|r| ack(r, Ok(()))),
+            Err(_) if batch.len() > 1 => {
+                for r in batch.drain(..) {
+                    let result = write(&mut conn, std::slice::from_ref(&r)).await;
+                    ack(r, result);
+                }
+            }
+            Err(e) => batch.drain(..).for_each(|r| ack(r, Err(e.clone()))),
+        }
+    }
+}
+
+fn ack(r: Request, result: Result<(), StoreError>) {
+    let tx = match r {
+        Request::Append(_, tx) | Request::Component(_, _, tx) => tx,
+    };
+    let _ = tx.send(result);
+}
+
+async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<(), StoreError> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
+    let appends: Vec<&Append> = batch
+        .iter()
+        .filter_map(|r| match r {
+            Request::Append(a, _) => Some(a),
+            Request::Component(..) => None,
+        })
+        .collect();
+
+    for (digest, wasm) in batch.iter().filter_map(|r| match r {
+        Request::Component(d, w, _) => Some((d, w)),
+        Request::Append(..) => None,
+    }) {
+        sqlx::query("INSERT OR IGNORE INTO components (digest, wasm) VALUES (?, ?)")
+            .bind(digest)
+            .bind(wasm)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+
+    let new_runs: Vec<_> = appends.iter().filter_map(|a| a.new_run.as_ref()).collect();
+    if !new_runs.is_empty() {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO runs (run_id, workflow, status, identity, started_us, finished_us) ");
+        q.push_values(new_runs, |mut b, r| {
+            b.push_bind(&r.run_id)
+                .push_bind(&r.workflow)
+                .push_bind(r.status.as_str())
+                .push_bind(&r.identity)
+                .push_bind(r.started_us as i64)
+                .push_bind(r.finished_us.map(|f| f as i64));
+        });
+        q.build().execute(&mut *tx).await.map_err(db)?;
+    }
+
+    let rows: Vec<_> = appends.iter().flat_map(|a| a.events.iter().map(move |e| (a.run_id.as_str(), e))).collect();
+    for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO events (run_id, seq, at_us, kind, payload, hash) ");
+        q.push_values(chunk, |mut b, (run, e)| {
+            b.push_bind(*run)
+                .push_bind(e.seq as i64)
+                .push_bind(e.at_us as i64)
+                .push_bind(e.kind)
+                .push_bind(&e.payload)
+                .push_bind(&e.hash);
+        });
+        if let Err(e) = q.build().execute(&mut *tx).await {
+            return Err(conflict_or_db(e, chunk.first().map(|(r, ev)| (r.to_string(), ev.seq))));
+        }
+    }
+
+    for a in appends.iter().filter(|a| a.finished.is_some()) {
+        let (status, at) = a.finished.expect("filtered");
+        sqlx::query("UPDATE runs SET status = ?, finished_us = ? WHERE run_id = ?")
+            .bind(status.as_str())
+            .bind(at as i64)
+            .bind(a.run_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)
+}
+
+fn conflict_or_db(e: sqlx::Error, first: Option<(String, u64)>) -> StoreError {
+    let unique = e.as_database_error().is_some_and(|d| d.is_unique_violation());
+    match (unique, first) {
+        (true, Some((run, seq))) => StoreError::Conflict { run, seq },
+        _ => db(e),
+    }
+}
+
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}

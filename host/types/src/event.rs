@@ -1,0 +1,461 @@
+//! The journal: typed events with a per-run sequence number, chained by hash.
+//!
+//! A run's journal is the system of record; its state is a fold over its events
+//! ([`crate::state::RunState`]). Every host interaction of a step attempt (log lines,
+//! usage, clock and random reads, tool calls) is an event, in the order the guest made
+//! it, so an attempt can be resumed (served from the journal up to where it stopped) and
+//! replayed (each guest call compared with the recorded one).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::failure::StepFailure;
+use crate::report::{LogLevel, RunError};
+
+/// What happened. Doc comments say which state transition each event causes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A run began: `pending` → `running`. Pins the workflow and every component digest.
+    RunStarted {
+        /// The workflow's name.
+        workflow: String,
+        /// sha256 of the resolved plan (manifest plus component digests).
+        workflow_digest: String,
+        /// The resolved plan the run is tied to for its whole life.
+        plan: Value,
+        /// The run input.
+        input: Value,
+        /// Who started it.
+        identity: String,
+    },
+    /// The host process picked an interrupted run up again. No state change.
+    RunResumed {
+        /// Process id of the resuming host, for the record.
+        pid: u32,
+    },
+    /// An attempt of a step began: the step becomes `in_progress`.
+    StepAttemptStarted {
+        /// The step.
+        step: String,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// sha256 of the component that runs.
+        component_digest: String,
+        /// The step's input.
+        input: Value,
+    },
+    /// The guest asked for a tool call; the grant check has passed.
+    ToolCallRequested {
+        /// The step.
+        step: String,
+        /// Index of the call within the step, from 0 (stable across attempts).
+        call: u32,
+        /// The tool.
+        tool: String,
+        /// The call's input.
+        input: Value,
+        /// Passed to the tool; stable across retries, resumes and replays.
+        idempotency_key: String,
+    },
+    /// A tool call finished (or was refused); its result is served from here on resume
+    /// and replay.
+    ToolCallCompleted {
+        /// The step.
+        step: String,
+        /// Index of the call within the step.
+        call: u32,
+        /// The tool.
+        tool: String,
+        /// The output, or the failure returned to the guest.
+        result: ToolResult,
+        /// Fuel the tool used.
+        fuel: u64,
+        /// Wall time of the call in microseconds.
+        wall_us: u64,
+    },
+    /// The guest read a clock or asked for random data; replay serves the same value.
+    HostRead {
+        /// The step.
+        step: String,
+        /// What was read.
+        read: HostRead,
+    },
+    /// The guest reported usage.
+    UsageReported {
+        /// The step.
+        step: String,
+        /// Metric name.
+        metric: String,
+        /// Amount.
+        amount: f64,
+    },
+    /// A log line from the guest or its stdio.
+    GuestLog {
+        /// The step.
+        step: String,
+        /// Severity.
+        level: LogLevel,
+        /// `log`, `stdout` or `stderr`.
+        stream: String,
+        /// The tool that wrote it, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool: Option<String>,
+        /// The line.
+        message: String,
+    },
+    /// The step's attempt completed: the step becomes `completed` with this output.
+    StepCompleted {
+        /// The step.
+        step: String,
+        /// Attempt number.
+        attempt: u32,
+        /// The output.
+        output: Value,
+        /// Fuel of the step itself.
+        fuel: u64,
+        /// Fuel of its tool calls.
+        tool_fuel: u64,
+        /// Wall time in microseconds.
+        wall_us: u64,
+        /// Peak memory in bytes.
+        peak_memory: u64,
+    },
+    /// The step's attempt failed: the step becomes `failed`.
+    StepFailed {
+        /// The step.
+        step: String,
+        /// Attempt number.
+        attempt: u32,
+        /// Class and message.
+        failure: StepFailure,
+        /// Fuel of the step itself.
+        fuel: u64,
+        /// Fuel of its tool calls.
+        tool_fuel: u64,
+        /// Wall time in microseconds.
+        wall_us: u64,
+        /// Peak memory in bytes.
+        peak_memory: u64,
+    },
+    /// The run completed: terminal.
+    RunCompleted {
+        /// The run's output.
+        output: Value,
+    },
+    /// The run failed: terminal.
+    RunFailed {
+        /// Which step failed, and how.
+        error: RunError,
+    },
+}
+
+/// A tool call's result as the guest saw it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolResult {
+    /// The tool's JSON output.
+    Ok(Value),
+    /// The failure returned to the guest: its WIT kind and message.
+    Err {
+        /// `invalid-input`, `not-found`, `denied`, `transient` or `internal`.
+        kind: crate::GuestFailureKind,
+        /// The message.
+        message: String,
+        /// The class of the failure, when the host produced it (e.g. `denied`, `fuel_exhausted`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        class: Option<crate::FailureClass>,
+    },
+}
+
+/// A nondeterministic value the guest read through WASI.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum HostRead {
+    /// `wasi:clocks/wall-clock.now`, in nanoseconds since the Unix epoch.
+    WallClock {
+        /// The value.
+        nanos: u128,
+    },
+    /// `wasi:clocks/monotonic-clock.now`, in nanoseconds.
+    MonotonicClock {
+        /// The value.
+        nanos: u64,
+    },
+    /// Random bytes (secure or insecure source), hex-encoded.
+    Random {
+        /// The bytes, hex.
+        hex: String,
+    },
+}
+
+impl EventKind {
+    /// The stable snake_case name stored in the `kind` column.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::RunStarted { .. } => "run_started",
+            EventKind::RunResumed { .. } => "run_resumed",
+            EventKind::StepAttemptStarted { .. } => "step_attempt_started",
+            EventKind::ToolCallRequested { .. } => "tool_call_requested",
+            EventKind::ToolCallCompleted { .. } => "tool_call_completed",
+            EventKind::HostRead { .. } => "host_read",
+            EventKind::UsageReported { .. } => "usage_reported",
+            EventKind::GuestLog { .. } => "guest_log",
+            EventKind::StepCompleted { .. } => "step_completed",
+            EventKind::StepFailed { .. } => "step_failed",
+            EventKind::RunCompleted { .. } => "run_completed",
+            EventKind::RunFailed { .. } => "run_failed",
+        }
+    }
+
+    /// The step this event belongs to, if any.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            EventKind::StepAttemptStarted { step, .. }
+            | EventKind::ToolCallRequested { step, .. }
+            | EventKind::ToolCallCompleted { step, .. }
+            | EventKind::HostRead { step, .. }
+            | EventKind::UsageReported { step, .. }
+            | EventKind::GuestLog { step, .. }
+            | EventKind::StepCompleted { step, .. }
+            | EventKind::StepFailed { step, .. } => Some(step),
+            _ => None,
+        }
+    }
+
+    /// Whether this event is a guest interaction inside an attempt: what resume serves
+    /// and replay compares.
+    pub fn is_interaction(&self) -> bool {
+        matches!(
+            self,
+            EventKind::ToolCallRequested { .. }
+                | EventKind::ToolCallCompleted { .. }
+                | EventKind::HostRead { .. }
+                | EventKind::UsageReported { .. }
+                | EventKind::GuestLog { .. }
+        )
+    }
+}
+
+/// A journaled event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the run's journal, from 1.
+    pub seq: u64,
+    /// When it was recorded, in microseconds since the Unix epoch.
+    pub at_us: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+    /// sha256 over the previous event's hash, this event's seq, time and payload (hex).
+    pub hash: String,
+}
+
+/// The hash of the (absent) event before seq 1.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The chain hash of an event, given the previous event's hash and this event's JSON
+/// payload exactly as stored.
+pub fn chain_hash(prev_hash: &str, seq: u64, at_us: u64, payload: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(seq.to_be_bytes());
+    h.update(at_us.to_be_bytes());
+    h.update(payload.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Builds the hash chain of one run as events are appended.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    next_seq: u64,
+    prev_hash: String,
+}
+
+/// An event ready to be stored: payload serialized once, hash computed over exactly it.
+#[derive(Clone, Debug)]
+pub struct SealedEvent {
+    /// Position in the run's journal.
+    pub seq: u64,
+    /// Time in microseconds since the Unix epoch.
+    pub at_us: u64,
+    /// `EventKind::name`.
+    pub kind: &'static str,
+    /// The JSON payload, exactly as hashed.
+    pub payload: String,
+    /// The chain hash.
+    pub hash: String,
+}
+
+impl Chain {
+    /// A chain for a new run.
+    pub fn new() -> Self {
+        Chain { next_seq: 1, prev_hash: GENESIS_HASH.to_string() }
+    }
+
+    /// A chain continuing after the last stored event.
+    pub fn after(last_seq: u64, last_hash: &str) -> Self {
+        Chain { next_seq: last_seq + 1, prev_hash: last_hash.to_string() }
+    }
+
+    /// The sequence number the next event will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Serializes and seals `kind` as the next event.
+    pub fn seal(&mut self, kind: &EventKind, at_us: u64) -> SealedEvent {
+        let payload = serde_json::to_string(kind).expect("events serialize");
+        let seq = self.next_seq;
+        let hash = chain_hash(&self.prev_hash, seq, at_us, &payload);
+        self.next_seq += 1;
+        self.prev_hash.clone_from(&hash);
+        SealedEvent { seq, at_us, kind: kind.name(), payload, hash }
+    }
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A stored row, as read back.
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    /// Position.
+    pub seq: u64,
+    /// Time in microseconds since the Unix epoch.
+    pub at_us: u64,
+    /// The `kind` column.
+    pub kind: String,
+    /// The JSON payload.
+    pub payload: String,
+    /// The stored hash.
+    pub hash: String,
+}
+
+/// Why a stored journal cannot be trusted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    /// An event's payload does not parse, or its kind column disagrees with it.
+    #[error("run {run}: event {seq} is corrupted: {reason}")]
+    Corrupted {
+        /// The run.
+        run: String,
+        /// Its position.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The hash chain does not hold at this event: it or an earlier one was changed.
+    #[error("run {run}: the hash chain is broken at event {seq}: the event or one before it was altered")]
+    BrokenChain {
+        /// The run.
+        run: String,
+        /// First event whose hash does not match.
+        seq: u64,
+    },
+    /// Sequence numbers are not 1, 2, 3, ...: an event is missing.
+    #[error("run {run}: event {expected} is missing (found {found} next)")]
+    Gap {
+        /// The run.
+        run: String,
+        /// Expected sequence number.
+        expected: u64,
+        /// Found instead.
+        found: u64,
+    },
+}
+
+/// Checks the chain and decodes every event. The first problem is reported with its
+/// sequence number.
+pub fn verify_and_decode(run: &str, rows: &[StoredEvent]) -> Result<Vec<Event>, JournalError> {
+    let mut prev = GENESIS_HASH.to_string();
+    let mut events = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let expected = i as u64 + 1;
+        if row.seq != expected {
+            return Err(JournalError::Gap { run: run.into(), expected, found: row.seq });
+        }
+        if chain_hash(&prev, row.seq, row.at_us, &row.payload) != row.hash {
+            return Err(JournalError::BrokenChain { run: run.into(), seq: row.seq });
+        }
+        let kind: EventKind = serde_json::from_str(&row.payload).map_err(|e| JournalError::Corrupted {
+            run: run.into(),
+            seq: row.seq,
+            reason: e.to_string(),
+        })?;
+        if kind.name() != row.kind {
+            let reason = format!("kind column says `{}`, payload says `{}`", row.kind, kind.name());
+            return Err(JournalError::Corrupted { run: run.into(), seq: row.seq, reason });
+        }
+        prev.clone_from(&row.hash);
+        events.push(Event { seq: row.seq, at_us: row.at_us, kind, hash: row.hash.clone() });
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(kinds: &[EventKind]) -> Vec<StoredEvent> {
+        let mut chain = Chain::new();
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let s = chain.seal(k, 1000 + i as u64);
+                StoredEvent { seq: s.seq, at_us: s.at_us, kind: s.kind.into(), payload: s.payload, hash: s.hash }
+            })
+            .collect()
+    }
+
+    fn sample() -> Vec<EventKind> {
+        vec![
+            EventKind::RunResumed { pid: 1 },
+            EventKind::UsageReported { step: "a".into(), metric: "tokens".into(), amount: 3.0 },
+            EventKind::RunCompleted { output: serde_json::json!({"ok": true}) },
+        ]
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_and_decodes() {
+        let events = verify_and_decode("run_x", &rows(&sample())).unwrap();
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[2].kind, sample()[2]);
+    }
+
+    #[test]
+    fn an_edited_payload_breaks_the_chain_at_that_event() {
+        let mut r = rows(&sample());
+        r[1].payload = r[1].payload.replace("3.0", "300.0");
+        assert_eq!(verify_and_decode("run_x", &r), Err(JournalError::BrokenChain { run: "run_x".into(), seq: 2 }));
+    }
+
+    #[test]
+    fn a_rehashed_edit_still_breaks_the_next_link() {
+        // An attacker who recomputes the edited event's own hash breaks the next one.
+        let mut r = rows(&sample());
+        r[1].payload = r[1].payload.replace("3.0", "300.0");
+        r[1].hash = chain_hash(&r[0].hash, 2, r[1].at_us, &r[1].payload);
+        assert_eq!(verify_and_decode("run_x", &r), Err(JournalError::BrokenChain { run: "run_x".into(), seq: 3 }));
+    }
+
+    #[test]
+    fn gaps_and_garbage_are_named() {
+        let mut r = rows(&sample());
+        r.remove(1);
+        assert_eq!(
+            verify_and_decode("run_x", &r),
+            Err(JournalError::Gap { run: "run_x".into(), expected: 2, found: 3 })
+        );
+        let mut r = rows(&sample());
+        r[0].payload = "{trunc".into();
+        r[0].hash = chain_hash(GENESIS_HASH, 1, r[0].at_us, &r[0].payload);
+        let err = verify_and_decode("run_x", &r).unwrap_err().to_string();
+        assert!(err.starts_with("run run_x: event 1 is corrupted"), "{err}");
+    }
+}

@@ -1,0 +1,124 @@
+//! The storage traits: what the host needs from a journal, and nothing more. SQL lives
+//! only in the implementations (`tether-store`), which share one schema and one test
+//! suite across SQLite and PostgreSQL.
+
+use crate::event::{SealedEvent, StoredEvent};
+use crate::ids::RunId;
+
+/// Status of a run as recorded in the run index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunIndexStatus {
+    /// Started and not finished (possibly interrupted).
+    Running,
+    /// Completed.
+    Completed,
+    /// Failed.
+    Failed,
+}
+
+impl RunIndexStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored or user-given name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(Self::Running),
+            "completed" => Some(Self::Completed),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A run's row in the run index.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunSummary {
+    /// The run.
+    pub run_id: String,
+    /// Its workflow.
+    pub workflow: String,
+    /// Its status.
+    pub status: RunIndexStatus,
+    /// Who started it.
+    pub identity: String,
+    /// Start time, microseconds since the Unix epoch.
+    pub started_us: u64,
+    /// End time, if finished.
+    pub finished_us: Option<u64>,
+}
+
+/// One durable append: events of one run, plus any change to its index row.
+#[derive(Clone, Debug)]
+pub struct Append {
+    /// The run.
+    pub run_id: RunId,
+    /// Events, in order, continuing the run's chain.
+    pub events: Vec<SealedEvent>,
+    /// Set on the run's first append: creates its index row.
+    pub new_run: Option<RunSummary>,
+    /// Set when the run finishes: its final status and time.
+    pub finished: Option<(RunIndexStatus, u64)>,
+}
+
+/// Why a store operation failed. Messages say what to do.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file is not a tether journal.
+    #[error("{0}")]
+    NotOurs(String),
+    /// The database was written by a newer tether.
+    #[error("{0}")]
+    NewerSchema(String),
+    /// No such run.
+    #[error("unknown run `{0}`; `tether runs` lists the runs in this journal")]
+    UnknownRun(String),
+    /// An event is larger than the configured cap.
+    #[error("run {run}: event {seq} ({kind}) is {size} bytes, above the journal's cap of {cap} bytes")]
+    PayloadTooLarge {
+        /// The run.
+        run: String,
+        /// The event's position.
+        seq: u64,
+        /// Its kind.
+        kind: String,
+        /// Its size.
+        size: usize,
+        /// The cap.
+        cap: usize,
+    },
+    /// Another writer got there first (for example two hosts on one run).
+    #[error("run {run}: event {seq} already exists; another host is writing this run")]
+    Conflict {
+        /// The run.
+        run: String,
+        /// The position already taken.
+        seq: u64,
+    },
+    /// The database failed.
+    #[error("journal database error: {0}")]
+    Database(String),
+}
+
+/// A durable journal.
+#[async_trait::async_trait]
+pub trait JournalStore: Send + Sync {
+    /// Appends durably: returns only once the events are on disk (or replicated).
+    async fn append(&self, append: Append) -> Result<(), StoreError>;
+    /// Every event of a run, in order. `UnknownRun` if it has none.
+    async fn events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The run index, newest first, optionally only one status, at most `limit` rows.
+    async fn runs(&self, status: Option<RunIndexStatus>, limit: u32) -> Result<Vec<RunSummary>, StoreError>;
+    /// Stores a component's bytes by digest (no-op if present), so a run can be resumed
+    /// and replayed with exactly the components it started with.
+    async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError>;
+    /// A stored component's bytes.
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}

@@ -97,6 +97,8 @@ pub use log::{debug, error, info, log, report_usage, warn, Level};
 #[cfg(feature = "step")]
 pub use step::{call_tool, call_tool_raw, Step};
 #[cfg(feature = "tool")]
+pub use log::idempotency_key;
+#[cfg(feature = "tool")]
 pub use tool::{Descriptor, Effect, Tool};
 
 /// Generated component bindings. Not part of the stable API: use the items re-exported

@@ -53,3 +53,10 @@ pub fn error(message: &str) {
 pub fn report_usage(metric: &str, amount: f64) {
     imports::report_usage(metric, amount);
 }
+
+/// The idempotency key of the current tool call: stable across retries, resumes and
+/// replays. Perform an external effect at most once per key.
+#[cfg(feature = "tool")]
+pub fn idempotency_key() -> String {
+    imports::idempotency_key()
+}

@@ -74,6 +74,12 @@ pub enum EventKind {
         fuel: u64,
         /// Wall time of the call in microseconds.
         wall_us: u64,
+        /// Lines the tool logged (served with the result on resume and replay).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        logs: Vec<crate::report::LogLine>,
+        /// Usage the tool reported.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        usage: std::collections::BTreeMap<String, f64>,
     },
     /// The guest read a clock or asked for random data; replay serves the same value.
     HostRead {

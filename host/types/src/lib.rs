@@ -7,7 +7,9 @@ pub mod event;
 pub mod failure;
 pub mod ids;
 pub mod manifest;
+pub mod plan;
 pub mod report;
+pub mod state;
 pub mod store;
 mod units;
 

@@ -60,6 +60,21 @@ pub struct ToolSpec {
     pub component: ComponentRef,
     /// The budget of each call.
     pub budget: ToolBudget,
+    /// Host directories the tool may see.
+    pub dirs: Vec<DirSpec>,
+}
+
+/// A host directory granted to a tool, as written.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirSpec {
+    /// Host path; relative paths start at the manifest's directory.
+    pub host: String,
+    /// The absolute path the guest sees.
+    pub guest: String,
+    /// Whether the guest may write (default: read-only).
+    #[serde(default)]
+    pub write: bool,
 }
 
 /// A step declared in the manifest.
@@ -140,6 +155,8 @@ struct RawTool {
     component: Spanned<String>,
     #[serde(default)]
     budget: Option<Spanned<BudgetSpec>>,
+    #[serde(default)]
+    dirs: Vec<Spanned<DirSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -193,7 +210,13 @@ impl Workflow {
             }
             let budget = ToolBudget::from_spec(&spec.over(&tool_defaults));
             let component = component_ref(&tool.component, &mut err);
-            tools.insert(name.get_ref().clone(), ToolSpec { name: name.get_ref().clone(), component, budget });
+            for d in &tool.dirs {
+                if !d.get_ref().guest.starts_with('/') {
+                    err(d.span(), format!("guest path `{}` must be absolute", d.get_ref().guest), Some("for example guest = \"/data\""));
+                }
+            }
+            let dirs = tool.dirs.iter().map(|d| d.get_ref().clone()).collect();
+            tools.insert(name.get_ref().clone(), ToolSpec { name: name.get_ref().clone(), component, budget, dirs });
         }
 
         if raw.steps.is_empty() {

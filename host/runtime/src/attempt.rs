@@ -12,7 +12,8 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use crate::bindings::{Descriptor, Effect, Failure};
 use crate::classify::{classify, guest_failure, hostcall_limit, WallClockExpired};
 use crate::load::{LoadedStep, LoadedTool, ToolComponent};
-use crate::state::{StepGrants, StoreState};
+use crate::state::{Setup, StepGrants, StoreState};
+use crate::tape::SharedTape;
 
 /// The limits of one attempt.
 #[derive(Clone, Copy, Debug)]
@@ -63,14 +64,23 @@ enum Phase {
     Call(wasmtime::Result<Result<String, Failure>>),
 }
 
+/// Where a step attempt belongs: its run, and for journaled runs its tape.
+pub(crate) struct StepContext {
+    pub(crate) run_id: String,
+    pub(crate) tape: Option<SharedTape>,
+}
+
 /// Runs one attempt of a step.
 pub(crate) async fn run_step_attempt(
     engine: &Engine,
     step: &LoadedStep,
     input: &str,
+    ctx: StepContext,
 ) -> (Result<String, StepFailure>, StepStats) {
     let b = step.spec.budget;
+    let seed = ctx.tape.as_ref().map(|_| format!("{}/{}", ctx.run_id, step.spec.name));
     let grants = StepGrants {
+        run_id: ctx.run_id,
         step_name: step.spec.name.clone(),
         tools: Arc::clone(&step.tools),
         max_calls: b.tool_calls,
@@ -79,7 +89,8 @@ pub(crate) async fn run_step_attempt(
         max_tool_input: b.output,
     };
     let limits = Limits { fuel: b.fuel, wall_time: b.wall_time, memory: b.memory, output: b.output };
-    run(engine, Entry::Step(step), input, limits, Some(grants)).await
+    let setup = Setup { step: Some(grants), tape: ctx.tape, seed, ..Setup::default() };
+    run(engine, Entry::Step(step), input, limits, setup).await
 }
 
 /// Runs one tool call in its own sandbox.
@@ -88,14 +99,16 @@ pub(crate) async fn run_tool_call(
     tool: &LoadedTool,
     input: &str,
     limits: Limits,
+    idempotency_key: String,
 ) -> (Result<String, StepFailure>, StepStats) {
-    run(engine, Entry::Tool(tool), input, limits, None).await
+    let setup = Setup { dirs: tool.dirs.clone(), idempotency_key: Some(idempotency_key), ..Setup::default() };
+    run(engine, Entry::Tool(tool), input, limits, setup).await
 }
 
 /// Calls a tool's `describe` in a sandbox with the default tool budget. `Err` if it fails
 /// or its schemas are not JSON.
 pub(crate) async fn describe_tool(engine: &Engine, tool: &ToolComponent) -> Result<ToolDescriptor, StepFailure> {
-    let (out, _) = run(engine, Entry::Describe(tool), "", ToolBudget::DEFAULT.into(), None).await;
+    let (out, _) = run(engine, Entry::Describe(tool), "", ToolBudget::DEFAULT.into(), Setup::default()).await;
     serde_json::from_str(&out?).map_err(|e| StepFailure::new(FailureClass::InvalidOutput, e.to_string()))
 }
 
@@ -125,11 +138,15 @@ async fn run(
     entry: Entry<'_>,
     input: &str,
     limits: Limits,
-    grants: Option<StepGrants>,
+    setup: Setup,
 ) -> (Result<String, StepFailure>, StepStats) {
     let start = Instant::now();
     let deadline = start + limits.wall_time;
-    let mut store = Store::new(engine, StoreState::new(limits.memory, grants));
+    let state = match StoreState::new(limits.memory, setup) {
+        Ok(s) => s,
+        Err(e) => return (Err(StepFailure::new(FailureClass::HostFault, e)), StepStats::default()),
+    };
+    let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     // Budgets are set before instantiation: a new store has no fuel and an expired
     // deadline, and instantiation runs guest code.
@@ -166,6 +183,13 @@ async fn run(
         Entry::Step(_) | Entry::Describe(_) => None,
     };
     let stats = state.finish(used, wall_us, tool_name);
+    // Leaving the journal trumps how the guest then ended.
+    let outcome = match state.divergence() {
+        Some(d) if !matches!(&outcome, Err(f) if f.class == FailureClass::HostFault) => {
+            Err(StepFailure::new(FailureClass::HostFault, format!("execution diverged from the journal {d}")))
+        }
+        _ => outcome,
+    };
     (outcome, stats)
 }
 

@@ -80,6 +80,10 @@ impl Runtime {
         })
     }
 
+    pub(crate) fn engine_ref(&self) -> &Engine {
+        &self.inner.engine
+    }
+
     /// The engine, for callers that need to compile or inspect components themselves.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine

@@ -9,18 +9,24 @@
 mod attempt;
 mod bindings;
 mod cache;
+mod clocks;
 mod classify;
+mod driver;
 mod engine;
 mod host;
 mod inspect;
+mod journal;
 mod limits;
 mod load;
 mod pipe;
 mod state;
+mod tape;
 mod workflow;
 
 pub use cache::AotCache;
+pub use driver::{Driver, DriverError, ReplayReport};
 pub use engine::{Runtime, RuntimeConfig};
 pub use inspect::{ComponentInfo, WorldFit};
 pub use load::{LoadError, LoadedStep, LoadedTool, LoadedWorkflow, StepComponent, ToolComponent};
+pub use tape::Divergence;
 pub use workflow::{Progress, StepRun};

@@ -1,11 +1,15 @@
 //! Loading components and workflows: read, hash, compile (or take from the cache), check
-//! that the component fits its world, and pre-instantiate it once.
+//! that the component fits its world, and pre-instantiate it once. A loaded workflow
+//! carries the resolved [`Plan`] that a journaled run is pinned to; a plan can be loaded
+//! back from component bytes alone (resume and replay).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use tether_types::manifest::ComponentRef;
+use tether_types::plan::{DirGrant, Plan, PlanStep, PlanTool};
 use tether_types::{ManifestErrors, StepSpec, ToolSpec, Workflow};
 use wasmtime::component::Component;
 
@@ -16,24 +20,30 @@ use crate::state::StoreState;
 
 /// A step component, compiled and pre-instantiated.
 pub struct StepComponent {
-    /// sha256 of the wasm file, hex.
+    /// sha256 of the wasm, hex.
     pub digest: String,
+    /// The wasm itself, so a run can store exactly what it ran.
+    pub wasm: Arc<[u8]>,
     pub(crate) pre: StepPluginPre<StoreState>,
 }
 
 /// A tool component, compiled and pre-instantiated.
 pub struct ToolComponent {
-    /// sha256 of the wasm file, hex.
+    /// sha256 of the wasm, hex.
     pub digest: String,
+    /// The wasm itself.
+    pub wasm: Arc<[u8]>,
     pub(crate) pre: ToolPluginPre<StoreState>,
 }
 
-/// A declared tool with its component.
+/// A declared tool with its component and resolved grants.
 pub struct LoadedTool {
     /// The declaration.
     pub spec: ToolSpec,
     /// The component.
     pub component: Arc<ToolComponent>,
+    /// Directories it may see (absolute host paths).
+    pub dirs: Vec<DirGrant>,
 }
 
 /// A step with its component and the tools it was granted.
@@ -47,103 +57,186 @@ pub struct LoadedStep {
 
 /// A workflow whose every component is loaded and fits its world.
 pub struct LoadedWorkflow {
-    /// The manifest.
-    pub workflow: Workflow,
+    /// The workflow's name.
+    pub name: String,
+    /// The resolved plan (component digests, budgets, grants).
+    pub plan: Plan,
     /// Steps, in order.
     pub steps: Vec<LoadedStep>,
+    /// Tools, by name.
+    pub tools: BTreeMap<String, Arc<LoadedTool>>,
 }
 
-/// A component file that cannot be used.
+/// A component that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {problem}", path.display())]
 pub struct LoadError {
-    /// The file.
+    /// The file (or `sha256:DIGEST` for a stored component).
     pub path: PathBuf,
     /// What is wrong with it.
     pub problem: String,
 }
 
 impl Runtime {
-    fn component(&self, path: &Path) -> Result<(Component, String), LoadError> {
-        let err = |problem: String| LoadError { path: path.to_path_buf(), problem };
-        let wasm = std::fs::read(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => err("file not found".into()),
-            _ => err(format!("cannot read it: {e}")),
-        })?;
-        let digest: [u8; 32] = Sha256::digest(&wasm).into();
+    fn compile(&self, wasm: &[u8]) -> Result<(Component, String), String> {
+        let digest: [u8; 32] = Sha256::digest(wasm).into();
         let hex = hex::encode(digest);
         if let Some(c) = self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(&digest) {
             return Ok((c.clone(), hex));
         }
-        let component = self.inner.cache.component(&self.inner.engine, &wasm, &hex).map_err(err)?;
+        let component = self.inner.cache.component(&self.inner.engine, wasm, &hex)?;
         self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(digest, component.clone());
         Ok((component, hex))
     }
 
-    /// Loads a step component and checks that it fits the `step-plugin` world.
-    pub fn load_step(&self, path: &Path) -> Result<StepComponent, LoadError> {
-        let (component, digest) = self.component(path)?;
-        let err = |problem: String| LoadError { path: path.to_path_buf(), problem };
-        check_fit(&self.inner.engine, &component, World::Step).map_err(err)?;
-        let pre = self.inner.step_linker.instantiate_pre(&component).map_err(|e| err(format!("{e:#}")))?;
-        let pre = StepPluginPre::new(pre).map_err(|e| err(format!("{e:#}")))?;
-        Ok(StepComponent { digest, pre })
+    /// Loads a step component from its bytes and checks that it fits the `step-plugin` world.
+    pub fn load_step_bytes(&self, wasm: Arc<[u8]>) -> Result<StepComponent, String> {
+        let (component, digest) = self.compile(&wasm)?;
+        check_fit(&self.inner.engine, &component, World::Step)?;
+        let pre = self.inner.step_linker.instantiate_pre(&component).map_err(|e| format!("{e:#}"))?;
+        let pre = StepPluginPre::new(pre).map_err(|e| format!("{e:#}"))?;
+        Ok(StepComponent { digest, wasm, pre })
     }
 
-    /// Loads a tool component and checks that it fits the `tool-plugin` world.
+    /// Loads a tool component from its bytes and checks that it fits the `tool-plugin` world.
+    pub fn load_tool_bytes(&self, wasm: Arc<[u8]>) -> Result<ToolComponent, String> {
+        let (component, digest) = self.compile(&wasm)?;
+        check_fit(&self.inner.engine, &component, World::Tool)?;
+        let pre = self.inner.tool_linker.instantiate_pre(&component).map_err(|e| format!("{e:#}"))?;
+        let pre = ToolPluginPre::new(pre).map_err(|e| format!("{e:#}"))?;
+        Ok(ToolComponent { digest, wasm, pre })
+    }
+
+    /// Loads a step component file.
+    pub fn load_step(&self, path: &Path) -> Result<StepComponent, LoadError> {
+        self.load_step_bytes(read(path)?).map_err(|problem| LoadError { path: path.to_path_buf(), problem })
+    }
+
+    /// Loads a tool component file.
     pub fn load_tool(&self, path: &Path) -> Result<ToolComponent, LoadError> {
-        let (component, digest) = self.component(path)?;
-        let err = |problem: String| LoadError { path: path.to_path_buf(), problem };
-        check_fit(&self.inner.engine, &component, World::Tool).map_err(err)?;
-        let pre = self.inner.tool_linker.instantiate_pre(&component).map_err(|e| err(format!("{e:#}")))?;
-        let pre = ToolPluginPre::new(pre).map_err(|e| err(format!("{e:#}")))?;
-        Ok(ToolComponent { digest, pre })
+        self.load_tool_bytes(read(path)?).map_err(|problem| LoadError { path: path.to_path_buf(), problem })
     }
 
     /// Loads every component of `workflow`; relative paths are taken from `base_dir`
-    /// (the manifest's directory). Reports every unusable component, each positioned
-    /// at its reference in the manifest.
+    /// (the manifest's directory). Reports every unusable component or directory, each
+    /// positioned at its tool or step in the manifest.
     pub fn load_workflow(&self, workflow: Workflow, base_dir: &Path) -> Result<LoadedWorkflow, ManifestErrors> {
         let mut errors = Vec::new();
         let mut tools = BTreeMap::new();
         for (name, spec) in &workflow.tools {
-            let path = base_dir.join(&spec.component.path);
-            match self.load_tool(&path) {
+            let mut dirs = Vec::new();
+            for d in &spec.dirs {
+                match std::fs::canonicalize(base_dir.join(&d.host)) {
+                    Ok(p) if p.is_dir() => dirs.push(DirGrant { host: p.display().to_string(), guest: d.guest.clone(), write: d.write }),
+                    _ => errors.push(workflow.error_at(
+                        spec.component.span.clone(),
+                        format!("tool `{name}`: granted directory `{}` does not exist", d.host),
+                        Some("create it, or fix the path (relative paths start at the workflow file's directory)".into()),
+                    )),
+                }
+            }
+            match self.load_tool(&base_dir.join(&spec.component.path)) {
                 Ok(c) => {
-                    tools.insert(name.clone(), Arc::new(LoadedTool { spec: spec.clone(), component: Arc::new(c) }));
+                    tools.insert(name.clone(), Arc::new(LoadedTool { spec: spec.clone(), component: Arc::new(c), dirs }));
                 }
                 Err(e) => errors.push(position(&workflow, &spec.component, &e, "tool")),
             }
         }
         let mut steps = Vec::new();
         for spec in &workflow.steps {
-            let path = base_dir.join(&spec.component.path);
-            match self.load_step(&path) {
-                Ok(c) => {
-                    let granted =
-                        spec.tools.iter().filter_map(|t| tools.get(t).map(|l| (t.clone(), Arc::clone(l)))).collect();
-                    steps.push(LoadedStep { spec: spec.clone(), component: Arc::new(c), tools: Arc::new(granted) });
-                }
+            match self.load_step(&base_dir.join(&spec.component.path)) {
+                Ok(c) => steps.push(LoadedStep {
+                    spec: spec.clone(),
+                    component: Arc::new(c),
+                    tools: Arc::new(granted(&spec.tools, &tools)),
+                }),
                 Err(e) => errors.push(position(&workflow, &spec.component, &e, "step")),
             }
         }
         if !errors.is_empty() {
             return Err(ManifestErrors(errors));
         }
-        Ok(LoadedWorkflow { workflow, steps })
+        let plan = plan_of(&workflow, &steps, &tools);
+        Ok(LoadedWorkflow { name: workflow.name.clone(), plan, steps, tools })
+    }
+
+    /// Loads a recorded plan from component bytes by digest (resume, replay).
+    /// `overrides` replaces a step's component (replay `--with`).
+    pub fn load_plan(
+        &self,
+        plan: &Plan,
+        wasm: &HashMap<String, Arc<[u8]>>,
+        overrides: &HashMap<String, Arc<[u8]>>,
+    ) -> Result<LoadedWorkflow, String> {
+        let bytes = |digest: &str| wasm.get(digest).cloned().ok_or_else(|| format!("component sha256:{digest} is not in the journal"));
+        let mut tools = BTreeMap::new();
+        for (name, t) in &plan.tools {
+            let component = self.load_tool_bytes(bytes(&t.component)?).map_err(|e| format!("tool `{name}`: {e}"))?;
+            let spec = ToolSpec {
+                name: name.clone(),
+                component: pinned(&t.component),
+                budget: t.budget,
+                dirs: Vec::new(),
+            };
+            tools.insert(name.clone(), Arc::new(LoadedTool { spec, component: Arc::new(component), dirs: t.dirs.clone() }));
+        }
+        let mut steps = Vec::new();
+        for s in &plan.steps {
+            let wasm = match overrides.get(&s.name) {
+                Some(w) => w.clone(),
+                None => bytes(&s.component)?,
+            };
+            let component = self.load_step_bytes(wasm).map_err(|e| format!("step `{}`: {e}", s.name))?;
+            let spec = StepSpec { name: s.name.clone(), component: pinned(&s.component), tools: s.tools.clone(), budget: s.budget };
+            steps.push(LoadedStep { spec, component: Arc::new(component), tools: Arc::new(granted(&s.tools, &tools)) });
+        }
+        Ok(LoadedWorkflow { name: plan.workflow.clone(), plan: plan.clone(), steps, tools })
     }
 }
 
-fn position(
-    workflow: &Workflow,
-    component: &tether_types::manifest::ComponentRef,
-    e: &LoadError,
-    role: &str,
-) -> tether_types::ManifestError {
+fn read(path: &Path) -> Result<Arc<[u8]>, LoadError> {
+    std::fs::read(path).map(Arc::from).map_err(|e| LoadError {
+        path: path.to_path_buf(),
+        problem: match e.kind() {
+            std::io::ErrorKind::NotFound => "file not found".into(),
+            _ => format!("cannot read it: {e}"),
+        },
+    })
+}
+
+fn pinned(digest: &str) -> ComponentRef {
+    ComponentRef { path: format!("sha256:{digest}"), span: 0..0 }
+}
+
+fn granted(names: &[String], tools: &BTreeMap<String, Arc<LoadedTool>>) -> HashMap<String, Arc<LoadedTool>> {
+    names.iter().filter_map(|t| tools.get(t).map(|l| (t.clone(), Arc::clone(l)))).collect()
+}
+
+fn plan_of(workflow: &Workflow, steps: &[LoadedStep], tools: &BTreeMap<String, Arc<LoadedTool>>) -> Plan {
+    Plan {
+        workflow: workflow.name.clone(),
+        version: workflow.version.clone(),
+        steps: steps
+            .iter()
+            .map(|s| PlanStep {
+                name: s.spec.name.clone(),
+                component: s.component.digest.clone(),
+                tools: s.spec.tools.clone(),
+                budget: s.spec.budget,
+            })
+            .collect(),
+        tools: tools
+            .iter()
+            .map(|(n, t)| {
+                (n.clone(), PlanTool { component: t.component.digest.clone(), budget: t.spec.budget, dirs: t.dirs.clone() })
+            })
+            .collect(),
+    }
+}
+
+fn position(workflow: &Workflow, component: &ComponentRef, e: &LoadError, role: &str) -> tether_types::ManifestError {
     let hint = if e.problem == "file not found" {
-        Some(
-            "build the component first, or fix the path (relative paths start at the workflow file's directory)".into(),
-        )
+        Some("build the component first, or fix the path (relative paths start at the workflow file's directory)".into())
     } else {
         None
     };

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use tether_types::event::EventKind;
+use tether_types::plan::DirGrant;
 use tether_types::{FailureClass, LogLevel, LogLine, StepStats, ToolCallReport};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -12,6 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::limits::MemoryLimiter;
 use crate::load::LoadedTool;
 use crate::pipe::CappedPipe;
+use crate::tape::{lock, SharedTape};
 
 /// Bytes of stdout and of stderr kept per sandbox.
 pub(crate) const STDIO_CAP: usize = 64 << 10;
@@ -34,11 +37,28 @@ pub(crate) struct StoreState {
     pub(crate) tripped: Option<(FailureClass, String)>,
     /// Present in step stores only: what the step may call.
     pub(crate) step: Option<StepGrants>,
+    /// Present in journaled step attempts: where interactions are served from and go to.
+    pub(crate) tape: Option<SharedTape>,
+    /// Present in tool calls: the call's idempotency key.
+    pub(crate) idempotency_key: Option<String>,
+}
+
+/// How to set up one sandbox.
+#[derive(Default)]
+pub(crate) struct Setup {
+    pub(crate) step: Option<StepGrants>,
+    pub(crate) tape: Option<SharedTape>,
+    /// Seeds deterministic insecure random (journaled attempts).
+    pub(crate) seed: Option<String>,
+    pub(crate) dirs: Vec<DirGrant>,
+    pub(crate) idempotency_key: Option<String>,
 }
 
 /// A step's view of the tools it was granted and how many calls remain.
 pub(crate) struct StepGrants {
     pub(crate) step_name: String,
+    /// For idempotency keys.
+    pub(crate) run_id: String,
     pub(crate) tools: Arc<HashMap<String, Arc<LoadedTool>>>,
     pub(crate) max_calls: u32,
     pub(crate) deadline: Instant,
@@ -56,22 +76,56 @@ pub(crate) struct Record {
 }
 
 impl StoreState {
-    pub(crate) fn new(memory_cap: u64, step: Option<StepGrants>) -> Self {
+    /// `Err` if a granted directory cannot be opened.
+    pub(crate) fn new(memory_cap: u64, setup: Setup) -> Result<Self, String> {
         let stdout = CappedPipe::new(STDIO_CAP);
         let stderr = CappedPipe::new(STDIO_CAP);
-        // Nothing is granted: no env, args, preopened directories, network or inherited
-        // stdio. Only the capped in-memory stdout/stderr.
-        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
-        StoreState {
-            wasi,
+        // Nothing is granted unless the setup says so: no env, args, network or inherited
+        // stdio; directories only as granted. Only the capped in-memory stdout/stderr.
+        let mut builder = WasiCtxBuilder::new();
+        builder.stdout(stdout.clone()).stderr(stderr.clone());
+        for d in &setup.dirs {
+            let perms = if d.write { wasmtime_wasi::FsPerms::ReadWrite } else { wasmtime_wasi::FsPerms::ReadOnly };
+            builder
+                .preopened_dir(&d.host, &d.guest, perms)
+                .map_err(|e| format!("cannot open granted directory {}: {e}", d.host))?;
+        }
+        if let (Some(tape), Some(seed)) = (&setup.tape, &setup.seed) {
+            crate::clocks::virtualize(&mut builder, tape, seed);
+        }
+        Ok(StoreState {
+            wasi: builder.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_cap),
             stdout,
             stderr,
             record: Record::default(),
             tripped: None,
-            step,
+            step: setup.step,
+            tape: setup.tape,
+            idempotency_key: setup.idempotency_key,
+        })
+    }
+
+    /// Keeps a log line (within the caps) and puts it on the tape.
+    pub(crate) fn log_line(&mut self, line: LogLine) {
+        let event = self.tape.as_ref().map(|t| EventKind::GuestLog {
+            step: lock(t).step.clone(),
+            level: line.level,
+            stream: line.stream.clone(),
+            tool: line.tool.clone(),
+            message: line.message.clone(),
+        });
+        if self.record.push_log(line) {
+            if let (Some(t), Some(e)) = (&self.tape, event) {
+                lock(t).note(e);
+            }
         }
+    }
+
+    /// The divergence of this attempt's tape, if execution has left the journal.
+    pub(crate) fn divergence(&self) -> Option<crate::tape::Divergence> {
+        self.tape.as_ref().and_then(|t| lock(t).divergence.clone())
     }
 
     /// Ends the attempt with `class`: records why, and returns the error to trap with.
@@ -121,10 +175,11 @@ impl StoreState {
 }
 
 impl Record {
-    pub(crate) fn push_log(&mut self, mut line: LogLine) {
+    /// Keeps a line unless the cap is reached; `false` if it was dropped.
+    pub(crate) fn push_log(&mut self, mut line: LogLine) -> bool {
         if self.logs.len() >= LOG_LINES_CAP {
             self.logs_dropped += 1;
-            return;
+            return false;
         }
         if line.message.len() > LOG_LINE_CAP {
             let cut = line.message.floor_char_boundary(LOG_LINE_CAP);
@@ -132,6 +187,7 @@ impl Record {
             line.message.push_str(" [truncated]");
         }
         self.logs.push(line);
+        true
     }
 
     /// Adds a usage report; `Err` names what is wrong with it.
@@ -152,17 +208,15 @@ impl Record {
         Ok(())
     }
 
-    /// Folds a finished tool call's record into the calling step's.
-    pub(crate) fn absorb_tool(&mut self, stats: StepStats, report: ToolCallReport) {
+    /// Folds a finished tool call (live or served from the journal) into the step's record.
+    pub(crate) fn absorb_tool(&mut self, logs: &[LogLine], usage: &BTreeMap<String, f64>, report: ToolCallReport) {
         self.tool_fuel = self.tool_fuel.saturating_add(report.fuel);
-        for mut line in stats.logs {
-            line.tool.get_or_insert_with(|| report.tool.clone());
-            self.push_log(line);
+        for line in logs {
+            self.push_log(line.clone());
         }
-        self.logs_dropped += stats.logs_dropped;
-        for (metric, amount) in stats.usage {
+        for (metric, amount) in usage {
             // Already validated inside the tool's store.
-            *self.usage.entry(metric).or_default() += amount;
+            *self.usage.entry(metric.clone()).or_default() += amount;
         }
         self.tool_calls.push(report);
     }

@@ -41,7 +41,8 @@ pub struct StepRun {
 impl Runtime {
     /// Runs one attempt of `step` with a JSON `input` in a fresh sandbox.
     pub async fn run_step(&self, step: &LoadedStep, input: &str) -> StepRun {
-        let (output, stats) = run_step_attempt(&self.inner.engine, step, input).await;
+        let ctx = crate::attempt::StepContext { run_id: "local".into(), tape: None };
+        let (output, stats) = run_step_attempt(&self.inner.engine, step, input, ctx).await;
         StepRun { output, stats }
     }
 
@@ -98,7 +99,7 @@ impl Runtime {
         };
         RunReport {
             run_id,
-            workflow: workflow.workflow.name.clone(),
+            workflow: workflow.name.clone(),
             status,
             output,
             error,

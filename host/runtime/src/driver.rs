@@ -1,0 +1,382 @@
+//! The driver: runs workflows durably against a journal, resumes interrupted runs, and
+//! replays recorded ones. The journal is the system of record; everything here is
+//! decided from the fold of its events ([`RunState`]).
+//!
+//! Durability points: `RunStarted` before any step runs; every executed tool call before
+//! the guest sees its result (in `host.rs`); every step's end before the next step starts
+//! (the last step's end together with the run's end). Everything else is buffered and
+//! made durable with the next point, so the durable journal is always a prefix of what
+//! happened, and a resumed attempt can be served from it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tether_types::event::{verify_and_decode, Chain, Event, EventKind, JournalError};
+use tether_types::state::{report_from_events, FoldError, OpenAttempt, RunState};
+use tether_types::store::{JournalStore, RunIndexStatus, RunSummary, StoreError};
+use tether_types::{FailureClass, RunError, RunId, RunReport, RunStatus, StepFailure, StepReport, StepStats};
+
+use crate::attempt::{run_step_attempt, StepContext};
+use crate::engine::Runtime;
+use crate::journal::{now_us, RunJournal};
+use crate::load::{LoadedStep, LoadedWorkflow};
+use crate::tape::{lock, Divergence, Mode, Tape};
+use crate::workflow::Progress;
+
+/// Why a durable operation could not be carried out. The run (if any) is left as the
+/// journal says, so it can be resumed once the cause is fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The journal store failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The journal is corrupted or was tampered with.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The journal's events do not make a run.
+    #[error(transparent)]
+    Fold(#[from] FoldError),
+    /// A recorded or given component cannot be loaded.
+    #[error("{0}")]
+    Load(String),
+    /// The run id is taken.
+    #[error("run {0} already exists; continue it with `tether resume {0}`")]
+    Exists(String),
+}
+
+/// The result of replaying a run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReplayReport {
+    /// The run.
+    pub run_id: String,
+    /// Events in the run's journal.
+    pub events: u64,
+    /// Events checked and matched before the first divergence (all of them if none).
+    pub matched: u64,
+    /// Step attempts re-executed.
+    pub attempts: u64,
+    /// The first divergence, if any.
+    pub divergence: Option<Divergence>,
+}
+
+/// Runs, resumes and replays workflows against a journal.
+#[derive(Clone)]
+pub struct Driver {
+    runtime: Runtime,
+    store: Arc<dyn JournalStore>,
+}
+
+impl Driver {
+    /// A driver over `runtime` and `store`.
+    pub fn new(runtime: Runtime, store: Arc<dyn JournalStore>) -> Self {
+        Driver { runtime, store }
+    }
+
+    /// The journal store.
+    pub fn store(&self) -> &Arc<dyn JournalStore> {
+        &self.store
+    }
+
+    /// Starts a run: pins its plan and components in the journal, then runs its steps.
+    pub async fn start(
+        &self,
+        workflow: &LoadedWorkflow,
+        run_id: RunId,
+        input: Value,
+        identity: &str,
+        progress: impl FnMut(Progress<'_>),
+    ) -> Result<RunReport, DriverError> {
+        if self.store.events(run_id.as_str()).await.is_ok() {
+            return Err(DriverError::Exists(run_id.to_string()));
+        }
+        for s in &workflow.steps {
+            self.store.put_component(&s.component.digest, &s.component.wasm).await?;
+        }
+        for t in workflow.tools.values() {
+            self.store.put_component(&t.component.digest, &t.component.wasm).await?;
+        }
+        let summary = RunSummary {
+            run_id: run_id.to_string(),
+            workflow: workflow.name.clone(),
+            status: RunIndexStatus::Running,
+            identity: identity.to_string(),
+            started_us: now_us(),
+            finished_us: None,
+        };
+        let journal = Arc::new(RunJournal::new(run_id, Arc::clone(&self.store), Chain::new(), Some(summary)));
+        journal.record(&EventKind::RunStarted {
+            workflow: workflow.name.clone(),
+            workflow_digest: workflow.plan.digest(),
+            plan: serde_json::to_value(&workflow.plan).expect("plans serialize"),
+            input: input.clone(),
+            identity: identity.to_string(),
+        });
+        journal.flush().await?;
+        self.execute(workflow, journal, 0, input, None, progress).await
+    }
+
+    /// Continues an interrupted run from its journal. Completed steps are not run again;
+    /// an interrupted attempt is run again with its recorded interactions served from
+    /// the journal. A finished run is left as it is.
+    pub async fn resume(&self, run_id: &str, progress: impl FnMut(Progress<'_>)) -> Result<RunReport, DriverError> {
+        let events = self.events(run_id).await?;
+        let id = RunId::try_from(run_id.to_string()).map_err(DriverError::Load)?;
+        let state = RunState::fold(run_id, &events)?;
+        if state.outcome.is_some() {
+            return Ok(report_from_events(id, &events));
+        }
+        let workflow = self.load_recorded(&state, &HashMap::new()).await?;
+        let journal = Arc::new(RunJournal::new(id, Arc::clone(&self.store), Chain::after(state.last.0, &state.last.1), None));
+        journal.record(&EventKind::RunResumed { pid: std::process::id() });
+        let next = state.next_step();
+        let input = match state.completed.last() {
+            Some((_, output)) => output.clone(),
+            None => state.input.clone(),
+        };
+        self.execute(&workflow, journal, next, input, state.open, progress).await
+    }
+
+    /// The run's report, from its journal alone.
+    pub async fn report(&self, run_id: &str) -> Result<RunReport, DriverError> {
+        let events = self.events(run_id).await?;
+        let id = RunId::try_from(run_id.to_string()).map_err(DriverError::Load)?;
+        Ok(report_from_events(id, &events))
+    }
+
+    /// The run's events, with the hash chain verified.
+    pub async fn events(&self, run_id: &str) -> Result<Vec<Event>, DriverError> {
+        let rows = self.store.events(run_id).await?;
+        Ok(verify_and_decode(run_id, &rows)?)
+    }
+
+    async fn load_recorded(
+        &self,
+        state: &RunState,
+        overrides: &HashMap<String, Arc<[u8]>>,
+    ) -> Result<LoadedWorkflow, DriverError> {
+        let mut wasm = HashMap::new();
+        let digests = state.plan.steps.iter().map(|s| &s.component).chain(state.plan.tools.values().map(|t| &t.component));
+        for digest in digests {
+            if wasm.contains_key(digest) {
+                continue;
+            }
+            let bytes = self
+                .store
+                .component(digest)
+                .await?
+                .ok_or_else(|| DriverError::Load(format!("component sha256:{digest} is missing from the journal")))?;
+            wasm.insert(digest.clone(), Arc::from(bytes));
+        }
+        self.runtime.load_plan(&state.plan, &wasm, overrides).map_err(DriverError::Load)
+    }
+
+    /// Runs steps `next..` of the workflow, journaling as it goes.
+    async fn execute(
+        &self,
+        workflow: &LoadedWorkflow,
+        journal: Arc<RunJournal>,
+        next: usize,
+        mut input: Value,
+        mut open: Option<OpenAttempt>,
+        mut progress: impl FnMut(Progress<'_>),
+    ) -> Result<RunReport, DriverError> {
+        let start = std::time::Instant::now();
+        let run_id = journal.run_id.clone();
+        let last = workflow.steps.len().saturating_sub(1);
+        let mut reports = Vec::new();
+        let mut error = None;
+        for (index, step) in workflow.steps.iter().enumerate().skip(next) {
+            progress(Progress::StepStarted { index, name: &step.spec.name });
+            let (attempt, expected) = match open.take().filter(|o| o.step == step.spec.name) {
+                Some(o) => {
+                    input = o.input;
+                    (o.attempt, o.interactions)
+                }
+                None => {
+                    journal.record(&EventKind::StepAttemptStarted {
+                        step: step.spec.name.clone(),
+                        attempt: 1,
+                        component_digest: step.component.digest.clone(),
+                        input: input.clone(),
+                    });
+                    (1, Vec::new())
+                }
+            };
+            let (outcome, stats) = self.attempt(step, &run_id, &input, expected, Mode::Live, Some(&journal)).await;
+            let end = end_event(step, attempt, &outcome, &stats);
+            journal.record(&end);
+            let report = StepReport {
+                name: step.spec.name.clone(),
+                outcome: if outcome.is_ok() { RunStatus::Completed } else { RunStatus::Failed },
+                error: outcome.as_ref().err().cloned(),
+                stats,
+            };
+            match outcome {
+                Ok(output) if index == last => {
+                    journal.record(&EventKind::RunCompleted { output: output.clone() });
+                    journal.finish(RunIndexStatus::Completed);
+                    input = output;
+                }
+                Ok(output) => input = output,
+                Err(f) => {
+                    let e = RunError { class: f.class, step: step.spec.name.clone(), message: f.message };
+                    journal.record(&EventKind::RunFailed { error: e.clone() });
+                    journal.finish(RunIndexStatus::Failed);
+                    error = Some(e);
+                }
+            }
+            journal.flush().await?;
+            progress(Progress::StepFinished { index, report: &report });
+            reports.push(report);
+            if error.is_some() {
+                break;
+            }
+        }
+        let wall_us = start.elapsed().as_micros() as u64;
+        let totals = RunReport::totals_of(&reports, wall_us);
+        Ok(RunReport {
+            run_id,
+            workflow: workflow.name.clone(),
+            status: if error.is_some() { RunStatus::Failed } else { RunStatus::Completed },
+            output: if error.is_some() { Value::Null } else { input },
+            error,
+            steps: reports,
+            totals,
+        })
+    }
+
+    /// One attempt with a tape; checks that it consumed everything it was served.
+    async fn attempt(
+        &self,
+        step: &LoadedStep,
+        run_id: &RunId,
+        input: &Value,
+        expected: Vec<(u64, EventKind)>,
+        mode: Mode,
+        journal: Option<&Arc<RunJournal>>,
+    ) -> (Result<Value, StepFailure>, StepStats) {
+        let tape = Tape::new(&step.spec.name, expected, mode, journal.cloned());
+        let ctx = StepContext { run_id: run_id.to_string(), tape: Some(Arc::clone(&tape)) };
+        let (outcome, stats) = run_step_attempt(self.runtime.engine_ref(), step, &input.to_string(), ctx).await;
+        let outcome = outcome.map(|json| serde_json::from_str(&json).unwrap_or(Value::Null));
+        let leftover = lock(&tape).leftover().cloned();
+        let outcome = match (outcome, leftover) {
+            (Ok(_), Some((seq, recorded))) if mode == Mode::Live => Err(StepFailure::new(
+                FailureClass::HostFault,
+                format!(
+                    "the step ended before repeating its recorded interaction at event {seq} ({}); is the component nondeterministic?",
+                    recorded.name()
+                ),
+            )),
+            (outcome, _) => outcome,
+        };
+        (outcome, stats)
+    }
+
+    /// Re-executes every finished attempt of a run against its journal, with no side
+    /// effects: tool results, clocks and random numbers are served from the journal, and
+    /// every guest interaction is compared with the recorded one. `overrides` replaces
+    /// step components (by step name) to check a new version against recorded history.
+    pub async fn replay(&self, run_id: &str, overrides: &HashMap<String, Arc<[u8]>>) -> Result<ReplayReport, DriverError> {
+        let events = self.events(run_id).await?;
+        let state = RunState::fold(run_id, &events)?;
+        for name in overrides.keys() {
+            if !state.plan.steps.iter().any(|s| &s.name == name) {
+                let steps: Vec<&str> = state.plan.steps.iter().map(|s| s.name.as_str()).collect();
+                return Err(DriverError::Load(format!("--with names step `{name}`, which this run does not have (its steps: {})", steps.join(", "))));
+            }
+        }
+        let workflow = self.load_recorded(&state, overrides).await?;
+        let mut report = ReplayReport { run_id: run_id.into(), events: events.len() as u64, matched: 0, attempts: 0, divergence: None };
+        let mut i = 0;
+        while i < events.len() {
+            let EventKind::StepAttemptStarted { step: name, attempt, input, .. } = &events[i].kind else {
+                i += 1;
+                continue;
+            };
+            let mut interactions = Vec::new();
+            let mut end = None;
+            let mut j = i + 1;
+            while j < events.len() {
+                match &events[j].kind {
+                    EventKind::StepCompleted { step, .. } | EventKind::StepFailed { step, .. } if step == name => {
+                        end = Some(&events[j]);
+                        break;
+                    }
+                    k if k.is_interaction() => interactions.push((events[j].seq, k.clone())),
+                    _ => {}
+                }
+                j += 1;
+            }
+            let Some(end) = end else {
+                // An attempt that never ended (the run was interrupted and not resumed):
+                // there is no recorded outcome to compare with.
+                i = j;
+                continue;
+            };
+            let step = workflow.steps.iter().find(|s| &s.spec.name == name).ok_or_else(|| {
+                DriverError::Load(format!("the journal has step `{name}`, which the run's plan does not"))
+            })?;
+            let tape = Tape::new(name, interactions, Mode::Replay, None);
+            let ctx = StepContext { run_id: run_id.to_string(), tape: Some(Arc::clone(&tape)) };
+            let (outcome, stats) = run_step_attempt(self.runtime.engine_ref(), step, &input.to_string(), ctx).await;
+            report.attempts += 1;
+            let outcome = outcome.map(|json| serde_json::from_str::<Value>(&json).unwrap_or(Value::Null));
+            let actual_end = end_event(step, *attempt, &outcome, &stats);
+            let tape = lock(&tape);
+            let divergence = if let Some(d) = tape.divergence.clone() {
+                Some(d)
+            } else if let Some((seq, recorded)) = tape.leftover().cloned() {
+                Some(Divergence { seq: Some(seq), step: name.clone(), expected: Some(recorded), actual: actual_end })
+            } else if !same_end(&end.kind, &actual_end) {
+                Some(Divergence { seq: Some(end.seq), step: name.clone(), expected: Some(end.kind.clone()), actual: actual_end })
+            } else {
+                None
+            };
+            if let Some(d) = divergence {
+                // Everything before this attempt, its start, and what it matched.
+                report.matched = i as u64 + 1 + tape.matched;
+                report.divergence = Some(d);
+                return Ok(report);
+            }
+            i = j + 1;
+        }
+        report.matched = report.events;
+        Ok(report)
+    }
+}
+
+/// The event that ends an attempt with `outcome`.
+fn end_event(step: &LoadedStep, attempt: u32, outcome: &Result<Value, StepFailure>, stats: &StepStats) -> EventKind {
+    match outcome {
+        Ok(output) => EventKind::StepCompleted {
+            step: step.spec.name.clone(),
+            attempt,
+            output: output.clone(),
+            fuel: stats.fuel,
+            tool_fuel: stats.tool_fuel,
+            wall_us: stats.wall_us,
+            peak_memory: stats.peak_memory,
+        },
+        Err(f) => EventKind::StepFailed {
+            step: step.spec.name.clone(),
+            attempt,
+            failure: f.clone(),
+            fuel: stats.fuel,
+            tool_fuel: stats.tool_fuel,
+            wall_us: stats.wall_us,
+            peak_memory: stats.peak_memory,
+        },
+    }
+}
+
+/// Two attempt endings agree if they produced the same output, or failed with the same
+/// class. Measurements (fuel, time, memory) are not compared.
+fn same_end(recorded: &EventKind, actual: &EventKind) -> bool {
+    match (recorded, actual) {
+        (EventKind::StepCompleted { output: a, .. }, EventKind::StepCompleted { output: b, .. }) => a == b,
+        (EventKind::StepFailed { failure: a, .. }, EventKind::StepFailed { failure: b, .. }) => a.class == b.class,
+        _ => false,
+    }
+}

@@ -1,0 +1,77 @@
+//! One run's side of the journal: events are sealed into the run's hash chain as they
+//! happen and buffered; `flush` makes everything buffered durable, in order, through the
+//! store's group commit. The driver decides where flushes go (run start, each executed
+//! tool call, each step end) so that the durable journal is always a prefix of what
+//! happened.
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tether_types::event::{Chain, EventKind, SealedEvent};
+use tether_types::store::{Append, JournalStore, RunIndexStatus, RunSummary, StoreError};
+use tether_types::RunId;
+
+/// Microseconds since the Unix epoch.
+pub(crate) fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+pub(crate) struct RunJournal {
+    pub(crate) run_id: RunId,
+    store: Arc<dyn JournalStore>,
+    pending: Mutex<Pending>,
+    /// Held across take-and-append so flushes reach the writer in order.
+    flush_lock: tokio::sync::Mutex<()>,
+}
+
+struct Pending {
+    chain: Chain,
+    buffer: Vec<SealedEvent>,
+    new_run: Option<RunSummary>,
+    finished: Option<(RunIndexStatus, u64)>,
+}
+
+impl RunJournal {
+    pub(crate) fn new(run_id: RunId, store: Arc<dyn JournalStore>, chain: Chain, new_run: Option<RunSummary>) -> Self {
+        RunJournal {
+            run_id,
+            store,
+            pending: Mutex::new(Pending { chain, buffer: Vec::new(), new_run, finished: None }),
+            flush_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Seals `kind` as the run's next event and buffers it.
+    pub(crate) fn record(&self, kind: &EventKind) {
+        let mut p = self.lock();
+        let sealed = p.chain.seal(kind, now_us());
+        p.buffer.push(sealed);
+    }
+
+    /// Marks the run finished; takes effect with the next flush.
+    pub(crate) fn finish(&self, status: RunIndexStatus) {
+        self.lock().finished = Some((status, now_us()));
+    }
+
+    /// Makes everything recorded so far durable.
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        let _order = self.flush_lock.lock().await;
+        let append = {
+            let mut p = self.lock();
+            if p.buffer.is_empty() && p.new_run.is_none() && p.finished.is_none() {
+                return Ok(());
+            }
+            Append {
+                run_id: self.run_id.clone(),
+                events: std::mem::take(&mut p.buffer),
+                new_run: p.new_run.take(),
+                finished: p.finished.take(),
+            }
+        };
+        self.store.append(append).await
+    }
+}

@@ -1,14 +1,21 @@
 //! Command-line flags. Parsed here, turned into settings by each command.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use tether_runtime::{Driver, Runtime};
+use tether_store::{Durability, SqliteStore, StoreConfig};
+
+use crate::Failure;
 
 /// Run workflow steps and agent tools as sandboxed WebAssembly components.
 ///
 /// Each step and tool is a WebAssembly component built against the WIT package
 /// `tether:plugin@0.1.0`. It gets nothing by default (no files, environment, network or
 /// tools) and runs under hard budgets: fuel, wall time, memory, tool calls, output size.
+/// Every call across a component boundary is journaled, so a run survives a crash
+/// (`tether resume`) and can be re-lived exactly (`tether replay`).
 #[derive(Parser)]
 #[command(name = "tether", version, propagate_version = true)]
 pub(crate) struct Cli {
@@ -18,13 +25,33 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Run a workflow: its steps in order, each in a fresh sandbox.
+    /// Run a workflow: its steps in order, each in a fresh sandbox, journaled.
     ///
     /// Each step receives the previous step's output; the first receives the run input.
-    /// Exit code: 0 completed, 1 failed, 2 bad usage or input.
+    /// The run id is printed first, so an interrupted run can be continued with
+    /// `tether resume RUN`. Exit code: 0 completed, 1 failed, 2 bad usage or input.
     ///
     /// Example: tether run plugins/workflows/support-triage.toml --input @ticket.json
     Run(RunArgs),
+    /// Continue an interrupted run from its journal.
+    ///
+    /// Completed steps are not run again; an interrupted step is run again with the tool
+    /// calls, clock and random reads it had already made served from the journal, so
+    /// their side effects happen once. A finished run is only reported.
+    Resume(ResumeArgs),
+    /// Re-run a recorded run against its journal, with no side effects, and report the
+    /// first point where execution differs (or "replay matched N events").
+    ///
+    /// Tool results, clocks and random numbers come from the journal. With
+    /// `--with STEP=new.wasm`, check whether a new version of a step's component would
+    /// reproduce the recorded history before deploying it. Exit code 1 on a divergence.
+    Replay(ReplayArgs),
+    /// List runs, newest first.
+    Runs(RunsArgs),
+    /// Show a run's timeline: every event with its time, step, fuel and duration.
+    History(HistoryArgs),
+    /// Check a run's hash chain: detects edited, missing or corrupted events.
+    Verify(VerifyArgs),
     /// Show a component's world, imports, exports, size and sha256, and whether it fits
     /// the step or tool world (and if not, which import or export is wrong).
     ///
@@ -39,14 +66,85 @@ pub(crate) struct RunArgs {
     /// The run input: JSON text, or @FILE to read it from a file, or @- for stdin.
     #[arg(long, short, default_value = "{}")]
     pub(crate) input: String,
+    /// Use this run id (`run_` and letters, digits or `-`) instead of a fresh one, so a
+    /// caller can resume or retry the submission by id.
+    #[arg(long, value_name = "ID")]
+    pub(crate) run_id: Option<String>,
+    /// The identity the run executes as.
+    #[arg(long = "as", value_name = "NAME", default_value = "local")]
+    pub(crate) identity: String,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+    #[command(flatten)]
+    pub(crate) host: HostArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct ResumeArgs {
+    /// The run id.
+    pub(crate) run: String,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+    #[command(flatten)]
+    pub(crate) host: HostArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct OutputArgs {
     /// Print one JSON object with run_id, status, output, error, steps and totals.
     #[arg(long)]
     pub(crate) json: bool,
     /// Show every guest log line (by default only warnings and errors are shown).
     #[arg(long, short)]
     pub(crate) verbose: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct ReplayArgs {
+    /// The run id.
+    pub(crate) run: String,
+    /// Replay STEP with another component instead of the recorded one (repeatable).
+    #[arg(long = "with", value_name = "STEP=FILE")]
+    pub(crate) with: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) host: HostArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct RunsArgs {
+    /// Only runs with this status: running, completed or failed.
+    #[arg(long)]
+    pub(crate) status: Option<String>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: u32,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct HistoryArgs {
+    /// The run id.
+    pub(crate) run: String,
+    /// Print the full events as JSON (stable field names, for export).
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct VerifyArgs {
+    /// The run id.
+    pub(crate) run: String,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
 }
 
 #[derive(Args)]
@@ -57,11 +155,23 @@ pub(crate) struct InspectArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
-    pub(crate) host: HostArgs,
+    pub(crate) host: CacheArgs,
 }
 
 #[derive(Args)]
-pub(crate) struct HostArgs {
+pub(crate) struct DbArgs {
+    /// The journal: a SQLite file path or `sqlite:PATH`
+    /// [default: $TETHER_DATABASE_URL, or journal.db in the user data dir]
+    #[arg(long, value_name = "URL")]
+    pub(crate) db: Option<String>,
+    /// Commit durability: `full` (a completed step survives power loss) or `normal`
+    /// (survives a crash of tether, may lose the last steps on power loss).
+    #[arg(long, value_name = "LEVEL", default_value = "full")]
+    pub(crate) sync: String,
+}
+
+#[derive(Args)]
+pub(crate) struct CacheArgs {
     /// Directory for compiled components [default: $TETHER_CACHE_DIR, or the user cache dir]
     #[arg(long, value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
@@ -70,8 +180,16 @@ pub(crate) struct HostArgs {
     pub(crate) no_cache: bool,
 }
 
-impl HostArgs {
-    pub(crate) fn runtime(&self) -> Result<tether_runtime::Runtime, crate::Failure> {
+#[derive(Args)]
+pub(crate) struct HostArgs {
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) cache: CacheArgs,
+}
+
+impl CacheArgs {
+    pub(crate) fn runtime(&self) -> Result<Runtime, Failure> {
         let mut config = tether_runtime::RuntimeConfig::default();
         if self.no_cache {
             config.cache_dir = None;
@@ -79,15 +197,34 @@ impl HostArgs {
             config.cache_dir = Some(dir.clone());
         }
         config.max_sandboxes = 16;
-        tether_runtime::Runtime::new(config)
-            .map_err(|e| crate::Failure::Internal(format!("cannot start the runtime: {e:#}")))
+        Runtime::new(config).map_err(|e| Failure::Internal(format!("cannot start the runtime: {e:#}")))
+    }
+}
+
+impl DbArgs {
+    /// Opens the journal (inside the async runtime).
+    pub(crate) async fn open(&self) -> Result<SqliteStore, Failure> {
+        let mut config = StoreConfig::new(self.db.clone().unwrap_or_else(tether_store::default_database_url));
+        config.durability = match self.sync.as_str() {
+            "full" => Durability::Full,
+            "normal" => Durability::Normal,
+            other => return Err(Failure::usage(format!("--sync must be `full` or `normal`, not `{other}`"))),
+        };
+        SqliteStore::open(&config).await.map_err(crate::journal::store_failure)
+    }
+}
+
+impl HostArgs {
+    pub(crate) async fn driver(&self) -> Result<Driver, Failure> {
+        let store = self.db.open().await?;
+        Ok(Driver::new(self.cache.runtime()?, Arc::new(store)))
     }
 }
 
 /// The async runtime commands run on: one thread, as a CLI run needs no more.
-pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime, crate::Failure> {
+pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
-        .map_err(|e| crate::Failure::Internal(format!("cannot start the async runtime: {e}")))
+        .map_err(|e| Failure::Internal(format!("cannot start the async runtime: {e}")))
 }

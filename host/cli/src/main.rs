@@ -4,6 +4,7 @@
 
 mod cli;
 mod inspect;
+mod journal;
 mod output;
 mod run;
 
@@ -37,6 +38,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         cli::Command::Run(args) => run::run(args),
+        cli::Command::Resume(args) => run::resume(args),
+        cli::Command::Replay(args) => journal::replay(args),
+        cli::Command::Runs(args) => journal::runs(args),
+        cli::Command::History(args) => journal::history(args),
+        cli::Command::Verify(args) => journal::verify(args),
         cli::Command::Inspect(args) => inspect::inspect(args),
     };
     match result {

@@ -1,41 +1,75 @@
-//! `tether run`.
+//! `tether run` and `tether resume`.
 
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 use std::process::ExitCode;
 
-use serde::de::IgnoredAny;
-use tether_runtime::Progress;
-use tether_types::{RunId, RunStatus, Workflow};
+use tether_runtime::{Driver, Progress};
+use tether_types::{RunId, RunReport, RunStatus, Workflow};
 
-use crate::cli::RunArgs;
-use crate::output;
-use crate::Failure;
+use crate::cli::{OutputArgs, ResumeArgs, RunArgs};
+use crate::journal::driver_failure;
+use crate::{output, Failure};
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let input = read_input(&args.input)?;
     let workflow = read_workflow(&args.workflow)?;
-    let runtime = args.host.runtime()?;
-    let base = args.workflow.parent().map(Path::to_path_buf).unwrap_or_default();
-    let loaded = runtime.load_workflow(workflow, &base).map_err(|e| Failure::usage(e.to_string()))?;
-
-    let run_id =
-        RunId::from_suffix(&uuid::Uuid::now_v7().simple().to_string()).expect("a UUID is a valid run id suffix");
-    let tty = std::io::stderr().is_terminal();
-    let verbose = args.verbose;
-    let total = loaded.steps.len();
+    let run_id = match &args.run_id {
+        Some(id) => RunId::try_from(id.clone()).map_err(|e| Failure::usage(format!("--run-id: {e}")))?,
+        None => RunId::from_suffix(&uuid::Uuid::now_v7().simple().to_string()).expect("a UUID is a valid run id suffix"),
+    };
     let rt = crate::cli::async_runtime()?;
-    let report = rt.block_on(runtime.run_workflow(&loaded, run_id, &input, |p| {
-        if !args.json || tty {
-            match p {
-                Progress::StepStarted { index, name } if tty => output::step_started(index, total, name),
-                Progress::StepStarted { .. } => {}
-                Progress::StepFinished { index, report } => output::step_finished(index, total, report, verbose, tty),
-            }
+    rt.block_on(async {
+        let driver = args.host.driver().await?;
+        let base = args.workflow.parent().map(Path::to_path_buf).unwrap_or_default();
+        let loaded = driver.runtime().load_workflow(workflow, &base).map_err(|e| Failure::usage(e.to_string()))?;
+        if !args.output.json {
+            eprintln!("run {run_id} started (resume it with `tether resume {run_id}` if interrupted)");
         }
-    }));
+        let total = loaded.steps.len();
+        let result = driver.start(&loaded, run_id.clone(), input, &args.identity, progress(&args.output, total)).await;
+        finish(&driver, &run_id, result, &args.output).await
+    })
+}
 
-    if args.json {
+pub(crate) fn resume(args: ResumeArgs) -> Result<ExitCode, Failure> {
+    let rt = crate::cli::async_runtime()?;
+    rt.block_on(async {
+        let driver = args.host.driver().await?;
+        let run_id = RunId::try_from(args.run.clone()).map_err(|e| Failure::usage(e.to_string()))?;
+        let total = driver.report(run_id.as_str()).await.map_err(driver_failure)?;
+        let total = total.steps.len().max(1);
+        let result = driver.resume(run_id.as_str(), progress(&args.output, total)).await;
+        finish(&driver, &run_id, result, &args.output).await
+    })
+}
+
+fn progress(out: &OutputArgs, total: usize) -> impl FnMut(Progress<'_>) {
+    let tty = std::io::stderr().is_terminal();
+    let (json, verbose) = (out.json, out.verbose);
+    move |p| {
+        if json && !tty {
+            return;
+        }
+        match p {
+            Progress::StepStarted { index, name } if tty => output::step_started(index, total, name),
+            Progress::StepStarted { .. } => {}
+            Progress::StepFinished { index, report } => output::step_finished(index, total, report, verbose, tty),
+        }
+    }
+}
+
+/// Prints the run's report, taken from the journal (so a resumed run shows every step,
+/// including those run by an earlier process).
+async fn finish(
+    driver: &Driver,
+    run_id: &RunId,
+    result: Result<RunReport, tether_runtime::DriverError>,
+    out: &OutputArgs,
+) -> Result<ExitCode, Failure> {
+    result.map_err(driver_failure)?;
+    let report = driver.report(run_id.as_str()).await.map_err(driver_failure)?;
+    if out.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
     } else {
         output::run_summary(&report);
@@ -47,26 +81,22 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
 }
 
 /// `--input`: JSON text, `@FILE`, or `@-` for stdin. Must be JSON.
-fn read_input(arg: &str) -> Result<String, Failure> {
+fn read_input(arg: &str) -> Result<serde_json::Value, Failure> {
     let (text, origin) = match arg.strip_prefix('@') {
         Some("-") => {
             let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| Failure::usage(format!("cannot read the input from stdin: {e}")))?;
+            std::io::stdin().read_to_string(&mut s).map_err(|e| Failure::usage(format!("cannot read the input from stdin: {e}")))?;
             (s, "stdin".to_string())
         }
         Some(path) => {
-            let s = std::fs::read_to_string(path)
-                .map_err(|e| Failure::usage(format!("cannot read the input file {path}: {e}")))?;
+            let s = std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("cannot read the input file {path}: {e}")))?;
             (s, path.to_string())
         }
         None => (arg.to_string(), "--input".to_string()),
     };
-    serde_json::from_str::<IgnoredAny>(&text).map_err(|e| {
+    serde_json::from_str(&text).map_err(|e| {
         Failure::usage(format!("{origin}: the input is not valid JSON: {e} (pass JSON text, or @FILE to read a file)"))
-    })?;
-    Ok(text)
+    })
 }
 
 fn read_workflow(path: &Path) -> Result<Workflow, Failure> {

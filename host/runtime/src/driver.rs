@@ -73,6 +73,11 @@ impl Driver {
         Driver { runtime, store }
     }
 
+    /// The runtime, to load workflows with (a workflow must be loaded by the runtime that runs it).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     /// The journal store.
     pub fn store(&self) -> &Arc<dyn JournalStore> {
         &self.store

@@ -1,0 +1,209 @@
+//! Commands over the journal: `runs`, `history`, `verify`, `replay`.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tether_runtime::{Driver, DriverError};
+use tether_types::event::{Event, EventKind, HostRead, ToolResult};
+use tether_types::store::{RunIndexStatus, StoreError};
+
+use crate::cli::{HistoryArgs, ReplayArgs, RunsArgs, VerifyArgs};
+use crate::output::{fuel, micros, sanitize};
+use crate::Failure;
+
+/// Store errors that mean bad input (wrong file, unknown run) are usage errors.
+pub(crate) fn store_failure(e: StoreError) -> Failure {
+    match e {
+        StoreError::UnknownRun(_) | StoreError::NotOurs(_) | StoreError::NewerSchema(_) => Failure::usage(e.to_string()),
+        _ => Failure::Internal(e.to_string()),
+    }
+}
+
+pub(crate) fn driver_failure(e: DriverError) -> Failure {
+    match e {
+        DriverError::Store(s) => store_failure(s),
+        DriverError::Exists(_) => Failure::usage(e.to_string()),
+        other => Failure::Internal(other.to_string()),
+    }
+}
+
+pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
+    let status = match args.status.as_deref() {
+        None => None,
+        Some(s) => Some(RunIndexStatus::parse(s).ok_or_else(|| {
+            Failure::usage(format!("--status must be running, completed or failed, not `{s}`"))
+        })?),
+    };
+    crate::cli::async_runtime()?.block_on(async {
+        let store = args.db.open().await?;
+        let runs = tether_types::store::JournalStore::runs(&store, status, args.limit).await.map_err(store_failure)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&runs).expect("runs serialize"));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if runs.is_empty() {
+            eprintln!("no runs");
+        }
+        println!("{:<37} {:<20} {:<10} {:<20} {:>10}", "RUN", "WORKFLOW", "STATUS", "STARTED (UTC)", "DURATION");
+        for r in runs {
+            let duration = r.finished_us.map(|f| micros(f.saturating_sub(r.started_us))).unwrap_or_else(|| "-".into());
+            println!("{:<37} {:<20} {:<10} {:<20} {:>10}", r.run_id, r.workflow, r.status.as_str(), utc(r.started_us), duration);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
+    crate::cli::async_runtime()?.block_on(async {
+        let store = args.db.open().await?;
+        let rows = tether_types::store::JournalStore::events(&store, &args.run).await.map_err(store_failure)?;
+        let events = tether_types::event::verify_and_decode(&args.run, &rows).map_err(|e| Failure::Internal(e.to_string()))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&events).expect("events serialize"));
+            return Ok(ExitCode::SUCCESS);
+        }
+        let t0 = events.first().map_or(0, |e| e.at_us);
+        println!("{:>5}  {:>10}  {:<16} {:<22} DETAIL", "SEQ", "TIME", "STEP", "EVENT");
+        for e in &events {
+            let at = micros(e.at_us.saturating_sub(t0));
+            let step = e.kind.step().unwrap_or("-");
+            println!("{:>5}  {:>10}  {:<16} {:<22} {}", e.seq, at, step, e.kind.name(), sanitize(&detail(e)));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn detail(e: &Event) -> String {
+    let short = |v: &serde_json::Value| {
+        let s = v.to_string();
+        if s.chars().count() > 80 {
+            format!("{}…", s.chars().take(80).collect::<String>())
+        } else {
+            s
+        }
+    };
+    match &e.kind {
+        EventKind::RunStarted { workflow, identity, workflow_digest, .. } => {
+            format!("workflow {workflow} ({}), as {identity}", &workflow_digest[..12])
+        }
+        EventKind::RunResumed { pid } => format!("resumed by process {pid}"),
+        EventKind::StepAttemptStarted { attempt, component_digest, input, .. } => {
+            format!("attempt {attempt}, component {}, input {}", &component_digest[..12], short(input))
+        }
+        EventKind::ToolCallRequested { tool, call, input, idempotency_key, .. } => {
+            format!("call {call}: {tool} {} (key {idempotency_key})", short(input))
+        }
+        EventKind::ToolCallCompleted { tool, call, result, fuel: f, wall_us, .. } => {
+            let verdict = match result {
+                ToolResult::Ok(v) => format!("ok {}", short(v)),
+                ToolResult::Err { class, kind, message } => {
+                    format!("{} ({kind:?}): {message}", class.map_or("error".to_string(), |c| c.to_string()))
+                }
+            };
+            format!("call {call}: {tool} -> {verdict}; fuel {}, {}", fuel(*f), micros(*wall_us))
+        }
+        EventKind::HostRead { read, .. } => match read {
+            HostRead::WallClock { nanos } => format!("wall clock {nanos} ns"),
+            HostRead::MonotonicClock { nanos } => format!("monotonic clock {nanos} ns"),
+            HostRead::Random { hex } => format!("{} random bytes", hex.len() / 2),
+        },
+        EventKind::UsageReported { metric, amount, .. } => format!("{metric} += {amount}"),
+        EventKind::GuestLog { level, stream, tool, message, .. } => {
+            let from = tool.as_deref().map(|t| format!("tool {t} ")).unwrap_or_default();
+            format!("{} {from}{stream}: {message}", level.as_str())
+        }
+        EventKind::StepCompleted { output, fuel: f, tool_fuel, wall_us, peak_memory, .. } => format!(
+            "fuel {} (+{} tools), {}, peak memory {} KiB, output {}",
+            fuel(*f),
+            fuel(*tool_fuel),
+            micros(*wall_us),
+            peak_memory / 1024,
+            short(output)
+        ),
+        EventKind::StepFailed { failure, fuel: f, wall_us, .. } => {
+            format!("{}: {}; fuel {}, {}", failure.class, failure.message, fuel(*f), micros(*wall_us))
+        }
+        EventKind::RunCompleted { output } => format!("output {}", short(output)),
+        EventKind::RunFailed { error } => format!("step {} failed: {}: {}", error.step, error.class, error.message),
+    }
+}
+
+pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
+    crate::cli::async_runtime()?.block_on(async {
+        let store = args.db.open().await?;
+        let rows = tether_types::store::JournalStore::events(&store, &args.run).await.map_err(store_failure)?;
+        match tether_types::event::verify_and_decode(&args.run, &rows) {
+            Ok(events) => {
+                let last = events.last().map(|e| e.hash.as_str()).unwrap_or("");
+                println!("run {}: {} events, hash chain intact (head {})", args.run, events.len(), &last[..16.min(last.len())]);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(ExitCode::from(1))
+            }
+        }
+    })
+}
+
+pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
+    let mut overrides = HashMap::new();
+    for w in &args.with {
+        let (step, file) = w.split_once('=').ok_or_else(|| Failure::usage(format!("--with `{w}`: write STEP=FILE")))?;
+        let wasm = std::fs::read(file).map_err(|e| Failure::usage(format!("--with {step}={file}: cannot read {file}: {e}")))?;
+        overrides.insert(step.to_string(), Arc::<[u8]>::from(wasm));
+    }
+    crate::cli::async_runtime()?.block_on(async {
+        let driver: Driver = args.host.driver().await?;
+        let report = driver.replay(&args.run, &overrides).await.map_err(|e| match e {
+            DriverError::Load(m) => Failure::usage(m),
+            other => driver_failure(other),
+        })?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
+        } else {
+            match &report.divergence {
+                None => println!("replay matched {} events ({} step attempts re-executed)", report.matched, report.attempts),
+                Some(d) => {
+                    let show = |k: &EventKind| serde_json::to_string(k).unwrap_or_default();
+                    println!("replay diverged after {} matching events", report.matched);
+                    match d.seq {
+                        Some(seq) => println!("  at event:  {seq}"),
+                        None => println!("  at event:  past the end of the recorded attempt"),
+                    }
+                    println!("  step:      {}", d.step);
+                    println!("  expected:  {}", d.expected.as_ref().map_or("nothing (the journal has no more)".into(), show));
+                    println!("  actual:    {}", show(&d.actual));
+                }
+            }
+        }
+        Ok(if report.divergence.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    })
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) from microseconds since the epoch.
+fn utc(us: u64) -> String {
+    let secs = (us / 1_000_000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(1_795_000_000_000_000), "2026-11-18 09:46:40");
+    }
+}

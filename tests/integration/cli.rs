@@ -10,6 +10,7 @@ fn tether(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tether"))
         .args(args)
         .env("TETHER_CACHE_DIR", cache_dir())
+        .env("TETHER_DATABASE_URL", repo_root().join("target").join("cli-tests").join("journal.db"))
         .env_remove("RUST_BACKTRACE")
         .output()
         .expect("the tether binary runs")

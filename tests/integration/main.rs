@@ -6,4 +6,5 @@ mod demo;
 mod failures;
 mod grants;
 mod inspect;
+mod journal;
 mod support;

@@ -9,5 +9,8 @@ mod open;
 mod sqlite;
 mod writer;
 
+#[doc(hidden)]
+pub mod testing;
+
 pub use open::{default_database_url, Durability, StoreConfig};
 pub use sqlite::SqliteStore;

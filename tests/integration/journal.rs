@@ -85,8 +85,19 @@ fn a_second_writer_of_the_same_event_is_refused_not_merged() {
         let run = RunId::from_suffix("dup").unwrap();
         let first = Chain::new().seal(&usage(1), 1);
         let other = Chain::new().seal(&usage(2), 1);
-        store.append(Append { run_id: run.clone(), events: vec![first], new_run: Some(summary("run_dup")), finished: None }).await.unwrap();
-        let err = store.append(Append { run_id: run.clone(), events: vec![other], new_run: None, finished: None }).await.unwrap_err();
+        store
+            .append(Append {
+                run_id: run.clone(),
+                events: vec![first],
+                new_run: Some(summary("run_dup")),
+                finished: None,
+            })
+            .await
+            .unwrap();
+        let err = store
+            .append(Append { run_id: run.clone(), events: vec![other], new_run: None, finished: None })
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Conflict { seq: 1, .. }), "{err}");
         let events = verify_and_decode("run_dup", &store.events("run_dup").await.unwrap()).unwrap();
         assert_eq!(events[0].kind, usage(1), "the recorded event is untouched");
@@ -109,7 +120,10 @@ fn an_event_above_the_size_cap_is_refused_with_its_position() {
             message: "x".repeat(2000),
         };
         let events = vec![chain.seal(&usage(1), 1), chain.seal(&big, 2)];
-        let err = store.append(Append { run_id: RunId::from_suffix("big").unwrap(), events, new_run: None, finished: None }).await.unwrap_err();
+        let err = store
+            .append(Append { run_id: RunId::from_suffix("big").unwrap(), events, new_run: None, finished: None })
+            .await
+            .unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("run run_big: event 2 (guest_log) is"), "{msg}");
         assert!(msg.contains("above the journal's cap of 1024 bytes"), "{msg}");

@@ -7,4 +7,5 @@ mod failures;
 mod grants;
 mod inspect;
 mod journal;
+mod replay;
 mod support;

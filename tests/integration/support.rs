@@ -60,3 +60,26 @@ pub fn assert_host_still_works() {
     assert_eq!(report.status, RunStatus::Completed, "{:?}", report.error);
     assert_eq!(report.output, serde_json::json!({"still": "alive"}));
 }
+
+/// The `tether` executable with a given journal and the test cache, backtraces off.
+pub fn tether_cmd(db: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tether"));
+    c.env("TETHER_CACHE_DIR", tether_tests::cache_dir()).env("TETHER_DATABASE_URL", db).env_remove("RUST_BACKTRACE");
+    c
+}
+
+/// A fresh directory under target/ for one test's files.
+pub fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = tether_tests::repo_root().join("target").join("test-dirs").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `tether` and parses its JSON stdout; panics with stderr if it is not JSON.
+pub fn tether_json(db: &Path, args: &[&str]) -> (Option<i32>, Value) {
+    let o = tether_cmd(db).args(args).output().unwrap();
+    let v = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("tether {args:?} printed no JSON; stderr:\n{}", String::from_utf8_lossy(&o.stderr)));
+    (o.status.code(), v)
+}

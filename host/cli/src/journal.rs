@@ -15,7 +15,9 @@ use crate::Failure;
 /// Store errors that mean bad input (wrong file, unknown run) are usage errors.
 pub(crate) fn store_failure(e: StoreError) -> Failure {
     match e {
-        StoreError::UnknownRun(_) | StoreError::NotOurs(_) | StoreError::NewerSchema(_) => Failure::usage(e.to_string()),
+        StoreError::UnknownRun(_) | StoreError::NotOurs(_) | StoreError::NewerSchema(_) => {
+            Failure::usage(e.to_string())
+        }
         _ => Failure::Internal(e.to_string()),
     }
 }
@@ -31,9 +33,10 @@ pub(crate) fn driver_failure(e: DriverError) -> Failure {
 pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
     let status = match args.status.as_deref() {
         None => None,
-        Some(s) => Some(RunIndexStatus::parse(s).ok_or_else(|| {
-            Failure::usage(format!("--status must be running, completed or failed, not `{s}`"))
-        })?),
+        Some(s) => Some(
+            RunIndexStatus::parse(s)
+                .ok_or_else(|| Failure::usage(format!("--status must be running, completed or failed, not `{s}`")))?,
+        ),
     };
     crate::cli::async_runtime()?.block_on(async {
         let store = args.db.open().await?;
@@ -48,7 +51,14 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
         println!("{:<37} {:<20} {:<10} {:<20} {:>10}", "RUN", "WORKFLOW", "STATUS", "STARTED (UTC)", "DURATION");
         for r in runs {
             let duration = r.finished_us.map(|f| micros(f.saturating_sub(r.started_us))).unwrap_or_else(|| "-".into());
-            println!("{:<37} {:<20} {:<10} {:<20} {:>10}", r.run_id, r.workflow, r.status.as_str(), utc(r.started_us), duration);
+            println!(
+                "{:<37} {:<20} {:<10} {:<20} {:>10}",
+                r.run_id,
+                r.workflow,
+                r.status.as_str(),
+                utc(r.started_us),
+                duration
+            );
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -58,7 +68,8 @@ pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
     crate::cli::async_runtime()?.block_on(async {
         let store = args.db.open().await?;
         let rows = tether_types::store::JournalStore::events(&store, &args.run).await.map_err(store_failure)?;
-        let events = tether_types::event::verify_and_decode(&args.run, &rows).map_err(|e| Failure::Internal(e.to_string()))?;
+        let events =
+            tether_types::event::verify_and_decode(&args.run, &rows).map_err(|e| Failure::Internal(e.to_string()))?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&events).expect("events serialize"));
             return Ok(ExitCode::SUCCESS);
@@ -136,7 +147,12 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
         match tether_types::event::verify_and_decode(&args.run, &rows) {
             Ok(events) => {
                 let last = events.last().map(|e| e.hash.as_str()).unwrap_or("");
-                println!("run {}: {} events, hash chain intact (head {})", args.run, events.len(), &last[..16.min(last.len())]);
+                println!(
+                    "run {}: {} events, hash chain intact (head {})",
+                    args.run,
+                    events.len(),
+                    &last[..16.min(last.len())]
+                );
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
@@ -151,7 +167,8 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     let mut overrides = HashMap::new();
     for w in &args.with {
         let (step, file) = w.split_once('=').ok_or_else(|| Failure::usage(format!("--with `{w}`: write STEP=FILE")))?;
-        let wasm = std::fs::read(file).map_err(|e| Failure::usage(format!("--with {step}={file}: cannot read {file}: {e}")))?;
+        let wasm = std::fs::read(file)
+            .map_err(|e| Failure::usage(format!("--with {step}={file}: cannot read {file}: {e}")))?;
         overrides.insert(step.to_string(), Arc::<[u8]>::from(wasm));
     }
     crate::cli::async_runtime()?.block_on(async {
@@ -164,7 +181,9 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
             println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
         } else {
             match &report.divergence {
-                None => println!("replay matched {} events ({} step attempts re-executed)", report.matched, report.attempts),
+                None => {
+                    println!("replay matched {} events ({} step attempts re-executed)", report.matched, report.attempts)
+                }
                 Some(d) => {
                     let show = |k: &EventKind| serde_json::to_string(k).unwrap_or_default();
                     println!("replay diverged after {} matching events", report.matched);
@@ -173,7 +192,10 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
                         None => println!("  at event:  past the end of the recorded attempt"),
                     }
                     println!("  step:      {}", d.step);
-                    println!("  expected:  {}", d.expected.as_ref().map_or("nothing (the journal has no more)".into(), show));
+                    println!(
+                        "  expected:  {}",
+                        d.expected.as_ref().map_or("nothing (the journal has no more)".into(), show)
+                    );
                     println!("  actual:    {}", show(&d.actual));
                 }
             }

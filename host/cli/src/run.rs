@@ -16,7 +16,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let workflow = read_workflow(&args.workflow)?;
     let run_id = match &args.run_id {
         Some(id) => RunId::try_from(id.clone()).map_err(|e| Failure::usage(format!("--run-id: {e}")))?,
-        None => RunId::from_suffix(&uuid::Uuid::now_v7().simple().to_string()).expect("a UUID is a valid run id suffix"),
+        None => {
+            RunId::from_suffix(&uuid::Uuid::now_v7().simple().to_string()).expect("a UUID is a valid run id suffix")
+        }
     };
     let rt = crate::cli::async_runtime()?;
     rt.block_on(async {
@@ -85,11 +87,14 @@ fn read_input(arg: &str) -> Result<serde_json::Value, Failure> {
     let (text, origin) = match arg.strip_prefix('@') {
         Some("-") => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).map_err(|e| Failure::usage(format!("cannot read the input from stdin: {e}")))?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| Failure::usage(format!("cannot read the input from stdin: {e}")))?;
             (s, "stdin".to_string())
         }
         Some(path) => {
-            let s = std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("cannot read the input file {path}: {e}")))?;
+            let s = std::fs::read_to_string(path)
+                .map_err(|e| Failure::usage(format!("cannot read the input file {path}: {e}")))?;
             (s, path.to_string())
         }
         None => (arg.to_string(), "--input".to_string()),

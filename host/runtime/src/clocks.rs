@@ -23,10 +23,12 @@ impl HostWallClock for TapeWallClock {
     fn now(&self) -> Duration {
         let read = lock(&self.0).read(
             |r| matches!(r, HostRead::WallClock { .. }),
-            || HostRead::WallClock { nanos: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() },
+            || HostRead::WallClock {
+                nanos: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64,
+            },
         );
         match read {
-            HostRead::WallClock { nanos } => Duration::from_nanos(nanos.min(u64::MAX as u128) as u64),
+            HostRead::WallClock { nanos } => Duration::from_nanos(nanos),
             _ => unreachable!("read returns the source it was asked for"),
         }
     }
@@ -93,6 +95,8 @@ pub(crate) fn virtualize(builder: &mut WasiCtxBuilder, tape: &SharedTape, seed: 
         .wall_clock(TapeWallClock(tape.clone()))
         .monotonic_clock(TapeMonotonicClock(tape.clone(), std::time::Instant::now()))
         .secure_random(TapeRandom(tape.clone()))
-        .insecure_random(rand::rngs::SmallRng::seed_from_u64(u64::from_le_bytes(digest[16..24].try_into().expect("8 bytes"))))
+        .insecure_random(rand::rngs::SmallRng::seed_from_u64(u64::from_le_bytes(
+            digest[16..24].try_into().expect("8 bytes"),
+        )))
         .insecure_random_seed(u128::from_le_bytes(seed_bytes));
 }

@@ -132,7 +132,8 @@ impl Driver {
             return Ok(report_from_events(id, &events));
         }
         let workflow = self.load_recorded(&state, &HashMap::new()).await?;
-        let journal = Arc::new(RunJournal::new(id, Arc::clone(&self.store), Chain::after(state.last.0, &state.last.1), None));
+        let journal =
+            Arc::new(RunJournal::new(id, Arc::clone(&self.store), Chain::after(state.last.0, &state.last.1), None));
         journal.record(&EventKind::RunResumed { pid: std::process::id() });
         let next = state.next_step();
         let input = match state.completed.last() {
@@ -161,16 +162,16 @@ impl Driver {
         overrides: &HashMap<String, Arc<[u8]>>,
     ) -> Result<LoadedWorkflow, DriverError> {
         let mut wasm = HashMap::new();
-        let digests = state.plan.steps.iter().map(|s| &s.component).chain(state.plan.tools.values().map(|t| &t.component));
+        let digests =
+            state.plan.steps.iter().map(|s| &s.component).chain(state.plan.tools.values().map(|t| &t.component));
         for digest in digests {
             if wasm.contains_key(digest) {
                 continue;
             }
-            let bytes = self
-                .store
-                .component(digest)
-                .await?
-                .ok_or_else(|| DriverError::Load(format!("component sha256:{digest} is missing from the journal")))?;
+            let bytes =
+                self.store.component(digest).await?.ok_or_else(|| {
+                    DriverError::Load(format!("component sha256:{digest} is missing from the journal"))
+                })?;
             wasm.insert(digest.clone(), Arc::from(bytes));
         }
         self.runtime.load_plan(&state.plan, &wasm, overrides).map_err(DriverError::Load)
@@ -283,17 +284,30 @@ impl Driver {
     /// effects: tool results, clocks and random numbers are served from the journal, and
     /// every guest interaction is compared with the recorded one. `overrides` replaces
     /// step components (by step name) to check a new version against recorded history.
-    pub async fn replay(&self, run_id: &str, overrides: &HashMap<String, Arc<[u8]>>) -> Result<ReplayReport, DriverError> {
+    pub async fn replay(
+        &self,
+        run_id: &str,
+        overrides: &HashMap<String, Arc<[u8]>>,
+    ) -> Result<ReplayReport, DriverError> {
         let events = self.events(run_id).await?;
         let state = RunState::fold(run_id, &events)?;
         for name in overrides.keys() {
             if !state.plan.steps.iter().any(|s| &s.name == name) {
                 let steps: Vec<&str> = state.plan.steps.iter().map(|s| s.name.as_str()).collect();
-                return Err(DriverError::Load(format!("--with names step `{name}`, which this run does not have (its steps: {})", steps.join(", "))));
+                return Err(DriverError::Load(format!(
+                    "--with names step `{name}`, which this run does not have (its steps: {})",
+                    steps.join(", ")
+                )));
             }
         }
         let workflow = self.load_recorded(&state, overrides).await?;
-        let mut report = ReplayReport { run_id: run_id.into(), events: events.len() as u64, matched: 0, attempts: 0, divergence: None };
+        let mut report = ReplayReport {
+            run_id: run_id.into(),
+            events: events.len() as u64,
+            matched: 0,
+            attempts: 0,
+            divergence: None,
+        };
         let mut i = 0;
         while i < events.len() {
             let EventKind::StepAttemptStarted { step: name, attempt, input, .. } = &events[i].kind else {
@@ -335,7 +349,12 @@ impl Driver {
             } else if let Some((seq, recorded)) = tape.leftover().cloned() {
                 Some(Divergence { seq: Some(seq), step: name.clone(), expected: Some(recorded), actual: actual_end })
             } else if !same_end(&end.kind, &actual_end) {
-                Some(Divergence { seq: Some(end.seq), step: name.clone(), expected: Some(end.kind.clone()), actual: actual_end })
+                Some(Divergence {
+                    seq: Some(end.seq),
+                    step: name.clone(),
+                    expected: Some(end.kind.clone()),
+                    actual: actual_end,
+                })
             } else {
                 None
             };

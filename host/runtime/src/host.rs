@@ -97,7 +97,10 @@ async fn call_tool(
     };
     let call = state.record.tool_calls.len() as u32;
     if call >= grants.max_calls {
-        let msg = format!("step `{}` tried a tool call beyond its tool_calls budget of {}", grants.step_name, grants.max_calls);
+        let msg = format!(
+            "step `{}` tried a tool call beyond its tool_calls budget of {}",
+            grants.step_name, grants.max_calls
+        );
         return Err(state.trip(FailureClass::ToolBudgetExceeded, msg));
     }
     let step = grants.step_name.clone();
@@ -126,14 +129,18 @@ async fn call_tool(
             });
             if let Some(journal) = journal {
                 if let Err(e) = journal.flush().await {
-                    return Err(cx.data_mut().trip(FailureClass::HostFault, format!("cannot journal the tool call: {e}")));
+                    return Err(cx
+                        .data_mut()
+                        .trip(FailureClass::HostFault, format!("cannot journal the tool call: {e}")));
                 }
             }
             completed
         }
     };
     let EventKind::ToolCallCompleted { tool, result, fuel, wall_us, logs, usage, .. } = completed else {
-        return Err(cx.data_mut().trip(FailureClass::HostFault, "the journal holds no result for this tool call".into()));
+        return Err(cx
+            .data_mut()
+            .trip(FailureClass::HostFault, "the journal holds no result for this tool call".into()));
     };
     if let Ok(step_fuel) = cx.get_fuel() {
         cx.set_fuel(step_fuel.saturating_sub(fuel))?;
@@ -209,7 +216,11 @@ async fn execute(
         Err(f) => match f.guest_kind {
             Some(kind) => ToolResult::Err { kind, message: f.message, class: None },
             None => ToolResult::Err {
-                kind: if f.class == FailureClass::TimedOut { GuestFailureKind::Transient } else { GuestFailureKind::Internal },
+                kind: if f.class == FailureClass::TimedOut {
+                    GuestFailureKind::Transient
+                } else {
+                    GuestFailureKind::Internal
+                },
                 message: format!("tool `{name}` failed ({}): {}", f.class, f.message),
                 class: Some(f.class),
             },

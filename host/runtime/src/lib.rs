@@ -9,8 +9,8 @@
 mod attempt;
 mod bindings;
 mod cache;
-mod clocks;
 mod classify;
+mod clocks;
 mod driver;
 mod engine;
 mod host;

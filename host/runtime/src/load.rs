@@ -127,17 +127,24 @@ impl Runtime {
             let mut dirs = Vec::new();
             for d in &spec.dirs {
                 match std::fs::canonicalize(base_dir.join(&d.host)) {
-                    Ok(p) if p.is_dir() => dirs.push(DirGrant { host: p.display().to_string(), guest: d.guest.clone(), write: d.write }),
+                    Ok(p) if p.is_dir() => {
+                        dirs.push(DirGrant { host: p.display().to_string(), guest: d.guest.clone(), write: d.write })
+                    }
                     _ => errors.push(workflow.error_at(
                         spec.component.span.clone(),
                         format!("tool `{name}`: granted directory `{}` does not exist", d.host),
-                        Some("create it, or fix the path (relative paths start at the workflow file's directory)".into()),
+                        Some(
+                            "create it, or fix the path (relative paths start at the workflow file's directory)".into(),
+                        ),
                     )),
                 }
             }
             match self.load_tool(&base_dir.join(&spec.component.path)) {
                 Ok(c) => {
-                    tools.insert(name.clone(), Arc::new(LoadedTool { spec: spec.clone(), component: Arc::new(c), dirs }));
+                    tools.insert(
+                        name.clone(),
+                        Arc::new(LoadedTool { spec: spec.clone(), component: Arc::new(c), dirs }),
+                    );
                 }
                 Err(e) => errors.push(position(&workflow, &spec.component, &e, "tool")),
             }
@@ -168,17 +175,18 @@ impl Runtime {
         wasm: &HashMap<String, Arc<[u8]>>,
         overrides: &HashMap<String, Arc<[u8]>>,
     ) -> Result<LoadedWorkflow, String> {
-        let bytes = |digest: &str| wasm.get(digest).cloned().ok_or_else(|| format!("component sha256:{digest} is not in the journal"));
+        let bytes = |digest: &str| {
+            wasm.get(digest).cloned().ok_or_else(|| format!("component sha256:{digest} is not in the journal"))
+        };
         let mut tools = BTreeMap::new();
         for (name, t) in &plan.tools {
             let component = self.load_tool_bytes(bytes(&t.component)?).map_err(|e| format!("tool `{name}`: {e}"))?;
-            let spec = ToolSpec {
-                name: name.clone(),
-                component: pinned(&t.component),
-                budget: t.budget,
-                dirs: Vec::new(),
-            };
-            tools.insert(name.clone(), Arc::new(LoadedTool { spec, component: Arc::new(component), dirs: t.dirs.clone() }));
+            let spec =
+                ToolSpec { name: name.clone(), component: pinned(&t.component), budget: t.budget, dirs: Vec::new() };
+            tools.insert(
+                name.clone(),
+                Arc::new(LoadedTool { spec, component: Arc::new(component), dirs: t.dirs.clone() }),
+            );
         }
         let mut steps = Vec::new();
         for s in &plan.steps {
@@ -187,7 +195,12 @@ impl Runtime {
                 None => bytes(&s.component)?,
             };
             let component = self.load_step_bytes(wasm).map_err(|e| format!("step `{}`: {e}", s.name))?;
-            let spec = StepSpec { name: s.name.clone(), component: pinned(&s.component), tools: s.tools.clone(), budget: s.budget };
+            let spec = StepSpec {
+                name: s.name.clone(),
+                component: pinned(&s.component),
+                tools: s.tools.clone(),
+                budget: s.budget,
+            };
             steps.push(LoadedStep { spec, component: Arc::new(component), tools: Arc::new(granted(&s.tools, &tools)) });
         }
         Ok(LoadedWorkflow { name: plan.workflow.clone(), plan: plan.clone(), steps, tools })
@@ -228,7 +241,10 @@ fn plan_of(workflow: &Workflow, steps: &[LoadedStep], tools: &BTreeMap<String, A
         tools: tools
             .iter()
             .map(|(n, t)| {
-                (n.clone(), PlanTool { component: t.component.digest.clone(), budget: t.spec.budget, dirs: t.dirs.clone() })
+                (
+                    n.clone(),
+                    PlanTool { component: t.component.digest.clone(), budget: t.spec.budget, dirs: t.dirs.clone() },
+                )
             })
             .collect(),
     }
@@ -236,7 +252,9 @@ fn plan_of(workflow: &Workflow, steps: &[LoadedStep], tools: &BTreeMap<String, A
 
 fn position(workflow: &Workflow, component: &ComponentRef, e: &LoadError, role: &str) -> tether_types::ManifestError {
     let hint = if e.problem == "file not found" {
-        Some("build the component first, or fix the path (relative paths start at the workflow file's directory)".into())
+        Some(
+            "build the component first, or fix the path (relative paths start at the workflow file's directory)".into(),
+        )
     } else {
         None
     };

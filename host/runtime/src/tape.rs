@@ -40,7 +40,9 @@ impl std::fmt::Display for Divergence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let show = |k: &EventKind| serde_json::to_string(k).unwrap_or_default();
         match (&self.seq, &self.expected) {
-            (Some(seq), Some(e)) => write!(f, "at event {seq}, step `{}`: expected {}, got {}", self.step, show(e), show(&self.actual)),
+            (Some(seq), Some(e)) => {
+                write!(f, "at event {seq}, step `{}`: expected {}, got {}", self.step, show(e), show(&self.actual))
+            }
             _ => write!(f, "in step `{}`: the journal ends here, but the guest did {}", self.step, show(&self.actual)),
         }
     }
@@ -68,8 +70,20 @@ pub(crate) struct Tape {
 }
 
 impl Tape {
-    pub(crate) fn new(step: &str, expected: Vec<(u64, EventKind)>, mode: Mode, journal: Option<Arc<RunJournal>>) -> SharedTape {
-        Arc::new(Mutex::new(Tape { step: step.to_string(), expected: expected.into(), mode, journal, divergence: None, matched: 0 }))
+    pub(crate) fn new(
+        step: &str,
+        expected: Vec<(u64, EventKind)>,
+        mode: Mode,
+        journal: Option<Arc<RunJournal>>,
+    ) -> SharedTape {
+        Arc::new(Mutex::new(Tape {
+            step: step.to_string(),
+            expected: expected.into(),
+            mode,
+            journal,
+            divergence: None,
+            matched: 0,
+        }))
     }
 
     fn emit(&mut self, kind: &EventKind) {
@@ -105,7 +119,11 @@ impl Tape {
 
     /// A clock or random read: the recorded value if there is one of the same source
     /// (and size), otherwise `live()`, journaled.
-    pub(crate) fn read(&mut self, same_source: impl Fn(&HostRead) -> bool, live: impl FnOnce() -> HostRead) -> HostRead {
+    pub(crate) fn read(
+        &mut self,
+        same_source: impl Fn(&HostRead) -> bool,
+        live: impl FnOnce() -> HostRead,
+    ) -> HostRead {
         if self.divergence.is_some() {
             return live();
         }

@@ -33,7 +33,10 @@ pub async fn payload(path: &str, run_id: &str, seq: u64) -> String {
 /// Creates a SQLite database that is not a tether journal.
 pub async fn foreign_database(path: &str) {
     let mut c = SqliteConnection::connect(&format!("sqlite:{path}?mode=rwc")).await.expect("create");
-    sqlx::query("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)").execute(&mut c).await.expect("create table");
+    sqlx::query("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        .execute(&mut c)
+        .await
+        .expect("create table");
 }
 
 /// Marks a journal as migrated by a newer tether.

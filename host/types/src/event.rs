@@ -179,10 +179,11 @@ pub enum ToolResult {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
 pub enum HostRead {
-    /// `wasi:clocks/wall-clock.now`, in nanoseconds since the Unix epoch.
+    /// `wasi:clocks/wall-clock.now`, in nanoseconds since the Unix epoch (a u64 lasts
+    /// until the year 2554, and unlike u128 it survives serde's tagged enums).
     WallClock {
         /// The value.
-        nanos: u128,
+        nanos: u64,
     },
     /// `wasi:clocks/monotonic-clock.now`, in nanoseconds.
     MonotonicClock {
@@ -421,7 +422,7 @@ mod tests {
 
     fn sample() -> Vec<EventKind> {
         vec![
-            EventKind::RunResumed { pid: 1 },
+            EventKind::HostRead { step: "a".into(), read: HostRead::WallClock { nanos: 1_795_000_000_123_456_789 } },
             EventKind::UsageReported { step: "a".into(), metric: "tokens".into(), amount: 3.0 },
             EventKind::RunCompleted { output: serde_json::json!({"ok": true}) },
         ]

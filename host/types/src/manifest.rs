@@ -212,7 +212,11 @@ impl Workflow {
             let component = component_ref(&tool.component, &mut err);
             for d in &tool.dirs {
                 if !d.get_ref().guest.starts_with('/') {
-                    err(d.span(), format!("guest path `{}` must be absolute", d.get_ref().guest), Some("for example guest = \"/data\""));
+                    err(
+                        d.span(),
+                        format!("guest path `{}` must be absolute", d.get_ref().guest),
+                        Some("for example guest = \"/data\""),
+                    );
                 }
             }
             let dirs = tool.dirs.iter().map(|d| d.get_ref().clone()).collect();

@@ -133,7 +133,9 @@ pub fn report_from_events(run_id: RunId, events: &[Event]) -> RunReport {
                     *current.usage.entry(m.clone()).or_default() += a;
                 }
             }
-            EventKind::UsageReported { metric, amount, .. } => *current.usage.entry(metric.clone()).or_default() += amount,
+            EventKind::UsageReported { metric, amount, .. } => {
+                *current.usage.entry(metric.clone()).or_default() += amount
+            }
             EventKind::GuestLog { level, stream, tool, message, .. } => current.logs.push(LogLine {
                 level: *level,
                 stream: stream.clone(),
@@ -144,7 +146,12 @@ pub fn report_from_events(run_id: RunId, events: &[Event]) -> RunReport {
                 steps.push(finish(step, None, &mut current, (*fuel, *tool_fuel, *wall_us, *peak_memory)));
             }
             EventKind::StepFailed { step, failure, fuel, tool_fuel, wall_us, peak_memory, .. } => {
-                steps.push(finish(step, Some(failure.clone()), &mut current, (*fuel, *tool_fuel, *wall_us, *peak_memory)));
+                steps.push(finish(
+                    step,
+                    Some(failure.clone()),
+                    &mut current,
+                    (*fuel, *tool_fuel, *wall_us, *peak_memory),
+                ));
             }
             EventKind::RunCompleted { output: o } => {
                 status = RunStatus::Completed;
@@ -161,7 +168,12 @@ pub fn report_from_events(run_id: RunId, events: &[Event]) -> RunReport {
     RunReport { run_id, workflow, status, output, error, totals: RunReport::totals_of(&steps, wall_us), steps }
 }
 
-fn finish(step: &str, error: Option<StepFailure>, stats: &mut StepStats, (fuel, tool_fuel, wall_us, peak): (u64, u64, u64, u64)) -> StepReport {
+fn finish(
+    step: &str,
+    error: Option<StepFailure>,
+    stats: &mut StepStats,
+    (fuel, tool_fuel, wall_us, peak): (u64, u64, u64, u64),
+) -> StepReport {
     let mut stats = std::mem::take(stats);
     stats.fuel = fuel;
     stats.tool_fuel = tool_fuel;

@@ -3,6 +3,7 @@
 mod cache;
 mod cli;
 mod demo;
+mod durability;
 mod failures;
 mod grants;
 mod inspect;

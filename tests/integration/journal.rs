@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tether_store::{testing, SqliteStore, StoreConfig};
 use tether_types::event::{verify_and_decode, Chain, EventKind};
-use tether_types::store::{Append, JournalStore, RunIndexStatus, RunSummary, StoreError};
+use tether_types::store::{Append, JournalStore, RunIndexStatus, StoreError};
 use tether_types::RunId;
 
 fn db_path(name: &str) -> String {
@@ -22,14 +22,13 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(f)
 }
 
-fn summary(run: &str) -> RunSummary {
-    RunSummary {
-        run_id: run.into(),
+fn started() -> EventKind {
+    EventKind::RunStarted {
         workflow: "wf".into(),
-        status: RunIndexStatus::Running,
+        workflow_digest: "d".into(),
+        plan: serde_json::json!({}),
+        input: serde_json::json!({}),
         identity: "test".into(),
-        started_us: 1,
-        finished_us: None,
     }
 }
 
@@ -48,11 +47,16 @@ fn concurrent_runs_append_durably_and_read_back_in_order() {
                 tokio::spawn(async move {
                     let run = RunId::from_suffix(&format!("c{r}")).unwrap();
                     let mut chain = Chain::new();
+                    store
+                        .append(Append { run_id: run.clone(), events: vec![chain.seal(&started(), 1)] })
+                        .await
+                        .unwrap();
                     for batch in 0..5u32 {
-                        let events = (0..3).map(|i| chain.seal(&usage(batch * 3 + i), 10)).collect();
-                        let new_run = (batch == 0).then(|| summary(run.as_str()));
-                        let finished = (batch == 4).then_some((RunIndexStatus::Completed, 99));
-                        store.append(Append { run_id: run.clone(), events, new_run, finished }).await.unwrap();
+                        let mut events: Vec<_> = (0..3).map(|i| chain.seal(&usage(batch * 3 + i), 10)).collect();
+                        if batch == 4 {
+                            events.push(chain.seal(&EventKind::RunCompleted { output: serde_json::json!(1) }, 99));
+                        }
+                        store.append(Append { run_id: run.clone(), events }).await.unwrap();
                     }
                 })
             })
@@ -66,12 +70,15 @@ fn concurrent_runs_append_durably_and_read_back_in_order() {
         for r in [0, 31, 63] {
             let run = format!("run_c{r}");
             let events = verify_and_decode(&run, &store.events(&run).await.unwrap()).unwrap();
-            assert_eq!(events.len(), 15);
-            assert_eq!(events[14].kind, usage(14));
+            assert_eq!(events.len(), 17);
+            assert_eq!(events[15].kind, usage(14));
         }
+        // The run index follows from the events.
         let done = store.runs(Some(RunIndexStatus::Completed), 1000).await.unwrap();
         assert_eq!(done.len(), 64);
-        assert!(done.iter().all(|r| r.finished_us == Some(99)));
+        assert!(done
+            .iter()
+            .all(|r| r.finished_us == Some(99) && r.started_us == 1 && r.workflow == "wf" && r.identity == "test"));
         assert!(store.runs(Some(RunIndexStatus::Running), 10).await.unwrap().is_empty());
         assert!(matches!(store.events("run_nope").await, Err(StoreError::UnknownRun(_))));
     });
@@ -85,19 +92,8 @@ fn a_second_writer_of_the_same_event_is_refused_not_merged() {
         let run = RunId::from_suffix("dup").unwrap();
         let first = Chain::new().seal(&usage(1), 1);
         let other = Chain::new().seal(&usage(2), 1);
-        store
-            .append(Append {
-                run_id: run.clone(),
-                events: vec![first],
-                new_run: Some(summary("run_dup")),
-                finished: None,
-            })
-            .await
-            .unwrap();
-        let err = store
-            .append(Append { run_id: run.clone(), events: vec![other], new_run: None, finished: None })
-            .await
-            .unwrap_err();
+        store.append(Append { run_id: run.clone(), events: vec![first] }).await.unwrap();
+        let err = store.append(Append { run_id: run.clone(), events: vec![other] }).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict { seq: 1, .. }), "{err}");
         let events = verify_and_decode("run_dup", &store.events("run_dup").await.unwrap()).unwrap();
         assert_eq!(events[0].kind, usage(1), "the recorded event is untouched");
@@ -120,10 +116,7 @@ fn an_event_above_the_size_cap_is_refused_with_its_position() {
             message: "x".repeat(2000),
         };
         let events = vec![chain.seal(&usage(1), 1), chain.seal(&big, 2)];
-        let err = store
-            .append(Append { run_id: RunId::from_suffix("big").unwrap(), events, new_run: None, finished: None })
-            .await
-            .unwrap_err();
+        let err = store.append(Append { run_id: RunId::from_suffix("big").unwrap(), events }).await.unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("run run_big: event 2 (guest_log) is"), "{msg}");
         assert!(msg.contains("above the journal's cap of 1024 bytes"), "{msg}");

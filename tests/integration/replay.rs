@@ -127,3 +127,15 @@ fn resuming_an_unknown_run_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown run `run_doesnotexist`; `tether runs` lists the runs"));
 }
+
+#[test]
+fn a_run_id_cannot_be_used_twice() {
+    let (db, run, events) = recorded_run("duplicate-id");
+    let wf = tether_tests::repo_root().join("target/test-dirs/duplicate-id/wf.toml");
+    let o = tether_cmd(&db).args(["run", wf.to_str().unwrap(), "--run-id", &run]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("run {run} already exists; continue it with `tether resume {run}`")), "{err}");
+    let (_, after) = tether_json(&db, &["history", &run, "--json"]);
+    assert_eq!(after.as_array().unwrap().len(), events.len(), "the recorded run is untouched");
+}

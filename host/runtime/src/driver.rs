@@ -14,12 +14,12 @@ use std::sync::Arc;
 use serde_json::Value;
 use tether_types::event::{verify_and_decode, Chain, Event, EventKind, JournalError};
 use tether_types::state::{report_from_events, FoldError, OpenAttempt, RunState};
-use tether_types::store::{JournalStore, RunIndexStatus, RunSummary, StoreError};
+use tether_types::store::{JournalStore, StoreError};
 use tether_types::{FailureClass, RunError, RunId, RunReport, RunStatus, StepFailure, StepReport, StepStats};
 
 use crate::attempt::{run_step_attempt, StepContext};
 use crate::engine::Runtime;
-use crate::journal::{now_us, RunJournal};
+use crate::journal::RunJournal;
 use crate::load::{LoadedStep, LoadedWorkflow};
 use crate::tape::{lock, Divergence, Mode, Tape};
 use crate::workflow::Progress;
@@ -65,12 +65,14 @@ pub struct ReplayReport {
 pub struct Driver {
     runtime: Runtime,
     store: Arc<dyn JournalStore>,
+    /// Component digests known to be in the journal, so each is stored once per process.
+    stored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Driver {
     /// A driver over `runtime` and `store`.
     pub fn new(runtime: Runtime, store: Arc<dyn JournalStore>) -> Self {
-        Driver { runtime, store }
+        Driver { runtime, store, stored: Arc::default() }
     }
 
     /// The runtime, to load workflows with (a workflow must be loaded by the runtime that runs it).
@@ -92,24 +94,16 @@ impl Driver {
         identity: &str,
         progress: impl FnMut(Progress<'_>),
     ) -> Result<RunReport, DriverError> {
-        if self.store.events(run_id.as_str()).await.is_ok() {
-            return Err(DriverError::Exists(run_id.to_string()));
+        let components = workflow.steps.iter().map(|s| (&s.component.digest, &s.component.wasm));
+        let components = components.chain(workflow.tools.values().map(|t| (&t.component.digest, &t.component.wasm)));
+        for (digest, wasm) in components {
+            if self.stored.lock().unwrap_or_else(|p| p.into_inner()).contains(digest) {
+                continue;
+            }
+            self.store.put_component(digest, wasm).await?;
+            self.stored.lock().unwrap_or_else(|p| p.into_inner()).insert(digest.clone());
         }
-        for s in &workflow.steps {
-            self.store.put_component(&s.component.digest, &s.component.wasm).await?;
-        }
-        for t in workflow.tools.values() {
-            self.store.put_component(&t.component.digest, &t.component.wasm).await?;
-        }
-        let summary = RunSummary {
-            run_id: run_id.to_string(),
-            workflow: workflow.name.clone(),
-            status: RunIndexStatus::Running,
-            identity: identity.to_string(),
-            started_us: now_us(),
-            finished_us: None,
-        };
-        let journal = Arc::new(RunJournal::new(run_id, Arc::clone(&self.store), Chain::new(), Some(summary)));
+        let journal = Arc::new(RunJournal::new(run_id, Arc::clone(&self.store), Chain::new()));
         journal.record(&EventKind::RunStarted {
             workflow: workflow.name.clone(),
             workflow_digest: workflow.plan.digest(),
@@ -117,7 +111,11 @@ impl Driver {
             input: input.clone(),
             identity: identity.to_string(),
         });
-        journal.flush().await?;
+        // The journal refuses a second event 1 for a run id: that is how a taken id shows.
+        journal.flush().await.map_err(|e| match e {
+            StoreError::Conflict { run, seq: 1 } => DriverError::Exists(run),
+            other => DriverError::Store(other),
+        })?;
         self.execute(workflow, journal, 0, input, None, progress).await
     }
 
@@ -132,8 +130,7 @@ impl Driver {
             return Ok(report_from_events(id, &events));
         }
         let workflow = self.load_recorded(&state, &HashMap::new()).await?;
-        let journal =
-            Arc::new(RunJournal::new(id, Arc::clone(&self.store), Chain::after(state.last.0, &state.last.1), None));
+        let journal = Arc::new(RunJournal::new(id, Arc::clone(&self.store), Chain::after(state.last.0, &state.last.1)));
         journal.record(&EventKind::RunResumed { pid: std::process::id() });
         let next = state.next_step();
         let input = match state.completed.last() {
@@ -221,14 +218,12 @@ impl Driver {
             match outcome {
                 Ok(output) if index == last => {
                     journal.record(&EventKind::RunCompleted { output: output.clone() });
-                    journal.finish(RunIndexStatus::Completed);
                     input = output;
                 }
                 Ok(output) => input = output,
                 Err(f) => {
                     let e = RunError { class: f.class, step: step.spec.name.clone(), message: f.message };
                     journal.record(&EventKind::RunFailed { error: e.clone() });
-                    journal.finish(RunIndexStatus::Failed);
                     error = Some(e);
                 }
             }

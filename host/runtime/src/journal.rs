@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tether_types::event::{Chain, EventKind, SealedEvent};
-use tether_types::store::{Append, JournalStore, RunIndexStatus, RunSummary, StoreError};
+use tether_types::store::{Append, JournalStore, StoreError};
 use tether_types::RunId;
 
 /// Microseconds since the Unix epoch.
@@ -27,16 +27,14 @@ pub(crate) struct RunJournal {
 struct Pending {
     chain: Chain,
     buffer: Vec<SealedEvent>,
-    new_run: Option<RunSummary>,
-    finished: Option<(RunIndexStatus, u64)>,
 }
 
 impl RunJournal {
-    pub(crate) fn new(run_id: RunId, store: Arc<dyn JournalStore>, chain: Chain, new_run: Option<RunSummary>) -> Self {
+    pub(crate) fn new(run_id: RunId, store: Arc<dyn JournalStore>, chain: Chain) -> Self {
         RunJournal {
             run_id,
             store,
-            pending: Mutex::new(Pending { chain, buffer: Vec::new(), new_run, finished: None }),
+            pending: Mutex::new(Pending { chain, buffer: Vec::new() }),
             flush_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -52,25 +50,15 @@ impl RunJournal {
         p.buffer.push(sealed);
     }
 
-    /// Marks the run finished; takes effect with the next flush.
-    pub(crate) fn finish(&self, status: RunIndexStatus) {
-        self.lock().finished = Some((status, now_us()));
-    }
-
     /// Makes everything recorded so far durable.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
         let _order = self.flush_lock.lock().await;
         let append = {
             let mut p = self.lock();
-            if p.buffer.is_empty() && p.new_run.is_none() && p.finished.is_none() {
+            if p.buffer.is_empty() {
                 return Ok(());
             }
-            Append {
-                run_id: self.run_id.clone(),
-                events: std::mem::take(&mut p.buffer),
-                new_run: p.new_run.take(),
-                finished: p.finished.take(),
-            }
+            Append { run_id: self.run_id.clone(), events: std::mem::take(&mut p.buffer) }
         };
         self.store.append(append).await
     }

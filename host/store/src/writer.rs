@@ -4,6 +4,7 @@
 //! are retried one by one so that one bad request cannot fail its neighbours.
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use tether_types::event::SealedEvent;
 use tether_types::store::{Append, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -54,70 +55,56 @@ fn ack(r: Request, result: Result<(), StoreError>) {
 }
 
 async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<(), StoreError> {
-    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
-    let appends: Vec<&Append> = batch
+    let rows: Vec<_> = batch
         .iter()
         .filter_map(|r| match r {
             Request::Append(a, _) => Some(a),
             Request::Component(..) => None,
         })
+        .flat_map(|a| a.events.iter().map(move |e| (a.run_id.as_str(), e)))
         .collect();
-
-    for (digest, wasm) in batch.iter().filter_map(|r| match r {
-        Request::Component(d, w, _) => Some((d, w)),
-        Request::Append(..) => None,
-    }) {
-        sqlx::query("INSERT OR IGNORE INTO components (digest, wasm) VALUES (?, ?)")
-            .bind(digest)
-            .bind(wasm)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+    let components = batch.iter().any(|r| matches!(r, Request::Component(..)));
+    // The common case, one statement: SQLite's autocommit makes it one transaction, so a
+    // flush costs one round trip to the connection's thread and one fsync.
+    if !components && rows.len() <= EVENT_ROWS_PER_INSERT {
+        return insert_events(&mut *conn, &rows).await;
     }
-
-    let new_runs: Vec<_> = appends.iter().filter_map(|a| a.new_run.as_ref()).collect();
-    if !new_runs.is_empty() {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO runs (run_id, workflow, status, identity, started_us, finished_us) ");
-        q.push_values(new_runs, |mut b, r| {
-            b.push_bind(&r.run_id)
-                .push_bind(&r.workflow)
-                .push_bind(r.status.as_str())
-                .push_bind(&r.identity)
-                .push_bind(r.started_us as i64)
-                .push_bind(r.finished_us.map(|f| f as i64));
-        });
-        q.build().execute(&mut *tx).await.map_err(db)?;
-    }
-
-    let rows: Vec<_> = appends.iter().flat_map(|a| a.events.iter().map(move |e| (a.run_id.as_str(), e))).collect();
-    for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO events (run_id, seq, at_us, kind, payload, hash) ");
-        q.push_values(chunk, |mut b, (run, e)| {
-            b.push_bind(*run)
-                .push_bind(e.seq as i64)
-                .push_bind(e.at_us as i64)
-                .push_bind(e.kind)
-                .push_bind(&e.payload)
-                .push_bind(&e.hash);
-        });
-        if let Err(e) = q.build().execute(&mut *tx).await {
-            return Err(conflict_or_db(e, chunk.first().map(|(r, ev)| (r.to_string(), ev.seq))));
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
+    for r in batch {
+        if let Request::Component(digest, wasm, _) = r {
+            sqlx::query("INSERT OR IGNORE INTO components (digest, wasm) VALUES (?, ?)")
+                .bind(digest)
+                .bind(wasm)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
     }
-
-    for a in appends.iter().filter(|a| a.finished.is_some()) {
-        let (status, at) = a.finished.expect("filtered");
-        sqlx::query("UPDATE runs SET status = ?, finished_us = ? WHERE run_id = ?")
-            .bind(status.as_str())
-            .bind(at as i64)
-            .bind(a.run_id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+    for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
+        insert_events(&mut *tx, chunk).await?;
     }
     tx.commit().await.map_err(db)
+}
+
+async fn insert_events(conn: &mut SqliteConnection, rows: &[(&str, &SealedEvent)]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut q: QueryBuilder<Sqlite> =
+        QueryBuilder::new("INSERT INTO events (run_id, seq, at_us, kind, payload, hash) ");
+    q.push_values(rows, |mut b, (run, e)| {
+        b.push_bind(*run)
+            .push_bind(e.seq as i64)
+            .push_bind(e.at_us as i64)
+            .push_bind(e.kind)
+            .push_bind(&e.payload)
+            .push_bind(&e.hash);
+    });
+    q.build()
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| conflict_or_db(e, rows.first().map(|(r, ev)| (r.to_string(), ev.seq))))
 }
 
 fn conflict_or_db(e: sqlx::Error, first: Option<(String, u64)>) -> StoreError {

@@ -55,17 +55,15 @@ pub struct RunSummary {
     pub finished_us: Option<u64>,
 }
 
-/// One durable append: events of one run, plus any change to its index row.
+/// One durable append: events of one run, continuing its chain. The run index follows
+/// from the events (`run_started` creates a run's row, `run_completed` and `run_failed`
+/// finish it), maintained by the store.
 #[derive(Clone, Debug)]
 pub struct Append {
     /// The run.
     pub run_id: RunId,
     /// Events, in order, continuing the run's chain.
     pub events: Vec<SealedEvent>,
-    /// Set on the run's first append: creates its index row.
-    pub new_run: Option<RunSummary>,
-    /// Set when the run finishes: its final status and time.
-    pub finished: Option<(RunIndexStatus, u64)>,
 }
 
 /// Why a store operation failed. Messages say what to do.

@@ -1,5 +1,5 @@
--- The journal: one row per event, chained by hash per run; a run index for listing;
--- the components runs were started with, by digest.
+-- The journal: one row per event, chained by hash per run; a run index for listing
+-- (kept by triggers); the components runs were started with, by digest.
 
 CREATE TABLE tether_meta (
     key   TEXT PRIMARY KEY NOT NULL,
@@ -27,6 +27,23 @@ CREATE TABLE events (
     hash    TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
+
+-- The run index is maintained by the database from the events themselves, so it can
+-- never disagree with the journal, and an append stays a single INSERT statement.
+CREATE TRIGGER runs_on_start AFTER INSERT ON events WHEN NEW.kind = 'run_started'
+BEGIN
+    INSERT INTO runs (run_id, workflow, status, identity, started_us)
+    VALUES (NEW.run_id, json_extract(NEW.payload, '$.workflow'), 'running',
+            json_extract(NEW.payload, '$.identity'), NEW.at_us);
+END;
+
+CREATE TRIGGER runs_on_end AFTER INSERT ON events WHEN NEW.kind IN ('run_completed', 'run_failed')
+BEGIN
+    UPDATE runs
+    SET status = CASE NEW.kind WHEN 'run_completed' THEN 'completed' ELSE 'failed' END,
+        finished_us = NEW.at_us
+    WHERE run_id = NEW.run_id;
+END;
 
 CREATE TABLE components (
     digest TEXT PRIMARY KEY NOT NULL,

@@ -151,8 +151,13 @@ fn main() {
         println!("  fresh database, thousand steps/s: {}", summary(fresh_rounds.clone()));
 
 
-        latency(&runtime, &ten, Durability::Full);
-        latency(&runtime, &ten, Durability::Normal);
+        // Its own thread: it runs on a single-threaded runtime of its own.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                latency(&runtime, &ten, Durability::Full);
+                latency(&runtime, &ten, Durability::Normal);
+            });
+        });
 
         let replay_db = fresh_db("replay");
         let d3 = driver(&runtime, &replay_db).await;

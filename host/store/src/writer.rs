@@ -81,7 +81,7 @@ async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<(), Sto
         }
     }
     for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
-        insert_events(&mut *tx, chunk).await?;
+        insert_events(&mut tx, chunk).await?;
     }
     tx.commit().await.map_err(db)
 }

@@ -101,6 +101,39 @@ fn latency(runtime: &Runtime, wf: &Arc<LoadedWorkflow>, durability: Durability) 
     });
 }
 
+/// The disk's floor: median fdatasync after a 4 KiB append, in ms. A durable commit
+/// cannot be faster, so a run of 10 steps (11 commits) cannot be faster than 11 of these.
+fn fdatasync_floor_ms() -> f64 {
+    use std::io::Write;
+    let path = dir().join("fsync-probe");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let mut lat: Vec<f64> = (0..300)
+        .map(|_| {
+            f.write_all(&[7u8; 4096]).unwrap();
+            let t = Instant::now();
+            f.sync_data().unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    pct(&lat, 0.5)
+}
+
+/// The same 10 steps with no journal at all: what the journal adds is the difference.
+fn latency_without_journal(runtime: &Runtime, wf: &Arc<LoadedWorkflow>) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut lat: Vec<f64> = (0..220)
+        .map(|_| {
+            let t = Instant::now();
+            rt.block_on(runtime.run_workflow(wf, run_id(), "{}", |_| {}));
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .skip(20)
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    println!("  for reference, the same 10 steps without a journal: median {:.2} ms", pct(&lat, 0.5));
+}
+
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kib: f64 = status
@@ -156,6 +189,9 @@ fn main() {
             s.spawn(|| {
                 latency(&runtime, &ten, Durability::Full);
                 latency(&runtime, &ten, Durability::Normal);
+                latency_without_journal(&runtime, &ten);
+                let floor = fdatasync_floor_ms();
+                println!("  the disk's floor now: fdatasync median {floor:.3} ms, so 11 durable commits take at least {:.2} ms", 11.0 * floor);
             });
         });
 

@@ -190,3 +190,37 @@ fn inspect_reports_world_fit_imports_and_digest() {
     assert!(text.contains("world:   tool-plugin"), "{text}");
     assert!(text.contains("fits the step world: no, it imports `tether:plugin/tool-host@0.1.0`"), "{text}");
 }
+
+#[test]
+fn validate_accepts_the_demo_and_lists_every_problem_of_a_bad_workflow() {
+    let demo = repo_root().join("plugins/workflows/support-triage.toml");
+    let o = tether(&["validate", demo.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("valid workflow `support-triage`: 2 steps (classify -> draft-reply), 1 tools"), "{out}");
+
+    let dir = scratch("validate");
+    let wf = write(
+        &dir,
+        "wf.toml",
+        &format!(
+            "name = \"v\"\n[tools.t]\ncomponent = {:?}\n[[steps]]\nname = \"a\"\ncomponent = \"missing.wasm\"\n[[steps]]\nname = \"b\"\ncomponent = {:?}\ntools = [\"t\"]\n",
+            artifacts::CLASSIFY,
+            artifacts::TRIVIAL
+        ),
+    );
+    let o = tether(&["validate", &wf]);
+    assert_usage_error(
+        &o,
+        &[":3:13: tool component", "which only steps get", ":6:13: step component `missing.wasm`", "2 problems"],
+    );
+    let o = tether(&["validate", &wf, "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["problems"].as_array().unwrap().len(), 2);
+    assert_eq!(v["problems"][1]["line"], 6);
+    // Nothing ran and nothing was journaled.
+    let o = tether(&["runs", "--json"]);
+    let runs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(!runs.as_array().unwrap().iter().any(|r| r["workflow"] == "v"));
+}

@@ -57,6 +57,23 @@ pub(crate) enum Command {
     ///
     /// Example: tether inspect target/plugins/wasm32-wasip2/release/classify.wasm
     Inspect(InspectArgs),
+    /// Check a workflow without running it: syntax, names, references, budgets, and that
+    /// every component exists and fits its world. Prints every problem, not just the
+    /// first, each with its file, line and column. Exit code 0 valid, 2 invalid.
+    ///
+    /// Example: tether validate plugins/workflows/support-triage.toml
+    Validate(ValidateArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ValidateArgs {
+    /// The workflow manifest (TOML).
+    pub(crate) workflow: PathBuf,
+    /// Print JSON: `valid`, and either the resolved plan or the list of problems.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) cache: CacheArgs,
 }
 
 #[derive(Args)]

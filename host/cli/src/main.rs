@@ -7,6 +7,7 @@ mod inspect;
 mod journal;
 mod output;
 mod run;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         cli::Command::History(args) => journal::history(args),
         cli::Command::Verify(args) => journal::verify(args),
         cli::Command::Inspect(args) => inspect::inspect(args),
+        cli::Command::Validate(args) => validate::validate(args),
     };
     match result {
         Ok(code) => code,

@@ -104,10 +104,14 @@ fn read_input(arg: &str) -> Result<serde_json::Value, Failure> {
     })
 }
 
-fn read_workflow(path: &Path) -> Result<Workflow, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+pub(crate) fn read_workflow_text(path: &Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Failure::usage(format!("{}: workflow file not found", path.display())),
         _ => Failure::usage(format!("{}: cannot read the workflow file: {e}", path.display())),
-    })?;
+    })
+}
+
+fn read_workflow(path: &Path) -> Result<Workflow, Failure> {
+    let text = read_workflow_text(path)?;
     Workflow::parse(&path.display().to_string(), &text).map_err(|e| Failure::usage(e.to_string()))
 }

@@ -135,6 +135,9 @@ fn detail(e: &Event) -> String {
         EventKind::StepFailed { failure, fuel: f, wall_us, .. } => {
             format!("{}: {}; fuel {}, {}", failure.class, failure.message, fuel(*f), micros(*wall_us))
         }
+        EventKind::RetryScheduled { attempt, backoff_ms, not_before_us, .. } => {
+            format!("attempt {attempt} after {backoff_ms} ms (not before {} UTC)", utc(*not_before_us))
+        }
         EventKind::RunCompleted { output } => format!("output {}", short(output)),
         EventKind::RunFailed { error } => format!("step {} failed: {}: {}", error.step, error.class, error.message),
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tether_types::event::{verify_and_decode, Chain, Event, EventKind, JournalError};
-use tether_types::state::{report_from_events, FoldError, OpenAttempt, RunState};
+use tether_types::state::{report_from_events, FoldError, OpenAttempt, PendingRetry, RunState};
 use tether_types::store::{JournalStore, StoreError};
 use tether_types::{FailureClass, RunError, RunId, RunReport, RunStatus, StepFailure, StepReport, StepStats};
 
@@ -116,7 +116,7 @@ impl Driver {
             StoreError::Conflict { run, seq: 1 } => DriverError::Exists(run),
             other => DriverError::Store(other),
         })?;
-        self.execute(workflow, journal, 0, input, None, progress).await
+        self.execute(workflow, journal, 0, input, (None, None), progress).await
     }
 
     /// Continues an interrupted run from its journal. Completed steps are not run again;
@@ -137,7 +137,7 @@ impl Driver {
             Some((_, output)) => output.clone(),
             None => state.input.clone(),
         };
-        self.execute(&workflow, journal, next, input, state.open, progress).await
+        self.execute(&workflow, journal, next, input, (state.open, state.retry), progress).await
     }
 
     /// The run's report, from its journal alone.
@@ -181,7 +181,7 @@ impl Driver {
         journal: Arc<RunJournal>,
         next: usize,
         mut input: Value,
-        mut open: Option<OpenAttempt>,
+        (mut open, mut retry): (Option<OpenAttempt>, Option<PendingRetry>),
         mut progress: impl FnMut(Progress<'_>),
     ) -> Result<RunReport, DriverError> {
         let start = std::time::Instant::now();
@@ -191,45 +191,78 @@ impl Driver {
         let mut error = None;
         for (index, step) in workflow.steps.iter().enumerate().skip(next) {
             progress(Progress::StepStarted { index, name: &step.spec.name });
-            let (attempt, expected) = match open.take().filter(|o| o.step == step.spec.name) {
-                Some(o) => {
-                    input = o.input;
-                    (o.attempt, o.interactions)
+            // The attempt to run: an interrupted one, a scheduled retry, or the first.
+            let mut resumed = open.take().filter(|o| o.step == step.spec.name);
+            let mut attempt = match retry.take().filter(|r| r.step == step.spec.name) {
+                Some(r) => {
+                    wait_until(r.not_before_us).await;
+                    r.attempt
                 }
-                None => {
-                    journal.record(&EventKind::StepAttemptStarted {
+                None => resumed.as_ref().map_or(1, |o| o.attempt),
+            };
+            loop {
+                let expected = match resumed.take() {
+                    Some(o) if o.attempt == attempt => {
+                        input = o.input;
+                        o.interactions
+                    }
+                    _ => {
+                        journal.record(&EventKind::StepAttemptStarted {
+                            step: step.spec.name.clone(),
+                            attempt,
+                            component_digest: step.component.digest.clone(),
+                            input: input.clone(),
+                        });
+                        Vec::new()
+                    }
+                };
+                let (outcome, stats) = self.attempt(step, &run_id, &input, expected, Mode::Live, Some(&journal)).await;
+                journal.record(&end_event(step, attempt, &outcome, &stats));
+                let report = StepReport {
+                    name: step.spec.name.clone(),
+                    outcome: if outcome.is_ok() { RunStatus::Completed } else { RunStatus::Failed },
+                    error: outcome.as_ref().err().cloned(),
+                    stats,
+                };
+                let retry_after = match &outcome {
+                    Err(f) if step.spec.retry.retries(f, attempt) => {
+                        Some(step.spec.retry.backoff(attempt, rand::random()))
+                    }
+                    _ => None,
+                };
+                match outcome {
+                    Ok(output) if index == last => {
+                        journal.record(&EventKind::RunCompleted { output: output.clone() });
+                        input = output;
+                    }
+                    Ok(output) => input = output,
+                    Err(_) if retry_after.is_some() => {}
+                    Err(f) => {
+                        let e = RunError { class: f.class, step: step.spec.name.clone(), message: f.message };
+                        journal.record(&EventKind::RunFailed { error: e.clone() });
+                        error = Some(e);
+                    }
+                }
+                if let Some(backoff) = retry_after {
+                    let not_before_us = crate::journal::now_us() + backoff.as_micros() as u64;
+                    journal.record(&EventKind::RetryScheduled {
                         step: step.spec.name.clone(),
-                        attempt: 1,
-                        component_digest: step.component.digest.clone(),
-                        input: input.clone(),
+                        attempt: attempt + 1,
+                        not_before_us,
+                        backoff_ms: backoff.as_millis() as u64,
                     });
-                    (1, Vec::new())
                 }
-            };
-            let (outcome, stats) = self.attempt(step, &run_id, &input, expected, Mode::Live, Some(&journal)).await;
-            let end = end_event(step, attempt, &outcome, &stats);
-            journal.record(&end);
-            let report = StepReport {
-                name: step.spec.name.clone(),
-                outcome: if outcome.is_ok() { RunStatus::Completed } else { RunStatus::Failed },
-                error: outcome.as_ref().err().cloned(),
-                stats,
-            };
-            match outcome {
-                Ok(output) if index == last => {
-                    journal.record(&EventKind::RunCompleted { output: output.clone() });
-                    input = output;
-                }
-                Ok(output) => input = output,
-                Err(f) => {
-                    let e = RunError { class: f.class, step: step.spec.name.clone(), message: f.message };
-                    journal.record(&EventKind::RunFailed { error: e.clone() });
-                    error = Some(e);
+                journal.flush().await?;
+                progress(Progress::StepFinished { index, report: &report });
+                reports.push(report);
+                match retry_after {
+                    Some(backoff) => {
+                        tokio::time::sleep(backoff).await;
+                        attempt += 1;
+                    }
+                    None => break,
                 }
             }
-            journal.flush().await?;
-            progress(Progress::StepFinished { index, report: &report });
-            reports.push(report);
             if error.is_some() {
                 break;
             }
@@ -363,6 +396,15 @@ impl Driver {
         }
         report.matched = report.events;
         Ok(report)
+    }
+}
+
+/// Sleeps until a wall-clock time (microseconds since the Unix epoch); a durable backoff
+/// resumed after a restart waits only for what is left of it.
+async fn wait_until(not_before_us: u64) {
+    let now = crate::journal::now_us();
+    if not_before_us > now {
+        tokio::time::sleep(std::time::Duration::from_micros(not_before_us - now)).await;
     }
 }
 

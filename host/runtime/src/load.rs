@@ -200,6 +200,7 @@ impl Runtime {
                 component: pinned(&s.component),
                 tools: s.tools.clone(),
                 budget: s.budget,
+                retry: s.retry.clone(),
             };
             steps.push(LoadedStep { spec, component: Arc::new(component), tools: Arc::new(granted(&s.tools, &tools)) });
         }
@@ -236,6 +237,7 @@ fn plan_of(workflow: &Workflow, steps: &[LoadedStep], tools: &BTreeMap<String, A
                 component: s.component.digest.clone(),
                 tools: s.spec.tools.clone(),
                 budget: s.spec.budget,
+                retry: s.spec.retry.clone(),
             })
             .collect(),
         tools: tools

@@ -145,6 +145,18 @@ pub enum EventKind {
         /// Peak memory in bytes.
         peak_memory: u64,
     },
+    /// The step's attempt failed in a way its retry policy retries: attempt `attempt`
+    /// starts no earlier than `not_before_us`, also after a restart.
+    RetryScheduled {
+        /// The step.
+        step: String,
+        /// The attempt that will run.
+        attempt: u32,
+        /// Microseconds since the Unix epoch.
+        not_before_us: u64,
+        /// The wait, in milliseconds.
+        backoff_ms: u64,
+    },
     /// The run completed: terminal.
     RunCompleted {
         /// The run's output.
@@ -211,6 +223,7 @@ impl EventKind {
             EventKind::GuestLog { .. } => "guest_log",
             EventKind::StepCompleted { .. } => "step_completed",
             EventKind::StepFailed { .. } => "step_failed",
+            EventKind::RetryScheduled { .. } => "retry_scheduled",
             EventKind::RunCompleted { .. } => "run_completed",
             EventKind::RunFailed { .. } => "run_failed",
         }
@@ -226,7 +239,8 @@ impl EventKind {
             | EventKind::UsageReported { step, .. }
             | EventKind::GuestLog { step, .. }
             | EventKind::StepCompleted { step, .. }
-            | EventKind::StepFailed { step, .. } => Some(step),
+            | EventKind::StepFailed { step, .. }
+            | EventKind::RetryScheduled { step, .. } => Some(step),
             _ => None,
         }
     }

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod manifest;
 pub mod plan;
 pub mod report;
+pub mod retry;
 pub mod state;
 pub mod store;
 mod units;

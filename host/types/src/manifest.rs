@@ -88,6 +88,8 @@ pub struct StepSpec {
     pub tools: Vec<String>,
     /// The budget of each attempt.
     pub budget: StepBudget,
+    /// When and how failed attempts are retried.
+    pub retry: crate::retry::RetryPolicy,
 }
 
 /// A component reference as written, with its position for error messages.
@@ -147,6 +149,8 @@ struct RawDefaults {
     budget: Option<Spanned<BudgetSpec>>,
     #[serde(default)]
     tool_budget: Option<Spanned<BudgetSpec>>,
+    #[serde(default)]
+    retry: Option<Spanned<crate::retry::RetrySpec>>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +172,8 @@ struct RawStep {
     tools: Vec<Spanned<String>>,
     #[serde(default)]
     budget: Option<Spanned<BudgetSpec>>,
+    #[serde(default)]
+    retry: Option<Spanned<crate::retry::RetrySpec>>,
 }
 
 impl Workflow {
@@ -255,7 +261,20 @@ impl Workflow {
                 }
             }
             let spec = check_budget(&step.budget, &mut err).unwrap_or_default();
+            let default_retry = raw.defaults.retry.as_ref().map(|r| r.get_ref().clone()).unwrap_or_default();
+            let retry = match step.retry.as_ref().map(|r| (r.span(), r.get_ref())) {
+                Some((span, r)) => r.resolve(&default_retry).unwrap_or_else(|problems| {
+                    problems.into_iter().for_each(|p| err(span.clone(), format!("step `{name}`: {p}"), None));
+                    crate::retry::RetryPolicy::default()
+                }),
+                None => default_retry.resolve(&crate::retry::RetrySpec::default()).unwrap_or_else(|problems| {
+                    let span = raw.defaults.retry.as_ref().map_or(0..0, |r| r.span());
+                    problems.into_iter().for_each(|p| err(span.clone(), format!("[defaults]: {p}"), None));
+                    crate::retry::RetryPolicy::default()
+                }),
+            };
             steps.push(StepSpec {
+                retry,
                 name: name.clone(),
                 component: component_ref(&step.component, &mut err),
                 tools: step.tools.iter().map(|t| t.get_ref().clone()).collect(),

@@ -34,6 +34,9 @@ pub struct PlanStep {
     pub tools: Vec<String>,
     /// Its budget.
     pub budget: StepBudget,
+    /// Its retry policy.
+    #[serde(default)]
+    pub retry: crate::retry::RetryPolicy,
 }
 
 /// A tool with its component pinned.

@@ -25,6 +25,17 @@ pub struct OpenAttempt {
     pub interactions: Vec<(u64, EventKind)>,
 }
 
+/// A retry waiting for its time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingRetry {
+    /// The step.
+    pub step: String,
+    /// The attempt that will run.
+    pub attempt: u32,
+    /// Microseconds since the Unix epoch.
+    pub not_before_us: u64,
+}
+
 /// Where a run stands.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunState {
@@ -38,6 +49,8 @@ pub struct RunState {
     pub completed: Vec<(String, Value)>,
     /// The attempt that was interrupted, if any.
     pub open: Option<OpenAttempt>,
+    /// A retry that was scheduled and has not started: (step, attempt, not before, input).
+    pub retry: Option<PendingRetry>,
     /// Set when the run is over: its output or its error.
     pub outcome: Option<Result<Value, RunError>>,
     /// Last event's sequence number and hash, to continue the chain.
@@ -71,6 +84,7 @@ impl RunState {
             identity: identity.clone(),
             completed: Vec::new(),
             open: None,
+            retry: None,
             outcome: None,
             last: (first.seq, first.hash.clone()),
         };
@@ -78,6 +92,7 @@ impl RunState {
             state.last = (e.seq, e.hash.clone());
             match &e.kind {
                 EventKind::StepAttemptStarted { step, attempt, input, .. } => {
+                    state.retry = None;
                     state.open = Some(OpenAttempt {
                         step: step.clone(),
                         attempt: *attempt,
@@ -94,6 +109,10 @@ impl RunState {
                     state.completed.push((step.clone(), output.clone()));
                 }
                 EventKind::StepFailed { .. } => state.open = None,
+                EventKind::RetryScheduled { step, attempt, not_before_us, .. } => {
+                    state.retry =
+                        Some(PendingRetry { step: step.clone(), attempt: *attempt, not_before_us: *not_before_us })
+                }
                 EventKind::RunCompleted { output } => state.outcome = Some(Ok(output.clone())),
                 EventKind::RunFailed { error } => state.outcome = Some(Err(error.clone())),
                 EventKind::RunStarted { .. } => return Err(err(e.seq, "a second run_started")),

@@ -9,4 +9,5 @@ mod grants;
 mod inspect;
 mod journal;
 mod replay;
+mod retries;
 mod support;

@@ -1,5 +1,6 @@
 //! Integration tests against real components built from plugins/ (see tests/build.rs).
 
+mod budgets;
 mod cache;
 mod cli;
 mod demo;

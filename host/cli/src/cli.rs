@@ -29,7 +29,8 @@ pub(crate) enum Command {
     ///
     /// Each step receives the previous step's output; the first receives the run input.
     /// The run id is printed first, so an interrupted run can be continued with
-    /// `tether resume RUN`. Exit code: 0 completed, 1 failed, 2 bad usage or input.
+    /// `tether resume RUN`. Exit code: 0 completed, 1 failed, 2 bad usage or input,
+    /// 3 paused (a run budget ran out; `tether resume RUN --budget METRIC=+N`).
     ///
     /// Example: tether run plugins/workflows/support-triage.toml --input @ticket.json
     Run(RunArgs),
@@ -100,6 +101,10 @@ pub(crate) struct RunArgs {
 pub(crate) struct ResumeArgs {
     /// The run id.
     pub(crate) run: String,
+    /// Raise a run budget before continuing (repeatable): `tokens=+5000`, `fuel=+1000000000`,
+    /// `tool_calls=+10`, `wall_time=+30s`. The raise is journaled.
+    #[arg(long = "budget", value_name = "METRIC=+N")]
+    pub(crate) budget: Vec<String>,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
     #[command(flatten)]

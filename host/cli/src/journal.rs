@@ -26,6 +26,7 @@ pub(crate) fn driver_failure(e: DriverError) -> Failure {
     match e {
         DriverError::Store(s) => store_failure(s),
         DriverError::Exists(_) => Failure::usage(e.to_string()),
+        DriverError::Load(m) if m.starts_with("--budget") => Failure::usage(m),
         other => Failure::Internal(other.to_string()),
     }
 }
@@ -138,6 +139,10 @@ fn detail(e: &Event) -> String {
         EventKind::RetryScheduled { attempt, backoff_ms, not_before_us, .. } => {
             format!("attempt {attempt} after {backoff_ms} ms (not before {} UTC)", utc(*not_before_us))
         }
+        EventKind::RunPaused { exceeded, used, limit, .. } => {
+            format!("paused: the run's `{exceeded}` budget is used up ({used} of {limit})")
+        }
+        EventKind::BudgetRaised { metric, by } => format!("`{metric}` budget raised by {by}"),
         EventKind::RunCompleted { output } => format!("output {}", short(output)),
         EventKind::RunFailed { error } => format!("step {} failed: {}: {}", error.step, error.class, error.message),
     }

@@ -75,6 +75,16 @@ pub(crate) fn run_summary(report: &RunReport) {
                 eprintln!("run {} failed at step `{}`: {}: {}", report.run_id, e.step, e.class, sanitize(&e.message));
             }
         }
+        RunStatus::Paused => {
+            if let Some(e) = &report.error {
+                eprintln!(
+                    "run {} paused at step `{}`: {}",
+                    report.run_id,
+                    e.step,
+                    e.message.replace("RUN", report.run_id.as_str())
+                );
+            }
+        }
     }
 }
 

@@ -41,7 +41,8 @@ pub(crate) fn resume(args: ResumeArgs) -> Result<ExitCode, Failure> {
         let run_id = RunId::try_from(args.run.clone()).map_err(|e| Failure::usage(e.to_string()))?;
         let total = driver.report(run_id.as_str()).await.map_err(driver_failure)?;
         let total = total.steps.len().max(1);
-        let result = driver.resume(run_id.as_str(), progress(&args.output, total)).await;
+        let raises = parse_raises(&args.budget)?;
+        let result = driver.resume(run_id.as_str(), &raises, progress(&args.output, total)).await;
         finish(&driver, &run_id, result, &args.output).await
     })
 }
@@ -79,7 +80,27 @@ async fn finish(
     Ok(match report.status {
         RunStatus::Completed => ExitCode::SUCCESS,
         RunStatus::Failed => ExitCode::from(1),
+        RunStatus::Paused => ExitCode::from(3),
     })
+}
+
+/// `--budget METRIC=+N`: raises; `wall_time` takes a duration (`+30s`), others numbers.
+fn parse_raises(args: &[String]) -> Result<Vec<(String, f64)>, Failure> {
+    args.iter()
+        .map(|a| {
+            let bad = || {
+                Failure::usage(format!("--budget `{a}`: write METRIC=+N, for example tokens=+5000 or wall_time=+30s"))
+            };
+            let (metric, amount) = a.split_once('=').ok_or_else(bad)?;
+            let amount = amount.strip_prefix('+').ok_or_else(bad)?;
+            let by = if metric == "wall_time" {
+                humantime::parse_duration(amount).map_err(|_| bad())?.as_millis() as f64
+            } else {
+                amount.replace('_', "").parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0).ok_or_else(bad)?
+            };
+            Ok((metric.to_string(), by))
+        })
+        .collect()
 }
 
 /// `--input`: JSON text, `@FILE`, or `@-` for stdin. Must be JSON.

@@ -64,10 +64,14 @@ enum Phase {
     Call(wasmtime::Result<Result<String, Failure>>),
 }
 
-/// Where a step attempt belongs: its run, and for journaled runs its tape.
+/// Where a step attempt belongs: its run, its tape (journaled runs), and its effective
+/// limits (the step's budget clipped to what the run has left).
 pub(crate) struct StepContext {
     pub(crate) run_id: String,
     pub(crate) tape: Option<SharedTape>,
+    pub(crate) budget: tether_types::StepBudget,
+    /// Reported usage the attempt may add, per metric, before the run's budget runs out.
+    pub(crate) usage_limits: std::collections::BTreeMap<String, f64>,
 }
 
 /// Runs one attempt of a step.
@@ -77,7 +81,7 @@ pub(crate) async fn run_step_attempt(
     input: &str,
     ctx: StepContext,
 ) -> (Result<String, StepFailure>, StepStats) {
-    let b = step.spec.budget;
+    let b = ctx.budget;
     let seed = ctx.tape.as_ref().map(|_| format!("{}/{}", ctx.run_id, step.spec.name));
     let grants = StepGrants {
         run_id: ctx.run_id,
@@ -87,6 +91,7 @@ pub(crate) async fn run_step_attempt(
         deadline: Instant::now() + b.wall_time,
         // A tool's input can be as large as the step's own output may be.
         max_tool_input: b.output,
+        usage_limits: ctx.usage_limits,
     };
     let limits = Limits { fuel: b.fuel, wall_time: b.wall_time, memory: b.memory, output: b.output };
     let setup = Setup { step: Some(grants), tape: ctx.tape, seed, ..Setup::default() };

@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
+use std::collections::BTreeMap;
 use tether_types::event::{verify_and_decode, Chain, Event, EventKind, JournalError};
+
+use tether_types::run_budget::{Remaining, RunBudget, RunUsage};
 use tether_types::state::{report_from_events, FoldError, OpenAttempt, PendingRetry, RunState};
 use tether_types::store::{JournalStore, StoreError};
 use tether_types::{FailureClass, RunError, RunId, RunReport, RunStatus, StepFailure, StepReport, StepStats};
@@ -116,13 +119,19 @@ impl Driver {
             StoreError::Conflict { run, seq: 1 } => DriverError::Exists(run),
             other => DriverError::Store(other),
         })?;
-        self.execute(workflow, journal, 0, input, (None, None), progress).await
+        let from = Continue { budget: workflow.plan.run_budget.clone(), ..Continue::new(input) };
+        self.execute(workflow, journal, from, progress).await
     }
 
     /// Continues an interrupted run from its journal. Completed steps are not run again;
     /// an interrupted attempt is run again with its recorded interactions served from
     /// the journal. A finished run is left as it is.
-    pub async fn resume(&self, run_id: &str, progress: impl FnMut(Progress<'_>)) -> Result<RunReport, DriverError> {
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        raises: &[(String, f64)],
+        progress: impl FnMut(Progress<'_>),
+    ) -> Result<RunReport, DriverError> {
         let events = self.events(run_id).await?;
         let id = RunId::try_from(run_id.to_string()).map_err(DriverError::Load)?;
         let state = RunState::fold(run_id, &events)?;
@@ -132,12 +141,31 @@ impl Driver {
         let workflow = self.load_recorded(&state, &HashMap::new()).await?;
         let journal = Arc::new(RunJournal::new(id, Arc::clone(&self.store), Chain::after(state.last.0, &state.last.1)));
         journal.record(&EventKind::RunResumed { pid: std::process::id() });
-        let next = state.next_step();
+        let mut all_raises = state.raises.clone();
+        for (metric, by) in raises {
+            if !state.plan.run_budget.raisable(metric) {
+                return Err(DriverError::Load(format!(
+                    "--budget {metric}: this run has no `{metric}` budget to raise (it has: {})",
+                    budget_names(&state.plan.run_budget)
+                )));
+            }
+            journal.record(&EventKind::BudgetRaised { metric: metric.clone(), by: *by });
+            *all_raises.entry(metric.clone()).or_default() += by;
+        }
         let input = match state.completed.last() {
             Some((_, output)) => output.clone(),
             None => state.input.clone(),
         };
-        self.execute(&workflow, journal, next, input, (state.open, state.retry), progress).await
+        let from = Continue {
+            next: state.next_step(),
+            input,
+            open: state.open,
+            retry: state.retry,
+            attempts: state.attempts,
+            used: state.used,
+            budget: state.plan.run_budget.raised(&all_raises),
+        };
+        self.execute(&workflow, journal, from, progress).await
     }
 
     /// The run's report, from its journal alone.
@@ -179,17 +207,17 @@ impl Driver {
         &self,
         workflow: &LoadedWorkflow,
         journal: Arc<RunJournal>,
-        next: usize,
-        mut input: Value,
-        (mut open, mut retry): (Option<OpenAttempt>, Option<PendingRetry>),
+        from: Continue,
         mut progress: impl FnMut(Progress<'_>),
     ) -> Result<RunReport, DriverError> {
+        let Continue { next, mut input, mut open, mut retry, attempts, mut used, budget } = from;
         let start = std::time::Instant::now();
         let run_id = journal.run_id.clone();
         let last = workflow.steps.len().saturating_sub(1);
         let mut reports = Vec::new();
         let mut error = None;
-        for (index, step) in workflow.steps.iter().enumerate().skip(next) {
+        let mut paused = false;
+        'steps: for (index, step) in workflow.steps.iter().enumerate().skip(next) {
             progress(Progress::StepStarted { index, name: &step.spec.name });
             // The attempt to run: an interrupted one, a scheduled retry, or the first.
             let mut resumed = open.take().filter(|o| o.step == step.spec.name);
@@ -198,26 +226,53 @@ impl Driver {
                     wait_until(r.not_before_us).await;
                     r.attempt
                 }
-                None => resumed.as_ref().map_or(1, |o| o.attempt),
+                None => {
+                    resumed.as_ref().map_or_else(|| attempts.get(&step.spec.name).map_or(1, |a| a + 1), |o| o.attempt)
+                }
             };
             loop {
-                let expected = match resumed.take() {
+                let (expected, limits) = match resumed.take() {
                     Some(o) if o.attempt == attempt => {
                         input = o.input;
-                        o.interactions
+                        let limits = Limits {
+                            budget: o.limits.unwrap_or(step.spec.budget),
+                            usage: o.usage_limits,
+                            capped: Capped::default(),
+                        };
+                        (o.interactions, limits)
                     }
                     _ => {
+                        let limits = match budget.remaining(&used) {
+                            Ok(remaining) => Limits::clip(step.spec.budget, &remaining),
+                            Err(exhausted) => {
+                                self.pause(&journal, step, exhausted).await?;
+                                paused = true;
+                                break 'steps;
+                            }
+                        };
                         journal.record(&EventKind::StepAttemptStarted {
                             step: step.spec.name.clone(),
                             attempt,
                             component_digest: step.component.digest.clone(),
                             input: input.clone(),
+                            limits: limits.capped.any().then_some(limits.budget),
+                            usage_limits: limits.usage.clone(),
                         });
-                        Vec::new()
+                        (Vec::new(), limits)
                     }
                 };
-                let (outcome, stats) = self.attempt(step, &run_id, &input, expected, Mode::Live, Some(&journal)).await;
+                let (outcome, stats) = self.attempt(step, &run_id, &input, expected, &journal, &limits).await;
+                used.add(&stats);
                 journal.record(&end_event(step, attempt, &outcome, &stats));
+                if let Err(f) = &outcome {
+                    if limits.capped.explains(f) {
+                        let exhausted = budget.remaining(&used).err().unwrap_or_else(|| limits.capped.name(f));
+                        progress(Progress::StepFinished { index, report: &failed_report(step, f, &stats) });
+                        self.pause(&journal, step, exhausted).await?;
+                        paused = true;
+                        break 'steps;
+                    }
+                }
                 let report = StepReport {
                     name: step.spec.name.clone(),
                     outcome: if outcome.is_ok() { RunStatus::Completed } else { RunStatus::Failed },
@@ -269,34 +324,55 @@ impl Driver {
         }
         let wall_us = start.elapsed().as_micros() as u64;
         let totals = RunReport::totals_of(&reports, wall_us);
+        let status = match (&error, paused) {
+            (_, true) => RunStatus::Paused,
+            (Some(_), _) => RunStatus::Failed,
+            (None, _) => RunStatus::Completed,
+        };
         Ok(RunReport {
             run_id,
             workflow: workflow.name.clone(),
-            status: if error.is_some() { RunStatus::Failed } else { RunStatus::Completed },
-            output: if error.is_some() { Value::Null } else { input },
+            status,
+            output: if status == RunStatus::Completed { input } else { Value::Null },
             error,
             steps: reports,
             totals,
         })
     }
 
-    /// One attempt with a tape; checks that it consumed everything it was served.
+    /// Pauses the run because a budget ran out; durable before it returns.
+    async fn pause(
+        &self,
+        journal: &RunJournal,
+        step: &LoadedStep,
+        (exceeded, used, limit): (String, f64, f64),
+    ) -> Result<(), DriverError> {
+        journal.record(&EventKind::RunPaused { step: step.spec.name.clone(), exceeded, used, limit });
+        Ok(journal.flush().await?)
+    }
+
+    /// One live attempt with a tape; checks that it consumed everything it was served.
     async fn attempt(
         &self,
         step: &LoadedStep,
         run_id: &RunId,
         input: &Value,
         expected: Vec<(u64, EventKind)>,
-        mode: Mode,
-        journal: Option<&Arc<RunJournal>>,
+        journal: &Arc<RunJournal>,
+        limits: &Limits,
     ) -> (Result<Value, StepFailure>, StepStats) {
-        let tape = Tape::new(&step.spec.name, expected, mode, journal.cloned());
-        let ctx = StepContext { run_id: run_id.to_string(), tape: Some(Arc::clone(&tape)) };
+        let tape = Tape::new(&step.spec.name, expected, Mode::Live, Some(Arc::clone(journal)));
+        let ctx = StepContext {
+            run_id: run_id.to_string(),
+            tape: Some(Arc::clone(&tape)),
+            budget: limits.budget,
+            usage_limits: limits.usage.clone(),
+        };
         let (outcome, stats) = run_step_attempt(self.runtime.engine_ref(), step, &input.to_string(), ctx).await;
         let outcome = outcome.map(|json| serde_json::from_str(&json).unwrap_or(Value::Null));
         let leftover = lock(&tape).leftover().cloned();
         let outcome = match (outcome, leftover) {
-            (Ok(_), Some((seq, recorded))) if mode == Mode::Live => Err(StepFailure::new(
+            (Ok(_), Some((seq, recorded))) => Err(StepFailure::new(
                 FailureClass::HostFault,
                 format!(
                     "the step ended before repeating its recorded interaction at event {seq} ({}); is the component nondeterministic?",
@@ -338,7 +414,9 @@ impl Driver {
         };
         let mut i = 0;
         while i < events.len() {
-            let EventKind::StepAttemptStarted { step: name, attempt, input, .. } = &events[i].kind else {
+            let EventKind::StepAttemptStarted { step: name, attempt, input, limits, usage_limits, .. } =
+                &events[i].kind
+            else {
                 i += 1;
                 continue;
             };
@@ -366,7 +444,12 @@ impl Driver {
                 DriverError::Load(format!("the journal has step `{name}`, which the run's plan does not"))
             })?;
             let tape = Tape::new(name, interactions, Mode::Replay, None);
-            let ctx = StepContext { run_id: run_id.to_string(), tape: Some(Arc::clone(&tape)) };
+            let ctx = StepContext {
+                run_id: run_id.to_string(),
+                tape: Some(Arc::clone(&tape)),
+                budget: limits.unwrap_or(step.spec.budget),
+                usage_limits: usage_limits.clone(),
+            };
             let (outcome, stats) = run_step_attempt(self.runtime.engine_ref(), step, &input.to_string(), ctx).await;
             report.attempts += 1;
             let outcome = outcome.map(|json| serde_json::from_str::<Value>(&json).unwrap_or(Value::Null));
@@ -396,6 +479,122 @@ impl Driver {
         }
         report.matched = report.events;
         Ok(report)
+    }
+}
+
+/// Where `execute` picks up: the next step and its input, any interrupted attempt or
+/// scheduled retry, attempt numbers so far, what the run has used, and its budget.
+struct Continue {
+    next: usize,
+    input: Value,
+    open: Option<OpenAttempt>,
+    retry: Option<PendingRetry>,
+    attempts: BTreeMap<String, u32>,
+    used: RunUsage,
+    budget: RunBudget,
+}
+
+impl Continue {
+    fn new(input: Value) -> Self {
+        Continue {
+            next: 0,
+            input,
+            open: None,
+            retry: None,
+            attempts: BTreeMap::new(),
+            used: RunUsage::default(),
+            budget: RunBudget::default(),
+        }
+    }
+}
+
+/// Which of an attempt's limits were clipped by the run's budget.
+#[derive(Clone, Copy, Default)]
+struct Capped {
+    fuel: bool,
+    wall_time: bool,
+    tool_calls: bool,
+}
+
+impl Capped {
+    fn any(&self) -> bool {
+        self.fuel || self.wall_time || self.tool_calls
+    }
+
+    /// Whether this failure is the run's budget running out rather than the step's.
+    fn explains(&self, f: &StepFailure) -> bool {
+        match f.class {
+            FailureClass::RunBudgetExceeded => true,
+            FailureClass::FuelExhausted => self.fuel,
+            FailureClass::TimedOut => self.wall_time,
+            FailureClass::ToolBudgetExceeded => self.tool_calls,
+            _ => false,
+        }
+    }
+
+    fn name(&self, f: &StepFailure) -> (String, f64, f64) {
+        let what = match f.class {
+            FailureClass::FuelExhausted => "fuel",
+            FailureClass::TimedOut => "wall_time",
+            FailureClass::ToolBudgetExceeded => "tool_calls",
+            _ => "usage",
+        };
+        (what.to_string(), 0.0, 0.0)
+    }
+}
+
+/// An attempt's effective limits.
+struct Limits {
+    budget: tether_types::StepBudget,
+    usage: BTreeMap<String, f64>,
+    capped: Capped,
+}
+
+impl Limits {
+    /// The step's budget, clipped to what the run has left.
+    fn clip(mut budget: tether_types::StepBudget, remaining: &Remaining) -> Limits {
+        let mut capped = Capped::default();
+        if let Some(f) = remaining.fuel.filter(|f| *f < budget.fuel) {
+            budget.fuel = f;
+            capped.fuel = true;
+        }
+        if let Some(w) = remaining.wall_time.filter(|w| *w < budget.wall_time) {
+            budget.wall_time = w;
+            capped.wall_time = true;
+        }
+        if let Some(t) = remaining.tool_calls.filter(|t| *t < u64::from(budget.tool_calls)) {
+            budget.tool_calls = t as u32;
+            capped.tool_calls = true;
+        }
+        Limits { budget, usage: remaining.usage.clone(), capped }
+    }
+}
+
+fn budget_names(b: &RunBudget) -> String {
+    let mut names: Vec<String> = Vec::new();
+    if b.fuel.is_some() {
+        names.push("fuel".into());
+    }
+    if b.wall_time.is_some() {
+        names.push("wall_time".into());
+    }
+    if b.tool_calls.is_some() {
+        names.push("tool_calls".into());
+    }
+    names.extend(b.usage.keys().cloned());
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn failed_report(step: &LoadedStep, f: &StepFailure, stats: &StepStats) -> StepReport {
+    StepReport {
+        name: step.spec.name.clone(),
+        outcome: RunStatus::Failed,
+        error: Some(f.clone()),
+        stats: stats.clone(),
     }
 }
 

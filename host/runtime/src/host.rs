@@ -72,7 +72,8 @@ fn report_usage(state: &mut StoreState, metric: &str, amount: f64) -> wasmtime::
         let step = lock(t).step.clone();
         lock(t).note(EventKind::UsageReported { step, metric: metric.to_string(), amount });
     }
-    stop_if_diverged(state)
+    stop_if_diverged(state)?;
+    state.check_usage_limits()
 }
 
 /// Once execution has left the journal there is nothing to serve: stop the guest.
@@ -151,6 +152,7 @@ async fn call_tool(
         ToolResult::Err { .. } => FailureClass::GuestError.as_str().to_string(),
     };
     cx.data_mut().record.absorb_tool(&logs, &usage, ToolCallReport { tool, outcome, fuel, wall_us });
+    cx.data_mut().check_usage_limits()?;
     Ok((match result {
         // The guest sees the recorded value, re-serialized: identical live and served.
         ToolResult::Ok(v) => Ok(v.to_string()),

@@ -228,6 +228,7 @@ fn granted(names: &[String], tools: &BTreeMap<String, Arc<LoadedTool>>) -> HashM
 
 fn plan_of(workflow: &Workflow, steps: &[LoadedStep], tools: &BTreeMap<String, Arc<LoadedTool>>) -> Plan {
     Plan {
+        run_budget: workflow.run_budget.clone(),
         workflow: workflow.name.clone(),
         version: workflow.version.clone(),
         steps: steps

@@ -63,6 +63,8 @@ pub(crate) struct StepGrants {
     pub(crate) max_calls: u32,
     pub(crate) deadline: Instant,
     pub(crate) max_tool_input: u64,
+    /// Usage the step may still report, per metric, before the run's budget runs out.
+    pub(crate) usage_limits: BTreeMap<String, f64>,
 }
 
 /// What the guest did, accumulated during the attempt.
@@ -120,6 +122,21 @@ impl StoreState {
             if let (Some(t), Some(e)) = (&self.tape, event) {
                 lock(t).note(e);
             }
+        }
+    }
+
+    /// Ends the attempt if reported usage has gone past what the run's budget allows.
+    pub(crate) fn check_usage_limits(&mut self) -> wasmtime::Result<()> {
+        let over = self.step.as_ref().and_then(|g| {
+            g.usage_limits.iter().find_map(|(metric, limit)| {
+                let used = self.record.usage.get(metric).copied().unwrap_or(0.0);
+                (used > *limit)
+                    .then(|| format!("reported {used} `{metric}`, more than the {limit} the run's budget had left"))
+            })
+        });
+        match over {
+            Some(msg) => Err(self.trip(FailureClass::RunBudgetExceeded, msg)),
+            None => Ok(()),
         }
     }
 

@@ -41,7 +41,12 @@ pub struct StepRun {
 impl Runtime {
     /// Runs one attempt of `step` with a JSON `input` in a fresh sandbox.
     pub async fn run_step(&self, step: &LoadedStep, input: &str) -> StepRun {
-        let ctx = crate::attempt::StepContext { run_id: "local".into(), tape: None };
+        let ctx = crate::attempt::StepContext {
+            run_id: "local".into(),
+            tape: None,
+            budget: step.spec.budget,
+            usage_limits: Default::default(),
+        };
         let (output, stats) = run_step_attempt(&self.inner.engine, step, input, ctx).await;
         StepRun { output, stats }
     }

@@ -45,6 +45,12 @@ pub enum EventKind {
         component_digest: String,
         /// The step's input.
         input: Value,
+        /// The attempt's limits, when the run's budget clipped the step's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limits: Option<crate::budget::StepBudget>,
+        /// Usage the attempt may report before the run's budget runs out, per metric.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        usage_limits: std::collections::BTreeMap<String, f64>,
     },
     /// The guest asked for a tool call; the grant check has passed.
     ToolCallRequested {
@@ -157,6 +163,25 @@ pub enum EventKind {
         /// The wait, in milliseconds.
         backoff_ms: u64,
     },
+    /// A run budget ran out: the run becomes `paused` until it is resumed (usually with
+    /// the budget raised).
+    RunPaused {
+        /// The step that was running.
+        step: String,
+        /// What ran out: `fuel`, `wall_time`, `tool_calls`, or a usage metric.
+        exceeded: String,
+        /// How much had been used.
+        used: f64,
+        /// The limit.
+        limit: f64,
+    },
+    /// Somebody raised a run budget (on resume).
+    BudgetRaised {
+        /// What was raised.
+        metric: String,
+        /// By how much (milliseconds for `wall_time`).
+        by: f64,
+    },
     /// The run completed: terminal.
     RunCompleted {
         /// The run's output.
@@ -224,6 +249,8 @@ impl EventKind {
             EventKind::StepCompleted { .. } => "step_completed",
             EventKind::StepFailed { .. } => "step_failed",
             EventKind::RetryScheduled { .. } => "retry_scheduled",
+            EventKind::RunPaused { .. } => "run_paused",
+            EventKind::BudgetRaised { .. } => "budget_raised",
             EventKind::RunCompleted { .. } => "run_completed",
             EventKind::RunFailed { .. } => "run_failed",
         }

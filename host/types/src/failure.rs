@@ -32,11 +32,14 @@ pub enum FailureClass {
     /// The host itself failed (for example a component could not be loaded). Not the
     /// guest's fault; reported so it is never disguised as one.
     HostFault,
+    /// The run's budget (fuel, wall time, tool calls or a usage metric across all steps)
+    /// ran out during this attempt. The run is paused, not failed.
+    RunBudgetExceeded,
 }
 
 impl FailureClass {
     /// Every class, in the order they are documented.
-    pub const ALL: [FailureClass; 11] = [
+    pub const ALL: [FailureClass; 12] = [
         Self::GuestError,
         Self::Trap,
         Self::FuelExhausted,
@@ -48,6 +51,7 @@ impl FailureClass {
         Self::Denied,
         Self::InvalidInput,
         Self::HostFault,
+        Self::RunBudgetExceeded,
     ];
 
     /// The stable snake_case name used in JSON output and the journal.
@@ -64,6 +68,7 @@ impl FailureClass {
             Self::Denied => "denied",
             Self::InvalidInput => "invalid_input",
             Self::HostFault => "host_fault",
+            Self::RunBudgetExceeded => "run_budget_exceeded",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod plan;
 pub mod report;
 pub mod retry;
+pub mod run_budget;
 pub mod state;
 pub mod store;
 mod units;

@@ -48,6 +48,8 @@ pub struct Workflow {
     pub tools: BTreeMap<String, ToolSpec>,
     /// Steps, in execution order.
     pub steps: Vec<StepSpec>,
+    /// Totals across the whole run.
+    pub run_budget: crate::run_budget::RunBudget,
     source: Source,
 }
 
@@ -140,6 +142,26 @@ struct RawWorkflow {
     tools: BTreeMap<Spanned<String>, RawTool>,
     #[serde(default)]
     steps: Vec<RawStep>,
+    #[serde(default)]
+    run: Option<RawRun>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    #[serde(default)]
+    budget: Option<Spanned<RawRunBudget>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRunBudget {
+    fuel: Option<u64>,
+    #[serde(default, deserialize_with = "crate::units::duration")]
+    wall_time: Option<std::time::Duration>,
+    tool_calls: Option<u64>,
+    #[serde(default)]
+    usage: BTreeMap<String, f64>,
 }
 
 #[derive(Default, Deserialize)]
@@ -282,10 +304,37 @@ impl Workflow {
             });
         }
 
+        let run_budget = match raw.run.as_ref().and_then(|r| r.budget.as_ref()) {
+            None => crate::run_budget::RunBudget::default(),
+            Some(b) => {
+                let r = b.get_ref();
+                for (metric, limit) in &r.usage {
+                    if check_name(metric).is_err()
+                        && !metric.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                    {
+                        err(b.span(), format!("[run] budget: usage metric `{metric}` is not a valid name"), None);
+                    }
+                    if !(limit.is_finite() && *limit > 0.0) {
+                        err(
+                            b.span(),
+                            format!("[run] budget: the limit for `{metric}` must be a positive number"),
+                            None,
+                        );
+                    }
+                }
+                crate::run_budget::RunBudget {
+                    fuel: r.fuel,
+                    wall_time: r.wall_time,
+                    tool_calls: r.tool_calls,
+                    usage: r.usage.clone(),
+                }
+            }
+        };
         if !errors.is_empty() {
             return Err(ManifestErrors(errors));
         }
         Ok(Workflow {
+            run_budget,
             name: raw.name.into_inner(),
             version: raw.version,
             description: raw.description,

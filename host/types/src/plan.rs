@@ -21,6 +21,13 @@ pub struct Plan {
     pub steps: Vec<PlanStep>,
     /// Tools, by name.
     pub tools: BTreeMap<String, PlanTool>,
+    /// Totals across the whole run.
+    #[serde(default, skip_serializing_if = "is_unlimited")]
+    pub run_budget: crate::run_budget::RunBudget,
+}
+
+fn is_unlimited(b: &crate::run_budget::RunBudget) -> bool {
+    *b == crate::run_budget::RunBudget::default()
 }
 
 /// A step with its component pinned.

@@ -98,6 +98,8 @@ pub enum RunStatus {
     Completed,
     /// A step failed; the run stopped there.
     Failed,
+    /// A run budget ran out; `tether resume RUN --budget METRIC=+N` continues it.
+    Paused,
 }
 
 /// The run's error: which step failed and how.

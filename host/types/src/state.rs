@@ -23,6 +23,10 @@ pub struct OpenAttempt {
     pub input: Value,
     /// Recorded guest interactions, with their sequence numbers, in order.
     pub interactions: Vec<(u64, EventKind)>,
+    /// The limits it ran with, if the run's budget clipped the step's own.
+    pub limits: Option<crate::budget::StepBudget>,
+    /// Usage it may report, per metric.
+    pub usage_limits: BTreeMap<String, f64>,
 }
 
 /// A retry waiting for its time.
@@ -49,8 +53,16 @@ pub struct RunState {
     pub completed: Vec<(String, Value)>,
     /// The attempt that was interrupted, if any.
     pub open: Option<OpenAttempt>,
-    /// A retry that was scheduled and has not started: (step, attempt, not before, input).
+    /// A retry that was scheduled and has not started.
     pub retry: Option<PendingRetry>,
+    /// The highest attempt number seen, per step.
+    pub attempts: BTreeMap<String, u32>,
+    /// What the run has consumed, for run budgets.
+    pub used: crate::run_budget::RunUsage,
+    /// Budget raises so far, per metric.
+    pub raises: BTreeMap<String, f64>,
+    /// Set while the run is paused: (step, what ran out).
+    pub paused: Option<(String, String)>,
     /// Set when the run is over: its output or its error.
     pub outcome: Option<Result<Value, RunError>>,
     /// Last event's sequence number and hash, to continue the chain.
@@ -85,30 +97,63 @@ impl RunState {
             completed: Vec::new(),
             open: None,
             retry: None,
+            attempts: BTreeMap::new(),
+            used: crate::run_budget::RunUsage::default(),
+            raises: BTreeMap::new(),
+            paused: None,
             outcome: None,
             last: (first.seq, first.hash.clone()),
         };
         for e in &events[1..] {
             state.last = (e.seq, e.hash.clone());
             match &e.kind {
-                EventKind::StepAttemptStarted { step, attempt, input, .. } => {
+                EventKind::StepAttemptStarted { step, attempt, input, limits, usage_limits, .. } => {
                     state.retry = None;
+                    let max = state.attempts.entry(step.clone()).or_default();
+                    *max = (*max).max(*attempt);
                     state.open = Some(OpenAttempt {
                         step: step.clone(),
                         attempt: *attempt,
                         input: input.clone(),
                         interactions: Vec::new(),
+                        limits: *limits,
+                        usage_limits: usage_limits.clone(),
                     });
                 }
-                k if k.is_interaction() => match &mut state.open {
-                    Some(open) if k.step() == Some(open.step.as_str()) => open.interactions.push((e.seq, k.clone())),
-                    _ => return Err(err(e.seq, "an interaction outside any open attempt of its step")),
-                },
-                EventKind::StepCompleted { step, output, .. } => {
+                k if k.is_interaction() => {
+                    match k {
+                        EventKind::ToolCallCompleted { usage, .. } => {
+                            state.used.tool_calls += 1;
+                            for (m, a) in usage {
+                                *state.used.usage.entry(m.clone()).or_default() += a;
+                            }
+                        }
+                        EventKind::UsageReported { metric, amount, .. } => {
+                            *state.used.usage.entry(metric.clone()).or_default() += amount
+                        }
+                        _ => {}
+                    }
+                    match &mut state.open {
+                        Some(open) if k.step() == Some(open.step.as_str()) => {
+                            open.interactions.push((e.seq, k.clone()))
+                        }
+                        _ => return Err(err(e.seq, "an interaction outside any open attempt of its step")),
+                    }
+                }
+                EventKind::StepCompleted { step, output, fuel, tool_fuel, wall_us, .. } => {
+                    state.used.fuel += fuel + tool_fuel;
+                    state.used.wall_us += wall_us;
                     state.open = None;
                     state.completed.push((step.clone(), output.clone()));
                 }
-                EventKind::StepFailed { .. } => state.open = None,
+                EventKind::StepFailed { fuel, tool_fuel, wall_us, .. } => {
+                    state.used.fuel += fuel + tool_fuel;
+                    state.used.wall_us += wall_us;
+                    state.open = None;
+                }
+                EventKind::RunPaused { step, exceeded, .. } => state.paused = Some((step.clone(), exceeded.clone())),
+                EventKind::RunResumed { .. } => state.paused = None,
+                EventKind::BudgetRaised { metric, by } => *state.raises.entry(metric.clone()).or_default() += by,
                 EventKind::RetryScheduled { step, attempt, not_before_us, .. } => {
                     state.retry =
                         Some(PendingRetry { step: step.clone(), attempt: *attempt, not_before_us: *not_before_us })
@@ -177,6 +222,18 @@ pub fn report_from_events(run_id: RunId, events: &[Event]) -> RunReport {
                 output = o.clone();
             }
             EventKind::RunFailed { error: e } => error = Some(e.clone()),
+            EventKind::RunPaused { step, exceeded, used, limit } => {
+                status = RunStatus::Paused;
+                error = Some(RunError {
+                    class: crate::FailureClass::RunBudgetExceeded,
+                    step: step.clone(),
+                    message: format!("the run's `{exceeded}` budget is used up ({used} of {limit}); raise it with `tether resume RUN --budget {exceeded}=+N`"),
+                });
+            }
+            EventKind::RunResumed { .. } => {
+                status = RunStatus::Failed;
+                error = None;
+            }
             _ => {}
         }
     }

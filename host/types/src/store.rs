@@ -15,6 +15,8 @@ pub enum RunIndexStatus {
     Completed,
     /// Failed.
     Failed,
+    /// Paused because a run budget ran out.
+    Paused,
 }
 
 impl RunIndexStatus {
@@ -24,6 +26,7 @@ impl RunIndexStatus {
             Self::Running => "running",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Paused => "paused",
         }
     }
 
@@ -33,6 +36,7 @@ impl RunIndexStatus {
             "running" => Some(Self::Running),
             "completed" => Some(Self::Completed),
             "failed" => Some(Self::Failed),
+            "paused" => Some(Self::Paused),
             _ => None,
         }
     }

@@ -1,0 +1,166 @@
+//! Run budgets: totals across every step and tool of a run (fuel, active wall time, tool
+//! calls, and any reported usage metric such as tokens). Exhausting one pauses the run
+//! (resumable) instead of failing it; `tether resume RUN --budget METRIC=+N` raises it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A run budget. Absent limits are unlimited.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBudget {
+    /// Fuel of all steps and tool calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Wall time spent running attempts (waits for retries are not counted).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_ms")]
+    pub wall_time: Option<Duration>,
+    /// Tool calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<u64>,
+    /// Reported usage, per metric (for example `tokens`, `cost_usd`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage: BTreeMap<String, f64>,
+}
+
+/// What a run has consumed so far (folded from its journal).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunUsage {
+    /// Fuel of steps and tools.
+    pub fuel: u64,
+    /// Microseconds spent in attempts.
+    pub wall_us: u64,
+    /// Tool calls made.
+    pub tool_calls: u64,
+    /// Reported usage per metric.
+    pub usage: BTreeMap<String, f64>,
+}
+
+impl RunUsage {
+    /// Adds one attempt's consumption.
+    pub fn add(&mut self, stats: &crate::report::StepStats) {
+        self.fuel = self.fuel.saturating_add(stats.total_fuel());
+        self.wall_us = self.wall_us.saturating_add(stats.wall_us);
+        self.tool_calls += stats.tool_calls.len() as u64;
+        for (m, a) in &stats.usage {
+            *self.usage.entry(m.clone()).or_default() += a;
+        }
+    }
+}
+
+/// What is left of a run budget; `None` is unlimited.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Remaining {
+    /// Fuel.
+    pub fuel: Option<u64>,
+    /// Wall time.
+    pub wall_time: Option<Duration>,
+    /// Tool calls.
+    pub tool_calls: Option<u64>,
+    /// Usage per metric.
+    pub usage: BTreeMap<String, f64>,
+}
+
+/// The first limit that is used up: (what, used, limit).
+pub type Exhausted = (String, f64, f64);
+
+impl RunBudget {
+    /// This budget raised by `raises` (metric name to amount; `fuel`, `wall_time` in ms,
+    /// `tool_calls`, or a usage metric).
+    pub fn raised(&self, raises: &BTreeMap<String, f64>) -> RunBudget {
+        let mut b = self.clone();
+        for (metric, by) in raises {
+            match metric.as_str() {
+                "fuel" => b.fuel = b.fuel.map(|f| f.saturating_add(*by as u64)),
+                "wall_time" => b.wall_time = b.wall_time.map(|w| w + Duration::from_millis(*by as u64)),
+                "tool_calls" => b.tool_calls = b.tool_calls.map(|t| t.saturating_add(*by as u64)),
+                other => {
+                    if let Some(limit) = b.usage.get_mut(other) {
+                        *limit += by;
+                    }
+                }
+            }
+        }
+        b
+    }
+
+    /// What is left after `used`, or the first limit already used up.
+    pub fn remaining(&self, used: &RunUsage) -> Result<Remaining, Exhausted> {
+        if let Some(f) = self.fuel {
+            if used.fuel >= f {
+                return Err(("fuel".into(), used.fuel as f64, f as f64));
+            }
+        }
+        if let Some(w) = self.wall_time {
+            if used.wall_us >= w.as_micros() as u64 {
+                return Err(("wall_time".into(), used.wall_us as f64 / 1e3, w.as_millis() as f64));
+            }
+        }
+        if let Some(t) = self.tool_calls {
+            if used.tool_calls >= t {
+                return Err(("tool_calls".into(), used.tool_calls as f64, t as f64));
+            }
+        }
+        let mut usage = BTreeMap::new();
+        for (metric, limit) in &self.usage {
+            let u = used.usage.get(metric).copied().unwrap_or(0.0);
+            if u >= *limit {
+                return Err((metric.clone(), u, *limit));
+            }
+            usage.insert(metric.clone(), limit - u);
+        }
+        Ok(Remaining {
+            fuel: self.fuel.map(|f| f - used.fuel),
+            wall_time: self.wall_time.map(|w| w - Duration::from_micros(used.wall_us)),
+            tool_calls: self.tool_calls.map(|t| t - used.tool_calls),
+            usage,
+        })
+    }
+
+    /// Names a budget can be raised by.
+    pub fn raisable(&self, metric: &str) -> bool {
+        match metric {
+            "fuel" => self.fuel.is_some(),
+            "wall_time" => self.wall_time.is_some(),
+            "tool_calls" => self.tool_calls.is_some(),
+            other => self.usage.contains_key(other),
+        }
+    }
+}
+
+mod opt_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_names_the_first_exhausted_limit_and_raises_add_up() {
+        let b =
+            RunBudget { tool_calls: Some(5), usage: [("tokens".to_string(), 100.0)].into(), ..RunBudget::default() };
+        let mut used = RunUsage { tool_calls: 2, ..RunUsage::default() };
+        used.usage.insert("tokens".into(), 40.0);
+        let r = b.remaining(&used).unwrap();
+        assert_eq!((r.tool_calls, r.usage["tokens"]), (Some(3), 60.0));
+        used.usage.insert("tokens".into(), 100.0);
+        assert_eq!(b.remaining(&used).unwrap_err(), ("tokens".to_string(), 100.0, 100.0));
+        let raised = b.raised(&[("tokens".to_string(), 50.0)].into());
+        assert_eq!(raised.remaining(&used).unwrap().usage["tokens"], 50.0);
+        assert!(raised.raisable("tokens") && !raised.raisable("fuel"));
+    }
+}

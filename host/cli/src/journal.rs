@@ -143,6 +143,20 @@ fn detail(e: &Event) -> String {
             format!("paused: the run's `{exceeded}` budget is used up ({used} of {limit})")
         }
         EventKind::BudgetRaised { metric, by } => format!("`{metric}` budget raised by {by}"),
+        EventKind::CompensationBegun { error } => {
+            format!("step {} failed ({}); undoing completed steps in reverse order", error.step, error.class)
+        }
+        EventKind::StepCompensated { via, result, fuel: f, wall_us, .. } => {
+            let verdict = match result {
+                ToolResult::Ok(v) => format!("ok {}", short(v)),
+                ToolResult::Err { class, message, .. } => {
+                    format!("FAILED {}: {message}", class.map_or("error".to_string(), |c| c.to_string()))
+                }
+            };
+            format!("by {via} -> {verdict}; fuel {}, {}", fuel(*f), micros(*wall_us))
+        }
+        EventKind::RunCompensated { error } => format!("compensated after step {} failed", error.step),
+        EventKind::RunCompensationFailed { failed, .. } => format!("compensation failed for: {}", failed.join(", ")),
         EventKind::RunCompleted { output } => format!("output {}", short(output)),
         EventKind::RunFailed { error } => format!("step {} failed: {}: {}", error.step, error.class, error.message),
     }

@@ -75,6 +75,18 @@ pub(crate) fn run_summary(report: &RunReport) {
                 eprintln!("run {} failed at step `{}`: {}: {}", report.run_id, e.step, e.class, sanitize(&e.message));
             }
         }
+        RunStatus::Compensated | RunStatus::CompensationFailed => {
+            if let Some(e) = &report.error {
+                let how = if report.status == RunStatus::Compensated { "compensated" } else { "compensation failed" };
+                eprintln!(
+                    "run {} failed at step `{}` ({how}): {}: {}",
+                    report.run_id,
+                    e.step,
+                    e.class,
+                    sanitize(&e.message)
+                );
+            }
+        }
         RunStatus::Paused => {
             if let Some(e) = &report.error {
                 eprintln!(

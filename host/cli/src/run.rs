@@ -79,7 +79,7 @@ async fn finish(
     }
     Ok(match report.status {
         RunStatus::Completed => ExitCode::SUCCESS,
-        RunStatus::Failed => ExitCode::from(1),
+        RunStatus::Failed | RunStatus::Compensated | RunStatus::CompensationFailed => ExitCode::from(1),
         RunStatus::Paused => ExitCode::from(3),
     })
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use tether_types::event::{verify_and_decode, Chain, Event, EventKind, JournalError};
+use tether_types::event::{verify_and_decode, Chain, Event, EventKind, JournalError, ToolResult};
 
 use tether_types::run_budget::{Remaining, RunBudget, RunUsage};
 use tether_types::state::{report_from_events, FoldError, OpenAttempt, PendingRetry, RunState};
@@ -23,7 +23,7 @@ use tether_types::{FailureClass, RunError, RunId, RunReport, RunStatus, StepFail
 use crate::attempt::{run_step_attempt, StepContext};
 use crate::engine::Runtime;
 use crate::journal::RunJournal;
-use crate::load::{LoadedStep, LoadedWorkflow};
+use crate::load::{LoadedCompensation, LoadedStep, LoadedWorkflow};
 use crate::tape::{lock, Divergence, Mode, Tape};
 use crate::workflow::Progress;
 
@@ -97,7 +97,11 @@ impl Driver {
         identity: &str,
         progress: impl FnMut(Progress<'_>),
     ) -> Result<RunReport, DriverError> {
-        let components = workflow.steps.iter().map(|s| (&s.component.digest, &s.component.wasm));
+        let undo = workflow.steps.iter().filter_map(|s| match &s.compensation {
+            Some(LoadedCompensation::Component(c)) => Some((&c.digest, &c.wasm)),
+            _ => None,
+        });
+        let components = workflow.steps.iter().map(|s| (&s.component.digest, &s.component.wasm)).chain(undo);
         let components = components.chain(workflow.tools.values().map(|t| (&t.component.digest, &t.component.wasm)));
         for (digest, wasm) in components {
             if self.stored.lock().unwrap_or_else(|p| p.into_inner()).contains(digest) {
@@ -153,7 +157,7 @@ impl Driver {
             *all_raises.entry(metric.clone()).or_default() += by;
         }
         let input = match state.completed.last() {
-            Some((_, output)) => output.clone(),
+            Some((_, _, output)) => output.clone(),
             None => state.input.clone(),
         };
         let from = Continue {
@@ -164,6 +168,8 @@ impl Driver {
             attempts: state.attempts,
             used: state.used,
             budget: state.plan.run_budget.raised(&all_raises),
+            completed: state.completed,
+            compensating: state.compensating,
         };
         self.execute(&workflow, journal, from, progress).await
     }
@@ -187,8 +193,17 @@ impl Driver {
         overrides: &HashMap<String, Arc<[u8]>>,
     ) -> Result<LoadedWorkflow, DriverError> {
         let mut wasm = HashMap::new();
-        let digests =
-            state.plan.steps.iter().map(|s| &s.component).chain(state.plan.tools.values().map(|t| &t.component));
+        let undo = state.plan.steps.iter().filter_map(|s| match &s.compensate {
+            Some(tether_types::plan::PlanCompensation::Component(d)) => Some(d),
+            _ => None,
+        });
+        let digests = state
+            .plan
+            .steps
+            .iter()
+            .map(|s| &s.component)
+            .chain(state.plan.tools.values().map(|t| &t.component))
+            .chain(undo);
         for digest in digests {
             if wasm.contains_key(digest) {
                 continue;
@@ -210,12 +225,18 @@ impl Driver {
         from: Continue,
         mut progress: impl FnMut(Progress<'_>),
     ) -> Result<RunReport, DriverError> {
-        let Continue { next, mut input, mut open, mut retry, attempts, mut used, budget } = from;
+        let Continue { next, mut input, mut open, mut retry, attempts, mut used, budget, mut completed, compensating } =
+            from;
+        if let Some((error, done)) = compensating {
+            // Interrupted while undoing completed steps: finish that, nothing else.
+            let status = self.fail(workflow, &journal, &error, &completed, &done).await?;
+            return Ok(terminal_report(&journal.run_id, workflow, status, Some(error)));
+        }
         let start = std::time::Instant::now();
         let run_id = journal.run_id.clone();
         let last = workflow.steps.len().saturating_sub(1);
         let mut reports = Vec::new();
-        let mut error = None;
+        let mut error: Option<RunError> = None;
         let mut paused = false;
         'steps: for (index, step) in workflow.steps.iter().enumerate().skip(next) {
             progress(Progress::StepStarted { index, name: &step.spec.name });
@@ -286,16 +307,16 @@ impl Driver {
                     _ => None,
                 };
                 match outcome {
-                    Ok(output) if index == last => {
-                        journal.record(&EventKind::RunCompleted { output: output.clone() });
+                    Ok(output) => {
+                        completed.push((step.spec.name.clone(), input.clone(), output.clone()));
+                        if index == last {
+                            journal.record(&EventKind::RunCompleted { output: output.clone() });
+                        }
                         input = output;
                     }
-                    Ok(output) => input = output,
                     Err(_) if retry_after.is_some() => {}
                     Err(f) => {
-                        let e = RunError { class: f.class, step: step.spec.name.clone(), message: f.message };
-                        journal.record(&EventKind::RunFailed { error: e.clone() });
-                        error = Some(e);
+                        error = Some(RunError { class: f.class, step: step.spec.name.clone(), message: f.message })
                     }
                 }
                 if let Some(backoff) = retry_after {
@@ -322,13 +343,13 @@ impl Driver {
                 break;
             }
         }
-        let wall_us = start.elapsed().as_micros() as u64;
-        let totals = RunReport::totals_of(&reports, wall_us);
         let status = match (&error, paused) {
             (_, true) => RunStatus::Paused,
-            (Some(_), _) => RunStatus::Failed,
+            (Some(e), _) => self.fail(workflow, &journal, e, &completed, &[]).await?,
             (None, _) => RunStatus::Completed,
         };
+        let wall_us = start.elapsed().as_micros() as u64;
+        let totals = RunReport::totals_of(&reports, wall_us);
         Ok(RunReport {
             run_id,
             workflow: workflow.name.clone(),
@@ -338,6 +359,108 @@ impl Driver {
             steps: reports,
             totals,
         })
+    }
+
+    /// Ends a failed run: `run_failed` if nothing needs undoing; otherwise the completed
+    /// steps' compensations, in reverse order of completion, each durable before the
+    /// next, then `run_compensated` or `run_compensation_failed`. `done` lists steps
+    /// already compensated (when resuming).
+    async fn fail(
+        &self,
+        workflow: &LoadedWorkflow,
+        journal: &RunJournal,
+        error: &RunError,
+        completed: &[(String, Value, Value)],
+        done: &[String],
+    ) -> Result<RunStatus, DriverError> {
+        let to_undo: Vec<(&LoadedStep, &Value, &Value)> = completed
+            .iter()
+            .rev()
+            .filter_map(|(name, i, o)| workflow.steps.iter().find(|s| &s.spec.name == name).map(|s| (s, i, o)))
+            .filter(|(s, _, _)| s.compensation.is_some())
+            .collect();
+        if to_undo.is_empty() {
+            journal.record(&EventKind::RunFailed { error: error.clone() });
+            journal.flush().await?;
+            return Ok(RunStatus::Failed);
+        }
+        if done.is_empty() {
+            journal.record(&EventKind::CompensationBegun { error: error.clone() });
+            journal.flush().await?;
+        }
+        let mut failed = Vec::new();
+        for (step, input, output) in to_undo {
+            if done.contains(&step.spec.name) {
+                continue;
+            }
+            let event = self.compensate(&journal.run_id, step, input, output).await;
+            if matches!(&event, EventKind::StepCompensated { result: ToolResult::Err { .. }, .. }) {
+                failed.push(step.spec.name.clone());
+            }
+            journal.record(&event);
+            journal.flush().await?;
+        }
+        let (event, status) = if failed.is_empty() {
+            (EventKind::RunCompensated { error: error.clone() }, RunStatus::Compensated)
+        } else {
+            (EventKind::RunCompensationFailed { error: error.clone(), failed }, RunStatus::CompensationFailed)
+        };
+        journal.record(&event);
+        journal.flush().await?;
+        Ok(status)
+    }
+
+    /// Runs one step's compensation with `{"step", "input", "output"}`; a tool gets the
+    /// idempotency key `RUN/compensate/STEP`.
+    async fn compensate(&self, run_id: &RunId, step: &LoadedStep, input: &Value, output: &Value) -> EventKind {
+        let payload = serde_json::json!({"step": step.spec.name, "input": input, "output": output}).to_string();
+        let engine = self.runtime.engine_ref();
+        let (via, (outcome, stats)) = match step.compensation.as_ref().expect("filtered by fail()") {
+            LoadedCompensation::Tool(tool) => {
+                let key = format!("{run_id}/compensate/{}", step.spec.name);
+                let limits = crate::attempt::Limits::from(tool.spec.budget);
+                (
+                    format!("tool:{}", tool.spec.name),
+                    crate::attempt::run_tool_call(engine, tool, &payload, limits, key).await,
+                )
+            }
+            LoadedCompensation::Component(component) => {
+                let undo = LoadedStep {
+                    spec: tether_types::StepSpec {
+                        name: format!("{}:compensate", step.spec.name),
+                        tools: Vec::new(),
+                        compensate: None,
+                        retry: Default::default(),
+                        ..step.spec.clone()
+                    },
+                    component: Arc::clone(component),
+                    tools: Arc::default(),
+                    compensation: None,
+                };
+                let ctx = StepContext {
+                    run_id: run_id.to_string(),
+                    tape: None,
+                    budget: step.spec.budget,
+                    usage_limits: BTreeMap::new(),
+                };
+                (format!("component:{}", component.digest), run_step_attempt(engine, &undo, &payload, ctx).await)
+            }
+        };
+        let result = match outcome {
+            Ok(json) => ToolResult::Ok(serde_json::from_str(&json).unwrap_or(Value::Null)),
+            Err(f) => ToolResult::Err {
+                kind: f.guest_kind.unwrap_or(tether_types::GuestFailureKind::Internal),
+                message: f.message,
+                class: Some(f.class),
+            },
+        };
+        EventKind::StepCompensated {
+            step: step.spec.name.clone(),
+            via,
+            result,
+            fuel: stats.total_fuel(),
+            wall_us: stats.wall_us,
+        }
     }
 
     /// Pauses the run because a budget ran out; durable before it returns.
@@ -492,6 +615,10 @@ struct Continue {
     attempts: BTreeMap<String, u32>,
     used: RunUsage,
     budget: RunBudget,
+    /// Steps completed so far: (step, input, output), for compensation.
+    completed: Vec<(String, Value, Value)>,
+    /// Set if the run was already undoing its completed steps.
+    compensating: Option<(RunError, Vec<String>)>,
 }
 
 impl Continue {
@@ -504,6 +631,8 @@ impl Continue {
             attempts: BTreeMap::new(),
             used: RunUsage::default(),
             budget: RunBudget::default(),
+            completed: Vec::new(),
+            compensating: None,
         }
     }
 }
@@ -567,6 +696,19 @@ impl Limits {
             capped.tool_calls = true;
         }
         Limits { budget, usage: remaining.usage.clone(), capped }
+    }
+}
+
+/// The report of a run that only finished its compensations in this process.
+fn terminal_report(run_id: &RunId, workflow: &LoadedWorkflow, status: RunStatus, error: Option<RunError>) -> RunReport {
+    RunReport {
+        run_id: run_id.clone(),
+        workflow: workflow.name.clone(),
+        status,
+        output: Value::Null,
+        error,
+        steps: Vec::new(),
+        totals: Default::default(),
     }
 }
 

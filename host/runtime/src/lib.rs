@@ -27,6 +27,6 @@ pub use cache::AotCache;
 pub use driver::{Driver, DriverError, ReplayReport};
 pub use engine::{Runtime, RuntimeConfig};
 pub use inspect::{ComponentInfo, WorldFit};
-pub use load::{LoadError, LoadedStep, LoadedTool, LoadedWorkflow, StepComponent, ToolComponent};
+pub use load::{LoadError, LoadedCompensation, LoadedStep, LoadedTool, LoadedWorkflow, StepComponent, ToolComponent};
 pub use tape::Divergence;
 pub use workflow::{Progress, StepRun};

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tether_types::manifest::ComponentRef;
-use tether_types::plan::{DirGrant, Plan, PlanStep, PlanTool};
-use tether_types::{ManifestErrors, StepSpec, ToolSpec, Workflow};
+use tether_types::plan::{DirGrant, Plan, PlanCompensation, PlanStep, PlanTool};
+use tether_types::{Compensation, ManifestErrors, StepSpec, ToolSpec, Workflow};
 use wasmtime::component::Component;
 
 use crate::bindings::{step::StepPluginPre, tool::ToolPluginPre};
@@ -53,6 +53,16 @@ pub struct LoadedStep {
     /// The component.
     pub component: Arc<StepComponent>,
     pub(crate) tools: Arc<HashMap<String, Arc<LoadedTool>>>,
+    /// What undoes it, if the run fails after it completed.
+    pub compensation: Option<LoadedCompensation>,
+}
+
+/// A loaded compensation.
+pub enum LoadedCompensation {
+    /// A declared tool.
+    Tool(Arc<LoadedTool>),
+    /// A step component (run with no tools).
+    Component(Arc<StepComponent>),
 }
 
 /// A workflow whose every component is loaded and fits its world.
@@ -151,11 +161,23 @@ impl Runtime {
         }
         let mut steps = Vec::new();
         for spec in &workflow.steps {
+            let compensation = match &spec.compensate {
+                None => None,
+                Some(Compensation::Tool(t)) => tools.get(t).map(|l| LoadedCompensation::Tool(Arc::clone(l))),
+                Some(Compensation::Component(c)) => match self.load_step(&base_dir.join(&c.path)) {
+                    Ok(component) => Some(LoadedCompensation::Component(Arc::new(component))),
+                    Err(e) => {
+                        errors.push(position(&workflow, c, &e, "compensation"));
+                        None
+                    }
+                },
+            };
             match self.load_step(&base_dir.join(&spec.component.path)) {
                 Ok(c) => steps.push(LoadedStep {
                     spec: spec.clone(),
                     component: Arc::new(c),
                     tools: Arc::new(granted(&spec.tools, &tools)),
+                    compensation,
                 }),
                 Err(e) => errors.push(position(&workflow, &spec.component, &e, "step")),
             }
@@ -195,14 +217,35 @@ impl Runtime {
                 None => bytes(&s.component)?,
             };
             let component = self.load_step_bytes(wasm).map_err(|e| format!("step `{}`: {e}", s.name))?;
+            let (compensate, compensation) = match &s.compensate {
+                None => (None, None),
+                Some(PlanCompensation::Tool(t)) => {
+                    let tool = tools
+                        .get(t)
+                        .ok_or_else(|| format!("step `{}`: compensating tool `{t}` is not in the plan", s.name))?;
+                    (Some(Compensation::Tool(t.clone())), Some(LoadedCompensation::Tool(Arc::clone(tool))))
+                }
+                Some(PlanCompensation::Component(digest)) => {
+                    let c = self
+                        .load_step_bytes(bytes(digest)?)
+                        .map_err(|e| format!("step `{}`: compensation: {e}", s.name))?;
+                    (Some(Compensation::Component(pinned(digest))), Some(LoadedCompensation::Component(Arc::new(c))))
+                }
+            };
             let spec = StepSpec {
                 name: s.name.clone(),
                 component: pinned(&s.component),
                 tools: s.tools.clone(),
                 budget: s.budget,
                 retry: s.retry.clone(),
+                compensate,
             };
-            steps.push(LoadedStep { spec, component: Arc::new(component), tools: Arc::new(granted(&s.tools, &tools)) });
+            steps.push(LoadedStep {
+                spec,
+                component: Arc::new(component),
+                tools: Arc::new(granted(&s.tools, &tools)),
+                compensation,
+            });
         }
         Ok(LoadedWorkflow { name: plan.workflow.clone(), plan: plan.clone(), steps, tools })
     }
@@ -239,6 +282,10 @@ fn plan_of(workflow: &Workflow, steps: &[LoadedStep], tools: &BTreeMap<String, A
                 tools: s.spec.tools.clone(),
                 budget: s.spec.budget,
                 retry: s.spec.retry.clone(),
+                compensate: s.compensation.as_ref().map(|c| match c {
+                    LoadedCompensation::Tool(t) => PlanCompensation::Tool(t.spec.name.clone()),
+                    LoadedCompensation::Component(c) => PlanCompensation::Component(c.digest.clone()),
+                }),
             })
             .collect(),
         tools: tools

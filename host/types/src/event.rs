@@ -182,6 +182,36 @@ pub enum EventKind {
         /// By how much (milliseconds for `wall_time`).
         by: f64,
     },
+    /// The run failed and completed steps will be undone, in reverse order of completion.
+    CompensationBegun {
+        /// Why the run failed.
+        error: RunError,
+    },
+    /// A completed step was compensated (or its compensation failed).
+    StepCompensated {
+        /// The step that was undone.
+        step: String,
+        /// `tool:NAME` or `component:DIGEST`.
+        via: String,
+        /// What the compensation returned.
+        result: ToolResult,
+        /// Fuel it used.
+        fuel: u64,
+        /// Its wall time in microseconds.
+        wall_us: u64,
+    },
+    /// Every compensation succeeded: terminal.
+    RunCompensated {
+        /// Why the run failed.
+        error: RunError,
+    },
+    /// At least one compensation failed: terminal; needs a human.
+    RunCompensationFailed {
+        /// Why the run failed.
+        error: RunError,
+        /// Steps whose compensation failed.
+        failed: Vec<String>,
+    },
     /// The run completed: terminal.
     RunCompleted {
         /// The run's output.
@@ -251,6 +281,10 @@ impl EventKind {
             EventKind::RetryScheduled { .. } => "retry_scheduled",
             EventKind::RunPaused { .. } => "run_paused",
             EventKind::BudgetRaised { .. } => "budget_raised",
+            EventKind::CompensationBegun { .. } => "compensation_begun",
+            EventKind::StepCompensated { .. } => "step_compensated",
+            EventKind::RunCompensated { .. } => "run_compensated",
+            EventKind::RunCompensationFailed { .. } => "run_compensation_failed",
             EventKind::RunCompleted { .. } => "run_completed",
             EventKind::RunFailed { .. } => "run_failed",
         }
@@ -267,7 +301,8 @@ impl EventKind {
             | EventKind::GuestLog { step, .. }
             | EventKind::StepCompleted { step, .. }
             | EventKind::StepFailed { step, .. }
-            | EventKind::RetryScheduled { step, .. } => Some(step),
+            | EventKind::RetryScheduled { step, .. }
+            | EventKind::StepCompensated { step, .. } => Some(step),
             _ => None,
         }
     }

@@ -19,7 +19,7 @@ pub use budget::{BudgetSpec, StepBudget, ToolBudget};
 pub use event::{Chain, Event, EventKind, HostRead, JournalError, SealedEvent, StoredEvent, ToolResult};
 pub use failure::{FailureClass, GuestFailureKind, StepFailure};
 pub use ids::RunId;
-pub use manifest::{ManifestError, ManifestErrors, StepSpec, ToolSpec, Workflow};
+pub use manifest::{Compensation, ManifestError, ManifestErrors, StepSpec, ToolSpec, Workflow};
 pub use report::{
     Effect, LogLevel, LogLine, RunError, RunReport, RunStatus, RunTotals, StepReport, StepStats, ToolCallReport,
     ToolDescriptor,

@@ -92,6 +92,18 @@ pub struct StepSpec {
     pub budget: StepBudget,
     /// When and how failed attempts are retried.
     pub retry: crate::retry::RetryPolicy,
+    /// What undoes this step if the run fails after it completed.
+    pub compensate: Option<Compensation>,
+}
+
+/// How a completed step is undone when the run fails later: a declared tool, or a
+/// component run as a step. Either gets `{"step", "input", "output"}` of the step.
+#[derive(Clone, Debug)]
+pub enum Compensation {
+    /// A tool declared under `[tools]`.
+    Tool(String),
+    /// A step component.
+    Component(ComponentRef),
 }
 
 /// A component reference as written, with its position for error messages.
@@ -196,6 +208,15 @@ struct RawStep {
     budget: Option<Spanned<BudgetSpec>>,
     #[serde(default)]
     retry: Option<Spanned<crate::retry::RetrySpec>>,
+    #[serde(default)]
+    compensate: Option<Spanned<RawCompensate>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompensate {
+    tool: Option<String>,
+    component: Option<Spanned<String>>,
 }
 
 impl Workflow {
@@ -295,7 +316,28 @@ impl Workflow {
                     crate::retry::RetryPolicy::default()
                 }),
             };
+            let compensate = match step.compensate.as_ref().map(|c| (c.span(), c.get_ref())) {
+                None => None,
+                Some((span, RawCompensate { tool: Some(t), component: None })) => {
+                    if !tools.contains_key(t) {
+                        err(
+                            span,
+                            format!("step `{name}` is compensated by tool `{t}`, which is not declared"),
+                            Some("declare it under [tools]"),
+                        );
+                    }
+                    Some(Compensation::Tool(t.clone()))
+                }
+                Some((_, RawCompensate { tool: None, component: Some(c) })) => {
+                    Some(Compensation::Component(component_ref(c, &mut err)))
+                }
+                Some((span, _)) => {
+                    err(span, format!("step `{name}`: `compensate` takes exactly one of `tool` or `component`"), None);
+                    None
+                }
+            };
             steps.push(StepSpec {
+                compensate,
                 retry,
                 name: name.clone(),
                 component: component_ref(&step.component, &mut err),

@@ -44,6 +44,19 @@ pub struct PlanStep {
     /// Its retry policy.
     #[serde(default)]
     pub retry: crate::retry::RetryPolicy,
+    /// What undoes it if the run fails later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensate: Option<PlanCompensation>,
+}
+
+/// A pinned compensation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanCompensation {
+    /// A declared tool, by name.
+    Tool(String),
+    /// A step component, by digest.
+    Component(String),
 }
 
 /// A tool with its component pinned.

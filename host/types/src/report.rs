@@ -100,6 +100,10 @@ pub enum RunStatus {
     Failed,
     /// A run budget ran out; `tether resume RUN --budget METRIC=+N` continues it.
     Paused,
+    /// A step failed and every completed step's compensation succeeded.
+    Compensated,
+    /// A step failed and at least one compensation failed too.
+    CompensationFailed,
 }
 
 /// The run's error: which step failed and how.

@@ -49,8 +49,11 @@ pub struct RunState {
     pub input: Value,
     /// Who started it.
     pub identity: String,
-    /// Outputs of the steps that completed, in order.
-    pub completed: Vec<(String, Value)>,
+    /// The steps that completed, in order: (step, input, output).
+    pub completed: Vec<(String, Value, Value)>,
+    /// Set once the run has begun undoing completed steps: why it failed, and the steps
+    /// already compensated.
+    pub compensating: Option<(RunError, Vec<String>)>,
     /// The attempt that was interrupted, if any.
     pub open: Option<OpenAttempt>,
     /// A retry that was scheduled and has not started.
@@ -95,6 +98,7 @@ impl RunState {
             input: input.clone(),
             identity: identity.clone(),
             completed: Vec::new(),
+            compensating: None,
             open: None,
             retry: None,
             attempts: BTreeMap::new(),
@@ -143,8 +147,17 @@ impl RunState {
                 EventKind::StepCompleted { step, output, fuel, tool_fuel, wall_us, .. } => {
                     state.used.fuel += fuel + tool_fuel;
                     state.used.wall_us += wall_us;
-                    state.open = None;
-                    state.completed.push((step.clone(), output.clone()));
+                    let input = state.open.take().map(|o| o.input).unwrap_or(Value::Null);
+                    state.completed.push((step.clone(), input, output.clone()));
+                }
+                EventKind::CompensationBegun { error } => state.compensating = Some((error.clone(), Vec::new())),
+                EventKind::StepCompensated { step, .. } => {
+                    if let Some((_, done)) = &mut state.compensating {
+                        done.push(step.clone());
+                    }
+                }
+                EventKind::RunCompensated { error } | EventKind::RunCompensationFailed { error, .. } => {
+                    state.outcome = Some(Err(error.clone()))
                 }
                 EventKind::StepFailed { fuel, tool_fuel, wall_us, .. } => {
                     state.used.fuel += fuel + tool_fuel;
@@ -233,6 +246,16 @@ pub fn report_from_events(run_id: RunId, events: &[Event]) -> RunReport {
             EventKind::RunResumed { .. } => {
                 status = RunStatus::Failed;
                 error = None;
+            }
+            EventKind::RunCompensated { error: e } => {
+                status = RunStatus::Compensated;
+                error = Some(e.clone());
+            }
+            EventKind::RunCompensationFailed { error: e, failed } => {
+                status = RunStatus::CompensationFailed;
+                let mut e = e.clone();
+                e.message = format!("{} (and compensating {} failed)", e.message, failed.join(", "));
+                error = Some(e);
             }
             _ => {}
         }

@@ -17,6 +17,10 @@ pub enum RunIndexStatus {
     Failed,
     /// Paused because a run budget ran out.
     Paused,
+    /// Failed, and its completed steps were undone.
+    Compensated,
+    /// Failed, and undoing a completed step failed too.
+    CompensationFailed,
 }
 
 impl RunIndexStatus {
@@ -27,6 +31,8 @@ impl RunIndexStatus {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Paused => "paused",
+            Self::Compensated => "compensated",
+            Self::CompensationFailed => "compensation_failed",
         }
     }
 
@@ -37,6 +43,8 @@ impl RunIndexStatus {
             "completed" => Some(Self::Completed),
             "failed" => Some(Self::Failed),
             "paused" => Some(Self::Paused),
+            "compensated" => Some(Self::Compensated),
+            "compensation_failed" => Some(Self::CompensationFailed),
             _ => None,
         }
     }

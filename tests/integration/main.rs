@@ -3,6 +3,7 @@
 mod budgets;
 mod cache;
 mod cli;
+mod compensation;
 mod demo;
 mod durability;
 mod failures;

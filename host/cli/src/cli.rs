@@ -137,7 +137,8 @@ pub(crate) struct ReplayArgs {
 
 #[derive(Args)]
 pub(crate) struct RunsArgs {
-    /// Only runs with this status: running, completed or failed.
+    /// Only runs with this status: running, paused, completed, failed, compensated or
+    /// compensation_failed.
     #[arg(long)]
     pub(crate) status: Option<String>,
     /// At most this many runs.

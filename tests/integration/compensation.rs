@@ -127,3 +127,42 @@ fn a_compensation_must_name_a_declared_tool_or_one_component() {
         assert!(String::from_utf8_lossy(&o.stderr).contains(expected), "{}", String::from_utf8_lossy(&o.stderr));
     }
 }
+
+#[test]
+fn a_host_killed_while_compensating_finishes_the_compensations_on_resume() {
+    let dir = fresh_dir("saga-kill");
+    let db = dir.join("journal.db");
+    // The hotel's compensation takes 1.5 s: the host is killed inside it.
+    let wf = saga(&dir, &format!("component = {:?}", artifacts::HOSTILE));
+    let run = "run_saga-kill";
+    let input = r#"{"mode":"echo","undo":{"mode":"sleep","ms":1500}}"#;
+    let mut child = tether_cmd(&db)
+        .args(["run", &wf, "--input", input, "--run-id", run])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let begun = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let o = tether_cmd(&db).args(["history", run, "--json"]).output().unwrap();
+        serde_json::from_slice::<Value>(&o.stdout)
+            .ok()
+            .and_then(|v| v.as_array().map(|a| a.iter().any(|e| e["type"] == "compensation_begun")))
+            .unwrap_or(false)
+    });
+    assert!(begun, "the run reached its compensations");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ev = events(&db, run);
+    assert!(!ev.iter().any(|e| e["type"] == "step_compensated"), "killed during the first compensation");
+
+    let (code, report) = tether_json(&db, &["resume", run, "--json"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["status"], "compensated");
+    let ev = events(&db, run);
+    let undone: Vec<&str> =
+        ev.iter().filter(|e| e["type"] == "step_compensated").map(|e| e["step"].as_str().unwrap()).collect();
+    assert_eq!(undone, vec!["book-hotel", "book-flight"], "each undone once, in order");
+    assert_eq!(ev.iter().filter(|e| e["type"] == "compensation_begun").count(), 1);
+}

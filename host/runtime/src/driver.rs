@@ -229,7 +229,7 @@ impl Driver {
             from;
         if let Some((error, done)) = compensating {
             // Interrupted while undoing completed steps: finish that, nothing else.
-            let status = self.fail(workflow, &journal, &error, &completed, &done).await?;
+            let status = self.fail(workflow, &journal, &error, &completed, Some(&done)).await?;
             return Ok(terminal_report(&journal.run_id, workflow, status, Some(error)));
         }
         let start = std::time::Instant::now();
@@ -345,7 +345,7 @@ impl Driver {
         }
         let status = match (&error, paused) {
             (_, true) => RunStatus::Paused,
-            (Some(e), _) => self.fail(workflow, &journal, e, &completed, &[]).await?,
+            (Some(e), _) => self.fail(workflow, &journal, e, &completed, None).await?,
             (None, _) => RunStatus::Completed,
         };
         let wall_us = start.elapsed().as_micros() as u64;
@@ -363,16 +363,17 @@ impl Driver {
 
     /// Ends a failed run: `run_failed` if nothing needs undoing; otherwise the completed
     /// steps' compensations, in reverse order of completion, each durable before the
-    /// next, then `run_compensated` or `run_compensation_failed`. `done` lists steps
-    /// already compensated (when resuming).
+    /// next, then `run_compensated` or `run_compensation_failed`. `resumed` is set when
+    /// the journal shows compensation already begun, with the steps already compensated.
     async fn fail(
         &self,
         workflow: &LoadedWorkflow,
         journal: &RunJournal,
         error: &RunError,
         completed: &[(String, Value, Value)],
-        done: &[String],
+        resumed: Option<&[String]>,
     ) -> Result<RunStatus, DriverError> {
+        let done = resumed.unwrap_or_default();
         let to_undo: Vec<(&LoadedStep, &Value, &Value)> = completed
             .iter()
             .rev()
@@ -384,7 +385,7 @@ impl Driver {
             journal.flush().await?;
             return Ok(RunStatus::Failed);
         }
-        if done.is_empty() {
+        if resumed.is_none() {
             journal.record(&EventKind::CompensationBegun { error: error.clone() });
             journal.flush().await?;
         }

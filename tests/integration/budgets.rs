@@ -89,7 +89,8 @@ fn a_fuel_budget_across_steps_pauses_instead_of_failing() {
     let pause = ev.iter().find(|e| e["type"] == "run_paused").unwrap();
     assert_eq!(pause["exceeded"], "fuel");
     let failed = ev.iter().find(|e| e["type"] == "step_failed").unwrap();
-    assert_eq!(failed["failure"]["class"], "fuel_exhausted", "the attempt ended by fuel; the run paused, not failed");
+    assert_eq!(failed["failure"]["class"], "run_budget_exceeded", "the run's budget ended the attempt, not the step's");
+    assert!(failed["failure"]["message"].as_str().unwrap().contains("fuel"), "{failed}");
     assert!(failed["fuel"].as_u64().unwrap() <= 50_000_000);
 }
 

@@ -157,6 +157,16 @@ fn detail(e: &Event) -> String {
         }
         EventKind::RunCompensated { error } => format!("compensated after step {} failed", error.step),
         EventKind::RunCompensationFailed { failed, .. } => format!("compensation failed for: {}", failed.join(", ")),
+        EventKind::StepSkipped { reason, .. } => format!("skipped: {reason}"),
+        EventKind::Routed { to: Some(to), case, output, .. } => {
+            format!("chose `{to}` (case {}), passing {}", case.unwrap_or_default(), short(output))
+        }
+        EventKind::Routed { to: None, .. } => "no case held; every target is skipped".to_string(),
+        EventKind::ForEachStarted { items, .. } => format!("fanned out over {items} items"),
+        EventKind::ForEachGathered { output, .. } => format!("gathered {}", short(output)),
+        EventKind::LoopIterationEnded { name, iteration, until } => {
+            format!("loop {name}: iteration {iteration} ended; until {}", if *until { "held" } else { "did not hold" })
+        }
         EventKind::RunCompleted { output } => format!("output {}", short(output)),
         EventKind::RunFailed { error } => format!("step {} failed: {}: {}", error.step, error.class, error.message),
     }

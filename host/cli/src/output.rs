@@ -87,6 +87,7 @@ pub(crate) fn run_summary(report: &RunReport) {
                 );
             }
         }
+        RunStatus::Skipped => {}
         RunStatus::Paused => {
             if let Some(e) = &report.error {
                 eprintln!(

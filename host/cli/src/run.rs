@@ -78,7 +78,7 @@ async fn finish(
         output::run_summary(&report);
     }
     Ok(match report.status {
-        RunStatus::Completed => ExitCode::SUCCESS,
+        RunStatus::Completed | RunStatus::Skipped => ExitCode::SUCCESS,
         RunStatus::Failed | RunStatus::Compensated | RunStatus::CompensationFailed => ExitCode::from(1),
         RunStatus::Paused => ExitCode::from(3),
     })

@@ -68,6 +68,9 @@ enum Phase {
 /// limits (the step's budget clipped to what the run has left).
 pub(crate) struct StepContext {
     pub(crate) run_id: String,
+    /// The key of this run of the step (`name`, `name[I]`, `name#K`): journal events,
+    /// idempotency keys and the insecure-random seed are per key.
+    pub(crate) key: String,
     pub(crate) tape: Option<SharedTape>,
     pub(crate) budget: tether_types::StepBudget,
     /// Reported usage the attempt may add, per metric, before the run's budget runs out.
@@ -82,10 +85,10 @@ pub(crate) async fn run_step_attempt(
     ctx: StepContext,
 ) -> (Result<String, StepFailure>, StepStats) {
     let b = ctx.budget;
-    let seed = ctx.tape.as_ref().map(|_| format!("{}/{}", ctx.run_id, step.spec.name));
+    let seed = ctx.tape.as_ref().map(|_| format!("{}/{}", ctx.run_id, ctx.key));
     let grants = StepGrants {
         run_id: ctx.run_id,
-        step_name: step.spec.name.clone(),
+        step_name: ctx.key,
         tools: Arc::clone(&step.tools),
         max_calls: b.tool_calls,
         deadline: Instant::now() + b.wall_time,

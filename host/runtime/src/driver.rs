@@ -15,14 +15,15 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use tether_types::event::{verify_and_decode, Chain, Event, EventKind, JournalError, ToolResult};
 
-use tether_types::run_budget::{Remaining, RunBudget, RunUsage};
-use tether_types::state::{report_from_events, FoldError, OpenAttempt, PendingRetry, RunState};
+use tether_types::run_budget::RunBudget;
+use tether_types::state::{report_from_events, FoldError, RunState};
 use tether_types::store::{JournalStore, StoreError};
-use tether_types::{FailureClass, RunError, RunId, RunReport, RunStatus, StepFailure, StepReport, StepStats};
+use tether_types::{FailureClass, RunError, RunId, RunReport, RunStatus};
 
 use crate::attempt::{run_step_attempt, StepContext};
 use crate::engine::Runtime;
 use crate::journal::RunJournal;
+use crate::scheduler::Scheduler;
 use crate::load::{LoadedCompensation, LoadedStep, LoadedWorkflow};
 use crate::tape::{lock, Divergence, Mode, Tape};
 use crate::workflow::Progress;
@@ -123,8 +124,11 @@ impl Driver {
             StoreError::Conflict { run, seq: 1 } => DriverError::Exists(run),
             other => DriverError::Store(other),
         })?;
-        let from = Continue { budget: workflow.plan.run_budget.clone(), ..Continue::new(input) };
-        self.execute(workflow, journal, from, progress).await
+        let mut plan = workflow.plan.clone();
+        plan.normalize();
+        let state = RunState::new(plan, input, identity.to_string());
+        journal.take_recorded();
+        Scheduler::new(self, workflow, journal, state, progress)?.run().await
     }
 
     /// Continues an interrupted run from its journal. Completed steps are not run again;
@@ -145,7 +149,6 @@ impl Driver {
         let workflow = self.load_recorded(&state, &HashMap::new()).await?;
         let journal = Arc::new(RunJournal::new(id, Arc::clone(&self.store), Chain::after(state.last.0, &state.last.1)));
         journal.record(&EventKind::RunResumed { pid: std::process::id() });
-        let mut all_raises = state.raises.clone();
         for (metric, by) in raises {
             if !state.plan.run_budget.raisable(metric) {
                 return Err(DriverError::Load(format!(
@@ -154,24 +157,8 @@ impl Driver {
                 )));
             }
             journal.record(&EventKind::BudgetRaised { metric: metric.clone(), by: *by });
-            *all_raises.entry(metric.clone()).or_default() += by;
         }
-        let input = match state.completed.last() {
-            Some((_, _, output)) => output.clone(),
-            None => state.input.clone(),
-        };
-        let from = Continue {
-            next: state.next_step(),
-            input,
-            open: state.open,
-            retry: state.retry,
-            attempts: state.attempts,
-            used: state.used,
-            budget: state.plan.run_budget.raised(&all_raises),
-            completed: state.completed,
-            compensating: state.compensating,
-        };
-        self.execute(&workflow, journal, from, progress).await
+        Scheduler::new(self, &workflow, journal, state, progress)?.run().await
     }
 
     /// The run's report, from its journal alone.
@@ -217,155 +204,11 @@ impl Driver {
         self.runtime.load_plan(&state.plan, &wasm, overrides).map_err(DriverError::Load)
     }
 
-    /// Runs steps `next..` of the workflow, journaling as it goes.
-    async fn execute(
-        &self,
-        workflow: &LoadedWorkflow,
-        journal: Arc<RunJournal>,
-        from: Continue,
-        mut progress: impl FnMut(Progress<'_>),
-    ) -> Result<RunReport, DriverError> {
-        let Continue { next, mut input, mut open, mut retry, attempts, mut used, budget, mut completed, compensating } =
-            from;
-        if let Some((error, done)) = compensating {
-            // Interrupted while undoing completed steps: finish that, nothing else.
-            let status = self.fail(workflow, &journal, &error, &completed, Some(&done)).await?;
-            return Ok(terminal_report(&journal.run_id, workflow, status, Some(error)));
-        }
-        let start = std::time::Instant::now();
-        let run_id = journal.run_id.clone();
-        let last = workflow.steps.len().saturating_sub(1);
-        let mut reports = Vec::new();
-        let mut error: Option<RunError> = None;
-        let mut paused = false;
-        'steps: for (index, step) in workflow.steps.iter().enumerate().skip(next) {
-            progress(Progress::StepStarted { index, name: &step.spec.name });
-            // The attempt to run: an interrupted one, a scheduled retry, or the first.
-            let mut resumed = open.take().filter(|o| o.step == step.spec.name);
-            let mut attempt = match retry.take().filter(|r| r.step == step.spec.name) {
-                Some(r) => {
-                    wait_until(r.not_before_us).await;
-                    r.attempt
-                }
-                None => {
-                    resumed.as_ref().map_or_else(|| attempts.get(&step.spec.name).map_or(1, |a| a + 1), |o| o.attempt)
-                }
-            };
-            loop {
-                let (expected, limits) = match resumed.take() {
-                    Some(o) if o.attempt == attempt => {
-                        input = o.input;
-                        let limits = Limits {
-                            budget: o.limits.unwrap_or(step.spec.budget),
-                            usage: o.usage_limits,
-                            capped: Capped::default(),
-                        };
-                        (o.interactions, limits)
-                    }
-                    _ => {
-                        let limits = match budget.remaining(&used) {
-                            Ok(remaining) => Limits::clip(step.spec.budget, &remaining),
-                            Err(exhausted) => {
-                                self.pause(&journal, step, exhausted).await?;
-                                paused = true;
-                                break 'steps;
-                            }
-                        };
-                        journal.record(&EventKind::StepAttemptStarted {
-                            step: step.spec.name.clone(),
-                            attempt,
-                            component_digest: step.component.digest.clone(),
-                            input: input.clone(),
-                            limits: limits.capped.any().then_some(limits.budget),
-                            usage_limits: limits.usage.clone(),
-                        });
-                        (Vec::new(), limits)
-                    }
-                };
-                let (outcome, stats) = self.attempt(step, &run_id, &input, expected, &journal, &limits).await;
-                used.add(&stats);
-                journal.record(&end_event(step, attempt, &outcome, &stats));
-                if let Err(f) = &outcome {
-                    if limits.capped.explains(f) {
-                        let exhausted = budget.remaining(&used).err().unwrap_or_else(|| limits.capped.name(f));
-                        progress(Progress::StepFinished { index, report: &failed_report(step, f, &stats) });
-                        self.pause(&journal, step, exhausted).await?;
-                        paused = true;
-                        break 'steps;
-                    }
-                }
-                let report = StepReport {
-                    name: step.spec.name.clone(),
-                    outcome: if outcome.is_ok() { RunStatus::Completed } else { RunStatus::Failed },
-                    error: outcome.as_ref().err().cloned(),
-                    stats,
-                };
-                let retry_after = match &outcome {
-                    Err(f) if step.spec.retry.retries(f, attempt) => {
-                        Some(step.spec.retry.backoff(attempt, rand::random()))
-                    }
-                    _ => None,
-                };
-                match outcome {
-                    Ok(output) => {
-                        completed.push((step.spec.name.clone(), input.clone(), output.clone()));
-                        if index == last {
-                            journal.record(&EventKind::RunCompleted { output: output.clone() });
-                        }
-                        input = output;
-                    }
-                    Err(_) if retry_after.is_some() => {}
-                    Err(f) => {
-                        error = Some(RunError { class: f.class, step: step.spec.name.clone(), message: f.message })
-                    }
-                }
-                if let Some(backoff) = retry_after {
-                    let not_before_us = crate::journal::now_us() + backoff.as_micros() as u64;
-                    journal.record(&EventKind::RetryScheduled {
-                        step: step.spec.name.clone(),
-                        attempt: attempt + 1,
-                        not_before_us,
-                        backoff_ms: backoff.as_millis() as u64,
-                    });
-                }
-                journal.flush().await?;
-                progress(Progress::StepFinished { index, report: &report });
-                reports.push(report);
-                match retry_after {
-                    Some(backoff) => {
-                        tokio::time::sleep(backoff).await;
-                        attempt += 1;
-                    }
-                    None => break,
-                }
-            }
-            if error.is_some() {
-                break;
-            }
-        }
-        let status = match (&error, paused) {
-            (_, true) => RunStatus::Paused,
-            (Some(e), _) => self.fail(workflow, &journal, e, &completed, None).await?,
-            (None, _) => RunStatus::Completed,
-        };
-        let wall_us = start.elapsed().as_micros() as u64;
-        let totals = RunReport::totals_of(&reports, wall_us);
-        Ok(RunReport {
-            run_id,
-            workflow: workflow.name.clone(),
-            status,
-            output: if status == RunStatus::Completed { input } else { Value::Null },
-            error,
-            steps: reports,
-            totals,
-        })
-    }
-
     /// Ends a failed run: `run_failed` if nothing needs undoing; otherwise the completed
     /// steps' compensations, in reverse order of completion, each durable before the
     /// next, then `run_compensated` or `run_compensation_failed`. `resumed` is set when
     /// the journal shows compensation already begun, with the steps already compensated.
-    async fn fail(
+    pub(crate) async fn fail(
         &self,
         workflow: &LoadedWorkflow,
         journal: &RunJournal,
@@ -374,11 +217,15 @@ impl Driver {
         resumed: Option<&[String]>,
     ) -> Result<RunStatus, DriverError> {
         let done = resumed.unwrap_or_default();
-        let to_undo: Vec<(&LoadedStep, &Value, &Value)> = completed
+        // Keys name runs of steps (`search[2]`, `fix#3`); each completed run is undone.
+        let to_undo: Vec<(&str, &LoadedStep, &Value, &Value)> = completed
             .iter()
             .rev()
-            .filter_map(|(name, i, o)| workflow.steps.iter().find(|s| &s.spec.name == name).map(|s| (s, i, o)))
-            .filter(|(s, _, _)| s.compensation.is_some())
+            .filter_map(|(key, i, o)| {
+                let name = tether_types::flow::step_of(key);
+                workflow.steps.iter().find(|s| s.spec.name == name).map(|s| (key.as_str(), &**s, i, o))
+            })
+            .filter(|(_, s, _, _)| s.compensation.is_some())
             .collect();
         if to_undo.is_empty() {
             journal.record(&EventKind::RunFailed { error: error.clone() });
@@ -390,13 +237,13 @@ impl Driver {
             journal.flush().await?;
         }
         let mut failed = Vec::new();
-        for (step, input, output) in to_undo {
-            if done.contains(&step.spec.name) {
+        for (key, step, input, output) in to_undo {
+            if done.iter().any(|d| d == key) {
                 continue;
             }
-            let event = self.compensate(&journal.run_id, step, input, output).await;
+            let event = self.compensate(&journal.run_id, key, step, input, output).await;
             if matches!(&event, EventKind::StepCompensated { result: ToolResult::Err { .. }, .. }) {
-                failed.push(step.spec.name.clone());
+                failed.push(key.to_string());
             }
             journal.record(&event);
             journal.flush().await?;
@@ -411,18 +258,25 @@ impl Driver {
         Ok(status)
     }
 
-    /// Runs one step's compensation with `{"step", "input", "output"}`; a tool gets the
-    /// idempotency key `RUN/compensate/STEP`.
-    async fn compensate(&self, run_id: &RunId, step: &LoadedStep, input: &Value, output: &Value) -> EventKind {
-        let payload = serde_json::json!({"step": step.spec.name, "input": input, "output": output}).to_string();
+    /// Runs one step's compensation with `{"step", "input", "output"}` (`step` is the
+    /// key of the run of the step); a tool gets the idempotency key `RUN/compensate/KEY`.
+    async fn compensate(
+        &self,
+        run_id: &RunId,
+        key: &str,
+        step: &LoadedStep,
+        input: &Value,
+        output: &Value,
+    ) -> EventKind {
+        let payload = serde_json::json!({"step": key, "input": input, "output": output}).to_string();
         let engine = self.runtime.engine_ref();
         let (via, (outcome, stats)) = match step.compensation.as_ref().expect("filtered by fail()") {
             LoadedCompensation::Tool(tool) => {
-                let key = format!("{run_id}/compensate/{}", step.spec.name);
+                let idempotency = format!("{run_id}/compensate/{key}");
                 let limits = crate::attempt::Limits::from(tool.spec.budget);
                 (
                     format!("tool:{}", tool.spec.name),
-                    crate::attempt::run_tool_call(engine, tool, &payload, limits, key).await,
+                    crate::attempt::run_tool_call(engine, tool, &payload, limits, idempotency).await,
                 )
             }
             LoadedCompensation::Component(component) => {
@@ -440,6 +294,7 @@ impl Driver {
                 };
                 let ctx = StepContext {
                     run_id: run_id.to_string(),
+                    key: format!("{key}:compensate"),
                     tape: None,
                     budget: step.spec.budget,
                     usage_limits: BTreeMap::new(),
@@ -456,56 +311,12 @@ impl Driver {
             },
         };
         EventKind::StepCompensated {
-            step: step.spec.name.clone(),
+            step: key.to_string(),
             via,
             result,
             fuel: stats.total_fuel(),
             wall_us: stats.wall_us,
         }
-    }
-
-    /// Pauses the run because a budget ran out; durable before it returns.
-    async fn pause(
-        &self,
-        journal: &RunJournal,
-        step: &LoadedStep,
-        (exceeded, used, limit): (String, f64, f64),
-    ) -> Result<(), DriverError> {
-        journal.record(&EventKind::RunPaused { step: step.spec.name.clone(), exceeded, used, limit });
-        Ok(journal.flush().await?)
-    }
-
-    /// One live attempt with a tape; checks that it consumed everything it was served.
-    async fn attempt(
-        &self,
-        step: &LoadedStep,
-        run_id: &RunId,
-        input: &Value,
-        expected: Vec<(u64, EventKind)>,
-        journal: &Arc<RunJournal>,
-        limits: &Limits,
-    ) -> (Result<Value, StepFailure>, StepStats) {
-        let tape = Tape::new(&step.spec.name, expected, Mode::Live, Some(Arc::clone(journal)));
-        let ctx = StepContext {
-            run_id: run_id.to_string(),
-            tape: Some(Arc::clone(&tape)),
-            budget: limits.budget,
-            usage_limits: limits.usage.clone(),
-        };
-        let (outcome, stats) = run_step_attempt(self.runtime.engine_ref(), step, &input.to_string(), ctx).await;
-        let outcome = outcome.map(|json| serde_json::from_str(&json).unwrap_or(Value::Null));
-        let leftover = lock(&tape).leftover().cloned();
-        let outcome = match (outcome, leftover) {
-            (Ok(_), Some((seq, recorded))) => Err(StepFailure::new(
-                FailureClass::HostFault,
-                format!(
-                    "the step ended before repeating its recorded interaction at event {seq} ({}); is the component nondeterministic?",
-                    recorded.name()
-                ),
-            )),
-            (outcome, _) => outcome,
-        };
-        (outcome, stats)
     }
 
     /// Re-executes every finished attempt of a run against its journal, with no side
@@ -553,7 +364,10 @@ impl Driver {
                         end = Some(&events[j]);
                         break;
                     }
-                    k if k.is_interaction() => interactions.push((events[j].seq, k.clone())),
+                    // Attempts of parallel steps interleave; each keeps its own interactions.
+                    k if k.is_interaction() && k.step() == Some(name.as_str()) => {
+                        interactions.push((events[j].seq, k.clone()))
+                    }
                     _ => {}
                 }
                 j += 1;
@@ -564,12 +378,14 @@ impl Driver {
                 i = j;
                 continue;
             };
-            let step = workflow.steps.iter().find(|s| &s.spec.name == name).ok_or_else(|| {
+            let step_name = tether_types::flow::step_of(name);
+            let step = workflow.steps.iter().find(|s| s.spec.name == step_name).ok_or_else(|| {
                 DriverError::Load(format!("the journal has step `{name}`, which the run's plan does not"))
             })?;
             let tape = Tape::new(name, interactions, Mode::Replay, None);
             let ctx = StepContext {
                 run_id: run_id.to_string(),
+                key: name.clone(),
                 tape: Some(Arc::clone(&tape)),
                 budget: limits.unwrap_or(step.spec.budget),
                 usage_limits: usage_limits.clone(),
@@ -577,7 +393,7 @@ impl Driver {
             let (outcome, stats) = run_step_attempt(self.runtime.engine_ref(), step, &input.to_string(), ctx).await;
             report.attempts += 1;
             let outcome = outcome.map(|json| serde_json::from_str::<Value>(&json).unwrap_or(Value::Null));
-            let actual_end = end_event(step, *attempt, &outcome, &stats);
+            let actual_end = crate::scheduler::end_event(name, *attempt, &outcome, &stats);
             let tape = lock(&tape);
             let divergence = if let Some(d) = tape.divergence.clone() {
                 Some(d)
@@ -606,113 +422,6 @@ impl Driver {
     }
 }
 
-/// Where `execute` picks up: the next step and its input, any interrupted attempt or
-/// scheduled retry, attempt numbers so far, what the run has used, and its budget.
-struct Continue {
-    next: usize,
-    input: Value,
-    open: Option<OpenAttempt>,
-    retry: Option<PendingRetry>,
-    attempts: BTreeMap<String, u32>,
-    used: RunUsage,
-    budget: RunBudget,
-    /// Steps completed so far: (step, input, output), for compensation.
-    completed: Vec<(String, Value, Value)>,
-    /// Set if the run was already undoing its completed steps.
-    compensating: Option<(RunError, Vec<String>)>,
-}
-
-impl Continue {
-    fn new(input: Value) -> Self {
-        Continue {
-            next: 0,
-            input,
-            open: None,
-            retry: None,
-            attempts: BTreeMap::new(),
-            used: RunUsage::default(),
-            budget: RunBudget::default(),
-            completed: Vec::new(),
-            compensating: None,
-        }
-    }
-}
-
-/// Which of an attempt's limits were clipped by the run's budget.
-#[derive(Clone, Copy, Default)]
-struct Capped {
-    fuel: bool,
-    wall_time: bool,
-    tool_calls: bool,
-}
-
-impl Capped {
-    fn any(&self) -> bool {
-        self.fuel || self.wall_time || self.tool_calls
-    }
-
-    /// Whether this failure is the run's budget running out rather than the step's.
-    fn explains(&self, f: &StepFailure) -> bool {
-        match f.class {
-            FailureClass::RunBudgetExceeded => true,
-            FailureClass::FuelExhausted => self.fuel,
-            FailureClass::TimedOut => self.wall_time,
-            FailureClass::ToolBudgetExceeded => self.tool_calls,
-            _ => false,
-        }
-    }
-
-    fn name(&self, f: &StepFailure) -> (String, f64, f64) {
-        let what = match f.class {
-            FailureClass::FuelExhausted => "fuel",
-            FailureClass::TimedOut => "wall_time",
-            FailureClass::ToolBudgetExceeded => "tool_calls",
-            _ => "usage",
-        };
-        (what.to_string(), 0.0, 0.0)
-    }
-}
-
-/// An attempt's effective limits.
-struct Limits {
-    budget: tether_types::StepBudget,
-    usage: BTreeMap<String, f64>,
-    capped: Capped,
-}
-
-impl Limits {
-    /// The step's budget, clipped to what the run has left.
-    fn clip(mut budget: tether_types::StepBudget, remaining: &Remaining) -> Limits {
-        let mut capped = Capped::default();
-        if let Some(f) = remaining.fuel.filter(|f| *f < budget.fuel) {
-            budget.fuel = f;
-            capped.fuel = true;
-        }
-        if let Some(w) = remaining.wall_time.filter(|w| *w < budget.wall_time) {
-            budget.wall_time = w;
-            capped.wall_time = true;
-        }
-        if let Some(t) = remaining.tool_calls.filter(|t| *t < u64::from(budget.tool_calls)) {
-            budget.tool_calls = t as u32;
-            capped.tool_calls = true;
-        }
-        Limits { budget, usage: remaining.usage.clone(), capped }
-    }
-}
-
-/// The report of a run that only finished its compensations in this process.
-fn terminal_report(run_id: &RunId, workflow: &LoadedWorkflow, status: RunStatus, error: Option<RunError>) -> RunReport {
-    RunReport {
-        run_id: run_id.clone(),
-        workflow: workflow.name.clone(),
-        status,
-        output: Value::Null,
-        error,
-        steps: Vec::new(),
-        totals: Default::default(),
-    }
-}
-
 fn budget_names(b: &RunBudget) -> String {
     let mut names: Vec<String> = Vec::new();
     if b.fuel.is_some() {
@@ -732,54 +441,21 @@ fn budget_names(b: &RunBudget) -> String {
     }
 }
 
-fn failed_report(step: &LoadedStep, f: &StepFailure, stats: &StepStats) -> StepReport {
-    StepReport {
-        name: step.spec.name.clone(),
-        outcome: RunStatus::Failed,
-        error: Some(f.clone()),
-        stats: stats.clone(),
-    }
-}
-
-/// Sleeps until a wall-clock time (microseconds since the Unix epoch); a durable backoff
-/// resumed after a restart waits only for what is left of it.
-async fn wait_until(not_before_us: u64) {
-    let now = crate::journal::now_us();
-    if not_before_us > now {
-        tokio::time::sleep(std::time::Duration::from_micros(not_before_us - now)).await;
-    }
-}
-
-/// The event that ends an attempt with `outcome`.
-fn end_event(step: &LoadedStep, attempt: u32, outcome: &Result<Value, StepFailure>, stats: &StepStats) -> EventKind {
-    match outcome {
-        Ok(output) => EventKind::StepCompleted {
-            step: step.spec.name.clone(),
-            attempt,
-            output: output.clone(),
-            fuel: stats.fuel,
-            tool_fuel: stats.tool_fuel,
-            wall_us: stats.wall_us,
-            peak_memory: stats.peak_memory,
-        },
-        Err(f) => EventKind::StepFailed {
-            step: step.spec.name.clone(),
-            attempt,
-            failure: f.clone(),
-            fuel: stats.fuel,
-            tool_fuel: stats.tool_fuel,
-            wall_us: stats.wall_us,
-            peak_memory: stats.peak_memory,
-        },
-    }
-}
-
 /// Two attempt endings agree if they produced the same output, or failed with the same
 /// class. Measurements (fuel, time, memory) are not compared.
 fn same_end(recorded: &EventKind, actual: &EventKind) -> bool {
     match (recorded, actual) {
         (EventKind::StepCompleted { output: a, .. }, EventKind::StepCompleted { output: b, .. }) => a == b,
-        (EventKind::StepFailed { failure: a, .. }, EventKind::StepFailed { failure: b, .. }) => a.class == b.class,
+        (EventKind::StepFailed { failure: a, .. }, EventKind::StepFailed { failure: b, .. }) => {
+            // An attempt cut short by the run's budget is recorded as `run_budget_exceeded`;
+            // re-run with the same limits it ends by the limit that was clipped.
+            a.class == b.class
+                || (a.class == FailureClass::RunBudgetExceeded
+                    && matches!(
+                        b.class,
+                        FailureClass::FuelExhausted | FailureClass::TimedOut | FailureClass::ToolBudgetExceeded
+                    ))
+        }
         _ => false,
     }
 }

@@ -27,6 +27,10 @@ pub(crate) struct RunJournal {
 struct Pending {
     chain: Chain,
     buffer: Vec<SealedEvent>,
+    /// Everything recorded since the driver last looked, with sequence numbers, so its
+    /// run state stays the fold of the journal (tool calls recorded by a running
+    /// attempt included).
+    recorded: Vec<(u64, EventKind)>,
 }
 
 impl RunJournal {
@@ -34,7 +38,7 @@ impl RunJournal {
         RunJournal {
             run_id,
             store,
-            pending: Mutex::new(Pending { chain, buffer: Vec::new() }),
+            pending: Mutex::new(Pending { chain, buffer: Vec::new(), recorded: Vec::new() }),
             flush_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -47,7 +51,13 @@ impl RunJournal {
     pub(crate) fn record(&self, kind: &EventKind) {
         let mut p = self.lock();
         let sealed = p.chain.seal(kind, now_us());
+        p.recorded.push((sealed.seq, kind.clone()));
         p.buffer.push(sealed);
+    }
+
+    /// Takes what was recorded since the last call, in order.
+    pub(crate) fn take_recorded(&self) -> Vec<(u64, EventKind)> {
+        std::mem::take(&mut self.lock().recorded)
     }
 
     /// Makes everything recorded so far durable.

@@ -19,6 +19,7 @@ mod journal;
 mod limits;
 mod load;
 mod pipe;
+mod scheduler;
 mod state;
 mod tape;
 mod workflow;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tether_types::manifest::ComponentRef;
-use tether_types::plan::{DirGrant, Plan, PlanCompensation, PlanStep, PlanTool};
+use tether_types::plan::{DirGrant, Plan, PlanCompensation, PlanForEach, PlanLoop, PlanRouteCase, PlanStep, PlanTool};
 use tether_types::{Compensation, ManifestErrors, StepSpec, ToolSpec, Workflow};
 use wasmtime::component::Component;
 
@@ -71,8 +71,8 @@ pub struct LoadedWorkflow {
     pub name: String,
     /// The resolved plan (component digests, budgets, grants).
     pub plan: Plan,
-    /// Steps, in order.
-    pub steps: Vec<LoadedStep>,
+    /// Steps that run a component, in the order written (routes run none).
+    pub steps: Vec<Arc<LoadedStep>>,
     /// Tools, by name.
     pub tools: BTreeMap<String, Arc<LoadedTool>>,
 }
@@ -161,6 +161,7 @@ impl Runtime {
         }
         let mut steps = Vec::new();
         for spec in &workflow.steps {
+            let Some(component) = &spec.component else { continue };
             let compensation = match &spec.compensate {
                 None => None,
                 Some(Compensation::Tool(t)) => tools.get(t).map(|l| LoadedCompensation::Tool(Arc::clone(l))),
@@ -172,14 +173,14 @@ impl Runtime {
                     }
                 },
             };
-            match self.load_step(&base_dir.join(&spec.component.path)) {
-                Ok(c) => steps.push(LoadedStep {
+            match self.load_step(&base_dir.join(&component.path)) {
+                Ok(c) => steps.push(Arc::new(LoadedStep {
                     spec: spec.clone(),
                     component: Arc::new(c),
                     tools: Arc::new(granted(&spec.tools, &tools)),
                     compensation,
-                }),
-                Err(e) => errors.push(position(&workflow, &spec.component, &e, "step")),
+                })),
+                Err(e) => errors.push(position(&workflow, component, &e, "step")),
             }
         }
         if !errors.is_empty() {
@@ -212,6 +213,9 @@ impl Runtime {
         }
         let mut steps = Vec::new();
         for s in &plan.steps {
+            if s.route.is_some() {
+                continue;
+            }
             let wasm = match overrides.get(&s.name) {
                 Some(w) => w.clone(),
                 None => bytes(&s.component)?,
@@ -234,18 +238,25 @@ impl Runtime {
             };
             let spec = StepSpec {
                 name: s.name.clone(),
-                component: pinned(&s.component),
+                component: Some(pinned(&s.component)),
                 tools: s.tools.clone(),
                 budget: s.budget,
                 retry: s.retry.clone(),
                 compensate,
+                // The flow is read from the plan itself; specs only carry what a step runs with.
+                needs: Vec::new(),
+                input: None,
+                when: None,
+                for_each: None,
+                route: None,
+                in_loop: None,
             };
-            steps.push(LoadedStep {
+            steps.push(Arc::new(LoadedStep {
                 spec,
                 component: Arc::new(component),
                 tools: Arc::new(granted(&s.tools, &tools)),
                 compensation,
-            });
+            }));
         }
         Ok(LoadedWorkflow { name: plan.workflow.clone(), plan: plan.clone(), steps, tools })
     }
@@ -269,23 +280,51 @@ fn granted(names: &[String], tools: &BTreeMap<String, Arc<LoadedTool>>) -> HashM
     names.iter().filter_map(|t| tools.get(t).map(|l| (t.clone(), Arc::clone(l)))).collect()
 }
 
-fn plan_of(workflow: &Workflow, steps: &[LoadedStep], tools: &BTreeMap<String, Arc<LoadedTool>>) -> Plan {
+fn plan_of(workflow: &Workflow, steps: &[Arc<LoadedStep>], tools: &BTreeMap<String, Arc<LoadedTool>>) -> Plan {
+    let source = |e: &Option<tether_types::expr::Expr>| e.as_ref().map(|e| e.source().to_string());
     Plan {
         run_budget: workflow.run_budget.clone(),
         workflow: workflow.name.clone(),
         version: workflow.version.clone(),
-        steps: steps
+        loops: workflow
+            .loops
             .iter()
-            .map(|s| PlanStep {
-                name: s.spec.name.clone(),
-                component: s.component.digest.clone(),
-                tools: s.spec.tools.clone(),
-                budget: s.spec.budget,
-                retry: s.spec.retry.clone(),
-                compensate: s.compensation.as_ref().map(|c| match c {
-                    LoadedCompensation::Tool(t) => PlanCompensation::Tool(t.spec.name.clone()),
-                    LoadedCompensation::Component(c) => PlanCompensation::Component(c.digest.clone()),
-                }),
+            .map(|(name, l)| {
+                let until = l.until.source().to_string();
+                (name.clone(), PlanLoop { until, max_iterations: l.max_iterations, on_exhausted: l.on_exhausted })
+            })
+            .collect(),
+        output: source(&workflow.output),
+        steps: workflow
+            .steps
+            .iter()
+            .map(|spec| {
+                let loaded = steps.iter().find(|s| s.spec.name == spec.name);
+                PlanStep {
+                    name: spec.name.clone(),
+                    component: loaded.map(|s| s.component.digest.clone()).unwrap_or_default(),
+                    needs: Some(spec.needs.clone()),
+                    input: source(&spec.input),
+                    when: source(&spec.when),
+                    for_each: spec.for_each.as_ref().map(|f| PlanForEach {
+                        items: f.items.source().to_string(),
+                        concurrency: f.concurrency,
+                    }),
+                    route: spec.route.as_ref().map(|cases| {
+                        cases
+                            .iter()
+                            .map(|c| PlanRouteCase { when: source(&c.when), to: c.to.clone() })
+                            .collect()
+                    }),
+                    in_loop: spec.in_loop.clone(),
+                    tools: spec.tools.clone(),
+                    budget: spec.budget,
+                    retry: spec.retry.clone(),
+                    compensate: loaded.and_then(|s| s.compensation.as_ref()).map(|c| match c {
+                        LoadedCompensation::Tool(t) => PlanCompensation::Tool(t.spec.name.clone()),
+                        LoadedCompensation::Component(c) => PlanCompensation::Component(c.digest.clone()),
+                    }),
+                }
             })
             .collect(),
         tools: tools

@@ -43,6 +43,7 @@ impl Runtime {
     pub async fn run_step(&self, step: &LoadedStep, input: &str) -> StepRun {
         let ctx = crate::attempt::StepContext {
             run_id: "local".into(),
+            key: step.spec.name.clone(),
             tape: None,
             budget: step.spec.budget,
             usage_limits: Default::default(),

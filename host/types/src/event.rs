@@ -212,6 +212,48 @@ pub enum EventKind {
         /// Steps whose compensation failed.
         failed: Vec<String>,
     },
+    /// A step did not run: its `when` did not hold, a route chose another step, or
+    /// every step it needs was skipped. Its dependents follow the same rules.
+    StepSkipped {
+        /// The step's key (`name`, or `name#K` in iteration K of a loop).
+        step: String,
+        /// Why, for humans.
+        reason: String,
+    },
+    /// A route step chose the step to run; the other targets are skipped.
+    Routed {
+        /// The route's key.
+        step: String,
+        /// The step chosen, if any case was taken.
+        to: Option<String>,
+        /// The 1-based case that was taken.
+        case: Option<u32>,
+        /// What the route passes on (its input).
+        output: Value,
+    },
+    /// A `for_each` step fanned out; its items run as `name[0]`, `name[1]`, ...
+    ForEachStarted {
+        /// The step's key.
+        step: String,
+        /// How many items.
+        items: u32,
+    },
+    /// Every item of a `for_each` completed; their outputs, in item order, are the step's output.
+    ForEachGathered {
+        /// The step's key.
+        step: String,
+        /// The list of item outputs.
+        output: Value,
+    },
+    /// An iteration of a loop ended and its `until` was checked.
+    LoopIterationEnded {
+        /// The loop.
+        name: String,
+        /// The iteration, from 1.
+        iteration: u32,
+        /// Whether `until` held (the loop is over).
+        until: bool,
+    },
     /// The run completed: terminal.
     RunCompleted {
         /// The run's output.
@@ -285,6 +327,11 @@ impl EventKind {
             EventKind::StepCompensated { .. } => "step_compensated",
             EventKind::RunCompensated { .. } => "run_compensated",
             EventKind::RunCompensationFailed { .. } => "run_compensation_failed",
+            EventKind::StepSkipped { .. } => "step_skipped",
+            EventKind::Routed { .. } => "routed",
+            EventKind::ForEachStarted { .. } => "for_each_started",
+            EventKind::ForEachGathered { .. } => "for_each_gathered",
+            EventKind::LoopIterationEnded { .. } => "loop_iteration_ended",
             EventKind::RunCompleted { .. } => "run_completed",
             EventKind::RunFailed { .. } => "run_failed",
         }
@@ -302,7 +349,11 @@ impl EventKind {
             | EventKind::StepCompleted { step, .. }
             | EventKind::StepFailed { step, .. }
             | EventKind::RetryScheduled { step, .. }
-            | EventKind::StepCompensated { step, .. } => Some(step),
+            | EventKind::StepCompensated { step, .. }
+            | EventKind::StepSkipped { step, .. }
+            | EventKind::Routed { step, .. }
+            | EventKind::ForEachStarted { step, .. }
+            | EventKind::ForEachGathered { step, .. } => Some(step),
             _ => None,
         }
     }

@@ -35,11 +35,13 @@ pub enum FailureClass {
     /// The run's budget (fuel, wall time, tool calls or a usage metric across all steps)
     /// ran out during this attempt. The run is paused, not failed.
     RunBudgetExceeded,
+    /// A loop ran its `max_iterations` without its `until` holding.
+    LoopExhausted,
 }
 
 impl FailureClass {
     /// Every class, in the order they are documented.
-    pub const ALL: [FailureClass; 12] = [
+    pub const ALL: [FailureClass; 13] = [
         Self::GuestError,
         Self::Trap,
         Self::FuelExhausted,
@@ -52,6 +54,7 @@ impl FailureClass {
         Self::InvalidInput,
         Self::HostFault,
         Self::RunBudgetExceeded,
+        Self::LoopExhausted,
     ];
 
     /// The stable snake_case name used in JSON output and the journal.
@@ -69,6 +72,7 @@ impl FailureClass {
             Self::InvalidInput => "invalid_input",
             Self::HostFault => "host_fault",
             Self::RunBudgetExceeded => "run_budget_exceeded",
+            Self::LoopExhausted => "loop_exhausted",
         }
     }
 }

@@ -4,9 +4,12 @@
 
 pub mod budget;
 pub mod event;
+pub mod expr;
 pub mod failure;
+pub mod flow;
 pub mod ids;
 pub mod manifest;
+pub mod next;
 pub mod plan;
 pub mod report;
 pub mod retry;

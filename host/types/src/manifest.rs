@@ -22,8 +22,10 @@
 //! budget = { tool_calls = 4 }
 //! ```
 //!
-//! Steps run in order; each receives the previous step's output (the first receives the
-//! run input), and the last step's output is the run's output.
+//! A step needs the step written before it unless it says otherwise (`needs = [...]`,
+//! `needs = []` for none); steps whose needs are met run concurrently. The flow
+//! fields (`needs`, `input`, `when`, `for_each`, `route`, `loop`, `[loops.NAME]`,
+//! `[run] output`) are checked in [`flow`]; the README documents the language.
 
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -31,6 +33,9 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::budget::{BudgetSpec, StepBudget, ToolBudget};
+use crate::expr::Expr;
+
+mod flow;
 
 /// Largest memory budget a manifest may ask for; the host reserves address space for it.
 pub const MAX_MEMORY: u64 = 4 << 30;
@@ -50,7 +55,40 @@ pub struct Workflow {
     pub steps: Vec<StepSpec>,
     /// Totals across the whole run.
     pub run_budget: crate::run_budget::RunBudget,
+    /// Loops, by name.
+    pub loops: BTreeMap<String, LoopSpec>,
+    /// What the run outputs; by default, the output of the last step written.
+    pub output: Option<Expr>,
     source: Source,
+}
+
+/// A loop: its steps run again, in order of their needs, until `until` holds.
+#[derive(Clone, Debug)]
+pub struct LoopSpec {
+    /// Checked after each iteration, with that iteration's outputs in `steps`.
+    pub until: Expr,
+    /// The most iterations it runs.
+    pub max_iterations: u32,
+    /// What happens when the last iteration ends without `until` holding.
+    pub on_exhausted: crate::plan::OnExhausted,
+}
+
+/// A step that fans out over a list.
+#[derive(Clone, Debug)]
+pub struct ForEach {
+    /// Gives the list; each element runs the step once, as `item` (with `index`).
+    pub items: Expr,
+    /// How many items run at once.
+    pub concurrency: u32,
+}
+
+/// One case of a route: the first whose `when` holds (or that has none) is taken.
+#[derive(Clone, Debug)]
+pub struct RouteCase {
+    /// The condition; none for the default case.
+    pub when: Option<Expr>,
+    /// The step that runs when this case is taken.
+    pub to: String,
 }
 
 /// A tool declared in the manifest.
@@ -84,8 +122,21 @@ pub struct DirSpec {
 pub struct StepSpec {
     /// The step's name, unique in the workflow.
     pub name: String,
-    /// Where its component is.
-    pub component: ComponentRef,
+    /// Where its component is; `None` for a route, which runs no component.
+    pub component: Option<ComponentRef>,
+    /// Steps that must finish (complete or be skipped) before this one starts.
+    pub needs: Vec<String>,
+    /// Builds the step's input; by default the output of its one need, an object of its
+    /// needs' outputs when it has several, or the run input when it has none.
+    pub input: Option<Expr>,
+    /// The step is skipped unless this holds.
+    pub when: Option<Expr>,
+    /// Runs the step once per item of a list.
+    pub for_each: Option<ForEach>,
+    /// Makes the step a route: it picks one of its targets, and the others are skipped.
+    pub route: Option<Vec<RouteCase>>,
+    /// The loop the step belongs to.
+    pub in_loop: Option<String>,
     /// Tools the step may call; any other call is denied.
     pub tools: Vec<String>,
     /// The budget of each attempt.
@@ -156,6 +207,17 @@ struct RawWorkflow {
     steps: Vec<RawStep>,
     #[serde(default)]
     run: Option<RawRun>,
+    #[serde(default)]
+    loops: BTreeMap<Spanned<String>, RawLoop>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoop {
+    until: Spanned<String>,
+    max_iterations: Spanned<u32>,
+    #[serde(default)]
+    on_exhausted: crate::plan::OnExhausted,
 }
 
 #[derive(Deserialize)]
@@ -163,6 +225,8 @@ struct RawWorkflow {
 struct RawRun {
     #[serde(default)]
     budget: Option<Spanned<RawRunBudget>>,
+    #[serde(default)]
+    output: Option<Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -201,7 +265,22 @@ struct RawTool {
 #[serde(deny_unknown_fields)]
 struct RawStep {
     name: Spanned<String>,
-    component: Spanned<String>,
+    #[serde(default)]
+    component: Option<Spanned<String>>,
+    #[serde(default)]
+    needs: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    input: Option<Spanned<String>>,
+    #[serde(default)]
+    when: Option<Spanned<String>>,
+    #[serde(default)]
+    for_each: Option<Spanned<String>>,
+    #[serde(default)]
+    concurrency: Option<Spanned<u32>>,
+    #[serde(default)]
+    route: Option<Spanned<Vec<RawCase>>>,
+    #[serde(default, rename = "loop")]
+    in_loop: Option<Spanned<String>>,
     #[serde(default)]
     tools: Vec<Spanned<String>>,
     #[serde(default)]
@@ -210,6 +289,14 @@ struct RawStep {
     retry: Option<Spanned<crate::retry::RetrySpec>>,
     #[serde(default)]
     compensate: Option<Spanned<RawCompensate>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    #[serde(default)]
+    when: Option<Spanned<String>>,
+    to: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -336,15 +423,34 @@ impl Workflow {
                     None
                 }
             };
+            let component = match (&step.component, &step.route) {
+                (Some(c), _) => Some(component_ref(c, &mut err)),
+                (None, Some(_)) => None,
+                (None, None) => {
+                    err(
+                        step.name.span(),
+                        format!("step `{name}` has no `component`"),
+                        Some("give the path of its .wasm component, or make it a `route`"),
+                    );
+                    None
+                }
+            };
             steps.push(StepSpec {
                 compensate,
                 retry,
                 name: name.clone(),
-                component: component_ref(&step.component, &mut err),
+                component,
+                needs: Vec::new(),
+                input: None,
+                when: None,
+                for_each: None,
+                route: None,
+                in_loop: None,
                 tools: step.tools.iter().map(|t| t.get_ref().clone()).collect(),
                 budget: StepBudget::from_spec(&spec.over(&step_defaults)),
             });
         }
+        let (loops, output) = flow::check(&raw, &mut steps, &mut err);
 
         let run_budget = match raw.run.as_ref().and_then(|r| r.budget.as_ref()) {
             None => crate::run_budget::RunBudget::default(),
@@ -376,6 +482,8 @@ impl Workflow {
             return Err(ManifestErrors(errors));
         }
         Ok(Workflow {
+            loops,
+            output,
             run_budget,
             name: raw.name.into_inner(),
             version: raw.version,

@@ -24,6 +24,54 @@ pub struct Plan {
     /// Totals across the whole run.
     #[serde(default, skip_serializing_if = "is_unlimited")]
     pub run_budget: crate::run_budget::RunBudget,
+    /// Loops, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub loops: BTreeMap<String, PlanLoop>,
+    /// The run output expression (CEL); by default the output of the last step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+/// A loop, with its `until` expression as written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanLoop {
+    /// CEL, checked after each iteration.
+    pub until: String,
+    /// The most iterations it runs.
+    pub max_iterations: u32,
+    /// What happens when the last iteration ends without `until` holding.
+    #[serde(default)]
+    pub on_exhausted: OnExhausted,
+}
+
+/// What a loop does when its last iteration ends without `until` holding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExhausted {
+    /// The run fails with class `loop_exhausted` (compensating what it did).
+    #[default]
+    Fail,
+    /// The run goes on with the last iteration's outputs.
+    Continue,
+}
+
+/// A `for_each` as written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanForEach {
+    /// CEL giving the list.
+    pub items: String,
+    /// How many items run at once.
+    pub concurrency: u32,
+}
+
+/// A route case as written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRouteCase {
+    /// CEL condition; none for the default case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// The step it leads to.
+    pub to: String,
 }
 
 fn is_unlimited(b: &crate::run_budget::RunBudget) -> bool {
@@ -35,8 +83,28 @@ fn is_unlimited(b: &crate::run_budget::RunBudget) -> bool {
 pub struct PlanStep {
     /// The step's name.
     pub name: String,
-    /// sha256 of its component.
+    /// sha256 of its component; empty for a route.
+    #[serde(default)]
     pub component: String,
+    /// The steps it needs. Absent in plans recorded before `needs` existed, where each
+    /// step needed the one before it; [`Plan::normalize`] fills that in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs: Option<Vec<String>>,
+    /// CEL building its input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// CEL condition; the step is skipped unless it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Fan-out over a list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<PlanForEach>,
+    /// Route cases, for a route step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Vec<PlanRouteCase>>,
+    /// The loop it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "loop")]
+    pub in_loop: Option<String>,
     /// Tools it may call.
     pub tools: Vec<String>,
     /// Its budget.
@@ -83,6 +151,27 @@ pub struct DirGrant {
 }
 
 impl Plan {
+    /// Fills in what older plans left implicit: a step without `needs` needs the one
+    /// before it.
+    pub fn normalize(&mut self) {
+        let names: Vec<String> = self.steps.iter().map(|s| s.name.clone()).collect();
+        for (i, step) in self.steps.iter_mut().enumerate() {
+            if step.needs.is_none() {
+                step.needs = Some(i.checked_sub(1).map(|p| vec![names[p].clone()]).unwrap_or_default());
+            }
+        }
+    }
+
+    /// What step `name` needs.
+    pub fn needs_of(&self, name: &str) -> &[String] {
+        self.step(name).and_then(|s| s.needs.as_deref()).unwrap_or_default()
+    }
+
+    /// The step called `name`.
+    pub fn step(&self, name: &str) -> Option<&PlanStep> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
     /// sha256 of the plan's canonical JSON: what `RunStarted` records as the workflow digest.
     pub fn digest(&self) -> String {
         hex::encode(Sha256::digest(serde_json::to_vec(self).expect("plans serialize")))

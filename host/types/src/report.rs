@@ -104,6 +104,9 @@ pub enum RunStatus {
     Compensated,
     /// A step failed and at least one compensation failed too.
     CompensationFailed,
+    /// (Steps only.) The step did not run: its `when` did not hold, a route chose
+    /// another step, or every step it needs was skipped.
+    Skipped,
 }
 
 /// The run's error: which step failed and how.

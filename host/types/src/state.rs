@@ -15,7 +15,7 @@ use crate::report::{LogLine, RunError, RunReport, RunStatus, StepReport, StepSta
 /// An attempt that started and has not ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpenAttempt {
-    /// The step.
+    /// The step's key.
     pub step: String,
     /// Its attempt number.
     pub attempt: u32,
@@ -32,12 +32,45 @@ pub struct OpenAttempt {
 /// A retry waiting for its time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PendingRetry {
-    /// The step.
+    /// The step's key.
     pub step: String,
     /// The attempt that will run.
     pub attempt: u32,
     /// Microseconds since the Unix epoch.
     pub not_before_us: u64,
+}
+
+/// One run of a step (one key: a step, an iteration of it, or a `for_each` item).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Instance {
+    /// The highest attempt number so far.
+    pub attempts: u32,
+    /// The attempt that started and has not ended.
+    pub open: Option<OpenAttempt>,
+    /// A retry that was scheduled and has not started.
+    pub retry: Option<PendingRetry>,
+    /// Its failure, once it failed for good (no retry follows).
+    pub failed: Option<crate::failure::StepFailure>,
+    /// Its output, once it completed.
+    pub output: Option<Value>,
+}
+
+/// How a step (at a key) came out.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resolved {
+    /// It completed (a route or a gathered `for_each` included) with this output.
+    Completed(Value),
+    /// It was skipped, for this reason.
+    Skipped(String),
+}
+
+/// A loop's progress.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoopState {
+    /// Iterations ended.
+    pub iterations: u32,
+    /// Whether the last one's `until` held.
+    pub converged: bool,
 }
 
 /// Where a run stands.
@@ -49,17 +82,19 @@ pub struct RunState {
     pub input: Value,
     /// Who started it.
     pub identity: String,
-    /// The steps that completed, in order: (step, input, output).
+    /// Every run of a step so far, by key.
+    pub instances: BTreeMap<String, Instance>,
+    /// Steps that completed or were skipped, by key (for a `for_each`, the whole step).
+    pub resolved: BTreeMap<String, Resolved>,
+    /// `for_each` steps that fanned out, by key: their item counts.
+    pub fanouts: BTreeMap<String, u32>,
+    /// Loops, by name.
+    pub loops: BTreeMap<String, LoopState>,
+    /// Attempts that completed, in order: (key, input, output), for compensation.
     pub completed: Vec<(String, Value, Value)>,
-    /// Set once the run has begun undoing completed steps: why it failed, and the steps
+    /// Set once the run has begun undoing completed steps: why it failed, and the keys
     /// already compensated.
     pub compensating: Option<(RunError, Vec<String>)>,
-    /// The attempt that was interrupted, if any.
-    pub open: Option<OpenAttempt>,
-    /// A retry that was scheduled and has not started.
-    pub retry: Option<PendingRetry>,
-    /// The highest attempt number seen, per step.
-    pub attempts: BTreeMap<String, u32>,
     /// What the run has consumed, for run budgets.
     pub used: crate::run_budget::RunUsage,
     /// Budget raises so far, per metric.
@@ -92,97 +127,132 @@ impl RunState {
         let EventKind::RunStarted { plan, input, identity, .. } = &first.kind else {
             return Err(err(first.seq, "the first event is not run_started"));
         };
-        let plan: Plan = serde_json::from_value(plan.clone()).map_err(|e| err(first.seq, &format!("bad plan: {e}")))?;
-        let mut state = RunState {
-            plan,
-            input: input.clone(),
-            identity: identity.clone(),
-            completed: Vec::new(),
-            compensating: None,
-            open: None,
-            retry: None,
-            attempts: BTreeMap::new(),
-            used: crate::run_budget::RunUsage::default(),
-            raises: BTreeMap::new(),
-            paused: None,
-            outcome: None,
-            last: (first.seq, first.hash.clone()),
-        };
+        let mut plan: Plan =
+            serde_json::from_value(plan.clone()).map_err(|e| err(first.seq, &format!("bad plan: {e}")))?;
+        plan.normalize();
+        let mut state = RunState::new(plan, input.clone(), identity.clone());
+        state.last = (first.seq, first.hash.clone());
         for e in &events[1..] {
             state.last = (e.seq, e.hash.clone());
-            match &e.kind {
-                EventKind::StepAttemptStarted { step, attempt, input, limits, usage_limits, .. } => {
-                    state.retry = None;
-                    let max = state.attempts.entry(step.clone()).or_default();
-                    *max = (*max).max(*attempt);
-                    state.open = Some(OpenAttempt {
-                        step: step.clone(),
-                        attempt: *attempt,
-                        input: input.clone(),
-                        interactions: Vec::new(),
-                        limits: *limits,
-                        usage_limits: usage_limits.clone(),
-                    });
-                }
-                k if k.is_interaction() => {
-                    match k {
-                        EventKind::ToolCallCompleted { usage, .. } => {
-                            state.used.tool_calls += 1;
-                            for (m, a) in usage {
-                                *state.used.usage.entry(m.clone()).or_default() += a;
-                            }
-                        }
-                        EventKind::UsageReported { metric, amount, .. } => {
-                            *state.used.usage.entry(metric.clone()).or_default() += amount
-                        }
-                        _ => {}
-                    }
-                    match &mut state.open {
-                        Some(open) if k.step() == Some(open.step.as_str()) => {
-                            open.interactions.push((e.seq, k.clone()))
-                        }
-                        _ => return Err(err(e.seq, "an interaction outside any open attempt of its step")),
-                    }
-                }
-                EventKind::StepCompleted { step, output, fuel, tool_fuel, wall_us, .. } => {
-                    state.used.fuel += fuel + tool_fuel;
-                    state.used.wall_us += wall_us;
-                    let input = state.open.take().map(|o| o.input).unwrap_or(Value::Null);
-                    state.completed.push((step.clone(), input, output.clone()));
-                }
-                EventKind::CompensationBegun { error } => state.compensating = Some((error.clone(), Vec::new())),
-                EventKind::StepCompensated { step, .. } => {
-                    if let Some((_, done)) = &mut state.compensating {
-                        done.push(step.clone());
-                    }
-                }
-                EventKind::RunCompensated { error } | EventKind::RunCompensationFailed { error, .. } => {
-                    state.outcome = Some(Err(error.clone()))
-                }
-                EventKind::StepFailed { fuel, tool_fuel, wall_us, .. } => {
-                    state.used.fuel += fuel + tool_fuel;
-                    state.used.wall_us += wall_us;
-                    state.open = None;
-                }
-                EventKind::RunPaused { step, exceeded, .. } => state.paused = Some((step.clone(), exceeded.clone())),
-                EventKind::RunResumed { .. } => state.paused = None,
-                EventKind::BudgetRaised { metric, by } => *state.raises.entry(metric.clone()).or_default() += by,
-                EventKind::RetryScheduled { step, attempt, not_before_us, .. } => {
-                    state.retry =
-                        Some(PendingRetry { step: step.clone(), attempt: *attempt, not_before_us: *not_before_us })
-                }
-                EventKind::RunCompleted { output } => state.outcome = Some(Ok(output.clone())),
-                EventKind::RunFailed { error } => state.outcome = Some(Err(error.clone())),
-                EventKind::RunStarted { .. } => return Err(err(e.seq, "a second run_started")),
-                _ => {}
-            }
+            state.apply(e.seq, &e.kind).map_err(|reason| err(e.seq, &reason))?;
         }
         Ok(state)
     }
 
-    /// The index of the next step to run (after the completed ones).
-    pub fn next_step(&self) -> usize {
-        self.completed.len()
+    /// The state of a run that has just started.
+    pub fn new(plan: Plan, input: Value, identity: String) -> RunState {
+        RunState {
+            plan,
+            input,
+            identity,
+            instances: BTreeMap::new(),
+            resolved: BTreeMap::new(),
+            fanouts: BTreeMap::new(),
+            loops: BTreeMap::new(),
+            completed: Vec::new(),
+            compensating: None,
+            used: crate::run_budget::RunUsage::default(),
+            raises: BTreeMap::new(),
+            paused: None,
+            outcome: None,
+            last: (0, String::new()),
+        }
+    }
+
+    /// Applies one event (`seq` is kept with interactions, for resume).
+    pub fn apply(&mut self, seq: u64, kind: &EventKind) -> Result<(), String> {
+        match kind {
+            EventKind::StepAttemptStarted { step, attempt, input, limits, usage_limits, .. } => {
+                let inst = self.instances.entry(step.clone()).or_default();
+                inst.retry = None;
+                inst.failed = None;
+                inst.attempts = inst.attempts.max(*attempt);
+                inst.open = Some(OpenAttempt {
+                    step: step.clone(),
+                    attempt: *attempt,
+                    input: input.clone(),
+                    interactions: Vec::new(),
+                    limits: *limits,
+                    usage_limits: usage_limits.clone(),
+                });
+            }
+            k if k.is_interaction() => {
+                match k {
+                    EventKind::ToolCallCompleted { usage, .. } => {
+                        self.used.tool_calls += 1;
+                        for (m, a) in usage {
+                            *self.used.usage.entry(m.clone()).or_default() += a;
+                        }
+                    }
+                    EventKind::UsageReported { metric, amount, .. } => {
+                        *self.used.usage.entry(metric.clone()).or_default() += amount
+                    }
+                    _ => {}
+                }
+                let open = k.step().and_then(|s| self.instances.get_mut(s)).and_then(|i| i.open.as_mut());
+                match open {
+                    Some(open) => open.interactions.push((seq, k.clone())),
+                    None => return Err("an interaction outside any open attempt of its step".into()),
+                }
+            }
+            EventKind::StepCompleted { step, output, fuel, tool_fuel, wall_us, .. } => {
+                self.used.fuel += fuel + tool_fuel;
+                self.used.wall_us += wall_us;
+                let inst = self.instances.entry(step.clone()).or_default();
+                let input = inst.open.take().map(|o| o.input).unwrap_or(Value::Null);
+                inst.output = Some(output.clone());
+                self.completed.push((step.clone(), input, output.clone()));
+                if crate::flow::Key::parse(step).item.is_none() {
+                    self.resolved.insert(step.clone(), Resolved::Completed(output.clone()));
+                }
+            }
+            EventKind::StepFailed { step, attempt, failure, fuel, tool_fuel, wall_us, .. } => {
+                self.used.fuel += fuel + tool_fuel;
+                self.used.wall_us += wall_us;
+                let inst = self.instances.entry(step.clone()).or_default();
+                inst.open = None;
+                inst.attempts = inst.attempts.max(*attempt);
+                // A run budget running out pauses the run; the step runs again on resume.
+                if failure.class != crate::FailureClass::RunBudgetExceeded {
+                    inst.failed = Some(failure.clone());
+                }
+            }
+            EventKind::RetryScheduled { step, attempt, not_before_us, .. } => {
+                let inst = self.instances.entry(step.clone()).or_default();
+                inst.failed = None;
+                inst.retry =
+                    Some(PendingRetry { step: step.clone(), attempt: *attempt, not_before_us: *not_before_us });
+            }
+            EventKind::StepSkipped { step, reason } => {
+                self.resolved.insert(step.clone(), Resolved::Skipped(reason.clone()));
+            }
+            EventKind::Routed { step, output, .. } | EventKind::ForEachGathered { step, output } => {
+                self.resolved.insert(step.clone(), Resolved::Completed(output.clone()));
+            }
+            EventKind::ForEachStarted { step, items } => {
+                self.fanouts.insert(step.clone(), *items);
+            }
+            EventKind::LoopIterationEnded { name, iteration, until } => {
+                self.loops.insert(name.clone(), LoopState { iterations: *iteration, converged: *until });
+            }
+            EventKind::CompensationBegun { error } => self.compensating = Some((error.clone(), Vec::new())),
+            EventKind::StepCompensated { step, .. } => {
+                if let Some((_, done)) = &mut self.compensating {
+                    done.push(step.clone());
+                }
+            }
+            EventKind::RunCompensated { error } | EventKind::RunCompensationFailed { error, .. } => {
+                self.outcome = Some(Err(error.clone()))
+            }
+            EventKind::RunPaused { step, exceeded, .. } => self.paused = Some((step.clone(), exceeded.clone())),
+            EventKind::RunResumed { .. } => self.paused = None,
+            EventKind::BudgetRaised { metric, by } => *self.raises.entry(metric.clone()).or_default() += by,
+            EventKind::RunCompleted { output } => self.outcome = Some(Ok(output.clone())),
+            EventKind::RunFailed { error } => self.outcome = Some(Err(error.clone())),
+            EventKind::RunStarted { .. } => return Err("a second run_started".into()),
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -190,15 +260,24 @@ impl RunState {
 pub fn report_from_events(run_id: RunId, events: &[Event]) -> RunReport {
     let mut workflow = String::new();
     let mut steps: Vec<StepReport> = Vec::new();
-    let mut current = StepStats::default();
+    let mut current: BTreeMap<String, StepStats> = BTreeMap::new();
     let mut status = RunStatus::Failed;
     let mut output = Value::Null;
     let mut error = None;
     for e in events {
         match &e.kind {
             EventKind::RunStarted { workflow: w, .. } => workflow.clone_from(w),
-            EventKind::StepAttemptStarted { .. } => current = StepStats::default(),
-            EventKind::ToolCallCompleted { tool, result, fuel, wall_us, logs, usage, .. } => {
+            EventKind::StepAttemptStarted { step, .. } => {
+                current.insert(step.clone(), StepStats::default());
+            }
+            EventKind::StepSkipped { step, reason } => steps.push(StepReport {
+                name: step.clone(),
+                outcome: RunStatus::Skipped,
+                error: None,
+                stats: StepStats { logs: vec![skip_note(reason)], ..StepStats::default() },
+            }),
+            EventKind::ToolCallCompleted { step, tool, result, fuel, wall_us, logs, usage, .. } => {
+                let current = current.entry(step.clone()).or_default();
                 let outcome = match result {
                     ToolResult::Ok(_) => "ok".to_string(),
                     ToolResult::Err { class: Some(c), .. } => c.as_str().to_string(),
@@ -210,23 +289,27 @@ pub fn report_from_events(run_id: RunId, events: &[Event]) -> RunReport {
                     *current.usage.entry(m.clone()).or_default() += a;
                 }
             }
-            EventKind::UsageReported { metric, amount, .. } => {
-                *current.usage.entry(metric.clone()).or_default() += amount
+            EventKind::UsageReported { step, metric, amount } => {
+                *current.entry(step.clone()).or_default().usage.entry(metric.clone()).or_default() += amount
             }
-            EventKind::GuestLog { level, stream, tool, message, .. } => current.logs.push(LogLine {
+            EventKind::GuestLog { step, level, stream, tool, message } => {
+                current.entry(step.clone()).or_default().logs.push(LogLine {
                 level: *level,
                 stream: stream.clone(),
                 tool: tool.clone(),
                 message: message.clone(),
-            }),
+                })
+            }
             EventKind::StepCompleted { step, fuel, tool_fuel, wall_us, peak_memory, .. } => {
-                steps.push(finish(step, None, &mut current, (*fuel, *tool_fuel, *wall_us, *peak_memory)));
+                let stats = current.entry(step.clone()).or_default();
+                steps.push(finish(step, None, stats, (*fuel, *tool_fuel, *wall_us, *peak_memory)));
             }
             EventKind::StepFailed { step, failure, fuel, tool_fuel, wall_us, peak_memory, .. } => {
+                let stats = current.entry(step.clone()).or_default();
                 steps.push(finish(
                     step,
                     Some(failure.clone()),
-                    &mut current,
+                    stats,
                     (*fuel, *tool_fuel, *wall_us, *peak_memory),
                 ));
             }
@@ -284,6 +367,10 @@ fn finish(
         error,
         stats,
     }
+}
+
+fn skip_note(reason: &str) -> LogLine {
+    LogLine { level: crate::report::LogLevel::Info, stream: "host".into(), tool: None, message: format!("skipped: {reason}") }
 }
 
 /// Usage per metric, summed over a run's events (for `history` and `stats`).

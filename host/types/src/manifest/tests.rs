@@ -47,7 +47,7 @@ fn good_manifest_layers_budgets() {
 fn bad_manifests_name_position_and_problem() {
     let cases: &[(&str, &str)] = &[
         ("name = \"x\"\n[[steps]]\nname = \"a\"\ncomponent = \"a.wasm\"\ncolour = 1\n", "wf.toml:5:1: unknown field `colour`"),
-        ("name = \"x\"\n[[steps]]\nname = \"a\"\n", "wf.toml:2:1: missing field `component`"),
+        ("name = \"x\"\n[[steps]]\nname = \"a\"\n", "wf.toml:3:8: step `a` has no `component`\n  hint: give the path of its .wasm component, or make it a `route`"),
         ("name = \"x\"\n", "wf.toml:1:1: the workflow has no steps"),
         ("name = \"x\"\n[[steps]\n", "wf.toml:2:"),
         (

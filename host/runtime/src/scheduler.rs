@@ -1,0 +1,421 @@
+//! The scheduler: runs a workflow's steps as their needs allow, several at once. It asks
+//! the pure [`Flow::next`] what to do, records decisions, launches ready attempts as
+//! tasks, and records each attempt's end (durably, before anything depends on it). Its
+//! run state is the fold of everything recorded, so what it decides is what a resumed
+//! run would decide.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use tether_types::next::{Flow, Launch, Next};
+use tether_types::run_budget::{Remaining, RunBudget};
+use tether_types::state::{OpenAttempt, RunState};
+use tether_types::{EventKind, FailureClass, RunError, RunReport, RunStatus, StepFailure, StepReport, StepStats};
+use tokio::task::JoinSet;
+
+use crate::attempt::{run_step_attempt, StepContext};
+use crate::driver::{Driver, DriverError};
+use crate::journal::RunJournal;
+use crate::load::{LoadedStep, LoadedWorkflow};
+use crate::tape::{lock, Mode, Tape};
+use crate::workflow::Progress;
+
+/// An attempt that ended, as its task reports it.
+struct Finished {
+    key: String,
+    step: Arc<LoadedStep>,
+    attempt: u32,
+    outcome: Result<Value, StepFailure>,
+    stats: StepStats,
+    capped: Capped,
+}
+
+pub(crate) struct Scheduler<'a, P> {
+    driver: &'a Driver,
+    workflow: &'a LoadedWorkflow,
+    journal: Arc<RunJournal>,
+    state: RunState,
+    flow: Flow,
+    running: JoinSet<Finished>,
+    busy: HashSet<String>,
+    /// Set when a run budget ran out: the key that could not start, and what ran out.
+    pausing: Option<(String, (String, f64, f64))>,
+    reports: Vec<StepReport>,
+    progress: P,
+    started: Instant,
+}
+
+impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
+    pub(crate) fn new(
+        driver: &'a Driver,
+        workflow: &'a LoadedWorkflow,
+        journal: Arc<RunJournal>,
+        state: RunState,
+        progress: P,
+    ) -> Result<Self, DriverError> {
+        let flow = Flow::compile(&state.plan).map_err(DriverError::Load)?;
+        Ok(Scheduler {
+            driver,
+            workflow,
+            journal,
+            state,
+            flow,
+            running: JoinSet::new(),
+            busy: HashSet::new(),
+            pausing: None,
+            reports: Vec::new(),
+            progress,
+            started: Instant::now(),
+        })
+    }
+
+    /// Runs until the run completes, fails (and is compensated), or pauses.
+    pub(crate) async fn run(mut self) -> Result<RunReport, DriverError> {
+        self.absorb()?;
+        if let Some((error, done)) = self.state.compensating.clone() {
+            // Interrupted while undoing completed steps: finish that, nothing else.
+            let status = self.driver.fail(self.workflow, &self.journal, &error, &self.state.completed, Some(&done)).await?;
+            return Ok(self.report(status, Value::Null, Some(error)));
+        }
+        let end = loop {
+            let next = if self.pausing.is_some() { Next::Run(Vec::new()) } else { self.flow.next(&self.state, &self.busy) };
+            match next {
+                Next::Record(events) => {
+                    for event in &events {
+                        self.note_skip(event);
+                        self.journal.record(event);
+                    }
+                    self.journal.flush().await?;
+                    self.absorb()?;
+                    continue;
+                }
+                Next::Run(launches) => {
+                    for launch in launches {
+                        if self.pausing.is_none() {
+                            self.launch(launch);
+                        }
+                    }
+                }
+                Next::Fail(error) if self.running.is_empty() => break Err(error),
+                Next::Complete(output) => break Ok(output),
+                Next::Fail(_) => {}
+            }
+            if self.running.is_empty() {
+                if self.pausing.is_some() {
+                    break Ok(Value::Null);
+                }
+                break Err(RunError {
+                    class: FailureClass::HostFault,
+                    step: String::new(),
+                    message: "the run cannot go on: a ready step has no component (please report this)".into(),
+                });
+            }
+            let finished = match self.running.join_next().await {
+                Some(Ok(f)) => f,
+                Some(Err(e)) => return Err(DriverError::Load(format!("an attempt's task failed: {e}"))),
+                None => continue,
+            };
+            self.finish(finished).await?;
+        };
+        if let Some((key, (exceeded, used, limit))) = self.pausing.take() {
+            self.journal.record(&EventKind::RunPaused { step: key, exceeded, used, limit });
+            self.journal.flush().await?;
+            let error = self.paused_error();
+            return Ok(self.report(RunStatus::Paused, Value::Null, error));
+        }
+        match end {
+            Ok(output) => {
+                self.journal.record(&EventKind::RunCompleted { output: output.clone() });
+                self.journal.flush().await?;
+                Ok(self.report(RunStatus::Completed, output, None))
+            }
+            Err(error) => {
+                let status = self.driver.fail(self.workflow, &self.journal, &error, &self.state.completed, None).await?;
+                Ok(self.report(status, Value::Null, Some(error)))
+            }
+        }
+    }
+
+    /// Applies everything recorded since the last look to the run state.
+    fn absorb(&mut self) -> Result<(), DriverError> {
+        for (seq, kind) in self.journal.take_recorded() {
+            self.state.apply(seq, &kind).map_err(|reason| {
+                DriverError::Load(format!("run {}: event {seq}: {reason}", self.journal.run_id))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Starts an attempt as a task. Its limits are the step's, clipped to what the run
+    /// has left; if nothing is left the run pauses instead.
+    fn launch(&mut self, launch: Launch) {
+        let Some(step) = self.workflow.steps.iter().find(|s| s.spec.name == launch.step).cloned() else {
+            return;
+        };
+        let limits = match &launch.resume {
+            Some(open) => Limits {
+                budget: open.limits.unwrap_or(step.spec.budget),
+                usage: open.usage_limits.clone(),
+                capped: Capped::default(),
+            },
+            None => match self.budget().remaining(&self.state.used) {
+                Ok(remaining) => Limits::clip(step.spec.budget, &remaining),
+                Err(exhausted) => {
+                    self.pausing = Some((launch.key, exhausted));
+                    return;
+                }
+            },
+        };
+        let index = self.workflow.plan.steps.iter().position(|s| s.name == launch.step).unwrap_or(0);
+        (self.progress)(Progress::StepStarted { index, name: &launch.key });
+        self.busy.insert(launch.key.clone());
+        let engine = self.driver.runtime().engine_ref().clone();
+        let journal = Arc::clone(&self.journal);
+        self.running.spawn(async move {
+            if let Some(t) = launch.not_before_us {
+                wait_until(t).await;
+            }
+            let Launch { key, input, attempt, resume, .. } = launch;
+            if resume.is_none() {
+                journal.record(&EventKind::StepAttemptStarted {
+                    step: key.clone(),
+                    attempt,
+                    component_digest: step.component.digest.clone(),
+                    input: input.clone(),
+                    limits: limits.capped.any().then_some(limits.budget),
+                    usage_limits: limits.usage.clone(),
+                });
+            }
+            let expected = resume.map(|o: OpenAttempt| o.interactions).unwrap_or_default();
+            let (outcome, stats) = live_attempt(&engine, &step, &key, &input, expected, &journal, &limits).await;
+            Finished { key, step, attempt, outcome, stats, capped: limits.capped }
+        });
+    }
+
+    /// Records an attempt's end (and its retry, if it gets one), durably.
+    async fn finish(&mut self, f: Finished) -> Result<(), DriverError> {
+        let Finished { key, step, attempt, mut outcome, stats, capped } = f;
+        self.busy.remove(&key);
+        let mut paused_by = None;
+        if let Err(failure) = &mut outcome {
+            if capped.explains(failure) {
+                // The run's budget ran out, not the step's: the run pauses.
+                paused_by = Some(capped.name(failure));
+                failure.class = FailureClass::RunBudgetExceeded;
+            }
+        }
+        let retry_after = match &outcome {
+            Err(f) if step.spec.retry.retries(f, attempt) => Some(step.spec.retry.backoff(attempt, rand::random())),
+            _ => None,
+        };
+        self.journal.record(&end_event(&key, attempt, &outcome, &stats));
+        if let Some(backoff) = retry_after {
+            self.journal.record(&EventKind::RetryScheduled {
+                step: key.clone(),
+                attempt: attempt + 1,
+                not_before_us: crate::journal::now_us() + backoff.as_micros() as u64,
+                backoff_ms: backoff.as_millis() as u64,
+            });
+        }
+        self.journal.flush().await?;
+        self.absorb()?;
+        if let Some(named) = paused_by {
+            let exhausted = self.budget().remaining(&self.state.used).err().unwrap_or(named);
+            self.pausing.get_or_insert((key.clone(), exhausted));
+        }
+        let report = StepReport {
+            name: key,
+            outcome: if outcome.is_ok() { RunStatus::Completed } else { RunStatus::Failed },
+            error: outcome.err(),
+            stats,
+        };
+        let index = self.workflow.plan.steps.iter().position(|s| s.name == step.spec.name).unwrap_or(0);
+        (self.progress)(Progress::StepFinished { index, report: &report });
+        self.reports.push(report);
+        Ok(())
+    }
+
+    /// Adds a skipped step to the report and the progress display.
+    fn note_skip(&mut self, event: &EventKind) {
+        if let EventKind::StepSkipped { step, reason } = event {
+            let report = StepReport {
+                name: step.clone(),
+                outcome: RunStatus::Skipped,
+                error: None,
+                stats: StepStats { logs: vec![skip_note(reason)], ..StepStats::default() },
+            };
+            let name = tether_types::flow::step_of(step);
+            let index = self.workflow.plan.steps.iter().position(|s| s.name == name).unwrap_or(0);
+            (self.progress)(Progress::StepFinished { index, report: &report });
+            self.reports.push(report);
+        }
+    }
+
+    fn budget(&self) -> RunBudget {
+        self.state.plan.run_budget.raised(&self.state.raises)
+    }
+
+    fn paused_error(&self) -> Option<RunError> {
+        let (step, exceeded) = self.state.paused.clone()?;
+        Some(RunError {
+            class: FailureClass::RunBudgetExceeded,
+            step,
+            message: format!(
+                "the run's `{exceeded}` budget is used up; raise it with `tether resume RUN --budget {exceeded}=+N`"
+            ),
+        })
+    }
+
+    fn report(self, status: RunStatus, output: Value, error: Option<RunError>) -> RunReport {
+        let totals = RunReport::totals_of(&self.reports, self.started.elapsed().as_micros() as u64);
+        RunReport {
+            run_id: self.journal.run_id.clone(),
+            workflow: self.workflow.name.clone(),
+            status,
+            output,
+            error,
+            steps: self.reports,
+            totals,
+        }
+    }
+}
+
+fn skip_note(reason: &str) -> tether_types::LogLine {
+    tether_types::LogLine {
+        level: tether_types::LogLevel::Info,
+        stream: "host".into(),
+        tool: None,
+        message: format!("skipped: {reason}"),
+    }
+}
+
+/// One live attempt with a tape; checks that it consumed everything it was served.
+async fn live_attempt(
+    engine: &wasmtime::Engine,
+    step: &LoadedStep,
+    key: &str,
+    input: &Value,
+    expected: Vec<(u64, EventKind)>,
+    journal: &Arc<RunJournal>,
+    limits: &Limits,
+) -> (Result<Value, StepFailure>, StepStats) {
+    let tape = Tape::new(key, expected, Mode::Live, Some(Arc::clone(journal)));
+    let ctx = StepContext {
+        run_id: journal.run_id.to_string(),
+        key: key.to_string(),
+        tape: Some(Arc::clone(&tape)),
+        budget: limits.budget,
+        usage_limits: limits.usage.clone(),
+    };
+    let (outcome, stats) = run_step_attempt(engine, step, &input.to_string(), ctx).await;
+    let outcome = outcome.map(|json| serde_json::from_str(&json).unwrap_or(Value::Null));
+    let leftover = lock(&tape).leftover().cloned();
+    let outcome = match (outcome, leftover) {
+        (Ok(_), Some((seq, recorded))) => Err(StepFailure::new(
+            FailureClass::HostFault,
+            format!(
+                "the step ended before repeating its recorded interaction at event {seq} ({}); is the component nondeterministic?",
+                recorded.name()
+            ),
+        )),
+        (outcome, _) => outcome,
+    };
+    (outcome, stats)
+}
+
+/// Which of an attempt's limits were clipped by the run's budget.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Capped {
+    fuel: bool,
+    wall_time: bool,
+    tool_calls: bool,
+}
+
+impl Capped {
+    fn any(&self) -> bool {
+        self.fuel || self.wall_time || self.tool_calls
+    }
+
+    /// Whether this failure is the run's budget running out rather than the step's.
+    fn explains(&self, f: &StepFailure) -> bool {
+        match f.class {
+            FailureClass::RunBudgetExceeded => true,
+            FailureClass::FuelExhausted => self.fuel,
+            FailureClass::TimedOut => self.wall_time,
+            FailureClass::ToolBudgetExceeded => self.tool_calls,
+            _ => false,
+        }
+    }
+
+    fn name(&self, f: &StepFailure) -> (String, f64, f64) {
+        let what = match f.class {
+            FailureClass::FuelExhausted => "fuel",
+            FailureClass::TimedOut => "wall_time",
+            FailureClass::ToolBudgetExceeded => "tool_calls",
+            _ => "usage",
+        };
+        (what.to_string(), 0.0, 0.0)
+    }
+}
+
+/// An attempt's effective limits.
+pub(crate) struct Limits {
+    budget: tether_types::StepBudget,
+    usage: BTreeMap<String, f64>,
+    capped: Capped,
+}
+
+impl Limits {
+    /// The step's budget, clipped to what the run has left.
+    fn clip(mut budget: tether_types::StepBudget, remaining: &Remaining) -> Limits {
+        let mut capped = Capped::default();
+        if let Some(f) = remaining.fuel.filter(|f| *f < budget.fuel) {
+            budget.fuel = f;
+            capped.fuel = true;
+        }
+        if let Some(w) = remaining.wall_time.filter(|w| *w < budget.wall_time) {
+            budget.wall_time = w;
+            capped.wall_time = true;
+        }
+        if let Some(t) = remaining.tool_calls.filter(|t| *t < u64::from(budget.tool_calls)) {
+            budget.tool_calls = t as u32;
+            capped.tool_calls = true;
+        }
+        Limits { budget, usage: remaining.usage.clone(), capped }
+    }
+}
+
+/// Sleeps until a wall-clock time (microseconds since the Unix epoch); a durable backoff
+/// resumed after a restart waits only for what is left of it.
+async fn wait_until(not_before_us: u64) {
+    let now = crate::journal::now_us();
+    if not_before_us > now {
+        tokio::time::sleep(std::time::Duration::from_micros(not_before_us - now)).await;
+    }
+}
+
+/// The event that ends an attempt with `outcome`.
+pub(crate) fn end_event(key: &str, attempt: u32, outcome: &Result<Value, StepFailure>, stats: &StepStats) -> EventKind {
+    match outcome {
+        Ok(output) => EventKind::StepCompleted {
+            step: key.to_string(),
+            attempt,
+            output: output.clone(),
+            fuel: stats.fuel,
+            tool_fuel: stats.tool_fuel,
+            wall_us: stats.wall_us,
+            peak_memory: stats.peak_memory,
+        },
+        Err(f) => EventKind::StepFailed {
+            step: key.to_string(),
+            attempt,
+            failure: f.clone(),
+            fuel: stats.fuel,
+            tool_fuel: stats.tool_fuel,
+            wall_us: stats.wall_us,
+            peak_memory: stats.peak_memory,
+        },
+    }
+}

@@ -1,0 +1,228 @@
+//! Expressions in workflows: CEL (the Common Expression Language), through the `cel`
+//! crate. They build step inputs (`input`), decide whether a step runs (`when`), pick a
+//! route, list the items of a `for_each`, end a loop (`until`) and shape the run output.
+//!
+//! Expressions see JSON values only:
+//! - `input`: the run input;
+//! - `steps`: the outputs of the steps that completed (a skipped step is absent, so
+//!   `has(steps.refund)` tells whether it ran); names with `-` are written `steps["draft-reply"]`;
+//! - `item` and `index` inside a `for_each`;
+//! - `iteration` (from 1) and `previous` (the outputs of the iteration before, `{}` in
+//!   the first) inside a loop.
+//!
+//! Evaluation is pure and deterministic (no clock, no I/O), so an expression evaluated
+//! again on resume gives what it gave the first time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cel::objects::Key;
+use serde_json::Value;
+
+/// Longest expression accepted, in bytes.
+pub const MAX_LEN: usize = 4096;
+/// Deepest bracket nesting accepted. The parser recurses per level; deeper input could
+/// overflow the host's stack instead of failing cleanly.
+pub const MAX_NESTING: usize = 24;
+
+/// A compiled expression with its source text (for messages and the plan).
+#[derive(Clone)]
+pub struct Expr {
+    source: String,
+    program: Arc<cel::Program>,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+/// The variables an expression is evaluated with.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// The run input.
+    pub input: Value,
+    /// Outputs of completed steps, by step name.
+    pub steps: serde_json::Map<String, Value>,
+    /// The current item and its index, inside a `for_each`.
+    pub item: Option<(Value, usize)>,
+    /// The iteration and the previous iteration's outputs, inside a loop.
+    pub in_loop: Option<(u32, Value)>,
+}
+
+impl Expr {
+    /// Compiles `source`; the error says what is wrong with it.
+    pub fn compile(source: &str) -> Result<Expr, String> {
+        if source.trim().is_empty() {
+            return Err("the expression is empty".into());
+        }
+        if source.len() > MAX_LEN {
+            return Err(format!("the expression is {} bytes long; the limit is {MAX_LEN}", source.len()));
+        }
+        if nesting(source) > MAX_NESTING {
+            return Err(format!("the expression nests brackets more than {MAX_NESTING} deep"));
+        }
+        let program = cel::Program::compile(source).map_err(|e| {
+            // The parser's message repeats the expression with a caret; keep its first line.
+            let text = e.to_string();
+            text.lines().next().unwrap_or("syntax error").trim_start_matches("ERROR: <input>:").to_string()
+        })?;
+        Ok(Expr { source: source.to_string(), program: Arc::new(program) })
+    }
+
+    /// The source text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates to a JSON value; the error names the expression and what went wrong.
+    pub fn eval(&self, scope: &Scope) -> Result<Value, String> {
+        let mut ctx = cel::Context::default();
+        ctx.add_variable_from_value("input", to_cel(&scope.input));
+        ctx.add_variable_from_value("steps", to_cel(&Value::Object(scope.steps.clone())));
+        if let Some((item, index)) = &scope.item {
+            ctx.add_variable_from_value("item", to_cel(item));
+            ctx.add_variable_from_value("index", cel::Value::Int(*index as i64));
+        }
+        if let Some((iteration, previous)) = &scope.in_loop {
+            ctx.add_variable_from_value("iteration", cel::Value::Int(i64::from(*iteration)));
+            ctx.add_variable_from_value("previous", to_cel(previous));
+        }
+        let value = self.program.execute(&ctx).map_err(|e| format!("expression `{}`: {e}", self.source))?;
+        value.json().map_err(|e| format!("expression `{}`: its value cannot be JSON: {e}", self.source))
+    }
+
+    /// Evaluates to a boolean; anything else is an error.
+    pub fn eval_bool(&self, scope: &Scope) -> Result<bool, String> {
+        match self.eval(scope)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(format!("expression `{}` must be true or false, but gave {}", self.source, kind(&other))),
+        }
+    }
+
+    /// Evaluates to a list; anything else is an error.
+    pub fn eval_list(&self, scope: &Scope) -> Result<Vec<Value>, String> {
+        match self.eval(scope)? {
+            Value::Array(items) => Ok(items),
+            other => Err(format!("expression `{}` must give a list, but gave {}", self.source, kind(&other))),
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+/// Deepest nesting of `(`, `[` and `{` outside string literals.
+fn nesting(source: &str) -> usize {
+    let (mut depth, mut max, mut quote, mut escaped) = (0usize, 0usize, None, false);
+    for c in source.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '(' | '[' | '{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    max
+}
+
+/// JSON to CEL. Integers become CEL `int` (not `uint`) so `x * 2` works on JSON numbers.
+fn to_cel(v: &Value) -> cel::Value {
+    match v {
+        Value::Null => cel::Value::Null,
+        Value::Bool(b) => cel::Value::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => cel::Value::Int(i),
+            (None, Some(u)) => cel::Value::UInt(u),
+            _ => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => cel::Value::String(Arc::new(s.clone())),
+        Value::Array(a) => cel::Value::List(Arc::new(a.iter().map(to_cel).collect())),
+        Value::Object(o) => {
+            let map: HashMap<Key, cel::Value> =
+                o.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v))).collect();
+            cel::Value::Map(map.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope() -> Scope {
+        let mut steps = serde_json::Map::new();
+        steps.insert("classify".into(), json!({"category": "billing", "score": 3}));
+        steps.insert("draft-reply".into(), json!({"text": "hi"}));
+        Scope { input: json!({"ticket": "refund please", "sources": ["a", "b"]}), steps, ..Scope::default() }
+    }
+
+    #[test]
+    fn builds_inputs_from_run_input_and_step_outputs() {
+        let e = Expr::compile(r#"{"text": input.ticket, "cat": steps.classify.category, "double": steps.classify.score * 2, "reply": steps["draft-reply"].text}"#).unwrap();
+        assert_eq!(
+            e.eval(&scope()).unwrap(),
+            json!({"text": "refund please", "cat": "billing", "double": 6, "reply": "hi"})
+        );
+    }
+
+    #[test]
+    fn conditions_and_lists_are_typed() {
+        assert!(Expr::compile("steps.classify.category == 'billing'").unwrap().eval_bool(&scope()).unwrap());
+        assert!(!Expr::compile("has(steps.refund)").unwrap().eval_bool(&scope()).unwrap());
+        let err = Expr::compile("input.ticket").unwrap().eval_bool(&scope()).unwrap_err();
+        assert!(err.contains("must be true or false, but gave a string"), "{err}");
+        assert_eq!(Expr::compile("input.sources").unwrap().eval_list(&scope()).unwrap().len(), 2);
+        let err = Expr::compile("input.ticket").unwrap().eval_list(&scope()).unwrap_err();
+        assert!(err.contains("must give a list"), "{err}");
+    }
+
+    #[test]
+    fn missing_fields_fail_with_the_expression_text() {
+        let err = Expr::compile("steps.classify.nope + 1").unwrap().eval(&scope()).unwrap_err();
+        assert!(err.starts_with("expression `steps.classify.nope + 1`:"), "{err}");
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn item_index_and_loop_are_visible() {
+        let s = Scope { item: Some((json!("b"), 1)), in_loop: Some((2, json!({"test": {"ok": false}}))), ..scope() };
+        let e = Expr::compile("[item, index, iteration, previous.test.ok]").unwrap();
+        assert_eq!(e.eval(&s).unwrap(), json!(["b", 1, 2, false]));
+    }
+
+    #[test]
+    fn bad_expressions_are_refused_without_panicking() {
+        assert!(Expr::compile("input.x > 1 &&").unwrap_err().contains("1:15"));
+        assert!(Expr::compile("").unwrap_err().contains("empty"));
+        let deep = format!("{}1{}", "(".repeat(200), ")".repeat(200));
+        assert!(Expr::compile(&deep).unwrap_err().contains("nests"));
+        assert!(Expr::compile(&"1 + ".repeat(2000)).unwrap_err().contains("limit"));
+        // Brackets inside strings do not count.
+        assert!(Expr::compile(&format!("'{}'", "(".repeat(100))).is_ok());
+    }
+}

@@ -1,0 +1,548 @@
+//! What a run does next, decided from its state alone (the fold of its journal). Pure:
+//! the driver asks, records what it is told (skips, routes, fan-outs, loop iterations)
+//! or runs what is ready, and asks again. Because the decision depends only on the
+//! journal, a resumed run decides exactly what the interrupted one would have.
+//!
+//! Rules (the README's "Workflow language" section documents them for users):
+//! - a step is ready when every step it needs has completed or been skipped;
+//! - it is skipped when it needs steps and all of them were skipped, or when its `when`
+//!   does not hold; a route skips the targets it does not choose;
+//! - its input is its `input` expression, or by default the output of its one need, an
+//!   object of its completed needs' outputs (several needs), or the run input (none);
+//! - a `for_each` runs one instance per item, at most `concurrency` at once, and its
+//!   output is the list of the items' outputs in item order;
+//! - a loop's steps run as iteration 1, 2, ... until `until` holds or `max_iterations`
+//!   is reached; outside the loop, its steps' outputs are those of the last iteration;
+//! - the run's output is `[run] output`, or by default the output of the last step written.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::{Map, Value};
+
+use crate::expr::{Expr, Scope};
+use crate::failure::{FailureClass, StepFailure};
+use crate::flow::Key;
+use crate::plan::{OnExhausted, Plan, PlanStep};
+use crate::report::RunError;
+use crate::state::{OpenAttempt, Resolved, RunState};
+
+/// A plan's expressions, compiled.
+#[derive(Clone, Debug, Default)]
+pub struct Flow {
+    steps: BTreeMap<String, StepExprs>,
+    loops: BTreeMap<String, Expr>,
+    output: Option<Expr>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct StepExprs {
+    input: Option<Expr>,
+    when: Option<Expr>,
+    for_each: Option<Expr>,
+    route: Vec<(Option<Expr>, String)>,
+}
+
+/// What to do next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Next {
+    /// Record these decisions (and apply them to the state), then ask again.
+    Record(Vec<crate::EventKind>),
+    /// Run these (possibly none: wait for running attempts to end), then ask again.
+    Run(Vec<Launch>),
+    /// The run fails (once running attempts have ended).
+    Fail(RunError),
+    /// The run completed with this output.
+    Complete(Value),
+}
+
+/// An attempt that is ready to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Launch {
+    /// The key of the run of the step (`name`, `name#K`, `name[I]`).
+    pub key: String,
+    /// The step.
+    pub step: String,
+    /// Its input.
+    pub input: Value,
+    /// The attempt number.
+    pub attempt: u32,
+    /// The interrupted attempt to continue, if any.
+    pub resume: Option<OpenAttempt>,
+    /// A retry's backoff ends at this time (microseconds since the Unix epoch).
+    pub not_before_us: Option<u64>,
+}
+
+/// Where a loop stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoopStatus {
+    /// Waiting for what its steps need from outside it.
+    Waiting,
+    /// Running this iteration.
+    Active(u32),
+    /// Over after this many iterations.
+    Done(u32),
+    /// Skipped: everything it needs was skipped.
+    Skipped,
+}
+
+/// The status of something a step needs.
+#[derive(Clone, Debug, PartialEq)]
+enum Need {
+    Pending,
+    Completed(Value),
+    Skipped,
+}
+
+/// Where a step is evaluated: at the top, or in an iteration of a loop.
+#[derive(Clone, Copy, Debug)]
+struct At<'a> {
+    in_loop: Option<&'a str>,
+    iteration: Option<u32>,
+}
+
+impl Flow {
+    /// Compiles a plan's expressions; a recorded plan whose expressions no longer compile
+    /// cannot be run.
+    pub fn compile(plan: &Plan) -> Result<Flow, String> {
+        let compile = |what: &str, source: &Option<String>| -> Result<Option<Expr>, String> {
+            source.as_deref().map(Expr::compile).transpose().map_err(|e| format!("{what}: {e}"))
+        };
+        let mut flow = Flow { output: compile("[run] output", &plan.output)?, ..Flow::default() };
+        for s in &plan.steps {
+            let exprs = StepExprs {
+                input: compile(&format!("step `{}` input", s.name), &s.input)?,
+                when: compile(&format!("step `{}` when", s.name), &s.when)?,
+                for_each: compile(
+                    &format!("step `{}` for_each", s.name),
+                    &s.for_each.as_ref().map(|f| f.items.clone()),
+                )?,
+                route: s
+                    .route
+                    .iter()
+                    .flatten()
+                    .map(|c| Ok((compile(&format!("route `{}`", s.name), &c.when)?, c.to.clone())))
+                    .collect::<Result<_, String>>()?,
+            };
+            flow.steps.insert(s.name.clone(), exprs);
+        }
+        for (name, l) in &plan.loops {
+            flow.loops.insert(name.clone(), Expr::compile(&l.until).map_err(|e| format!("loop `{name}`: {e}"))?);
+        }
+        Ok(flow)
+    }
+
+    /// What the run does next. `busy` holds the keys of attempts running now.
+    pub fn next(&self, state: &RunState, busy: &HashSet<String>) -> Next {
+        if let Some(error) = failure(state, busy) {
+            return Next::Fail(error);
+        }
+        let mut record = Vec::new();
+        let mut launches = Vec::new();
+        // The top level, then each loop that is running an iteration.
+        let mut scopes = vec![At { in_loop: None, iteration: None }];
+        for (name, l) in &state.plan.loops {
+            match self.loop_status(state, name) {
+                LoopStatus::Active(k) => {
+                    scopes.push(At { in_loop: Some(name), iteration: Some(k) });
+                    if let Some(event) = self.end_of_iteration(state, name, k) {
+                        match event {
+                            Ok(event) => record.push(event),
+                            Err(error) => return Next::Fail(error),
+                        }
+                    }
+                }
+                LoopStatus::Done(k) if !state.loops.get(name).is_some_and(|s| s.converged) => {
+                    if l.on_exhausted == OnExhausted::Fail {
+                        return Next::Fail(RunError {
+                            class: FailureClass::LoopExhausted,
+                            step: format!("loop {name}"),
+                            message: format!(
+                                "loop `{name}` ran its {k} iterations without `until` ({}) holding",
+                                l.until
+                            ),
+                        });
+                    }
+                }
+                LoopStatus::Waiting if self.loop_needs_all_skipped(state, name) => {
+                    for s in state.plan.steps.iter().filter(|s| s.in_loop.as_deref() == Some(name)) {
+                        let reason = format!("loop `{name}` was skipped: every step it needs was skipped");
+                        record.push(crate::EventKind::StepSkipped { step: s.name.clone(), reason });
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !record.is_empty() {
+            return Next::Record(record);
+        }
+        for at in &scopes {
+            for step in state.plan.steps.iter().filter(|s| s.in_loop.as_deref() == at.in_loop) {
+                match self.step_next(state, busy, step, *at, &mut launches) {
+                    Some(events) if !events.is_empty() => return Next::Record(events),
+                    _ => {}
+                }
+            }
+        }
+        if !launches.is_empty() || !busy.is_empty() {
+            return Next::Run(launches);
+        }
+        match self.output(state) {
+            Ok(Some(output)) => Next::Complete(output),
+            Ok(None) => Next::Fail(RunError {
+                class: FailureClass::HostFault,
+                step: String::new(),
+                message: "the run cannot go on: no step is ready and none is running (please report this)".into(),
+            }),
+            Err(error) => Next::Fail(error),
+        }
+    }
+
+    /// Decides one step at `at`: events to record, or instances to launch.
+    fn step_next(
+        &self,
+        state: &RunState,
+        busy: &HashSet<String>,
+        step: &PlanStep,
+        at: At<'_>,
+        launches: &mut Vec<Launch>,
+    ) -> Option<Vec<crate::EventKind>> {
+        let key = Key::node(&step.name, at.iteration);
+        let key_text = key.to_string();
+        if state.resolved.contains_key(&key_text) {
+            return None;
+        }
+        let exprs = self.steps.get(&step.name)?;
+        if let Some(&count) = state.fanouts.get(&key_text) {
+            return self.fan_out(state, busy, step, at, &key, count, launches);
+        }
+        let instance = state.instances.get(&key_text);
+        let started = instance.is_some() || busy.contains(&key_text);
+        let needs = step.needs.as_deref().unwrap_or_default();
+        let mut outputs = Map::new();
+        let mut skipped = Vec::new();
+        for need in needs {
+            match self.need(state, need, at) {
+                Need::Pending => return None,
+                Need::Completed(v) => {
+                    outputs.insert(need.clone(), v);
+                }
+                Need::Skipped => skipped.push(need.as_str()),
+            }
+        }
+        let scope = self.scope(state, at, None);
+        if !started {
+            if !needs.is_empty() && outputs.is_empty() {
+                let reason = format!("every step it needs was skipped ({})", skipped.join(", "));
+                return Some(vec![crate::EventKind::StepSkipped { step: key_text, reason }]);
+            }
+            if let Some(when) = &exprs.when {
+                match when.eval_bool(&scope) {
+                    Err(e) => return Some(vec![invalid_input(&key_text, 1, e)]),
+                    Ok(false) => {
+                        let reason = format!("`when` did not hold: {}", when.source());
+                        return Some(vec![crate::EventKind::StepSkipped { step: key_text, reason }]);
+                    }
+                    Ok(true) => {}
+                }
+            }
+        }
+        let input = match &exprs.input {
+            Some(e) => e.eval(&scope),
+            None => Ok(default_input(state, needs, outputs)),
+        };
+        let attempt = instance.map_or(0, |i| i.attempts) + 1;
+        let input = match input {
+            Ok(v) => v,
+            Err(e) => return Some(vec![invalid_input(&key_text, attempt, e)]),
+        };
+        if step.route.is_some() {
+            return Some(self.route(state, step, at, &scope, input));
+        }
+        if let Some(items) = &exprs.for_each {
+            return Some(match items.eval_list(&scope) {
+                Err(e) => vec![invalid_input(&key_text, attempt, e)],
+                Ok(list) => {
+                    let mut events =
+                        vec![crate::EventKind::ForEachStarted { step: key_text.clone(), items: list.len() as u32 }];
+                    if list.is_empty() {
+                        events.push(crate::EventKind::ForEachGathered { step: key_text, output: Value::Array(vec![]) });
+                    }
+                    events
+                }
+            });
+        }
+        if !busy.contains(&key_text) {
+            launches.push(launch(&key_text, &step.name, input, instance));
+        }
+        None
+    }
+
+    /// A fanned-out step: gather it once every item completed, otherwise launch items up
+    /// to its concurrency.
+    #[allow(clippy::too_many_arguments)]
+    fn fan_out(
+        &self,
+        state: &RunState,
+        busy: &HashSet<String>,
+        step: &PlanStep,
+        at: At<'_>,
+        key: &Key,
+        count: u32,
+        launches: &mut Vec<Launch>,
+    ) -> Option<Vec<crate::EventKind>> {
+        let outputs: Vec<Option<&Value>> = (0..count)
+            .map(|i| state.instances.get(&key.with_item(i).to_string()).and_then(|inst| inst.output.as_ref()))
+            .collect();
+        if outputs.iter().all(Option::is_some) {
+            let output = Value::Array(outputs.into_iter().flatten().cloned().collect());
+            return Some(vec![crate::EventKind::ForEachGathered { step: key.to_string(), output }]);
+        }
+        let exprs = self.steps.get(&step.name)?;
+        let scope = self.scope(state, at, None);
+        let items = match exprs.for_each.as_ref()?.eval_list(&scope) {
+            Ok(items) if items.len() == count as usize => items,
+            Ok(items) => {
+                let message = format!(
+                    "`for_each` gave {} items on resume, but {count} were recorded; the expression must depend only on the run input and step outputs",
+                    items.len()
+                );
+                return Some(vec![failed(&key.to_string(), 1, FailureClass::HostFault, message)]);
+            }
+            Err(e) => return Some(vec![invalid_input(&key.to_string(), 1, e)]),
+        };
+        let cap = step.for_each.as_ref().map_or(1, |f| f.concurrency.max(1)) as usize;
+        let prefix = format!("{key}[");
+        let mut running = busy.iter().filter(|k| k.starts_with(&prefix)).count();
+        for (i, item) in items.into_iter().enumerate() {
+            if running >= cap {
+                break;
+            }
+            let item_key = key.with_item(i as u32).to_string();
+            let instance = state.instances.get(&item_key);
+            if busy.contains(&item_key) || instance.is_some_and(|inst| inst.output.is_some()) {
+                continue;
+            }
+            let scope = Scope { item: Some((item.clone(), i)), ..scope.clone() };
+            let attempt = instance.map_or(0, |inst| inst.attempts) + 1;
+            let input = match &exprs.input {
+                Some(e) => match e.eval(&scope) {
+                    Ok(v) => v,
+                    Err(e) => return Some(vec![invalid_input(&item_key, attempt, e)]),
+                },
+                None => item,
+            };
+            launches.push(launch(&item_key, &step.name, input, instance));
+            running += 1;
+        }
+        None
+    }
+
+    /// A route step: the first case that holds picks its target; the others are skipped.
+    fn route(&self, state: &RunState, step: &PlanStep, at: At<'_>, scope: &Scope, input: Value) -> Vec<crate::EventKind> {
+        let key = Key::node(&step.name, at.iteration).to_string();
+        let cases = self.steps.get(&step.name).map(|e| e.route.as_slice()).unwrap_or_default();
+        let mut chosen = None;
+        for (i, (when, to)) in cases.iter().enumerate() {
+            let holds = match when {
+                None => Ok(true),
+                Some(w) => w.eval_bool(scope),
+            };
+            match holds {
+                Err(e) => return vec![invalid_input(&key, 1, e)],
+                Ok(true) => {
+                    chosen = Some((i as u32 + 1, to.clone()));
+                    break;
+                }
+                Ok(false) => {}
+            }
+        }
+        let mut events = vec![crate::EventKind::Routed {
+            step: key,
+            to: chosen.as_ref().map(|(_, to)| to.clone()),
+            case: chosen.as_ref().map(|(i, _)| *i),
+            output: input,
+        }];
+        let mut targets: Vec<&String> = cases.iter().map(|(_, to)| to).collect();
+        targets.dedup();
+        for to in targets {
+            if chosen.as_ref().is_some_and(|(_, c)| c == to) || state.plan.step(to).is_none() {
+                continue;
+            }
+            let reason = match &chosen {
+                Some((_, c)) => format!("route `{}` chose `{c}`", step.name),
+                None => format!("no case of route `{}` held", step.name),
+            };
+            events.push(crate::EventKind::StepSkipped { step: Key::node(to, at.iteration).to_string(), reason });
+        }
+        events
+    }
+
+    /// The loop-iteration event once every step of iteration `k` has completed or been skipped.
+    fn end_of_iteration(&self, state: &RunState, name: &str, k: u32) -> Option<Result<crate::EventKind, RunError>> {
+        let body = state.plan.steps.iter().filter(|s| s.in_loop.as_deref() == Some(name));
+        if !body.clone().all(|s| state.resolved.contains_key(&Key::node(&s.name, Some(k)).to_string())) {
+            return None;
+        }
+        let until = self.loops.get(name)?;
+        let scope = self.scope(state, At { in_loop: Some(name), iteration: Some(k) }, None);
+        Some(match until.eval_bool(&scope) {
+            Ok(until) => Ok(crate::EventKind::LoopIterationEnded { name: name.to_string(), iteration: k, until }),
+            Err(message) => Err(RunError { class: FailureClass::InvalidInput, step: format!("loop {name}"), message }),
+        })
+    }
+
+    fn loop_status(&self, state: &RunState, name: &str) -> LoopStatus {
+        let Some(l) = state.plan.loops.get(name) else { return LoopStatus::Skipped };
+        let first = state.plan.steps.iter().find(|s| s.in_loop.as_deref() == Some(name));
+        if first.is_some_and(|s| matches!(state.resolved.get(&s.name), Some(Resolved::Skipped(_)))) {
+            return LoopStatus::Skipped;
+        }
+        let progress = state.loops.get(name).copied().unwrap_or_default();
+        if progress.iterations > 0 && (progress.converged || progress.iterations >= l.max_iterations) {
+            return LoopStatus::Done(progress.iterations);
+        }
+        let ready =
+            self.loop_needs(state, name).iter().all(|n| self.need(state, n, At { in_loop: None, iteration: None }) != Need::Pending);
+        if ready && !self.loop_needs_all_skipped(state, name) {
+            LoopStatus::Active(progress.iterations + 1)
+        } else {
+            LoopStatus::Waiting
+        }
+    }
+
+    /// What a loop's steps need from outside it.
+    fn loop_needs<'p>(&self, state: &'p RunState, name: &str) -> Vec<&'p String> {
+        let body: HashSet<&str> =
+            state.plan.steps.iter().filter(|s| s.in_loop.as_deref() == Some(name)).map(|s| s.name.as_str()).collect();
+        let mut needs: Vec<&String> = state
+            .plan
+            .steps
+            .iter()
+            .filter(|s| body.contains(s.name.as_str()))
+            .flat_map(|s| s.needs.iter().flatten())
+            .filter(|n| !body.contains(n.as_str()))
+            .collect();
+        needs.sort();
+        needs.dedup();
+        needs
+    }
+
+    fn loop_needs_all_skipped(&self, state: &RunState, name: &str) -> bool {
+        let needs = self.loop_needs(state, name);
+        !needs.is_empty()
+            && needs.iter().all(|n| self.need(state, n, At { in_loop: None, iteration: None }) == Need::Skipped)
+    }
+
+    /// The status of step `name` as seen from `at`.
+    fn need(&self, state: &RunState, name: &str, at: At<'_>) -> Need {
+        let Some(step) = state.plan.step(name) else { return Need::Skipped };
+        let key = match (step.in_loop.as_deref(), at.in_loop) {
+            (Some(l), Some(here)) if l == here => Key::node(name, at.iteration).to_string(),
+            (Some(l), _) => match self.loop_status(state, l) {
+                LoopStatus::Done(k) => Key::node(name, Some(k)).to_string(),
+                LoopStatus::Skipped => name.to_string(),
+                _ => return Need::Pending,
+            },
+            (None, _) => name.to_string(),
+        };
+        match state.resolved.get(&key) {
+            Some(Resolved::Completed(v)) => Need::Completed(v.clone()),
+            Some(Resolved::Skipped(_)) => Need::Skipped,
+            None => Need::Pending,
+        }
+    }
+
+    /// The variables of an expression evaluated at `at`.
+    fn scope(&self, state: &RunState, at: At<'_>, item: Option<(Value, usize)>) -> Scope {
+        let mut steps = Map::new();
+        for s in &state.plan.steps {
+            if let Need::Completed(v) = self.need(state, &s.name, at) {
+                steps.insert(s.name.clone(), v);
+            }
+        }
+        let in_loop = match (at.in_loop, at.iteration) {
+            (Some(name), Some(k)) => {
+                let mut previous = Map::new();
+                for s in state.plan.steps.iter().filter(|s| s.in_loop.as_deref() == Some(name)) {
+                    if let Some(Resolved::Completed(v)) = state.resolved.get(&Key::node(&s.name, Some(k - 1)).to_string())
+                    {
+                        previous.insert(s.name.clone(), v.clone());
+                    }
+                }
+                Some((k, Value::Object(previous)))
+            }
+            _ => None,
+        };
+        Scope { input: state.input.clone(), steps, item, in_loop }
+    }
+
+    /// The run's output once every step at the top level is resolved; `None` before.
+    fn output(&self, state: &RunState) -> Result<Option<Value>, RunError> {
+        let top = At { in_loop: None, iteration: None };
+        let mut last = Value::Null;
+        for s in &state.plan.steps {
+            match self.need(state, &s.name, top) {
+                Need::Pending => return Ok(None),
+                Need::Completed(v) => last = v,
+                Need::Skipped => last = Value::Null,
+            }
+        }
+        match &self.output {
+            None => Ok(Some(last)),
+            Some(e) => e.eval(&self.scope(state, top, None)).map(Some).map_err(|message| RunError {
+                class: FailureClass::InvalidInput,
+                step: "[run] output".into(),
+                message,
+            }),
+        }
+    }
+}
+
+/// The first instance that failed for good (and is not running again), as the run's error.
+fn failure(state: &RunState, busy: &HashSet<String>) -> Option<RunError> {
+    state.instances.iter().filter(|(k, _)| !busy.contains(*k)).find_map(|(key, inst)| {
+        inst.failed.as_ref().map(|f| RunError { class: f.class, step: key.clone(), message: f.message.clone() })
+    })
+}
+
+fn default_input(state: &RunState, needs: &[String], mut outputs: Map<String, Value>) -> Value {
+    match needs.len() {
+        0 => state.input.clone(),
+        1 => outputs.remove(&needs[0]).unwrap_or(Value::Null),
+        _ => Value::Object(outputs),
+    }
+}
+
+fn launch(key: &str, step: &str, input: Value, instance: Option<&crate::state::Instance>) -> Launch {
+    let resume = instance.and_then(|i| i.open.clone());
+    let retry = instance.and_then(|i| i.retry.as_ref());
+    let attempt = match (&resume, retry) {
+        (Some(open), _) => open.attempt,
+        (None, Some(r)) => r.attempt,
+        (None, None) => instance.map_or(0, |i| i.attempts) + 1,
+    };
+    Launch {
+        key: key.to_string(),
+        step: step.to_string(),
+        input: resume.as_ref().map_or(input, |o| o.input.clone()),
+        attempt,
+        not_before_us: retry.map(|r| r.not_before_us),
+        resume,
+    }
+}
+
+fn invalid_input(key: &str, attempt: u32, message: String) -> crate::EventKind {
+    failed(key, attempt, FailureClass::InvalidInput, message)
+}
+
+fn failed(key: &str, attempt: u32, class: FailureClass, message: String) -> crate::EventKind {
+    crate::EventKind::StepFailed {
+        step: key.to_string(),
+        attempt,
+        failure: StepFailure::new(class, message),
+        fuel: 0,
+        tool_fuel: 0,
+        wall_us: 0,
+        peak_memory: 0,
+    }
+}

@@ -31,12 +31,17 @@ pub(crate) fn step_started(index: usize, total: usize, name: &str) {
 
 pub(crate) fn step_finished(index: usize, total: usize, report: &StepReport, verbose: bool, tty: bool) {
     let s = &report.stats;
+    let clear = if tty { "\x1b[2K" } else { "" };
+    if report.outcome == RunStatus::Skipped {
+        let why = s.logs.first().map(|l| sanitize(&l.message)).unwrap_or_default();
+        eprintln!("{clear}[{}/{total}] {}  {why}", index + 1, report.name);
+        return;
+    }
     let outcome = match &report.error {
         None => "completed".to_string(),
         Some(f) => format!("failed: {}", f.class),
     };
     let tools = if s.tool_calls.is_empty() { String::new() } else { format!(", {} tool calls", s.tool_calls.len()) };
-    let clear = if tty { "\x1b[2K" } else { "" };
     eprintln!(
         "{clear}[{}/{total}] {}  {outcome}  fuel {}  time {}{tools}",
         index + 1,

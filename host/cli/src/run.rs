@@ -28,7 +28,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         if !args.output.json {
             eprintln!("run {run_id} started (resume it with `tether resume {run_id}` if interrupted)");
         }
-        let total = loaded.steps.len();
+        let total = loaded.plan.steps.len();
         let result = driver.start(&loaded, run_id.clone(), input, &args.identity, progress(&args.output, total)).await;
         finish(&driver, &run_id, result, &args.output).await
     })

@@ -246,19 +246,9 @@ impl Flow {
                 }
             }
         }
-        let input = match &exprs.input {
-            Some(e) => e.eval(&scope),
-            None => Ok(default_input(state, needs, outputs)),
-        };
         let attempt = instance.map_or(0, |i| i.attempts) + 1;
-        let input = match input {
-            Ok(v) => v,
-            Err(e) => return Some(vec![invalid_input(&key_text, attempt, e)]),
-        };
-        if step.route.is_some() {
-            return Some(self.route(state, step, at, &scope, input));
-        }
         if let Some(items) = &exprs.for_each {
+            // Each item's input is built when the item is launched (see `fan_out`).
             return Some(match items.eval_list(&scope) {
                 Err(e) => vec![invalid_input(&key_text, attempt, e)],
                 Ok(list) => {
@@ -270,6 +260,17 @@ impl Flow {
                     events
                 }
             });
+        }
+        let input = match &exprs.input {
+            Some(e) => e.eval(&scope),
+            None => Ok(default_input(state, needs, outputs)),
+        };
+        let input = match input {
+            Ok(v) => v,
+            Err(e) => return Some(vec![invalid_input(&key_text, attempt, e)]),
+        };
+        if step.route.is_some() {
+            return Some(self.route(state, step, at, &scope, input));
         }
         if !busy.contains(&key_text) {
             launches.push(launch(&key_text, &step.name, input, instance));

@@ -197,7 +197,9 @@ fn validate_accepts_the_demo_and_lists_every_problem_of_a_bad_workflow() {
     let o = tether(&["validate", demo.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("valid workflow `support-triage`: 2 steps (classify -> draft-reply), 1 tools"), "{out}");
+    assert!(out.contains("valid workflow `support-triage`: 5 steps, 1 tools, 0 loops"), "{out}");
+    assert!(out.contains("route <- classify  [route to escalate | draft-reply]"), "{out}");
+    assert!(out.contains("policy-check <- escalate, draft-reply"), "{out}");
 
     let dir = scratch("validate");
     let wf = write(

@@ -7,6 +7,7 @@ mod compensation;
 mod demo;
 mod durability;
 mod failures;
+mod flow;
 mod grants;
 mod inspect;
 mod journal;

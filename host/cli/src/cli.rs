@@ -246,7 +246,10 @@ impl HostArgs {
 
 /// The async runtime commands run on: one thread, as a CLI run needs no more.
 pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_current_thread()
+    // Several workers, so independent steps and for_each items run in parallel.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_time()
         .build()
         .map_err(|e| Failure::Internal(format!("cannot start the async runtime: {e}")))

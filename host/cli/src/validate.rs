@@ -32,12 +32,15 @@ pub(crate) fn validate(args: ValidateArgs) -> Result<ExitCode, Failure> {
                 );
             } else {
                 println!(
-                    "{file}: valid workflow `{}`: {} steps ({}), {} tools",
+                    "{file}: valid workflow `{}`: {} steps, {} tools, {} loops",
                     wf.name,
-                    wf.steps.len(),
-                    wf.steps.iter().map(|s| s.spec.name.as_str()).collect::<Vec<_>>().join(" -> "),
-                    wf.tools.len()
+                    wf.plan.steps.len(),
+                    wf.tools.len(),
+                    wf.plan.loops.len()
                 );
+                for step in &wf.plan.steps {
+                    println!("  {}", describe(step));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -57,4 +60,27 @@ pub(crate) fn validate(args: ValidateArgs) -> Result<ExitCode, Failure> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// One line per step: what it needs and what kind of step it is.
+fn describe(step: &tether_types::plan::PlanStep) -> String {
+    let needs = step.needs.as_deref().unwrap_or_default();
+    let mut line = step.name.clone();
+    if !needs.is_empty() {
+        line.push_str(&format!(" <- {}", needs.join(", ")));
+    }
+    if let Some(cases) = &step.route {
+        let targets: Vec<&str> = cases.iter().map(|c| c.to.as_str()).collect();
+        line.push_str(&format!("  [route to {}]", targets.join(" | ")));
+    }
+    if let Some(f) = &step.for_each {
+        line.push_str(&format!("  [for each of {}, {} at once]", f.items, f.concurrency));
+    }
+    if let Some(l) = &step.in_loop {
+        line.push_str(&format!("  [in loop {l}]"));
+    }
+    if let Some(w) = &step.when {
+        line.push_str(&format!("  [when {w}]"));
+    }
+    line
 }

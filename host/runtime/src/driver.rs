@@ -23,8 +23,8 @@ use tether_types::{FailureClass, RunError, RunId, RunReport, RunStatus};
 use crate::attempt::{run_step_attempt, StepContext};
 use crate::engine::Runtime;
 use crate::journal::RunJournal;
-use crate::scheduler::Scheduler;
 use crate::load::{LoadedCompensation, LoadedStep, LoadedWorkflow};
+use crate::scheduler::Scheduler;
 use crate::tape::{lock, Divergence, Mode, Tape};
 use crate::workflow::Progress;
 

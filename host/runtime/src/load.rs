@@ -306,15 +306,12 @@ fn plan_of(workflow: &Workflow, steps: &[Arc<LoadedStep>], tools: &BTreeMap<Stri
                     needs: Some(spec.needs.clone()),
                     input: source(&spec.input),
                     when: source(&spec.when),
-                    for_each: spec.for_each.as_ref().map(|f| PlanForEach {
-                        items: f.items.source().to_string(),
-                        concurrency: f.concurrency,
-                    }),
+                    for_each: spec
+                        .for_each
+                        .as_ref()
+                        .map(|f| PlanForEach { items: f.items.source().to_string(), concurrency: f.concurrency }),
                     route: spec.route.as_ref().map(|cases| {
-                        cases
-                            .iter()
-                            .map(|c| PlanRouteCase { when: source(&c.when), to: c.to.clone() })
-                            .collect()
+                        cases.iter().map(|c| PlanRouteCase { when: source(&c.when), to: c.to.clone() }).collect()
                     }),
                     in_loop: spec.in_loop.clone(),
                     tools: spec.tools.clone(),

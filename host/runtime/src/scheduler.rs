@@ -76,11 +76,13 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         self.absorb()?;
         if let Some((error, done)) = self.state.compensating.clone() {
             // Interrupted while undoing completed steps: finish that, nothing else.
-            let status = self.driver.fail(self.workflow, &self.journal, &error, &self.state.completed, Some(&done)).await?;
+            let status =
+                self.driver.fail(self.workflow, &self.journal, &error, &self.state.completed, Some(&done)).await?;
             return Ok(self.report(status, Value::Null, Some(error)));
         }
         let end = loop {
-            let next = if self.pausing.is_some() { Next::Run(Vec::new()) } else { self.flow.next(&self.state, &self.busy) };
+            let next =
+                if self.pausing.is_some() { Next::Run(Vec::new()) } else { self.flow.next(&self.state, &self.busy) };
             match next {
                 Next::Record(events) => {
                     for event in &events {
@@ -132,7 +134,8 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                 Ok(self.report(RunStatus::Completed, output, None))
             }
             Err(error) => {
-                let status = self.driver.fail(self.workflow, &self.journal, &error, &self.state.completed, None).await?;
+                let status =
+                    self.driver.fail(self.workflow, &self.journal, &error, &self.state.completed, None).await?;
                 Ok(self.report(status, Value::Null, Some(error)))
             }
         }
@@ -141,9 +144,9 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
     /// Applies everything recorded since the last look to the run state.
     fn absorb(&mut self) -> Result<(), DriverError> {
         for (seq, kind) in self.journal.take_recorded() {
-            self.state.apply(seq, &kind).map_err(|reason| {
-                DriverError::Load(format!("run {}: event {seq}: {reason}", self.journal.run_id))
-            })?;
+            self.state
+                .apply(seq, &kind)
+                .map_err(|reason| DriverError::Load(format!("run {}: event {seq}: {reason}", self.journal.run_id)))?;
         }
         Ok(())
     }

@@ -339,7 +339,14 @@ impl Flow {
     }
 
     /// A route step: the first case that holds picks its target; the others are skipped.
-    fn route(&self, state: &RunState, step: &PlanStep, at: At<'_>, scope: &Scope, input: Value) -> Vec<crate::EventKind> {
+    fn route(
+        &self,
+        state: &RunState,
+        step: &PlanStep,
+        at: At<'_>,
+        scope: &Scope,
+        input: Value,
+    ) -> Vec<crate::EventKind> {
         let key = Key::node(&step.name, at.iteration).to_string();
         let cases = self.steps.get(&step.name).map(|e| e.route.as_slice()).unwrap_or_default();
         let mut chosen = None;
@@ -402,8 +409,10 @@ impl Flow {
         if progress.iterations > 0 && (progress.converged || progress.iterations >= l.max_iterations) {
             return LoopStatus::Done(progress.iterations);
         }
-        let ready =
-            self.loop_needs(state, name).iter().all(|n| self.need(state, n, At { in_loop: None, iteration: None }) != Need::Pending);
+        let ready = self
+            .loop_needs(state, name)
+            .iter()
+            .all(|n| self.need(state, n, At { in_loop: None, iteration: None }) != Need::Pending);
         if ready && !self.loop_needs_all_skipped(state, name) {
             LoopStatus::Active(progress.iterations + 1)
         } else {
@@ -465,7 +474,8 @@ impl Flow {
             (Some(name), Some(k)) => {
                 let mut previous = Map::new();
                 for s in state.plan.steps.iter().filter(|s| s.in_loop.as_deref() == Some(name)) {
-                    if let Some(Resolved::Completed(v)) = state.resolved.get(&Key::node(&s.name, Some(k - 1)).to_string())
+                    if let Some(Resolved::Completed(v)) =
+                        state.resolved.get(&Key::node(&s.name, Some(k - 1)).to_string())
                     {
                         previous.insert(s.name.clone(), v.clone());
                     }

@@ -292,26 +292,18 @@ pub fn report_from_events(run_id: RunId, events: &[Event]) -> RunReport {
             EventKind::UsageReported { step, metric, amount } => {
                 *current.entry(step.clone()).or_default().usage.entry(metric.clone()).or_default() += amount
             }
-            EventKind::GuestLog { step, level, stream, tool, message } => {
-                current.entry(step.clone()).or_default().logs.push(LogLine {
-                level: *level,
-                stream: stream.clone(),
-                tool: tool.clone(),
-                message: message.clone(),
-                })
-            }
+            EventKind::GuestLog { step, level, stream, tool, message } => current
+                .entry(step.clone())
+                .or_default()
+                .logs
+                .push(LogLine { level: *level, stream: stream.clone(), tool: tool.clone(), message: message.clone() }),
             EventKind::StepCompleted { step, fuel, tool_fuel, wall_us, peak_memory, .. } => {
                 let stats = current.entry(step.clone()).or_default();
                 steps.push(finish(step, None, stats, (*fuel, *tool_fuel, *wall_us, *peak_memory)));
             }
             EventKind::StepFailed { step, failure, fuel, tool_fuel, wall_us, peak_memory, .. } => {
                 let stats = current.entry(step.clone()).or_default();
-                steps.push(finish(
-                    step,
-                    Some(failure.clone()),
-                    stats,
-                    (*fuel, *tool_fuel, *wall_us, *peak_memory),
-                ));
+                steps.push(finish(step, Some(failure.clone()), stats, (*fuel, *tool_fuel, *wall_us, *peak_memory)));
             }
             EventKind::RunCompleted { output: o } => {
                 status = RunStatus::Completed;
@@ -370,7 +362,12 @@ fn finish(
 }
 
 fn skip_note(reason: &str) -> LogLine {
-    LogLine { level: crate::report::LogLevel::Info, stream: "host".into(), tool: None, message: format!("skipped: {reason}") }
+    LogLine {
+        level: crate::report::LogLevel::Info,
+        stream: "host".into(),
+        tool: None,
+        message: format!("skipped: {reason}"),
+    }
 }
 
 /// Usage per metric, summed over a run's events (for `history` and `stats`).

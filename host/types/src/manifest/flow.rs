@@ -50,10 +50,7 @@ pub(super) fn check(
             );
         }
         if let Some(until) = until {
-            loops.insert(
-                name.get_ref().clone(),
-                LoopSpec { until, max_iterations: max, on_exhausted: l.on_exhausted },
-            );
+            loops.insert(name.get_ref().clone(), LoopSpec { until, max_iterations: max, on_exhausted: l.on_exhausted });
         }
     }
 
@@ -97,10 +94,8 @@ pub(super) fn check(
     }
 
     check_routes(raw, steps, err);
-    let graph: Vec<GraphStep<'_>> = steps
-        .iter()
-        .map(|s| GraphStep { name: &s.name, needs: &s.needs, in_loop: s.in_loop.as_deref() })
-        .collect();
+    let graph: Vec<GraphStep<'_>> =
+        steps.iter().map(|s| GraphStep { name: &s.name, needs: &s.needs, in_loop: s.in_loop.as_deref() }).collect();
     for cycle in cycles(&graph) {
         let first = cycle.split(" -> ").next().unwrap_or_default();
         let span = raw.steps.iter().find(|s| s.name.get_ref() == first).map_or(0..0, |s| s.name.span());
@@ -133,7 +128,11 @@ fn for_each(raw: &RawStep, name: &str, err: &mut Err<'_>) -> Option<ForEach> {
     let concurrency = raw.concurrency.as_ref().map(|c| (c.span(), *c.get_ref()));
     let Some(items) = &raw.for_each else {
         if let Some((span, _)) = concurrency {
-            err(span, format!("step `{name}` has `concurrency` but no `for_each`"), Some("remove it, or add `for_each`"));
+            err(
+                span,
+                format!("step `{name}` has `concurrency` but no `for_each`"),
+                Some("remove it, or add `for_each`"),
+            );
         }
         return None;
     };

@@ -90,3 +90,104 @@ fn line_column_counts_characters() {
     assert_eq!(line_column("ab\ncdé\nf", 7), (2, 4));
     assert_eq!(line_column("", 10), (1, 1));
 }
+
+/// Flow fields: each bad manifest paired with the message it must produce.
+#[test]
+fn bad_flow_manifests_name_position_and_problem() {
+    let step = |name: &str, extra: &str| format!("[[steps]]\nname = \"{name}\"\ncomponent = \"{name}.wasm\"\n{extra}");
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("name = \"x\"\n{}{}{}", step("a", "needs = [\"c\"]\n"), step("b", ""), step("c", "")),
+            "wf.toml:3:8: the steps' `needs` form a cycle: a -> c -> b -> a",
+        ),
+        (format!("name = \"x\"\n{}", step("a", "needs = [\"nope\"]\n")), "wf.toml:5:10: step `a` needs `nope`, which is not a step"),
+        (format!("name = \"x\"\n{}", step("a", "needs = [\"a\"]\n")), "wf.toml:5:10: step `a` needs itself"),
+        (
+            format!("name = \"x\"\n{}", step("a", "input = \"input.x +\"\n")),
+            "wf.toml:5:9: step `a` `input`: 1:10: Syntax error",
+        ),
+        (
+            format!("name = \"x\"\n{}", step("a", "concurrency = 2\n")),
+            "wf.toml:5:15: step `a` has `concurrency` but no `for_each`",
+        ),
+        (
+            format!("name = \"x\"\n{}", step("a", "for_each = \"input.xs\"\nconcurrency = 0\n")),
+            "wf.toml:6:15: step `a`: `concurrency` must be 1 to 64",
+        ),
+        (
+            format!("name = \"x\"\n{}", step("a", "loop = \"fix\"\n")),
+            "wf.toml:5:8: step `a` is in loop `fix`, which is not declared",
+        ),
+        (
+            "name = \"x\"\n[loops.fix]\nuntil = \"true\"\nmax_iterations = 0\n[[steps]]\nname = \"a\"\ncomponent = \"a.wasm\"\nloop = \"fix\"\n".into(),
+            "wf.toml:4:18: loop `fix`: `max_iterations` must be 1 to 1000",
+        ),
+        (
+            "name = \"x\"\n[loops.fix]\nuntil = \"true\"\nmax_iterations = 2\n[[steps]]\nname = \"a\"\ncomponent = \"a.wasm\"\n".into(),
+            "wf.toml:2:8: loop `fix` has no steps",
+        ),
+        (
+            format!(
+                "name = \"x\"\n{}[[steps]]\nname = \"r\"\nroute = [{{ to = \"b\" }}]\n{}",
+                step("a", ""),
+                step("b", "needs = [\"a\"]\n")
+            ),
+            "wf.toml:7:17: route `r` leads to `b`, which does not need it\n  hint: add `needs = [\"r\"]` to step `b`",
+        ),
+        (
+            format!("name = \"x\"\n{}[[steps]]\nname = \"r\"\nroute = [{{ to = \"b\" }}, {{ when = \"true\", to = \"a\" }}]\n", step("a", "")),
+            "wf.toml:7:17: route `r`: only the last case may leave out `when`",
+        ),
+        (
+            "name = \"x\"\n[[steps]]\nname = \"r\"\nroute = [{ to = \"r2\" }]\ncomponent = \"r.wasm\"\n".into(),
+            "wf.toml:5:13: step `r` is a route, which runs no component; it cannot have `component`",
+        ),
+        (
+            "name = \"x\"\n[loops.fix]\nuntil = \"true\"\nmax_iterations = 2\non_exhausted = \"retry\"\n".into(),
+            "wf.toml:5:16: unknown variant `retry`, expected `fail` or `continue`",
+        ),
+        (
+            format!("name = \"x\"\n[run]\noutput = \"steps.a.(\"\n{}", step("a", "")),
+            "wf.toml:3:10: [run] `output`:",
+        ),
+    ];
+    for (text, expected) in &cases {
+        let errors = parse(text).expect_err(text);
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "manifest:\n{text}\nexpected an error starting with:\n{expected}\ngot:\n{}",
+            errors.join("\n")
+        );
+    }
+}
+
+#[test]
+fn needs_default_to_the_step_before_and_flow_fields_are_kept() {
+    let text = r#"
+name = "flow"
+[loops.fix]
+until = "steps.b.ok"
+max_iterations = 3
+[[steps]]
+name = "a"
+component = "a.wasm"
+for_each = "input.items"
+[[steps]]
+name = "b"
+component = "b.wasm"
+loop = "fix"
+when = "size(steps.a) > 0"
+[[steps]]
+name = "c"
+needs = []
+component = "c.wasm"
+"#;
+    let wf = parse(text).unwrap();
+    assert_eq!(wf.steps[0].needs, Vec::<String>::new());
+    assert_eq!(wf.steps[1].needs, vec!["a"]);
+    assert!(wf.steps[2].needs.is_empty(), "needs = [] means none");
+    assert_eq!(wf.steps[0].for_each.as_ref().unwrap().concurrency, 4, "the default cap");
+    assert_eq!(wf.steps[1].in_loop.as_deref(), Some("fix"));
+    assert_eq!(wf.loops["fix"].max_iterations, 3);
+    assert_eq!(wf.steps[1].when.as_ref().unwrap().source(), "size(steps.a) > 0");
+}

@@ -151,17 +151,14 @@ impl Flow {
                         }
                     }
                 }
-                LoopStatus::Done(k) if !state.loops.get(name).is_some_and(|s| s.converged) => {
-                    if l.on_exhausted == OnExhausted::Fail {
-                        return Next::Fail(RunError {
-                            class: FailureClass::LoopExhausted,
-                            step: format!("loop {name}"),
-                            message: format!(
-                                "loop `{name}` ran its {k} iterations without `until` ({}) holding",
-                                l.until
-                            ),
-                        });
-                    }
+                LoopStatus::Done(k)
+                    if !state.loops.get(name).is_some_and(|s| s.converged) && l.on_exhausted == OnExhausted::Fail =>
+                {
+                    return Next::Fail(RunError {
+                        class: FailureClass::LoopExhausted,
+                        step: format!("loop {name}"),
+                        message: format!("loop `{name}` ran its {k} iterations without `until` ({}) holding", l.until),
+                    });
                 }
                 LoopStatus::Waiting if self.loop_needs_all_skipped(state, name) => {
                     for s in state.plan.steps.iter().filter(|s| s.in_loop.as_deref() == Some(name)) {

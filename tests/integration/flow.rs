@@ -352,3 +352,47 @@ fn a_host_killed_during_a_fan_out_resumes_without_repeating_finished_items() {
     assert_eq!(of(&ev, "for_each_started").len(), 1, "the fan-out was not begun again");
     assert_eq!(of(&ev, "run_resumed").len(), 1);
 }
+
+#[test]
+fn components_can_be_referenced_by_digest_and_the_workflow_names_its_identity() {
+    let dir = fresh_dir("flow-digest");
+    let db = dir.join("journal.db");
+    // A first run stores the component in the journal.
+    let by_path =
+        write(&dir, "name = \"a\"\nidentity = \"triage-bot\"\n[[steps]]\nname = \"s\"\ncomponent = \"{hostile}\"\n");
+    let (code, first) = tether_json(&db, &["run", &by_path, "--input", r#"{"mode":"echo","n":1}"#, "--json"]);
+    assert_eq!(code, Some(0), "{first}");
+    let ev = events(&db, first["run_id"].as_str().unwrap());
+    assert_eq!(ev[0]["identity"], "triage-bot", "the workflow's identity, as no --as was given");
+    let (_, info) = tether_json(&db, &["inspect", artifacts::HOSTILE, "--json"]);
+    let digest = info["sha256"].as_str().unwrap();
+
+    let by_digest = dir.join("by-digest.toml");
+    std::fs::write(&by_digest, format!("name = \"b\"\n[[steps]]\nname = \"s\"\ncomponent = \"sha256:{digest}\"\n"))
+        .unwrap();
+    let by_digest = by_digest.display().to_string();
+    let (code, r) =
+        tether_json(&db, &["run", &by_digest, "--input", r#"{"mode":"echo","n":2}"#, "--as", "ops", "--json"]);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["output"]["n"], 2);
+    assert_eq!(events(&db, r["run_id"].as_str().unwrap())[0]["identity"], "ops", "--as wins");
+    let o = tether_cmd(&db).args(["validate", &by_digest]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // A digest the journal does not have, and one that is not a digest.
+    let other = dir.join("other.toml");
+    std::fs::write(
+        &other,
+        format!("name = \"c\"\n[[steps]]\nname = \"s\"\ncomponent = \"sha256:{}\"\n", "0".repeat(64)),
+    )
+    .unwrap();
+    let o = tether_cmd(&db).args(["run", other.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("other.toml:4:13") && err.contains("no component with this digest is stored"), "{err}");
+    std::fs::write(&other, "name = \"c\"\n[[steps]]\nname = \"s\"\ncomponent = \"sha256:abc\"\n").unwrap();
+    let o = tether_cmd(&db).args(["validate", other.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("`sha256:abc` is not a sha256 digest"), "{err}");
+}

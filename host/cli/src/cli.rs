@@ -75,6 +75,9 @@ pub(crate) struct ValidateArgs {
     pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) cache: CacheArgs,
+    /// The journal, read only for components referenced as `sha256:HEX`.
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
 }
 
 #[derive(Args)]
@@ -88,9 +91,9 @@ pub(crate) struct RunArgs {
     /// caller can resume or retry the submission by id.
     #[arg(long, value_name = "ID")]
     pub(crate) run_id: Option<String>,
-    /// The identity the run executes as.
-    #[arg(long = "as", value_name = "NAME", default_value = "local")]
-    pub(crate) identity: String,
+    /// The identity the run executes as [default: the workflow's `identity`, or `local`].
+    #[arg(long = "as", value_name = "NAME")]
+    pub(crate) identity: Option<String>,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
     #[command(flatten)]

@@ -24,12 +24,15 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     rt.block_on(async {
         let driver = args.host.driver().await?;
         let base = args.workflow.parent().map(Path::to_path_buf).unwrap_or_default();
-        let loaded = driver.runtime().load_workflow(workflow, &base).map_err(|e| Failure::usage(e.to_string()))?;
+        let identity = args.identity.clone().or_else(|| workflow.identity.clone()).unwrap_or_else(|| "local".into());
+        let stored = stored_components(&driver, &workflow).await?;
+        let loaded =
+            driver.runtime().load_workflow_with(workflow, &base, &stored).map_err(|e| Failure::usage(e.to_string()))?;
         if !args.output.json {
             eprintln!("run {run_id} started (resume it with `tether resume {run_id}` if interrupted)");
         }
         let total = loaded.plan.steps.len();
-        let result = driver.start(&loaded, run_id.clone(), input, &args.identity, progress(&args.output, total)).await;
+        let result = driver.start(&loaded, run_id.clone(), input, &identity, progress(&args.output, total)).await;
         finish(&driver, &run_id, result, &args.output).await
     })
 }
@@ -130,6 +133,21 @@ pub(crate) fn read_workflow_text(path: &Path) -> Result<String, Failure> {
         std::io::ErrorKind::NotFound => Failure::usage(format!("{}: workflow file not found", path.display())),
         _ => Failure::usage(format!("{}: cannot read the workflow file: {e}", path.display())),
     })
+}
+
+/// The components a workflow references by digest, from the journal.
+pub(crate) async fn stored_components(
+    driver: &Driver,
+    workflow: &Workflow,
+) -> Result<std::collections::HashMap<String, std::sync::Arc<[u8]>>, Failure> {
+    let mut stored = std::collections::HashMap::new();
+    for digest in workflow.digest_refs() {
+        let bytes = driver.store().component(&digest).await.map_err(crate::journal::store_failure)?;
+        if let Some(bytes) = bytes {
+            stored.insert(digest, std::sync::Arc::from(bytes));
+        }
+    }
+    Ok(stored)
 }
 
 fn read_workflow(path: &Path) -> Result<Workflow, Failure> {

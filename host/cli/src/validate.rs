@@ -1,9 +1,12 @@
 //! `tether validate`: every check `tether run` makes before running anything, and no run.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use serde_json::json;
+use tether_types::store::JournalStore;
 use tether_types::{ManifestError, Workflow};
 
 use crate::cli::ValidateArgs;
@@ -21,7 +24,12 @@ pub(crate) fn validate(args: ValidateArgs) -> Result<ExitCode, Failure> {
                 vec![ManifestError { file: file.clone(), line: 1, column: 1, message: m, hint: None }]
             }
         })?;
-        runtime.load_workflow(wf, &base).map_err(|e| e.0)
+        let stored = stored(&args, &wf).map_err(|f| match f {
+            Failure::Usage(m) | Failure::Internal(m) => {
+                vec![ManifestError { file: file.clone(), line: 1, column: 1, message: m, hint: None }]
+            }
+        })?;
+        runtime.load_workflow_with(wf, &base, &stored).map_err(|e| e.0)
     });
     match loaded {
         Ok(wf) => {
@@ -60,6 +68,25 @@ pub(crate) fn validate(args: ValidateArgs) -> Result<ExitCode, Failure> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// Components referenced by digest, from the journal (opened only if there are any).
+fn stored(args: &ValidateArgs, wf: &Workflow) -> Result<HashMap<String, Arc<[u8]>>, Failure> {
+    let digests = wf.digest_refs();
+    if digests.is_empty() {
+        return Ok(HashMap::new());
+    }
+    crate::cli::async_runtime()?.block_on(async {
+        let store = args.db.open().await?;
+        let mut stored = HashMap::new();
+        for d in digests {
+            let bytes = JournalStore::component(&store, &d).await.map_err(crate::journal::store_failure)?;
+            if let Some(bytes) = bytes {
+                stored.insert(d, Arc::from(bytes));
+            }
+        }
+        Ok(stored)
+    })
 }
 
 /// One line per step: what it needs and what kind of step it is.

@@ -131,6 +131,26 @@ impl Runtime {
     /// (the manifest's directory). Reports every unusable component or directory, each
     /// positioned at its tool or step in the manifest.
     pub fn load_workflow(&self, workflow: Workflow, base_dir: &Path) -> Result<LoadedWorkflow, ManifestErrors> {
+        self.load_workflow_with(workflow, base_dir, &HashMap::new())
+    }
+
+    /// Like [`Runtime::load_workflow`]; components referenced as `sha256:HEX` are taken
+    /// from `stored` (by digest; the CLI fills it from the journal).
+    pub fn load_workflow_with(
+        &self,
+        workflow: Workflow,
+        base_dir: &Path,
+        stored: &HashMap<String, Arc<[u8]>>,
+    ) -> Result<LoadedWorkflow, ManifestErrors> {
+        let fetch = |c: &ComponentRef| -> Result<Arc<[u8]>, LoadError> {
+            match c.digest() {
+                Some(d) => stored.get(d).cloned().ok_or_else(|| LoadError {
+                    path: PathBuf::from(&c.path),
+                    problem: "no component with this digest is stored in the journal".into(),
+                }),
+                None => read(&base_dir.join(&c.path)),
+            }
+        };
         let mut errors = Vec::new();
         let mut tools = BTreeMap::new();
         for (name, spec) in &workflow.tools {
@@ -149,7 +169,11 @@ impl Runtime {
                     )),
                 }
             }
-            match self.load_tool(&base_dir.join(&spec.component.path)) {
+            let loaded = fetch(&spec.component).and_then(|wasm| {
+                self.load_tool_bytes(wasm)
+                    .map_err(|problem| LoadError { path: base_dir.join(&spec.component.path), problem })
+            });
+            match loaded {
                 Ok(c) => {
                     tools.insert(
                         name.clone(),
@@ -165,7 +189,9 @@ impl Runtime {
             let compensation = match &spec.compensate {
                 None => None,
                 Some(Compensation::Tool(t)) => tools.get(t).map(|l| LoadedCompensation::Tool(Arc::clone(l))),
-                Some(Compensation::Component(c)) => match self.load_step(&base_dir.join(&c.path)) {
+                Some(Compensation::Component(c)) => match fetch(c).and_then(|wasm| {
+                    self.load_step_bytes(wasm).map_err(|problem| LoadError { path: base_dir.join(&c.path), problem })
+                }) {
                     Ok(component) => Some(LoadedCompensation::Component(Arc::new(component))),
                     Err(e) => {
                         errors.push(position(&workflow, c, &e, "compensation"));
@@ -173,7 +199,11 @@ impl Runtime {
                     }
                 },
             };
-            match self.load_step(&base_dir.join(&component.path)) {
+            let loaded = fetch(component).and_then(|wasm| {
+                self.load_step_bytes(wasm)
+                    .map_err(|problem| LoadError { path: base_dir.join(&component.path), problem })
+            });
+            match loaded {
                 Ok(c) => steps.push(Arc::new(LoadedStep {
                     spec: spec.clone(),
                     component: Arc::new(c),

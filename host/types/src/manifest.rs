@@ -49,6 +49,8 @@ pub struct Workflow {
     pub version: Option<String>,
     /// What it does.
     pub description: Option<String>,
+    /// The identity runs execute as unless `tether run --as` says otherwise.
+    pub identity: Option<String>,
     /// Declared tools, by name.
     pub tools: BTreeMap<String, ToolSpec>,
     /// Steps, in execution order.
@@ -166,6 +168,13 @@ pub struct ComponentRef {
     pub span: Range<usize>,
 }
 
+impl ComponentRef {
+    /// The digest, when the component is referenced as `sha256:HEX`.
+    pub fn digest(&self) -> Option<&str> {
+        self.path.strip_prefix("sha256:")
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Source {
     file: String,
@@ -199,6 +208,8 @@ struct RawWorkflow {
     name: Spanned<String>,
     version: Option<String>,
     description: Option<String>,
+    #[serde(default)]
+    identity: Option<Spanned<String>>,
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
@@ -322,6 +333,11 @@ impl Workflow {
 
         if let Err(m) = check_name(raw.name.get_ref()) {
             err(raw.name.span(), format!("workflow name {m}"), None);
+        }
+        if let Some(id) = &raw.identity {
+            if let Err(m) = check_name(id.get_ref()) {
+                err(id.span(), format!("identity {m}"), None);
+            }
         }
         let step_defaults = check_budget(&raw.defaults.budget, &mut err).unwrap_or_default();
         let tool_defaults = check_budget(&raw.defaults.tool_budget, &mut err).unwrap_or_default();
@@ -488,10 +504,29 @@ impl Workflow {
             name: raw.name.into_inner(),
             version: raw.version,
             description: raw.description,
+            identity: raw.identity.map(Spanned::into_inner),
             tools,
             steps,
             source,
         })
+    }
+
+    /// The digests of components referenced as `sha256:HEX` instead of by path.
+    pub fn digest_refs(&self) -> Vec<String> {
+        let steps = self.steps.iter().flat_map(|s| {
+            let undo = match &s.compensate {
+                Some(Compensation::Component(c)) => Some(c),
+                _ => None,
+            };
+            s.component.iter().chain(undo)
+        });
+        let mut refs: Vec<String> = steps
+            .chain(self.tools.values().map(|t| &t.component))
+            .filter_map(|c| c.digest().map(str::to_string))
+            .collect();
+        refs.sort();
+        refs.dedup();
+        refs
     }
 
     /// The manifest file name given to [`Workflow::parse`].
@@ -537,6 +572,15 @@ fn check_name(name: &str) -> Result<(), String> {
 fn component_ref(c: &Spanned<String>, err: &mut impl FnMut(Range<usize>, String, Option<&str>)) -> ComponentRef {
     if c.get_ref().trim().is_empty() {
         err(c.span(), "`component` is empty".into(), Some("give the path of a .wasm component"));
+    }
+    if let Some(d) = c.get_ref().strip_prefix("sha256:") {
+        if d.len() != 64 || !d.chars().all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase()) {
+            err(
+                c.span(),
+                format!("`{}` is not a sha256 digest", c.get_ref()),
+                Some("write `sha256:` and 64 lowercase hex digits, as `tether history` and `tether inspect` show them"),
+            );
+        }
     }
     ComponentRef { path: c.get_ref().clone(), span: c.span() }
 }

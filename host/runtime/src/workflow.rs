@@ -1,5 +1,8 @@
-//! Running a workflow of sequential steps: each step gets the previous step's output
-//! (the first gets the run input); the first failure ends the run.
+//! Running a workflow in memory, without a journal: its component steps in the order
+//! written, each getting the previous step's output; the first failure ends the run.
+//! For embedding and benchmarks of plain pipelines only: it ignores the flow fields
+//! (`needs`, `input`, `when`, routes, `for_each`, loops). Journaled runs go through
+//! [`crate::Driver`], which implements all of them.
 
 use std::time::Instant;
 
@@ -57,7 +60,8 @@ impl Runtime {
         crate::attempt::describe_tool(&self.inner.engine, tool).await
     }
 
-    /// Runs every step of `workflow` in order.
+    /// Runs every component step of `workflow` in the order written (no flow fields; see
+    /// the module documentation).
     pub async fn run_workflow(
         &self,
         workflow: &LoadedWorkflow,

@@ -274,12 +274,7 @@ impl Runtime {
                 retry: s.retry.clone(),
                 compensate,
                 // The flow is read from the plan itself; specs only carry what a step runs with.
-                needs: Vec::new(),
-                input: None,
-                when: None,
-                for_each: None,
-                route: None,
-                in_loop: None,
+                flow: Default::default(),
             };
             steps.push(Arc::new(LoadedStep {
                 spec,
@@ -333,17 +328,18 @@ fn plan_of(workflow: &Workflow, steps: &[Arc<LoadedStep>], tools: &BTreeMap<Stri
                 PlanStep {
                     name: spec.name.clone(),
                     component: loaded.map(|s| s.component.digest.clone()).unwrap_or_default(),
-                    needs: Some(spec.needs.clone()),
-                    input: source(&spec.input),
-                    when: source(&spec.when),
+                    needs: Some(spec.flow.needs.clone()),
+                    input: source(&spec.flow.input),
+                    when: source(&spec.flow.when),
                     for_each: spec
+                        .flow
                         .for_each
                         .as_ref()
                         .map(|f| PlanForEach { items: f.items.source().to_string(), concurrency: f.concurrency }),
-                    route: spec.route.as_ref().map(|cases| {
+                    route: spec.flow.route.as_ref().map(|cases| {
                         cases.iter().map(|c| PlanRouteCase { when: source(&c.when), to: c.to.clone() }).collect()
                     }),
-                    in_loop: spec.in_loop.clone(),
+                    in_loop: spec.flow.in_loop.clone(),
                     tools: spec.tools.clone(),
                     budget: spec.budget,
                     retry: spec.retry.clone(),

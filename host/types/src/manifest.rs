@@ -126,6 +126,22 @@ pub struct StepSpec {
     pub name: String,
     /// Where its component is; `None` for a route, which runs no component.
     pub component: Option<ComponentRef>,
+    /// Where the step sits in the flow: what it needs, when it runs, how it fans out.
+    pub flow: StepFlow,
+    /// Tools the step may call; any other call is denied.
+    pub tools: Vec<String>,
+    /// The budget of each attempt.
+    pub budget: StepBudget,
+    /// When and how failed attempts are retried.
+    pub retry: crate::retry::RetryPolicy,
+    /// What undoes this step if the run fails after it completed.
+    pub compensate: Option<Compensation>,
+}
+
+/// A step's place in the flow, filled in by the flow checks ([`flow`]). Empty for the
+/// specs of a recorded plan, whose flow is read from the plan itself.
+#[derive(Clone, Debug, Default)]
+pub struct StepFlow {
     /// Steps that must finish (complete or be skipped) before this one starts.
     pub needs: Vec<String>,
     /// Builds the step's input; by default the output of its one need, an object of its
@@ -139,14 +155,6 @@ pub struct StepSpec {
     pub route: Option<Vec<RouteCase>>,
     /// The loop the step belongs to.
     pub in_loop: Option<String>,
-    /// Tools the step may call; any other call is denied.
-    pub tools: Vec<String>,
-    /// The budget of each attempt.
-    pub budget: StepBudget,
-    /// When and how failed attempts are retried.
-    pub retry: crate::retry::RetryPolicy,
-    /// What undoes this step if the run fails after it completed.
-    pub compensate: Option<Compensation>,
 }
 
 /// How a completed step is undone when the run fails later: a declared tool, or a
@@ -456,12 +464,7 @@ impl Workflow {
                 retry,
                 name: name.clone(),
                 component,
-                needs: Vec::new(),
-                input: None,
-                when: None,
-                for_each: None,
-                route: None,
-                in_loop: None,
+                flow: StepFlow::default(),
                 tools: step.tools.iter().map(|t| t.get_ref().clone()).collect(),
                 budget: StepBudget::from_spec(&spec.over(&step_defaults)),
             });

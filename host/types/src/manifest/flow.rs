@@ -56,7 +56,7 @@ pub(super) fn check(
 
     for (i, (raw_step, step)) in raw.steps.iter().zip(steps.iter_mut()).enumerate() {
         let name = raw_step.name.get_ref().clone();
-        step.in_loop = raw_step.in_loop.as_ref().map(|l| {
+        step.flow.in_loop = raw_step.in_loop.as_ref().map(|l| {
             if !raw.loops.keys().any(|k| k.get_ref() == l.get_ref()) {
                 err(
                     l.span(),
@@ -66,7 +66,7 @@ pub(super) fn check(
             }
             l.get_ref().clone()
         });
-        step.needs = match &raw_step.needs {
+        step.flow.needs = match &raw_step.needs {
             Some(needs) => {
                 let mut list = Vec::new();
                 for n in needs.get_ref() {
@@ -87,15 +87,17 @@ pub(super) fn check(
             // By default a step needs the one written before it: a pipeline.
             None => i.checked_sub(1).map(|p| vec![raw.steps[p].name.get_ref().clone()]).unwrap_or_default(),
         };
-        step.input = raw_step.input.as_ref().and_then(|e| expr(e, &format!("step `{name}` `input`"), err));
-        step.when = raw_step.when.as_ref().and_then(|e| expr(e, &format!("step `{name}` `when`"), err));
-        step.for_each = for_each(raw_step, &name, err);
-        step.route = route(raw_step, &name, err);
+        step.flow.input = raw_step.input.as_ref().and_then(|e| expr(e, &format!("step `{name}` `input`"), err));
+        step.flow.when = raw_step.when.as_ref().and_then(|e| expr(e, &format!("step `{name}` `when`"), err));
+        step.flow.for_each = for_each(raw_step, &name, err);
+        step.flow.route = route(raw_step, &name, err);
     }
 
     check_routes(raw, steps, err);
-    let graph: Vec<GraphStep<'_>> =
-        steps.iter().map(|s| GraphStep { name: &s.name, needs: &s.needs, in_loop: s.in_loop.as_deref() }).collect();
+    let graph: Vec<GraphStep<'_>> = steps
+        .iter()
+        .map(|s| GraphStep { name: &s.name, needs: &s.flow.needs, in_loop: s.flow.in_loop.as_deref() })
+        .collect();
     for cycle in cycles(&graph) {
         let first = cycle.split(" -> ").next().unwrap_or_default();
         let span = raw.steps.iter().find(|s| s.name.get_ref() == first).map_or(0..0, |s| s.name.span());
@@ -199,13 +201,13 @@ fn check_routes(raw: &RawWorkflow, steps: &[StepSpec], err: &mut Err<'_>) {
             if !seen.insert(to) {
                 continue;
             }
-            if !target.needs.contains(&step.name) {
+            if !target.flow.needs.contains(&step.name) {
                 err(
                     case.to.span(),
                     format!("route `{}` leads to `{to}`, which does not need it", step.name),
                     Some(&format!("add `needs = [\"{}\"]` to step `{to}`", step.name)),
                 );
-            } else if target.in_loop != step.in_loop {
+            } else if target.flow.in_loop != step.flow.in_loop {
                 err(
                     case.to.span(),
                     format!("route `{}` leads to `{to}`, which is not in the same loop", step.name),

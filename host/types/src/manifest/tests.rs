@@ -183,11 +183,11 @@ needs = []
 component = "c.wasm"
 "#;
     let wf = parse(text).unwrap();
-    assert_eq!(wf.steps[0].needs, Vec::<String>::new());
-    assert_eq!(wf.steps[1].needs, vec!["a"]);
-    assert!(wf.steps[2].needs.is_empty(), "needs = [] means none");
-    assert_eq!(wf.steps[0].for_each.as_ref().unwrap().concurrency, 4, "the default cap");
-    assert_eq!(wf.steps[1].in_loop.as_deref(), Some("fix"));
+    assert_eq!(wf.steps[0].flow.needs, Vec::<String>::new());
+    assert_eq!(wf.steps[1].flow.needs, vec!["a"]);
+    assert!(wf.steps[2].flow.needs.is_empty(), "needs = [] means none");
+    assert_eq!(wf.steps[0].flow.for_each.as_ref().unwrap().concurrency, 4, "the default cap");
+    assert_eq!(wf.steps[1].flow.in_loop.as_deref(), Some("fix"));
     assert_eq!(wf.loops["fix"].max_iterations, 3);
-    assert_eq!(wf.steps[1].when.as_ref().unwrap().source(), "size(steps.a) > 0");
+    assert_eq!(wf.steps[1].flow.when.as_ref().unwrap().source(), "size(steps.a) > 0");
 }

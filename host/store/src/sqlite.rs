@@ -103,6 +103,28 @@ impl JournalStore for SqliteStore {
             .collect()
     }
 
+    async fn gate_events(&self, workflow: &str) -> Result<Vec<(String, StoredEvent)>, StoreError> {
+        let sql = "SELECT e.run_id, e.seq, e.at_us, e.kind, e.payload, e.hash FROM events e \
+                   JOIN runs r ON r.run_id = e.run_id \
+                   WHERE r.workflow = ? AND e.kind IN ('approval_requested', 'approval_decided', 'approval_overridden') \
+                   ORDER BY e.run_id, e.seq";
+        let rows = sqlx::query(sql).bind(workflow).fetch_all(&self.readers).await.map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(db)?,
+                    StoredEvent {
+                        seq: r.try_get::<i64, _>(1).map_err(db)? as u64,
+                        at_us: r.try_get::<i64, _>(2).map_err(db)? as u64,
+                        kind: r.try_get(3).map_err(db)?,
+                        payload: r.try_get(4).map_err(db)?,
+                        hash: r.try_get(5).map_err(db)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError> {
         let exists = sqlx::query("SELECT 1 FROM components WHERE digest = ?")
             .bind(digest)

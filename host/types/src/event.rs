@@ -254,6 +254,112 @@ pub enum EventKind {
         /// Whether `until` held (the loop is over).
         until: bool,
     },
+    /// The run's identity and what it was granted: non-secret environment values
+    /// (served on resume and replay; a secret's value is never journaled, only its name)
+    /// and every declared grant the identity refused.
+    GrantsApplied {
+        /// The identity.
+        identity: String,
+        /// Environment variables given to steps and tools: value, or `[secret]`.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        env: std::collections::BTreeMap<String, String>,
+        /// Grants the workflow declared that the identity does not have.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        refused: Vec<String>,
+    },
+    /// The policy's verdict at a checkpoint (with `call` for a tool call, inside the attempt).
+    PolicyVerdict {
+        /// The step's key.
+        step: String,
+        /// The tool call's index, for `tool_call` and `tool_result`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<u32>,
+        /// Where.
+        on: crate::policy::Checkpoint,
+        /// Who was acting.
+        identity: String,
+        /// The verdict.
+        verdict: crate::policy::Verdict,
+        /// The rule that gave it (none: no rule applied, allowed by grant).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+        /// The gate, for `require_approval`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gate: Option<String>,
+    },
+    /// An action waits for approval at a gate. While nothing else can run, the run is
+    /// `waiting` and holds no sandbox.
+    ApprovalRequested {
+        /// Names this request: `KEY@CHECKPOINT`, or `KEY/CALL@CHECKPOINT` for a tool call.
+        id: String,
+        /// The gate.
+        gate: String,
+        /// The step's key.
+        step: String,
+        /// The tool call, if it is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<u32>,
+        /// Where.
+        on: crate::policy::Checkpoint,
+        /// What is proposed (an input or an output); an approver may edit it.
+        proposal: Value,
+        /// Distinct approvers needed.
+        approvals: u32,
+        /// When the default decision is taken, in microseconds since the Unix epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline_us: Option<u64>,
+        /// The decision taken at the deadline.
+        on_timeout: crate::policy::Decision,
+        /// The request's class, when the gate keeps a record per class.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        class: Option<String>,
+    },
+    /// Somebody (or the deadline, or the gate's track record) decided a request.
+    ApprovalDecided {
+        /// The request.
+        id: String,
+        /// The gate.
+        gate: String,
+        /// The step's key.
+        step: String,
+        /// The tool call, if it is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<u32>,
+        /// Who: an identity, `deadline` or `autonomy`.
+        by: String,
+        /// Approve or reject.
+        decision: crate::policy::Decision,
+        /// An edited proposal (an override), if the approver changed it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payload: Option<Value>,
+        /// Why, in the approver's words.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+        /// For an automatic approval: the track record it was based on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evidence: Option<crate::autonomy::TrackRecord>,
+    },
+    /// Nothing can run until a human decides: the run is `waiting`.
+    RunWaiting {
+        /// The requests it waits for.
+        approvals: Vec<String>,
+    },
+    /// A reviewer found an automatic approval wrong after the fact. The run is not
+    /// changed (it went on); the gate's track record counts an override, which re-arms it.
+    ApprovalOverridden {
+        /// The request.
+        id: String,
+        /// The gate.
+        gate: String,
+        /// The reviewer.
+        by: String,
+        /// What the decision should have been, if given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payload: Option<Value>,
+        /// Why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
     /// The run completed: terminal.
     RunCompleted {
         /// The run's output.
@@ -332,6 +438,12 @@ impl EventKind {
             EventKind::ForEachStarted { .. } => "for_each_started",
             EventKind::ForEachGathered { .. } => "for_each_gathered",
             EventKind::LoopIterationEnded { .. } => "loop_iteration_ended",
+            EventKind::GrantsApplied { .. } => "grants_applied",
+            EventKind::PolicyVerdict { .. } => "policy_verdict",
+            EventKind::ApprovalRequested { .. } => "approval_requested",
+            EventKind::ApprovalDecided { .. } => "approval_decided",
+            EventKind::RunWaiting { .. } => "run_waiting",
+            EventKind::ApprovalOverridden { .. } => "approval_overridden",
             EventKind::RunCompleted { .. } => "run_completed",
             EventKind::RunFailed { .. } => "run_failed",
         }
@@ -353,7 +465,10 @@ impl EventKind {
             | EventKind::StepSkipped { step, .. }
             | EventKind::Routed { step, .. }
             | EventKind::ForEachStarted { step, .. }
-            | EventKind::ForEachGathered { step, .. } => Some(step),
+            | EventKind::ForEachGathered { step, .. }
+            | EventKind::PolicyVerdict { step, .. }
+            | EventKind::ApprovalRequested { step, .. }
+            | EventKind::ApprovalDecided { step, .. } => Some(step),
             _ => None,
         }
     }
@@ -368,6 +483,9 @@ impl EventKind {
                 | EventKind::HostRead { .. }
                 | EventKind::UsageReported { .. }
                 | EventKind::GuestLog { .. }
+                | EventKind::PolicyVerdict { call: Some(_), .. }
+                | EventKind::ApprovalRequested { call: Some(_), .. }
+                | EventKind::ApprovalDecided { call: Some(_), .. }
         )
     }
 }

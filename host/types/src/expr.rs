@@ -89,7 +89,28 @@ impl Expr {
             ctx.add_variable_from_value("iteration", cel::Value::Int(i64::from(*iteration)));
             ctx.add_variable_from_value("previous", to_cel(previous));
         }
-        let value = self.program.execute(&ctx).map_err(|e| format!("expression `{}`: {e}", self.source))?;
+        self.execute(&ctx)
+    }
+
+    /// Evaluates with the given variables (policy rules, gate conditions).
+    pub fn eval_vars(&self, vars: &serde_json::Map<String, Value>) -> Result<Value, String> {
+        let mut ctx = cel::Context::default();
+        for (name, value) in vars {
+            ctx.add_variable_from_value(name.as_str(), to_cel(value));
+        }
+        self.execute(&ctx)
+    }
+
+    /// Like [`Expr::eval_vars`], but the value must be true or false.
+    pub fn eval_vars_bool(&self, vars: &serde_json::Map<String, Value>) -> Result<bool, String> {
+        match self.eval_vars(vars)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(format!("expression `{}` must be true or false, but gave {}", self.source, kind(&other))),
+        }
+    }
+
+    fn execute(&self, ctx: &cel::Context) -> Result<Value, String> {
+        let value = self.program.execute(ctx).map_err(|e| format!("expression `{}`: {e}", self.source))?;
         value.json().map_err(|e| format!("expression `{}`: its value cannot be JSON: {e}", self.source))
     }
 

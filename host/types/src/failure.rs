@@ -37,11 +37,18 @@ pub enum FailureClass {
     RunBudgetExceeded,
     /// A loop ran its `max_iterations` without its `until` holding.
     LoopExhausted,
+    /// A human rejected the action at an approval gate (or its deadline passed and the
+    /// gate's default is to reject).
+    Rejected,
+    /// Not a failure: the attempt stopped to wait for an approval, holding no sandbox
+    /// while it waits. Never journaled as a step's end; the attempt continues from the
+    /// journal once the request is decided.
+    AwaitingApproval,
 }
 
 impl FailureClass {
     /// Every class, in the order they are documented.
-    pub const ALL: [FailureClass; 13] = [
+    pub const ALL: [FailureClass; 15] = [
         Self::GuestError,
         Self::Trap,
         Self::FuelExhausted,
@@ -55,6 +62,8 @@ impl FailureClass {
         Self::HostFault,
         Self::RunBudgetExceeded,
         Self::LoopExhausted,
+        Self::Rejected,
+        Self::AwaitingApproval,
     ];
 
     /// The stable snake_case name used in JSON output and the journal.
@@ -73,6 +82,8 @@ impl FailureClass {
             Self::HostFault => "host_fault",
             Self::RunBudgetExceeded => "run_budget_exceeded",
             Self::LoopExhausted => "loop_exhausted",
+            Self::Rejected => "rejected",
+            Self::AwaitingApproval => "awaiting_approval",
         }
     }
 }

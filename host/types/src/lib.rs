@@ -2,6 +2,7 @@
 //! manifest and the reports a run produces. Nothing here performs I/O, so the parser and
 //! the rules it enforces can be tested without a file system or an engine.
 
+pub mod autonomy;
 pub mod budget;
 pub mod event;
 pub mod expr;
@@ -11,6 +12,7 @@ pub mod ids;
 pub mod manifest;
 pub mod next;
 pub mod plan;
+pub mod policy;
 pub mod report;
 pub mod retry;
 pub mod run_budget;

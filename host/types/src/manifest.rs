@@ -36,6 +36,9 @@ use crate::budget::{BudgetSpec, StepBudget, ToolBudget};
 use crate::expr::Expr;
 
 mod flow;
+mod policy;
+
+pub use policy::ParsedPolicy;
 
 /// Largest memory budget a manifest may ask for; the host reserves address space for it.
 pub const MAX_MEMORY: u64 = 4 << 30;
@@ -61,7 +64,20 @@ pub struct Workflow {
     pub loops: BTreeMap<String, LoopSpec>,
     /// What the run outputs; by default, the output of the last step written.
     pub output: Option<Expr>,
+    /// The `[policy]` table (empty if none), with the gates step approvals refer to.
+    pub policy: ParsedPolicy,
+    /// `policy_file`, as written (relative to the manifest's directory).
+    pub policy_file: Option<String>,
     source: Source,
+}
+
+/// A step's approval gate: its output waits for a human when `when` holds.
+#[derive(Clone, Debug)]
+pub struct StepApproval {
+    /// The gate (declared under `[policy.gates]` or in the policy file).
+    pub gate: String,
+    /// CEL over `input` and `output` (and `identity`, `step`); none means always.
+    pub when: Option<Expr>,
 }
 
 /// A loop: its steps run again, in order of their needs, until `until` holds.
@@ -104,6 +120,8 @@ pub struct ToolSpec {
     pub budget: ToolBudget,
     /// Host directories the tool may see.
     pub dirs: Vec<DirSpec>,
+    /// Environment variables the tool may read (when its identity is granted them).
+    pub env: Vec<String>,
 }
 
 /// A host directory granted to a tool, as written.
@@ -136,6 +154,12 @@ pub struct StepSpec {
     pub retry: crate::retry::RetryPolicy,
     /// What undoes this step if the run fails after it completed.
     pub compensate: Option<Compensation>,
+    /// Host directories the step may see.
+    pub dirs: Vec<DirSpec>,
+    /// Environment variables the step may read (when its identity is granted them).
+    pub env: Vec<String>,
+    /// The gate its output must pass, if any.
+    pub approval: Option<StepApproval>,
 }
 
 /// A step's place in the flow, filled in by the flow checks ([`flow`]). Empty for the
@@ -228,6 +252,10 @@ struct RawWorkflow {
     run: Option<RawRun>,
     #[serde(default)]
     loops: BTreeMap<Spanned<String>, RawLoop>,
+    #[serde(default)]
+    policy: Option<policy::RawPolicy>,
+    #[serde(default)]
+    policy_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -278,6 +306,8 @@ struct RawTool {
     budget: Option<Spanned<BudgetSpec>>,
     #[serde(default)]
     dirs: Vec<Spanned<DirSpec>>,
+    #[serde(default)]
+    env: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -308,6 +338,20 @@ struct RawStep {
     retry: Option<Spanned<crate::retry::RetrySpec>>,
     #[serde(default)]
     compensate: Option<Spanned<RawCompensate>>,
+    #[serde(default)]
+    dirs: Vec<Spanned<DirSpec>>,
+    #[serde(default)]
+    env: Vec<Spanned<String>>,
+    #[serde(default)]
+    approval: Option<RawApproval>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApproval {
+    gate: Spanned<String>,
+    #[serde(default)]
+    when: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +379,10 @@ impl Workflow {
             ManifestErrors(vec![source.error(span, e.message().trim_end(), hint)])
         })?;
         let mut errors = Vec::new();
+        let mut policy = match &raw.policy {
+            Some(p) => policy::check(p, &source, &mut errors),
+            None => ParsedPolicy::default(),
+        };
         let mut err = |span: Range<usize>, msg: String, hint: Option<&str>| {
             errors.push(source.error(span, &msg, hint.map(str::to_string)));
         };
@@ -370,17 +418,9 @@ impl Workflow {
             }
             let budget = ToolBudget::from_spec(&spec.over(&tool_defaults));
             let component = component_ref(&tool.component, &mut err);
-            for d in &tool.dirs {
-                if !d.get_ref().guest.starts_with('/') {
-                    err(
-                        d.span(),
-                        format!("guest path `{}` must be absolute", d.get_ref().guest),
-                        Some("for example guest = \"/data\""),
-                    );
-                }
-            }
-            let dirs = tool.dirs.iter().map(|d| d.get_ref().clone()).collect();
-            tools.insert(name.get_ref().clone(), ToolSpec { name: name.get_ref().clone(), component, budget, dirs });
+            let dirs = check_dirs(&tool.dirs, &mut err);
+            let env = check_env(&tool.env, &mut err);
+            tools.insert(name.get_ref().clone(), ToolSpec { name: name.get_ref().clone(), component, budget, dirs, env });
         }
 
         if raw.steps.is_empty() {
@@ -459,7 +499,31 @@ impl Workflow {
                     None
                 }
             };
+            let approval = step.approval.as_ref().map(|a| {
+                policy.gate_refs.push((
+                    a.gate.get_ref().clone(),
+                    source.error(
+                        a.gate.span(),
+                        &format!("step `{name}` names gate `{}`, which is not declared", a.gate.get_ref()),
+                        Some("declare it under [policy.gates.NAME] or in the policy file".into()),
+                    ),
+                ));
+                let when = a.when.as_ref().and_then(|w| match Expr::compile(w.get_ref()) {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        err(w.span(), format!("step `{name}` approval `when`: {e}"), None);
+                        None
+                    }
+                });
+                StepApproval { gate: a.gate.get_ref().clone(), when }
+            });
+            if approval.is_some() && step.route.is_some() {
+                err(step.name.span(), format!("route `{name}` cannot have an approval gate"), None);
+            }
             steps.push(StepSpec {
+                approval,
+                dirs: check_dirs(&step.dirs, &mut err),
+                env: check_env(&step.env, &mut err),
                 compensate,
                 retry,
                 name: name.clone(),
@@ -504,6 +568,8 @@ impl Workflow {
             loops,
             output,
             run_budget,
+            policy,
+            policy_file: raw.policy_file,
             name: raw.name.into_inner(),
             version: raw.version,
             description: raw.description,
@@ -570,6 +636,32 @@ fn check_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!("`{name}` must be 1-64 lowercase letters, digits, `-` or `_`, starting with a letter or digit"))
     }
+}
+
+fn check_dirs(dirs: &[Spanned<DirSpec>], err: &mut impl FnMut(Range<usize>, String, Option<&str>)) -> Vec<DirSpec> {
+    for d in dirs {
+        if !d.get_ref().guest.starts_with('/') {
+            err(
+                d.span(),
+                format!("guest path `{}` must be absolute", d.get_ref().guest),
+                Some("for example guest = \"/data\""),
+            );
+        }
+    }
+    dirs.iter().map(|d| d.get_ref().clone()).collect()
+}
+
+fn check_env(env: &[Spanned<String>], err: &mut impl FnMut(Range<usize>, String, Option<&str>)) -> Vec<String> {
+    for e in env {
+        if e.get_ref().is_empty() || !e.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            err(
+                e.span(),
+                format!("`{}` is not an environment variable name", e.get_ref()),
+                Some("use letters, digits and `_`, for example API_URL"),
+            );
+        }
+    }
+    env.iter().map(|e| e.get_ref().clone()).collect()
 }
 
 fn component_ref(c: &Spanned<String>, err: &mut impl FnMut(Range<usize>, String, Option<&str>)) -> ComponentRef {

@@ -26,12 +26,20 @@ use crate::plan::{OnExhausted, Plan, PlanStep};
 use crate::report::RunError;
 use crate::state::{OpenAttempt, Resolved, RunState};
 
+mod checks;
+use checks::Gate;
+
 /// A plan's expressions, compiled.
 #[derive(Clone, Debug, Default)]
 pub struct Flow {
     steps: BTreeMap<String, StepExprs>,
     loops: BTreeMap<String, Expr>,
     output: Option<Expr>,
+    rules: crate::policy::Rules,
+    /// Steps with an approval gate: the gate's condition (none: always).
+    approval_when: BTreeMap<String, Option<Expr>>,
+    /// Steps with an approval gate: the gate.
+    approval_gate: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -53,6 +61,8 @@ pub enum Next {
     Fail(RunError),
     /// The run completed with this output.
     Complete(Value),
+    /// Nothing can run until these approval requests are decided.
+    Wait(Vec<String>),
 }
 
 /// An attempt that is ready to run.
@@ -108,6 +118,15 @@ impl Flow {
             source.as_deref().map(Expr::compile).transpose().map_err(|e| format!("{what}: {e}"))
         };
         let mut flow = Flow { output: compile("[run] output", &plan.output)?, ..Flow::default() };
+        if let Some(policy) = &plan.policy {
+            flow.rules = crate::policy::Rules::compile(policy)?;
+        }
+        for s in &plan.steps {
+            if let Some(a) = &s.approval {
+                flow.approval_when.insert(s.name.clone(), compile(&format!("step `{}` approval", s.name), &a.when)?);
+                flow.approval_gate.insert(s.name.clone(), a.gate.clone());
+            }
+        }
         for s in &plan.steps {
             let exprs = StepExprs {
                 input: compile(&format!("step `{}` input", s.name), &s.input)?,
@@ -131,8 +150,9 @@ impl Flow {
         Ok(flow)
     }
 
-    /// What the run does next. `busy` holds the keys of attempts running now.
-    pub fn next(&self, state: &RunState, busy: &HashSet<String>) -> Next {
+    /// What the run does next. `busy` holds the keys of attempts running now; `now_us`
+    /// (microseconds since the Unix epoch) starts the deadline of any approval requested.
+    pub fn next(&self, state: &RunState, busy: &HashSet<String>, now_us: u64) -> Next {
         if let Some(error) = failure(state, busy) {
             return Next::Fail(error);
         }
@@ -174,7 +194,7 @@ impl Flow {
         }
         for at in &scopes {
             for step in state.plan.steps.iter().filter(|s| s.in_loop.as_deref() == at.in_loop) {
-                match self.step_next(state, busy, step, *at, &mut launches) {
+                match self.step_next(state, busy, step, *at, now_us, &mut launches) {
                     Some(events) if !events.is_empty() => return Next::Record(events),
                     _ => {}
                 }
@@ -182,6 +202,10 @@ impl Flow {
         }
         if !launches.is_empty() || !busy.is_empty() {
             return Next::Run(launches);
+        }
+        let waiting: Vec<String> = state.pending_approvals().map(|a| a.id.clone()).collect();
+        if !waiting.is_empty() {
+            return Next::Wait(waiting);
         }
         match self.output(state) {
             Ok(Some(output)) => Next::Complete(output),
@@ -201,6 +225,7 @@ impl Flow {
         busy: &HashSet<String>,
         step: &PlanStep,
         at: At<'_>,
+        now_us: u64,
         launches: &mut Vec<Launch>,
     ) -> Option<Vec<crate::EventKind>> {
         let key = Key::node(&step.name, at.iteration);
@@ -210,9 +235,12 @@ impl Flow {
         }
         let exprs = self.steps.get(&step.name)?;
         if let Some(&count) = state.fanouts.get(&key_text) {
-            return self.fan_out(state, busy, step, at, &key, count, launches);
+            return self.fan_out(state, busy, step, at, (&key, count), now_us, launches);
         }
         let instance = state.instances.get(&key_text);
+        if let Some(output) = instance.and_then(|i| i.pending.clone()) {
+            return self.check_output(state, &step.name, &key_text, output, now_us).events();
+        }
         let started = instance.is_some() || busy.contains(&key_text);
         let needs = step.needs.as_deref().unwrap_or_default();
         let mut outputs = Map::new();
@@ -270,7 +298,13 @@ impl Flow {
             return Some(self.route(state, step, at, &scope, input));
         }
         if !busy.contains(&key_text) {
-            launches.push(launch(&key_text, &step.name, input, instance));
+            let input = match self.check_input(state, &step.name, &key_text, input, now_us) {
+                Gate::Go(input) => input,
+                gate => return gate.events(),
+            };
+            if !checks::waits_in_call(state, &key_text) {
+                launches.push(launch(&key_text, &step.name, input, instance));
+            }
         }
         None
     }
@@ -284,10 +318,18 @@ impl Flow {
         busy: &HashSet<String>,
         step: &PlanStep,
         at: At<'_>,
-        key: &Key,
-        count: u32,
+        (key, count): (&Key, u32),
+        now_us: u64,
         launches: &mut Vec<Launch>,
     ) -> Option<Vec<crate::EventKind>> {
+        for i in 0..count {
+            let item_key = key.with_item(i).to_string();
+            if let Some(output) = state.instances.get(&item_key).and_then(|inst| inst.pending.clone()) {
+                if let Some(events) = self.check_output(state, &step.name, &item_key, output, now_us).events() {
+                    return Some(events);
+                }
+            }
+        }
         let outputs: Vec<Option<&Value>> = (0..count)
             .map(|i| state.instances.get(&key.with_item(i).to_string()).and_then(|inst| inst.output.as_ref()))
             .collect();
@@ -329,6 +371,17 @@ impl Flow {
                 },
                 None => item,
             };
+            if instance.is_some_and(|inst| inst.pending.is_some()) {
+                continue;
+            }
+            let input = match self.check_input(state, &step.name, &item_key, input, now_us) {
+                Gate::Go(input) => input,
+                Gate::Wait => continue,
+                gate => return gate.events(),
+            };
+            if checks::waits_in_call(state, &item_key) {
+                continue;
+            }
             launches.push(launch(&item_key, &step.name, input, instance));
             running += 1;
         }

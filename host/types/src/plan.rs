@@ -30,6 +30,19 @@ pub struct Plan {
     /// The run output expression (CEL); by default the output of the last step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// The policy the run is governed by (identities, gates, rules), pinned at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::Policy>,
+}
+
+/// A step's approval gate as written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanApproval {
+    /// The gate.
+    pub gate: String,
+    /// CEL condition over `input` and `output`; none means always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
 }
 
 /// A loop, with its `until` expression as written.
@@ -115,6 +128,15 @@ pub struct PlanStep {
     /// What undoes it if the run fails later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensate: Option<PlanCompensation>,
+    /// Host directories it asks for (given only as the run's identity is granted them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables it asks for (given only if the run's identity is granted them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// The gate its output must pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<PlanApproval>,
 }
 
 /// A pinned compensation.
@@ -137,6 +159,9 @@ pub struct PlanTool {
     /// Host directories the tool may see.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dirs: Vec<DirGrant>,
+    /// Environment variables it asks for (given only if the run's identity is granted them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
 }
 
 /// A host directory made visible to a component.
@@ -165,6 +190,18 @@ impl Plan {
     /// What step `name` needs.
     pub fn needs_of(&self, name: &str) -> &[String] {
         self.step(name).and_then(|s| s.needs.as_deref()).unwrap_or_default()
+    }
+
+    /// Whether the output of step `name` waits for a check (a step approval gate or a
+    /// `step_result` rule) before anything may use it.
+    pub fn checks_output(&self, name: &str) -> bool {
+        self.step(name).is_some_and(|s| s.approval.is_some())
+            || self.policy.as_ref().is_some_and(|p| p.rules.iter().any(|r| r.on == crate::policy::Checkpoint::StepResult))
+    }
+
+    /// Whether a step's input is checked before it runs (`step` rules).
+    pub fn checks_input(&self) -> bool {
+        self.policy.as_ref().is_some_and(|p| p.rules.iter().any(|r| r.on == crate::policy::Checkpoint::Step))
     }
 
     /// The step called `name`.

@@ -100,6 +100,8 @@ pub enum RunStatus {
     Failed,
     /// A run budget ran out; `tether resume RUN --budget METRIC=+N` continues it.
     Paused,
+    /// Nothing can run until a human decides a pending approval (`tether inbox`).
+    Waiting,
     /// A step failed and every completed step's compensation succeeded.
     Compensated,
     /// A step failed and at least one compensation failed too.

@@ -51,8 +51,55 @@ pub struct Instance {
     pub retry: Option<PendingRetry>,
     /// Its failure, once it failed for good (no retry follows).
     pub failed: Option<crate::failure::StepFailure>,
-    /// Its output, once it completed.
+    /// Its output, once it completed (and passed its checks, if it has any).
     pub output: Option<Value>,
+    /// Its output while it waits for its check (a verdict or an approval).
+    pub pending: Option<Value>,
+}
+
+/// An approval request, its votes and its outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Approval {
+    /// The request id.
+    pub id: String,
+    /// The gate.
+    pub gate: String,
+    /// The step's key.
+    pub step: String,
+    /// The tool call, if it is one.
+    pub call: Option<u32>,
+    /// Where.
+    pub on: crate::policy::Checkpoint,
+    /// What was proposed.
+    pub proposal: Value,
+    /// Distinct approvers needed.
+    pub needed: u32,
+    /// The deadline (microseconds since the Unix epoch).
+    pub deadline_us: Option<u64>,
+    /// The decision taken at the deadline.
+    pub on_timeout: crate::policy::Decision,
+    /// The request's class.
+    pub class: Option<String>,
+    /// Who approved so far.
+    pub approvers: Vec<String>,
+    /// An edited proposal, if an approver gave one (the last one counts).
+    pub edited: Option<Value>,
+    /// Set once decided.
+    pub outcome: Option<ApprovalOutcome>,
+}
+
+/// How an approval request ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApprovalOutcome {
+    /// Approved: go ahead with this payload (the proposal, or the edited one).
+    Approved(Value),
+    /// Rejected, by whom and why.
+    Rejected {
+        /// An identity, or `deadline`.
+        by: String,
+        /// Their comment.
+        comment: Option<String>,
+    },
 }
 
 /// How a step (at a key) came out.
@@ -103,6 +150,14 @@ pub struct RunState {
     pub paused: Option<(String, String)>,
     /// Set when the run is over: its output or its error.
     pub outcome: Option<Result<Value, RunError>>,
+    /// Verdicts at step checkpoints, by (key, checkpoint).
+    pub verdicts: BTreeMap<(String, crate::policy::Checkpoint), crate::policy::Ruling>,
+    /// Approval requests, by id.
+    pub approvals: BTreeMap<String, Approval>,
+    /// Whether the run last stopped to wait for approvals (and was not resumed since).
+    pub waiting: bool,
+    /// Non-secret environment values granted to the run.
+    pub env: BTreeMap<String, String>,
     /// Last event's sequence number and hash, to continue the chain.
     pub last: (u64, String),
 }
@@ -155,12 +210,17 @@ impl RunState {
             raises: BTreeMap::new(),
             paused: None,
             outcome: None,
+            verdicts: BTreeMap::new(),
+            approvals: BTreeMap::new(),
+            waiting: false,
+            env: BTreeMap::new(),
             last: (0, String::new()),
         }
     }
 
     /// Applies one event (`seq` is kept with interactions, for resume).
     pub fn apply(&mut self, seq: u64, kind: &EventKind) -> Result<(), String> {
+        self.note_governance(kind);
         match kind {
             EventKind::StepAttemptStarted { step, attempt, input, limits, usage_limits, .. } => {
                 let inst = self.instances.entry(step.clone()).or_default();
@@ -198,12 +258,14 @@ impl RunState {
             EventKind::StepCompleted { step, output, fuel, tool_fuel, wall_us, .. } => {
                 self.used.fuel += fuel + tool_fuel;
                 self.used.wall_us += wall_us;
+                let checked = self.plan.checks_output(crate::flow::step_of(step));
                 let inst = self.instances.entry(step.clone()).or_default();
                 let input = inst.open.take().map(|o| o.input).unwrap_or(Value::Null);
-                inst.output = Some(output.clone());
                 self.completed.push((step.clone(), input, output.clone()));
-                if crate::flow::Key::parse(step).item.is_none() {
-                    self.resolved.insert(step.clone(), Resolved::Completed(output.clone()));
+                if checked {
+                    inst.pending = Some(output.clone());
+                } else {
+                    self.accept(step, output.clone());
                 }
             }
             EventKind::StepFailed { step, attempt, failure, fuel, tool_fuel, wall_us, .. } => {
@@ -245,7 +307,12 @@ impl RunState {
                 self.outcome = Some(Err(error.clone()))
             }
             EventKind::RunPaused { step, exceeded, .. } => self.paused = Some((step.clone(), exceeded.clone())),
-            EventKind::RunResumed { .. } => self.paused = None,
+            EventKind::RunResumed { .. } => {
+                self.paused = None;
+                self.waiting = false;
+            }
+            EventKind::RunWaiting { .. } => self.waiting = true,
+            EventKind::GrantsApplied { env, .. } => self.env.clone_from(env),
             EventKind::BudgetRaised { metric, by } => *self.raises.entry(metric.clone()).or_default() += by,
             EventKind::RunCompleted { output } => self.outcome = Some(Ok(output.clone())),
             EventKind::RunFailed { error } => self.outcome = Some(Err(error.clone())),
@@ -253,6 +320,86 @@ impl RunState {
             _ => {}
         }
         Ok(())
+    }
+}
+
+impl RunState {
+    /// A completed step's output passed its checks: steps that need it may use it.
+    fn accept(&mut self, key: &str, output: Value) {
+        let inst = self.instances.entry(key.to_string()).or_default();
+        inst.pending = None;
+        inst.output = Some(output.clone());
+        if crate::flow::Key::parse(key).item.is_none() {
+            self.resolved.insert(key.to_string(), Resolved::Completed(output));
+        }
+    }
+
+    /// Verdicts and approvals: bookkeeping shared by step checkpoints and tool calls.
+    fn note_governance(&mut self, kind: &EventKind) {
+        use crate::policy::{Checkpoint, Decision, Ruling, Verdict};
+        match kind {
+            EventKind::PolicyVerdict { step, call: None, on, verdict, rule, gate, .. } => {
+                let ruling = Ruling { verdict: *verdict, rule: rule.clone(), gate: gate.clone() };
+                self.verdicts.insert((step.clone(), *on), ruling);
+                if *on == Checkpoint::StepResult && *verdict == Verdict::Allow {
+                    if let Some(output) = self.instances.get(step).and_then(|i| i.pending.clone()) {
+                        self.accept(step, output);
+                    }
+                }
+            }
+            EventKind::ApprovalRequested {
+                id, gate, step, call, on, proposal, approvals, deadline_us, on_timeout, class,
+            } => {
+                let approval = Approval {
+                    id: id.clone(),
+                    gate: gate.clone(),
+                    step: step.clone(),
+                    call: *call,
+                    on: *on,
+                    proposal: proposal.clone(),
+                    needed: *approvals,
+                    deadline_us: *deadline_us,
+                    on_timeout: *on_timeout,
+                    class: class.clone(),
+                    approvers: Vec::new(),
+                    edited: None,
+                    outcome: None,
+                };
+                self.approvals.insert(id.clone(), approval);
+            }
+            EventKind::ApprovalDecided { id, by, decision, payload, comment, evidence, .. } => {
+                let Some(a) = self.approvals.get_mut(id) else { return };
+                if a.outcome.is_some() {
+                    return;
+                }
+                match decision {
+                    Decision::Reject => a.outcome = Some(ApprovalOutcome::Rejected { by: by.clone(), comment: comment.clone() }),
+                    Decision::Approve => {
+                        if payload.is_some() {
+                            a.edited.clone_from(payload);
+                        }
+                        if !a.approvers.contains(by) {
+                            a.approvers.push(by.clone());
+                        }
+                        // The deadline's default and the gate's own approval stand for everyone.
+                        if a.approvers.len() as u32 >= a.needed || by == "deadline" || evidence.is_some() {
+                            let payload = a.edited.clone().unwrap_or_else(|| a.proposal.clone());
+                            a.outcome = Some(ApprovalOutcome::Approved(payload));
+                        }
+                    }
+                }
+                if let (Some(ApprovalOutcome::Approved(payload)), Checkpoint::StepResult) = (&a.outcome, a.on) {
+                    let (key, payload) = (a.step.clone(), payload.clone());
+                    self.accept(&key, payload);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Requests not yet decided.
+    pub fn pending_approvals(&self) -> impl Iterator<Item = &Approval> {
+        self.approvals.values().filter(|a| a.outcome.is_none())
     }
 }
 
@@ -321,6 +468,17 @@ pub fn report_from_events(run_id: RunId, events: &[Event]) -> RunReport {
             EventKind::RunResumed { .. } => {
                 status = RunStatus::Failed;
                 error = None;
+            }
+            EventKind::RunWaiting { approvals } => {
+                status = RunStatus::Waiting;
+                error = Some(RunError {
+                    class: crate::FailureClass::AwaitingApproval,
+                    step: approvals.join(", "),
+                    message: format!(
+                        "waiting for approval of {}; see `tether inbox`, then `tether approve RUN GATE --as NAME`",
+                        approvals.join(", ")
+                    ),
+                });
             }
             EventKind::RunCompensated { error: e } => {
                 status = RunStatus::Compensated;

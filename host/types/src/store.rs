@@ -17,6 +17,8 @@ pub enum RunIndexStatus {
     Failed,
     /// Paused because a run budget ran out.
     Paused,
+    /// Waiting for a human to decide an approval request.
+    Waiting,
     /// Failed, and its completed steps were undone.
     Compensated,
     /// Failed, and undoing a completed step failed too.
@@ -31,6 +33,7 @@ impl RunIndexStatus {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Paused => "paused",
+            Self::Waiting => "waiting",
             Self::Compensated => "compensated",
             Self::CompensationFailed => "compensation_failed",
         }
@@ -43,6 +46,7 @@ impl RunIndexStatus {
             "completed" => Some(Self::Completed),
             "failed" => Some(Self::Failed),
             "paused" => Some(Self::Paused),
+            "waiting" => Some(Self::Waiting),
             "compensated" => Some(Self::Compensated),
             "compensation_failed" => Some(Self::CompensationFailed),
             _ => None,
@@ -126,6 +130,9 @@ pub trait JournalStore: Send + Sync {
     async fn events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
     /// The run index, newest first, optionally only one status, at most `limit` rows.
     async fn runs(&self, status: Option<RunIndexStatus>, limit: u32) -> Result<Vec<RunSummary>, StoreError>;
+    /// The approval events (requested, decided, overridden) of every run of `workflow`,
+    /// as (run id, event), each run's in order: the gates' track records are built from them.
+    async fn gate_events(&self, workflow: &str) -> Result<Vec<(String, StoredEvent)>, StoreError>;
     /// Stores a component's bytes by digest (no-op if present), so a run can be resumed
     /// and replayed with exactly the components it started with.
     async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError>;

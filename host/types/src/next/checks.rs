@@ -1,0 +1,145 @@
+//! Policy checkpoints of steps: before a step runs (`step` rules) and after it, before
+//! anything uses its output (the step's approval gate, then `step_result` rules). A
+//! verdict is decided once and journaled; from then on the journal's verdict (and the
+//! approval's outcome) is what counts, so a resumed run never decides again.
+
+use serde_json::{json, Value};
+
+use super::{failed, Flow};
+use crate::failure::FailureClass;
+use crate::policy::{approval_id, vars, Checkpoint, RequestAt, Ruling, Verdict};
+use crate::state::{ApprovalOutcome, RunState};
+use crate::EventKind;
+
+/// What a checkpoint says about going on.
+pub(super) enum Gate {
+    /// Go on with this payload (the input, or an approved edit of it).
+    Go(Value),
+    /// Not yet: an approval is pending, or the step already failed.
+    Wait,
+    /// Record these decisions first.
+    Record(Vec<EventKind>),
+}
+
+impl Gate {
+    pub(super) fn events(self) -> Option<Vec<EventKind>> {
+        match self {
+            Gate::Record(events) => Some(events),
+            Gate::Go(_) | Gate::Wait => None,
+        }
+    }
+}
+
+impl Flow {
+    /// The checkpoint before step `key` runs with `input`.
+    pub(super) fn check_input(&self, state: &RunState, step: &str, key: &str, input: Value, now_us: u64) -> Gate {
+        if !state.plan.checks_input() {
+            return Gate::Go(input);
+        }
+        self.checkpoint(state, (step, key), Checkpoint::Step, (input, None), now_us)
+    }
+
+    /// The checkpoint of a completed step's `output`.
+    pub(super) fn check_output(&self, state: &RunState, step: &str, key: &str, output: Value, now_us: u64) -> Gate {
+        let input = state.completed.iter().rev().find(|(k, _, _)| k == key).map_or(Value::Null, |(_, i, _)| i.clone());
+        self.checkpoint(state, (step, key), Checkpoint::StepResult, (input, Some(output)), now_us)
+    }
+
+    fn checkpoint(
+        &self,
+        state: &RunState,
+        (step, key): (&str, &str),
+        on: Checkpoint,
+        (input, output): (Value, Option<Value>),
+        now_us: u64,
+    ) -> Gate {
+        let attempt = state.instances.get(key).map_or(1, |i| i.attempts.max(1));
+        let proposal = output.clone().unwrap_or_else(|| input.clone());
+        let Some(ruling) = state.verdicts.get(&(key.to_string(), on)) else {
+            let mut pairs = vec![
+                ("identity", Value::String(state.identity.clone())),
+                ("step", Value::String(step.to_string())),
+                ("input", input),
+                ("run", json!({"workflow": state.plan.workflow, "input": state.input})),
+            ];
+            if let Some(output) = output {
+                pairs.push(("output", output));
+            }
+            let vars = vars(&pairs);
+            let ruling = self.rule(step, on, &vars);
+            let mut events = vec![EventKind::PolicyVerdict {
+                step: key.to_string(),
+                call: None,
+                on,
+                identity: state.identity.clone(),
+                verdict: ruling.verdict,
+                rule: ruling.rule.clone(),
+                gate: ruling.gate.clone(),
+            }];
+            match (ruling.verdict, &ruling.gate) {
+                (Verdict::Allow, _) => {}
+                (Verdict::Deny, _) => {
+                    let rule = ruling.rule.as_deref().unwrap_or("policy");
+                    let message = format!("denied by rule `{rule}` at the `{}` checkpoint", on.as_str());
+                    events.push(failed(key, attempt, FailureClass::Denied, message));
+                }
+                (Verdict::RequireApproval, gate) => {
+                    let gate = gate.as_deref().unwrap_or_default();
+                    let policy = state.plan.policy.clone().unwrap_or_default();
+                    let at = RequestAt { step: key, call: None, on };
+                    events.push(policy.request(gate, at, proposal, &vars, now_us));
+                }
+            }
+            return Gate::Record(events);
+        };
+        match ruling.verdict {
+            Verdict::Allow => Gate::Go(proposal),
+            Verdict::Deny => Gate::Wait,
+            Verdict::RequireApproval => {
+                match state.approvals.get(&approval_id(key, None, on)).and_then(|a| a.outcome.as_ref()) {
+                    None => Gate::Wait,
+                    Some(ApprovalOutcome::Approved(payload)) => Gate::Go(payload.clone()),
+                    Some(ApprovalOutcome::Rejected { .. })
+                        if state.instances.get(key).is_some_and(|i| i.failed.is_some()) =>
+                    {
+                        Gate::Wait
+                    }
+                    Some(ApprovalOutcome::Rejected { by, comment }) => {
+                        let gate = ruling.gate.as_deref().unwrap_or_default();
+                        let why = comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
+                        let message = match by.as_str() {
+                            "deadline" => format!("gate `{gate}`: nobody decided before the deadline; its default is to reject"),
+                            _ => format!("rejected by {by} at gate `{gate}`{why}"),
+                        };
+                        Gate::Record(vec![failed(key, attempt, FailureClass::Rejected, message)])
+                    }
+                }
+            }
+        }
+    }
+
+    /// The verdict at `on` for `step`: its own approval gate first (after it runs), then the rules.
+    fn rule(&self, step: &str, on: Checkpoint, vars: &serde_json::Map<String, Value>) -> Ruling {
+        if on == Checkpoint::StepResult {
+            if let Some(when) = self.approval_when.get(step) {
+                let holds = when.as_ref().map_or(Ok(true), |w| w.eval_vars_bool(vars));
+                let rule = Some(format!("step `{step}` approval"));
+                match holds {
+                    Ok(true) => {
+                        let gate = self.approval_gate.get(step).cloned();
+                        return Ruling { verdict: Verdict::RequireApproval, rule, gate };
+                    }
+                    Ok(false) => {}
+                    Err(e) => return Ruling { verdict: Verdict::Deny, rule: Some(format!("step `{step}` approval (error: {e})")), gate: None },
+                }
+            }
+        }
+        self.rules.decide(on, vars)
+    }
+}
+
+/// Whether an attempt of `key` stopped inside a tool call to wait for an approval that
+/// is not decided yet (it must not run again until it is).
+pub(super) fn waits_in_call(state: &RunState, key: &str) -> bool {
+    state.approvals.values().any(|a| a.step == key && a.call.is_some() && a.outcome.is_none())
+}

@@ -64,6 +64,29 @@ pub(crate) enum Command {
     ///
     /// Example: tether validate plugins/workflows/support-triage.toml
     Validate(ValidateArgs),
+    /// List the approval requests runs are waiting for: run, request, gate, what is
+    /// proposed, since when, and the deadline.
+    Inbox(InboxArgs),
+    /// Approve a waiting request, then continue the run (unless --no-continue).
+    ///
+    /// The approver must be an identity of the run's policy allowed to decide the gate
+    /// (`approves = ["GATE"]`); a gate needing two approvers needs two different ones.
+    /// `--payload` approves an edited proposal: an override, recorded as such.
+    ///
+    /// Example: tether approve run_0192… refund --as alice --comment "checked the order"
+    Approve(ApproveArgs),
+    /// Reject a waiting request, then continue the run: a rejected step fails with class
+    /// `rejected` (and the run compensates); a rejected tool call returns `denied` to the step.
+    Reject(DecideArgs),
+    /// Record that an automatic approval (made by a relaxed gate) was wrong. The run is
+    /// not changed; the gate's track record counts an override, which re-arms the gate.
+    Override(OverrideArgs),
+    /// Figures over recorded runs: success, escalation and rollback rates, per-step
+    /// latency (median, p95), fuel and usage per successful run, per-gate override rates.
+    Stats(StatsArgs),
+    /// Continue runs that wait for an approval whose deadline has passed (taking the
+    /// gate's default decision) or that was decided without continuing; for a scheduler.
+    Sweep(SweepArgs),
 }
 
 #[derive(Args)]
@@ -94,6 +117,10 @@ pub(crate) struct RunArgs {
     /// The identity the run executes as [default: the workflow's `identity`, or `local`].
     #[arg(long = "as", value_name = "NAME")]
     pub(crate) identity: Option<String>,
+    /// A policy file (identities, gates, rules) [default: the workflow's `policy_file`].
+    /// Combined with the workflow's own `[policy]` table.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
     #[command(flatten)]
@@ -256,4 +283,89 @@ pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .enable_time()
         .build()
         .map_err(|e| Failure::Internal(format!("cannot start the async runtime: {e}")))
+}
+
+#[derive(Args)]
+pub(crate) struct InboxArgs {
+    /// Print JSON (one object per pending request).
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct DecideArgs {
+    /// The run id.
+    pub(crate) run: String,
+    /// The gate (or the request id, `KEY@CHECKPOINT`, when the run waits at the gate twice).
+    pub(crate) gate: String,
+    /// Who decides: an identity of the run's policy allowed to decide this gate.
+    #[arg(long = "as", value_name = "NAME")]
+    pub(crate) identity: String,
+    /// Why, for the record.
+    #[arg(long)]
+    pub(crate) comment: Option<String>,
+    /// Only record the decision; do not continue the run.
+    #[arg(long)]
+    pub(crate) no_continue: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+    #[command(flatten)]
+    pub(crate) host: HostArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct ApproveArgs {
+    #[command(flatten)]
+    pub(crate) decide: DecideArgs,
+    /// Approve with an edited proposal (an override, recorded as such): JSON text, or @FILE.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) payload: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct OverrideArgs {
+    /// The run id.
+    pub(crate) run: String,
+    /// The gate (or the request id).
+    pub(crate) gate: String,
+    /// The reviewer: an identity allowed to decide this gate.
+    #[arg(long = "as", value_name = "NAME")]
+    pub(crate) identity: String,
+    /// What the decision should have been: JSON text, or @FILE.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) payload: Option<String>,
+    /// Why, for the record.
+    #[arg(long)]
+    pub(crate) comment: Option<String>,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct StatsArgs {
+    /// Only runs of this workflow.
+    #[arg(long)]
+    pub(crate) workflow: Option<String>,
+    /// Only runs started in this recent period (`24h`, `7days`) or since this UTC time
+    /// (`2026-11-01` or `2026-11-01T12:00:00Z`).
+    #[arg(long, value_name = "WHEN")]
+    pub(crate) since: Option<String>,
+    /// At most this many runs, newest first.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) limit: u32,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct SweepArgs {
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+    #[command(flatten)]
+    pub(crate) host: HostArgs,
 }

@@ -9,7 +9,7 @@ use tether_types::event::{Event, EventKind, HostRead, ToolResult};
 use tether_types::store::{RunIndexStatus, StoreError};
 
 use crate::cli::{HistoryArgs, ReplayArgs, RunsArgs, VerifyArgs};
-use crate::output::{fuel, micros, sanitize};
+use crate::output::{fuel, micros, sanitize, utc};
 use crate::Failure;
 
 /// Store errors that mean bad input (wrong file, unknown run) are usage errors.
@@ -76,11 +76,30 @@ pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
             return Ok(ExitCode::SUCCESS);
         }
         let t0 = events.first().map_or(0, |e| e.at_us);
-        println!("{:>5}  {:>10}  {:<16} {:<22} DETAIL", "SEQ", "TIME", "STEP", "EVENT");
+        let run_identity = match events.first().map(|e| &e.kind) {
+            Some(EventKind::RunStarted { identity, .. }) => identity.clone(),
+            _ => "-".into(),
+        };
+        println!("{:>5}  {:>10}  {:<12} {:<16} {:<20} DETAIL", "SEQ", "TIME", "IDENTITY", "STEP", "EVENT");
         for e in &events {
             let at = micros(e.at_us.saturating_sub(t0));
             let step = e.kind.step().unwrap_or("-");
-            println!("{:>5}  {:>10}  {:<16} {:<22} {}", e.seq, at, step, e.kind.name(), sanitize(&detail(e)));
+            // Who acted: the approver for a decision, the host for its own events, the
+            // run's identity for everything done on its behalf.
+            let who = match &e.kind {
+                EventKind::ApprovalDecided { by, .. } | EventKind::ApprovalOverridden { by, .. } => by.as_str(),
+                EventKind::RunResumed { .. } | EventKind::RunWaiting { .. } | EventKind::RunPaused { .. } => "tether",
+                _ => run_identity.as_str(),
+            };
+            println!(
+                "{:>5}  {:>10}  {:<12} {:<16} {:<20} {}",
+                e.seq,
+                at,
+                sanitize(who),
+                step,
+                e.kind.name(),
+                sanitize(&detail(e))
+            );
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -167,6 +186,42 @@ fn detail(e: &Event) -> String {
         EventKind::LoopIterationEnded { name, iteration, until } => {
             format!("loop {name}: iteration {iteration} ended; until {}", if *until { "held" } else { "did not hold" })
         }
+        EventKind::GrantsApplied { identity, env, refused } => {
+            let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let env = if env.is_empty() { "no env".to_string() } else { format!("env {}", env.join(" ")) };
+            let refused = if refused.is_empty() {
+                "nothing refused".to_string()
+            } else {
+                format!("refused: {}", refused.join("; "))
+            };
+            format!("as {identity}: {env}; {refused}")
+        }
+        EventKind::PolicyVerdict { call, on, verdict, rule, gate, .. } => {
+            let at = call.map(|c| format!("call {c} ")).unwrap_or_default();
+            let rule = rule.as_deref().map_or("no rule applied (granted)".to_string(), |r| format!("rule `{r}`"));
+            let gate = gate.as_deref().map(|g| format!(", gate {g}")).unwrap_or_default();
+            format!("{at}{}: {} by {rule}{gate}", on.as_str(), verdict.as_str())
+        }
+        EventKind::ApprovalRequested { id, gate, proposal, approvals, deadline_us, class, .. } => {
+            let deadline = deadline_us.map(|d| format!(", deadline {} UTC", utc(d))).unwrap_or_default();
+            let class = class.as_deref().map(|c| format!(", class {c}")).unwrap_or_default();
+            format!("{id}: gate {gate} needs {approvals} approval(s){deadline}{class}; proposes {}", short(proposal))
+        }
+        EventKind::ApprovalDecided { id, decision, payload, comment, evidence, .. } => {
+            let edited = payload.as_ref().map(|p| format!(" with an edit: {}", short(p))).unwrap_or_default();
+            let comment = comment.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+            let evidence = evidence
+                .as_ref()
+                .map(|r| format!(" on its record: {} decisions, override rate {:.3}", r.decisions, r.override_rate))
+                .unwrap_or_default();
+            format!("{id}: {}{edited}{comment}{evidence}", decision.as_str())
+        }
+        EventKind::RunWaiting { approvals } => format!("waiting for {}", approvals.join(", ")),
+        EventKind::ApprovalOverridden { id, gate, payload, comment, .. } => {
+            let should = payload.as_ref().map(|p| format!("; should have been {}", short(p))).unwrap_or_default();
+            let comment = comment.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+            format!("{id}: the automatic approval at gate {gate} was wrong{should}{comment}; the gate re-arms")
+        }
         EventKind::RunCompleted { output } => format!("output {}", short(output)),
         EventKind::RunFailed { error } => format!("step {} failed: {}: {}", error.step, error.class, error.message),
     }
@@ -234,23 +289,6 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
         }
         Ok(if report.divergence.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
     })
-}
-
-/// `YYYY-MM-DD HH:MM:SS` (UTC) from microseconds since the epoch.
-fn utc(us: u64) -> String {
-    let secs = (us / 1_000_000) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 #[cfg(test)]

@@ -3,10 +3,12 @@
 //! `main` is thin: it parses flags, runs a command, prints errors and owns exit codes.
 
 mod cli;
+mod govern;
 mod inspect;
 mod journal;
 mod output;
 mod run;
+mod stats;
 mod validate;
 
 use std::process::ExitCode;
@@ -46,6 +48,12 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => journal::verify(args),
         cli::Command::Inspect(args) => inspect::inspect(args),
         cli::Command::Validate(args) => validate::validate(args),
+        cli::Command::Inbox(args) => govern::inbox(args),
+        cli::Command::Approve(args) => govern::approve(args),
+        cli::Command::Reject(args) => govern::reject(args),
+        cli::Command::Override(args) => govern::override_auto(args),
+        cli::Command::Stats(args) => stats::stats(args),
+        cli::Command::Sweep(args) => govern::sweep(args),
     };
     match result {
         Ok(code) => code,

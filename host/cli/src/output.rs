@@ -93,6 +93,11 @@ pub(crate) fn run_summary(report: &RunReport) {
             }
         }
         RunStatus::Skipped => {}
+        RunStatus::Waiting => {
+            if let Some(e) = &report.error {
+                eprintln!("run {} is waiting: {}", report.run_id, sanitize(&e.message));
+            }
+        }
         RunStatus::Paused => {
             if let Some(e) = &report.error {
                 eprintln!(
@@ -104,6 +109,23 @@ pub(crate) fn run_summary(report: &RunReport) {
             }
         }
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) from microseconds since the epoch.
+pub(crate) fn utc(us: u64) -> String {
+    let secs = (us / 1_000_000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 #[cfg(test)]

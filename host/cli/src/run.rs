@@ -13,7 +13,7 @@ use crate::{output, Failure};
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let input = read_input(&args.input)?;
-    let workflow = read_workflow(&args.workflow)?;
+    let mut workflow = read_workflow(&args.workflow)?;
     let run_id = match &args.run_id {
         Some(id) => RunId::try_from(id.clone()).map_err(|e| Failure::usage(format!("--run-id: {e}")))?,
         None => {
@@ -25,9 +25,11 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         let driver = args.host.driver().await?;
         let base = args.workflow.parent().map(Path::to_path_buf).unwrap_or_default();
         let identity = args.identity.clone().or_else(|| workflow.identity.clone()).unwrap_or_else(|| "local".into());
+        crate::govern::effective_policy(&mut workflow, args.policy.as_deref(), &base)?;
         let stored = stored_components(&driver, &workflow).await?;
-        let loaded =
+        let mut loaded =
             driver.runtime().load_workflow_with(workflow, &base, &stored).map_err(|e| Failure::usage(e.to_string()))?;
+        tether_runtime::apply_identity(&mut loaded, &identity).map_err(Failure::usage)?;
         if !args.output.json {
             eprintln!("run {run_id} started (resume it with `tether resume {run_id}` if interrupted)");
         }
@@ -50,7 +52,7 @@ pub(crate) fn resume(args: ResumeArgs) -> Result<ExitCode, Failure> {
     })
 }
 
-fn progress(out: &OutputArgs, total: usize) -> impl FnMut(Progress<'_>) {
+pub(crate) fn progress(out: &OutputArgs, total: usize) -> impl FnMut(Progress<'_>) {
     let tty = std::io::stderr().is_terminal();
     let (json, verbose) = (out.json, out.verbose);
     move |p| {
@@ -67,7 +69,7 @@ fn progress(out: &OutputArgs, total: usize) -> impl FnMut(Progress<'_>) {
 
 /// Prints the run's report, taken from the journal (so a resumed run shows every step,
 /// including those run by an earlier process).
-async fn finish(
+pub(crate) async fn finish(
     driver: &Driver,
     run_id: &RunId,
     result: Result<RunReport, tether_runtime::DriverError>,
@@ -83,7 +85,7 @@ async fn finish(
     Ok(match report.status {
         RunStatus::Completed | RunStatus::Skipped => ExitCode::SUCCESS,
         RunStatus::Failed | RunStatus::Compensated | RunStatus::CompensationFailed => ExitCode::from(1),
-        RunStatus::Paused => ExitCode::from(3),
+        RunStatus::Paused | RunStatus::Waiting => ExitCode::from(3),
     })
 }
 

@@ -75,6 +75,10 @@ pub(crate) struct StepContext {
     pub(crate) budget: tether_types::StepBudget,
     /// Reported usage the attempt may add, per metric, before the run's budget runs out.
     pub(crate) usage_limits: std::collections::BTreeMap<String, f64>,
+    /// The run's policy and identity, when it has a policy.
+    pub(crate) governance: Option<Arc<crate::govern::Governance>>,
+    /// Granted environment values.
+    pub(crate) env: Arc<crate::govern::EnvValues>,
 }
 
 /// Runs one attempt of a step.
@@ -95,9 +99,20 @@ pub(crate) async fn run_step_attempt(
         // A tool's input can be as large as the step's own output may be.
         max_tool_input: b.output,
         usage_limits: ctx.usage_limits,
+        refused_tools: Arc::clone(&step.refused_tools),
+        governance: ctx.governance,
+        env: Arc::clone(&ctx.env),
     };
     let limits = Limits { fuel: b.fuel, wall_time: b.wall_time, memory: b.memory, output: b.output };
-    let setup = Setup { step: Some(grants), tape: ctx.tape, seed, ..Setup::default() };
+    let setup = Setup {
+        step: Some(grants),
+        tape: ctx.tape,
+        seed,
+        dirs: step.dirs.clone(),
+        env: ctx.env.for_grants(&step.env),
+        secrets: ctx.env.secrets(),
+        ..Setup::default()
+    };
     run(engine, Entry::Step(step), input, limits, setup).await
 }
 
@@ -108,8 +123,15 @@ pub(crate) async fn run_tool_call(
     input: &str,
     limits: Limits,
     idempotency_key: String,
+    env: &crate::govern::EnvValues,
 ) -> (Result<String, StepFailure>, StepStats) {
-    let setup = Setup { dirs: tool.dirs.clone(), idempotency_key: Some(idempotency_key), ..Setup::default() };
+    let setup = Setup {
+        dirs: tool.dirs.clone(),
+        env: env.for_grants(&tool.env),
+        secrets: env.secrets(),
+        idempotency_key: Some(idempotency_key),
+        ..Setup::default()
+    };
     run(engine, Entry::Tool(tool), input, limits, setup).await
 }
 

@@ -22,6 +22,7 @@ use tether_types::{FailureClass, RunError, RunId, RunReport, RunStatus};
 
 use crate::attempt::{run_step_attempt, StepContext};
 use crate::engine::Runtime;
+use crate::govern::{EnvValues, Governance};
 use crate::journal::RunJournal;
 use crate::load::{LoadedCompensation, LoadedStep, LoadedWorkflow};
 use crate::scheduler::Scheduler;
@@ -124,11 +125,23 @@ impl Driver {
             StoreError::Conflict { run, seq: 1 } => DriverError::Exists(run),
             other => DriverError::Store(other),
         })?;
+        let env = EnvValues::new(workflow, None);
+        journal.set_secrets(env.secrets());
+        if workflow.plan.policy.is_some() || !workflow.refused.is_empty() || !env.journaled(workflow).is_empty() {
+            journal.record(&EventKind::GrantsApplied {
+                identity: identity.to_string(),
+                env: env.journaled(workflow),
+                refused: workflow.refused.clone(),
+            });
+        }
         let mut plan = workflow.plan.clone();
         plan.normalize();
-        let state = RunState::new(plan, input, identity.to_string());
-        journal.take_recorded();
-        Scheduler::new(self, workflow, journal, state, progress)?.run().await
+        let mut state = RunState::new(plan, input, identity.to_string());
+        for (seq, kind) in journal.take_recorded().into_iter().skip(1) {
+            state.apply(seq, &kind).map_err(|reason| DriverError::Load(format!("event {seq}: {reason}")))?;
+        }
+        let governance = self.governance(&state).await?;
+        Scheduler::new(self, workflow, journal, state, progress)?.with(governance, env).run().await
     }
 
     /// Continues an interrupted run from its journal. Completed steps are not run again;
@@ -147,7 +160,9 @@ impl Driver {
             return Ok(report_from_events(id, &events));
         }
         let workflow = self.load_recorded(&state, &HashMap::new()).await?;
+        let env = EnvValues::new(&workflow, Some(&state.env));
         let journal = Arc::new(RunJournal::new(id, Arc::clone(&self.store), Chain::after(state.last.0, &state.last.1)));
+        journal.set_secrets(env.secrets());
         journal.record(&EventKind::RunResumed { pid: std::process::id() });
         for (metric, by) in raises {
             if !state.plan.run_budget.raisable(metric) {
@@ -158,7 +173,51 @@ impl Driver {
             }
             journal.record(&EventKind::BudgetRaised { metric: metric.clone(), by: *by });
         }
-        Scheduler::new(self, &workflow, journal, state, progress)?.run().await
+        let governance = self.governance(&state).await?;
+        Scheduler::new(self, &workflow, journal, state, progress)?.with(governance, env).run().await
+    }
+
+    /// What a run's tool-call checkpoints need, when its plan has a policy: the rules,
+    /// the identity, and the track records of this workflow's gates.
+    async fn governance(&self, state: &RunState) -> Result<Option<Arc<Governance>>, DriverError> {
+        let Some(policy) = state.plan.policy.clone() else { return Ok(None) };
+        let rules = tether_types::policy::Rules::compile(&policy).map_err(DriverError::Load)?;
+        let outcomes = if policy.gates.values().any(|g| g.relax_after.is_some()) {
+            self.gate_outcomes(&state.plan.workflow).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Some(Arc::new(Governance {
+            identity: state.identity.clone(),
+            policy,
+            rules,
+            workflow: state.plan.workflow.clone(),
+            run_input: state.input.clone(),
+            outcomes,
+        })))
+    }
+
+    /// The decided approval requests of every run of `workflow`, in the order decided.
+    pub async fn gate_outcomes(&self, workflow: &str) -> Result<Vec<tether_types::autonomy::Outcome>, DriverError> {
+        let rows = self.store.gate_events(workflow).await?;
+        let mut runs: Vec<(String, Vec<Event>)> = Vec::new();
+        for (run, row) in rows {
+            let kind: EventKind = serde_json::from_str(&row.payload)
+                .map_err(|e| DriverError::Load(format!("run {run}: event {}: {e}", row.seq)))?;
+            let event = Event { seq: row.seq, at_us: row.at_us, kind, hash: row.hash };
+            match runs.last_mut() {
+                Some((r, events)) if *r == run => events.push(event),
+                _ => runs.push((run, vec![event])),
+            }
+        }
+        Ok(tether_types::autonomy::outcomes(runs.iter().map(|(r, e)| (r.as_str(), e.as_slice()))))
+    }
+
+    /// Appends events decided outside a running host (an approver's decision, a
+    /// reviewer's override) to a run's journal, durably, continuing its hash chain. If
+    /// another process appended in the meantime the store refuses, and nothing is written.
+    pub async fn append(&self, run_id: &str, kinds: &[EventKind]) -> Result<(), DriverError> {
+        append(&self.store, run_id, kinds).await
     }
 
     /// The run's report, from its journal alone.
@@ -201,7 +260,9 @@ impl Driver {
                 })?;
             wasm.insert(digest.clone(), Arc::from(bytes));
         }
-        self.runtime.load_plan(&state.plan, &wasm, overrides).map_err(DriverError::Load)
+        let mut workflow = self.runtime.load_plan(&state.plan, &wasm, overrides).map_err(DriverError::Load)?;
+        crate::govern::apply_identity(&mut workflow, &state.identity).map_err(DriverError::Load)?;
+        Ok(workflow)
     }
 
     /// Ends a failed run: `run_failed` if nothing needs undoing; otherwise the completed
@@ -276,28 +337,28 @@ impl Driver {
                 let limits = crate::attempt::Limits::from(tool.spec.budget);
                 (
                     format!("tool:{}", tool.spec.name),
-                    crate::attempt::run_tool_call(engine, tool, &payload, limits, idempotency).await,
+                    crate::attempt::run_tool_call(engine, tool, &payload, limits, idempotency, &EnvValues::default())
+                        .await,
                 )
             }
             LoadedCompensation::Component(component) => {
-                let undo = LoadedStep {
-                    spec: tether_types::StepSpec {
-                        name: format!("{}:compensate", step.spec.name),
-                        tools: Vec::new(),
-                        compensate: None,
-                        retry: Default::default(),
-                        ..step.spec.clone()
-                    },
-                    component: Arc::clone(component),
-                    tools: Arc::default(),
-                    compensation: None,
+                let spec = tether_types::StepSpec {
+                    name: format!("{}:compensate", step.spec.name),
+                    tools: Vec::new(),
+                    compensate: None,
+                    retry: Default::default(),
+                    env: Vec::new(),
+                    ..step.spec.clone()
                 };
+                let undo = LoadedStep::new(spec, Arc::clone(component), HashMap::new(), None, Vec::new());
                 let ctx = StepContext {
                     run_id: run_id.to_string(),
                     key: format!("{key}:compensate"),
                     tape: None,
                     budget: step.spec.budget,
                     usage_limits: BTreeMap::new(),
+                    governance: None,
+                    env: Arc::default(),
                 };
                 (format!("component:{}", component.digest), run_step_attempt(engine, &undo, &payload, ctx).await)
             }
@@ -340,6 +401,9 @@ impl Driver {
             }
         }
         let workflow = self.load_recorded(&state, overrides).await?;
+        let env = Arc::new(EnvValues::new(&workflow, Some(&state.env)));
+        // Replay never decides again: verdicts and approvals are served from the journal.
+        let governance = self.governance(&state).await?;
         let mut report = ReplayReport {
             run_id: run_id.into(),
             events: events.len() as u64,
@@ -389,6 +453,8 @@ impl Driver {
                 tape: Some(Arc::clone(&tape)),
                 budget: limits.unwrap_or(step.spec.budget),
                 usage_limits: usage_limits.clone(),
+                governance: governance.clone(),
+                env: Arc::clone(&env),
             };
             let (outcome, stats) = run_step_attempt(self.runtime.engine_ref(), step, &input.to_string(), ctx).await;
             report.attempts += 1;
@@ -458,4 +524,18 @@ fn same_end(recorded: &EventKind, actual: &EventKind) -> bool {
         }
         _ => false,
     }
+}
+
+/// [`Driver::append`] without a runtime: for commands that only record decisions.
+pub async fn append(store: &Arc<dyn JournalStore>, run_id: &str, kinds: &[EventKind]) -> Result<(), DriverError> {
+    let rows = store.events(run_id).await?;
+    let events = verify_and_decode(run_id, &rows)?;
+    let last = events.last().ok_or_else(|| DriverError::Load(format!("run {run_id} has no events")))?;
+    let id = RunId::try_from(run_id.to_string()).map_err(DriverError::Load)?;
+    let journal = RunJournal::new(id, Arc::clone(store), Chain::after(last.seq, &last.hash));
+    for kind in kinds {
+        journal.record(kind);
+    }
+    journal.flush().await?;
+    Ok(())
 }

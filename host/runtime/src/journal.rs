@@ -22,6 +22,8 @@ pub(crate) struct RunJournal {
     pending: Mutex<Pending>,
     /// Held across take-and-append so flushes reach the writer in order.
     flush_lock: tokio::sync::Mutex<()>,
+    /// Values of granted secrets: redacted from every event before it is sealed.
+    secrets: Mutex<Arc<Vec<String>>>,
 }
 
 struct Pending {
@@ -40,7 +42,30 @@ impl RunJournal {
             store,
             pending: Mutex::new(Pending { chain, buffer: Vec::new(), recorded: Vec::new() }),
             flush_lock: tokio::sync::Mutex::new(()),
+            secrets: Mutex::default(),
         }
+    }
+
+    /// Secrets never enter the journal: from now on their values are redacted.
+    pub(crate) fn set_secrets(&self, secrets: Arc<Vec<String>>) {
+        *self.secrets.lock().unwrap_or_else(|p| p.into_inner()) = secrets;
+    }
+
+    /// `kind` with every secret value replaced, if it contains one.
+    fn redacted(&self, kind: &EventKind) -> Option<EventKind> {
+        let secrets = Arc::clone(&self.secrets.lock().unwrap_or_else(|p| p.into_inner()));
+        if secrets.is_empty() {
+            return None;
+        }
+        // Compare in the payload's own encoding, so escaped characters match too.
+        let escaped: Vec<String> = secrets
+            .iter()
+            .map(|s| serde_json::to_string(s).unwrap_or_default().trim_matches('"').to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let json = serde_json::to_string(kind).ok()?;
+        let clean = crate::govern::redact(&json, &escaped)?;
+        serde_json::from_str(&clean).ok()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -49,6 +74,8 @@ impl RunJournal {
 
     /// Seals `kind` as the run's next event and buffers it.
     pub(crate) fn record(&self, kind: &EventKind) {
+        let redacted = self.redacted(kind);
+        let kind = redacted.as_ref().unwrap_or(kind);
         let mut p = self.lock();
         let sealed = p.chain.seal(kind, now_us());
         p.recorded.push((sealed.seq, kind.clone()));

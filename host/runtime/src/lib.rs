@@ -13,6 +13,7 @@ mod classify;
 mod clocks;
 mod driver;
 mod engine;
+mod govern;
 mod host;
 mod inspect;
 mod journal;
@@ -25,8 +26,9 @@ mod tape;
 mod workflow;
 
 pub use cache::AotCache;
-pub use driver::{Driver, DriverError, ReplayReport};
+pub use driver::{append, Driver, DriverError, ReplayReport};
 pub use engine::{Runtime, RuntimeConfig};
+pub use govern::{apply_identity, EnvValues};
 pub use inspect::{ComponentInfo, WorldFit};
 pub use load::{LoadError, LoadedCompensation, LoadedStep, LoadedTool, LoadedWorkflow, StepComponent, ToolComponent};
 pub use tape::Divergence;

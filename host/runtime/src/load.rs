@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tether_types::manifest::ComponentRef;
-use tether_types::plan::{DirGrant, Plan, PlanCompensation, PlanForEach, PlanLoop, PlanRouteCase, PlanStep, PlanTool};
+use tether_types::plan::{
+    DirGrant, Plan, PlanApproval, PlanCompensation, PlanForEach, PlanLoop, PlanRouteCase, PlanStep, PlanTool,
+};
+use tether_types::policy::{EnvGrant, Policy};
 use tether_types::{Compensation, ManifestErrors, StepSpec, ToolSpec, Workflow};
 use wasmtime::component::Component;
 
@@ -37,6 +40,7 @@ pub struct ToolComponent {
 }
 
 /// A declared tool with its component and resolved grants.
+#[derive(Clone)]
 pub struct LoadedTool {
     /// The declaration.
     pub spec: ToolSpec,
@@ -44,9 +48,22 @@ pub struct LoadedTool {
     pub component: Arc<ToolComponent>,
     /// Directories it may see (absolute host paths).
     pub dirs: Vec<DirGrant>,
+    /// Environment variables it may read.
+    pub env: Vec<EnvGrant>,
+    /// Its declared effect (`read-only`, `idempotent`, `external`), asked of the
+    /// component the first time a policy rule needs it.
+    pub(crate) effect: Arc<tokio::sync::OnceCell<String>>,
+}
+
+impl LoadedTool {
+    fn new(spec: ToolSpec, component: Arc<ToolComponent>, dirs: Vec<DirGrant>) -> LoadedTool {
+        let env = spec.env.iter().map(|name| EnvGrant { name: name.clone(), secret: false }).collect();
+        LoadedTool { spec, component, dirs, env, effect: Arc::default() }
+    }
 }
 
 /// A step with its component and the tools it was granted.
+#[derive(Clone)]
 pub struct LoadedStep {
     /// The declaration.
     pub spec: StepSpec,
@@ -55,9 +72,30 @@ pub struct LoadedStep {
     pub(crate) tools: Arc<HashMap<String, Arc<LoadedTool>>>,
     /// What undoes it, if the run fails after it completed.
     pub compensation: Option<LoadedCompensation>,
+    /// Directories it may see (absolute host paths).
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables it may read.
+    pub env: Vec<EnvGrant>,
+    /// Tools it declared that the run's identity may not use, with the reason.
+    pub(crate) refused_tools: Arc<BTreeMap<String, String>>,
+}
+
+impl LoadedStep {
+    /// A step with what it declared as its grants (before an identity narrows them).
+    pub(crate) fn new(
+        spec: StepSpec,
+        component: Arc<StepComponent>,
+        tools: HashMap<String, Arc<LoadedTool>>,
+        compensation: Option<LoadedCompensation>,
+        dirs: Vec<DirGrant>,
+    ) -> LoadedStep {
+        let env = spec.env.iter().map(|name| EnvGrant { name: name.clone(), secret: false }).collect();
+        LoadedStep { spec, component, tools: Arc::new(tools), compensation, dirs, env, refused_tools: Arc::default() }
+    }
 }
 
 /// A loaded compensation.
+#[derive(Clone)]
 pub enum LoadedCompensation {
     /// A declared tool.
     Tool(Arc<LoadedTool>),
@@ -75,6 +113,8 @@ pub struct LoadedWorkflow {
     pub steps: Vec<Arc<LoadedStep>>,
     /// Tools, by name.
     pub tools: BTreeMap<String, Arc<LoadedTool>>,
+    /// Grants the workflow declared that the run's identity refused (see [`crate::apply_identity`]).
+    pub refused: Vec<String>,
 }
 
 /// A component that cannot be used.
@@ -153,32 +193,35 @@ impl Runtime {
         };
         let mut errors = Vec::new();
         let mut tools = BTreeMap::new();
-        for (name, spec) in &workflow.tools {
+        let resolve = |what: &str, span: &std::ops::Range<usize>, specs: &[tether_types::manifest::DirSpec]| {
             let mut dirs = Vec::new();
-            for d in &spec.dirs {
+            let mut problems = Vec::new();
+            for d in specs {
                 match std::fs::canonicalize(base_dir.join(&d.host)) {
                     Ok(p) if p.is_dir() => {
                         dirs.push(DirGrant { host: p.display().to_string(), guest: d.guest.clone(), write: d.write })
                     }
-                    _ => errors.push(workflow.error_at(
-                        spec.component.span.clone(),
-                        format!("tool `{name}`: granted directory `{}` does not exist", d.host),
+                    _ => problems.push(workflow.error_at(
+                        span.clone(),
+                        format!("{what}: granted directory `{}` does not exist", d.host),
                         Some(
                             "create it, or fix the path (relative paths start at the workflow file's directory)".into(),
                         ),
                     )),
                 }
             }
+            (dirs, problems)
+        };
+        for (name, spec) in &workflow.tools {
+            let (dirs, problems) = resolve(&format!("tool `{name}`"), &spec.component.span, &spec.dirs);
+            errors.extend(problems);
             let loaded = fetch(&spec.component).and_then(|wasm| {
                 self.load_tool_bytes(wasm)
                     .map_err(|problem| LoadError { path: base_dir.join(&spec.component.path), problem })
             });
             match loaded {
                 Ok(c) => {
-                    tools.insert(
-                        name.clone(),
-                        Arc::new(LoadedTool { spec: spec.clone(), component: Arc::new(c), dirs }),
-                    );
+                    tools.insert(name.clone(), Arc::new(LoadedTool::new(spec.clone(), Arc::new(c), dirs)));
                 }
                 Err(e) => errors.push(position(&workflow, &spec.component, &e, "tool")),
             }
@@ -186,6 +229,8 @@ impl Runtime {
         let mut steps = Vec::new();
         for spec in &workflow.steps {
             let Some(component) = &spec.component else { continue };
+            let (dirs, problems) = resolve(&format!("step `{}`", spec.name), &component.span, &spec.dirs);
+            errors.extend(problems);
             let compensation = match &spec.compensate {
                 None => None,
                 Some(Compensation::Tool(t)) => tools.get(t).map(|l| LoadedCompensation::Tool(Arc::clone(l))),
@@ -204,20 +249,22 @@ impl Runtime {
                     .map_err(|problem| LoadError { path: base_dir.join(&component.path), problem })
             });
             match loaded {
-                Ok(c) => steps.push(Arc::new(LoadedStep {
-                    spec: spec.clone(),
-                    component: Arc::new(c),
-                    tools: Arc::new(granted(&spec.tools, &tools)),
+                Ok(c) => steps.push(Arc::new(LoadedStep::new(
+                    spec.clone(),
+                    Arc::new(c),
+                    granted(&spec.tools, &tools),
                     compensation,
-                })),
+                    dirs,
+                ))),
                 Err(e) => errors.push(position(&workflow, component, &e, "step")),
             }
         }
         if !errors.is_empty() {
             return Err(ManifestErrors(errors));
         }
-        let plan = plan_of(&workflow, &steps, &tools);
-        Ok(LoadedWorkflow { name: workflow.name.clone(), plan, steps, tools })
+        let policy = (!workflow.policy.policy.is_empty()).then(|| workflow.policy.policy.clone());
+        let plan = plan_of(&workflow, &steps, &tools, policy);
+        Ok(LoadedWorkflow { name: workflow.name.clone(), plan, steps, tools, refused: Vec::new() })
     }
 
     /// Loads a recorded plan from component bytes by digest (resume, replay).
@@ -234,12 +281,14 @@ impl Runtime {
         let mut tools = BTreeMap::new();
         for (name, t) in &plan.tools {
             let component = self.load_tool_bytes(bytes(&t.component)?).map_err(|e| format!("tool `{name}`: {e}"))?;
-            let spec =
-                ToolSpec { name: name.clone(), component: pinned(&t.component), budget: t.budget, dirs: Vec::new() };
-            tools.insert(
-                name.clone(),
-                Arc::new(LoadedTool { spec, component: Arc::new(component), dirs: t.dirs.clone() }),
-            );
+            let spec = ToolSpec {
+                name: name.clone(),
+                component: pinned(&t.component),
+                budget: t.budget,
+                dirs: Vec::new(),
+                env: t.env.clone(),
+            };
+            tools.insert(name.clone(), Arc::new(LoadedTool::new(spec, Arc::new(component), t.dirs.clone())));
         }
         let mut steps = Vec::new();
         for s in &plan.steps {
@@ -273,17 +322,17 @@ impl Runtime {
                 budget: s.budget,
                 retry: s.retry.clone(),
                 compensate,
-                // The flow is read from the plan itself; specs only carry what a step runs with.
+                // The flow and the approval gate are read from the plan itself; specs only
+                // carry what a step runs with.
                 flow: Default::default(),
+                approval: None,
+                dirs: Vec::new(),
+                env: s.env.clone(),
             };
-            steps.push(Arc::new(LoadedStep {
-                spec,
-                component: Arc::new(component),
-                tools: Arc::new(granted(&s.tools, &tools)),
-                compensation,
-            }));
+            let tools = granted(&s.tools, &tools);
+            steps.push(Arc::new(LoadedStep::new(spec, Arc::new(component), tools, compensation, s.dirs.clone())));
         }
-        Ok(LoadedWorkflow { name: plan.workflow.clone(), plan: plan.clone(), steps, tools })
+        Ok(LoadedWorkflow { name: plan.workflow.clone(), plan: plan.clone(), steps, tools, refused: Vec::new() })
     }
 }
 
@@ -305,9 +354,15 @@ fn granted(names: &[String], tools: &BTreeMap<String, Arc<LoadedTool>>) -> HashM
     names.iter().filter_map(|t| tools.get(t).map(|l| (t.clone(), Arc::clone(l)))).collect()
 }
 
-fn plan_of(workflow: &Workflow, steps: &[Arc<LoadedStep>], tools: &BTreeMap<String, Arc<LoadedTool>>) -> Plan {
+fn plan_of(
+    workflow: &Workflow,
+    steps: &[Arc<LoadedStep>],
+    tools: &BTreeMap<String, Arc<LoadedTool>>,
+    policy: Option<Policy>,
+) -> Plan {
     let source = |e: &Option<tether_types::expr::Expr>| e.as_ref().map(|e| e.source().to_string());
     Plan {
+        policy,
         run_budget: workflow.run_budget.clone(),
         workflow: workflow.name.clone(),
         version: workflow.version.clone(),
@@ -347,6 +402,12 @@ fn plan_of(workflow: &Workflow, steps: &[Arc<LoadedStep>], tools: &BTreeMap<Stri
                         LoadedCompensation::Tool(t) => PlanCompensation::Tool(t.spec.name.clone()),
                         LoadedCompensation::Component(c) => PlanCompensation::Component(c.digest.clone()),
                     }),
+                    dirs: loaded.map(|s| s.dirs.clone()).unwrap_or_default(),
+                    env: spec.env.clone(),
+                    approval: spec
+                        .approval
+                        .as_ref()
+                        .map(|a| PlanApproval { gate: a.gate.clone(), when: source(&a.when) }),
                 }
             })
             .collect(),
@@ -355,7 +416,12 @@ fn plan_of(workflow: &Workflow, steps: &[Arc<LoadedStep>], tools: &BTreeMap<Stri
             .map(|(n, t)| {
                 (
                     n.clone(),
-                    PlanTool { component: t.component.digest.clone(), budget: t.spec.budget, dirs: t.dirs.clone() },
+                    PlanTool {
+                        component: t.component.digest.clone(),
+                        budget: t.spec.budget,
+                        dirs: t.dirs.clone(),
+                        env: t.spec.env.clone(),
+                    },
                 )
             })
             .collect(),

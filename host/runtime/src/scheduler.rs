@@ -17,6 +17,8 @@ use tokio::task::JoinSet;
 
 use crate::attempt::{run_step_attempt, StepContext};
 use crate::driver::{Driver, DriverError};
+use crate::govern::{EnvValues, Governance};
+use crate::journal::now_us;
 use crate::journal::RunJournal;
 use crate::load::{LoadedStep, LoadedWorkflow};
 use crate::tape::{lock, Mode, Tape};
@@ -45,6 +47,10 @@ pub(crate) struct Scheduler<'a, P> {
     reports: Vec<StepReport>,
     progress: P,
     started: Instant,
+    governance: Option<Arc<Governance>>,
+    env: Arc<EnvValues>,
+    /// Set when nothing can run until these approval requests are decided.
+    waiting: Option<Vec<String>>,
 }
 
 impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
@@ -68,7 +74,18 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             reports: Vec::new(),
             progress,
             started: Instant::now(),
+            governance: None,
+            env: Arc::default(),
+            waiting: None,
         })
+    }
+
+    /// The run's policy (for tool-call checkpoints and earned autonomy) and its granted
+    /// environment values.
+    pub(crate) fn with(mut self, governance: Option<Arc<Governance>>, env: EnvValues) -> Self {
+        self.governance = governance;
+        self.env = Arc::new(env);
+        self
     }
 
     /// Runs until the run completes, fails (and is compensated), or pauses.
@@ -81,13 +98,19 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             return Ok(self.report(status, Value::Null, Some(error)));
         }
         let end = loop {
-            let next =
-                if self.pausing.is_some() { Next::Run(Vec::new()) } else { self.flow.next(&self.state, &self.busy) };
+            let next = if self.pausing.is_some() {
+                Next::Run(Vec::new())
+            } else {
+                self.flow.next(&self.state, &self.busy, now_us())
+            };
             match next {
                 Next::Record(events) => {
                     for event in &events {
                         self.note_skip(event);
                         self.journal.record(event);
+                        if let Some(auto) = self.auto_decision(event) {
+                            self.journal.record(&auto);
+                        }
                     }
                     self.journal.flush().await?;
                     self.absorb()?;
@@ -103,6 +126,16 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                 Next::Fail(error) if self.running.is_empty() => break Err(error),
                 Next::Complete(output) => break Ok(output),
                 Next::Fail(_) => {}
+                Next::Wait(ids) if self.running.is_empty() => {
+                    if self.decide_due() {
+                        self.journal.flush().await?;
+                        self.absorb()?;
+                        continue;
+                    }
+                    self.waiting = Some(ids);
+                    break Ok(Value::Null);
+                }
+                Next::Wait(_) => {}
             }
             if self.running.is_empty() {
                 if self.pausing.is_some() {
@@ -121,6 +154,16 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             };
             self.finish(finished).await?;
         };
+        if let Some(approvals) = self.waiting.take() {
+            self.journal.record(&EventKind::RunWaiting { approvals: approvals.clone() });
+            self.journal.flush().await?;
+            let error = RunError {
+                class: FailureClass::AwaitingApproval,
+                step: approvals.join(", "),
+                message: format!("waiting for approval of {}; see `tether inbox`", approvals.join(", ")),
+            };
+            return Ok(self.report(RunStatus::Waiting, Value::Null, Some(error)));
+        }
         if let Some((key, (exceeded, used, limit))) = self.pausing.take() {
             self.journal.record(&EventKind::RunPaused { step: key, exceeded, used, limit });
             self.journal.flush().await?;
@@ -176,6 +219,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         self.busy.insert(launch.key.clone());
         let engine = self.driver.runtime().engine_ref().clone();
         let journal = Arc::clone(&self.journal);
+        let run = RunContext { governance: self.governance.clone(), env: Arc::clone(&self.env) };
         self.running.spawn(async move {
             if let Some(t) = launch.not_before_us {
                 wait_until(t).await;
@@ -192,7 +236,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                 });
             }
             let expected = resume.map(|o: OpenAttempt| o.interactions).unwrap_or_default();
-            let (outcome, stats) = live_attempt(&engine, &step, &key, &input, expected, &journal, &limits).await;
+            let (outcome, stats) = live_attempt(&engine, &step, &key, &input, expected, &journal, &limits, run).await;
             Finished { key, step, attempt, outcome, stats, capped: limits.capped }
         });
     }
@@ -201,6 +245,12 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
     async fn finish(&mut self, f: Finished) -> Result<(), DriverError> {
         let Finished { key, step, attempt, mut outcome, stats, capped } = f;
         self.busy.remove(&key);
+        if matches!(&outcome, Err(f) if f.class == FailureClass::AwaitingApproval) {
+            // The attempt stopped inside a tool call for a human; its request is journaled,
+            // and it continues from the journal once decided.
+            self.absorb()?;
+            return Ok(());
+        }
         let mut paused_by = None;
         if let Err(failure) = &mut outcome {
             if capped.explains(failure) {
@@ -238,6 +288,48 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         (self.progress)(Progress::StepFinished { index, report: &report });
         self.reports.push(report);
         Ok(())
+    }
+
+    /// The gate's own approval of a step-level request, if its track record has earned it.
+    fn auto_decision(&self, event: &EventKind) -> Option<EventKind> {
+        let EventKind::ApprovalRequested { id, gate, step, class, .. } = event else { return None };
+        let evidence = self.governance.as_ref()?.auto_approval(gate, class.as_deref())?;
+        Some(EventKind::ApprovalDecided {
+            id: id.clone(),
+            gate: gate.clone(),
+            step: step.clone(),
+            call: None,
+            by: "autonomy".into(),
+            decision: tether_types::policy::Decision::Approve,
+            payload: None,
+            comment: None,
+            evidence: Some(evidence),
+        })
+    }
+
+    /// Takes the default decision of every pending request whose deadline has passed.
+    fn decide_due(&mut self) -> bool {
+        let now = now_us();
+        let due: Vec<EventKind> = self
+            .state
+            .pending_approvals()
+            .filter(|a| a.deadline_us.is_some_and(|d| d <= now))
+            .map(|a| EventKind::ApprovalDecided {
+                id: a.id.clone(),
+                gate: a.gate.clone(),
+                step: a.step.clone(),
+                call: a.call,
+                by: "deadline".into(),
+                decision: a.on_timeout,
+                payload: None,
+                comment: Some("nobody decided before the deadline".into()),
+                evidence: None,
+            })
+            .collect();
+        for event in &due {
+            self.journal.record(event);
+        }
+        !due.is_empty()
     }
 
     /// Adds a skipped step to the report and the progress display.
@@ -294,7 +386,14 @@ fn skip_note(reason: &str) -> tether_types::LogLine {
     }
 }
 
+/// What every attempt of a run shares.
+struct RunContext {
+    governance: Option<Arc<Governance>>,
+    env: Arc<EnvValues>,
+}
+
 /// One live attempt with a tape; checks that it consumed everything it was served.
+#[allow(clippy::too_many_arguments)]
 async fn live_attempt(
     engine: &wasmtime::Engine,
     step: &LoadedStep,
@@ -303,6 +402,7 @@ async fn live_attempt(
     expected: Vec<(u64, EventKind)>,
     journal: &Arc<RunJournal>,
     limits: &Limits,
+    run: RunContext,
 ) -> (Result<Value, StepFailure>, StepStats) {
     let tape = Tape::new(key, expected, Mode::Live, Some(Arc::clone(journal)));
     let ctx = StepContext {
@@ -311,6 +411,8 @@ async fn live_attempt(
         tape: Some(Arc::clone(&tape)),
         budget: limits.budget,
         usage_limits: limits.usage.clone(),
+        governance: run.governance,
+        env: run.env,
     };
     let (outcome, stats) = run_step_attempt(engine, step, &input.to_string(), ctx).await;
     let outcome = outcome.map(|json| serde_json::from_str(&json).unwrap_or(Value::Null));

@@ -41,6 +41,8 @@ pub(crate) struct StoreState {
     pub(crate) tape: Option<SharedTape>,
     /// Present in tool calls: the call's idempotency key.
     pub(crate) idempotency_key: Option<String>,
+    /// Values of granted secrets, redacted from every log line.
+    pub(crate) secrets: Arc<Vec<String>>,
 }
 
 /// How to set up one sandbox.
@@ -51,6 +53,9 @@ pub(crate) struct Setup {
     /// Seeds deterministic insecure random (journaled attempts).
     pub(crate) seed: Option<String>,
     pub(crate) dirs: Vec<DirGrant>,
+    /// Granted environment variables.
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) secrets: Arc<Vec<String>>,
     pub(crate) idempotency_key: Option<String>,
 }
 
@@ -65,6 +70,12 @@ pub(crate) struct StepGrants {
     pub(crate) max_tool_input: u64,
     /// Usage the step may still report, per metric, before the run's budget runs out.
     pub(crate) usage_limits: BTreeMap<String, f64>,
+    /// Tools the step declared that its identity may not use, with the reason.
+    pub(crate) refused_tools: Arc<BTreeMap<String, String>>,
+    /// The run's policy and identity, when it has a policy.
+    pub(crate) governance: Option<Arc<crate::govern::Governance>>,
+    /// Granted environment values, for the tools the step calls.
+    pub(crate) env: Arc<crate::govern::EnvValues>,
 }
 
 /// What the guest did, accumulated during the attempt.
@@ -86,6 +97,9 @@ impl StoreState {
         // stdio; directories only as granted. Only the capped in-memory stdout/stderr.
         let mut builder = WasiCtxBuilder::new();
         builder.stdout(stdout.clone()).stderr(stderr.clone());
+        for (name, value) in &setup.env {
+            builder.env(name, value);
+        }
         for d in &setup.dirs {
             let perms = if d.write { wasmtime_wasi::FsPerms::ReadWrite } else { wasmtime_wasi::FsPerms::ReadOnly };
             builder
@@ -106,11 +120,15 @@ impl StoreState {
             step: setup.step,
             tape: setup.tape,
             idempotency_key: setup.idempotency_key,
+            secrets: setup.secrets,
         })
     }
 
     /// Keeps a log line (within the caps) and puts it on the tape.
-    pub(crate) fn log_line(&mut self, line: LogLine) {
+    pub(crate) fn log_line(&mut self, mut line: LogLine) {
+        if let Some(clean) = crate::govern::redact(&line.message, &self.secrets) {
+            line.message = clean;
+        }
         let event = self.tape.as_ref().map(|t| EventKind::GuestLog {
             step: lock(t).step.clone(),
             level: line.level,

@@ -48,16 +48,6 @@ impl std::fmt::Display for Divergence {
     }
 }
 
-/// What to do about a tool call.
-pub(crate) enum ToolPlan {
-    /// The journal has its result: the recorded `ToolCallCompleted`.
-    Served(EventKind),
-    /// Perform it (its request is already recorded).
-    Execute,
-    /// Execution has diverged; stop.
-    Diverged,
-}
-
 pub(crate) type SharedTape = Arc<Mutex<Tape>>;
 
 pub(crate) struct Tape {
@@ -151,48 +141,40 @@ impl Tape {
         }
     }
 
-    /// A tool call's request. Serves the recorded result if the journal has it.
-    pub(crate) fn tool_requested(&mut self, requested: EventKind) -> ToolPlan {
+    /// A recorded interaction that `wanted` accepts, served from the journal. `Ok(None)`:
+    /// the journal has nothing more for this attempt and execution is live, so the caller
+    /// decides now (and [`Tape::emit_live`]s it). A different recorded interaction, or
+    /// nothing recorded while replaying, is a divergence (`Err`); `actual` describes what
+    /// the guest did instead.
+    pub(crate) fn serve(
+        &mut self,
+        wanted: impl Fn(&EventKind) -> bool,
+        actual: impl FnOnce() -> EventKind,
+    ) -> Result<Option<EventKind>, ()> {
         if self.divergence.is_some() {
-            return ToolPlan::Diverged;
+            return Err(());
         }
-        match self.expected.pop_front() {
-            Some((_, recorded)) if recorded == requested => {
+        match self.expected.front() {
+            Some((_, recorded)) if wanted(recorded) => {
                 self.matched += 1;
-                match self.expected.front() {
-                    Some((_, EventKind::ToolCallCompleted { .. })) => {
-                        let (_, completed) = self.expected.pop_front().expect("just looked");
-                        self.matched += 1;
-                        ToolPlan::Served(completed)
-                    }
-                    // Requested but never completed: the host stopped during the call.
-                    // Call again (with the same idempotency key), unless replaying.
-                    None if self.mode == Mode::Live => ToolPlan::Execute,
-                    _ => {
-                        let next = self.expected.pop_front();
-                        self.diverge(next, requested);
-                        ToolPlan::Diverged
-                    }
-                }
+                Ok(self.expected.pop_front().map(|(_, k)| k))
             }
-            Some(recorded) => {
-                self.diverge(Some(recorded), requested);
-                ToolPlan::Diverged
+            Some(_) => {
+                let recorded = self.expected.pop_front();
+                self.diverge(recorded, actual());
+                Err(())
             }
-            None if self.mode == Mode::Live => {
-                self.emit(&requested);
-                ToolPlan::Execute
-            }
+            None if self.mode == Mode::Live => Ok(None),
             None => {
-                self.diverge(None, requested);
-                ToolPlan::Diverged
+                self.diverge(None, actual());
+                Err(())
             }
         }
     }
 
-    /// A tool call that was executed has completed.
-    pub(crate) fn tool_completed(&mut self, completed: &EventKind) {
-        self.emit(completed);
+    /// Journals a decision made live (after [`Tape::serve`] gave `None`).
+    pub(crate) fn emit_live(&mut self, kind: &EventKind) {
+        self.emit(kind);
     }
 
     /// The journal to flush after an executed tool call, if live.

@@ -45,6 +45,8 @@ impl Runtime {
     /// Runs one attempt of `step` with a JSON `input` in a fresh sandbox.
     pub async fn run_step(&self, step: &LoadedStep, input: &str) -> StepRun {
         let ctx = crate::attempt::StepContext {
+            governance: None,
+            env: std::sync::Arc::default(),
             run_id: "local".into(),
             key: step.spec.name.clone(),
             tape: None,

@@ -129,8 +129,11 @@ pub fn outcomes<'a>(runs: impl IntoIterator<Item = (&'a str, &'a [Event])>) -> V
                             if !approvers.contains(&by.as_str()) {
                                 approvers.push(by);
                             }
-                            (approvers.len() as u32 >= *needed)
-                                .then_some(if *edited { OutcomeKind::Edited } else { OutcomeKind::Approved })
+                            (approvers.len() as u32 >= *needed).then_some(if *edited {
+                                OutcomeKind::Edited
+                            } else {
+                                OutcomeKind::Approved
+                            })
                         }
                     };
                     if let Some(kind) = kind {
@@ -158,8 +161,10 @@ pub fn outcomes<'a>(runs: impl IntoIterator<Item = (&'a str, &'a [Event])>) -> V
 
 /// The record of `gate` (for `class`, if given) from its decided requests.
 pub fn record(outcomes: &[Outcome], gate: &str, class: Option<&str>) -> TrackRecord {
-    let relevant =
-        outcomes.iter().filter(|o| o.gate == gate && (class.is_none() || o.class.as_deref() == class)).collect::<Vec<_>>();
+    let relevant = outcomes
+        .iter()
+        .filter(|o| o.gate == gate && (class.is_none() || o.class.as_deref() == class))
+        .collect::<Vec<_>>();
     let rearmed = relevant.iter().rposition(|o| o.kind == OutcomeKind::AutoOverridden);
     let window = &relevant[rearmed.map_or(0, |i| i + 1)..];
     let mut r = TrackRecord {

@@ -420,7 +420,10 @@ impl Workflow {
             let component = component_ref(&tool.component, &mut err);
             let dirs = check_dirs(&tool.dirs, &mut err);
             let env = check_env(&tool.env, &mut err);
-            tools.insert(name.get_ref().clone(), ToolSpec { name: name.get_ref().clone(), component, budget, dirs, env });
+            tools.insert(
+                name.get_ref().clone(),
+                ToolSpec { name: name.get_ref().clone(), component, budget, dirs, env },
+            );
         }
 
         if raw.steps.is_empty() {

@@ -196,7 +196,10 @@ impl Plan {
     /// `step_result` rule) before anything may use it.
     pub fn checks_output(&self, name: &str) -> bool {
         self.step(name).is_some_and(|s| s.approval.is_some())
-            || self.policy.as_ref().is_some_and(|p| p.rules.iter().any(|r| r.on == crate::policy::Checkpoint::StepResult))
+            || self
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.rules.iter().any(|r| r.on == crate::policy::Checkpoint::StepResult))
     }
 
     /// Whether a step's input is checked before it runs (`step` rules).

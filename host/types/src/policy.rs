@@ -275,10 +275,16 @@ impl Rules {
                 Some(w) => w.eval_vars_bool(vars),
             };
             match holds {
-                Ok(true) => return Ruling { verdict: rule.verdict, rule: Some(rule.name.clone()), gate: rule.gate.clone() },
+                Ok(true) => {
+                    return Ruling { verdict: rule.verdict, rule: Some(rule.name.clone()), gate: rule.gate.clone() }
+                }
                 Ok(false) => {}
                 Err(e) => {
-                    return Ruling { verdict: Verdict::Deny, rule: Some(format!("{} (error: {e})", rule.name)), gate: None }
+                    return Ruling {
+                        verdict: Verdict::Deny,
+                        rule: Some(format!("{} (error: {e})", rule.name)),
+                        gate: None,
+                    }
                 }
             }
         }

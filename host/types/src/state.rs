@@ -88,6 +88,69 @@ pub struct Approval {
     pub outcome: Option<ApprovalOutcome>,
 }
 
+impl Approval {
+    /// The request an `approval_requested` event makes.
+    pub fn requested(kind: &EventKind) -> Option<Approval> {
+        let EventKind::ApprovalRequested {
+            id,
+            gate,
+            step,
+            call,
+            on,
+            proposal,
+            approvals,
+            deadline_us,
+            on_timeout,
+            class,
+        } = kind
+        else {
+            return None;
+        };
+        Some(Approval {
+            id: id.clone(),
+            gate: gate.clone(),
+            step: step.clone(),
+            call: *call,
+            on: *on,
+            proposal: proposal.clone(),
+            needed: *approvals,
+            deadline_us: *deadline_us,
+            on_timeout: *on_timeout,
+            class: class.clone(),
+            approvers: Vec::new(),
+            edited: None,
+            outcome: None,
+        })
+    }
+
+    /// Counts an `approval_decided` event: a rejection decides; approvals decide once
+    /// enough distinct approvers agreed (the same approver twice counts once). The
+    /// deadline's default and the gate's own approval stand for everyone.
+    pub fn decide(&mut self, kind: &EventKind) {
+        let EventKind::ApprovalDecided { by, decision, payload, comment, evidence, .. } = kind else { return };
+        if self.outcome.is_some() {
+            return;
+        }
+        match decision {
+            crate::policy::Decision::Reject => {
+                self.outcome = Some(ApprovalOutcome::Rejected { by: by.clone(), comment: comment.clone() })
+            }
+            crate::policy::Decision::Approve => {
+                if payload.is_some() {
+                    self.edited.clone_from(payload);
+                }
+                if !self.approvers.contains(by) {
+                    self.approvers.push(by.clone());
+                }
+                if self.approvers.len() as u32 >= self.needed || by == "deadline" || evidence.is_some() {
+                    let payload = self.edited.clone().unwrap_or_else(|| self.proposal.clone());
+                    self.outcome = Some(ApprovalOutcome::Approved(payload));
+                }
+            }
+        }
+    }
+}
+
 /// How an approval request ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ApprovalOutcome {
@@ -336,7 +399,7 @@ impl RunState {
 
     /// Verdicts and approvals: bookkeeping shared by step checkpoints and tool calls.
     fn note_governance(&mut self, kind: &EventKind) {
-        use crate::policy::{Checkpoint, Decision, Ruling, Verdict};
+        use crate::policy::{Checkpoint, Ruling, Verdict};
         match kind {
             EventKind::PolicyVerdict { step, call: None, on, verdict, rule, gate, .. } => {
                 let ruling = Ruling { verdict: *verdict, rule: rule.clone(), gate: gate.clone() };
@@ -347,47 +410,14 @@ impl RunState {
                     }
                 }
             }
-            EventKind::ApprovalRequested {
-                id, gate, step, call, on, proposal, approvals, deadline_us, on_timeout, class,
-            } => {
-                let approval = Approval {
-                    id: id.clone(),
-                    gate: gate.clone(),
-                    step: step.clone(),
-                    call: *call,
-                    on: *on,
-                    proposal: proposal.clone(),
-                    needed: *approvals,
-                    deadline_us: *deadline_us,
-                    on_timeout: *on_timeout,
-                    class: class.clone(),
-                    approvers: Vec::new(),
-                    edited: None,
-                    outcome: None,
-                };
-                self.approvals.insert(id.clone(), approval);
+            EventKind::ApprovalRequested { id, .. } => {
+                if let Some(approval) = Approval::requested(kind) {
+                    self.approvals.insert(id.clone(), approval);
+                }
             }
-            EventKind::ApprovalDecided { id, by, decision, payload, comment, evidence, .. } => {
+            EventKind::ApprovalDecided { id, .. } => {
                 let Some(a) = self.approvals.get_mut(id) else { return };
-                if a.outcome.is_some() {
-                    return;
-                }
-                match decision {
-                    Decision::Reject => a.outcome = Some(ApprovalOutcome::Rejected { by: by.clone(), comment: comment.clone() }),
-                    Decision::Approve => {
-                        if payload.is_some() {
-                            a.edited.clone_from(payload);
-                        }
-                        if !a.approvers.contains(by) {
-                            a.approvers.push(by.clone());
-                        }
-                        // The deadline's default and the gate's own approval stand for everyone.
-                        if a.approvers.len() as u32 >= a.needed || by == "deadline" || evidence.is_some() {
-                            let payload = a.edited.clone().unwrap_or_else(|| a.proposal.clone());
-                            a.outcome = Some(ApprovalOutcome::Approved(payload));
-                        }
-                    }
-                }
+                a.decide(kind);
                 if let (Some(ApprovalOutcome::Approved(payload)), Checkpoint::StepResult) = (&a.outcome, a.on) {
                     let (key, payload) = (a.step.clone(), payload.clone());
                     self.accept(&key, payload);

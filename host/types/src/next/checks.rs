@@ -108,7 +108,9 @@ impl Flow {
                         let gate = ruling.gate.as_deref().unwrap_or_default();
                         let why = comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
                         let message = match by.as_str() {
-                            "deadline" => format!("gate `{gate}`: nobody decided before the deadline; its default is to reject"),
+                            "deadline" => {
+                                format!("gate `{gate}`: nobody decided before the deadline; its default is to reject")
+                            }
                             _ => format!("rejected by {by} at gate `{gate}`{why}"),
                         };
                         Gate::Record(vec![failed(key, attempt, FailureClass::Rejected, message)])
@@ -123,14 +125,20 @@ impl Flow {
         if on == Checkpoint::StepResult {
             if let Some(when) = self.approval_when.get(step) {
                 let holds = when.as_ref().map_or(Ok(true), |w| w.eval_vars_bool(vars));
-                let rule = Some(format!("step `{step}` approval"));
+                let rule = Some(format!("{step}.approval"));
                 match holds {
                     Ok(true) => {
                         let gate = self.approval_gate.get(step).cloned();
                         return Ruling { verdict: Verdict::RequireApproval, rule, gate };
                     }
                     Ok(false) => {}
-                    Err(e) => return Ruling { verdict: Verdict::Deny, rule: Some(format!("step `{step}` approval (error: {e})")), gate: None },
+                    Err(e) => {
+                        return Ruling {
+                            verdict: Verdict::Deny,
+                            rule: Some(format!("{step}.approval (error: {e})")),
+                            gate: None,
+                        }
+                    }
                 }
             }
         }

@@ -1,0 +1,326 @@
+//! Governance commands: `inbox`, `approve`, `reject`, `override` and `sweep`, plus
+//! reading the policy a run is started with (`--policy`, `policy_file`, `[policy]`).
+//!
+//! A decision is checked against the policy the run pinned when it started (who may
+//! decide which gate), appended to the run's journal, and then the run continues in
+//! this process. Bad input (an unknown identity, an approver without permission, a gate
+//! that is not waiting or was decided) changes nothing and exits with code 2.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+use tether_runtime::Driver;
+use tether_types::policy::Decision;
+use tether_types::state::{Approval, ApprovalOutcome, RunState};
+use tether_types::store::RunIndexStatus;
+use tether_types::{Event, EventKind, RunId, Workflow};
+
+use crate::cli::{ApproveArgs, DecideArgs, InboxArgs, OverrideArgs, SweepArgs};
+use crate::journal::{driver_failure, store_failure};
+use crate::output::{sanitize, utc};
+use crate::Failure;
+
+/// The policy a run starts with: the workflow's `[policy]`, plus the policy file
+/// (`--policy`, or the workflow's `policy_file`). Directory grants are made absolute
+/// from the file that declares them. Every gate a rule or step names must be declared.
+pub(crate) fn effective_policy(workflow: &mut Workflow, file: Option<&Path>, base: &Path) -> Result<(), Failure> {
+    let from_workflow = workflow.policy_file.as_ref().map(|f| base.join(f));
+    let file = file.map(Path::to_path_buf).or(from_workflow);
+    let mut parsed = std::mem::take(&mut workflow.policy);
+    resolve_dirs(&mut parsed.policy, base);
+    if let Some(path) = file {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Failure::usage(format!("{shown}: cannot read the policy file: {e}")))?;
+        let mut from_file =
+            tether_types::manifest::ParsedPolicy::parse(&shown, &text).map_err(|e| Failure::usage(e.to_string()))?;
+        resolve_dirs(&mut from_file.policy, path.parent().unwrap_or(Path::new(".")));
+        parsed = parsed.merge(from_file, &shown).map_err(Failure::usage)?;
+    }
+    let missing = parsed.missing_gates();
+    if !missing.is_empty() {
+        let text: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        return Err(Failure::usage(text.join("\n")));
+    }
+    workflow.policy = parsed;
+    Ok(())
+}
+
+fn resolve_dirs(policy: &mut tether_types::policy::Policy, base: &Path) {
+    for grants in policy.identities.values_mut() {
+        for d in &mut grants.dirs {
+            let joined = base.join(&d.host);
+            d.host = std::fs::canonicalize(&joined).unwrap_or(joined).display().to_string();
+        }
+    }
+}
+
+/// A pending request, with where and since when.
+struct Pending {
+    run_id: String,
+    workflow: String,
+    since_us: u64,
+    approval: Approval,
+}
+
+fn pending_of(run_id: &str, events: &[Event]) -> Result<Vec<Pending>, Failure> {
+    let state = RunState::fold(run_id, events).map_err(|e| Failure::Internal(e.to_string()))?;
+    Ok(state
+        .pending_approvals()
+        .map(|a| Pending {
+            run_id: run_id.to_string(),
+            workflow: state.plan.workflow.clone(),
+            since_us: requested_at(events, &a.id),
+            approval: a.clone(),
+        })
+        .collect())
+}
+
+fn requested_at(events: &[Event], id: &str) -> u64 {
+    events
+        .iter()
+        .rev()
+        .find(|e| matches!(&e.kind, EventKind::ApprovalRequested { id: i, .. } if i == id))
+        .map_or(0, |e| e.at_us)
+}
+
+pub(crate) fn inbox(args: InboxArgs) -> Result<ExitCode, Failure> {
+    crate::cli::async_runtime()?.block_on(async {
+        let store = args.db.open().await?;
+        let runs = tether_types::store::JournalStore::runs(&store, Some(RunIndexStatus::Waiting), 10_000)
+            .await
+            .map_err(store_failure)?;
+        let mut all = Vec::new();
+        for r in runs {
+            let rows = tether_types::store::JournalStore::events(&store, &r.run_id).await.map_err(store_failure)?;
+            let events = tether_types::event::verify_and_decode(&r.run_id, &rows)
+                .map_err(|e| Failure::Internal(e.to_string()))?;
+            all.extend(pending_of(&r.run_id, &events)?);
+        }
+        all.sort_by_key(|p| p.since_us);
+        if args.json {
+            let list: Vec<Value> = all
+                .iter()
+                .map(|p| {
+                    let a = &p.approval;
+                    json!({
+                        "run_id": p.run_id, "workflow": p.workflow, "request": a.id, "gate": a.gate,
+                        "step": a.step, "call": a.call, "on": a.on, "proposal": a.proposal,
+                        "approvals_needed": a.needed, "approved_by": a.approvers, "class": a.class,
+                        "since_us": p.since_us, "deadline_us": a.deadline_us, "on_timeout": a.on_timeout,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list).expect("JSON values serialize"));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if all.is_empty() {
+            eprintln!("no run is waiting for an approval");
+            return Ok(ExitCode::SUCCESS);
+        }
+        for p in &all {
+            let a = &p.approval;
+            let deadline = a
+                .deadline_us
+                .map(|d| format!(", deadline {} UTC (then {})", utc(d), a.on_timeout.as_str()))
+                .unwrap_or_default();
+            let votes = if a.approvers.is_empty() {
+                String::new()
+            } else {
+                format!(", approved so far by {}", a.approvers.join(", "))
+            };
+            println!("{}  {}  gate {}  ({})", p.run_id, a.id, a.gate, p.workflow);
+            println!("    needs {} approval(s){votes}; waiting since {} UTC{deadline}", a.needed, utc(p.since_us));
+            println!("    proposes {}: {}", a.on.proposal(), sanitize(&a.proposal.to_string()));
+            println!("    decide: tether approve {} {} --as NAME   (or tether reject ...)", p.run_id, a.gate);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub(crate) fn approve(args: ApproveArgs) -> Result<ExitCode, Failure> {
+    let payload = args.payload.as_deref().map(|p| read_json(p, "--payload")).transpose()?;
+    decide(args.decide, Decision::Approve, payload)
+}
+
+pub(crate) fn reject(args: DecideArgs) -> Result<ExitCode, Failure> {
+    decide(args, Decision::Reject, None)
+}
+
+fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Result<ExitCode, Failure> {
+    let rt = crate::cli::async_runtime()?;
+    rt.block_on(async {
+        let driver = args.host.driver().await?;
+        let run_id = RunId::try_from(args.run.clone()).map_err(|e| Failure::usage(e.to_string()))?;
+        let events = driver.events(run_id.as_str()).await.map_err(driver_failure)?;
+        let state = RunState::fold(run_id.as_str(), &events).map_err(|e| Failure::Internal(e.to_string()))?;
+        let approval = find(&state, &args.gate, run_id.as_str())?;
+        if approval.outcome.is_some() {
+            return Err(Failure::usage(format!(
+                "run {run_id}: request {} at gate `{}` was already decided; see `tether history {run_id}`",
+                approval.id, approval.gate
+            )));
+        }
+        check_approver(&state, &args.identity, &approval.gate)?;
+        if decision == Decision::Approve && approval.approvers.contains(&args.identity) {
+            return Err(Failure::usage(format!(
+                "{} already approved request {}; gate `{}` needs {} different approvers",
+                args.identity, approval.id, approval.gate, approval.needed
+            )));
+        }
+        let event = EventKind::ApprovalDecided {
+            id: approval.id.clone(),
+            gate: approval.gate.clone(),
+            step: approval.step.clone(),
+            call: approval.call,
+            by: args.identity.clone(),
+            decision,
+            payload,
+            comment: args.comment.clone(),
+            evidence: None,
+        };
+        driver.append(run_id.as_str(), std::slice::from_ref(&event)).await.map_err(driver_failure)?;
+        let mut decided = approval.clone();
+        decided.decide(&event);
+        let what = match &decided.outcome {
+            None => format!("recorded; {} more approval(s) needed", approval.needed - decided.approvers.len() as u32),
+            Some(ApprovalOutcome::Approved(_)) => "approved".into(),
+            Some(ApprovalOutcome::Rejected { .. }) => "rejected".into(),
+        };
+        eprintln!("run {run_id}: {} by {}: {what}", approval.id, args.identity);
+        if decided.outcome.is_none() || args.no_continue || !state.waiting {
+            return Ok(ExitCode::SUCCESS);
+        }
+        continue_run(&driver, &run_id, &args.output).await
+    })
+}
+
+async fn continue_run(driver: &Driver, run_id: &RunId, output: &crate::cli::OutputArgs) -> Result<ExitCode, Failure> {
+    let total = driver.report(run_id.as_str()).await.map_err(driver_failure)?.steps.len().max(1);
+    let result = driver.resume(run_id.as_str(), &[], crate::run::progress(output, total)).await;
+    crate::run::finish(driver, run_id, result, output).await
+}
+
+/// The pending (or decided) request `gate` names: a request id, or a gate the run has
+/// exactly one request at.
+fn find(state: &RunState, gate: &str, run_id: &str) -> Result<Approval, Failure> {
+    if let Some(a) = state.approvals.get(gate) {
+        return Ok(a.clone());
+    }
+    let at_gate: Vec<&Approval> = state.approvals.values().filter(|a| a.gate == gate).collect();
+    let open: Vec<&&Approval> = at_gate.iter().filter(|a| a.outcome.is_none()).collect();
+    match (open.as_slice(), at_gate.as_slice()) {
+        ([one], _) => Ok((**one).clone()),
+        ([], [one]) => Ok((*one).clone()),
+        ([], []) => {
+            let waiting: Vec<String> = state.pending_approvals().map(|a| format!("{} ({})", a.gate, a.id)).collect();
+            let hint = if waiting.is_empty() {
+                "it is not waiting for any approval".to_string()
+            } else {
+                format!("it waits at: {}", waiting.join(", "))
+            };
+            Err(Failure::usage(format!("run {run_id} has no request at gate `{gate}`; {hint}")))
+        }
+        ([], several) => {
+            let ids: Vec<&str> = several.iter().map(|a| a.id.as_str()).collect();
+            Err(Failure::usage(format!("gate `{gate}` has several decided requests; name one: {}", ids.join(", "))))
+        }
+        (several, _) => {
+            let ids: Vec<&str> = several.iter().map(|a| a.id.as_str()).collect();
+            Err(Failure::usage(format!(
+                "run {run_id} waits at gate `{gate}` more than once; name the request: {}",
+                ids.join(", ")
+            )))
+        }
+    }
+}
+
+fn check_approver(state: &RunState, identity: &str, gate: &str) -> Result<(), Failure> {
+    let policy = state.plan.policy.clone().unwrap_or_default();
+    if !policy.identities.contains_key(identity) {
+        let known: Vec<&str> = policy.identities.keys().map(String::as_str).collect();
+        return Err(Failure::usage(format!(
+            "identity `{identity}` is not declared by the run's policy (it declares: {})",
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        )));
+    }
+    if !policy.may_approve(identity, gate) {
+        let allowed: Vec<&str> =
+            policy.identities.keys().filter(|i| policy.may_approve(i, gate)).map(String::as_str).collect();
+        return Err(Failure::usage(format!(
+            "identity `{identity}` may not decide gate `{gate}` (allowed: {}); grant it with approves = [\"{gate}\"]",
+            if allowed.is_empty() { "nobody".to_string() } else { allowed.join(", ") }
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn override_auto(args: OverrideArgs) -> Result<ExitCode, Failure> {
+    let payload = args.payload.as_deref().map(|p| read_json(p, "--payload")).transpose()?;
+    crate::cli::async_runtime()?.block_on(async {
+        let store: std::sync::Arc<dyn tether_types::store::JournalStore> = std::sync::Arc::new(args.db.open().await?);
+        let rows = store.events(&args.run).await.map_err(store_failure)?;
+        let events = tether_types::event::verify_and_decode(&args.run, &rows)
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        let state = RunState::fold(&args.run, &events).map_err(|e| Failure::Internal(e.to_string()))?;
+        let approval = find(&state, &args.gate, &args.run)?;
+        let auto = events.iter().any(|e| {
+            matches!(&e.kind, EventKind::ApprovalDecided { id, evidence: Some(_), .. } if *id == approval.id)
+        });
+        if !auto {
+            return Err(Failure::usage(format!(
+                "request {} was not approved automatically; only a relaxed gate's own approvals can be overridden after the fact",
+                approval.id
+            )));
+        }
+        check_approver(&state, &args.identity, &approval.gate)?;
+        let event = EventKind::ApprovalOverridden {
+            id: approval.id.clone(),
+            gate: approval.gate.clone(),
+            by: args.identity.clone(),
+            payload,
+            comment: args.comment.clone(),
+        };
+        tether_runtime::append(&store, &args.run, &[event]).await.map_err(driver_failure)?;
+        eprintln!(
+            "run {}: the automatic approval of {} is recorded as overridden; gate `{}` is re-armed",
+            args.run, approval.id, approval.gate
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub(crate) fn sweep(args: SweepArgs) -> Result<ExitCode, Failure> {
+    crate::cli::async_runtime()?.block_on(async {
+        let driver = args.host.driver().await?;
+        let runs = driver.store().runs(Some(RunIndexStatus::Waiting), 10_000).await.map_err(store_failure)?;
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let mut code = ExitCode::SUCCESS;
+        let mut continued = 0;
+        for r in runs {
+            let events = driver.events(&r.run_id).await.map_err(driver_failure)?;
+            let state = RunState::fold(&r.run_id, &events).map_err(|e| Failure::Internal(e.to_string()))?;
+            let due = state.pending_approvals().any(|a| a.deadline_us.is_some_and(|d| d <= now));
+            let decided =
+                state.approvals.values().any(|a| a.outcome.is_some()) && state.pending_approvals().next().is_none();
+            if due || decided {
+                let id = RunId::try_from(r.run_id.clone()).map_err(Failure::usage)?;
+                code = continue_run(&driver, &id, &args.output).await?;
+                continued += 1;
+            }
+        }
+        eprintln!("{continued} waiting run(s) continued");
+        Ok(code)
+    })
+}
+
+/// JSON text, or `@FILE`.
+fn read_json(arg: &str, flag: &str) -> Result<Value, Failure> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("{flag} {path}: {e}")))?,
+        None => arg.to_string(),
+    };
+    serde_json::from_str(&text).map_err(|e| Failure::usage(format!("{flag}: not valid JSON: {e}")))
+}

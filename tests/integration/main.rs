@@ -8,6 +8,7 @@ mod demo;
 mod durability;
 mod failures;
 mod flow;
+mod governance;
 mod grants;
 mod inspect;
 mod journal;

@@ -189,7 +189,9 @@ fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Resul
             Some(ApprovalOutcome::Rejected { .. }) => "rejected".into(),
         };
         eprintln!("run {run_id}: {} by {}: {what}", approval.id, args.identity);
-        if decided.outcome.is_none() || args.no_continue || !state.waiting {
+        // Continue unless the run is over or another decision is still needed (a host
+        // killed while the run waited left it `running`; continuing is what resumes it).
+        if decided.outcome.is_none() || args.no_continue || state.outcome.is_some() {
             return Ok(ExitCode::SUCCESS);
         }
         continue_run(&driver, &run_id, &args.output).await

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventKind};
-use crate::policy::{Decision, Relax};
+use crate::policy::Relax;
+use crate::state::{Approval, ApprovalOutcome};
 
 /// A gate's record, as the evidence for (or against) approving by itself.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -101,54 +102,40 @@ impl OutcomeKind {
 pub fn outcomes<'a>(runs: impl IntoIterator<Item = (&'a str, &'a [Event])>) -> Vec<Outcome> {
     let mut out = Vec::new();
     for (run_id, events) in runs {
-        // id -> (gate, class, approvals needed, approvers so far, edited)
-        let mut open: BTreeMap<&str, (&str, Option<&String>, u32, Vec<&str>, bool)> = BTreeMap::new();
-        let mut auto: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut open: BTreeMap<&str, Approval> = BTreeMap::new();
+        let mut decided: BTreeMap<&str, Option<String>> = BTreeMap::new();
         for e in events {
-            let outcome = |id: &str, gate: &str, class: Option<&String>, kind| Outcome {
+            let outcome = |id: &str, gate: &str, class: Option<String>, kind| Outcome {
                 run_id: run_id.to_string(),
                 id: id.to_string(),
                 gate: gate.to_string(),
-                class: class.cloned(),
+                class,
                 at_us: e.at_us,
                 kind,
             };
             match &e.kind {
-                EventKind::ApprovalRequested { id, gate, approvals, class, .. } => {
-                    open.insert(id, (gate, class.as_ref(), *approvals, Vec::new(), false));
-                }
-                EventKind::ApprovalDecided { id, by, decision, payload, evidence, .. } => {
-                    let Some((gate, class, needed, approvers, edited)) = open.get_mut(id.as_str()) else { continue };
-                    let (gate, class) = (*gate, *class);
-                    let kind = match decision {
-                        _ if by == "deadline" => Some(OutcomeKind::TimedOut),
-                        Decision::Approve if evidence.is_some() => Some(OutcomeKind::AutoApproved),
-                        Decision::Reject => Some(OutcomeKind::Rejected),
-                        Decision::Approve => {
-                            *edited |= payload.is_some();
-                            if !approvers.contains(&by.as_str()) {
-                                approvers.push(by);
-                            }
-                            (approvers.len() as u32 >= *needed).then_some(if *edited {
-                                OutcomeKind::Edited
-                            } else {
-                                OutcomeKind::Approved
-                            })
-                        }
-                    };
-                    if let Some(kind) = kind {
-                        if kind == OutcomeKind::AutoApproved {
-                            auto.insert(id, gate);
-                        }
-                        out.push(outcome(id, gate, class, kind));
-                        open.remove(id.as_str());
+                EventKind::ApprovalRequested { id, .. } => {
+                    if let Some(a) = Approval::requested(&e.kind) {
+                        open.insert(id, a);
                     }
                 }
+                EventKind::ApprovalDecided { id, by, evidence, .. } => {
+                    let Some(a) = open.get_mut(id.as_str()) else { continue };
+                    a.decide(&e.kind);
+                    let kind = match &a.outcome {
+                        None => continue,
+                        _ if by == "deadline" => OutcomeKind::TimedOut,
+                        _ if evidence.is_some() => OutcomeKind::AutoApproved,
+                        Some(ApprovalOutcome::Rejected { .. }) => OutcomeKind::Rejected,
+                        Some(ApprovalOutcome::Approved(_)) if a.edited.is_some() => OutcomeKind::Edited,
+                        Some(ApprovalOutcome::Approved(_)) => OutcomeKind::Approved,
+                    };
+                    out.push(outcome(id, &a.gate, a.class.clone(), kind));
+                    decided.insert(id, a.class.clone());
+                    open.remove(id.as_str());
+                }
                 EventKind::ApprovalOverridden { id, gate, .. } => {
-                    let class = events.iter().find_map(|r| match &r.kind {
-                        EventKind::ApprovalRequested { id: rid, class, .. } if rid == id => class.as_ref(),
-                        _ => None,
-                    });
+                    let class = decided.get(id.as_str()).cloned().flatten();
                     out.push(outcome(id, gate, class, OutcomeKind::AutoOverridden));
                 }
                 _ => {}

@@ -234,7 +234,7 @@ fn a_step_gate_survives_kill_9_and_an_edited_approval_is_an_override() {
     let mut child = tether_cmd(&r.db)
         .args(["run", &r.workflow(), "--input", &input, "--run-id", "run_gate-restart"])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(r.dir.join("host.err")).unwrap())
         .spawn()
         .unwrap();
     // Kill the host as soon as the request is durable (it may already have exited).
@@ -244,7 +244,8 @@ fn a_step_gate_survives_kill_9_and_an_edited_approval_is_an_override() {
         if String::from_utf8_lossy(&o.stdout).contains("approval_requested") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no approval was requested");
+        let log = || std::fs::read_to_string(r.dir.join("host.err")).unwrap_or_default();
+        assert!(std::time::Instant::now() < deadline, "no approval was requested; the host said:\n{}", log());
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let _ = child.kill();

@@ -145,3 +145,25 @@ fn files_that_are_not_our_journal_are_refused_untouched() {
         assert!(err.to_string().contains("was written by a newer tether (schema version 9999"), "{err}");
     });
 }
+
+#[test]
+fn processes_creating_one_new_journal_at_once_all_open_it() {
+    // Several `tether` processes started together on a fresh file race to migrate it;
+    // the losers must wait for the winner, not fail on what it created.
+    let db = db_path("race");
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            crate::support::tether_cmd(std::path::Path::new(&db))
+                .args(["runs", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
+    }
+}

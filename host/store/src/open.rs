@@ -75,7 +75,39 @@ pub(crate) fn connect_options(config: &StoreConfig) -> Result<SqliteConnectOptio
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Checks that the file is ours (or empty) and not newer than us, then migrates it.
+///
+/// Two processes opening a new journal at once both try to migrate it: one wins, and
+/// the other fails on what the winner created (or sees the winner's half-made schema).
+/// Each migration is one transaction, so the loser waits briefly and checks again.
 pub(crate) async fn open_and_migrate(config: &StoreConfig) -> Result<SqliteConnection, StoreError> {
+    let mut tries = 0;
+    loop {
+        match try_open_and_migrate(config).await {
+            Err(Retry::Race(_)) if tries < 40 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            Err(Retry::Race(e) | Retry::Final(e)) => return Err(e),
+            Ok(conn) => return Ok(conn),
+        }
+    }
+}
+
+/// How an attempt to open a journal failed.
+enum Retry {
+    /// Possibly because another process is migrating the same file right now.
+    Race(StoreError),
+    /// For good.
+    Final(StoreError),
+}
+
+impl From<StoreError> for Retry {
+    fn from(e: StoreError) -> Self {
+        Retry::Final(e)
+    }
+}
+
+async fn try_open_and_migrate(config: &StoreConfig) -> Result<SqliteConnection, Retry> {
     let path = sqlite_path(&config.url);
     let shown = path.display().to_string();
     let mut conn =
@@ -87,9 +119,11 @@ pub(crate) async fn open_and_migrate(config: &StoreConfig) -> Result<SqliteConne
         .map_err(|e| open_error(&shown, e))?;
     let has = |t: &str| tables.iter().any(|(n,)| n == t);
     if !tables.is_empty() && !has("tether_meta") {
-        return Err(StoreError::NotOurs(format!(
+        let e = StoreError::NotOurs(format!(
             "{shown} is a SQLite database but not a tether journal; pass another file with --db or TETHER_DATABASE_URL"
-        )));
+        ));
+        // Only the migrations table: another process may be creating the journal now.
+        return Err(if has("_sqlx_migrations") { Retry::Race(e) } else { Retry::Final(e) });
     }
     if has("_sqlx_migrations") {
         let newest: Option<(i64,)> =
@@ -97,13 +131,16 @@ pub(crate) async fn open_and_migrate(config: &StoreConfig) -> Result<SqliteConne
         let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
         if let Some((v,)) = newest {
             if v > known {
-                return Err(StoreError::NewerSchema(format!(
+                return Err(Retry::Final(StoreError::NewerSchema(format!(
                     "{shown} was written by a newer tether (schema version {v}; this tether knows up to {known}); upgrade tether to use it"
-                )));
+                ))));
             }
         }
     }
-    MIGRATOR.run(&mut conn).await.map_err(|e| StoreError::Database(format!("{shown}: migrating the journal: {e}")))?;
+    MIGRATOR
+        .run(&mut conn)
+        .await
+        .map_err(|e| Retry::Race(StoreError::Database(format!("{shown}: migrating the journal: {e}"))))?;
     Ok(conn)
 }
 

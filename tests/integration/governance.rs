@@ -448,3 +448,19 @@ fn bad_governance_input_is_a_usage_error_that_changes_nothing() {
         "names gate `huge`, which is not declared",
     );
 }
+
+#[test]
+fn the_readme_refund_example_waits_for_alice_then_pays() {
+    let dir = fresh_dir("gov-example");
+    let db = dir.join("journal.db");
+    let root = tether_tests::repo_root();
+    let workflow = root.join("plugins/workflows/refund.toml").display().to_string();
+    let input = format!("@{}", root.join("plugins/workflows/refund-request.json").display());
+    assert_eq!(tether_cmd(&db).args(["validate", &workflow]).output().unwrap().status.code(), Some(0));
+    let (code, report) = tether_json(&db, &["run", &workflow, "--input", &input, "--json"]);
+    assert_eq!(code, Some(3), "{report}");
+    let (code, report) = tether_json(&db, &["approve", &run_id(&report), "refund", "--as", "alice", "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["output"]["refunded"], true);
+    assert_eq!(report["output"]["amount"], 240.0);
+}

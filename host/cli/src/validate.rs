@@ -17,8 +17,13 @@ pub(crate) fn validate(args: ValidateArgs) -> Result<ExitCode, Failure> {
     let text = read_workflow_text(&args.workflow)?;
     let file = args.workflow.display().to_string();
     // Manifest problems first; components are only checked in a manifest that parses.
-    let loaded = Workflow::parse(&file, &text).map_err(|e| e.0).and_then(|wf| {
+    let loaded = Workflow::parse(&file, &text).map_err(|e| e.0).and_then(|mut wf| {
         let base = args.workflow.parent().map(Path::to_path_buf).unwrap_or_default();
+        crate::govern::effective_policy(&mut wf, None, &base).map_err(|f| match f {
+            Failure::Usage(m) | Failure::Internal(m) => {
+                vec![ManifestError { file: file.clone(), line: 1, column: 1, message: m, hint: None }]
+            }
+        })?;
         let runtime = args.cache.runtime().map_err(|f| match f {
             Failure::Usage(m) | Failure::Internal(m) => {
                 vec![ManifestError { file: file.clone(), line: 1, column: 1, message: m, hint: None }]

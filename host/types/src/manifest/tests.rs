@@ -191,3 +191,103 @@ component = "c.wasm"
     assert_eq!(wf.loops["fix"].max_iterations, 3);
     assert_eq!(wf.steps[1].flow.when.as_ref().unwrap().source(), "size(steps.a) > 0");
 }
+
+fn parse_policy(text: &str) -> Result<ParsedPolicy, Vec<String>> {
+    ParsedPolicy::parse("policy.toml", text).map_err(|e| e.0.iter().map(ToString::to_string).collect())
+}
+
+#[test]
+fn a_policy_parses_identities_gates_and_rules() {
+    let p = parse_policy(
+        r#"
+[identities.bot]
+tools = ["pay"]
+env = ["URL", { name = "KEY", secret = true }]
+dirs = [{ host = "data", write = true }]
+budget = { fuel = 100, wall_time = "2s", tool_calls = 3 }
+
+[identities.alice]
+approves = ["refund"]
+
+[gates.refund]
+approvals = 2
+deadline = "1h"
+on_timeout = "approve"
+relax_after = { decisions = 10, max_override_rate = 0.1, per = "proposal.category" }
+
+[[rules]]
+name = "big"
+on = "tool_call"
+when = "input.amount > 10"
+verdict = "require_approval"
+gate = "refund"
+"#,
+    )
+    .unwrap();
+    let bot = &p.policy.identities["bot"];
+    assert_eq!(bot.env[1], crate::policy::EnvGrant { name: "KEY".into(), secret: true });
+    assert_eq!(bot.budget.unwrap().wall_time_ms, Some(2000));
+    let gate = &p.policy.gates["refund"];
+    assert_eq!(
+        (gate.approvals, gate.deadline_ms, gate.on_timeout),
+        (2, Some(3_600_000), crate::policy::Decision::Approve)
+    );
+    assert!(p.missing_gates().is_empty());
+    assert!(p.policy.may_approve("alice", "refund") && !p.policy.may_approve("bot", "refund"));
+}
+
+#[test]
+fn policy_errors_are_positioned_and_all_reported() {
+    let errors = parse_policy(
+        r#"[identities.bot]
+env = ["NOT-A-NAME"]
+
+[gates.g]
+approvals = 3
+deadline = "soon"
+
+[[rules]]
+name = "a"
+on = "tool_call"
+when = "input.amount >"
+verdict = "require_approval"
+
+[[rules]]
+name = "b"
+on = "step"
+verdict = "deny"
+gate = "g"
+"#,
+    )
+    .unwrap_err();
+    let all = errors.join("\n");
+    assert!(all.contains("policy.toml:2:8: identity `bot`: `NOT-A-NAME` is not an environment variable name"), "{all}");
+    assert!(all.contains("policy.toml:5:13: gate `g`: `approvals` must be 1 or 2"), "{all}");
+    assert!(all.contains("policy.toml:6:12: gate `g`: `soon` is not a duration"), "{all}");
+    assert!(all.contains("policy.toml:11:8: rule `a` `when`"), "{all}");
+    assert!(all.contains("rule `a` requires approval but names no `gate`"), "{all}");
+    assert!(all.contains("rule `b`: only `require_approval` rules take a `gate`"), "{all}");
+    let unknown = parse_policy("[gates.g]\napprover = 1\n").unwrap_err().join("\n");
+    assert!(unknown.contains("policy.toml:2:1: unknown field `approver`"), "{unknown}");
+}
+
+#[test]
+fn gates_named_by_steps_and_rules_must_be_declared_somewhere() {
+    let wf = parse(
+        r#"name = "w"
+[[steps]]
+name = "a"
+component = "a.wasm"
+approval = { gate = "later", when = "output.x > 1" }
+"#,
+    )
+    .unwrap();
+    let missing = wf.policy.missing_gates();
+    assert_eq!(missing.len(), 1);
+    assert!(missing[0].to_string().contains("wf.toml:5:21: step `a` names gate `later`"), "{}", missing[0]);
+    let file = parse_policy("[gates.later]\n").unwrap();
+    assert!(wf.policy.clone().merge(file, "p.toml").unwrap().missing_gates().is_empty());
+    let dup = parse_policy("[gates.later]\n").unwrap();
+    let twice = parse_policy("[gates.later]\n").unwrap().merge(dup, "p.toml").unwrap_err();
+    assert!(twice.contains("gate `later` is also declared"), "{twice}");
+}

@@ -151,3 +151,119 @@ impl Flow {
 pub(super) fn waits_in_call(state: &RunState, key: &str) -> bool {
     state.approvals.values().any(|a| a.step == key && a.call.is_some() && a.outcome.is_none())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use serde_json::json;
+
+    use crate::next::{Flow, Next};
+    use crate::plan::Plan;
+    use crate::policy::{Decision, Verdict};
+    use crate::state::RunState;
+    use crate::{EventKind, FailureClass};
+
+    fn gated_run(x: i64) -> (Flow, RunState) {
+        let plan: Plan = serde_json::from_value(json!({
+            "workflow": "w",
+            "steps": [{
+                "name": "a", "component": "d", "needs": [], "tools": [],
+                "budget": {"fuel": 1, "wall_time": 1, "memory": 65536, "tool_calls": 0, "output": 100},
+                "approval": {"gate": "g", "when": "output.x > 1"}
+            }],
+            "tools": {},
+            "policy": {"gates": {"g": {"approvals": 2}}, "identities": {"alice": {"approves": ["g"]}}}
+        }))
+        .unwrap();
+        let flow = Flow::compile(&plan).unwrap();
+        let mut state = RunState::new(plan, json!({}), "bot".into());
+        let started = EventKind::StepAttemptStarted {
+            step: "a".into(),
+            attempt: 1,
+            component_digest: "d".into(),
+            input: json!({}),
+            limits: None,
+            usage_limits: Default::default(),
+        };
+        let completed = EventKind::StepCompleted {
+            step: "a".into(),
+            attempt: 1,
+            output: json!({"x": x}),
+            fuel: 0,
+            tool_fuel: 0,
+            wall_us: 0,
+            peak_memory: 0,
+        };
+        state.apply(1, &started).unwrap();
+        state.apply(2, &completed).unwrap();
+        (flow, state)
+    }
+
+    fn next(flow: &Flow, state: &mut RunState) -> Next {
+        let n = flow.next(state, &HashSet::new(), 1_000);
+        if let Next::Record(events) = &n {
+            for e in events {
+                state.apply(9, e).unwrap();
+            }
+        }
+        n
+    }
+
+    fn decided(by: &str, decision: Decision, payload: Option<serde_json::Value>) -> EventKind {
+        EventKind::ApprovalDecided {
+            id: "a@step_result".into(),
+            gate: "g".into(),
+            step: "a".into(),
+            call: None,
+            by: by.into(),
+            decision,
+            payload,
+            comment: None,
+            evidence: None,
+        }
+    }
+
+    #[test]
+    fn an_output_below_the_condition_passes_with_an_allow_verdict() {
+        let (flow, mut state) = gated_run(0);
+        let Next::Record(events) = next(&flow, &mut state) else { panic!("expected a verdict") };
+        assert!(matches!(&events[..], [EventKind::PolicyVerdict { verdict: Verdict::Allow, .. }]), "{events:?}");
+        assert_eq!(next(&flow, &mut state), Next::Complete(json!({"x": 0})));
+    }
+
+    #[test]
+    fn a_gated_output_waits_for_two_distinct_approvers_and_the_edit_is_what_runs_on() {
+        let (flow, mut state) = gated_run(5);
+        let Next::Record(events) = next(&flow, &mut state) else { panic!("expected a verdict") };
+        assert!(
+            matches!(
+                &events[..],
+                [
+                    EventKind::PolicyVerdict { verdict: Verdict::RequireApproval, .. },
+                    EventKind::ApprovalRequested { approvals: 2, .. }
+                ]
+            ),
+            "{events:?}"
+        );
+        assert_eq!(next(&flow, &mut state), Next::Wait(vec!["a@step_result".into()]));
+        state.apply(10, &decided("alice", Decision::Approve, None)).unwrap();
+        state.apply(11, &decided("alice", Decision::Approve, None)).unwrap();
+        assert_eq!(next(&flow, &mut state), Next::Wait(vec!["a@step_result".into()]), "alice counts once");
+        state.apply(12, &decided("bob", Decision::Approve, Some(json!({"x": 2})))).unwrap();
+        assert_eq!(next(&flow, &mut state), Next::Complete(json!({"x": 2})));
+    }
+
+    #[test]
+    fn a_rejected_output_fails_the_step_as_rejected() {
+        let (flow, mut state) = gated_run(5);
+        next(&flow, &mut state);
+        state.apply(10, &decided("alice", Decision::Reject, None)).unwrap();
+        let Next::Record(events) = next(&flow, &mut state) else { panic!("expected the failure") };
+        assert!(
+            matches!(&events[..], [EventKind::StepFailed { failure, .. }] if failure.class == FailureClass::Rejected),
+            "{events:?}"
+        );
+        assert!(matches!(next(&flow, &mut state), Next::Fail(e) if e.class == FailureClass::Rejected));
+    }
+}

@@ -464,3 +464,41 @@ fn the_readme_refund_example_waits_for_alice_then_pays() {
     assert_eq!(report["output"]["refunded"], true);
     assert_eq!(report["output"]["amount"], 240.0);
 }
+
+#[test]
+fn rules_also_judge_steps_before_they_run_and_tool_results_before_the_step_sees_them() {
+    let policy = format!(
+        r#"{POLICY}
+[[rules]]
+name = "no-huge-assessments"
+on = "step"
+when = "step == 'assess' && input.amount > 9000.0"
+verdict = "deny"
+
+[[rules]]
+name = "configured-provider-only"
+on = "tool_result"
+when = "output.provider == 'unconfigured'"
+verdict = "deny"
+"#
+    );
+    let r = Refund::new("gov-step-rules", "false", &policy);
+    let (code, report) = r.run(9500.0, &[]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["error"]["class"], "denied");
+    let events = r.events(&run_id(&report));
+    assert!(of_type(&events, "step_attempt_started").is_empty(), "a denied step never starts");
+    let v = of_type(&events, "policy_verdict");
+    assert_eq!((v[0]["on"].as_str(), v[0]["rule"].as_str()), (Some("step"), Some("no-huge-assessments")));
+
+    // The tool runs (its effect happens), but the step is refused its result.
+    let (code, report) = r.run(20.0, &[]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["output"]["refunded"], false);
+    assert!(report["output"]["payment"]["refused"].as_str().unwrap().contains("configured-provider-only"));
+    let events = r.events(&run_id(&report));
+    let after: Vec<&Value> =
+        of_type(&events, "policy_verdict").into_iter().filter(|e| e["on"] == "tool_result").collect();
+    assert_eq!(after[0]["verdict"], "deny");
+    assert_eq!(r.ledger().lines().count(), 1);
+}

@@ -199,7 +199,7 @@ fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Resul
 }
 
 async fn continue_run(driver: &Driver, run_id: &RunId, output: &crate::cli::OutputArgs) -> Result<ExitCode, Failure> {
-    let total = driver.report(run_id.as_str()).await.map_err(driver_failure)?.steps.len().max(1);
+    let total = crate::run::plan_steps(driver, run_id).await?;
     let result = driver.resume(run_id.as_str(), &[], crate::run::progress(output, total)).await;
     crate::run::finish(driver, run_id, result, output).await
 }

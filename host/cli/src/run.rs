@@ -44,8 +44,7 @@ pub(crate) fn resume(args: ResumeArgs) -> Result<ExitCode, Failure> {
     rt.block_on(async {
         let driver = args.host.driver().await?;
         let run_id = RunId::try_from(args.run.clone()).map_err(|e| Failure::usage(e.to_string()))?;
-        let total = driver.report(run_id.as_str()).await.map_err(driver_failure)?;
-        let total = total.steps.len().max(1);
+        let total = plan_steps(&driver, &run_id).await?;
         let raises = parse_raises(&args.budget)?;
         let result = driver.resume(run_id.as_str(), &raises, progress(&args.output, total)).await;
         finish(&driver, &run_id, result, &args.output).await
@@ -87,6 +86,14 @@ pub(crate) async fn finish(
         RunStatus::Failed | RunStatus::Compensated | RunStatus::CompensationFailed => ExitCode::from(1),
         RunStatus::Paused | RunStatus::Waiting => ExitCode::from(3),
     })
+}
+
+/// How many steps the run's plan has, for progress lines.
+pub(crate) async fn plan_steps(driver: &Driver, run_id: &RunId) -> Result<usize, Failure> {
+    let events = driver.events(run_id.as_str()).await.map_err(driver_failure)?;
+    let state =
+        tether_types::state::RunState::fold(run_id.as_str(), &events).map_err(|e| Failure::Internal(e.to_string()))?;
+    Ok(state.plan.steps.len().max(1))
 }
 
 /// `--budget METRIC=+N`: raises; `wall_time` takes a duration (`+30s`), others numbers.

@@ -167,7 +167,7 @@ pub(crate) struct ReplayArgs {
 
 #[derive(Args)]
 pub(crate) struct RunsArgs {
-    /// Only runs with this status: running, paused, completed, failed, compensated or
+    /// Only runs with this status: running, paused, waiting, completed, failed, compensated or
     /// compensation_failed.
     #[arg(long)]
     pub(crate) status: Option<String>,

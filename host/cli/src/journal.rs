@@ -36,7 +36,7 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
         None => None,
         Some(s) => Some(
             RunIndexStatus::parse(s)
-                .ok_or_else(|| Failure::usage(format!("--status must be running, completed or failed, not `{s}`")))?,
+                .ok_or_else(|| Failure::usage(format!("--status must be running, paused, waiting, completed, failed, compensated or compensation_failed, not `{s}`")))?,
         ),
     };
     crate::cli::async_runtime()?.block_on(async {

@@ -64,17 +64,7 @@ impl JournalStore for SqliteStore {
         if rows.is_empty() {
             return Err(StoreError::UnknownRun(run_id.to_string()));
         }
-        rows.iter()
-            .map(|r| {
-                Ok(StoredEvent {
-                    seq: r.try_get::<i64, _>(0).map_err(db)? as u64,
-                    at_us: r.try_get::<i64, _>(1).map_err(db)? as u64,
-                    kind: r.try_get(2).map_err(db)?,
-                    payload: r.try_get(3).map_err(db)?,
-                    hash: r.try_get(4).map_err(db)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| stored_event(r, 0)).collect()
     }
 
     async fn runs(&self, status: Option<RunIndexStatus>, limit: u32) -> Result<Vec<RunSummary>, StoreError> {
@@ -109,20 +99,7 @@ impl JournalStore for SqliteStore {
                    WHERE r.workflow = ? AND e.kind IN ('approval_requested', 'approval_decided', 'approval_overridden') \
                    ORDER BY e.run_id, e.seq";
         let rows = sqlx::query(sql).bind(workflow).fetch_all(&self.readers).await.map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0).map_err(db)?,
-                    StoredEvent {
-                        seq: r.try_get::<i64, _>(1).map_err(db)? as u64,
-                        at_us: r.try_get::<i64, _>(2).map_err(db)? as u64,
-                        kind: r.try_get(3).map_err(db)?,
-                        payload: r.try_get(4).map_err(db)?,
-                        hash: r.try_get(5).map_err(db)?,
-                    },
-                ))
-            })
-            .collect()
+        rows.iter().map(|r| Ok((r.try_get(0).map_err(db)?, stored_event(r, 1)?))).collect()
     }
 
     async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError> {
@@ -147,4 +124,15 @@ impl JournalStore for SqliteStore {
             .map_err(db)?;
         row.map(|r| r.try_get(0).map_err(db)).transpose()
     }
+}
+
+/// An event row whose `seq, at_us, kind, payload, hash` start at column `first`.
+fn stored_event(r: &sqlx::sqlite::SqliteRow, first: usize) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        seq: r.try_get::<i64, _>(first).map_err(db)? as u64,
+        at_us: r.try_get::<i64, _>(first + 1).map_err(db)? as u64,
+        kind: r.try_get(first + 2).map_err(db)?,
+        payload: r.try_get(first + 3).map_err(db)?,
+        hash: r.try_get(first + 4).map_err(db)?,
+    })
 }

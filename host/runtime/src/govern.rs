@@ -116,7 +116,7 @@ fn narrow_env(declared: &[EnvGrant], grants: &IdentityGrants, what: &str, refuse
 #[derive(Clone, Debug, Default)]
 pub struct EnvValues {
     values: BTreeMap<String, String>,
-    secrets: Vec<String>,
+    secrets: Arc<Vec<String>>,
 }
 
 /// What a journal shows instead of a secret's value.
@@ -127,6 +127,7 @@ impl EnvValues {
     /// otherwise from tether's environment.
     pub fn new(workflow: &LoadedWorkflow, recorded: Option<&BTreeMap<String, String>>) -> EnvValues {
         let mut env = EnvValues::default();
+        let mut secrets = Vec::new();
         let grants =
             workflow.steps.iter().flat_map(|s| s.env.iter()).chain(workflow.tools.values().flat_map(|t| t.env.iter()));
         for g in grants {
@@ -135,12 +136,13 @@ impl EnvValues {
                 _ => std::env::var(&g.name).ok(),
             };
             if let Some(v) = value {
-                if g.secret && !v.is_empty() && !env.secrets.contains(&v) {
-                    env.secrets.push(v.clone());
+                if g.secret && !v.is_empty() && !secrets.contains(&v) {
+                    secrets.push(v.clone());
                 }
                 env.values.insert(g.name.clone(), v);
             }
         }
+        env.secrets = Arc::new(secrets);
         env
     }
 
@@ -164,7 +166,7 @@ impl EnvValues {
 
     /// The secret values, to redact wherever text leaves the sandbox.
     pub(crate) fn secrets(&self) -> Arc<Vec<String>> {
-        Arc::new(self.secrets.clone())
+        Arc::clone(&self.secrets)
     }
 }
 

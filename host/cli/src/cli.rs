@@ -30,7 +30,8 @@ pub(crate) enum Command {
     /// Each step receives the previous step's output; the first receives the run input.
     /// The run id is printed first, so an interrupted run can be continued with
     /// `tether resume RUN`. Exit code: 0 completed, 1 failed, 2 bad usage or input,
-    /// 3 paused (a run budget ran out; `tether resume RUN --budget METRIC=+N`).
+    /// 3 paused (a run budget ran out; `tether resume RUN --budget METRIC=+N`) or waiting
+    /// for a human's approval (`tether inbox`, then `tether approve RUN GATE --as NAME`).
     ///
     /// Example: tether run plugins/workflows/support-triage.toml --input @ticket.json
     Run(RunArgs),

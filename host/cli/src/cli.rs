@@ -25,11 +25,11 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Run a workflow: its steps in order, each in a fresh sandbox, journaled.
+    /// Run a workflow: each step in a fresh sandbox, journaled.
     ///
-    /// Each step receives the previous step's output; the first receives the run input.
-    /// The run id is printed first, so an interrupted run can be continued with
-    /// `tether resume RUN`. Exit code: 0 completed, 1 failed, 2 bad usage or input,
+    /// Steps run as their needs allow (independent ones in parallel); a step receives the
+    /// output of the step it needs, or the run input. The run id is printed first, so an
+    /// interrupted run can be continued with `tether resume RUN`. Exit code: 0 completed, 1 failed, 2 bad usage or input,
     /// 3 paused (a run budget ran out; `tether resume RUN --budget METRIC=+N`) or waiting
     /// for a human's approval (`tether inbox`, then `tether approve RUN GATE --as NAME`).
     ///

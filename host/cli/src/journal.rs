@@ -88,7 +88,9 @@ pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
             // run's identity for everything done on its behalf.
             let who = match &e.kind {
                 EventKind::ApprovalDecided { by, .. } | EventKind::ApprovalOverridden { by, .. } => by.as_str(),
-                EventKind::RunResumed { .. } | EventKind::RunWaiting { .. } | EventKind::RunPaused { .. } => "tether",
+                EventKind::RunResumed { .. } | EventKind::RunWaiting { .. } | EventKind::RunPaused { .. } => {
+                    tether_types::policy::BY_HOST
+                }
                 _ => run_identity.as_str(),
             };
             println!(

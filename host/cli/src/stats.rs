@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use tether_types::autonomy::{outcomes, OutcomeKind};
+use tether_types::policy::RESERVED_IDENTITIES;
 use tether_types::{Event, EventKind};
 
 use crate::cli::StatsArgs;
@@ -98,7 +99,7 @@ fn compute(runs: &[(String, Vec<Event>)]) -> Stats {
                     latencies.entry(tether_types::flow::step_of(step).to_string()).or_default().push(*wall_us);
                 }
                 EventKind::StepFailed { fuel: f, tool_fuel, .. } => fuel += f + tool_fuel,
-                EventKind::ApprovalDecided { by, .. } if by != "autonomy" && by != "deadline" => human = true,
+                EventKind::ApprovalDecided { by, .. } if !RESERVED_IDENTITIES.contains(&by.as_str()) => human = true,
                 EventKind::RunWaiting { .. } => human = true,
                 EventKind::RunCompleted { .. } => status = "completed",
                 EventKind::RunFailed { .. } => status = "failed",

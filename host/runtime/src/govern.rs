@@ -128,8 +128,7 @@ impl EnvValues {
     pub fn new(workflow: &LoadedWorkflow, recorded: Option<&BTreeMap<String, String>>) -> EnvValues {
         let mut env = EnvValues::default();
         let mut secrets = Vec::new();
-        let grants =
-            workflow.steps.iter().flat_map(|s| s.env.iter()).chain(workflow.tools.values().flat_map(|t| t.env.iter()));
+        let grants = env_grants(workflow);
         for g in grants {
             let value = match (g.secret, recorded) {
                 (false, Some(r)) => r.get(&g.name).cloned(),
@@ -148,14 +147,7 @@ impl EnvValues {
 
     /// What the journal records: non-secret values, and secrets as `[secret]`.
     pub(crate) fn journaled(&self, workflow: &LoadedWorkflow) -> BTreeMap<String, String> {
-        let secret = |name: &str| {
-            workflow
-                .steps
-                .iter()
-                .flat_map(|s| s.env.iter())
-                .chain(workflow.tools.values().flat_map(|t| t.env.iter()))
-                .any(|g| g.secret && g.name == name)
-        };
+        let secret = |name: &str| env_grants(workflow).any(|g| g.secret && g.name == name);
         self.values.iter().map(|(k, v)| (k.clone(), if secret(k) { REDACTED.to_string() } else { v.clone() })).collect()
     }
 
@@ -168,6 +160,12 @@ impl EnvValues {
     pub(crate) fn secrets(&self) -> Arc<Vec<String>> {
         Arc::clone(&self.secrets)
     }
+}
+
+/// Every environment grant of a workflow's steps and tools.
+fn env_grants(workflow: &LoadedWorkflow) -> impl Iterator<Item = &EnvGrant> {
+    let steps = workflow.steps.iter().flat_map(|s| s.env.iter());
+    steps.chain(workflow.tools.values().flat_map(|t| t.env.iter()))
 }
 
 /// Replaces every secret value in `text` with `[secret]`.

@@ -132,7 +132,7 @@ async fn call_tool(
         Some(refused) => served_or(state, at, &shown_name, || async { refused }).await?,
         None => {
             let vars = tool_vars(&mut cx, &name, &input_value).await;
-            match checkpoint(&mut cx, at, Checkpoint::ToolCall, &vars, input_value).await? {
+            match checkpoint(&mut cx, at, Checkpoint::ToolCall, &vars, input_value.clone()).await? {
                 Pass::Refuse(refused) => {
                     let event = completed_event(at, &shown_name, refused);
                     served_or(cx.data_mut(), at, &shown_name, || async { event }).await?
@@ -159,8 +159,7 @@ async fn call_tool(
             .trip(FailureClass::HostFault, "the journal holds no result for this tool call".into()));
     };
     if let ToolResult::Ok(output) = outcome {
-        let vars = tool_vars(&mut cx, &name, &serde_json::json!(null)).await;
-        let mut vars = vars;
+        let mut vars = tool_vars(&mut cx, &name, &input_value).await;
         vars.insert("output".into(), output.clone());
         match checkpoint(&mut cx, at, Checkpoint::ToolResult, &vars, output.clone()).await? {
             Pass::Go(Some(edited)) => *outcome = ToolResult::Ok(edited),
@@ -370,7 +369,9 @@ async fn checkpoint(
             e
         }
     };
-    let EventKind::PolicyVerdict { verdict, rule, gate, .. } = event else { unreachable!("served a verdict") };
+    let EventKind::PolicyVerdict { verdict, rule, gate, .. } = event else {
+        return Err(cx.data_mut().trip(FailureClass::HostFault, "the journal holds no verdict for this call".into()));
+    };
     match verdict {
         Verdict::Allow => Ok(Pass::Go(None)),
         Verdict::Deny => Ok(Pass::Refuse(ToolResult::Err {
@@ -406,7 +407,9 @@ async fn approval(
             r
         }
     };
-    let Some(mut pending) = Approval::requested(&request) else { unreachable!("served a request") };
+    let Some(mut pending) = Approval::requested(&request) else {
+        return Err(cx.data_mut().trip(FailureClass::HostFault, "the journal holds no approval request here".into()));
+    };
     let is_decision = |k: &EventKind| matches!(k, EventKind::ApprovalDecided { id: i, .. } if *i == id);
     loop {
         let decided =
@@ -427,7 +430,7 @@ async fn approval(
                 gate: gate.to_string(),
                 step: step.to_string(),
                 call: Some(call),
-                by: "autonomy".into(),
+                by: tether_types::policy::BY_AUTONOMY.into(),
                 decision: Decision::Approve,
                 payload: None,
                 comment: None,

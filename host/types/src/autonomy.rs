@@ -124,7 +124,7 @@ pub fn outcomes<'a>(runs: impl IntoIterator<Item = (&'a str, &'a [Event])>) -> V
                     a.decide(&e.kind);
                     let kind = match &a.outcome {
                         None => continue,
-                        _ if by == "deadline" => OutcomeKind::TimedOut,
+                        _ if by == crate::policy::BY_DEADLINE => OutcomeKind::TimedOut,
                         _ if evidence.is_some() => OutcomeKind::AutoApproved,
                         Some(ApprovalOutcome::Rejected { .. }) => OutcomeKind::Rejected,
                         Some(ApprovalOutcome::Approved(_)) if a.edited.is_some() => OutcomeKind::Edited,

@@ -133,6 +133,15 @@ pub struct Relax {
     pub per: Option<String>,
 }
 
+/// Who decided when the deadline passed: the gate's default decision.
+pub const BY_DEADLINE: &str = "deadline";
+/// Who decided when a relaxed gate approved by itself.
+pub const BY_AUTONOMY: &str = "autonomy";
+/// Who acted for the host itself (in `tether history`).
+pub const BY_HOST: &str = "tether";
+/// Names no identity may take: they would pass for the host's own decisions.
+pub const RESERVED_IDENTITIES: [&str; 3] = [BY_DEADLINE, BY_AUTONOMY, BY_HOST];
+
 /// A human (or default) decision.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -142,7 +142,8 @@ impl Approval {
                 if !self.approvers.contains(by) {
                     self.approvers.push(by.clone());
                 }
-                if self.approvers.len() as u32 >= self.needed || by == "deadline" || evidence.is_some() {
+                if self.approvers.len() as u32 >= self.needed || by == crate::policy::BY_DEADLINE || evidence.is_some()
+                {
                     let payload = self.edited.clone().unwrap_or_else(|| self.proposal.clone());
                     self.outcome = Some(ApprovalOutcome::Approved(payload));
                 }

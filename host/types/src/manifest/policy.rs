@@ -175,6 +175,12 @@ pub(super) fn check(raw: &RawPolicy, source: &Source, errors: &mut Vec<ManifestE
     for (name, id) in &raw.identities {
         if let Err(m) = check_name(name.get_ref()) {
             err(name.span(), format!("identity name {m}"), None);
+        } else if crate::policy::RESERVED_IDENTITIES.contains(&name.get_ref().as_str()) {
+            err(
+                name.span(),
+                format!("identity name `{}` is reserved for the host's own decisions", name.get_ref()),
+                Some("choose another name"),
+            );
         }
         let env = id
             .env

@@ -291,3 +291,11 @@ approval = { gate = "later", when = "output.x > 1" }
     let twice = parse_policy("[gates.later]\n").unwrap().merge(dup, "p.toml").unwrap_err();
     assert!(twice.contains("gate `later` is also declared"), "{twice}");
 }
+
+#[test]
+fn an_identity_cannot_take_a_name_that_passes_for_the_host() {
+    for name in ["deadline", "autonomy", "tether"] {
+        let errors = parse_policy(&format!("[identities.{name}]\napproves = [\"g\"]\n")).unwrap_err().join("\n");
+        assert!(errors.contains(&format!("identity name `{name}` is reserved")), "{errors}");
+    }
+}

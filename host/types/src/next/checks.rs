@@ -108,7 +108,7 @@ impl Flow {
                         let gate = ruling.gate.as_deref().unwrap_or_default();
                         let why = comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
                         let message = match by.as_str() {
-                            "deadline" => {
+                            crate::policy::BY_DEADLINE => {
                                 format!("gate `{gate}`: nobody decided before the deadline; its default is to reject")
                             }
                             _ => format!("rejected by {by} at gate `{gate}`{why}"),

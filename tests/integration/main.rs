@@ -12,6 +12,7 @@ mod governance;
 mod grants;
 mod inspect;
 mod journal;
+mod languages;
 mod replay;
 mod retries;
 mod support;

@@ -88,6 +88,77 @@ pub(crate) enum Command {
     /// Continue runs that wait for an approval whose deadline has passed (taking the
     /// gate's default decision) or that was decided without continuing; for a scheduler.
     Sweep(SweepArgs),
+    /// Deploy components to this host under a name and version, without rebuilding it:
+    /// add, list, show, remove. Workflows then refer to them as `component = "NAME@VERSION"`.
+    ///
+    /// A deployed component is stored in the journal's database by sha256 and compiled
+    /// into the cache when it is added, so its first run starts without compiling.
+    ///
+    /// Example: tether plugin add target/guests/summarize.wasm --version 1.0.0
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PluginCommand {
+    /// Check a component against the step and tool worlds, store it by sha256, compile it
+    /// into the cache, and record it as NAME@VERSION (with its world, size and the
+    /// languages and tools it says it was built with). Adding the same file again is a
+    /// no-op; a NAME@VERSION that already means another component is refused (exit 2).
+    #[command(disable_version_flag = true)]
+    Add(PluginAddArgs),
+    /// List deployed plugins: name, version, world, size, digest, when added.
+    List(PluginListArgs),
+    /// Show one plugin (NAME@VERSION), or every version of one (NAME).
+    Show(PluginShowArgs),
+    /// Remove NAME@VERSION. Refused while an unfinished run (running, paused or waiting)
+    /// uses it. Its bytes stay stored while any recorded run used them, for replay.
+    Remove(PluginRemoveArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct PluginAddArgs {
+    /// The component file (.wasm).
+    pub(crate) file: PathBuf,
+    /// Its name [default: the file name without `.wasm`].
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Its version, such as 1.0.0 [default: the component's own `version` section, if any].
+    #[arg(long)]
+    pub(crate) version: Option<String>,
+    /// Print the record as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) host: HostArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct PluginListArgs {
+    /// Print JSON (an array of records).
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct PluginShowArgs {
+    /// NAME@VERSION, or NAME for every version.
+    pub(crate) plugin: String,
+    /// Print JSON (an array of records).
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct PluginRemoveArgs {
+    /// NAME@VERSION.
+    pub(crate) plugin: String,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
 }
 
 #[derive(Args)]

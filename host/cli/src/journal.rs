@@ -15,9 +15,12 @@ use crate::Failure;
 /// Store errors that mean bad input (wrong file, unknown run) are usage errors.
 pub(crate) fn store_failure(e: StoreError) -> Failure {
     match e {
-        StoreError::UnknownRun(_) | StoreError::NotOurs(_) | StoreError::NewerSchema(_) => {
-            Failure::usage(e.to_string())
-        }
+        StoreError::UnknownRun(_)
+        | StoreError::NotOurs(_)
+        | StoreError::NewerSchema(_)
+        | StoreError::PluginConflict { .. }
+        | StoreError::PluginInUse { .. }
+        | StoreError::UnknownPlugin(_) => Failure::usage(e.to_string()),
         _ => Failure::Internal(e.to_string()),
     }
 }

@@ -7,6 +7,7 @@ mod govern;
 mod inspect;
 mod journal;
 mod output;
+mod plugin;
 mod run;
 mod stats;
 mod validate;
@@ -31,6 +32,20 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    // Warnings and errors from the host (not the guests: their logs are journaled) go to
+    // stderr as `warning: ...`; TETHER_LOG=debug shows more.
+    let level = match std::env::var("TETHER_LOG").as_deref() {
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("info") => tracing::Level::INFO,
+        _ => tracing::Level::WARN,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .init();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -54,6 +69,7 @@ fn main() -> ExitCode {
         cli::Command::Override(args) => govern::override_auto(args),
         cli::Command::Stats(args) => stats::stats(args),
         cli::Command::Sweep(args) => govern::sweep(args),
+        cli::Command::Plugin(command) => plugin::plugin(command),
     };
     match result {
         Ok(code) => code,

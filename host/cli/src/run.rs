@@ -4,7 +4,8 @@ use std::io::{IsTerminal, Read};
 use std::path::Path;
 use std::process::ExitCode;
 
-use tether_runtime::{Driver, Progress};
+use tether_runtime::{Driver, Progress, StoredComponents};
+use tether_types::store::JournalStore;
 use tether_types::{RunId, RunReport, RunStatus, Workflow};
 
 use crate::cli::{OutputArgs, ResumeArgs, RunArgs};
@@ -26,7 +27,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         let base = args.workflow.parent().map(Path::to_path_buf).unwrap_or_default();
         let identity = args.identity.clone().or_else(|| workflow.identity.clone()).unwrap_or_else(|| "local".into());
         crate::govern::effective_policy(&mut workflow, args.policy.as_deref(), &base)?;
-        let stored = stored_components(&driver, &workflow).await?;
+        let stored = stored_components(driver.store().as_ref(), driver.runtime(), &workflow).await?;
         let mut loaded =
             driver.runtime().load_workflow_with(workflow, &base, &stored).map_err(|e| Failure::usage(e.to_string()))?;
         tether_runtime::apply_identity(&mut loaded, &identity).map_err(Failure::usage)?;
@@ -144,16 +145,31 @@ pub(crate) fn read_workflow_text(path: &Path) -> Result<String, Failure> {
     })
 }
 
-/// The components a workflow references by digest, from the journal.
+/// The components a workflow takes from the journal's store: deployed plugins
+/// (`NAME@VERSION`) resolved to digests, and the bytes of those whose compiled form is not
+/// in the cache (a deployed plugin's normally is, so nothing is read). References that do
+/// not resolve are left out: loading the workflow reports them at their position.
 pub(crate) async fn stored_components(
-    driver: &Driver,
+    store: &dyn JournalStore,
+    runtime: &tether_runtime::Runtime,
     workflow: &Workflow,
-) -> Result<std::collections::HashMap<String, std::sync::Arc<[u8]>>, Failure> {
-    let mut stored = std::collections::HashMap::new();
-    for digest in workflow.digest_refs() {
-        let bytes = driver.store().component(&digest).await.map_err(crate::journal::store_failure)?;
-        if let Some(bytes) = bytes {
-            stored.insert(digest, std::sync::Arc::from(bytes));
+) -> Result<StoredComponents, Failure> {
+    let mut stored = StoredComponents::default();
+    for reference in workflow.plugin_refs() {
+        let Ok((name, version)) = tether_types::plugin_ref::parse(&reference) else { continue };
+        let plugins = store.plugins(Some(name)).await.map_err(crate::journal::store_failure)?;
+        if let Some(p) = plugins.into_iter().find(|p| p.version == version) {
+            stored.plugins.insert(reference, p.digest);
+        }
+    }
+    let mut digests = workflow.digest_refs();
+    digests.extend(stored.plugins.values().cloned());
+    for digest in digests {
+        if stored.bytes.contains_key(&digest) || runtime.preload_compiled(&digest) {
+            continue;
+        }
+        if let Some(bytes) = store.component(&digest).await.map_err(crate::journal::store_failure)? {
+            stored.bytes.insert(digest, bytes.into());
         }
     }
     Ok(stored)

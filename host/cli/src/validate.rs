@@ -1,12 +1,10 @@
 //! `tether validate`: every check `tether run` makes before running anything, and no run.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use serde_json::json;
-use tether_types::store::JournalStore;
+use tether_runtime::{Runtime, StoredComponents};
 use tether_types::{ManifestError, Workflow};
 
 use crate::cli::ValidateArgs;
@@ -29,7 +27,7 @@ pub(crate) fn validate(args: ValidateArgs) -> Result<ExitCode, Failure> {
                 vec![ManifestError { file: file.clone(), line: 1, column: 1, message: m, hint: None }]
             }
         })?;
-        let stored = stored(&args, &wf).map_err(|f| match f {
+        let stored = stored(&args, &runtime, &wf).map_err(|f| match f {
             Failure::Usage(m) | Failure::Internal(m) => {
                 vec![ManifestError { file: file.clone(), line: 1, column: 1, message: m, hint: None }]
             }
@@ -75,22 +73,14 @@ pub(crate) fn validate(args: ValidateArgs) -> Result<ExitCode, Failure> {
     }
 }
 
-/// Components referenced by digest, from the journal (opened only if there are any).
-fn stored(args: &ValidateArgs, wf: &Workflow) -> Result<HashMap<String, Arc<[u8]>>, Failure> {
-    let digests = wf.digest_refs();
-    if digests.is_empty() {
-        return Ok(HashMap::new());
+/// Components taken from the journal's store (opened only if the workflow has any).
+fn stored(args: &ValidateArgs, runtime: &Runtime, wf: &Workflow) -> Result<StoredComponents, Failure> {
+    if wf.digest_refs().is_empty() && wf.plugin_refs().is_empty() {
+        return Ok(StoredComponents::default());
     }
     crate::cli::async_runtime()?.block_on(async {
         let store = args.db.open().await?;
-        let mut stored = HashMap::new();
-        for d in digests {
-            let bytes = JournalStore::component(&store, &d).await.map_err(crate::journal::store_failure)?;
-            if let Some(bytes) = bytes {
-                stored.insert(d, Arc::from(bytes));
-            }
-        }
-        Ok(stored)
+        crate::run::stored_components(&store, runtime, wf).await
     })
 }
 

@@ -2,6 +2,12 @@
 //! configuration, not once per process. Entries are keyed by the wasm's sha256 and a
 //! digest of the engine's compatibility hash: an artifact from another wasmtime version
 //! or another configuration (fuel on or off, say) is never loaded.
+//!
+//! Each entry has a checksum file beside it (CRC-32 of the artifact, written before the
+//! artifact is renamed into place). An entry whose checksum does not match (a torn write,
+//! a disk error, a truncated copy) is removed and rebuilt, never loaded: wasmtime maps an
+//! artifact's code as executable and trusts it. CRC-32 is for accidents, not attackers;
+//! the directory is owner-only, and whoever can write it can already run code as us.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -44,23 +50,43 @@ impl AotCache {
         AotCache { dir, engine_key }
     }
 
-    fn entry(&self, digest: &str) -> Option<PathBuf> {
+    /// Where the compiled form of the component with sha256 `digest` lives (whether or not
+    /// it is there yet); `None` without a cache directory.
+    pub fn entry(&self, digest: &str) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.join(format!("{digest}-{}.cwasm", self.engine_key)))
     }
 
+    /// The cached compiled component for sha256 `digest`, if there is a sound entry.
+    /// A corrupted entry is removed (with a warning) so that it is rebuilt.
+    pub(crate) fn cached(&self, engine: &Engine, digest: &str) -> Option<Component> {
+        let path = self.entry(digest)?;
+        let sum = checksum_path(&path);
+        let expected = std::fs::read_to_string(&sum).ok()?;
+        let verified = match std::fs::read(&path) {
+            Ok(bytes) => format!("{:08x}", crc32fast::hash(&bytes)) == expected.trim(),
+            Err(_) => return None,
+        };
+        if !verified {
+            tracing::warn!("cache entry {} is corrupted (checksum mismatch); rebuilding it", path.display());
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&sum);
+            return None;
+        }
+        match load_artifact(engine, &path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display());
+                None
+            }
+        }
+    }
+
     /// The compiled component for `wasm` (whose sha256 is `digest`): from the cache if
-    /// present and loadable, otherwise compiled and stored. `Err` says why `wasm` is not a
+    /// present and sound, otherwise compiled and stored. `Err` says why `wasm` is not a
     /// usable component.
     pub(crate) fn component(&self, engine: &Engine, wasm: &[u8], digest: &str) -> Result<Component, String> {
-        if let Some(path) = self.entry(digest) {
-            if path.exists() {
-                match load_artifact(engine, &path) {
-                    Ok(c) => return Ok(c),
-                    Err(e) => {
-                        tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display())
-                    }
-                }
-            }
+        if let Some(c) = self.cached(engine, digest) {
+            return Ok(c);
         }
         check_header(wasm)?;
         let component = Component::new(engine, wasm).map_err(|e| format!("is not a valid component: {e:#}"))?;
@@ -77,8 +103,9 @@ impl AotCache {
 fn load_artifact(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // SAFETY: `deserialize_file` trusts its input to be an artifact wasmtime produced.
     // Files in the cache directory are only ever written by `store_artifact` (created
-    // owner-only, renamed into place complete) and their names carry the engine's
-    // compatibility hash, so a file here was produced by this engine configuration.
+    // owner-only, renamed into place complete, with a checksum the caller has verified)
+    // and their names carry the engine's compatibility hash, so a file here was produced
+    // by this engine configuration.
     unsafe { Component::deserialize_file(engine, path) }
 }
 
@@ -90,9 +117,17 @@ fn store_artifact(component: &Component, path: &Path) -> anyhow::Result<()> {
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{}-{n}.tmp", std::process::id()));
+    let tmp_sum = dir.join(format!(".{}-{n}.sum.tmp", std::process::id()));
+    std::fs::write(&tmp_sum, format!("{:08x}\n", crc32fast::hash(&bytes)))?;
     std::fs::write(&tmp, bytes)?;
+    // The checksum first: a crash between the renames leaves a mismatch, which is rebuilt.
+    std::fs::rename(&tmp_sum, checksum_path(path))?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+fn checksum_path(entry: &Path) -> PathBuf {
+    entry.with_extension("cwasm.sum")
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

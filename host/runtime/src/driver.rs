@@ -106,6 +106,8 @@ impl Driver {
         let components = workflow.steps.iter().map(|s| (&s.component.digest, &s.component.wasm)).chain(undo);
         let components = components.chain(workflow.tools.values().map(|t| (&t.component.digest, &t.component.wasm)));
         for (digest, wasm) in components {
+            // `None`: taken from the store, so already kept there.
+            let Some(wasm) = wasm else { continue };
             if self.stored.lock().unwrap_or_else(|p| p.into_inner()).contains(digest) {
                 continue;
             }

@@ -20,6 +20,7 @@ mod journal;
 mod limits;
 mod load;
 mod pipe;
+mod plugin;
 mod scheduler;
 mod state;
 mod tape;
@@ -30,6 +31,10 @@ pub use driver::{append, Driver, DriverError, ReplayReport};
 pub use engine::{Runtime, RuntimeConfig};
 pub use govern::{apply_identity, EnvValues};
 pub use inspect::{ComponentInfo, WorldFit};
-pub use load::{LoadError, LoadedCompensation, LoadedStep, LoadedTool, LoadedWorkflow, StepComponent, ToolComponent};
+pub use load::{
+    LoadError, LoadedCompensation, LoadedStep, LoadedTool, LoadedWorkflow, StepComponent, StoredComponents,
+    ToolComponent,
+};
+pub use plugin::PreparedPlugin;
 pub use tape::Divergence;
 pub use workflow::{Progress, StepRun};

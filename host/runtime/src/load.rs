@@ -25,8 +25,10 @@ use crate::state::StoreState;
 pub struct StepComponent {
     /// sha256 of the wasm, hex.
     pub digest: String,
-    /// The wasm itself, so a run can store exactly what it ran.
-    pub wasm: Arc<[u8]>,
+    /// The wasm itself, so a run can store exactly what it ran; `None` when it was taken
+    /// from the journal's store (a deployed plugin, a `sha256:` reference), where it is
+    /// already kept, so a run never reads or copies its bytes.
+    pub wasm: Option<Arc<[u8]>>,
     pub(crate) pre: StepPluginPre<StoreState>,
 }
 
@@ -34,8 +36,8 @@ pub struct StepComponent {
 pub struct ToolComponent {
     /// sha256 of the wasm, hex.
     pub digest: String,
-    /// The wasm itself.
-    pub wasm: Arc<[u8]>,
+    /// The wasm itself; `None` when it is already in the journal's store.
+    pub wasm: Option<Arc<[u8]>>,
     pub(crate) pre: ToolPluginPre<StoreState>,
 }
 
@@ -127,34 +129,132 @@ pub struct LoadError {
     pub problem: String,
 }
 
+/// Components kept in the journal's store that a workflow refers to, gathered by the
+/// caller (the store is async; loading is not).
+#[derive(Default)]
+pub struct StoredComponents {
+    /// `NAME@VERSION` of each deployed plugin referenced, to its digest.
+    pub plugins: HashMap<String, String>,
+    /// Bytes of referenced components whose compiled form is not already loaded (see
+    /// [`Runtime::preload_compiled`]), by digest.
+    pub bytes: HashMap<String, Arc<[u8]>>,
+}
+
+/// Where a component comes from.
+enum Source {
+    /// A file's bytes.
+    File(Arc<[u8]>),
+    /// The journal's store: its digest, and its bytes if they were needed.
+    Stored(String, Option<Arc<[u8]>>),
+}
+
 impl Runtime {
-    fn compile(&self, wasm: &[u8]) -> Result<(Component, String), String> {
+    fn remember(&self, digest: [u8; 32], component: &Component) {
+        self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(digest, component.clone());
+    }
+
+    fn already_loaded(&self, digest: &[u8; 32]) -> Option<Component> {
+        self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(digest).cloned()
+    }
+
+    pub(crate) fn compile(&self, wasm: &[u8]) -> Result<(Component, String), String> {
         let digest: [u8; 32] = Sha256::digest(wasm).into();
         let hex = hex::encode(digest);
-        if let Some(c) = self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(&digest) {
-            return Ok((c.clone(), hex));
+        if let Some(c) = self.already_loaded(&digest) {
+            return Ok((c, hex));
         }
         let component = self.inner.cache.component(&self.inner.engine, wasm, &hex)?;
-        self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(digest, component.clone());
+        self.remember(digest, &component);
         Ok((component, hex))
     }
 
-    /// Loads a step component from its bytes and checks that it fits the `step-plugin` world.
-    pub fn load_step_bytes(&self, wasm: Arc<[u8]>) -> Result<StepComponent, String> {
-        let (component, digest) = self.compile(&wasm)?;
+    /// Loads the compiled form of the stored component `digest` from the AOT cache, without
+    /// its bytes. `false` if it is not there (or not sound): the caller must then pass the
+    /// bytes in [`StoredComponents::bytes`]. This is what makes a deployed plugin start
+    /// without reading, hashing or compiling its wasm.
+    pub fn preload_compiled(&self, digest: &str) -> bool {
+        let Some(key) = digest_key(digest) else { return false };
+        if self.already_loaded(&key).is_some() {
+            return true;
+        }
+        match self.inner.cache.cached(&self.inner.engine, digest) {
+            Some(c) => {
+                self.remember(key, &c);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The component for a stored digest: already loaded, or compiled from `wasm`, whose
+    /// sha256 must be `digest` (a store that returns other bytes is not trusted).
+    fn compile_stored(&self, digest: &str, wasm: Option<&[u8]>) -> Result<Component, String> {
+        let key = digest_key(digest).ok_or_else(|| format!("`{digest}` is not a sha256 digest"))?;
+        if let Some(c) = self.already_loaded(&key) {
+            return Ok(c);
+        }
+        let wasm = wasm.ok_or("is not stored in the journal")?;
+        let (component, actual) = self.compile(wasm)?;
+        if actual != digest {
+            return Err(format!("the stored bytes hash to sha256:{actual}, not to their digest; the store is damaged"));
+        }
+        Ok(component)
+    }
+
+    fn step_from(
+        &self,
+        component: Component,
+        digest: String,
+        wasm: Option<Arc<[u8]>>,
+    ) -> Result<StepComponent, String> {
         check_fit(&self.inner.engine, &component, World::Step)?;
         let pre = self.inner.step_linker.instantiate_pre(&component).map_err(|e| format!("{e:#}"))?;
         let pre = StepPluginPre::new(pre).map_err(|e| format!("{e:#}"))?;
         Ok(StepComponent { digest, wasm, pre })
     }
 
-    /// Loads a tool component from its bytes and checks that it fits the `tool-plugin` world.
-    pub fn load_tool_bytes(&self, wasm: Arc<[u8]>) -> Result<ToolComponent, String> {
-        let (component, digest) = self.compile(&wasm)?;
+    fn tool_from(
+        &self,
+        component: Component,
+        digest: String,
+        wasm: Option<Arc<[u8]>>,
+    ) -> Result<ToolComponent, String> {
         check_fit(&self.inner.engine, &component, World::Tool)?;
         let pre = self.inner.tool_linker.instantiate_pre(&component).map_err(|e| format!("{e:#}"))?;
         let pre = ToolPluginPre::new(pre).map_err(|e| format!("{e:#}"))?;
         Ok(ToolComponent { digest, wasm, pre })
+    }
+
+    /// Loads a step component from its bytes and checks that it fits the `step-plugin` world.
+    pub fn load_step_bytes(&self, wasm: Arc<[u8]>) -> Result<StepComponent, String> {
+        let (component, digest) = self.compile(&wasm)?;
+        self.step_from(component, digest, Some(wasm))
+    }
+
+    /// Loads a tool component from its bytes and checks that it fits the `tool-plugin` world.
+    pub fn load_tool_bytes(&self, wasm: Arc<[u8]>) -> Result<ToolComponent, String> {
+        let (component, digest) = self.compile(&wasm)?;
+        self.tool_from(component, digest, Some(wasm))
+    }
+
+    fn load_step_source(&self, source: Source) -> Result<StepComponent, String> {
+        match source {
+            Source::File(wasm) => self.load_step_bytes(wasm),
+            Source::Stored(digest, wasm) => {
+                let component = self.compile_stored(&digest, wasm.as_deref())?;
+                self.step_from(component, digest, None)
+            }
+        }
+    }
+
+    fn load_tool_source(&self, source: Source) -> Result<ToolComponent, String> {
+        match source {
+            Source::File(wasm) => self.load_tool_bytes(wasm),
+            Source::Stored(digest, wasm) => {
+                let component = self.compile_stored(&digest, wasm.as_deref())?;
+                self.tool_from(component, digest, None)
+            }
+        }
     }
 
     /// Loads a step component file.
@@ -171,25 +271,32 @@ impl Runtime {
     /// (the manifest's directory). Reports every unusable component or directory, each
     /// positioned at its tool or step in the manifest.
     pub fn load_workflow(&self, workflow: Workflow, base_dir: &Path) -> Result<LoadedWorkflow, ManifestErrors> {
-        self.load_workflow_with(workflow, base_dir, &HashMap::new())
+        self.load_workflow_with(workflow, base_dir, &StoredComponents::default())
     }
 
-    /// Like [`Runtime::load_workflow`]; components referenced as `sha256:HEX` are taken
-    /// from `stored` (by digest; the CLI fills it from the journal).
+    /// Like [`Runtime::load_workflow`]; components referenced as `sha256:HEX` or as a
+    /// deployed plugin's `NAME@VERSION` are taken from `stored` (the CLI fills it from the
+    /// journal's store).
     pub fn load_workflow_with(
         &self,
         workflow: Workflow,
         base_dir: &Path,
-        stored: &HashMap<String, Arc<[u8]>>,
+        stored: &StoredComponents,
     ) -> Result<LoadedWorkflow, ManifestErrors> {
-        let fetch = |c: &ComponentRef| -> Result<Arc<[u8]>, LoadError> {
-            match c.digest() {
-                Some(d) => stored.get(d).cloned().ok_or_else(|| LoadError {
-                    path: PathBuf::from(&c.path),
-                    problem: "no component with this digest is stored in the journal".into(),
-                }),
-                None => read(&base_dir.join(&c.path)),
+        let fetch = |c: &ComponentRef| -> Result<Source, LoadError> {
+            let missing = |problem: &str| LoadError { path: PathBuf::from(&c.path), problem: problem.into() };
+            let digest = match (c.digest(), c.plugin()) {
+                (Some(d), _) => d.to_string(),
+                (None, Some(p)) => stored.plugins.get(p).cloned().ok_or_else(|| {
+                    missing("no plugin with this name and version is deployed (`tether plugin list` shows them)")
+                })?,
+                (None, None) => return read(&base_dir.join(&c.path)).map(Source::File),
+            };
+            let wasm = stored.bytes.get(&digest).cloned();
+            if wasm.is_none() && !self.preload_compiled(&digest) {
+                return Err(missing("no component with this digest is stored in the journal"));
             }
+            Ok(Source::Stored(digest, wasm))
         };
         let mut errors = Vec::new();
         let mut tools = BTreeMap::new();
@@ -215,8 +322,8 @@ impl Runtime {
         for (name, spec) in &workflow.tools {
             let (dirs, problems) = resolve(&format!("tool `{name}`"), &spec.component.span, &spec.dirs);
             errors.extend(problems);
-            let loaded = fetch(&spec.component).and_then(|wasm| {
-                self.load_tool_bytes(wasm)
+            let loaded = fetch(&spec.component).and_then(|source| {
+                self.load_tool_source(source)
                     .map_err(|problem| LoadError { path: base_dir.join(&spec.component.path), problem })
             });
             match loaded {
@@ -234,8 +341,8 @@ impl Runtime {
             let compensation = match &spec.compensate {
                 None => None,
                 Some(Compensation::Tool(t)) => tools.get(t).map(|l| LoadedCompensation::Tool(Arc::clone(l))),
-                Some(Compensation::Component(c)) => match fetch(c).and_then(|wasm| {
-                    self.load_step_bytes(wasm).map_err(|problem| LoadError { path: base_dir.join(&c.path), problem })
+                Some(Compensation::Component(c)) => match fetch(c).and_then(|source| {
+                    self.load_step_source(source).map_err(|problem| LoadError { path: base_dir.join(&c.path), problem })
                 }) {
                     Ok(component) => Some(LoadedCompensation::Component(Arc::new(component))),
                     Err(e) => {
@@ -244,8 +351,8 @@ impl Runtime {
                     }
                 },
             };
-            let loaded = fetch(component).and_then(|wasm| {
-                self.load_step_bytes(wasm)
+            let loaded = fetch(component).and_then(|source| {
+                self.load_step_source(source)
                     .map_err(|problem| LoadError { path: base_dir.join(&component.path), problem })
             });
             match loaded {
@@ -344,6 +451,10 @@ fn read(path: &Path) -> Result<Arc<[u8]>, LoadError> {
             _ => format!("cannot read it: {e}"),
         },
     })
+}
+
+fn digest_key(digest: &str) -> Option<[u8; 32]> {
+    hex::decode(digest).ok()?.try_into().ok()
 }
 
 fn pinned(digest: &str) -> ComponentRef {

@@ -6,6 +6,7 @@
 //! commit that contains its events. Reads go through a separate pool.
 
 mod open;
+mod plugins;
 mod sqlite;
 mod writer;
 

@@ -3,7 +3,7 @@
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Row, SqlitePool};
 use tether_types::event::StoredEvent;
-use tether_types::store::{Append, JournalStore, RunIndexStatus, RunSummary, StoreError};
+use tether_types::store::{Append, JournalStore, PluginAdded, PluginRecord, RunIndexStatus, RunSummary, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::open::{connect_options, open_and_migrate, StoreConfig};
@@ -35,8 +35,8 @@ impl SqliteStore {
         make: impl FnOnce(oneshot::Sender<Result<(), StoreError>>) -> Request,
     ) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.writer.send(make(tx)).await.map_err(|_| StoreError::Database("the journal writer stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Database("the journal writer stopped".into()))?
+        self.writer.send(make(tx)).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 }
 
@@ -124,6 +124,36 @@ impl JournalStore for SqliteStore {
             .map_err(db)?;
         row.map(|r| r.try_get(0).map_err(db)).transpose()
     }
+
+    async fn has_component(&self, digest: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM components WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db)?;
+        Ok(row.is_some())
+    }
+
+    async fn add_plugin(&self, plugin: &PluginRecord, wasm: &[u8]) -> Result<PluginAdded, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let request = Request::AddPlugin(Box::new(plugin.clone()), wasm.to_vec(), tx);
+        self.writer.send(request).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    async fn plugins(&self, name: Option<&str>) -> Result<Vec<PluginRecord>, StoreError> {
+        crate::plugins::list(&self.readers, name).await
+    }
+
+    async fn remove_plugin(&self, name: &str, version: &str) -> Result<PluginRecord, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer.send(Request::RemovePlugin(name.into(), version.into(), tx)).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Database("the journal writer stopped".into())
 }
 
 /// An event row whose `seq, at_us, kind, payload, hash` start at column `first`.

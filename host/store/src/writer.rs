@@ -5,7 +5,7 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tether_types::event::SealedEvent;
-use tether_types::store::{Append, StoreError};
+use tether_types::store::{Append, PluginAdded, PluginRecord, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Bound parameters per statement stay under SQLite's 32,766.
@@ -16,6 +16,9 @@ const MAX_BATCH: usize = 512;
 pub(crate) enum Request {
     Append(Append, oneshot::Sender<Result<(), StoreError>>),
     Component(String, Vec<u8>, oneshot::Sender<Result<(), StoreError>>),
+    /// Plugin changes are rare and each is its own transaction (see `crate::plugins`).
+    AddPlugin(Box<PluginRecord>, Vec<u8>, oneshot::Sender<Result<PluginAdded, StoreError>>),
+    RemovePlugin(String, String, oneshot::Sender<Result<PluginRecord, StoreError>>),
 }
 
 pub(crate) fn spawn(conn: SqliteConnection) -> mpsc::Sender<Request> {
@@ -26,10 +29,27 @@ pub(crate) fn spawn(conn: SqliteConnection) -> mpsc::Sender<Request> {
 
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
+    // A plugin change met while gathering a batch waits for the batch to be written.
+    let mut held = None;
+    loop {
+        let Some(first) = held.take().or(rx.recv().await) else { break };
+        match first {
+            Request::AddPlugin(plugin, wasm, tx) => {
+                let _ = tx.send(crate::plugins::add(&mut conn, &plugin, &wasm).await);
+                continue;
+            }
+            Request::RemovePlugin(name, version, tx) => {
+                let _ = tx.send(crate::plugins::remove(&mut conn, &name, &version).await);
+                continue;
+            }
+            other => batch.push(other),
+        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
+                Ok(r @ (Request::AddPlugin(..) | Request::RemovePlugin(..))) => {
+                    held = Some(r);
+                    break;
+                }
                 Ok(r) => batch.push(r),
                 Err(_) => break,
             }
@@ -48,10 +68,13 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
 }
 
 fn ack(r: Request, result: Result<(), StoreError>) {
-    let tx = match r {
-        Request::Append(_, tx) | Request::Component(_, _, tx) => tx,
-    };
-    let _ = tx.send(result);
+    match r {
+        Request::Append(_, tx) | Request::Component(_, _, tx) => {
+            let _ = tx.send(result);
+        }
+        // Never batched: `run` answers them one at a time.
+        Request::AddPlugin(..) | Request::RemovePlugin(..) => {}
+    }
 }
 
 async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<(), StoreError> {
@@ -59,7 +82,7 @@ async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<(), Sto
         .iter()
         .filter_map(|r| match r {
             Request::Append(a, _) => Some(a),
-            Request::Component(..) => None,
+            _ => None,
         })
         .flat_map(|a| a.events.iter().map(move |e| (a.run_id.as_str(), e)))
         .collect();

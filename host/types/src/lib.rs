@@ -12,6 +12,7 @@ pub mod ids;
 pub mod manifest;
 pub mod next;
 pub mod plan;
+pub mod plugin_ref;
 pub mod policy;
 pub mod report;
 pub mod retry;

@@ -205,6 +205,11 @@ impl ComponentRef {
     pub fn digest(&self) -> Option<&str> {
         self.path.strip_prefix("sha256:")
     }
+
+    /// `NAME@VERSION`, when the component is a plugin deployed with `tether plugin add`.
+    pub fn plugin(&self) -> Option<&str> {
+        crate::plugin_ref::split(&self.path).map(|_| self.path.as_str())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -585,6 +590,15 @@ impl Workflow {
 
     /// The digests of components referenced as `sha256:HEX` instead of by path.
     pub fn digest_refs(&self) -> Vec<String> {
+        self.refs(ComponentRef::digest)
+    }
+
+    /// The `NAME@VERSION` references to deployed plugins.
+    pub fn plugin_refs(&self) -> Vec<String> {
+        self.refs(ComponentRef::plugin)
+    }
+
+    fn refs(&self, pick: impl Fn(&ComponentRef) -> Option<&str>) -> Vec<String> {
         let steps = self.steps.iter().flat_map(|s| {
             let undo = match &s.compensate {
                 Some(Compensation::Component(c)) => Some(c),
@@ -594,7 +608,7 @@ impl Workflow {
         });
         let mut refs: Vec<String> = steps
             .chain(self.tools.values().map(|t| &t.component))
-            .filter_map(|c| c.digest().map(str::to_string))
+            .filter_map(|c| pick(c).map(str::to_string))
             .collect();
         refs.sort();
         refs.dedup();
@@ -670,6 +684,11 @@ fn check_env(env: &[Spanned<String>], err: &mut impl FnMut(Range<usize>, String,
 fn component_ref(c: &Spanned<String>, err: &mut impl FnMut(Range<usize>, String, Option<&str>)) -> ComponentRef {
     if c.get_ref().trim().is_empty() {
         err(c.span(), "`component` is empty".into(), Some("give the path of a .wasm component"));
+    }
+    if crate::plugin_ref::split(c.get_ref()).is_some() {
+        if let Err(e) = crate::plugin_ref::parse(c.get_ref()) {
+            err(c.span(), e, Some("refer to a deployed plugin as NAME@VERSION, as `tether plugin list` shows it"));
+        }
     }
     if let Some(d) = c.get_ref().strip_prefix("sha256:") {
         if d.len() != 64 || !d.chars().all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase()) {

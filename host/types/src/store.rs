@@ -82,6 +82,42 @@ pub struct Append {
     pub events: Vec<SealedEvent>,
 }
 
+/// A component deployed to the host under a name and version (`tether plugin add`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PluginRecord {
+    /// Its name, for example `summarize`.
+    pub name: String,
+    /// Its version, for example `1.2.0`.
+    pub version: String,
+    /// sha256 of the component, hex.
+    pub digest: String,
+    /// `step-plugin` or `tool-plugin`.
+    pub world: String,
+    /// Size of the component in bytes.
+    pub size: u64,
+    /// What the component says about how it was built (producers: languages,
+    /// processed-by), and its own name, version and description when it carries them.
+    pub metadata: serde_json::Value,
+    /// When it was added, microseconds since the Unix epoch.
+    pub added_us: u64,
+}
+
+impl PluginRecord {
+    /// `NAME@VERSION`.
+    pub fn reference(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+/// What `add_plugin` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PluginAdded {
+    /// A new name and version.
+    Added,
+    /// The same name, version and digest were already there: nothing changed.
+    AlreadyPresent,
+}
+
 /// Why a store operation failed. Messages say what to do.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
@@ -116,6 +152,35 @@ pub enum StoreError {
         /// The position already taken.
         seq: u64,
     },
+    /// A plugin name and version that already mean another component.
+    #[error(
+        "plugin {name}@{version} already exists with digest sha256:{existing}, not sha256:{new}; \
+         a version always means one component: add this one under a new --version"
+    )]
+    PluginConflict {
+        /// Its name.
+        name: String,
+        /// Its version.
+        version: String,
+        /// The digest stored under it.
+        existing: String,
+        /// The digest that was refused.
+        new: String,
+    },
+    /// A plugin that runs still need.
+    #[error(
+        "plugin {plugin} is pinned by {} unfinished run(s): {}; finish them (`tether resume`, \
+         `tether approve`/`reject`) before removing it", runs.len(), runs.join(", ")
+    )]
+    PluginInUse {
+        /// `NAME@VERSION`.
+        plugin: String,
+        /// The runs (running, paused or waiting) whose plan uses its component.
+        runs: Vec<String>,
+    },
+    /// No such plugin.
+    #[error("no plugin {0} in this host's store; `tether plugin list` shows what is deployed")]
+    UnknownPlugin(String),
     /// The database failed.
     #[error("journal database error: {0}")]
     Database(String),
@@ -138,4 +203,16 @@ pub trait JournalStore: Send + Sync {
     async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError>;
     /// A stored component's bytes.
     async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Whether a component is stored, without reading its bytes.
+    async fn has_component(&self, digest: &str) -> Result<bool, StoreError>;
+    /// Deploys a component under a name and version: its bytes (by digest) and its
+    /// record, in one transaction. `PluginConflict` if the name and version already mean
+    /// another digest.
+    async fn add_plugin(&self, plugin: &PluginRecord, wasm: &[u8]) -> Result<PluginAdded, StoreError>;
+    /// Deployed plugins, by name then version order of addition; only `name`'s if given.
+    async fn plugins(&self, name: Option<&str>) -> Result<Vec<PluginRecord>, StoreError>;
+    /// Removes a plugin's record, refused with `PluginInUse` while an unfinished run's plan
+    /// uses its component. The component's bytes are deleted too unless another plugin or
+    /// any recorded run uses them (a finished run can still be replayed).
+    async fn remove_plugin(&self, name: &str, version: &str) -> Result<PluginRecord, StoreError>;
 }

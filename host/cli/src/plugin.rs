@@ -1,0 +1,205 @@
+//! `tether plugin add|list|show|remove`: the plugin store.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tether_types::plugin_ref;
+use tether_types::store::{JournalStore, PluginAdded, PluginRecord, StoreError};
+
+use crate::cli::{PluginAddArgs, PluginCommand, PluginListArgs, PluginRemoveArgs, PluginShowArgs};
+use crate::journal::store_failure;
+use crate::{output, Failure};
+
+pub(crate) fn plugin(command: PluginCommand) -> Result<ExitCode, Failure> {
+    match command {
+        PluginCommand::Add(args) => add(args),
+        PluginCommand::List(args) => list(args),
+        PluginCommand::Show(args) => show(args),
+        PluginCommand::Remove(args) => remove(args),
+    }
+}
+
+fn add(args: PluginAddArgs) -> Result<ExitCode, Failure> {
+    let file = args.file.display().to_string();
+    let wasm: Arc<[u8]> = std::fs::read(&args.file)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Failure::usage(format!("{file}: file not found")),
+            _ => Failure::usage(format!("{file}: cannot read it: {e}")),
+        })?
+        .into();
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    plugin_ref::check_name(&name).map_err(|e| {
+        Failure::usage(if args.name.is_some() { format!("--name: {e}") } else { format!("{e}; give one with --name") })
+    })?;
+    if let Some(v) = &args.version {
+        plugin_ref::check_version(v).map_err(|e| Failure::usage(format!("--version: {e}")))?;
+    }
+    let runtime = args.host.cache.runtime()?;
+    let rt = crate::cli::async_runtime()?;
+    let store = rt.block_on(args.host.db.open())?;
+    // A NAME@VERSION that means another component is refused before the compile.
+    let digest = hex::encode(Sha256::digest(&wasm));
+    if let Some(v) = &args.version {
+        let existing = rt.block_on(store.plugins(Some(&name))).map_err(store_failure)?;
+        if let Some(p) = existing.iter().find(|p| &p.version == v && p.digest != digest) {
+            return Err(store_failure(StoreError::PluginConflict {
+                name: name.clone(),
+                version: v.clone(),
+                existing: p.digest.clone(),
+                new: digest,
+            }));
+        }
+    }
+    let started = Instant::now();
+    if !args.json {
+        eprintln!("checking and compiling {file} ({}) ...", size(wasm.len() as u64));
+    }
+    let prepared = runtime.prepare_plugin(&wasm).map_err(|e| Failure::usage(format!("{file}: {e}")))?;
+    let compiled = started.elapsed();
+    let version = match (&args.version, prepared.metadata["version"].as_str()) {
+        (Some(v), _) => v.clone(),
+        (None, Some(v)) if plugin_ref::check_version(v).is_ok() => v.to_string(),
+        _ => {
+            return Err(Failure::usage(format!(
+                "{file}: give its version with --version (for example --version 1.0.0)"
+            )))
+        }
+    };
+    let record = PluginRecord {
+        name,
+        version,
+        digest: prepared.digest,
+        world: prepared.world.to_string(),
+        size: wasm.len() as u64,
+        metadata: prepared.metadata,
+        added_us: now_us(),
+    };
+    let added = rt.block_on(store.add_plugin(&record, &wasm)).map_err(store_failure)?;
+    if args.json {
+        let mut v = json!(record);
+        v["added"] = json!(added == PluginAdded::Added);
+        v["compile_ms"] = json!(compiled.as_millis() as u64);
+        println!("{}", serde_json::to_string_pretty(&v).expect("records serialize"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    match added {
+        PluginAdded::Added => println!(
+            "added {} ({}, {}, sha256:{}); checked and compiled in {:.1?}",
+            record.reference(),
+            record.world,
+            size(record.size),
+            record.digest,
+            compiled
+        ),
+        PluginAdded::AlreadyPresent => {
+            println!("{} is already deployed with this digest; nothing changed", record.reference())
+        }
+    }
+    println!("use it in a workflow as: component = \"{}\"", record.reference());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(args: PluginListArgs) -> Result<ExitCode, Failure> {
+    let plugins = crate::cli::async_runtime()?.block_on(async {
+        let store = args.db.open().await?;
+        store.plugins(None).await.map_err(store_failure)
+    })?;
+    print_records(&plugins, args.json);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(args: PluginShowArgs) -> Result<ExitCode, Failure> {
+    let (name, version) = match plugin_ref::split(&args.plugin) {
+        Some(_) => plugin_ref::parse(&args.plugin).map(|(n, v)| (n, Some(v))),
+        None => plugin_ref::check_name(&args.plugin).map(|()| (args.plugin.as_str(), None)),
+    }
+    .map_err(Failure::usage)?;
+    let mut plugins = crate::cli::async_runtime()?.block_on(async {
+        let store = args.db.open().await?;
+        store.plugins(Some(name)).await.map_err(store_failure)
+    })?;
+    plugins.retain(|p| version.is_none_or(|v| p.version == v));
+    if plugins.is_empty() {
+        return Err(Failure::usage(format!(
+            "no plugin {} in this host's store; `tether plugin list` shows what is deployed",
+            args.plugin
+        )));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plugins).expect("records serialize"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (i, p) in plugins.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("plugin:   {}", p.reference());
+        println!("world:    {}", p.world);
+        println!("size:     {} ({} bytes)", size(p.size), p.size);
+        println!("sha256:   {}", p.digest);
+        println!("added:    {}", output::utc(p.added_us));
+        if let Some(producers) = p.metadata["producers"].as_object() {
+            for (field, entries) in producers {
+                let list: Vec<&str> = entries.as_array().into_iter().flatten().filter_map(|e| e.as_str()).collect();
+                println!("{:<9} {}", format!("{field}:"), output::sanitize(&list.join(", ")));
+            }
+        }
+        for field in ["version", "description"] {
+            if let Some(text) = p.metadata[field].as_str() {
+                println!("{:<9} {}", format!("{field}:"), output::sanitize(text));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn remove(args: PluginRemoveArgs) -> Result<ExitCode, Failure> {
+    let (name, version) = plugin_ref::parse(&args.plugin).map_err(Failure::usage)?;
+    let removed = crate::cli::async_runtime()?.block_on(async {
+        let store = args.db.open().await?;
+        store.remove_plugin(name, version).await.map_err(store_failure)
+    })?;
+    println!("removed {} (sha256:{})", removed.reference(), removed.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_records(plugins: &[PluginRecord], json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(plugins).expect("records serialize"));
+        return;
+    }
+    if plugins.is_empty() {
+        println!("no plugins deployed; add one with `tether plugin add FILE.wasm --version V`");
+        return;
+    }
+    println!("{:<32} {:<12} {:>9}  {:<14} ADDED", "PLUGIN", "WORLD", "SIZE", "DIGEST");
+    for p in plugins {
+        println!(
+            "{:<32} {:<12} {:>9}  {:<14} {}",
+            p.reference(),
+            p.world,
+            size(p.size),
+            format!("{}…", &p.digest[..12.min(p.digest.len())]),
+            output::utc(p.added_us)
+        );
+    }
+}
+
+/// A byte count for people: `18.4 MB`, `59.7 KB`, `512 B`.
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} KB", b as f64 / 1e3),
+        b => format!("{b} B"),
+    }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}

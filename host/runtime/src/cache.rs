@@ -62,8 +62,8 @@ impl AotCache {
         let path = self.entry(digest)?;
         let sum = checksum_path(&path);
         let expected = std::fs::read_to_string(&sum).ok()?;
-        let verified = match std::fs::read(&path) {
-            Ok(bytes) => format!("{:08x}", crc32fast::hash(&bytes)) == expected.trim(),
+        let verified = match file_checksum(&path) {
+            Ok(sum) => format!("{sum:08x}") == expected.trim(),
             Err(_) => return None,
         };
         if !verified {
@@ -124,6 +124,21 @@ fn store_artifact(component: &Component, path: &Path) -> anyhow::Result<()> {
     std::fs::rename(&tmp_sum, checksum_path(path))?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// CRC-32 of a file, read in small chunks: an entry can be tens of MB, and reading it
+/// whole would allocate and fault in that much memory on every process start.
+fn file_checksum(path: &Path) -> std::io::Result<u32> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut chunk = vec![0u8; 256 << 10];
+    loop {
+        match file.read(&mut chunk)? {
+            0 => return Ok(hasher.finalize()),
+            n => hasher.update(&chunk[..n]),
+        }
+    }
 }
 
 fn checksum_path(entry: &Path) -> PathBuf {

@@ -17,3 +17,4 @@ mod plugins;
 mod replay;
 mod retries;
 mod support;
+mod templates;

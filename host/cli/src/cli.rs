@@ -97,6 +97,58 @@ pub(crate) enum Command {
     /// Example: tether plugin add target/guests/summarize.wasm --version 1.0.0
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Create a ready-to-build step or tool project: source, the WIT contract, a build
+    /// script (`./build.sh`), a README with the language's prerequisites and failure
+    /// semantics, and for a step a workflow to try it with (`try.toml`).
+    ///
+    /// Example: tether new step summarize-ticket --lang python
+    New(NewArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct NewArgs {
+    /// `step` (exports `step`, gets the host interface) or `tool` (exports `tool`).
+    #[arg(value_enum)]
+    pub(crate) kind: NewKind,
+    /// The project's name: lowercase letters, digits and `-` (it names the .wasm too).
+    pub(crate) name: String,
+    /// The language.
+    #[arg(long, value_enum)]
+    pub(crate) lang: Lang,
+    /// Where to create it [default: ./NAME]. Must not exist, or be empty.
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum NewKind {
+    /// A workflow step.
+    Step,
+    /// A tool that steps call.
+    Tool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Lang {
+    /// Rust with wit-bindgen, built for wasm32-wasip2.
+    Rust,
+    /// Python with componentize-py.
+    Python,
+    /// JavaScript with componentize-qjs (QuickJS).
+    Js,
+    /// C with clang, wasi-libc and the WASI preview1 adapter.
+    C,
+}
+
+impl Lang {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Lang::Rust => "Rust",
+            Lang::Python => "Python",
+            Lang::Js => "JavaScript",
+            Lang::C => "C",
+        }
+    }
 }
 
 #[derive(Subcommand)]

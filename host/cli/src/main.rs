@@ -6,6 +6,7 @@ mod cli;
 mod govern;
 mod inspect;
 mod journal;
+mod new;
 mod output;
 mod plugin;
 mod run;
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
         cli::Command::Stats(args) => stats::stats(args),
         cli::Command::Sweep(args) => govern::sweep(args),
         cli::Command::Plugin(command) => plugin::plugin(command),
+        cli::Command::New(args) => new::new(args),
     };
     match result {
         Ok(code) => code,

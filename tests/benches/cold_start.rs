@@ -9,6 +9,7 @@
 //! - to the step's first host call (its first `log`, at the top of `run` after parsing its
 //!   input): the cold-start figure, target <= 50 ms;
 //! - to the process's exit.
+//!
 //! It also checks that no sample compiled anything (the cache directory is unchanged) and
 //! prints what the compile at `plugin add` took, for comparison. With root, one more
 //! sample runs after dropping the OS page cache (the first start after a reboot).

@@ -121,6 +121,9 @@ fn added_plugins_are_listed_shown_precompiled_and_run_by_name() {
     host.write("wf.toml", REDACT_WORKFLOW);
     let report = host.json(&["run", "wf.toml", "--input", r#"{"text": "call 5551234567"}"#, "--json"]);
     assert_eq!(report["output"]["text"], "call [number]");
+    let run_id = report["run_id"].as_str().unwrap();
+    let (replayed, _) = host.expect(0, &["replay", run_id]);
+    assert!(replayed.contains("matched"), "a run of deployed plugins replays: {replayed}");
     let (validated, _) = host.expect(0, &["validate", "wf.toml", "--json"]);
     let plan: Value = serde_json::from_str(&validated).unwrap();
     assert_eq!(plan["plan"]["steps"][0]["component"], digest.as_str(), "the plan pins the digest");

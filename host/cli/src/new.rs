@@ -14,14 +14,29 @@ enum File {
     Bytes(&'static str, &'static [u8]),
 }
 
+/// A text file of the repository, embedded.
+macro_rules! repo {
+    ($path:literal) => {
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../", $path))
+    };
+}
+
+/// A file under templates/, embedded.
 macro_rules! template {
     ($path:literal) => {
         include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates/", $path))
     };
 }
 
-const WIT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit/tether.wit"));
-const C_JSON: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/c/tether_json.h"));
+/// A binary file of the repository, embedded.
+macro_rules! repo_bytes {
+    ($path:literal) => {
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../", $path))
+    };
+}
+
+const WIT: &str = repo!("wit/tether.wit");
+const C_JSON: &str = repo!("sdk/c/tether_json.h");
 
 fn files(lang: Lang, kind: NewKind) -> Vec<File> {
     use File::{Bytes, Text};
@@ -59,21 +74,21 @@ fn files(lang: Lang, kind: NewKind) -> Vec<File> {
                 NewKind::Step => [
                     Text("step.c", template!("c/step/step.c")),
                     Text("build.sh", template!("c/step/build.sh")),
-                    Text("bindings/step_plugin.c", include_str!("../../../sdk/c/step_plugin/step_plugin.c")),
-                    Text("bindings/step_plugin.h", include_str!("../../../sdk/c/step_plugin/step_plugin.h")),
+                    Text("bindings/step_plugin.c", repo!("sdk/c/step_plugin/step_plugin.c")),
+                    Text("bindings/step_plugin.h", repo!("sdk/c/step_plugin/step_plugin.h")),
                     Bytes(
                         "bindings/step_plugin_component_type.o",
-                        include_bytes!("../../../sdk/c/step_plugin/step_plugin_component_type.o"),
+                        repo_bytes!("sdk/c/step_plugin/step_plugin_component_type.o"),
                     ),
                 ],
                 NewKind::Tool => [
                     Text("tool.c", template!("c/tool/tool.c")),
                     Text("build.sh", template!("c/tool/build.sh")),
-                    Text("bindings/tool_plugin.c", include_str!("../../../sdk/c/tool_plugin/tool_plugin.c")),
-                    Text("bindings/tool_plugin.h", include_str!("../../../sdk/c/tool_plugin/tool_plugin.h")),
+                    Text("bindings/tool_plugin.c", repo!("sdk/c/tool_plugin/tool_plugin.c")),
+                    Text("bindings/tool_plugin.h", repo!("sdk/c/tool_plugin/tool_plugin.h")),
                     Bytes(
                         "bindings/tool_plugin_component_type.o",
-                        include_bytes!("../../../sdk/c/tool_plugin/tool_plugin_component_type.o"),
+                        repo_bytes!("sdk/c/tool_plugin/tool_plugin_component_type.o"),
                     ),
                 ],
             })

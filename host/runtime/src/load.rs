@@ -547,9 +547,11 @@ fn position(workflow: &Workflow, component: &ComponentRef, e: &LoadError, role: 
     } else {
         None
     };
-    workflow.error_at(
-        component.span.clone(),
-        format!("{role} component `{}` ({}): {}", component.path, e.path.display(), e.problem),
-        hint,
-    )
+    // A file's resolved path helps; a plugin or digest reference would only repeat itself.
+    let message = if e.path == Path::new(&component.path) {
+        format!("{role} component `{}`: {}", component.path, e.problem)
+    } else {
+        format!("{role} component `{}` ({}): {}", component.path, e.path.display(), e.problem)
+    };
+    workflow.error_at(component.span.clone(), message, hint)
 }

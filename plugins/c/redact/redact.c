@@ -36,6 +36,7 @@ static int redact(const char *text, size_t n, tj_buf *out) {
         if (i > start && i < n && text[i] == '@') {
             size_t end = i + 1;
             while (end < n && is_word_char(text[end])) end++;
+            while (end > i + 1 && text[end - 1] == '.') end--; /* a full stop ends the sentence, not the address */
             if (end > i + 1 && memchr(text + i + 1, '.', end - i - 1)) {
                 tj_text(out, "[email]");
                 count++;

@@ -40,30 +40,33 @@ const C_JSON: &str = repo!("sdk/c/tether_json.h");
 
 fn files(lang: Lang, kind: NewKind) -> Vec<File> {
     use File::{Bytes, Text};
-    let mut files = vec![Text("wit/tether.wit", WIT)];
+    let (build, readme) = match lang {
+        Lang::Rust => (template!("rust/build.sh"), template!("rust/README.md")),
+        Lang::Python => (template!("python/build.sh"), template!("python/README.md")),
+        Lang::Js => (template!("js/build.sh"), template!("js/README.md")),
+        Lang::C => (template!("c/build.sh"), template!("c/README.md")),
+    };
+    let mut files = vec![
+        Text("wit/tether.wit", WIT),
+        Text("build.sh", build),
+        Text("README.md", readme),
+        Text(".gitignore", "*.wasm\n!wasi_snapshot_preview1.reactor.wasm\ntarget/\n.venv/\nnode_modules/\n"),
+    ];
+    if kind == NewKind::Step {
+        files.push(Text("try.toml", TRY_STEP));
+    }
     match (lang, kind) {
-        (Lang::Rust, NewKind::Step) => files.extend([
-            Text("Cargo.toml", template!("rust/step/Cargo.toml")),
-            Text("src/lib.rs", template!("rust/step/src/lib.rs")),
-            Text("build.sh", template!("rust/step/build.sh")),
-        ]),
-        (Lang::Rust, NewKind::Tool) => files.extend([
-            Text("Cargo.toml", template!("rust/tool/Cargo.toml")),
-            Text("src/lib.rs", template!("rust/tool/src/lib.rs")),
-            Text("build.sh", template!("rust/tool/build.sh")),
-        ]),
-        (Lang::Python, NewKind::Step) => files.extend([
-            Text("app.py", template!("python/step/app.py")),
-            Text("build.sh", template!("python/step/build.sh")),
-        ]),
-        (Lang::Python, NewKind::Tool) => files.extend([
-            Text("app.py", template!("python/tool/app.py")),
-            Text("build.sh", template!("python/tool/build.sh")),
-        ]),
-        (Lang::Js, NewKind::Step) => files
-            .extend([Text("step.js", template!("js/step/step.js")), Text("build.sh", template!("js/step/build.sh"))]),
-        (Lang::Js, NewKind::Tool) => files
-            .extend([Text("tool.js", template!("js/tool/tool.js")), Text("build.sh", template!("js/tool/build.sh"))]),
+        (Lang::Rust, kind) => {
+            files.push(Text("Cargo.toml", template!("rust/Cargo.toml")));
+            files.push(match kind {
+                NewKind::Step => Text("src/lib.rs", template!("rust/step/src/lib.rs")),
+                NewKind::Tool => Text("src/lib.rs", template!("rust/tool/src/lib.rs")),
+            });
+        }
+        (Lang::Python, NewKind::Step) => files.push(Text("app.py", template!("python/step/app.py"))),
+        (Lang::Python, NewKind::Tool) => files.push(Text("app.py", template!("python/tool/app.py"))),
+        (Lang::Js, NewKind::Step) => files.push(Text("step.js", template!("js/step/step.js"))),
+        (Lang::Js, NewKind::Tool) => files.push(Text("tool.js", template!("js/tool/tool.js"))),
         (Lang::C, kind) => {
             files.push(Text("bindings/tether_json.h", C_JSON));
             files.push(Bytes(
@@ -73,7 +76,6 @@ fn files(lang: Lang, kind: NewKind) -> Vec<File> {
             files.extend(match kind {
                 NewKind::Step => [
                     Text("step.c", template!("c/step/step.c")),
-                    Text("build.sh", template!("c/step/build.sh")),
                     Text("bindings/step_plugin.c", repo!("sdk/c/step_plugin/step_plugin.c")),
                     Text("bindings/step_plugin.h", repo!("sdk/c/step_plugin/step_plugin.h")),
                     Bytes(
@@ -83,7 +85,6 @@ fn files(lang: Lang, kind: NewKind) -> Vec<File> {
                 ],
                 NewKind::Tool => [
                     Text("tool.c", template!("c/tool/tool.c")),
-                    Text("build.sh", template!("c/tool/build.sh")),
                     Text("bindings/tool_plugin.c", repo!("sdk/c/tool_plugin/tool_plugin.c")),
                     Text("bindings/tool_plugin.h", repo!("sdk/c/tool_plugin/tool_plugin.h")),
                     Bytes(
@@ -94,19 +95,6 @@ fn files(lang: Lang, kind: NewKind) -> Vec<File> {
             })
         }
     }
-    files.push(Text(
-        "README.md",
-        match lang {
-            Lang::Rust => template!("rust/README.md"),
-            Lang::Python => template!("python/README.md"),
-            Lang::Js => template!("js/README.md"),
-            Lang::C => template!("c/README.md"),
-        },
-    ));
-    if kind == NewKind::Step {
-        files.push(Text("try.toml", TRY_STEP));
-    }
-    files.push(Text(".gitignore", "*.wasm\n!wasi_snapshot_preview1.reactor.wasm\ntarget/\n.venv/\nnode_modules/\n"));
     files
 }
 

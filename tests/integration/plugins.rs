@@ -130,6 +130,22 @@ fn added_plugins_are_listed_shown_precompiled_and_run_by_name() {
 }
 
 #[test]
+fn a_digest_this_journal_does_not_hold_is_refused_even_if_compiled() {
+    let host = Host::new("plugins-other-journal");
+    host.expect(0, &["plugin", "add", artifacts::WORD_COUNT, "--version", "1.0.0"]);
+    let digest = sha256_of(artifacts::REDACT);
+    host.expect(0, &["plugin", "add", artifacts::REDACT, "--version", "1.0.0"]);
+    // A second journal sharing the cache, where the compiled form of `redact` is.
+    let other = host.dir.join("other.db");
+    host.write("by-digest.toml", &format!("name = \"d\"\n[[steps]]\nname = \"s\"\ncomponent = \"sha256:{digest}\"\n"));
+    let (_, err) = host.expect(2, &["run", "by-digest.toml", "--db", other.to_str().unwrap()]);
+    assert!(err.contains("no component with this digest is stored in the journal"), "{err}");
+    // In the journal that holds it, it loads and runs (and fails only for want of its tool).
+    let (_, err) = host.expect(1, &["run", "by-digest.toml", "--input", r#"{"text": "x"}"#]);
+    assert!(err.contains("tool `word-count` is not granted to step `s`"), "{err}");
+}
+
+#[test]
 fn a_missing_plugin_is_a_positioned_error() {
     let host = Host::new("plugins-missing");
     host.write("wf.toml", REDACT_WORKFLOW);

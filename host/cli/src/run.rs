@@ -165,10 +165,13 @@ pub(crate) async fn stored_components(
     let mut digests = workflow.digest_refs();
     digests.extend(stored.plugins.values().cloned());
     for digest in digests {
-        if stored.bytes.contains_key(&digest) || runtime.preload_compiled(&digest) {
+        // Only what this journal holds: a run must be able to resume and replay from it.
+        if !store.has_component(&digest).await.map_err(crate::journal::store_failure)? {
             continue;
         }
-        if let Some(bytes) = store.component(&digest).await.map_err(crate::journal::store_failure)? {
+        if runtime.preload_compiled(&digest) {
+            stored.preloaded.insert(digest);
+        } else if let Some(bytes) = store.component(&digest).await.map_err(crate::journal::store_failure)? {
             stored.bytes.insert(digest, bytes.into());
         }
     }

@@ -138,6 +138,10 @@ pub struct StoredComponents {
     /// Bytes of referenced components whose compiled form is not already loaded (see
     /// [`Runtime::preload_compiled`]), by digest.
     pub bytes: HashMap<String, Arc<[u8]>>,
+    /// Digests the caller found in the store and preloaded from the AOT cache, so their
+    /// bytes were not read. (The cache is shared between journals: finding a digest there
+    /// does not mean this journal holds its bytes, which resume and replay will need.)
+    pub preloaded: std::collections::HashSet<String>,
 }
 
 /// Where a component comes from.
@@ -293,7 +297,7 @@ impl Runtime {
                 (None, None) => return read(&base_dir.join(&c.path)).map(Source::File),
             };
             let wasm = stored.bytes.get(&digest).cloned();
-            if wasm.is_none() && !self.preload_compiled(&digest) {
+            if wasm.is_none() && !stored.preloaded.contains(&digest) {
                 return Err(missing("no component with this digest is stored in the journal"));
             }
             Ok(Source::Stored(digest, wasm))

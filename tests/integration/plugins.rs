@@ -186,6 +186,17 @@ fn bad_components_and_conflicting_versions_are_refused() {
     assert!(err.contains("no plugin nothing@1"), "{err}");
     let (_, err) = host.expect(2, &["plugin", "remove", "counter"]);
     assert!(err.contains("NAME@VERSION"), "{err}");
+    // Removing a plugin no run used still keeps its bytes (a run may be about to start).
+    host.expect(0, &["plugin", "remove", "counter@1.0.0"]);
+    let digest = sha256_of(artifacts::WORD_COUNT);
+    host.write(
+        "by-digest.toml",
+        &format!(
+            "name = \"d\"\n[tools.t]\ncomponent = \"sha256:{digest}\"\n[[steps]]\nname = \"s\"\ncomponent = \"{}\"\n",
+            artifacts::REDACT
+        ),
+    );
+    host.expect(0, &["validate", "by-digest.toml"]);
 }
 
 #[test]
@@ -241,7 +252,7 @@ fn a_plugin_pinned_by_an_unfinished_run_is_not_removed() {
     assert!(err.contains("no plugin redact@1.0.0"), "{err}");
     let list = host.json(&["plugin", "list", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
-    // The finished run keeps its component: its plan can still be loaded by digest.
+    // The component's bytes stay: the finished run's plan can still be loaded by digest.
     let digest = sha256_of(artifacts::REDACT);
     host.write("by-digest.toml", &format!("name = \"d\"\n[[steps]]\nname = \"s\"\ncomponent = \"sha256:{digest}\"\n"));
     host.expect(0, &["validate", "by-digest.toml"]);

@@ -164,7 +164,7 @@ pub(crate) enum PluginCommand {
     /// Show one plugin (NAME@VERSION), or every version of one (NAME).
     Show(PluginShowArgs),
     /// Remove NAME@VERSION. Refused while an unfinished run (running, paused or waiting)
-    /// uses it. Its bytes stay stored while any recorded run used them, for replay.
+    /// uses it. Its bytes stay in the journal's database, so recorded runs still replay.
     Remove(PluginRemoveArgs),
 }
 

@@ -297,8 +297,7 @@ pub(crate) fn sweep(args: SweepArgs) -> Result<ExitCode, Failure> {
     crate::cli::async_runtime()?.block_on(async {
         let driver = args.host.driver().await?;
         let runs = driver.store().runs(Some(RunIndexStatus::Waiting), 10_000).await.map_err(store_failure)?;
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let now = crate::output::now_us();
         let mut code = ExitCode::SUCCESS;
         let mut continued = 0;
         for r in runs {

@@ -112,6 +112,20 @@ pub(crate) fn run_summary(report: &RunReport) {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) from microseconds since the epoch.
+/// A byte count for people: `18.4 MB`, `59.7 KB`, `512 B`.
+pub(crate) fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} KB", n as f64 / 1e3),
+        n => format!("{n} B"),
+    }
+}
+
+/// Now, in microseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
 pub(crate) fn utc(us: u64) -> String {
     let secs = (us / 1_000_000) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

@@ -58,7 +58,7 @@ fn add(args: PluginAddArgs) -> Result<ExitCode, Failure> {
     }
     let started = Instant::now();
     if !args.json {
-        eprintln!("checking and compiling {file} ({}) ...", size(wasm.len() as u64));
+        eprintln!("checking and compiling {file} ({}) ...", output::bytes(wasm.len() as u64));
     }
     let prepared = runtime.prepare_plugin(&wasm).map_err(|e| Failure::usage(format!("{file}: {e}")))?;
     let compiled = started.elapsed();
@@ -78,7 +78,7 @@ fn add(args: PluginAddArgs) -> Result<ExitCode, Failure> {
         world: prepared.world.to_string(),
         size: wasm.len() as u64,
         metadata: prepared.metadata,
-        added_us: now_us(),
+        added_us: output::now_us(),
     };
     let added = rt.block_on(store.add_plugin(&record, &wasm)).map_err(store_failure)?;
     if args.json {
@@ -93,7 +93,7 @@ fn add(args: PluginAddArgs) -> Result<ExitCode, Failure> {
             "added {} ({}, {}, sha256:{}); checked and compiled in {:.1?}",
             record.reference(),
             record.world,
-            size(record.size),
+            output::bytes(record.size),
             record.digest,
             compiled
         ),
@@ -141,7 +141,7 @@ fn show(args: PluginShowArgs) -> Result<ExitCode, Failure> {
         }
         println!("plugin:   {}", p.reference());
         println!("world:    {}", p.world);
-        println!("size:     {} ({} bytes)", size(p.size), p.size);
+        println!("size:     {} ({} bytes)", output::bytes(p.size), p.size);
         println!("sha256:   {}", p.digest);
         println!("added:    {}", output::utc(p.added_us));
         if let Some(producers) = p.metadata["producers"].as_object() {
@@ -184,22 +184,9 @@ fn print_records(plugins: &[PluginRecord], json: bool) {
             "{:<32} {:<12} {:>9}  {:<14} {}",
             p.reference(),
             p.world,
-            size(p.size),
+            output::bytes(p.size),
             format!("{}…", &p.digest[..12.min(p.digest.len())]),
             output::utc(p.added_us)
         );
     }
-}
-
-/// A byte count for people: `18.4 MB`, `59.7 KB`, `512 B`.
-fn size(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
-        b if b >= 1_000 => format!("{:.1} KB", b as f64 / 1e3),
-        b => format!("{b} B"),
-    }
-}
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }

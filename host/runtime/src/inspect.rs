@@ -63,15 +63,9 @@ impl Runtime {
         let ty = component.component_type();
         let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
         let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-        let fit = |world| {
-            let linked = match world {
-                World::Step => self.inner.step_linker.instantiate_pre(&component).map(|_| ()),
-                World::Tool => self.inner.tool_linker.instantiate_pre(&component).map(|_| ()),
-            };
-            match check_fit(engine, &component, world).and_then(|()| linked.map_err(|e| format!("{e:#}"))) {
-                Ok(()) => WorldFit { fits: true, problem: None },
-                Err(p) => WorldFit { fits: false, problem: Some(p) },
-            }
+        let fit = |world| match self.fits(&component, world) {
+            Ok(()) => WorldFit { fits: true, problem: None },
+            Err(p) => WorldFit { fits: false, problem: Some(p) },
         };
         let (step, tool) = (fit(World::Step), fit(World::Tool));
         let world = if step.fits {
@@ -89,6 +83,19 @@ impl Runtime {
             false => None,
         };
         Ok(ComponentInfo { size: wasm.len() as u64, sha256, world, imports, exports, step, tool, descriptor })
+    }
+}
+
+impl Runtime {
+    /// Whether `component` fits `world`: its names (with a message naming the wrong import
+    /// or export), then its types, by linking it.
+    pub(crate) fn fits(&self, component: &Component, world: World) -> Result<(), String> {
+        check_fit(&self.inner.engine, component, world)?;
+        let linked = match world {
+            World::Step => self.inner.step_linker.instantiate_pre(component).map(|_| ()),
+            World::Tool => self.inner.tool_linker.instantiate_pre(component).map(|_| ()),
+        };
+        linked.map_err(|e| format!("{e:#}"))
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use crate::engine::Runtime;
-use crate::inspect::{check_fit, World};
+use crate::inspect::World;
 
 /// A component checked and precompiled for the plugin store.
 #[derive(Clone, Debug)]
@@ -26,15 +26,7 @@ impl Runtime {
     /// into the AOT cache (or finds it there), and reads its metadata.
     pub fn prepare_plugin(&self, wasm: &[u8]) -> Result<PreparedPlugin, String> {
         let (component, digest) = self.compile(wasm)?;
-        let fit = |world| {
-            check_fit(&self.inner.engine, &component, world).and_then(|()| {
-                let linked = match world {
-                    World::Step => self.inner.step_linker.instantiate_pre(&component).map(|_| ()),
-                    World::Tool => self.inner.tool_linker.instantiate_pre(&component).map(|_| ()),
-                };
-                linked.map_err(|e| format!("{e:#}"))
-            })
-        };
+        let fit = |world| self.fits(&component, world);
         let world = match (fit(World::Step), fit(World::Tool)) {
             (Ok(()), _) => "step-plugin",
             (_, Ok(())) => "tool-plugin",

@@ -11,8 +11,6 @@ use crate::writer::db;
 /// plan is exact enough.
 const PINNED_BY_UNFINISHED: &str = "SELECT r.run_id FROM runs r JOIN events e ON e.run_id = r.run_id AND e.seq = 1 \
      WHERE r.status IN ('running', 'paused', 'waiting') AND instr(e.payload, ?) > 0 ORDER BY r.started_us";
-const PINNED_BY_ANY: &str = "SELECT r.run_id FROM runs r JOIN events e ON e.run_id = r.run_id AND e.seq = 1 \
-     WHERE instr(e.payload, ?) > 0 LIMIT 1";
 
 pub(crate) async fn add(
     conn: &mut SqliteConnection,
@@ -86,20 +84,8 @@ pub(crate) async fn remove(conn: &mut SqliteConnection, name: &str, version: &st
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    let other_plugin: Option<i64> = sqlx::query_scalar("SELECT 1 FROM plugins WHERE digest = ? LIMIT 1")
-        .bind(&plugin.digest)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-    let any_run: Option<String> =
-        sqlx::query_scalar(PINNED_BY_ANY).bind(&plugin.digest).fetch_optional(&mut *tx).await.map_err(db)?;
-    if other_plugin.is_none() && any_run.is_none() {
-        sqlx::query("DELETE FROM components WHERE digest = ?")
-            .bind(&plugin.digest)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-    }
+    // The component's bytes stay. A run may have loaded this plugin and not yet journaled
+    // its `run_started` (so no query here can see it); its resume and replay need them.
     tx.commit().await.map_err(db)?;
     Ok(plugin)
 }

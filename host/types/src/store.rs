@@ -212,7 +212,7 @@ pub trait JournalStore: Send + Sync {
     /// Deployed plugins, by name then version order of addition; only `name`'s if given.
     async fn plugins(&self, name: Option<&str>) -> Result<Vec<PluginRecord>, StoreError>;
     /// Removes a plugin's record, refused with `PluginInUse` while an unfinished run's plan
-    /// uses its component. The component's bytes are deleted too unless another plugin or
-    /// any recorded run uses them (a finished run can still be replayed).
+    /// uses its component. The component's bytes are kept: recorded runs (and a run that
+    /// loaded the plugin but has not journaled its start yet) resume and replay from them.
     async fn remove_plugin(&self, name: &str, version: &str) -> Result<PluginRecord, StoreError>;
 }

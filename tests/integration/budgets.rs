@@ -111,3 +111,43 @@ fn raising_a_budget_the_run_does_not_have_is_a_usage_error() {
         assert!(String::from_utf8_lossy(&o.stderr).contains(expected), "{arg}: {}", String::from_utf8_lossy(&o.stderr));
     }
 }
+
+#[test]
+fn concurrent_items_share_what_is_left_and_never_pass_the_run_budget() {
+    let dir = fresh_dir("budget-fan-out");
+    let db = dir.join("journal.db");
+    let wf = dir.join("wf.toml");
+    let text = format!(
+        r#"name = "fan-out-budget"
+[run]
+budget = {{ tool_calls = 3 }}
+[tools.echo]
+component = {echo:?}
+[[steps]]
+name = "work"
+component = {hostile:?}
+tools = ["echo"]
+for_each = "input.items"
+concurrency = 4
+input = "{{'mode': 'tool-flood', 'n': 1}}"
+budget = {{ tool_calls = 5 }}
+"#,
+        echo = artifacts::ECHO_TOOL,
+        hostile = artifacts::HOSTILE
+    );
+    std::fs::write(&wf, text).unwrap();
+    let wf = wf.display().to_string();
+    let (code, report) = tether_json(&db, &["run", &wf, "--input", r#"{"items":[1,2,3,4]}"#, "--json"]);
+    assert_eq!(code, Some(3), "{report}");
+    let run = report["run_id"].as_str().unwrap().to_string();
+    let ev = events(&db, &run);
+    // Four items start together with one call each; the run may make three.
+    assert_eq!(count(&ev, "tool_call_completed"), 3, "the run's total never passes its limit");
+    let pause = ev.iter().find(|e| e["type"] == "run_paused").unwrap();
+    assert_eq!((pause["used"].as_f64(), pause["limit"].as_f64()), (Some(3.0), Some(3.0)), "{pause}");
+    assert_eq!(count(&ev, "step_completed"), 3);
+
+    let (code, done) = tether_json(&db, &["resume", &run, "--budget", "tool_calls=+1", "--json"]);
+    assert_eq!(code, Some(0), "{done}");
+    assert_eq!(count(&events(&db, &run), "tool_call_completed"), 4);
+}

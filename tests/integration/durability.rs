@@ -126,12 +126,20 @@ fn killed_runs_resume_to_the_same_output_with_every_effect_exactly_once() {
         mid_attempt += m;
     }
 
-    // Every effect exactly once: one ledger line per (run, step, call), none missing.
-    let ledger = std::fs::read_to_string(dir.join("ledger/effects.log")).unwrap();
-    let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
-    for line in ledger.lines() {
-        *counts.entry(line.split('\t').next().unwrap()).or_default() += 1;
+    // Every effect exactly once: one record per (run, step, call), none missing. The
+    // record is the key's file (created once, atomically); the aggregate log may lack a
+    // line after a kill between the claim and its append, but never holds one twice.
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir.join("ledger/keys")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        *counts.entry(unhex(&name)).or_default() += 1;
     }
+    let ledger = std::fs::read_to_string(dir.join("ledger/effects.log")).unwrap();
+    let mut lines: BTreeMap<&str, u32> = BTreeMap::new();
+    for line in ledger.lines() {
+        *lines.entry(line.split('\t').next().unwrap()).or_default() += 1;
+    }
+    assert!(lines.values().all(|n| *n == 1), "a key appears twice in effects.log (seed {seed})");
     let runs =
         std::iter::once("run_reference".to_string()).chain((0..iterations).map(|i| format!("run_crash-{seed}-{i}")));
     let mut expected_keys = 0;
@@ -139,7 +147,7 @@ fn killed_runs_resume_to_the_same_output_with_every_effect_exactly_once() {
         for k in 1..=STEPS {
             for call in 0..2 {
                 let key = format!("{run}/s{k}/{call}");
-                assert_eq!(counts.get(key.as_str()), Some(&1), "effect {key} (seed {seed})");
+                assert_eq!(counts.get(&key), Some(&1), "effect {key} (seed {seed})");
                 expected_keys += 1;
             }
         }
@@ -153,6 +161,12 @@ fn killed_runs_resume_to_the_same_output_with_every_effect_exactly_once() {
         invocations - expected_keys
     );
     assert!(mid_attempt > 0, "no kill landed inside a step; the test would prove little (seed {seed})");
+}
+
+/// A hex-encoded file name back to the idempotency key it stands for.
+fn unhex(name: &str) -> String {
+    let bytes: Vec<u8> = (0..name.len()).step_by(2).map(|i| u8::from_str_radix(&name[i..i + 2], 16).unwrap()).collect();
+    String::from_utf8(bytes).unwrap()
 }
 
 /// From the journal: each step completed once, and nothing of it ran after that.

@@ -12,12 +12,12 @@ use crate::support::{fresh_dir, tether_cmd, tether_json};
 
 /// A refund workflow in a fresh directory: `approval_when` gates the assessment; the
 /// policy file is `policy` (with `{ledger}` standing for the ledger directory).
-struct Refund {
-    dir: PathBuf,
-    db: PathBuf,
+pub(crate) struct Refund {
+    pub(crate) dir: PathBuf,
+    pub(crate) db: PathBuf,
 }
 
-const POLICY: &str = r#"
+pub(crate) const POLICY: &str = r#"
 [identities.support-bot]
 tools = ["payments"]
 dirs = [{ host = "ledger", write = true }]
@@ -53,7 +53,7 @@ gate = "large-payment"
 "#;
 
 impl Refund {
-    fn new(name: &str, approval_when: &str, policy: &str) -> Refund {
+    pub(crate) fn new(name: &str, approval_when: &str, policy: &str) -> Refund {
         let dir = fresh_dir(name);
         std::fs::create_dir_all(dir.join("ledger")).unwrap();
         let workflow = format!(
@@ -87,34 +87,34 @@ env = ["PAYMENTS_API_KEY"]
         Refund { dir, db }
     }
 
-    fn workflow(&self) -> String {
+    pub(crate) fn workflow(&self) -> String {
         self.dir.join("refund.toml").display().to_string()
     }
 
     /// `tether run --json` with `amount`, plus extra flags; (exit code, report).
-    fn run(&self, amount: f64, extra: &[&str]) -> (Option<i32>, Value) {
+    pub(crate) fn run(&self, amount: f64, extra: &[&str]) -> (Option<i32>, Value) {
         let input = json!({"order_id": "A-1", "amount": amount, "reason": "arrived damaged"}).to_string();
         let mut args = vec!["run", self.workflow().leak() as &str, "--input", input.leak(), "--json"];
         args.extend_from_slice(extra);
         tether_json(&self.db, &args)
     }
 
-    fn cli(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
         tether_cmd(&self.db).args(args).output().unwrap()
     }
 
-    fn events(&self, run: &str) -> Vec<Value> {
+    pub(crate) fn events(&self, run: &str) -> Vec<Value> {
         let (code, v) = tether_json(&self.db, &["history", run, "--json"]);
         assert_eq!(code, Some(0));
         v.as_array().unwrap().clone()
     }
 
-    fn ledger(&self) -> String {
+    pub(crate) fn ledger(&self) -> String {
         std::fs::read_to_string(self.dir.join("ledger/refunds.log")).unwrap_or_default()
     }
 }
 
-fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+pub(crate) fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == kind).collect()
 }
 
@@ -123,11 +123,11 @@ fn tool_verdicts(events: &[Value]) -> Vec<&Value> {
     events.iter().filter(|e| e["type"] == "policy_verdict" && e["on"] == "tool_call").collect()
 }
 
-fn run_id(report: &Value) -> String {
+pub(crate) fn run_id(report: &Value) -> String {
     report["run_id"].as_str().unwrap().to_string()
 }
 
-fn stderr(o: &std::process::Output) -> String {
+pub(crate) fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tether_store::{testing, SqliteStore, StoreConfig};
 use tether_types::event::{verify_and_decode, Chain, EventKind};
-use tether_types::store::{Append, JournalStore, RunIndexStatus, StoreError};
+use tether_types::store::{Append, Fence, JournalStore, LeaseTake, RunIndexStatus, StoreError};
 use tether_types::RunId;
 
 fn db_path(name: &str) -> String {
@@ -32,6 +32,14 @@ fn started() -> EventKind {
     }
 }
 
+/// Takes `run`'s lease for `owner` (it must be free) and returns its fence.
+async fn take(store: &SqliteStore, run: &str, owner: &str, ttl_ms: u64) -> Fence {
+    match store.take_lease(run, owner, ttl_ms, None).await.unwrap() {
+        LeaseTake::Taken(lease) => lease.fence(),
+        LeaseTake::Held(h) => panic!("{run} is held by {}", h.owner),
+    }
+}
+
 fn usage(n: u32) -> EventKind {
     EventKind::UsageReported { step: "s".into(), metric: "tokens".into(), amount: n as f64 }
 }
@@ -46,17 +54,17 @@ fn concurrent_runs_append_durably_and_read_back_in_order() {
                 let store = Arc::clone(&store);
                 tokio::spawn(async move {
                     let run = RunId::from_suffix(&format!("c{r}")).unwrap();
+                    let fence = take(&store, run.as_str(), "host-a", 60_000).await;
                     let mut chain = Chain::new();
-                    store
-                        .append(Append { run_id: run.clone(), events: vec![chain.seal(&started(), 1)] })
-                        .await
-                        .unwrap();
+                    let first =
+                        Append { run_id: run.clone(), fence: fence.clone(), events: vec![chain.seal(&started(), 1)] };
+                    store.append(first).await.unwrap();
                     for batch in 0..5u32 {
                         let mut events: Vec<_> = (0..3).map(|i| chain.seal(&usage(batch * 3 + i), 10)).collect();
                         if batch == 4 {
                             events.push(chain.seal(&EventKind::RunCompleted { output: serde_json::json!(1) }, 99));
                         }
-                        store.append(Append { run_id: run.clone(), events }).await.unwrap();
+                        store.append(Append { run_id: run.clone(), fence: fence.clone(), events }).await.unwrap();
                     }
                 })
             })
@@ -90,11 +98,13 @@ fn a_second_writer_of_the_same_event_is_refused_not_merged() {
     block_on(async {
         let store = SqliteStore::open(&StoreConfig::new(&path)).await.unwrap();
         let run = RunId::from_suffix("dup").unwrap();
+        let fence = take(&store, run.as_str(), "host-a", 60_000).await;
         let first = Chain::new().seal(&usage(1), 1);
         let other = Chain::new().seal(&usage(2), 1);
-        store.append(Append { run_id: run.clone(), events: vec![first] }).await.unwrap();
-        let err = store.append(Append { run_id: run.clone(), events: vec![other] }).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { seq: 1, .. }), "{err}");
+        store.append(Append { run_id: run.clone(), fence: fence.clone(), events: vec![first] }).await.unwrap();
+        let err = store.append(Append { run_id: run.clone(), fence, events: vec![other] }).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { seq: 1, head: 1, .. }), "{err}");
+        assert!(err.to_string().contains("event 1 (usage_reported) conflicts"), "the message names the event: {err}");
         let events = verify_and_decode("run_dup", &store.events("run_dup").await.unwrap()).unwrap();
         assert_eq!(events[0].kind, usage(1), "the recorded event is untouched");
     });
@@ -116,7 +126,8 @@ fn an_event_above_the_size_cap_is_refused_with_its_position() {
             message: "x".repeat(2000),
         };
         let events = vec![chain.seal(&usage(1), 1), chain.seal(&big, 2)];
-        let err = store.append(Append { run_id: RunId::from_suffix("big").unwrap(), events }).await.unwrap_err();
+        let fence = take(&store, "run_big", "host-a", 60_000).await;
+        let err = store.append(Append { run_id: RunId::from_suffix("big").unwrap(), fence, events }).await.unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("run run_big: event 2 (guest_log) is"), "{msg}");
         assert!(msg.contains("above the journal's cap of 1024 bytes"), "{msg}");
@@ -166,4 +177,69 @@ fn processes_creating_one_new_journal_at_once_all_open_it() {
         assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
     }
+}
+
+#[test]
+fn a_host_whose_lease_was_taken_over_cannot_append_again() {
+    let path = db_path("fenced");
+    block_on(async {
+        let store = SqliteStore::open(&StoreConfig::new(&path)).await.unwrap();
+        let run = RunId::from_suffix("fenced").unwrap();
+        let mut chain = Chain::new();
+        let a = take(&store, run.as_str(), "host-a", 200).await;
+        store
+            .append(Append { run_id: run.clone(), fence: a.clone(), events: vec![chain.seal(&started(), 1)] })
+            .await
+            .unwrap();
+
+        // While A's lease lasts, B is refused the run.
+        match store.take_lease(run.as_str(), "host-b", 60_000, None).await.unwrap() {
+            LeaseTake::Held(h) => assert_eq!((h.owner.as_str(), h.epoch), ("host-a", 1)),
+            LeaseTake::Taken(_) => panic!("a live lease was taken"),
+        }
+        // Once it lapses (A stopped renewing: paused, partitioned, killed), B takes it.
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let b = take(&store, run.as_str(), "host-b", 60_000).await;
+        assert_eq!(b.epoch, 2, "every take-over increases the epoch");
+
+        // A wakes up and tries to go on from where it was: fenced, nothing written.
+        let stale = Append { run_id: run.clone(), fence: a.clone(), events: vec![chain.clone().seal(&usage(1), 2)] };
+        let err = store.append(stale).await.unwrap_err();
+        assert!(matches!(&err, StoreError::LeaseLost { epoch: 1, holder_epoch: 2, .. }), "{err}");
+        assert!(err.to_string().contains("host-b"), "the message names the new holder: {err}");
+        let lease =
+            tether_types::store::Lease { run_id: run.to_string(), owner: a.owner.clone(), epoch: 1, expires_us: 0 };
+        assert!(matches!(store.renew_lease(&lease, 1000).await, Err(StoreError::LeaseLost { .. })));
+
+        // B continues the chain; the journal holds B's event and not A's.
+        store.append(Append { run_id: run.clone(), fence: b, events: vec![chain.seal(&usage(7), 3)] }).await.unwrap();
+        let events = verify_and_decode(run.as_str(), &store.events(run.as_str()).await.unwrap()).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].kind, usage(7));
+        let head = store.run_record(run.as_str()).await.unwrap().head.unwrap();
+        assert_eq!((head.seq, head.hash.as_str()), (2, events[1].hash.as_str()), "the head follows every append");
+    });
+}
+
+#[test]
+fn a_dead_holder_is_broken_only_at_the_epoch_it_was_seen_at() {
+    let path = db_path("breaking");
+    block_on(async {
+        let store = SqliteStore::open(&StoreConfig::new(&path)).await.unwrap();
+        let a = take(&store, "run_brk", "host-a", 60_000).await;
+        // A caller that saw an older epoch (someone else already took over) breaks nothing.
+        assert!(matches!(
+            store.take_lease("run_brk", "host-b", 60_000, Some(a.epoch + 5)).await.unwrap(),
+            LeaseTake::Held(_)
+        ));
+        match store.take_lease("run_brk", "host-b", 60_000, Some(a.epoch)).await.unwrap() {
+            LeaseTake::Taken(l) => assert_eq!((l.owner.as_str(), l.epoch), ("host-b", 2)),
+            LeaseTake::Held(_) => panic!("the dead holder's lease was not broken"),
+        }
+        // A released lease is free for anyone at once.
+        let lease =
+            tether_types::store::Lease { run_id: "run_brk".into(), owner: "host-b".into(), epoch: 2, expires_us: 0 };
+        store.release_lease(&lease).await.unwrap();
+        assert_eq!(take(&store, "run_brk", "host-c", 60_000).await.epoch, 3);
+    });
 }

@@ -13,6 +13,7 @@ mod grants;
 mod inspect;
 mod journal;
 mod languages;
+mod leases;
 mod plugins;
 mod replay;
 mod retries;

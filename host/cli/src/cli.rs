@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use tether_runtime::{Driver, Runtime};
+use tether_runtime::{Driver, LeaseConfig, Runtime};
 use tether_store::{Durability, SqliteStore, StoreConfig};
 
 use crate::Failure;
@@ -52,8 +53,17 @@ pub(crate) enum Command {
     Runs(RunsArgs),
     /// Show a run's timeline: every event with its time, step, fuel and duration.
     History(HistoryArgs),
-    /// Check a run's hash chain: detects edited, missing or corrupted events.
+    /// Check a run's journal (or every run's): the hash chain (edited, missing or
+    /// corrupted events), that it ends at its recorded head (a cut tail), and that the
+    /// run index agrees with it (an edited status, a missing row). Exit code 1 if
+    /// anything is wrong, naming each run and what.
     Verify(VerifyArgs),
+    /// Write a consistent copy of the whole journal to a new file, safely while other
+    /// tether processes use it (SQLite's `VACUUM INTO`). Copying journal.db by hand can
+    /// miss recent runs still in its write-ahead log.
+    ///
+    /// Example: tether backup /backups/journal-2026-11-29.db
+    Backup(BackupArgs),
     /// Show a component's world, imports, exports, size and sha256, and whether it fits
     /// the step or tool world (and if not, which import or export is wrong).
     ///
@@ -260,6 +270,8 @@ pub(crate) struct ResumeArgs {
     #[arg(long = "budget", value_name = "METRIC=+N")]
     pub(crate) budget: Vec<String>,
     #[command(flatten)]
+    pub(crate) wait: WaitArgs,
+    #[command(flatten)]
     pub(crate) output: OutputArgs,
     #[command(flatten)]
     pub(crate) host: HostArgs,
@@ -318,8 +330,19 @@ pub(crate) struct HistoryArgs {
 
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
-    /// The run id.
-    pub(crate) run: String,
+    /// The run id; without one, every run in the journal is checked.
+    pub(crate) run: Option<String>,
+    /// Print JSON: one object per run checked, with its problems.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct BackupArgs {
+    /// The file to write (must not exist).
+    pub(crate) file: PathBuf,
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }
@@ -387,26 +410,89 @@ impl DbArgs {
             "normal" => Durability::Normal,
             other => return Err(Failure::usage(format!("--sync must be `full` or `normal`, not `{other}`"))),
         };
-        SqliteStore::open(&config).await.map_err(crate::journal::store_failure)
+        let store = SqliteStore::open(&config).await.map_err(crate::journal::store_failure)?;
+        OPENED.lock().unwrap_or_else(|p| p.into_inner()).push(store.clone());
+        Ok(store)
     }
 }
 
 impl HostArgs {
-    pub(crate) async fn driver(&self) -> Result<Driver, Failure> {
+    pub(crate) async fn driver(&self, leases: LeaseConfig) -> Result<Driver, Failure> {
         let store = self.db.open().await?;
-        Ok(Driver::new(self.cache.runtime()?, Arc::new(store)))
+        Ok(Driver::new(self.cache.runtime()?, Arc::new(store)).with_leases(leases))
     }
 }
 
-/// The async runtime commands run on: one thread, as a CLI run needs no more.
-pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+/// The async runtime a command runs on. Dropped when the command is done, it closes every
+/// journal the command opened, so the journal is left self-contained on disk.
+pub(crate) struct Rt(tokio::runtime::Runtime);
+
+/// Journals opened by this command, closed when it ends.
+static OPENED: std::sync::Mutex<Vec<SqliteStore>> = std::sync::Mutex::new(Vec::new());
+
+impl Rt {
+    pub(crate) fn block_on<F: std::future::Future>(&self, command: F) -> F::Output {
+        self.0.block_on(command)
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        let opened = std::mem::take(&mut *OPENED.lock().unwrap_or_else(|p| p.into_inner()));
+        self.0.block_on(async {
+            for store in opened {
+                if let Err(e) = tether_types::store::JournalStore::close(&store).await {
+                    tracing::warn!("closing the journal: {e}");
+                }
+            }
+        });
+    }
+}
+
+pub(crate) fn async_runtime() -> Result<Rt, Failure> {
     // Several workers, so independent steps and for_each items run in parallel.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_time()
         .build()
+        .map(Rt)
         .map_err(|e| Failure::Internal(format!("cannot start the async runtime: {e}")))
+}
+
+/// How long a command waits for a run that another host is executing.
+#[derive(Args)]
+pub(crate) struct WaitArgs {
+    /// Wait this long for a run another tether process is executing (`0s`, `30s`, `5m`)
+    /// before giving up with exit code 4. A process on this machine that died is noticed
+    /// at once; one elsewhere holds the run until its lease lapses ($TETHER_LEASE_TTL,
+    /// default 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) wait: Option<String>,
+}
+
+impl WaitArgs {
+    /// The lease settings: `--wait` (or `default_wait`) and `$TETHER_LEASE_TTL`.
+    pub(crate) fn leases(&self, default_wait: Duration) -> Result<LeaseConfig, Failure> {
+        let wait = match &self.wait {
+            Some(w) => humantime::parse_duration(w)
+                .map_err(|e| Failure::usage(format!("--wait `{w}`: {e}; write a duration such as 30s or 5m")))?,
+            None => default_wait,
+        };
+        leases(wait)
+    }
+}
+
+/// Lease settings with `wait`, and the lease lifetime from `$TETHER_LEASE_TTL`.
+pub(crate) fn leases(wait: Duration) -> Result<LeaseConfig, Failure> {
+    let mut config = LeaseConfig { wait, ..LeaseConfig::default() };
+    if let Ok(ttl) = std::env::var("TETHER_LEASE_TTL") {
+        config.ttl = humantime::parse_duration(&ttl)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| Failure::usage(format!("TETHER_LEASE_TTL=`{ttl}` is not a duration such as 30s")))?;
+    }
+    Ok(config)
 }
 
 #[derive(Args)]
@@ -433,6 +519,8 @@ pub(crate) struct DecideArgs {
     /// Only record the decision; do not continue the run.
     #[arg(long)]
     pub(crate) no_continue: bool,
+    #[command(flatten)]
+    pub(crate) wait: WaitArgs,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
     #[command(flatten)]
@@ -464,6 +552,8 @@ pub(crate) struct OverrideArgs {
     #[arg(long)]
     pub(crate) comment: Option<String>,
     #[command(flatten)]
+    pub(crate) wait: WaitArgs,
+    #[command(flatten)]
     pub(crate) db: DbArgs,
 }
 
@@ -488,6 +578,8 @@ pub(crate) struct StatsArgs {
 
 #[derive(Args)]
 pub(crate) struct SweepArgs {
+    #[command(flatten)]
+    pub(crate) wait: WaitArgs,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
     #[command(flatten)]

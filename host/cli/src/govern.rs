@@ -148,41 +148,56 @@ pub(crate) fn reject(args: DecideArgs) -> Result<ExitCode, Failure> {
     decide(args, Decision::Reject, None)
 }
 
+/// Records a decision under the run's lease: the gate is checked on the journal as it
+/// is while nobody else can write it, so two deciders cannot both decide a one-approval
+/// gate (the second is told who got there first). Then the run continues, under the
+/// lease, here or in whichever process holds it.
 fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Result<ExitCode, Failure> {
     let rt = crate::cli::async_runtime()?;
+    let leases = args.wait.leases(std::time::Duration::from_secs(10))?;
     rt.block_on(async {
-        let driver = args.host.driver().await?;
+        let driver = args.host.driver(leases).await?;
         let run_id = RunId::try_from(args.run.clone()).map_err(|e| Failure::usage(e.to_string()))?;
-        let events = driver.events(run_id.as_str()).await.map_err(driver_failure)?;
-        let state = RunState::fold(run_id.as_str(), &events).map_err(|e| Failure::Internal(e.to_string()))?;
-        let approval = find(&state, &args.gate, run_id.as_str())?;
-        if approval.outcome.is_some() {
-            return Err(Failure::usage(format!(
-                "run {run_id}: request {} at gate `{}` was already decided; see `tether history {run_id}`",
-                approval.id, approval.gate
-            )));
-        }
-        check_approver(&state, &args.identity, &approval.gate)?;
-        if decision == Decision::Approve && approval.approvers.contains(&args.identity) {
-            return Err(Failure::usage(format!(
-                "{} already approved request {}; gate `{}` needs {} different approvers",
-                args.identity, approval.id, approval.gate, approval.needed
-            )));
-        }
-        let event = EventKind::ApprovalDecided {
-            id: approval.id.clone(),
-            gate: approval.gate.clone(),
-            step: approval.step.clone(),
-            call: approval.call,
-            by: args.identity.clone(),
-            decision,
-            payload,
-            comment: args.comment.clone(),
-            evidence: None,
+        let mut seen = None;
+        driver
+            .append_with(run_id.as_str(), |events: &[Event]| -> Result<Vec<EventKind>, Failure> {
+                let state = RunState::fold(run_id.as_str(), events).map_err(|e| Failure::Internal(e.to_string()))?;
+                let approval = find(&state, &args.gate, run_id.as_str())?;
+                if approval.outcome.is_some() {
+                    return Err(Failure::usage(format!(
+                        "run {run_id}: request {} at gate `{}` was already decided by {}; see `tether history {run_id}`",
+                        approval.id,
+                        approval.gate,
+                        deciders(events, &approval.id)
+                    )));
+                }
+                check_approver(&state, &args.identity, &approval.gate)?;
+                if decision == Decision::Approve && approval.approvers.contains(&args.identity) {
+                    return Err(Failure::usage(format!(
+                        "{} already approved request {}; gate `{}` needs {} different approvers",
+                        args.identity, approval.id, approval.gate, approval.needed
+                    )));
+                }
+                let event = EventKind::ApprovalDecided {
+                    id: approval.id.clone(),
+                    gate: approval.gate.clone(),
+                    step: approval.step.clone(),
+                    call: approval.call,
+                    by: args.identity.clone(),
+                    decision,
+                    payload,
+                    comment: args.comment.clone(),
+                    evidence: None,
+                };
+                let mut decided = approval.clone();
+                decided.decide(&event);
+                seen = Some((approval, decided, state.outcome.is_some()));
+                Ok(vec![event])
+            })
+            .await?;
+        let Some((approval, decided, finished)) = seen else {
+            return Err(Failure::Internal("the decision was not recorded".into()));
         };
-        driver.append(run_id.as_str(), std::slice::from_ref(&event)).await.map_err(driver_failure)?;
-        let mut decided = approval.clone();
-        decided.decide(&event);
         let what = match &decided.outcome {
             None => format!("recorded; {} more approval(s) needed", approval.needed - decided.approvers.len() as u32),
             Some(ApprovalOutcome::Approved(_)) => "approved".into(),
@@ -191,17 +206,40 @@ fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Resul
         eprintln!("run {run_id}: {} by {}: {what}", approval.id, args.identity);
         // Continue unless the run is over or another decision is still needed (a host
         // killed while the run waited left it `running`; continuing is what resumes it).
-        if decided.outcome.is_none() || args.no_continue || state.outcome.is_some() {
+        if decided.outcome.is_none() || args.no_continue || finished {
             return Ok(ExitCode::SUCCESS);
         }
         continue_run(&driver, &run_id, &args.output).await
     })
 }
 
+/// Who decided a request, from its `approval_decided` events.
+fn deciders(events: &[Event], id: &str) -> String {
+    let by: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ApprovalDecided { id: i, by, .. } if i == id => Some(by.as_str()),
+            _ => None,
+        })
+        .collect();
+    if by.is_empty() {
+        "nobody".into()
+    } else {
+        by.join(" and ")
+    }
+}
+
+/// Continues a run under its lease. A run another live process holds is left to it: the
+/// decision is journaled, and that process (which took the run after it) goes on from it.
 async fn continue_run(driver: &Driver, run_id: &RunId, output: &crate::cli::OutputArgs) -> Result<ExitCode, Failure> {
     let total = crate::run::plan_steps(driver, run_id).await?;
-    let result = driver.resume(run_id.as_str(), &[], crate::run::progress(output, total)).await;
-    crate::run::finish(driver, run_id, result, output).await
+    match driver.resume(run_id.as_str(), &[], crate::run::progress(output, total)).await {
+        Err(tether_runtime::DriverError::Busy(busy)) => {
+            eprintln!("{busy}; it continues the run from the journal");
+            Ok(ExitCode::SUCCESS)
+        }
+        result => crate::run::finish(driver, run_id, result, output).await,
+    }
 }
 
 /// The pending (or decided) request `gate` names: a request id, or a gate the run has
@@ -260,42 +298,48 @@ fn check_approver(state: &RunState, identity: &str, gate: &str) -> Result<(), Fa
 
 pub(crate) fn override_auto(args: OverrideArgs) -> Result<ExitCode, Failure> {
     let payload = args.payload.as_deref().map(|p| read_json(p, "--payload")).transpose()?;
+    let leases = args.wait.leases(std::time::Duration::from_secs(10))?;
     crate::cli::async_runtime()?.block_on(async {
         let store: std::sync::Arc<dyn tether_types::store::JournalStore> = std::sync::Arc::new(args.db.open().await?);
-        let rows = store.events(&args.run).await.map_err(store_failure)?;
-        let events = tether_types::event::verify_and_decode(&args.run, &rows)
-            .map_err(|e| Failure::Internal(e.to_string()))?;
-        let state = RunState::fold(&args.run, &events).map_err(|e| Failure::Internal(e.to_string()))?;
-        let approval = find(&state, &args.gate, &args.run)?;
-        let auto = events.iter().any(|e| {
-            matches!(&e.kind, EventKind::ApprovalDecided { id, evidence: Some(_), .. } if *id == approval.id)
-        });
-        if !auto {
-            return Err(Failure::usage(format!(
-                "request {} was not approved automatically; only a relaxed gate's own approvals can be overridden after the fact",
-                approval.id
-            )));
+        let mut overridden = None;
+        tether_runtime::append_with(&store, leases, &args.run, |events: &[Event]| -> Result<Vec<EventKind>, Failure> {
+            let state = RunState::fold(&args.run, events).map_err(|e| Failure::Internal(e.to_string()))?;
+            let approval = find(&state, &args.gate, &args.run)?;
+            let auto = events.iter().any(|e| {
+                matches!(&e.kind, EventKind::ApprovalDecided { id, evidence: Some(_), .. } if *id == approval.id)
+            });
+            if !auto {
+                return Err(Failure::usage(format!(
+                    "request {} was not approved automatically; only a relaxed gate's own approvals can be overridden after the fact",
+                    approval.id
+                )));
+            }
+            check_approver(&state, &args.identity, &approval.gate)?;
+            let event = EventKind::ApprovalOverridden {
+                id: approval.id.clone(),
+                gate: approval.gate.clone(),
+                by: args.identity.clone(),
+                payload,
+                comment: args.comment.clone(),
+            };
+            overridden = Some(approval);
+            Ok(vec![event])
+        })
+        .await?;
+        if let Some(approval) = overridden {
+            eprintln!(
+                "run {}: the automatic approval of {} is recorded as overridden; gate `{}` is re-armed",
+                args.run, approval.id, approval.gate
+            );
         }
-        check_approver(&state, &args.identity, &approval.gate)?;
-        let event = EventKind::ApprovalOverridden {
-            id: approval.id.clone(),
-            gate: approval.gate.clone(),
-            by: args.identity.clone(),
-            payload,
-            comment: args.comment.clone(),
-        };
-        tether_runtime::append(&store, &args.run, &[event]).await.map_err(driver_failure)?;
-        eprintln!(
-            "run {}: the automatic approval of {} is recorded as overridden; gate `{}` is re-armed",
-            args.run, approval.id, approval.gate
-        );
         Ok(ExitCode::SUCCESS)
     })
 }
 
 pub(crate) fn sweep(args: SweepArgs) -> Result<ExitCode, Failure> {
+    let leases = args.wait.leases(std::time::Duration::ZERO)?;
     crate::cli::async_runtime()?.block_on(async {
-        let driver = args.host.driver().await?;
+        let driver = args.host.driver(leases).await?;
         let runs = driver.store().runs(Some(RunIndexStatus::Waiting), 10_000).await.map_err(store_failure)?;
         let now = crate::output::now_us();
         let mut code = ExitCode::SUCCESS;

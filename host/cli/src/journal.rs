@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use tether_runtime::{Driver, DriverError};
 use tether_types::event::{Event, EventKind, HostRead, ToolResult};
-use tether_types::store::{RunIndexStatus, StoreError};
+use tether_types::store::{JournalStore, RunIndexStatus, StoreError};
 
-use crate::cli::{HistoryArgs, ReplayArgs, RunsArgs, VerifyArgs};
+use crate::cli::{BackupArgs, HistoryArgs, ReplayArgs, RunsArgs, VerifyArgs};
 use crate::output::{fuel, micros, sanitize, utc};
 use crate::Failure;
 
@@ -29,8 +29,15 @@ pub(crate) fn driver_failure(e: DriverError) -> Failure {
     match e {
         DriverError::Store(s) => store_failure(s),
         DriverError::Exists(_) => Failure::usage(e.to_string()),
+        DriverError::Busy(_) => Failure::Busy(e.to_string()),
         DriverError::Load(m) if m.starts_with("--budget") => Failure::usage(m),
         other => Failure::Internal(other.to_string()),
+    }
+}
+
+impl From<DriverError> for Failure {
+    fn from(e: DriverError) -> Self {
+        driver_failure(e)
     }
 }
 
@@ -235,23 +242,54 @@ fn detail(e: &Event) -> String {
 pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
     crate::cli::async_runtime()?.block_on(async {
         let store = args.db.open().await?;
-        let rows = tether_types::store::JournalStore::events(&store, &args.run).await.map_err(store_failure)?;
-        match tether_types::event::verify_and_decode(&args.run, &rows) {
-            Ok(events) => {
-                let last = events.last().map(|e| e.hash.as_str()).unwrap_or("");
-                println!(
-                    "run {}: {} events, hash chain intact (head {})",
-                    args.run,
-                    events.len(),
-                    &last[..16.min(last.len())]
-                );
-                Ok(ExitCode::SUCCESS)
+        let runs = match &args.run {
+            Some(run) => vec![run.clone()],
+            None => store.run_ids().await.map_err(store_failure)?,
+        };
+        let mut damaged = 0;
+        let mut reports = Vec::new();
+        for run in &runs {
+            let checked = crate::verify::check(&store, run).await.map_err(store_failure)?;
+            if args.run.is_some() && checked.events == 0 && checked.problems.is_empty() {
+                return Err(store_failure(StoreError::UnknownRun(run.clone())));
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                Ok(ExitCode::from(1))
+            if !checked.problems.is_empty() {
+                damaged += 1;
             }
+            if !args.json {
+                crate::verify::print(&checked);
+            }
+            reports.push(checked);
         }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"));
+        } else if args.run.is_none() {
+            eprintln!("{} run(s) checked, {damaged} with problems", runs.len());
+        }
+        Ok(if damaged > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    })
+}
+
+pub(crate) fn backup(args: BackupArgs) -> Result<ExitCode, Failure> {
+    crate::cli::async_runtime()?.block_on(async {
+        let store = args.db.open().await?;
+        if args.file.exists() {
+            return Err(Failure::usage(format!(
+                "{} already exists; a backup is written to a new file",
+                args.file.display()
+            )));
+        }
+        let started = std::time::Instant::now();
+        store.backup(&args.file).await.map_err(store_failure)?;
+        let size = std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0);
+        eprintln!(
+            "wrote {} ({}) in {}; open it with --db {}",
+            args.file.display(),
+            crate::output::bytes(size),
+            micros(started.elapsed().as_micros() as u64),
+            args.file.display()
+        );
+        Ok(ExitCode::SUCCESS)
     })
 }
 
@@ -264,7 +302,8 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
         overrides.insert(step.to_string(), Arc::<[u8]>::from(wasm));
     }
     crate::cli::async_runtime()?.block_on(async {
-        let driver: Driver = args.host.driver().await?;
+        // Replay writes nothing, so it takes no lease.
+        let driver: Driver = args.host.driver(tether_runtime::LeaseConfig::default()).await?;
         let report = driver.replay(&args.run, &overrides).await.map_err(|e| match e {
             DriverError::Load(m) => Failure::usage(m),
             other => driver_failure(other),

@@ -12,6 +12,7 @@ mod plugin;
 mod run;
 mod stats;
 mod validate;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,8 @@ pub(crate) enum Failure {
     Usage(String),
     /// The host itself failed: exit code 1.
     Internal(String),
+    /// Another tether process is executing the run: exit code 4.
+    Busy(String),
 }
 
 impl Failure {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         cli::Command::Runs(args) => journal::runs(args),
         cli::Command::History(args) => journal::history(args),
         cli::Command::Verify(args) => journal::verify(args),
+        cli::Command::Backup(args) => journal::backup(args),
         cli::Command::Inspect(args) => inspect::inspect(args),
         cli::Command::Validate(args) => validate::validate(args),
         cli::Command::Inbox(args) => govern::inbox(args),
@@ -82,6 +86,10 @@ fn main() -> ExitCode {
         Err(Failure::Internal(msg)) => {
             eprintln!("error: {msg}");
             ExitCode::from(1)
+        }
+        Err(Failure::Busy(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(4)
         }
     }
 }

@@ -18,17 +18,17 @@ pub(crate) fn validate(args: ValidateArgs) -> Result<ExitCode, Failure> {
     let loaded = Workflow::parse(&file, &text).map_err(|e| e.0).and_then(|mut wf| {
         let base = args.workflow.parent().map(Path::to_path_buf).unwrap_or_default();
         crate::govern::effective_policy(&mut wf, None, &base).map_err(|f| match f {
-            Failure::Usage(m) | Failure::Internal(m) => {
+            Failure::Usage(m) | Failure::Internal(m) | Failure::Busy(m) => {
                 vec![ManifestError { file: file.clone(), line: 1, column: 1, message: m, hint: None }]
             }
         })?;
         let runtime = args.cache.runtime().map_err(|f| match f {
-            Failure::Usage(m) | Failure::Internal(m) => {
+            Failure::Usage(m) | Failure::Internal(m) | Failure::Busy(m) => {
                 vec![ManifestError { file: file.clone(), line: 1, column: 1, message: m, hint: None }]
             }
         })?;
         let stored = stored(&args, &runtime, &wf).map_err(|f| match f {
-            Failure::Usage(m) | Failure::Internal(m) => {
+            Failure::Usage(m) | Failure::Internal(m) | Failure::Busy(m) => {
                 vec![ManifestError { file: file.clone(), line: 1, column: 1, message: m, hint: None }]
             }
         })?;

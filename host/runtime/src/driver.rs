@@ -24,6 +24,7 @@ use crate::attempt::{run_step_attempt, StepContext};
 use crate::engine::Runtime;
 use crate::govern::{EnvValues, Governance};
 use crate::journal::RunJournal;
+use crate::lease::{LeaseConfig, RunLease};
 use crate::load::{LoadedCompensation, LoadedStep, LoadedWorkflow};
 use crate::scheduler::Scheduler;
 use crate::tape::{lock, Divergence, Mode, Tape};
@@ -48,6 +49,18 @@ pub enum DriverError {
     /// The run id is taken.
     #[error("run {0} already exists; continue it with `tether resume {0}`")]
     Exists(String),
+    /// Another live host is executing the run.
+    #[error(transparent)]
+    Busy(crate::lease::TakeError),
+}
+
+impl From<crate::lease::TakeError> for DriverError {
+    fn from(e: crate::lease::TakeError) -> Self {
+        match e {
+            crate::lease::TakeError::Store(s) => DriverError::Store(s),
+            busy => DriverError::Busy(busy),
+        }
+    }
 }
 
 /// The result of replaying a run.
@@ -70,6 +83,7 @@ pub struct ReplayReport {
 pub struct Driver {
     runtime: Runtime,
     store: Arc<dyn JournalStore>,
+    leases: LeaseConfig,
     /// Component digests known to be in the journal, so each is stored once per process.
     stored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
@@ -77,7 +91,13 @@ pub struct Driver {
 impl Driver {
     /// A driver over `runtime` and `store`.
     pub fn new(runtime: Runtime, store: Arc<dyn JournalStore>) -> Self {
-        Driver { runtime, store, stored: Arc::default() }
+        Driver { runtime, store, leases: LeaseConfig::default(), stored: Arc::default() }
+    }
+
+    /// How this driver takes runs (lease lifetime, patience with a busy run).
+    pub fn with_leases(mut self, leases: LeaseConfig) -> Self {
+        self.leases = leases;
+        self
     }
 
     /// The runtime, to load workflows with (a workflow must be loaded by the runtime that runs it).
@@ -114,7 +134,22 @@ impl Driver {
             self.store.put_component(digest, wasm).await?;
             self.stored.lock().unwrap_or_else(|p| p.into_inner()).insert(digest.clone());
         }
-        let journal = Arc::new(RunJournal::new(run_id, Arc::clone(&self.store), Chain::new()));
+        let lease = RunLease::take(&self.store, run_id.as_str(), self.leases).await?;
+        let result = self.start_leased(workflow, run_id, input, identity, progress, &lease).await;
+        lease.release().await;
+        result
+    }
+
+    async fn start_leased(
+        &self,
+        workflow: &LoadedWorkflow,
+        run_id: RunId,
+        input: Value,
+        identity: &str,
+        progress: impl FnMut(Progress<'_>),
+        lease: &RunLease,
+    ) -> Result<RunReport, DriverError> {
+        let journal = Arc::new(RunJournal::new(run_id, Arc::clone(&self.store), Chain::new(), lease));
         journal.record(&EventKind::RunStarted {
             workflow: workflow.name.clone(),
             workflow_digest: workflow.plan.digest(),
@@ -122,20 +157,17 @@ impl Driver {
             input: input.clone(),
             identity: identity.to_string(),
         });
-        // The journal refuses a second event 1 for a run id: that is how a taken id shows.
-        journal.flush().await.map_err(|e| match e {
-            StoreError::Conflict { run, seq: 1 } => DriverError::Exists(run),
-            other => DriverError::Store(other),
-        })?;
         let env = EnvValues::new(workflow, None);
         journal.set_secrets(env.secrets());
-        if workflow.plan.policy.is_some() || !workflow.refused.is_empty() || !env.journaled(workflow).is_empty() {
-            journal.record(&EventKind::GrantsApplied {
-                identity: identity.to_string(),
-                env: env.journaled(workflow),
-                refused: workflow.refused.clone(),
-            });
+        if let Some(grants) = grants_applied(workflow, identity, &env) {
+            journal.record(&grants);
         }
+        // The run's start and what a resume needs to rebuild it are durable together. The
+        // journal refuses a second event 1 for a run id: that is how a taken id shows.
+        journal.flush().await.map_err(|e| match e {
+            StoreError::Conflict { run, seq: 1, .. } => DriverError::Exists(run),
+            other => DriverError::Store(other),
+        })?;
         let mut plan = workflow.plan.clone();
         plan.normalize();
         let mut state = RunState::new(plan, input, identity.to_string());
@@ -155,25 +187,55 @@ impl Driver {
         raises: &[(String, f64)],
         progress: impl FnMut(Progress<'_>),
     ) -> Result<RunReport, DriverError> {
+        let lease = RunLease::take(&self.store, run_id, self.leases).await?;
+        let result = self.resume_leased(run_id, raises, progress, &lease).await;
+        lease.release().await;
+        result
+    }
+
+    async fn resume_leased(
+        &self,
+        run_id: &str,
+        raises: &[(String, f64)],
+        progress: impl FnMut(Progress<'_>),
+        lease: &RunLease,
+    ) -> Result<RunReport, DriverError> {
+        // Read under the lease: nobody else appends while this host holds it.
         let events = self.events(run_id).await?;
         let id = RunId::try_from(run_id.to_string()).map_err(DriverError::Load)?;
         let state = RunState::fold(run_id, &events)?;
         if state.outcome.is_some() {
             return Ok(report_from_events(id, &events));
         }
-        let workflow = self.load_recorded(&state, &HashMap::new()).await?;
-        let env = EnvValues::new(&workflow, Some(&state.env));
-        let journal = Arc::new(RunJournal::new(id, Arc::clone(&self.store), Chain::after(state.last.0, &state.last.1)));
-        journal.set_secrets(env.secrets());
-        journal.record(&EventKind::RunResumed { pid: std::process::id() });
-        for (metric, by) in raises {
+        for (metric, _) in raises {
             if !state.plan.run_budget.raisable(metric) {
                 return Err(DriverError::Load(format!(
                     "--budget {metric}: this run has no `{metric}` budget to raise (it has: {})",
                     budget_names(&state.plan.run_budget)
                 )));
             }
+        }
+        let workflow = self.load_recorded(&state, &HashMap::new()).await?;
+        // A journal that holds only `run_started` was cut before its grants were written
+        // (by a tether that wrote them separately): nothing has run, so the grants are
+        // taken now, exactly as a start would.
+        let cut_at_start = events.len() == 1;
+        let env = EnvValues::new(&workflow, (!cut_at_start).then_some(&state.env));
+        let journal =
+            Arc::new(RunJournal::new(id, Arc::clone(&self.store), Chain::after(state.last.0, &state.last.1), lease));
+        journal.set_secrets(env.secrets());
+        if cut_at_start {
+            if let Some(grants) = grants_applied(&workflow, &state.identity, &env) {
+                journal.record(&grants);
+            }
+        }
+        journal.record(&EventKind::RunResumed { pid: std::process::id() });
+        for (metric, by) in raises {
             journal.record(&EventKind::BudgetRaised { metric: metric.clone(), by: *by });
+        }
+        let mut state = state;
+        for (seq, kind) in journal.take_recorded() {
+            state.apply(seq, &kind).map_err(|reason| DriverError::Load(format!("event {seq}: {reason}")))?;
         }
         let governance = self.governance(&state).await?;
         Scheduler::new(self, &workflow, journal, state, progress)?.with(governance, env).run().await
@@ -216,10 +278,16 @@ impl Driver {
     }
 
     /// Appends events decided outside a running host (an approver's decision, a
-    /// reviewer's override) to a run's journal, durably, continuing its hash chain. If
-    /// another process appended in the meantime the store refuses, and nothing is written.
-    pub async fn append(&self, run_id: &str, kinds: &[EventKind]) -> Result<(), DriverError> {
-        append(&self.store, run_id, kinds).await
+    /// reviewer's override) to a run's journal, durably, continuing its hash chain.
+    /// `decide` sees the run's events as they are under the run's lease, so what it
+    /// checks (a gate still open, an approver not yet counted) still holds when its
+    /// events are written; its error leaves the journal unchanged.
+    pub async fn append_with<E: From<DriverError>>(
+        &self,
+        run_id: &str,
+        decide: impl FnOnce(&[Event]) -> Result<Vec<EventKind>, E>,
+    ) -> Result<(), E> {
+        append_with(&self.store, self.leases, run_id, decide).await
     }
 
     /// The run's report, from its journal alone.
@@ -245,10 +313,12 @@ impl Driver {
             Some(tether_types::plan::PlanCompensation::Component(d)) => Some(d),
             _ => None,
         });
+        // A route runs no component: its plan entry has no digest.
         let digests = state
             .plan
             .steps
             .iter()
+            .filter(|s| s.route.is_none())
             .map(|s| &s.component)
             .chain(state.plan.tools.values().map(|t| &t.component))
             .chain(undo);
@@ -528,16 +598,43 @@ fn same_end(recorded: &EventKind, actual: &EventKind) -> bool {
     }
 }
 
-/// [`Driver::append`] without a runtime: for commands that only record decisions.
-pub async fn append(store: &Arc<dyn JournalStore>, run_id: &str, kinds: &[EventKind]) -> Result<(), DriverError> {
-    let rows = store.events(run_id).await?;
-    let events = verify_and_decode(run_id, &rows)?;
+/// [`Driver::append_with`] without a runtime: for commands that only record decisions.
+pub async fn append_with<E: From<DriverError>>(
+    store: &Arc<dyn JournalStore>,
+    leases: LeaseConfig,
+    run_id: &str,
+    decide: impl FnOnce(&[Event]) -> Result<Vec<EventKind>, E>,
+) -> Result<(), E> {
+    let lease = RunLease::take(store, run_id, leases).await.map_err(DriverError::from)?;
+    let result = append_leased(store, run_id, decide, &lease).await;
+    lease.release().await;
+    result
+}
+
+async fn append_leased<E: From<DriverError>>(
+    store: &Arc<dyn JournalStore>,
+    run_id: &str,
+    decide: impl FnOnce(&[Event]) -> Result<Vec<EventKind>, E>,
+    lease: &RunLease,
+) -> Result<(), E> {
+    let rows = store.events(run_id).await.map_err(DriverError::from)?;
+    let events = verify_and_decode(run_id, &rows).map_err(DriverError::from)?;
+    let kinds = decide(&events)?;
     let last = events.last().ok_or_else(|| DriverError::Load(format!("run {run_id} has no events")))?;
     let id = RunId::try_from(run_id.to_string()).map_err(DriverError::Load)?;
-    let journal = RunJournal::new(id, Arc::clone(store), Chain::after(last.seq, &last.hash));
-    for kind in kinds {
+    let journal = RunJournal::new(id, Arc::clone(store), Chain::after(last.seq, &last.hash), lease);
+    for kind in &kinds {
         journal.record(kind);
     }
-    journal.flush().await?;
+    journal.flush().await.map_err(DriverError::from)?;
     Ok(())
+}
+
+/// The `grants_applied` event a run starts with, when there is anything to record: the
+/// identity under a policy, granted environment values, or refused grants.
+fn grants_applied(workflow: &LoadedWorkflow, identity: &str, env: &EnvValues) -> Option<EventKind> {
+    let journaled = env.journaled(workflow);
+    (workflow.plan.policy.is_some() || !workflow.refused.is_empty() || !journaled.is_empty()).then(|| {
+        EventKind::GrantsApplied { identity: identity.to_string(), env: journaled, refused: workflow.refused.clone() }
+    })
 }

@@ -143,6 +143,11 @@ async fn call_tool(
                     match served {
                         Some(completed) => completed,
                         None => {
+                            // A host that may no longer write the run must not act for it.
+                            let failed = cx.data().tape.as_ref().and_then(|t| lock(t).journal()?.failure());
+                            if let Some(e) = failed {
+                                return Err(cx.data_mut().trip(FailureClass::HostFault, e.to_string()));
+                            }
                             let completed =
                                 execute(&mut cx, &name, &shown_name, &input, (step.clone(), call), key).await?;
                             record_durably(&mut cx, &completed).await?;

@@ -3,12 +3,17 @@
 //! store's group commit. The driver decides where flushes go (run start, each executed
 //! tool call, each step end) so that the durable journal is always a prefix of what
 //! happened.
+//!
+//! Every flush is fenced by the run's lease. A flush that fails (a lost lease, a
+//! conflict, a database error) is terminal for this host: the journal refuses every
+//! later record and flush with that error, and its in-memory chain, which ran ahead of
+//! what is durable, is never written.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tether_types::event::{Chain, EventKind, SealedEvent};
-use tether_types::store::{Append, JournalStore, StoreError};
+use tether_types::store::{Append, Fence, JournalStore, StoreError};
 use tether_types::RunId;
 
 /// Microseconds since the Unix epoch.
@@ -19,6 +24,9 @@ pub(crate) fn now_us() -> u64 {
 pub(crate) struct RunJournal {
     pub(crate) run_id: RunId,
     store: Arc<dyn JournalStore>,
+    fence: Fence,
+    /// Set by the first failed flush, or by the lease's renewal when it was taken over.
+    failed: Arc<OnceLock<StoreError>>,
     pending: Mutex<Pending>,
     /// Held across take-and-append so flushes reach the writer in order.
     flush_lock: tokio::sync::Mutex<()>,
@@ -36,10 +44,17 @@ struct Pending {
 }
 
 impl RunJournal {
-    pub(crate) fn new(run_id: RunId, store: Arc<dyn JournalStore>, chain: Chain) -> Self {
+    pub(crate) fn new(
+        run_id: RunId,
+        store: Arc<dyn JournalStore>,
+        chain: Chain,
+        lease: &crate::lease::RunLease,
+    ) -> Self {
         RunJournal {
             run_id,
             store,
+            fence: lease.fence(),
+            failed: lease.lost(),
             pending: Mutex::new(Pending { chain, buffer: Vec::new(), recorded: Vec::new() }),
             flush_lock: tokio::sync::Mutex::new(()),
             secrets: Mutex::default(),
@@ -72,8 +87,16 @@ impl RunJournal {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Seals `kind` as the run's next event and buffers it.
+    /// Why this host may no longer write the run, once it may not.
+    pub(crate) fn failure(&self) -> Option<StoreError> {
+        self.failed.get().cloned()
+    }
+
+    /// Seals `kind` as the run's next event and buffers it (nothing, once the journal failed).
     pub(crate) fn record(&self, kind: &EventKind) {
+        if self.failed.get().is_some() {
+            return;
+        }
         let redacted = self.redacted(kind);
         let kind = redacted.as_ref().unwrap_or(kind);
         let mut p = self.lock();
@@ -90,13 +113,21 @@ impl RunJournal {
     /// Makes everything recorded so far durable.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
         let _order = self.flush_lock.lock().await;
+        if let Some(e) = self.failed.get() {
+            return Err(e.clone());
+        }
         let append = {
             let mut p = self.lock();
             if p.buffer.is_empty() {
                 return Ok(());
             }
-            Append { run_id: self.run_id.clone(), events: std::mem::take(&mut p.buffer) }
+            Append { run_id: self.run_id.clone(), fence: self.fence.clone(), events: std::mem::take(&mut p.buffer) }
         };
-        self.store.append(append).await
+        let result = self.store.append(append).await;
+        if let Err(e) = &result {
+            let _ = self.failed.set(e.clone());
+            self.lock().buffer.clear();
+        }
+        result.map_err(|e| self.failed.get().cloned().unwrap_or(e))
     }
 }

@@ -17,6 +17,7 @@ mod govern;
 mod host;
 mod inspect;
 mod journal;
+mod lease;
 mod limits;
 mod load;
 mod pipe;
@@ -27,10 +28,11 @@ mod tape;
 mod workflow;
 
 pub use cache::AotCache;
-pub use driver::{append, Driver, DriverError, ReplayReport};
+pub use driver::{append_with, Driver, DriverError, ReplayReport};
 pub use engine::{Runtime, RuntimeConfig};
 pub use govern::{apply_identity, EnvValues};
 pub use inspect::{ComponentInfo, WorldFit};
+pub use lease::{owner_id, LeaseConfig, TakeError};
 pub use load::{
     LoadError, LoadedCompensation, LoadedStep, LoadedTool, LoadedWorkflow, StepComponent, StoredComponents,
     ToolComponent,

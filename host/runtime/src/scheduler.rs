@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use tether_types::next::{Flow, Launch, Next};
-use tether_types::run_budget::{Remaining, RunBudget};
+use tether_types::run_budget::{Remaining, RunBudget, RunUsage};
 use tether_types::state::{OpenAttempt, RunState};
 use tether_types::{EventKind, FailureClass, RunError, RunReport, RunStatus, StepFailure, StepReport, StepStats};
 use tokio::task::JoinSet;
@@ -51,6 +51,10 @@ pub(crate) struct Scheduler<'a, P> {
     env: Arc<EnvValues>,
     /// Set when nothing can run until these approval requests are decided.
     waiting: Option<Vec<String>>,
+    /// What each running attempt may still consume of the run's budget, by key: held
+    /// from launch until its end is recorded, so concurrent attempts share what is left
+    /// and the run's totals never pass its limits.
+    reserved: BTreeMap<String, RunUsage>,
 }
 
 impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
@@ -77,6 +81,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             governance: None,
             env: Arc::default(),
             waiting: None,
+            reserved: BTreeMap::new(),
         })
     }
 
@@ -117,9 +122,12 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                     continue;
                 }
                 Next::Run(launches) => {
+                    let mut fresh = launches.iter().filter(|l| l.resume.is_none()).count();
                     for launch in launches {
                         if self.pausing.is_none() {
-                            self.launch(launch);
+                            let is_fresh = launch.resume.is_none();
+                            self.launch(launch, fresh.max(1));
+                            fresh -= usize::from(is_fresh);
                         }
                     }
                 }
@@ -194,9 +202,11 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         Ok(())
     }
 
-    /// Starts an attempt as a task. Its limits are the step's, clipped to what the run
-    /// has left; if nothing is left the run pauses instead.
-    fn launch(&mut self, launch: Launch) {
+    /// Starts an attempt as a task. Its limits are the step's, clipped to its share of
+    /// what the run has left (`sharing` fresh attempts are about to start, this one
+    /// included), and reserved until it ends. If nothing is left the run pauses, unless
+    /// running attempts hold it: then the launch waits for them to settle.
+    fn launch(&mut self, launch: Launch, sharing: usize) {
         let Some(step) = self.workflow.steps.iter().find(|s| s.spec.name == launch.step).cloned() else {
             return;
         };
@@ -206,14 +216,17 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                 usage: open.usage_limits.clone(),
                 capped: Capped::default(),
             },
-            None => match self.budget().remaining(&self.state.used) {
-                Ok(remaining) => Limits::clip(step.spec.budget, &remaining),
-                Err(exhausted) => {
+            None => match self.budget().remaining(&self.committed()) {
+                Ok(remaining) => Limits::clip(step.spec.budget, &remaining.share(sharing)),
+                Err(exhausted) if self.reserved.is_empty() => {
                     self.pausing = Some((launch.key, exhausted));
                     return;
                 }
+                // What is left is held by running attempts: launched again once one ends.
+                Err(_) => return,
             },
         };
+        self.reserved.insert(launch.key.clone(), limits.reservation());
         let index = self.workflow.plan.steps.iter().position(|s| s.name == launch.step).unwrap_or(0);
         (self.progress)(Progress::StepStarted { index, name: &launch.key });
         self.busy.insert(launch.key.clone());
@@ -245,6 +258,8 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
     async fn finish(&mut self, f: Finished) -> Result<(), DriverError> {
         let Finished { key, step, attempt, mut outcome, stats, capped } = f;
         self.busy.remove(&key);
+        // Settled: from here on the run's totals hold what the attempt really used.
+        self.reserved.remove(&key);
         if matches!(&outcome, Err(f) if f.class == FailureClass::AwaitingApproval) {
             // The attempt stopped inside a tool call for a human; its request is journaled,
             // and it continues from the journal once decided.
@@ -346,6 +361,20 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             (self.progress)(Progress::StepFinished { index, report: &report });
             self.reports.push(report);
         }
+    }
+
+    /// What the run has used, plus what running attempts hold.
+    fn committed(&self) -> RunUsage {
+        let mut total = self.state.used.clone();
+        for held in self.reserved.values() {
+            total.fuel = total.fuel.saturating_add(held.fuel);
+            total.wall_us = total.wall_us.saturating_add(held.wall_us);
+            total.tool_calls = total.tool_calls.saturating_add(held.tool_calls);
+            for (metric, amount) in &held.usage {
+                *total.usage.entry(metric.clone()).or_default() += amount;
+            }
+        }
+        total
     }
 
     fn budget(&self) -> RunBudget {
@@ -489,6 +518,16 @@ impl Limits {
             capped.tool_calls = true;
         }
         Limits { budget, usage: remaining.usage.clone(), capped }
+    }
+
+    /// The most the attempt can take from the run's budget.
+    fn reservation(&self) -> RunUsage {
+        RunUsage {
+            fuel: self.budget.fuel,
+            wall_us: self.budget.wall_time.as_micros() as u64,
+            tool_calls: u64::from(self.budget.tool_calls),
+            usage: self.usage.clone(),
+        }
     }
 }
 

@@ -118,6 +118,9 @@ async fn try_open_and_migrate(config: &StoreConfig) -> Result<SqliteConnection, 
         .await
         .map_err(|e| open_error(&shown, e))?;
     let has = |t: &str| tables.iter().any(|(n,)| n == t);
+    if tables.len() == 1 && has("_sqlx_migrations") && abandoned_first_open(&mut conn).await? {
+        return Err(Retry::Race(StoreError::Database(format!("{shown}: finishing a first open that was cut short"))));
+    }
     if !tables.is_empty() && !has("tether_meta") {
         let e = StoreError::NotOurs(format!(
             "{shown} is a SQLite database but not a tether journal; pass another file with --db or TETHER_DATABASE_URL"
@@ -142,6 +145,32 @@ async fn try_open_and_migrate(config: &StoreConfig) -> Result<SqliteConnection, 
         .await
         .map_err(|e| Retry::Race(StoreError::Database(format!("{shown}: migrating the journal: {e}"))))?;
     Ok(conn)
+}
+
+/// A first open killed between sqlx creating its (empty) migrations table and migration
+/// 1's transaction leaves that table alone in the file. Every migration holds the write
+/// lock while it runs, so with the write lock taken and the table still empty, nobody is
+/// migrating: the table is dropped and the open starts over (`true`). A process that was
+/// in that same gap fails its migration and retries. `false`: someone has since migrated.
+async fn abandoned_first_open(conn: &mut SqliteConnection) -> Result<bool, Retry> {
+    let race = |e: sqlx::Error| Retry::Race(StoreError::Database(e.to_string()));
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.map_err(race)?;
+    let tables: Vec<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(race)?;
+    if tables.len() != 1 || tables[0].0 != "_sqlx_migrations" {
+        return Ok(false);
+    }
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&mut *tx).await.map_err(race)?;
+    if applied != 0 {
+        return Ok(false);
+    }
+    sqlx::query("DROP TABLE _sqlx_migrations").execute(&mut *tx).await.map_err(race)?;
+    tx.commit().await.map_err(race)?;
+    tracing::debug!("finished a first open of the journal that was cut short");
+    Ok(true)
 }
 
 fn open_error(path: &str, e: sqlx::Error) -> StoreError {

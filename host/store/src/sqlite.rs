@@ -3,11 +3,14 @@
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Row, SqlitePool};
 use tether_types::event::StoredEvent;
-use tether_types::store::{Append, JournalStore, PluginAdded, PluginRecord, RunIndexStatus, RunSummary, StoreError};
+use tether_types::store::{
+    Append, JournalStore, Lease, LeaseTake, PluginAdded, PluginRecord, RunHead, RunIndexStatus, RunRecord, RunSummary,
+    StoreError,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::open::{connect_options, open_and_migrate, StoreConfig};
-use crate::writer::{self, db, Request};
+use crate::writer::{self, db, LeaseOp, LeaseReply, Request};
 
 /// The journal in one SQLite file. Cheap to clone.
 #[derive(Clone)]
@@ -30,13 +33,17 @@ impl SqliteStore {
         Ok(SqliteStore { writer: writer::spawn(conn), readers, max_event_bytes: config.max_event_bytes })
     }
 
-    async fn send(
+    async fn send<T>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<(), StoreError>>) -> Request,
-    ) -> Result<(), StoreError> {
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.writer.send(make(tx)).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
+    }
+
+    async fn lease_op(&self, op: LeaseOp) -> Result<LeaseReply, StoreError> {
+        self.send(|tx| Request::Lease(op, tx)).await
     }
 }
 
@@ -79,12 +86,19 @@ impl JournalStore for SqliteStore {
         rows.iter()
             .map(|r| {
                 let status: String = r.try_get(2).map_err(db)?;
+                let run_id: String = r.try_get(0).map_err(db)?;
                 Ok(RunSummary {
-                    run_id: r.try_get(0).map_err(db)?,
+                    status: RunIndexStatus::parse(&status).unwrap_or_else(|| {
+                        // One damaged row must not hide every other run: it is listed as
+                        // damaged, and `verify` names what is wrong.
+                        tracing::warn!(
+                            "run {run_id}: the run index holds status {status:?}, which tether never writes; \
+                             the index was edited or damaged (`tether verify {run_id}`)"
+                        );
+                        RunIndexStatus::Damaged
+                    }),
+                    run_id,
                     workflow: r.try_get(1).map_err(db)?,
-                    status: RunIndexStatus::parse(&status).ok_or_else(|| {
-                        StoreError::Database(format!("unknown run status `{status}` in the run index"))
-                    })?,
                     identity: r.try_get(3).map_err(db)?,
                     started_us: r.try_get::<i64, _>(4).map_err(db)? as u64,
                     finished_us: r.try_get::<Option<i64>, _>(5).map_err(db)?.map(|v| v as u64),
@@ -149,6 +163,77 @@ impl JournalStore for SqliteStore {
         let (tx, rx) = oneshot::channel();
         self.writer.send(Request::RemovePlugin(name.into(), version.into(), tx)).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
+    }
+
+    async fn take_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl_ms: u64,
+        breaking: Option<u64>,
+    ) -> Result<LeaseTake, StoreError> {
+        let op = LeaseOp::Take { run_id: run_id.into(), owner: owner.into(), ttl_ms, breaking };
+        match self.lease_op(op).await? {
+            LeaseReply::Take(t) => Ok(t),
+            _ => Err(stopped()),
+        }
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64) -> Result<Lease, StoreError> {
+        match self.lease_op(LeaseOp::Renew(lease.clone(), ttl_ms)).await? {
+            LeaseReply::Renewed(l) => Ok(l),
+            _ => Err(stopped()),
+        }
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.lease_op(LeaseOp::Release(lease.clone())).await.map(|_| ())
+    }
+
+    async fn run_record(&self, run_id: &str) -> Result<RunRecord, StoreError> {
+        let index_status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db)?;
+        let head: Option<(i64, String)> =
+            sqlx::query_as("SELECT head_seq, head_hash FROM run_leases WHERE run_id = ? AND head_seq > 0")
+                .bind(run_id)
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(db)?;
+        Ok(RunRecord { index_status, head: head.map(|(seq, hash)| RunHead { seq: seq as u64, hash }) })
+    }
+
+    async fn run_ids(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT run_id FROM events WHERE seq = 1 UNION SELECT run_id FROM runs \
+             UNION SELECT run_id FROM run_leases WHERE head_seq > 0 ORDER BY 1",
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)
+    }
+
+    async fn backup(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        if path.exists() {
+            return Err(StoreError::Database(format!(
+                "{} already exists; a backup is written to a new file",
+                path.display()
+            )));
+        }
+        // One read transaction: a consistent snapshot, while writers go on.
+        sqlx::query("VACUUM INTO ?")
+            .bind(path.display().to_string())
+            .execute(&self.readers)
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot write the backup {}: {e}", path.display())))?;
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.readers.close().await;
+        self.send(Request::Close).await
     }
 }
 

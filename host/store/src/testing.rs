@@ -50,3 +50,69 @@ pub async fn pretend_newer_schema(path: &str) {
     .await
     .expect("insert migration");
 }
+
+async fn exec(path: &str, sql: &'static str, binds: &[&str]) {
+    let mut c = connect(path).await;
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = q.bind(*b);
+    }
+    q.execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Deletes a run's last `n` events (a truncated tail), leaving its head anchor.
+pub async fn delete_last_events(path: &str, run_id: &str, n: u64) {
+    let n = n.to_string();
+    exec(
+        path,
+        "DELETE FROM events WHERE run_id = ?1 AND seq > (SELECT MAX(seq) FROM events WHERE run_id = ?1) - ?2",
+        &[run_id, &n],
+    )
+    .await;
+}
+
+/// Moves a run's last event to the end of another run.
+pub async fn move_last_event(path: &str, from: &str, to: &str) {
+    exec(
+        path,
+        "UPDATE events SET run_id = ?2, seq = (SELECT MAX(seq) + 1 FROM events WHERE run_id = ?2) \
+         WHERE run_id = ?1 AND seq = (SELECT MAX(seq) FROM events WHERE run_id = ?1)",
+        &[from, to],
+    )
+    .await;
+}
+
+/// Overwrites a run's status in the run index.
+pub async fn set_index_status(path: &str, run_id: &str, status: &str) {
+    exec(path, "UPDATE runs SET status = ?2 WHERE run_id = ?1", &[run_id, status]).await;
+}
+
+/// Deletes a run's row from the run index.
+pub async fn delete_index_row(path: &str, run_id: &str) {
+    exec(path, "DELETE FROM runs WHERE run_id = ?1", &[run_id]).await;
+}
+
+/// Leaves a journal as a first open killed right after sqlx created its migrations
+/// table (and before migration 1 ran).
+pub async fn cut_short_first_open(path: &str) {
+    let mut c = SqliteConnection::connect(&format!("sqlite:{path}?mode=rwc")).await.expect("create");
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+         installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+         checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)",
+    )
+    .execute(&mut c)
+    .await
+    .expect("create the migrations table");
+}
+
+/// Counts the rows of `kind` in a run's journal.
+pub async fn count_events(path: &str, run_id: &str, kind: &str) -> i64 {
+    let mut c = connect(path).await;
+    sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE run_id = ? AND kind = ?")
+        .bind(run_id)
+        .bind(kind)
+        .fetch_one(&mut c)
+        .await
+        .expect("count")
+}

@@ -1,11 +1,13 @@
 //! Group commit: one task owns the write connection. Requests queue on a channel; the
-//! task takes everything queued, writes it as one transaction with multi-row INSERTs,
-//! commits once, and acknowledges every request in it. If a batch fails, its requests
-//! are retried one by one so that one bad request cannot fail its neighbours.
+//! task takes everything queued, writes it as one transaction, commits once, and
+//! acknowledges every request in it. Each append is fenced inside that transaction (see
+//! [`Append`]): an append whose lease or head no longer holds is answered with its error
+//! and left out, without failing its neighbours. If the batch fails anyway, its requests
+//! are retried one by one so that one bad request cannot fail the others.
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tether_types::event::SealedEvent;
-use tether_types::store::{Append, PluginAdded, PluginRecord, StoreError};
+use tether_types::store::{Append, Lease, LeaseTake, PluginAdded, PluginRecord, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Bound parameters per statement stay under SQLite's 32,766.
@@ -13,12 +15,30 @@ const EVENT_ROWS_PER_INSERT: usize = 4000;
 /// Requests per transaction: large enough for throughput, small enough for latency.
 const MAX_BATCH: usize = 512;
 
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
 pub(crate) enum Request {
-    Append(Append, oneshot::Sender<Result<(), StoreError>>),
-    Component(String, Vec<u8>, oneshot::Sender<Result<(), StoreError>>),
+    Append(Append, Reply<()>),
+    Component(String, Vec<u8>, Reply<()>),
     /// Plugin changes are rare and each is its own transaction (see `crate::plugins`).
-    AddPlugin(Box<PluginRecord>, Vec<u8>, oneshot::Sender<Result<PluginAdded, StoreError>>),
-    RemovePlugin(String, String, oneshot::Sender<Result<PluginRecord, StoreError>>),
+    AddPlugin(Box<PluginRecord>, Vec<u8>, Reply<PluginAdded>),
+    RemovePlugin(String, String, Reply<PluginRecord>),
+    /// Lease changes are small and each is its own transaction (see `crate::leases`).
+    Lease(LeaseOp, Reply<LeaseReply>),
+    /// Checkpoint the write-ahead log into the database file, then stop.
+    Close(Reply<()>),
+}
+
+pub(crate) enum LeaseOp {
+    Take { run_id: String, owner: String, ttl_ms: u64, breaking: Option<u64> },
+    Renew(Lease, u64),
+    Release(Lease),
+}
+
+pub(crate) enum LeaseReply {
+    Take(LeaseTake),
+    Renewed(Lease),
+    Released,
 }
 
 pub(crate) fn spawn(conn: SqliteConnection) -> mpsc::Sender<Request> {
@@ -27,9 +47,14 @@ pub(crate) fn spawn(conn: SqliteConnection) -> mpsc::Sender<Request> {
     tx
 }
 
+/// Whether a request is written on its own rather than batched.
+fn alone(r: &Request) -> bool {
+    matches!(r, Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::Lease(..) | Request::Close(..))
+}
+
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // A plugin change met while gathering a batch waits for the batch to be written.
+    // A request met while gathering a batch that must be written alone waits for the batch.
     let mut held = None;
     loop {
         let Some(first) = held.take().or(rx.recv().await) else { break };
@@ -42,11 +67,19 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
                 let _ = tx.send(crate::plugins::remove(&mut conn, &name, &version).await);
                 continue;
             }
+            Request::Lease(op, tx) => {
+                let _ = tx.send(crate::leases::apply(&mut conn, op).await);
+                continue;
+            }
+            Request::Close(tx) => {
+                let _ = tx.send(checkpoint(&mut conn).await);
+                break;
+            }
             other => batch.push(other),
         }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(r @ (Request::AddPlugin(..) | Request::RemovePlugin(..))) => {
+                Ok(r) if alone(&r) => {
                     held = Some(r);
                     break;
                 }
@@ -54,12 +87,18 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        match write(&mut conn, &batch).await {
-            Ok(()) => batch.drain(..).for_each(|r| ack(r, Ok(()))),
+        let mut outcomes = vec![Ok(()); batch.len()];
+        match write(&mut conn, &batch, &mut outcomes).await {
+            Ok(()) => {
+                for (r, outcome) in batch.drain(..).zip(outcomes) {
+                    ack(r, outcome);
+                }
+            }
             Err(_) if batch.len() > 1 => {
                 for r in batch.drain(..) {
-                    let result = write(&mut conn, std::slice::from_ref(&r)).await;
-                    ack(r, result);
+                    let mut one = vec![Ok(())];
+                    let result = write(&mut conn, std::slice::from_ref(&r), &mut one).await;
+                    ack(r, result.and(one.pop().unwrap_or(Ok(()))));
                 }
             }
             Err(e) => batch.drain(..).for_each(|r| ack(r, Err(e.clone()))),
@@ -73,26 +112,20 @@ fn ack(r: Request, result: Result<(), StoreError>) {
             let _ = tx.send(result);
         }
         // Never batched: `run` answers them one at a time.
-        Request::AddPlugin(..) | Request::RemovePlugin(..) => {}
+        Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::Lease(..) | Request::Close(..) => {}
     }
 }
 
-async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<(), StoreError> {
-    let rows: Vec<_> = batch
-        .iter()
-        .filter_map(|r| match r {
-            Request::Append(a, _) => Some(a),
-            _ => None,
-        })
-        .flat_map(|a| a.events.iter().map(move |e| (a.run_id.as_str(), e)))
-        .collect();
-    let components = batch.iter().any(|r| matches!(r, Request::Component(..)));
-    // The common case, one statement: SQLite's autocommit makes it one transaction, so a
-    // flush costs one round trip to the connection's thread and one fsync.
-    if !components && rows.len() <= EVENT_ROWS_PER_INSERT {
-        return insert_events(&mut *conn, &rows).await;
-    }
-    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
+/// Writes a batch as one transaction. An append refused by its fence gets its error in
+/// `outcomes` and is left out; `Err` means the whole transaction failed.
+async fn write(
+    conn: &mut SqliteConnection,
+    batch: &[Request],
+    outcomes: &mut [Result<(), StoreError>],
+) -> Result<(), StoreError> {
+    // IMMEDIATE: the write lock is taken before the fences are read, so no other process
+    // can move a lease or a head between the check and the insert.
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.map_err(db)?;
     for r in batch {
         if let Request::Component(digest, wasm, _) = r {
             sqlx::query("INSERT OR IGNORE INTO components (digest, wasm) VALUES (?, ?)")
@@ -101,6 +134,14 @@ async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<(), Sto
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+        }
+    }
+    let mut rows: Vec<(&str, &SealedEvent)> = Vec::new();
+    for (r, outcome) in batch.iter().zip(outcomes.iter_mut()) {
+        let Request::Append(a, _) = r else { continue };
+        match crate::leases::advance_head(&mut tx, a).await? {
+            Ok(()) => rows.extend(a.events.iter().map(|e| (a.run_id.as_str(), e))),
+            Err(refused) => *outcome = Err(refused),
         }
     }
     for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
@@ -123,19 +164,19 @@ async fn insert_events(conn: &mut SqliteConnection, rows: &[(&str, &SealedEvent)
             .push_bind(&e.payload)
             .push_bind(&e.hash);
     });
-    q.build()
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| conflict_or_db(e, rows.first().map(|(r, ev)| (r.to_string(), ev.seq))))
+    q.build().execute(&mut *conn).await.map(|_| ()).map_err(db)
 }
 
-fn conflict_or_db(e: sqlx::Error, first: Option<(String, u64)>) -> StoreError {
-    let unique = e.as_database_error().is_some_and(|d| d.is_unique_violation());
-    match (unique, first) {
-        (true, Some((run, seq))) => StoreError::Conflict { run, seq },
-        _ => db(e),
+/// Moves everything in the write-ahead log into the database file and empties the log,
+/// so the file alone holds every committed run (a copy of `journal.db` is complete).
+async fn checkpoint(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    let (busy, _, _): (i64, i64, i64) =
+        sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await.map_err(db)?;
+    if busy != 0 {
+        // Another process is reading or writing the journal: it will checkpoint later.
+        tracing::debug!("the journal's write-ahead log could not be fully checkpointed: another process uses it");
     }
+    Ok(())
 }
 
 pub(crate) fn db(e: sqlx::Error) -> StoreError {

@@ -63,6 +63,20 @@ pub struct Remaining {
     pub usage: BTreeMap<String, f64>,
 }
 
+impl Remaining {
+    /// One of `n` equal shares (rounded up, so a share of something left is never
+    /// nothing): what each of `n` attempts starting together may take.
+    pub fn share(&self, n: usize) -> Remaining {
+        let n = n.max(1) as u64;
+        Remaining {
+            fuel: self.fuel.map(|f| f.div_ceil(n)),
+            wall_time: self.wall_time.map(|w| Duration::from_micros((w.as_micros() as u64).div_ceil(n))),
+            tool_calls: self.tool_calls.map(|t| t.div_ceil(n)),
+            usage: self.usage.iter().map(|(m, a)| (m.clone(), a / n as f64)).collect(),
+        }
+    }
+}
+
 /// The first limit that is used up: (what, used, limit).
 pub type Exhausted = (String, f64, f64);
 

@@ -23,6 +23,9 @@ pub enum RunIndexStatus {
     Compensated,
     /// Failed, and undoing a completed step failed too.
     CompensationFailed,
+    /// The index row holds a status tether never writes: the index was edited or
+    /// damaged. Listed so that it is seen; `tether verify` says what is wrong.
+    Damaged,
 }
 
 impl RunIndexStatus {
@@ -36,6 +39,7 @@ impl RunIndexStatus {
             Self::Waiting => "waiting",
             Self::Compensated => "compensated",
             Self::CompensationFailed => "compensation_failed",
+            Self::Damaged => "damaged",
         }
     }
 
@@ -74,12 +78,78 @@ pub struct RunSummary {
 /// One durable append: events of one run, continuing its chain. The run index follows
 /// from the events (`run_started` creates a run's row, `run_completed` and `run_failed`
 /// finish it), maintained by the store.
+///
+/// Every append is fenced: it is written only if the run's lease is still held by
+/// `fence` (same owner, same epoch) and the run's head is still the event just before
+/// the first one appended, checked in the same transaction as the write. A host that
+/// lost its lease, or a writer that raced another, writes nothing.
 #[derive(Clone, Debug)]
 pub struct Append {
     /// The run.
     pub run_id: RunId,
+    /// The lease the writer holds.
+    pub fence: Fence,
     /// Events, in order, continuing the run's chain.
     pub events: Vec<SealedEvent>,
+}
+
+/// Who may write a run: the owner and epoch of the lease it was taken under.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fence {
+    /// The owning host (see [`Lease::owner`]).
+    pub owner: String,
+    /// The lease's epoch: it increases every time the run is taken.
+    pub epoch: u64,
+}
+
+/// A run's lease: at most one host executes (and writes) a run at a time.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Lease {
+    /// The run.
+    pub run_id: String,
+    /// The host that holds it: `HOST/pid:PID/start:TICKS` for a tether process, so a
+    /// host on the same machine can tell that the owner has died.
+    pub owner: String,
+    /// Increases on every take; appends are fenced by it.
+    pub epoch: u64,
+    /// When it lapses unless renewed, microseconds since the Unix epoch (the store's clock).
+    pub expires_us: u64,
+}
+
+impl Lease {
+    /// The fence appends under this lease carry.
+    pub fn fence(&self) -> Fence {
+        Fence { owner: self.owner.clone(), epoch: self.epoch }
+    }
+}
+
+/// What an attempt to take a run's lease found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseTake {
+    /// Taken: the run is ours until the lease lapses or is released.
+    Taken(Lease),
+    /// Another host holds it and it has not lapsed.
+    Held(Lease),
+}
+
+/// A run's durable head, kept with its lease in the same transaction as every append:
+/// the journal must end exactly here, so a truncated tail is detected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunHead {
+    /// The last event's sequence number (0 before the first append).
+    pub seq: u64,
+    /// The last event's hash.
+    pub hash: String,
+}
+
+/// What the store holds about a run, for `verify`: its index row (if any), its head
+/// anchor (if any), and the status text as stored (which may be damaged).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunRecord {
+    /// The index row's status, exactly as stored; `None` if the run has no index row.
+    pub index_status: Option<String>,
+    /// The head anchor; `None` if the run has none.
+    pub head: Option<RunHead>,
 }
 
 /// A component deployed to the host under a name and version (`tether plugin add`).
@@ -144,13 +214,36 @@ pub enum StoreError {
         /// The cap.
         cap: usize,
     },
-    /// Another writer got there first (for example two hosts on one run).
-    #[error("run {run}: event {seq} already exists; another host is writing this run")]
+    /// Another writer got there first: the run's journal no longer ends where this
+    /// writer's does.
+    #[error(
+        "run {run}: event {seq} ({kind}) conflicts: the journal already ends at event {head}; \
+         another host is writing this run"
+    )]
     Conflict {
         /// The run.
         run: String,
-        /// The position already taken.
+        /// The first event that could not be written.
         seq: u64,
+        /// Its kind.
+        kind: String,
+        /// Where the run's journal ends now.
+        head: u64,
+    },
+    /// The writer no longer holds the run's lease: another host took the run over.
+    #[error(
+        "run {run}: this host's lease (epoch {epoch}) was taken over by {holder} (epoch {holder_epoch}); \
+         it stops executing the run and writes nothing more"
+    )]
+    LeaseLost {
+        /// The run.
+        run: String,
+        /// The epoch this writer held.
+        epoch: u64,
+        /// Who holds the lease now (`nobody` if it was removed).
+        holder: String,
+        /// Their epoch.
+        holder_epoch: u64,
     },
     /// A plugin name and version that already mean another component.
     #[error(
@@ -215,4 +308,30 @@ pub trait JournalStore: Send + Sync {
     /// uses its component. The component's bytes are kept: recorded runs (and a run that
     /// loaded the plugin but has not journaled its start yet) resume and replay from them.
     async fn remove_plugin(&self, name: &str, version: &str) -> Result<PluginRecord, StoreError>;
+
+    /// Takes a run's lease for `owner` for `ttl_ms` (creating it for a new run), atomically:
+    /// if nobody holds it, it has lapsed (by the store's clock), `owner` holds it already,
+    /// or `breaking` names the epoch of a holder the caller knows to be dead. Every take
+    /// increases the epoch. `Held` if another live holder has it.
+    async fn take_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl_ms: u64,
+        breaking: Option<u64>,
+    ) -> Result<LeaseTake, StoreError>;
+    /// Extends a held lease by `ttl_ms` from now; `LeaseLost` if it is no longer held.
+    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64) -> Result<Lease, StoreError>;
+    /// Gives a lease up (the run stays as its journal says); nothing if no longer held.
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+    /// A run's index row and head anchor, for `verify`.
+    async fn run_record(&self, run_id: &str) -> Result<RunRecord, StoreError>;
+    /// Every run id the store knows of, from the journal, the index and the head anchors.
+    async fn run_ids(&self) -> Result<Vec<String>, StoreError>;
+    /// Writes a consistent copy of the whole journal to `path` (which must not exist),
+    /// while other processes keep using it.
+    async fn backup(&self, path: &std::path::Path) -> Result<(), StoreError>;
+    /// Finishes pending writes and leaves the journal self-contained on disk (SQLite:
+    /// the write-ahead log checkpointed into the database file). Called on clean exit.
+    async fn close(&self) -> Result<(), StoreError>;
 }

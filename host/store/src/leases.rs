@@ -1,0 +1,175 @@
+//! Run leases and heads: who may write a run, and where its journal ends.
+//!
+//! A lease is taken atomically (one `BEGIN IMMEDIATE` transaction on the writer
+//! connection), renewed while its owner works, and released when the run stops. Every
+//! append advances the run's head with one conditional `UPDATE` that checks the owner,
+//! the epoch and the previous head together; zero rows changed means the append is
+//! refused, and a second query says why. Times are the store's clock (here: this
+//! machine's), so all hosts on one journal judge expiry alike.
+
+use sqlx::{Row, SqliteConnection};
+use tether_types::event::GENESIS_HASH;
+use tether_types::store::{Append, Lease, LeaseTake, StoreError};
+
+use crate::writer::{db, LeaseOp, LeaseReply};
+
+/// Microseconds since the Unix epoch: the store's clock.
+pub(crate) fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+pub(crate) async fn apply(conn: &mut SqliteConnection, op: LeaseOp) -> Result<LeaseReply, StoreError> {
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.map_err(db)?;
+    let reply = match op {
+        LeaseOp::Take { run_id, owner, ttl_ms, breaking } => {
+            LeaseReply::Take(take(&mut tx, &run_id, &owner, ttl_ms, breaking).await?)
+        }
+        LeaseOp::Renew(lease, ttl_ms) => {
+            let expires_us = now_us() + ttl_ms * 1000;
+            let changed = sqlx::query(
+                "UPDATE run_leases SET expires_us = ? WHERE run_id = ? AND owner = ? AND epoch = ? AND owner <> ''",
+            )
+            .bind(expires_us as i64)
+            .bind(&lease.run_id)
+            .bind(&lease.owner)
+            .bind(lease.epoch as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if changed == 0 {
+                return Err(lost(&mut tx, &lease.run_id, lease.epoch).await);
+            }
+            LeaseReply::Renewed(Lease { expires_us, ..lease })
+        }
+        LeaseOp::Release(lease) => {
+            sqlx::query(
+                "UPDATE run_leases SET owner = '', expires_us = 0 WHERE run_id = ? AND owner = ? AND epoch = ?",
+            )
+            .bind(&lease.run_id)
+            .bind(&lease.owner)
+            .bind(lease.epoch as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            LeaseReply::Released
+        }
+    };
+    tx.commit().await.map_err(db)?;
+    Ok(reply)
+}
+
+async fn take(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    owner: &str,
+    ttl_ms: u64,
+    breaking: Option<u64>,
+) -> Result<LeaseTake, StoreError> {
+    let now = now_us();
+    let expires_us = now + ttl_ms * 1000;
+    let row = sqlx::query("SELECT owner, epoch, expires_us FROM run_leases WHERE run_id = ?")
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    let Some(row) = row else {
+        sqlx::query(
+            "INSERT INTO run_leases (run_id, owner, epoch, expires_us, head_seq, head_hash) VALUES (?, ?, 1, ?, 0, ?)",
+        )
+        .bind(run_id)
+        .bind(owner)
+        .bind(expires_us as i64)
+        .bind(GENESIS_HASH)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+        return Ok(LeaseTake::Taken(Lease { run_id: run_id.into(), owner: owner.into(), epoch: 1, expires_us }));
+    };
+    let holder: String = row.try_get(0).map_err(db)?;
+    let epoch = row.try_get::<i64, _>(1).map_err(db)? as u64;
+    let until = row.try_get::<i64, _>(2).map_err(db)? as u64;
+    let free = holder.is_empty() || holder == owner || until <= now || breaking == Some(epoch);
+    if !free {
+        return Ok(LeaseTake::Held(Lease { run_id: run_id.into(), owner: holder, epoch, expires_us: until }));
+    }
+    sqlx::query("UPDATE run_leases SET owner = ?, epoch = ?, expires_us = ? WHERE run_id = ?")
+        .bind(owner)
+        .bind((epoch + 1) as i64)
+        .bind(expires_us as i64)
+        .bind(run_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(LeaseTake::Taken(Lease { run_id: run_id.into(), owner: owner.into(), epoch: epoch + 1, expires_us }))
+}
+
+/// Checks an append's fence and moves the run's head to its last event, in the caller's
+/// transaction. The inner `Err` refuses this append (its lease or head no longer
+/// holds); the outer one fails the transaction.
+pub(crate) async fn advance_head(
+    conn: &mut SqliteConnection,
+    append: &Append,
+) -> Result<Result<(), StoreError>, StoreError> {
+    let (Some(first), Some(last)) = (append.events.first(), append.events.last()) else { return Ok(Ok(())) };
+    let changed = sqlx::query(
+        "UPDATE run_leases SET head_seq = ?, head_hash = ? \
+         WHERE run_id = ? AND owner = ? AND epoch = ? AND head_seq = ?",
+    )
+    .bind(last.seq as i64)
+    .bind(&last.hash)
+    .bind(append.run_id.as_str())
+    .bind(&append.fence.owner)
+    .bind(append.fence.epoch as i64)
+    .bind(first.seq as i64 - 1)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    if changed == 1 {
+        return Ok(Ok(()));
+    }
+    let row = sqlx::query("SELECT owner, epoch, head_seq FROM run_leases WHERE run_id = ?")
+        .bind(append.run_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    let run = append.run_id.to_string();
+    let Some(row) = row else {
+        return Ok(Err(StoreError::LeaseLost {
+            run,
+            epoch: append.fence.epoch,
+            holder: "nobody".into(),
+            holder_epoch: 0,
+        }));
+    };
+    let holder: String = row.try_get(0).map_err(db)?;
+    let epoch = row.try_get::<i64, _>(1).map_err(db)? as u64;
+    let head = row.try_get::<i64, _>(2).map_err(db)? as u64;
+    Ok(Err(if holder != append.fence.owner || epoch != append.fence.epoch {
+        StoreError::LeaseLost {
+            run,
+            epoch: append.fence.epoch,
+            holder: if holder.is_empty() { "nobody (released)".into() } else { holder },
+            holder_epoch: epoch,
+        }
+    } else {
+        StoreError::Conflict { run, seq: first.seq, kind: first.kind.to_string(), head }
+    }))
+}
+
+async fn lost(conn: &mut SqliteConnection, run_id: &str, epoch: u64) -> StoreError {
+    let row: Option<(String, i64)> = sqlx::query_as("SELECT owner, epoch FROM run_leases WHERE run_id = ?")
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .ok()
+        .flatten();
+    let (holder, holder_epoch) = row.map_or(("nobody".to_string(), 0), |(o, e)| (o, e as u64));
+    StoreError::LeaseLost {
+        run: run_id.into(),
+        epoch,
+        holder: if holder.is_empty() { "nobody (released)".into() } else { holder },
+        holder_epoch,
+    }
+}

@@ -16,28 +16,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tether_tests::artifacts;
 
-use crate::support::{fresh_dir, tether_cmd, tether_json};
+use crate::chaos::{env_u64, Rng};
+use crate::support::{tether_cmd, tether_json};
 
 const STEPS: u32 = 4;
-
-/// xorshift64*: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
 
 fn workflow(dir: &Path) -> String {
     let steps: String = (1..=STEPS)
@@ -62,14 +44,12 @@ fn kill_after(mut child: Child, delay: Duration) {
 
 #[test]
 fn killed_runs_resume_to_the_same_output_with_every_effect_exactly_once() {
-    let seed = env_u64("TETHER_CRASH_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
+    let seed = crate::chaos::seed();
     let iterations = env_u64("TETHER_CRASH_ITERATIONS").unwrap_or(50);
     eprintln!("crash injection: seed {seed}, {iterations} runs (reproduce with TETHER_CRASH_SEED={seed})");
     let mut rng = Rng(seed);
 
-    let dir = fresh_dir("crash");
+    let dir = crate::chaos::PrivateDir::new("crash");
     std::fs::create_dir_all(dir.join("ledger")).unwrap();
     let db = dir.join("journal.db");
     let wf = workflow(&dir);

@@ -1,12 +1,16 @@
 //! Integration tests against real components built from plugins/ (see tests/build.rs).
 
+mod backup;
 mod budgets;
 mod cache;
+mod chaos;
 mod cli;
 mod compensation;
 mod demo;
 mod durability;
+mod examples_crash;
 mod failures;
+mod first_open;
 mod flow;
 mod governance;
 mod grants;
@@ -19,3 +23,4 @@ mod replay;
 mod retries;
 mod support;
 mod templates;
+mod verify;

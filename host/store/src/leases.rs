@@ -11,7 +11,21 @@ use sqlx::{Row, SqliteConnection};
 use tether_types::event::GENESIS_HASH;
 use tether_types::store::{Append, Lease, LeaseTake, StoreError};
 
-use crate::writer::{db, LeaseOp, LeaseReply};
+use crate::error::db;
+
+/// A lease change, written by the writer task in its own transaction.
+pub(crate) enum LeaseOp {
+    Take { run_id: String, owner: String, ttl_ms: u64, breaking: Option<u64> },
+    Renew(Lease, u64),
+    Release(Lease),
+}
+
+/// What a lease change did.
+pub(crate) enum LeaseReply {
+    Take(LeaseTake),
+    Renewed(Lease),
+    Released,
+}
 
 /// Microseconds since the Unix epoch: the store's clock.
 pub(crate) fn now_us() -> u64 {

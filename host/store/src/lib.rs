@@ -5,6 +5,7 @@
 //! up as one transaction with multi-row INSERTs (group commit); every caller awaits the
 //! commit that contains its events. Reads go through a separate pool.
 
+mod error;
 mod leases;
 mod open;
 mod plugins;

@@ -4,7 +4,7 @@
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tether_types::store::{PluginAdded, PluginRecord, StoreError};
 
-use crate::writer::db;
+use crate::error::db;
 
 /// Runs that pin a component: a run pins its components by digest in its plan (the
 /// `run_started` event, seq 1). The digest is 64 hex digits, so a substring match on the

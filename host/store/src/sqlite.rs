@@ -9,8 +9,10 @@ use tether_types::store::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::error::db;
+use crate::leases::{LeaseOp, LeaseReply};
 use crate::open::{connect_options, open_and_migrate, StoreConfig};
-use crate::writer::{self, db, LeaseOp, LeaseReply, Request};
+use crate::writer::{self, Request};
 
 /// The journal in one SQLite file. Cheap to clone.
 #[derive(Clone)]

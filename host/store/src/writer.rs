@@ -7,7 +7,10 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tether_types::event::SealedEvent;
-use tether_types::store::{Append, Lease, LeaseTake, PluginAdded, PluginRecord, StoreError};
+use tether_types::store::{Append, PluginAdded, PluginRecord, StoreError};
+
+use crate::error::db;
+use crate::leases::{LeaseOp, LeaseReply};
 use tokio::sync::{mpsc, oneshot};
 
 /// Bound parameters per statement stay under SQLite's 32,766.
@@ -27,18 +30,6 @@ pub(crate) enum Request {
     Lease(LeaseOp, Reply<LeaseReply>),
     /// Checkpoint the write-ahead log into the database file, then stop.
     Close(Reply<()>),
-}
-
-pub(crate) enum LeaseOp {
-    Take { run_id: String, owner: String, ttl_ms: u64, breaking: Option<u64> },
-    Renew(Lease, u64),
-    Release(Lease),
-}
-
-pub(crate) enum LeaseReply {
-    Take(LeaseTake),
-    Renewed(Lease),
-    Released,
 }
 
 pub(crate) fn spawn(conn: SqliteConnection) -> mpsc::Sender<Request> {
@@ -177,8 +168,4 @@ async fn checkpoint(conn: &mut SqliteConnection) -> Result<(), StoreError> {
         tracing::debug!("the journal's write-ahead log could not be fully checkpointed: another process uses it");
     }
     Ok(())
-}
-
-pub(crate) fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
 }

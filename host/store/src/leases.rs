@@ -1,7 +1,8 @@
 //! Run leases and heads: who may write a run, and where its journal ends.
 //!
-//! A lease is taken atomically (one `BEGIN IMMEDIATE` transaction on the writer
-//! connection), renewed while its owner works, and released when the run stops. Every
+//! A lease is taken atomically (in a `BEGIN IMMEDIATE` transaction on the writer
+//! connection, batched with other writes), renewed while its owner works, and released
+//! when the run stops. Every
 //! append advances the run's head with one conditional `UPDATE` that checks the owner,
 //! the epoch and the previous head together; zero rows changed means the append is
 //! refused, and a second query says why. Times are the store's clock (here: this
@@ -32,11 +33,15 @@ pub(crate) fn now_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
-pub(crate) async fn apply(conn: &mut SqliteConnection, op: LeaseOp) -> Result<LeaseReply, StoreError> {
-    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.map_err(db)?;
-    let reply = match op {
+/// Applies a lease change in the caller's transaction. The inner `Err` refuses it (a
+/// renewal of a lease that was taken over); the outer one fails the transaction.
+pub(crate) async fn apply(
+    conn: &mut SqliteConnection,
+    op: &LeaseOp,
+) -> Result<Result<LeaseReply, StoreError>, StoreError> {
+    Ok(Ok(match op {
         LeaseOp::Take { run_id, owner, ttl_ms, breaking } => {
-            LeaseReply::Take(take(&mut tx, &run_id, &owner, ttl_ms, breaking).await?)
+            LeaseReply::Take(take(conn, run_id, owner, *ttl_ms, *breaking).await?)
         }
         LeaseOp::Renew(lease, ttl_ms) => {
             let expires_us = now_us() + ttl_ms * 1000;
@@ -47,14 +52,14 @@ pub(crate) async fn apply(conn: &mut SqliteConnection, op: LeaseOp) -> Result<Le
             .bind(&lease.run_id)
             .bind(&lease.owner)
             .bind(lease.epoch as i64)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(db)?
             .rows_affected();
             if changed == 0 {
-                return Err(lost(&mut tx, &lease.run_id, lease.epoch).await);
+                return Ok(Err(lost(conn, &lease.run_id, lease.epoch).await));
             }
-            LeaseReply::Renewed(Lease { expires_us, ..lease })
+            LeaseReply::Renewed(Lease { expires_us, ..lease.clone() })
         }
         LeaseOp::Release(lease) => {
             sqlx::query(
@@ -63,14 +68,12 @@ pub(crate) async fn apply(conn: &mut SqliteConnection, op: LeaseOp) -> Result<Le
             .bind(&lease.run_id)
             .bind(&lease.owner)
             .bind(lease.epoch as i64)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(db)?;
             LeaseReply::Released
         }
-    };
-    tx.commit().await.map_err(db)?;
-    Ok(reply)
+    }))
 }
 
 async fn take(

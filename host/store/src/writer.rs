@@ -23,13 +23,21 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 pub(crate) enum Request {
     Append(Append, Reply<()>),
     Component(String, Vec<u8>, Reply<()>),
+    /// Lease changes are small: they join the batch, in order (see `crate::leases`).
+    Lease(LeaseOp, Reply<LeaseReply>),
     /// Plugin changes are rare and each is its own transaction (see `crate::plugins`).
     AddPlugin(Box<PluginRecord>, Vec<u8>, Reply<PluginAdded>),
     RemovePlugin(String, String, Reply<PluginRecord>),
-    /// Lease changes are small and each is its own transaction (see `crate::leases`).
-    Lease(LeaseOp, Reply<LeaseReply>),
     /// Checkpoint the write-ahead log into the database file, then stop.
     Close(Reply<()>),
+}
+
+/// How one batched request came out, once its transaction committed.
+enum Outcome {
+    Done,
+    Lease(LeaseReply),
+    /// Refused on its own merits (a fence that no longer holds); its neighbours were written.
+    Refused(StoreError),
 }
 
 pub(crate) fn spawn(conn: SqliteConnection) -> mpsc::Sender<Request> {
@@ -40,7 +48,7 @@ pub(crate) fn spawn(conn: SqliteConnection) -> mpsc::Sender<Request> {
 
 /// Whether a request is written on its own rather than batched.
 fn alone(r: &Request) -> bool {
-    matches!(r, Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::Lease(..) | Request::Close(..))
+    matches!(r, Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::Close(..))
 }
 
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
@@ -56,10 +64,6 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
             }
             Request::RemovePlugin(name, version, tx) => {
                 let _ = tx.send(crate::plugins::remove(&mut conn, &name, &version).await);
-                continue;
-            }
-            Request::Lease(op, tx) => {
-                let _ = tx.send(crate::leases::apply(&mut conn, op).await);
                 continue;
             }
             Request::Close(tx) => {
@@ -78,18 +82,16 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        let mut outcomes = vec![Ok(()); batch.len()];
-        match write(&mut conn, &batch, &mut outcomes).await {
-            Ok(()) => {
+        match write(&mut conn, &batch).await {
+            Ok(outcomes) => {
                 for (r, outcome) in batch.drain(..).zip(outcomes) {
-                    ack(r, outcome);
+                    ack(r, Ok(outcome));
                 }
             }
             Err(_) if batch.len() > 1 => {
                 for r in batch.drain(..) {
-                    let mut one = vec![Ok(())];
-                    let result = write(&mut conn, std::slice::from_ref(&r), &mut one).await;
-                    ack(r, result.and(one.pop().unwrap_or(Ok(()))));
+                    let result = write(&mut conn, std::slice::from_ref(&r)).await;
+                    ack(r, result.map(|mut o| o.pop().unwrap_or(Outcome::Done)));
                 }
             }
             Err(e) => batch.drain(..).for_each(|r| ack(r, Err(e.clone()))),
@@ -97,48 +99,69 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
-fn ack(r: Request, result: Result<(), StoreError>) {
+fn ack(r: Request, result: Result<Outcome, StoreError>) {
+    let result = match result {
+        Ok(Outcome::Refused(e)) => Err(e),
+        other => other,
+    };
     match r {
         Request::Append(_, tx) | Request::Component(_, _, tx) => {
-            let _ = tx.send(result);
+            let _ = tx.send(result.map(|_| ()));
+        }
+        Request::Lease(_, tx) => {
+            let _ = tx.send(result.and_then(|o| match o {
+                Outcome::Lease(reply) => Ok(reply),
+                _ => Err(StoreError::Database("a lease change was not answered".into())),
+            }));
         }
         // Never batched: `run` answers them one at a time.
-        Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::Lease(..) | Request::Close(..) => {}
+        Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::Close(..) => {}
     }
 }
 
-/// Writes a batch as one transaction. An append refused by its fence gets its error in
-/// `outcomes` and is left out; `Err` means the whole transaction failed.
-async fn write(
-    conn: &mut SqliteConnection,
-    batch: &[Request],
-    outcomes: &mut [Result<(), StoreError>],
-) -> Result<(), StoreError> {
+/// Writes a batch as one transaction, in order, and says how each request came out.
+/// `Err` means the whole transaction failed.
+async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Outcome>, StoreError> {
     // IMMEDIATE: the write lock is taken before the fences are read, so no other process
     // can move a lease or a head between the check and the insert.
     let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.map_err(db)?;
-    for r in batch {
-        if let Request::Component(digest, wasm, _) = r {
-            sqlx::query("INSERT OR IGNORE INTO components (digest, wasm) VALUES (?, ?)")
-                .bind(digest)
-                .bind(wasm)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-    }
+    let mut outcomes = Vec::with_capacity(batch.len());
     let mut rows: Vec<(&str, &SealedEvent)> = Vec::new();
-    for (r, outcome) in batch.iter().zip(outcomes.iter_mut()) {
-        let Request::Append(a, _) = r else { continue };
-        match crate::leases::advance_head(&mut tx, a).await? {
-            Ok(()) => rows.extend(a.events.iter().map(|e| (a.run_id.as_str(), e))),
-            Err(refused) => *outcome = Err(refused),
-        }
+    for r in batch {
+        let outcome = match r {
+            Request::Component(digest, wasm, _) => {
+                sqlx::query("INSERT OR IGNORE INTO components (digest, wasm) VALUES (?, ?)")
+                    .bind(digest)
+                    .bind(wasm)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                Outcome::Done
+            }
+            Request::Append(a, _) => {
+                // Events of earlier appends go in first: a lease change later in the batch
+                // must see the heads they moved, and rows stay in order.
+                match crate::leases::advance_head(&mut tx, a).await? {
+                    Ok(()) => {
+                        rows.extend(a.events.iter().map(|e| (a.run_id.as_str(), e)));
+                        Outcome::Done
+                    }
+                    Err(refused) => Outcome::Refused(refused),
+                }
+            }
+            Request::Lease(op, _) => match crate::leases::apply(&mut tx, op).await? {
+                Ok(reply) => Outcome::Lease(reply),
+                Err(refused) => Outcome::Refused(refused),
+            },
+            Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::Close(..) => Outcome::Done,
+        };
+        outcomes.push(outcome);
     }
     for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
         insert_events(&mut tx, chunk).await?;
     }
-    tx.commit().await.map_err(db)
+    tx.commit().await.map_err(db)?;
+    Ok(outcomes)
 }
 
 async fn insert_events(conn: &mut SqliteConnection, rows: &[(&str, &SealedEvent)]) -> Result<(), StoreError> {

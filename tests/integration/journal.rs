@@ -227,6 +227,9 @@ fn a_dead_holder_is_broken_only_at_the_epoch_it_was_seen_at() {
     block_on(async {
         let store = SqliteStore::open(&StoreConfig::new(&path)).await.unwrap();
         let a = take(&store, "run_brk", "host-a", 60_000).await;
+        let run = RunId::from_suffix("brk").unwrap();
+        let started = vec![Chain::new().seal(&started(), 1)];
+        store.append(Append { run_id: run, fence: a.clone(), events: started }).await.unwrap();
         // A caller that saw an older epoch (someone else already took over) breaks nothing.
         assert!(matches!(
             store.take_lease("run_brk", "host-b", 60_000, Some(a.epoch + 5)).await.unwrap(),
@@ -241,5 +244,19 @@ fn a_dead_holder_is_broken_only_at_the_epoch_it_was_seen_at() {
             tether_types::store::Lease { run_id: "run_brk".into(), owner: "host-b".into(), epoch: 2, expires_us: 0 };
         store.release_lease(&lease).await.unwrap();
         assert_eq!(take(&store, "run_brk", "host-c", 60_000).await.epoch, 3);
+    });
+}
+
+#[test]
+fn a_run_that_never_got_an_event_leaves_no_lease_behind() {
+    let path = db_path("ghost");
+    block_on(async {
+        let store = SqliteStore::open(&StoreConfig::new(&path)).await.unwrap();
+        let fence = take(&store, "run_ghost", "host-a", 60_000).await;
+        let lease =
+            tether_types::store::Lease { run_id: "run_ghost".into(), owner: fence.owner, epoch: 1, expires_us: 0 };
+        store.release_lease(&lease).await.unwrap();
+        assert_eq!(take(&store, "run_ghost", "host-b", 60_000).await.epoch, 1, "the empty run's row was removed");
+        assert!(store.run_ids().await.unwrap().is_empty());
     });
 }

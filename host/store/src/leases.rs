@@ -62,6 +62,15 @@ pub(crate) async fn apply(
             LeaseReply::Renewed(Lease { expires_us, ..lease.clone() })
         }
         LeaseOp::Release(lease) => {
+            // A run that never got its first event (an unknown id resumed, a start that
+            // failed before writing) leaves nothing behind.
+            sqlx::query("DELETE FROM run_leases WHERE run_id = ? AND owner = ? AND epoch = ? AND head_seq = 0")
+                .bind(&lease.run_id)
+                .bind(&lease.owner)
+                .bind(lease.epoch as i64)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
             sqlx::query(
                 "UPDATE run_leases SET owner = '', expires_us = 0 WHERE run_id = ? AND owner = ? AND epoch = ?",
             )

@@ -45,18 +45,9 @@ pub(crate) async fn apply(
         }
         LeaseOp::Renew(lease, ttl_ms) => {
             let expires_us = now_us() + ttl_ms * 1000;
-            let changed = sqlx::query(
-                "UPDATE run_leases SET expires_us = ? WHERE run_id = ? AND owner = ? AND epoch = ? AND owner <> ''",
-            )
-            .bind(expires_us as i64)
-            .bind(&lease.run_id)
-            .bind(&lease.owner)
-            .bind(lease.epoch as i64)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?
-            .rows_affected();
-            if changed == 0 {
+            let sql =
+                "UPDATE run_leases SET expires_us = ?4 WHERE run_id = ?1 AND owner = ?2 AND epoch = ?3 AND owner <> ''";
+            if on_lease(conn, sql, lease, Some(expires_us)).await? == 0 {
                 return Ok(Err(lost(conn, &lease.run_id, lease.epoch).await));
             }
             LeaseReply::Renewed(Lease { expires_us, ..lease.clone() })
@@ -64,25 +55,29 @@ pub(crate) async fn apply(
         LeaseOp::Release(lease) => {
             // A run that never got its first event (an unknown id resumed, a start that
             // failed before writing) leaves nothing behind.
-            sqlx::query("DELETE FROM run_leases WHERE run_id = ? AND owner = ? AND epoch = ? AND head_seq = 0")
-                .bind(&lease.run_id)
-                .bind(&lease.owner)
-                .bind(lease.epoch as i64)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
-            sqlx::query(
-                "UPDATE run_leases SET owner = '', expires_us = 0 WHERE run_id = ? AND owner = ? AND epoch = ?",
-            )
-            .bind(&lease.run_id)
-            .bind(&lease.owner)
-            .bind(lease.epoch as i64)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+            let sql = "DELETE FROM run_leases WHERE run_id = ?1 AND owner = ?2 AND epoch = ?3 AND head_seq = 0";
+            on_lease(conn, sql, lease, None).await?;
+            let sql =
+                "UPDATE run_leases SET owner = '', expires_us = 0 WHERE run_id = ?1 AND owner = ?2 AND epoch = ?3";
+            on_lease(conn, sql, lease, None).await?;
             LeaseReply::Released
         }
     }))
+}
+
+/// Runs `sql` with the lease's run, owner and epoch as `?1`..`?3` (and `?4` if given);
+/// returns the rows it changed.
+async fn on_lease(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    lease: &Lease,
+    fourth: Option<u64>,
+) -> Result<u64, StoreError> {
+    let mut q = sqlx::query(sql).bind(&lease.run_id).bind(&lease.owner).bind(lease.epoch as i64);
+    if let Some(v) = fourth {
+        q = q.bind(v as i64);
+    }
+    Ok(q.execute(&mut *conn).await.map_err(db)?.rows_affected())
 }
 
 async fn take(

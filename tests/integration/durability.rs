@@ -106,9 +106,9 @@ fn killed_runs_resume_to_the_same_output_with_every_effect_exactly_once() {
         mid_attempt += m;
     }
 
-    // Every effect exactly once: one record per (run, step, call), none missing. The
-    // record is the key's file (created once, atomically); the aggregate log may lack a
-    // line after a kill between the claim and its append, but never holds one twice.
+    // Every effect exactly once: one record per (run, step, call), none missing (the
+    // key's file, made once, atomically), and one line in the aggregate log (appended
+    // after the record; a line a kill left out is added by the call's retry).
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     for entry in std::fs::read_dir(dir.join("ledger/keys")).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -128,6 +128,7 @@ fn killed_runs_resume_to_the_same_output_with_every_effect_exactly_once() {
             for call in 0..2 {
                 let key = format!("{run}/s{k}/{call}");
                 assert_eq!(counts.get(&key), Some(&1), "effect {key} (seed {seed})");
+                assert_eq!(lines.get(key.as_str()), Some(&1), "effect {key} in effects.log (seed {seed})");
                 expected_keys += 1;
             }
         }

@@ -340,16 +340,17 @@ impl Driver {
     /// Ends a failed run: `run_failed` if nothing needs undoing; otherwise the completed
     /// steps' compensations, in reverse order of completion, each durable before the
     /// next, then `run_compensated` or `run_compensation_failed`. `resumed` is set when
-    /// the journal shows compensation already begun, with the steps already compensated.
+    /// the journal shows compensation already begun: the steps already compensated (and
+    /// which of those failed) are not run again, and count in the run's end.
     pub(crate) async fn fail(
         &self,
         workflow: &LoadedWorkflow,
         journal: &RunJournal,
         error: &RunError,
         completed: &[(String, Value, Value)],
-        resumed: Option<&[String]>,
+        resumed: Option<&tether_types::state::Compensating>,
     ) -> Result<RunStatus, DriverError> {
-        let done = resumed.unwrap_or_default();
+        let done: &[String] = resumed.map_or(&[], |c| &c.done);
         // Keys name runs of steps (`search[2]`, `fix#3`); each completed run is undone.
         let to_undo: Vec<(&str, &LoadedStep, &Value, &Value)> = completed
             .iter()
@@ -369,7 +370,7 @@ impl Driver {
             journal.record(&EventKind::CompensationBegun { error: error.clone() });
             journal.flush().await?;
         }
-        let mut failed = Vec::new();
+        let mut failed = resumed.map_or_else(Vec::new, |c| c.failed.clone());
         for (key, step, input, output) in to_undo {
             if done.iter().any(|d| d == key) {
                 continue;

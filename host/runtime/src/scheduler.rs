@@ -96,11 +96,13 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
     /// Runs until the run completes, fails (and is compensated), or pauses.
     pub(crate) async fn run(mut self) -> Result<RunReport, DriverError> {
         self.absorb()?;
-        if let Some((error, done)) = self.state.compensating.clone() {
+        if let Some(begun) = self.state.compensating.clone() {
             // Interrupted while undoing completed steps: finish that, nothing else.
-            let status =
-                self.driver.fail(self.workflow, &self.journal, &error, &self.state.completed, Some(&done)).await?;
-            return Ok(self.report(status, Value::Null, Some(error)));
+            let status = self
+                .driver
+                .fail(self.workflow, &self.journal, &begun.error, &self.state.completed, Some(&begun))
+                .await?;
+            return Ok(self.report(status, Value::Null, Some(begun.error)));
         }
         let end = loop {
             let next = if self.pausing.is_some() {

@@ -184,6 +184,17 @@ pub struct LoopState {
     pub converged: bool,
 }
 
+/// A run that failed and is undoing its completed steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Compensating {
+    /// Why the run failed.
+    pub error: RunError,
+    /// Keys already compensated (successfully or not), in order.
+    pub done: Vec<String>,
+    /// Those of them whose compensation failed.
+    pub failed: Vec<String>,
+}
+
 /// Where a run stands.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunState {
@@ -205,7 +216,7 @@ pub struct RunState {
     pub completed: Vec<(String, Value, Value)>,
     /// Set once the run has begun undoing completed steps: why it failed, and the keys
     /// already compensated.
-    pub compensating: Option<(RunError, Vec<String>)>,
+    pub compensating: Option<Compensating>,
     /// What the run has consumed, for run budgets.
     pub used: crate::run_budget::RunUsage,
     /// Budget raises so far, per metric.
@@ -361,10 +372,15 @@ impl RunState {
             EventKind::LoopIterationEnded { name, iteration, until } => {
                 self.loops.insert(name.clone(), LoopState { iterations: *iteration, converged: *until });
             }
-            EventKind::CompensationBegun { error } => self.compensating = Some((error.clone(), Vec::new())),
-            EventKind::StepCompensated { step, .. } => {
-                if let Some((_, done)) = &mut self.compensating {
-                    done.push(step.clone());
+            EventKind::CompensationBegun { error } => {
+                self.compensating = Some(Compensating { error: error.clone(), done: Vec::new(), failed: Vec::new() })
+            }
+            EventKind::StepCompensated { step, result, .. } => {
+                if let Some(c) = &mut self.compensating {
+                    c.done.push(step.clone());
+                    if matches!(result, ToolResult::Err { .. }) {
+                        c.failed.push(step.clone());
+                    }
                 }
             }
             EventKind::RunCompensated { error } | EventKind::RunCompensationFailed { error, .. } => {

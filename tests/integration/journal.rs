@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tether_store::{testing, SqliteStore, StoreConfig};
 use tether_types::event::{verify_and_decode, Chain, EventKind};
-use tether_types::store::{Append, Fence, JournalStore, LeaseTake, RunIndexStatus, StoreError};
+use tether_types::store::{Append, Fence, JournalStore, LeaseChange, LeaseTake, RunIndexStatus, StoreError};
 use tether_types::RunId;
 
 fn db_path(name: &str) -> String {
@@ -56,15 +56,27 @@ fn concurrent_runs_append_durably_and_read_back_in_order() {
                     let run = RunId::from_suffix(&format!("c{r}")).unwrap();
                     let fence = take(&store, run.as_str(), "host-a", 60_000).await;
                     let mut chain = Chain::new();
-                    let first =
-                        Append { run_id: run.clone(), fence: fence.clone(), events: vec![chain.seal(&started(), 1)] };
+                    let first = Append {
+                        lease: LeaseChange::Keep,
+                        run_id: run.clone(),
+                        fence: fence.clone(),
+                        events: vec![chain.seal(&started(), 1)],
+                    };
                     store.append(first).await.unwrap();
                     for batch in 0..5u32 {
                         let mut events: Vec<_> = (0..3).map(|i| chain.seal(&usage(batch * 3 + i), 10)).collect();
                         if batch == 4 {
                             events.push(chain.seal(&EventKind::RunCompleted { output: serde_json::json!(1) }, 99));
                         }
-                        store.append(Append { run_id: run.clone(), fence: fence.clone(), events }).await.unwrap();
+                        store
+                            .append(Append {
+                                lease: LeaseChange::Keep,
+                                run_id: run.clone(),
+                                fence: fence.clone(),
+                                events,
+                            })
+                            .await
+                            .unwrap();
                     }
                 })
             })
@@ -101,8 +113,14 @@ fn a_second_writer_of_the_same_event_is_refused_not_merged() {
         let fence = take(&store, run.as_str(), "host-a", 60_000).await;
         let first = Chain::new().seal(&usage(1), 1);
         let other = Chain::new().seal(&usage(2), 1);
-        store.append(Append { run_id: run.clone(), fence: fence.clone(), events: vec![first] }).await.unwrap();
-        let err = store.append(Append { run_id: run.clone(), fence, events: vec![other] }).await.unwrap_err();
+        store
+            .append(Append { lease: LeaseChange::Keep, run_id: run.clone(), fence: fence.clone(), events: vec![first] })
+            .await
+            .unwrap();
+        let err = store
+            .append(Append { lease: LeaseChange::Keep, run_id: run.clone(), fence, events: vec![other] })
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Conflict { seq: 1, head: 1, .. }), "{err}");
         assert!(err.to_string().contains("event 1 (usage_reported) conflicts"), "the message names the event: {err}");
         let events = verify_and_decode("run_dup", &store.events("run_dup").await.unwrap()).unwrap();
@@ -127,7 +145,10 @@ fn an_event_above_the_size_cap_is_refused_with_its_position() {
         };
         let events = vec![chain.seal(&usage(1), 1), chain.seal(&big, 2)];
         let fence = take(&store, "run_big", "host-a", 60_000).await;
-        let err = store.append(Append { run_id: RunId::from_suffix("big").unwrap(), fence, events }).await.unwrap_err();
+        let err = store
+            .append(Append { lease: LeaseChange::Keep, run_id: RunId::from_suffix("big").unwrap(), fence, events })
+            .await
+            .unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("run run_big: event 2 (guest_log) is"), "{msg}");
         assert!(msg.contains("above the journal's cap of 1024 bytes"), "{msg}");
@@ -188,7 +209,12 @@ fn a_host_whose_lease_was_taken_over_cannot_append_again() {
         let mut chain = Chain::new();
         let a = take(&store, run.as_str(), "host-a", 200).await;
         store
-            .append(Append { run_id: run.clone(), fence: a.clone(), events: vec![chain.seal(&started(), 1)] })
+            .append(Append {
+                lease: LeaseChange::Keep,
+                run_id: run.clone(),
+                fence: a.clone(),
+                events: vec![chain.seal(&started(), 1)],
+            })
             .await
             .unwrap();
 
@@ -203,7 +229,12 @@ fn a_host_whose_lease_was_taken_over_cannot_append_again() {
         assert_eq!(b.epoch, 2, "every take-over increases the epoch");
 
         // A wakes up and tries to go on from where it was: fenced, nothing written.
-        let stale = Append { run_id: run.clone(), fence: a.clone(), events: vec![chain.clone().seal(&usage(1), 2)] };
+        let stale = Append {
+            lease: LeaseChange::Keep,
+            run_id: run.clone(),
+            fence: a.clone(),
+            events: vec![chain.clone().seal(&usage(1), 2)],
+        };
         let err = store.append(stale).await.unwrap_err();
         assert!(matches!(&err, StoreError::LeaseLost { epoch: 1, holder_epoch: 2, .. }), "{err}");
         assert!(err.to_string().contains("host-b"), "the message names the new holder: {err}");
@@ -212,7 +243,15 @@ fn a_host_whose_lease_was_taken_over_cannot_append_again() {
         assert!(matches!(store.renew_lease(&lease, 1000).await, Err(StoreError::LeaseLost { .. })));
 
         // B continues the chain; the journal holds B's event and not A's.
-        store.append(Append { run_id: run.clone(), fence: b, events: vec![chain.seal(&usage(7), 3)] }).await.unwrap();
+        store
+            .append(Append {
+                lease: LeaseChange::Keep,
+                run_id: run.clone(),
+                fence: b,
+                events: vec![chain.seal(&usage(7), 3)],
+            })
+            .await
+            .unwrap();
         let events = verify_and_decode(run.as_str(), &store.events(run.as_str()).await.unwrap()).unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[1].kind, usage(7));
@@ -229,7 +268,10 @@ fn a_dead_holder_is_broken_only_at_the_epoch_it_was_seen_at() {
         let a = take(&store, "run_brk", "host-a", 60_000).await;
         let run = RunId::from_suffix("brk").unwrap();
         let started = vec![Chain::new().seal(&started(), 1)];
-        store.append(Append { run_id: run, fence: a.clone(), events: started }).await.unwrap();
+        store
+            .append(Append { lease: LeaseChange::Keep, run_id: run, fence: a.clone(), events: started })
+            .await
+            .unwrap();
         // A caller that saw an older epoch (someone else already took over) breaks nothing.
         assert!(matches!(
             store.take_lease("run_brk", "host-b", 60_000, Some(a.epoch + 5)).await.unwrap(),
@@ -258,5 +300,35 @@ fn a_run_that_never_got_an_event_leaves_no_lease_behind() {
         store.release_lease(&lease).await.unwrap();
         assert_eq!(take(&store, "run_ghost", "host-b", 60_000).await.epoch, 1, "the empty run's row was removed");
         assert!(store.run_ids().await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_new_runs_first_append_takes_its_lease_and_its_last_gives_it_up() {
+    let path = db_path("riding");
+    block_on(async {
+        let store = SqliteStore::open(&StoreConfig::new(&path)).await.unwrap();
+        let run = RunId::from_suffix("riding").unwrap();
+        let a = Fence { owner: "host-a".into(), epoch: 1 };
+        let mut chain = Chain::new();
+        let first = vec![chain.seal(&started(), 1)];
+        let take_new = LeaseChange::TakeNew { ttl_ms: 60_000 };
+        store.append(Append { lease: take_new, run_id: run.clone(), fence: a.clone(), events: first }).await.unwrap();
+        // Taken by that append: another host is refused the run.
+        assert!(matches!(store.take_lease(run.as_str(), "host-b", 60_000, None).await.unwrap(), LeaseTake::Held(_)));
+        // A second host that also thinks the run id is new is refused, and writes nothing.
+        let b = Fence { owner: "host-b".into(), epoch: 1 };
+        let other = vec![Chain::new().seal(&started(), 2)];
+        let err =
+            store.append(Append { lease: take_new, run_id: run.clone(), fence: b, events: other }).await.unwrap_err();
+        assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
+        // The last append releases the lease with its events: the run is free at once.
+        let last = vec![chain.seal(&EventKind::RunCompleted { output: serde_json::json!(1) }, 3)];
+        store
+            .append(Append { lease: LeaseChange::Release, run_id: run.clone(), fence: a, events: last })
+            .await
+            .unwrap();
+        assert_eq!(take(&store, run.as_str(), "host-b", 60_000).await.epoch, 2);
+        assert_eq!(store.events(run.as_str()).await.unwrap().len(), 2);
     });
 }

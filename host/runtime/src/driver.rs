@@ -134,8 +134,19 @@ impl Driver {
             self.store.put_component(digest, wasm).await?;
             self.stored.lock().unwrap_or_else(|p| p.into_inner()).insert(digest.clone());
         }
+        // The common case, a new run id: its first append takes the lease, one commit.
+        let mut progress = progress;
+        let lease = RunLease::for_new_run(&self.store, run_id.as_str(), self.leases);
+        let result = self.start_leased(workflow, run_id.clone(), input.clone(), identity, &mut progress, &lease).await;
+        // Refused before it was taken: someone else has a lease on this run id.
+        let held_elsewhere = !lease.taken() && matches!(&result, Err(DriverError::Store(StoreError::LeaseLost { .. })));
+        lease.release().await;
+        if !held_elsewhere {
+            return result;
+        }
+        // The run id has a lease already: a run by that id exists, or is starting elsewhere.
         let lease = RunLease::take(&self.store, run_id.as_str(), self.leases).await?;
-        let result = self.start_leased(workflow, run_id, input, identity, progress, &lease).await;
+        let result = self.start_leased(workflow, run_id, input, identity, &mut progress, &lease).await;
         lease.release().await;
         result
     }
@@ -363,7 +374,7 @@ impl Driver {
             .collect();
         if to_undo.is_empty() {
             journal.record(&EventKind::RunFailed { error: error.clone() });
-            journal.flush().await?;
+            journal.flush_final().await?;
             return Ok(RunStatus::Failed);
         }
         if resumed.is_none() {
@@ -388,7 +399,7 @@ impl Driver {
             (EventKind::RunCompensationFailed { error: error.clone(), failed }, RunStatus::CompensationFailed)
         };
         journal.record(&event);
-        journal.flush().await?;
+        journal.flush_final().await?;
         Ok(status)
     }
 
@@ -627,7 +638,7 @@ async fn append_leased<E: From<DriverError>>(
     for kind in &kinds {
         journal.record(kind);
     }
-    journal.flush().await.map_err(DriverError::from)?;
+    journal.flush_final().await.map_err(DriverError::from)?;
     Ok(())
 }
 

@@ -9,11 +9,14 @@
 //! later record and flush with that error, and its in-memory chain, which ran ahead of
 //! what is durable, is never written.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tether_types::event::{Chain, EventKind, SealedEvent};
-use tether_types::store::{Append, Fence, JournalStore, StoreError};
+use tether_types::store::{Append, Fence, JournalStore, LeaseChange, StoreError};
+
+use crate::lease::LeaseState;
 use tether_types::RunId;
 
 /// Microseconds since the Unix epoch.
@@ -25,8 +28,9 @@ pub(crate) struct RunJournal {
     pub(crate) run_id: RunId,
     store: Arc<dyn JournalStore>,
     fence: Fence,
-    /// Set by the first failed flush, or by the lease's renewal when it was taken over.
-    failed: Arc<OnceLock<StoreError>>,
+    /// The lease's state: its `lost` is set by the first failed flush, or by the renewal
+    /// when the lease was taken over.
+    lease: Arc<LeaseState>,
     pending: Mutex<Pending>,
     /// Held across take-and-append so flushes reach the writer in order.
     flush_lock: tokio::sync::Mutex<()>,
@@ -54,7 +58,7 @@ impl RunJournal {
             run_id,
             store,
             fence: lease.fence(),
-            failed: lease.lost(),
+            lease: lease.state(),
             pending: Mutex::new(Pending { chain, buffer: Vec::new(), recorded: Vec::new() }),
             flush_lock: tokio::sync::Mutex::new(()),
             secrets: Mutex::default(),
@@ -89,12 +93,12 @@ impl RunJournal {
 
     /// Why this host may no longer write the run, once it may not.
     pub(crate) fn failure(&self) -> Option<StoreError> {
-        self.failed.get().cloned()
+        self.lease.lost.get().cloned()
     }
 
     /// Seals `kind` as the run's next event and buffers it (nothing, once the journal failed).
     pub(crate) fn record(&self, kind: &EventKind) {
-        if self.failed.get().is_some() {
+        if self.lease.lost.get().is_some() {
             return;
         }
         let redacted = self.redacted(kind);
@@ -112,22 +116,49 @@ impl RunJournal {
 
     /// Makes everything recorded so far durable.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        self.append(false).await
+    }
+
+    /// Makes everything recorded so far durable and gives the run's lease up in the same
+    /// commit: the run stops here (it ended, waits for a human, or is paused).
+    pub(crate) async fn flush_final(&self) -> Result<(), StoreError> {
+        self.append(true).await
+    }
+
+    async fn append(&self, last: bool) -> Result<(), StoreError> {
         let _order = self.flush_lock.lock().await;
-        if let Some(e) = self.failed.get() {
+        if let Some(e) = self.lease.lost.get() {
             return Err(e.clone());
         }
+        let take = *lock(&self.lease.take_with_first_append);
         let append = {
             let mut p = self.lock();
             if p.buffer.is_empty() {
                 return Ok(());
             }
-            Append { run_id: self.run_id.clone(), fence: self.fence.clone(), events: std::mem::take(&mut p.buffer) }
+            let lease = match (take, last) {
+                (Some(ttl_ms), _) => LeaseChange::TakeNew { ttl_ms },
+                (None, true) => LeaseChange::Release,
+                (None, false) => LeaseChange::Keep,
+            };
+            let events = std::mem::take(&mut p.buffer);
+            Append { run_id: self.run_id.clone(), fence: self.fence.clone(), events, lease }
         };
+        let lease = append.lease;
         let result = self.store.append(append).await;
-        if let Err(e) = &result {
-            let _ = self.failed.set(e.clone());
-            self.lock().buffer.clear();
+        match &result {
+            Ok(()) if take.is_some() => *lock(&self.lease.take_with_first_append) = None,
+            Ok(()) if lease == LeaseChange::Release => self.lease.released.store(true, Ordering::Release),
+            Ok(()) => {}
+            Err(e) => {
+                let _ = self.lease.lost.set(e.clone());
+                self.lock().buffer.clear();
+            }
         }
-        result.map_err(|e| self.failed.get().cloned().unwrap_or(e))
+        result.map_err(|e| self.lease.lost.get().cloned().unwrap_or(e))
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -8,6 +8,7 @@
 //! is another process with a reused pid) is known dead, and its lease is broken at once;
 //! any other holder is waited for until its lease lapses or the caller's patience ends.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -101,16 +102,42 @@ pub enum TakeError {
     Store(#[from] StoreError),
 }
 
+/// What a lease's holder and the journal written under it share.
+#[derive(Default)]
+pub(crate) struct LeaseState {
+    /// Set when the lease was found taken over (by the renewal task, or a refused append).
+    pub(crate) lost: OnceLock<StoreError>,
+    /// Set (with the lease's lifetime in ms) while the lease of a new run exists only in
+    /// this process: the run's first append takes it.
+    pub(crate) take_with_first_append: Mutex<Option<u64>>,
+    /// Set once an append gave the lease up with the run's last events.
+    pub(crate) released: AtomicBool,
+}
+
 /// A lease this process holds, renewed in the background until released.
 pub(crate) struct RunLease {
     store: Arc<dyn JournalStore>,
     current: Arc<Mutex<Lease>>,
-    /// Set by the renewal task when the lease was taken over.
-    lost: Arc<OnceLock<StoreError>>,
+    state: Arc<LeaseState>,
     renewal: tokio::task::JoinHandle<()>,
 }
 
 impl RunLease {
+    /// The lease of a run that does not exist yet, taken by the run's first append (in
+    /// the same transaction, saving a commit). If that append finds a lease on the run id
+    /// it is refused with `LeaseLost`: then take it with [`RunLease::take`].
+    pub(crate) fn for_new_run(store: &Arc<dyn JournalStore>, run_id: &str, config: LeaseConfig) -> RunLease {
+        let ttl_ms = config.ttl.as_millis().max(1) as u64;
+        let lease = Lease {
+            run_id: run_id.into(),
+            owner: owner_id().into(),
+            epoch: 1,
+            expires_us: crate::journal::now_us() + ttl_ms * 1000,
+        };
+        let state = LeaseState { take_with_first_append: Mutex::new(Some(ttl_ms)), ..LeaseState::default() };
+        RunLease::hold(store, lease, config.ttl, state)
+    }
+
     /// Takes `run_id`'s lease, waiting up to `config.wait` for a live holder.
     pub(crate) async fn take(
         store: &Arc<dyn JournalStore>,
@@ -122,16 +149,15 @@ impl RunLease {
         let mut breaking = None;
         loop {
             match store.take_lease(run_id, owner_id(), ttl_ms, breaking).await? {
-                LeaseTake::Taken(lease) => return Ok(RunLease::hold(store, lease, config.ttl)),
+                LeaseTake::Taken(lease) => return Ok(RunLease::hold(store, lease, config.ttl, LeaseState::default())),
                 LeaseTake::Held(holder) if known_dead(&holder.owner) => {
                     tracing::debug!("run {run_id}: {} is gone; taking its lease over", holder.owner);
                     breaking = Some(holder.epoch);
                 }
-                LeaseTake::Held(holder) if started.elapsed() < config.wait => {
+                LeaseTake::Held(_) if started.elapsed() < config.wait => {
                     breaking = None;
                     let left = config.wait.saturating_sub(started.elapsed());
                     tokio::time::sleep(left.min(Duration::from_millis(50))).await;
-                    let _ = holder;
                 }
                 LeaseTake::Held(holder) => {
                     return Err(TakeError::Busy {
@@ -145,11 +171,11 @@ impl RunLease {
         }
     }
 
-    fn hold(store: &Arc<dyn JournalStore>, lease: Lease, ttl: Duration) -> RunLease {
+    fn hold(store: &Arc<dyn JournalStore>, lease: Lease, ttl: Duration, state: LeaseState) -> RunLease {
         let current = Arc::new(Mutex::new(lease));
-        let lost = Arc::new(OnceLock::new());
-        let renewal = tokio::spawn(renew(Arc::clone(store), Arc::clone(&current), Arc::clone(&lost), ttl));
-        RunLease { store: Arc::clone(store), current, lost, renewal }
+        let state = Arc::new(state);
+        let renewal = tokio::spawn(renew(Arc::clone(store), Arc::clone(&current), Arc::clone(&state), ttl));
+        RunLease { store: Arc::clone(store), current, state, renewal }
     }
 
     /// What appends under this lease carry.
@@ -157,14 +183,23 @@ impl RunLease {
         self.current.lock().unwrap_or_else(|p| p.into_inner()).fence()
     }
 
-    /// Set once the lease was found taken over.
-    pub(crate) fn lost(&self) -> Arc<OnceLock<StoreError>> {
-        Arc::clone(&self.lost)
+    /// What the journal written under this lease shares with it.
+    pub(crate) fn state(&self) -> Arc<LeaseState> {
+        Arc::clone(&self.state)
     }
 
-    /// Stops renewing and gives the lease up.
+    /// Whether the lease was ever taken in the store.
+    pub(crate) fn taken(&self) -> bool {
+        lock(&self.state.take_with_first_append).is_none()
+    }
+
+    /// Stops renewing and gives the lease up, unless the run's last append already did
+    /// (or it was never taken).
     pub(crate) async fn release(self) {
         self.renewal.abort();
+        if self.state.released.load(Ordering::Acquire) || !self.taken() {
+            return;
+        }
         let lease = self.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Err(e) = self.store.release_lease(&lease).await {
             tracing::debug!("run {}: releasing the lease: {e}", lease.run_id);
@@ -179,21 +214,26 @@ impl Drop for RunLease {
     }
 }
 
-async fn renew(
-    store: Arc<dyn JournalStore>,
-    current: Arc<Mutex<Lease>>,
-    lost: Arc<OnceLock<StoreError>>,
-    ttl: Duration,
-) {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn renew(store: Arc<dyn JournalStore>, current: Arc<Mutex<Lease>>, state: Arc<LeaseState>, ttl: Duration) {
     let ttl_ms = ttl.as_millis().max(1) as u64;
     loop {
         tokio::time::sleep(ttl / 3).await;
-        let lease = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if lock(&state.take_with_first_append).is_some() {
+            continue; // Not in the store yet: the run's first append takes it.
+        }
+        if state.released.load(Ordering::Acquire) {
+            return;
+        }
+        let lease = lock(&current).clone();
         match store.renew_lease(&lease, ttl_ms).await {
-            Ok(renewed) => *current.lock().unwrap_or_else(|p| p.into_inner()) = renewed,
+            Ok(renewed) => *lock(&current) = renewed,
             Err(e @ StoreError::LeaseLost { .. }) => {
                 tracing::warn!("{e}");
-                let _ = lost.set(e);
+                let _ = state.lost.set(e);
                 return;
             }
             // A busy or failing database: try again; appends stay fenced meanwhile.

@@ -166,7 +166,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         };
         if let Some(approvals) = self.waiting.take() {
             self.journal.record(&EventKind::RunWaiting { approvals: approvals.clone() });
-            self.journal.flush().await?;
+            self.journal.flush_final().await?;
             let error = RunError {
                 class: FailureClass::AwaitingApproval,
                 step: approvals.join(", "),
@@ -176,14 +176,14 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         }
         if let Some((key, (exceeded, used, limit))) = self.pausing.take() {
             self.journal.record(&EventKind::RunPaused { step: key, exceeded, used, limit });
-            self.journal.flush().await?;
+            self.journal.flush_final().await?;
             let error = self.paused_error();
             return Ok(self.report(RunStatus::Paused, Value::Null, error));
         }
         match end {
             Ok(output) => {
                 self.journal.record(&EventKind::RunCompleted { output: output.clone() });
-                self.journal.flush().await?;
+                self.journal.flush_final().await?;
                 Ok(self.report(RunStatus::Completed, output, None))
             }
             Err(error) => {

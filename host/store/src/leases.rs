@@ -10,7 +10,7 @@
 
 use sqlx::{Row, SqliteConnection};
 use tether_types::event::GENESIS_HASH;
-use tether_types::store::{Append, Lease, LeaseTake, StoreError};
+use tether_types::store::{Append, Lease, LeaseChange, LeaseTake, StoreError};
 
 use crate::error::db;
 
@@ -126,13 +126,26 @@ async fn take(
 }
 
 /// Checks an append's fence and moves the run's head to its last event, in the caller's
-/// transaction. The inner `Err` refuses this append (its lease or head no longer
+/// transaction, with the lease change the append carries. The inner `Err` refuses this append (its lease or head no longer
 /// holds); the outer one fails the transaction.
 pub(crate) async fn advance_head(
     conn: &mut SqliteConnection,
     append: &Append,
 ) -> Result<Result<(), StoreError>, StoreError> {
     let (Some(first), Some(last)) = (append.events.first(), append.events.last()) else { return Ok(Ok(())) };
+    if let LeaseChange::TakeNew { ttl_ms } = append.lease {
+        sqlx::query(
+            "INSERT INTO run_leases (run_id, owner, epoch, expires_us, head_seq, head_hash) VALUES (?, ?, 1, ?, 0, ?) \
+             ON CONFLICT (run_id) DO NOTHING",
+        )
+        .bind(append.run_id.as_str())
+        .bind(&append.fence.owner)
+        .bind((now_us() + ttl_ms * 1000) as i64)
+        .bind(GENESIS_HASH)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
     let changed = sqlx::query(
         "UPDATE run_leases SET head_seq = ?, head_hash = ? \
          WHERE run_id = ? AND owner = ? AND epoch = ? AND head_seq = ?",
@@ -148,6 +161,17 @@ pub(crate) async fn advance_head(
     .map_err(db)?
     .rows_affected();
     if changed == 1 {
+        if append.lease == LeaseChange::Release {
+            let sql =
+                "UPDATE run_leases SET owner = '', expires_us = 0 WHERE run_id = ?1 AND owner = ?2 AND epoch = ?3";
+            sqlx::query(sql)
+                .bind(append.run_id.as_str())
+                .bind(&append.fence.owner)
+                .bind(append.fence.epoch as i64)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+        }
         return Ok(Ok(()));
     }
     let row = sqlx::query("SELECT owner, epoch, head_seq FROM run_leases WHERE run_id = ?")

@@ -91,6 +91,24 @@ pub struct Append {
     pub fence: Fence,
     /// Events, in order, continuing the run's chain.
     pub events: Vec<SealedEvent>,
+    /// What the append also does to the lease, in the same transaction.
+    pub lease: LeaseChange,
+}
+
+/// A change to the run's lease that rides on an append, saving a commit of its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LeaseChange {
+    /// Only check the fence.
+    #[default]
+    Keep,
+    /// The run is new: first take its lease for the fence's owner at epoch 1, lasting
+    /// `ttl_ms`, if nobody has a lease on this run id (otherwise the fence is refused).
+    TakeNew {
+        /// The lease's lifetime.
+        ttl_ms: u64,
+    },
+    /// Give the lease up once the events are written: the run stops here.
+    Release,
 }
 
 /// Who may write a run: the owner and epoch of the lease it was taken under.

@@ -8,7 +8,8 @@
 //! refused, and a second query says why. Times are the store's clock (here: this
 //! machine's), so all hosts on one journal judge expiry alike.
 
-use sqlx::{Row, SqliteConnection};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tether_types::event::GENESIS_HASH;
 use tether_types::store::{Append, Lease, LeaseChange, LeaseTake, StoreError};
 
@@ -174,6 +175,13 @@ pub(crate) async fn advance_head(
         }
         return Ok(Ok(()));
     }
+    why_refused(conn, append).await.map(Err)
+}
+
+/// Why an append was refused: its lease was taken over (or released), or the journal no
+/// longer ends where the writer thought.
+pub(crate) async fn why_refused(conn: &mut SqliteConnection, append: &Append) -> Result<StoreError, StoreError> {
+    let first = append.events.first().map_or((0, ""), |e| (e.seq, e.kind));
     let row = sqlx::query("SELECT owner, epoch, head_seq FROM run_leases WHERE run_id = ?")
         .bind(append.run_id.as_str())
         .fetch_optional(&mut *conn)
@@ -181,17 +189,12 @@ pub(crate) async fn advance_head(
         .map_err(db)?;
     let run = append.run_id.to_string();
     let Some(row) = row else {
-        return Ok(Err(StoreError::LeaseLost {
-            run,
-            epoch: append.fence.epoch,
-            holder: "nobody".into(),
-            holder_epoch: 0,
-        }));
+        return Ok(StoreError::LeaseLost { run, epoch: append.fence.epoch, holder: "nobody".into(), holder_epoch: 0 });
     };
     let holder: String = row.try_get(0).map_err(db)?;
     let epoch = row.try_get::<i64, _>(1).map_err(db)? as u64;
     let head = row.try_get::<i64, _>(2).map_err(db)? as u64;
-    Ok(Err(if holder != append.fence.owner || epoch != append.fence.epoch {
+    Ok(if holder != append.fence.owner || epoch != append.fence.epoch {
         StoreError::LeaseLost {
             run,
             epoch: append.fence.epoch,
@@ -199,8 +202,65 @@ pub(crate) async fn advance_head(
             holder_epoch: epoch,
         }
     } else {
-        StoreError::Conflict { run, seq: first.seq, kind: first.kind.to_string(), head }
-    }))
+        StoreError::Conflict { run, seq: first.0, kind: first.1.to_string(), head }
+    })
+}
+
+/// Adds an append to a one-go batch (see `writer::write_in_one_go`): the lease it takes,
+/// the conditional advance of its head (returning `run_id, head_seq` when the fence
+/// held), its events (inserted only if the head is now theirs) and the release it carries.
+pub(crate) fn push_append(q: &mut QueryBuilder<Sqlite>, a: &Append) {
+    let (Some(first), Some(last)) = (a.events.first(), a.events.last()) else { return };
+    let run = a.run_id.as_str();
+    if let LeaseChange::TakeNew { ttl_ms } = a.lease {
+        q.push(" INSERT INTO run_leases (run_id, owner, epoch, expires_us, head_seq, head_hash) VALUES (");
+        q.push_bind(run).push(", ").push_bind(a.fence.owner.as_str()).push(", 1, ");
+        q.push_bind((now_us() + ttl_ms * 1000) as i64).push(", 0, ").push_bind(GENESIS_HASH);
+        q.push(") ON CONFLICT (run_id) DO NOTHING;");
+    }
+    q.push(" UPDATE run_leases SET head_seq = ").push_bind(last.seq as i64);
+    q.push(", head_hash = ").push_bind(last.hash.as_str());
+    q.push(" WHERE run_id = ").push_bind(run);
+    q.push(" AND owner = ").push_bind(a.fence.owner.as_str());
+    q.push(" AND epoch = ").push_bind(a.fence.epoch as i64);
+    q.push(" AND head_seq = ").push_bind(first.seq as i64 - 1);
+    q.push(" RETURNING run_id, head_seq;");
+    // Only if this append moved the head: the head is now its last event, under its fence.
+    let is_ours = |q: &mut QueryBuilder<Sqlite>| {
+        q.push(" run_id = ").push_bind(run);
+        q.push(" AND owner = ").push_bind(a.fence.owner.as_str());
+        q.push(" AND epoch = ").push_bind(a.fence.epoch as i64);
+        q.push(" AND head_seq = ").push_bind(last.seq as i64);
+        q.push(" AND head_hash = ").push_bind(last.hash.as_str());
+    };
+    for chunk in a.events.chunks(crate::writer::EVENT_ROWS_PER_INSERT) {
+        q.push(" INSERT INTO events (run_id, seq, at_us, kind, payload, hash) SELECT * FROM (");
+        q.push_values(chunk, |mut b, e| {
+            b.push_bind(run)
+                .push_bind(e.seq as i64)
+                .push_bind(e.at_us as i64)
+                .push_bind(e.kind)
+                .push_bind(e.payload.as_str())
+                .push_bind(e.hash.as_str());
+        });
+        q.push(") WHERE EXISTS (SELECT 1 FROM run_leases WHERE");
+        is_ours(q);
+        q.push(");");
+    }
+    if a.lease == LeaseChange::Release {
+        q.push(" UPDATE run_leases SET owner = '', expires_us = 0 WHERE");
+        is_ours(q);
+        q.push(";");
+    }
+}
+
+/// Whether `a`'s conditional UPDATE returned its run and new head.
+pub(crate) fn advanced(rows: &[SqliteRow], a: &Append) -> bool {
+    let Some(last) = a.events.last() else { return true };
+    rows.iter().any(|r| {
+        r.try_get::<&str, _>(0).is_ok_and(|run| run == a.run_id.as_str())
+            && r.try_get::<i64, _>(1).is_ok_and(|seq| seq == last.seq as i64)
+    })
 }
 
 async fn lost(conn: &mut SqliteConnection, run_id: &str, epoch: u64) -> StoreError {

@@ -17,6 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 pub(crate) const EVENT_ROWS_PER_INSERT: usize = 4000;
 /// Requests per transaction: large enough for throughput, small enough for latency.
 const MAX_BATCH: usize = 512;
+/// Batches up to this many requests go in one SQL text (one round trip, for latency);
+/// larger ones, under load, reuse prepared statements one request at a time, which a
+/// text made anew for every batch cannot.
+const ONE_GO_MAX: usize = 8;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -122,7 +126,7 @@ fn ack(r: Request, result: Result<Outcome, StoreError>) {
 /// Writes a batch as one transaction, in order, and says how each request came out.
 /// `Err` means the whole transaction failed.
 async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Outcome>, StoreError> {
-    if batch.iter().all(|r| matches!(r, Request::Append(..) | Request::Component(..))) {
+    if batch.len() <= ONE_GO_MAX && batch.iter().all(|r| matches!(r, Request::Append(..) | Request::Component(..))) {
         return write_in_one_go(conn, batch).await;
     }
     write_step_by_step(conn, batch).await

@@ -10,6 +10,7 @@
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use tether_types::event::SealedEvent;
 use tether_types::event::GENESIS_HASH;
 use tether_types::store::{Append, Lease, LeaseChange, LeaseTake, StoreError};
 
@@ -126,56 +127,73 @@ async fn take(
     Ok(LeaseTake::Taken(Lease { run_id: run_id.into(), owner: owner.into(), epoch: epoch + 1, expires_us }))
 }
 
-/// Checks an append's fence and moves the run's head to its last event, in the caller's
-/// transaction, with the lease change the append carries. The inner `Err` refuses this append (its lease or head no longer
-/// holds); the outer one fails the transaction.
-pub(crate) async fn advance_head(
+/// Checks every append's fence and moves each run's head to its last event, in the
+/// caller's transaction, taking the lease first for appends that carry `TakeNew`: one
+/// INSERT and one UPDATE for the whole batch. Says, per append, whether it was.
+pub(crate) async fn advance_heads(conn: &mut SqliteConnection, appends: &[&Append]) -> Result<Vec<bool>, StoreError> {
+    let taking: Vec<(&Append, u64)> = appends
+        .iter()
+        .filter_map(|a| match a.lease {
+            LeaseChange::TakeNew { ttl_ms } => Some((*a, ttl_ms)),
+            _ => None,
+        })
+        .collect();
+    if !taking.is_empty() {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO run_leases (run_id, owner, epoch, expires_us, head_seq, head_hash) ");
+        q.push_values(&taking, |mut b, (a, ttl_ms)| {
+            b.push_bind(a.run_id.as_str())
+                .push_bind(a.fence.owner.as_str())
+                .push_bind(1i64)
+                .push_bind((now_us() + ttl_ms * 1000) as i64)
+                .push_bind(0i64)
+                .push_bind(GENESIS_HASH);
+        });
+        q.push(" ON CONFLICT (run_id) DO NOTHING");
+        q.build().execute(&mut *conn).await.map_err(db)?;
+    }
+    let moving: Vec<(&Append, &SealedEvent, &SealedEvent)> =
+        appends.iter().filter_map(|a| Some((*a, a.events.first()?, a.events.last()?))).collect();
+    let mut rows = Vec::new();
+    if !moving.is_empty() {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("UPDATE run_leases SET head_seq = v.column5, head_hash = v.column6 FROM (");
+        q.push_values(&moving, |mut b, (a, first, last)| {
+            b.push_bind(a.run_id.as_str())
+                .push_bind(a.fence.owner.as_str())
+                .push_bind(a.fence.epoch as i64)
+                .push_bind(first.seq as i64 - 1)
+                .push_bind(last.seq as i64)
+                .push_bind(last.hash.as_str());
+        });
+        q.push(
+            ") AS v WHERE run_leases.run_id = v.column1 AND run_leases.owner = v.column2 \
+             AND run_leases.epoch = v.column3 AND run_leases.head_seq = v.column4 \
+             RETURNING run_leases.run_id, run_leases.head_seq",
+        );
+        rows = q.build().fetch_all(&mut *conn).await.map_err(db)?;
+    }
+    Ok(appends.iter().map(|a| advanced(&rows, a)).collect())
+}
+
+/// Gives up the leases of runs whose appends were just written under them.
+pub(crate) async fn release_after<'a>(
     conn: &mut SqliteConnection,
-    append: &Append,
-) -> Result<Result<(), StoreError>, StoreError> {
-    let (Some(first), Some(last)) = (append.events.first(), append.events.last()) else { return Ok(Ok(())) };
-    if let LeaseChange::TakeNew { ttl_ms } = append.lease {
-        sqlx::query(
-            "INSERT INTO run_leases (run_id, owner, epoch, expires_us, head_seq, head_hash) VALUES (?, ?, 1, ?, 0, ?) \
-             ON CONFLICT (run_id) DO NOTHING",
-        )
-        .bind(append.run_id.as_str())
-        .bind(&append.fence.owner)
-        .bind((now_us() + ttl_ms * 1000) as i64)
-        .bind(GENESIS_HASH)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+    appends: impl Iterator<Item = &'a Append>,
+) -> Result<(), StoreError> {
+    let runs: Vec<&str> = appends.map(|a| a.run_id.as_str()).collect();
+    if runs.is_empty() {
+        return Ok(());
     }
-    let changed = sqlx::query(
-        "UPDATE run_leases SET head_seq = ?, head_hash = ? \
-         WHERE run_id = ? AND owner = ? AND epoch = ? AND head_seq = ?",
-    )
-    .bind(last.seq as i64)
-    .bind(&last.hash)
-    .bind(append.run_id.as_str())
-    .bind(&append.fence.owner)
-    .bind(append.fence.epoch as i64)
-    .bind(first.seq as i64 - 1)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?
-    .rows_affected();
-    if changed == 1 {
-        if append.lease == LeaseChange::Release {
-            let sql =
-                "UPDATE run_leases SET owner = '', expires_us = 0 WHERE run_id = ?1 AND owner = ?2 AND epoch = ?3";
-            sqlx::query(sql)
-                .bind(append.run_id.as_str())
-                .bind(&append.fence.owner)
-                .bind(append.fence.epoch as i64)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
-        }
-        return Ok(Ok(()));
+    let mut q: QueryBuilder<Sqlite> =
+        QueryBuilder::new("UPDATE run_leases SET owner = '', expires_us = 0 WHERE run_id IN (");
+    let mut list = q.separated(", ");
+    for run in runs {
+        list.push_bind(run);
     }
-    why_refused(conn, append).await.map(Err)
+    q.push(")");
+    q.build().execute(&mut *conn).await.map_err(db)?;
+    Ok(())
 }
 
 /// Why an append was refused: its lease was taken over (or released), or the journal no

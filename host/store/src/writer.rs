@@ -7,7 +7,7 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tether_types::event::SealedEvent;
-use tether_types::store::{Append, PluginAdded, PluginRecord, StoreError};
+use tether_types::store::{Append, LeaseChange, PluginAdded, PluginRecord, StoreError};
 
 use crate::error::db;
 use crate::leases::{LeaseOp, LeaseReply};
@@ -129,7 +129,7 @@ async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Out
     if batch.len() <= ONE_GO_MAX && batch.iter().all(|r| matches!(r, Request::Append(..) | Request::Component(..))) {
         return write_in_one_go(conn, batch).await;
     }
-    write_step_by_step(conn, batch).await
+    write_in_bulk(conn, batch).await
 }
 
 /// The hot path: appends (with the lease changes they carry) and components as one SQL
@@ -173,46 +173,52 @@ async fn write_in_one_go(conn: &mut SqliteConnection, batch: &[Request]) -> Resu
     Ok(outcomes)
 }
 
-/// Any batch, one statement at a time in one transaction: lease takes and renewals need
-/// to read before they write.
-async fn write_step_by_step(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Outcome>, StoreError> {
+/// Any batch, as one transaction in a few statements whatever its size: every append's
+/// fence and head in one UPDATE, all their events in one INSERT (per 4,000 rows), then
+/// the lease changes in order (takes and renewals read before they write).
+async fn write_in_bulk(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Outcome>, StoreError> {
     // IMMEDIATE: the write lock is taken before the fences are read, so no other process
     // can move a lease or a head between the check and the insert.
     let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.map_err(db)?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut rows: Vec<(&str, &SealedEvent)> = Vec::new();
     for r in batch {
-        let outcome = match r {
-            Request::Component(digest, wasm, _) => {
-                sqlx::query("INSERT OR IGNORE INTO components (digest, wasm) VALUES (?, ?)")
-                    .bind(digest)
-                    .bind(wasm)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                Outcome::Done
-            }
-            Request::Append(a, _) => {
-                // Events of earlier appends go in first: a lease change later in the batch
-                // must see the heads they moved, and rows stay in order.
-                match crate::leases::advance_head(&mut tx, a).await? {
-                    Ok(()) => {
-                        rows.extend(a.events.iter().map(|e| (a.run_id.as_str(), e)));
-                        Outcome::Done
-                    }
-                    Err(refused) => Outcome::Refused(refused),
-                }
-            }
+        if let Request::Component(digest, wasm, _) = r {
+            sqlx::query("INSERT OR IGNORE INTO components (digest, wasm) VALUES (?, ?)")
+                .bind(digest)
+                .bind(wasm)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+    }
+    let appends: Vec<&Append> = batch
+        .iter()
+        .filter_map(|r| match r {
+            Request::Append(a, _) => Some(a),
+            _ => None,
+        })
+        .collect();
+    let advanced = crate::leases::advance_heads(&mut tx, &appends).await?;
+    let written = || appends.iter().zip(&advanced).filter(|(_, ok)| **ok).map(|(a, _)| *a);
+    let rows: Vec<(&str, &SealedEvent)> =
+        written().flat_map(|a| a.events.iter().map(move |e| (a.run_id.as_str(), e))).collect();
+    for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
+        insert_events(&mut tx, chunk).await?;
+    }
+    crate::leases::release_after(&mut tx, written().filter(|a| a.lease == LeaseChange::Release)).await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut advanced = advanced.into_iter();
+    for r in batch {
+        outcomes.push(match r {
+            Request::Append(a, _) => match advanced.next() {
+                Some(true) => Outcome::Done,
+                _ => Outcome::Refused(crate::leases::why_refused(&mut tx, a).await?),
+            },
             Request::Lease(op, _) => match crate::leases::apply(&mut tx, op).await? {
                 Ok(reply) => Outcome::Lease(reply),
                 Err(refused) => Outcome::Refused(refused),
             },
-            Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::Close(..) => Outcome::Done,
-        };
-        outcomes.push(outcome);
-    }
-    for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
-        insert_events(&mut tx, chunk).await?;
+            _ => Outcome::Done,
+        });
     }
     tx.commit().await.map_err(db)?;
     Ok(outcomes)

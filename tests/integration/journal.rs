@@ -332,3 +332,54 @@ fn a_new_runs_first_append_takes_its_lease_and_its_last_gives_it_up() {
         assert_eq!(store.events(run.as_str()).await.unwrap().len(), 2);
     });
 }
+
+#[test]
+fn a_refused_append_in_a_large_batch_leaves_its_neighbours_written() {
+    let path = db_path("mixed-batch");
+    block_on(async {
+        let store = Arc::new(SqliteStore::open(&StoreConfig::new(&path)).await.unwrap());
+        // 40 runs, each started; then all append at once, one of them with a stale fence.
+        let mut chains = Vec::new();
+        for r in 0..40 {
+            let run = RunId::from_suffix(&format!("m{r}")).unwrap();
+            let fence = take(&store, run.as_str(), "host-a", 60_000).await;
+            let mut chain = Chain::new();
+            let first = vec![chain.seal(&started(), 1)];
+            store
+                .append(Append { lease: LeaseChange::Keep, run_id: run.clone(), fence: fence.clone(), events: first })
+                .await
+                .unwrap();
+            chains.push((run, fence, chain));
+        }
+        let tasks: Vec<_> = chains
+            .into_iter()
+            .enumerate()
+            .map(|(i, (run, mut fence, mut chain))| {
+                if i == 17 {
+                    fence.epoch += 1; // a host that thinks it holds a later lease than it does
+                }
+                let store = Arc::clone(&store);
+                let events = (0..3).map(|n| chain.seal(&usage(n), 2)).collect();
+                tokio::spawn(async move {
+                    (i, store.append(Append { lease: LeaseChange::Release, run_id: run, fence, events }).await)
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (i, result) = t.await.unwrap();
+            let run = format!("run_m{i}");
+            let events = store.events(&run).await.unwrap();
+            if i == 17 {
+                assert!(matches!(result, Err(StoreError::LeaseLost { .. })), "{result:?}");
+                assert_eq!(events.len(), 1, "the refused append wrote nothing");
+            } else {
+                result.unwrap();
+                assert_eq!(events.len(), 4, "run {run}");
+                assert_eq!(store.run_record(&run).await.unwrap().head.unwrap().seq, 4);
+            }
+        }
+        // Every written run's lease was given up with its append; the refused one's was not.
+        assert!(matches!(store.take_lease("run_m3", "host-b", 1000, None).await.unwrap(), LeaseTake::Taken(_)));
+        assert!(matches!(store.take_lease("run_m17", "host-b", 1000, None).await.unwrap(), LeaseTake::Held(_)));
+    });
+}

@@ -168,9 +168,21 @@ pub(crate) async fn advance_heads(conn: &mut SqliteConnection, appends: &[&Appen
         });
         q.push(
             ") AS v WHERE run_leases.run_id = v.column1 AND run_leases.owner = v.column2 \
-             AND run_leases.epoch = v.column3 AND run_leases.head_seq = v.column4 \
-             RETURNING run_leases.run_id, run_leases.head_seq",
+             AND run_leases.epoch = v.column3 AND run_leases.head_seq = v.column4",
         );
+        let changed = q.build().execute(&mut *conn).await.map_err(db)?.rows_affected();
+        if changed == moving.len() as u64 {
+            // The common case: every fence held. No rows cross back from the database.
+            return Ok(vec![true; appends.len()]);
+        }
+        // Some were refused: the heads now say which appends moved them.
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT run_id, head_seq, owner, epoch, head_hash FROM run_leases WHERE run_id IN (");
+        let mut list = q.separated(", ");
+        for (a, _, _) in &moving {
+            list.push_bind(a.run_id.as_str());
+        }
+        q.push(")");
         rows = q.build().fetch_all(&mut *conn).await.map_err(db)?;
     }
     Ok(appends.iter().map(|a| advanced(&rows, a)).collect())
@@ -272,12 +284,19 @@ pub(crate) fn push_append(q: &mut QueryBuilder<Sqlite>, a: &Append) {
     }
 }
 
-/// Whether `a`'s conditional UPDATE returned its run and new head.
+/// Whether `a` moved its run's head, from rows that start `run_id, head_seq` (what its
+/// conditional UPDATE returns in a one-go batch) and may go on `owner, epoch, head_hash`
+/// (the heads read back after a bulk UPDATE): the head is now its last event, under its
+/// fence.
 pub(crate) fn advanced(rows: &[SqliteRow], a: &Append) -> bool {
     let Some(last) = a.events.last() else { return true };
     rows.iter().any(|r| {
         r.try_get::<&str, _>(0).is_ok_and(|run| run == a.run_id.as_str())
             && r.try_get::<i64, _>(1).is_ok_and(|seq| seq == last.seq as i64)
+            && (r.len() < 5
+                || (r.try_get::<&str, _>(2).is_ok_and(|o| o == a.fence.owner)
+                    && r.try_get::<i64, _>(3).is_ok_and(|e| e == a.fence.epoch as i64)
+                    && r.try_get::<&str, _>(4).is_ok_and(|h| h == last.hash)))
     })
 }
 

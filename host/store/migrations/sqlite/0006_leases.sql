@@ -9,7 +9,7 @@ CREATE TABLE run_leases (
     expires_us INTEGER NOT NULL,
     head_seq   INTEGER NOT NULL,
     head_hash  TEXT NOT NULL
-);
+) WITHOUT ROWID;
 
 INSERT INTO run_leases (run_id, owner, epoch, expires_us, head_seq, head_hash)
 SELECT e.run_id, '', 0, 0, e.seq, e.hash FROM events e

@@ -156,13 +156,16 @@ fn a_live_host_keeps_its_run_and_one_killed_elsewhere_loses_it_when_its_lease_la
     let input = json!({"n": 1, "trail": [], "spin": 150_000_000}).to_string();
 
     // A live host: another process is refused, and told who has the run.
+    let log = dir.join("live.err");
     let mut live = tether_cmd(&db)
         .args(["run", &wf, "--input", &input, "--run-id", "run_live"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    wait_for(&db, "run_live", "tool_call_completed");
+    if std::panic::catch_unwind(|| wait_for(&db, "run_live", "tool_call_completed")).is_err() {
+        panic!("the live run never made a tool call; it said:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
     let o = tether_cmd(&db).args(["resume", "run_live"]).output().unwrap();
     let running = live.try_wait().unwrap().is_none();
     if running {

@@ -8,7 +8,6 @@
 //! refused, and a second query says why. Times are the store's clock (here: this
 //! machine's), so all hosts on one journal judge expiry alike.
 
-use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tether_types::event::SealedEvent;
 use tether_types::event::GENESIS_HASH;
@@ -127,87 +126,6 @@ async fn take(
     Ok(LeaseTake::Taken(Lease { run_id: run_id.into(), owner: owner.into(), epoch: epoch + 1, expires_us }))
 }
 
-/// Checks every append's fence and moves each run's head to its last event, in the
-/// caller's transaction, taking the lease first for appends that carry `TakeNew`: one
-/// INSERT and one UPDATE for the whole batch. Says, per append, whether it was.
-pub(crate) async fn advance_heads(conn: &mut SqliteConnection, appends: &[&Append]) -> Result<Vec<bool>, StoreError> {
-    let taking: Vec<(&Append, u64)> = appends
-        .iter()
-        .filter_map(|a| match a.lease {
-            LeaseChange::TakeNew { ttl_ms } => Some((*a, ttl_ms)),
-            _ => None,
-        })
-        .collect();
-    if !taking.is_empty() {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO run_leases (run_id, owner, epoch, expires_us, head_seq, head_hash) ");
-        q.push_values(&taking, |mut b, (a, ttl_ms)| {
-            b.push_bind(a.run_id.as_str())
-                .push_bind(a.fence.owner.as_str())
-                .push_bind(1i64)
-                .push_bind((now_us() + ttl_ms * 1000) as i64)
-                .push_bind(0i64)
-                .push_bind(GENESIS_HASH);
-        });
-        q.push(" ON CONFLICT (run_id) DO NOTHING");
-        q.build().execute(&mut *conn).await.map_err(db)?;
-    }
-    let moving: Vec<(&Append, &SealedEvent, &SealedEvent)> =
-        appends.iter().filter_map(|a| Some((*a, a.events.first()?, a.events.last()?))).collect();
-    let mut rows = Vec::new();
-    if !moving.is_empty() {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("UPDATE run_leases SET head_seq = v.column5, head_hash = v.column6 FROM (");
-        q.push_values(&moving, |mut b, (a, first, last)| {
-            b.push_bind(a.run_id.as_str())
-                .push_bind(a.fence.owner.as_str())
-                .push_bind(a.fence.epoch as i64)
-                .push_bind(first.seq as i64 - 1)
-                .push_bind(last.seq as i64)
-                .push_bind(last.hash.as_str());
-        });
-        q.push(
-            ") AS v WHERE run_leases.run_id = v.column1 AND run_leases.owner = v.column2 \
-             AND run_leases.epoch = v.column3 AND run_leases.head_seq = v.column4",
-        );
-        let changed = q.build().execute(&mut *conn).await.map_err(db)?.rows_affected();
-        if changed == moving.len() as u64 {
-            // The common case: every fence held. No rows cross back from the database.
-            return Ok(vec![true; appends.len()]);
-        }
-        // Some were refused: the heads now say which appends moved them.
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT run_id, head_seq, owner, epoch, head_hash FROM run_leases WHERE run_id IN (");
-        let mut list = q.separated(", ");
-        for (a, _, _) in &moving {
-            list.push_bind(a.run_id.as_str());
-        }
-        q.push(")");
-        rows = q.build().fetch_all(&mut *conn).await.map_err(db)?;
-    }
-    Ok(appends.iter().map(|a| advanced(&rows, a)).collect())
-}
-
-/// Gives up the leases of runs whose appends were just written under them.
-pub(crate) async fn release_after<'a>(
-    conn: &mut SqliteConnection,
-    appends: impl Iterator<Item = &'a Append>,
-) -> Result<(), StoreError> {
-    let runs: Vec<&str> = appends.map(|a| a.run_id.as_str()).collect();
-    if runs.is_empty() {
-        return Ok(());
-    }
-    let mut q: QueryBuilder<Sqlite> =
-        QueryBuilder::new("UPDATE run_leases SET owner = '', expires_us = 0 WHERE run_id IN (");
-    let mut list = q.separated(", ");
-    for run in runs {
-        list.push_bind(run);
-    }
-    q.push(")");
-    q.build().execute(&mut *conn).await.map_err(db)?;
-    Ok(())
-}
-
 /// Why an append was refused: its lease was taken over (or released), or the journal no
 /// longer ends where the writer thought.
 pub(crate) async fn why_refused(conn: &mut SqliteConnection, append: &Append) -> Result<StoreError, StoreError> {
@@ -236,68 +154,111 @@ pub(crate) async fn why_refused(conn: &mut SqliteConnection, append: &Append) ->
     })
 }
 
-/// Adds an append to a one-go batch (see `writer::write_in_one_go`): the lease it takes,
-/// the conditional advance of its head (returning `run_id, head_seq` when the fence
-/// held), its events (inserted only if the head is now theirs) and the release it carries.
-pub(crate) fn push_append(q: &mut QueryBuilder<Sqlite>, a: &Append) {
-    let (Some(first), Some(last)) = (a.events.first(), a.events.last()) else { return };
-    let run = a.run_id.as_str();
-    if let LeaseChange::TakeNew { ttl_ms } = a.lease {
-        q.push(" INSERT INTO run_leases (run_id, owner, epoch, expires_us, head_seq, head_hash) VALUES (");
-        q.push_bind(run).push(", ").push_bind(a.fence.owner.as_str()).push(", 1, ");
-        q.push_bind((now_us() + ttl_ms * 1000) as i64).push(", 0, ").push_bind(GENESIS_HASH);
-        q.push(") ON CONFLICT (run_id) DO NOTHING;");
+/// Where the event INSERTs of a batch's text are, and how many rows they were given.
+pub(crate) struct Layout {
+    /// Their positions among the text's statements.
+    pub(crate) inserts: std::ops::Range<usize>,
+    /// Rows given to them (every event of every append).
+    pub(crate) rows: u64,
+}
+
+/// Adds a batch's appends to its text, after `before` statements: the leases new runs
+/// take (`TakeNew`); every event in one INSERT (per 3,600 rows) whose rows are kept only
+/// where the run's lease has the append's owner and epoch and its head is where the
+/// append starts (the triggers of migration 6 refuse a row that does not continue the
+/// head, and move the head, so an append is all or nothing); then the releases that ride
+/// on appends, for the runs whose heads those appends moved.
+pub(crate) fn push_appends(q: &mut QueryBuilder<Sqlite>, appends: &[&Append], before: usize) -> Layout {
+    let mut statements = before;
+    let taking: Vec<(&Append, u64)> = appends
+        .iter()
+        .filter_map(|a| match a.lease {
+            LeaseChange::TakeNew { ttl_ms } => Some((*a, ttl_ms)),
+            _ => None,
+        })
+        .collect();
+    if !taking.is_empty() {
+        q.push(" INSERT INTO run_leases (run_id, owner, epoch, expires_us, head_seq, head_hash) ");
+        q.push_values(&taking, |mut b, (a, ttl_ms)| {
+            b.push_bind(a.run_id.as_str())
+                .push_bind(a.fence.owner.as_str())
+                .push_bind(1i64)
+                .push_bind((now_us() + ttl_ms * 1000) as i64)
+                .push_bind(0i64)
+                .push_bind(GENESIS_HASH);
+        });
+        q.push(" ON CONFLICT (run_id) DO NOTHING;");
+        statements += 1;
     }
-    q.push(" UPDATE run_leases SET head_seq = ").push_bind(last.seq as i64);
-    q.push(", head_hash = ").push_bind(last.hash.as_str());
-    q.push(" WHERE run_id = ").push_bind(run);
-    q.push(" AND owner = ").push_bind(a.fence.owner.as_str());
-    q.push(" AND epoch = ").push_bind(a.fence.epoch as i64);
-    q.push(" AND head_seq = ").push_bind(first.seq as i64 - 1);
-    q.push(" RETURNING run_id, head_seq;");
-    // Only if this append moved the head: the head is now its last event, under its fence.
-    let is_ours = |q: &mut QueryBuilder<Sqlite>| {
-        q.push(" run_id = ").push_bind(run);
-        q.push(" AND owner = ").push_bind(a.fence.owner.as_str());
-        q.push(" AND epoch = ").push_bind(a.fence.epoch as i64);
-        q.push(" AND head_seq = ").push_bind(last.seq as i64);
-        q.push(" AND head_hash = ").push_bind(last.hash.as_str());
-    };
-    for chunk in a.events.chunks(crate::writer::EVENT_ROWS_PER_INSERT) {
-        q.push(" INSERT INTO events (run_id, seq, at_us, kind, payload, hash) SELECT * FROM (");
-        q.push_values(chunk, |mut b, e| {
-            b.push_bind(run)
+    let rows: Vec<(&Append, &SealedEvent, i64)> = appends
+        .iter()
+        .flat_map(|a| {
+            let start = a.events.first().map_or(0, |e| e.seq as i64 - 1);
+            a.events.iter().map(move |e| (*a, e, start))
+        })
+        .collect();
+    let first_insert = statements;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        q.push(
+            " INSERT INTO events (run_id, seq, at_us, kind, payload, hash) \
+                SELECT column1, column2, column3, column4, column5, column6 FROM (",
+        );
+        q.push_values(chunk, |mut b, (a, e, start)| {
+            b.push_bind(a.run_id.as_str())
                 .push_bind(e.seq as i64)
                 .push_bind(e.at_us as i64)
                 .push_bind(e.kind)
                 .push_bind(e.payload.as_str())
-                .push_bind(e.hash.as_str());
+                .push_bind(e.hash.as_str())
+                .push_bind(a.fence.owner.as_str())
+                .push_bind(a.fence.epoch as i64)
+                .push_bind(*start);
         });
-        q.push(") WHERE EXISTS (SELECT 1 FROM run_leases WHERE");
-        is_ours(q);
-        q.push(");");
+        q.push(
+            ") AS v WHERE EXISTS (SELECT 1 FROM run_leases l WHERE l.run_id = v.column1 AND l.owner = v.column7 \
+             AND l.epoch = v.column8 AND l.head_seq BETWEEN v.column9 AND v.column2 - 1);",
+        );
+        statements += 1;
     }
-    if a.lease == LeaseChange::Release {
-        q.push(" UPDATE run_leases SET owner = '', expires_us = 0 WHERE");
-        is_ours(q);
-        q.push(";");
+    let inserts = first_insert..statements;
+    for a in appends.iter().filter(|a| a.lease == LeaseChange::Release) {
+        let Some(last) = a.events.last() else { continue };
+        q.push(" UPDATE run_leases SET owner = '', expires_us = 0 WHERE run_id = ").push_bind(a.run_id.as_str());
+        q.push(" AND owner = ").push_bind(a.fence.owner.as_str());
+        q.push(" AND epoch = ").push_bind(a.fence.epoch as i64);
+        q.push(" AND head_seq = ").push_bind(last.seq as i64).push(";");
     }
+    Layout { inserts, rows: rows.len() as u64 }
 }
 
-/// Whether `a` moved its run's head, from rows that start `run_id, head_seq` (what its
-/// conditional UPDATE returns in a one-go batch) and may go on `owner, epoch, head_hash`
-/// (the heads read back after a bulk UPDATE): the head is now its last event, under its
-/// fence.
-pub(crate) fn advanced(rows: &[SqliteRow], a: &Append) -> bool {
-    let Some(last) = a.events.last() else { return true };
-    rows.iter().any(|r| {
-        r.try_get::<&str, _>(0).is_ok_and(|run| run == a.run_id.as_str())
-            && r.try_get::<i64, _>(1).is_ok_and(|seq| seq == last.seq as i64)
-            && (r.len() < 5
-                || (r.try_get::<&str, _>(2).is_ok_and(|o| o == a.fence.owner)
-                    && r.try_get::<i64, _>(3).is_ok_and(|e| e == a.fence.epoch as i64)
-                    && r.try_get::<&str, _>(4).is_ok_and(|h| h == last.hash)))
-    })
+/// Bound parameters per statement stay under SQLite's 32,766: nine per row.
+const ROWS_PER_INSERT: usize = 3600;
+
+/// Which appends are written: their run's head is their last event, under their fence.
+/// Read when an INSERT kept fewer rows than it was given (inside the batch's transaction).
+pub(crate) async fn written(conn: &mut SqliteConnection, appends: &[&Append]) -> Result<Vec<bool>, StoreError> {
+    let mut out = Vec::with_capacity(appends.len());
+    for a in appends {
+        let Some(last) = a.events.last() else {
+            out.push(true);
+            continue;
+        };
+        let row: Option<(String, i64, String, i64)> =
+            sqlx::query_as("SELECT owner, epoch, head_hash, head_seq FROM run_leases WHERE run_id = ?")
+                .bind(a.run_id.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
+        // A release that rode on the append left the owner empty, the epoch as it was.
+        let released = a.lease == LeaseChange::Release;
+        out.push(row.is_some_and(|(owner, epoch, hash, seq)| {
+            (owner == a.fence.owner || released && owner.is_empty())
+                && epoch == a.fence.epoch as i64
+                && hash == last.hash
+                && seq == last.seq as i64
+        }));
+    }
+    Ok(out)
 }
 
 async fn lost(conn: &mut SqliteConnection, run_id: &str, epoch: u64) -> StoreError {

@@ -6,21 +6,14 @@
 //! are retried one by one so that one bad request cannot fail the others.
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
-use tether_types::event::SealedEvent;
 use tether_types::store::{Append, LeaseChange, PluginAdded, PluginRecord, StoreError};
 
 use crate::error::db;
 use crate::leases::{LeaseOp, LeaseReply};
 use tokio::sync::{mpsc, oneshot};
 
-/// Bound parameters per statement stay under SQLite's 32,766.
-pub(crate) const EVENT_ROWS_PER_INSERT: usize = 4000;
 /// Requests per transaction: large enough for throughput, small enough for latency.
 const MAX_BATCH: usize = 512;
-/// Batches up to this many requests go in one SQL text (one round trip, for latency);
-/// larger ones, under load, reuse prepared statements one request at a time, which a
-/// text made anew for every batch cannot.
-const ONE_GO_MAX: usize = 8;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -125,71 +118,14 @@ fn ack(r: Request, result: Result<Outcome, StoreError>) {
 
 /// Writes a batch as one transaction, in order, and says how each request came out.
 /// `Err` means the whole transaction failed.
+///
+/// The batch goes to the database as one SQL text, run by the connection's thread in
+/// one go (one round trip): components, the leases new runs take, every append's events
+/// in one INSERT whose rows are kept only where their run's fence holds, the releases
+/// that ride on appends, then the lease changes (a lone append is that INSERT alone, as
+/// cheap as an unfenced one). If the INSERT kept fewer rows than it was given, the heads
+/// say which appends were refused.
 async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Outcome>, StoreError> {
-    if batch.len() <= ONE_GO_MAX && batch.iter().all(|r| matches!(r, Request::Append(..) | Request::Component(..))) {
-        return write_in_one_go(conn, batch).await;
-    }
-    write_in_bulk(conn, batch).await
-}
-
-/// The hot path: appends (with the lease changes they carry) and components as one SQL
-/// text that the connection's thread runs in one go, so a commit costs one round trip
-/// to it, as a lone INSERT would. Each append's head is advanced by a conditional UPDATE
-/// that returns the run and its new head when the fence held; its events are inserted
-/// only if the head is now theirs; a release rides on the same condition. An append
-/// whose UPDATE returned nothing was refused.
-async fn write_in_one_go(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Outcome>, StoreError> {
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE;");
-    for r in batch {
-        match r {
-            Request::Component(digest, wasm, _) => {
-                q.push(" INSERT OR IGNORE INTO components (digest, wasm) VALUES (");
-                q.push_bind(digest.as_str()).push(", ").push_bind(wasm.as_slice()).push(");");
-            }
-            Request::Append(a, _) => crate::leases::push_append(&mut q, a),
-            _ => {}
-        }
-    }
-    q.push(" COMMIT;");
-    let advanced = match q.build().fetch_all(&mut *conn).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            // The text stops at the failing statement, inside its transaction.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            return Err(db(e));
-        }
-    };
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for r in batch {
-        let outcome = match r {
-            Request::Append(a, _) => match crate::leases::advanced(&advanced, a) {
-                true => Outcome::Done,
-                false => Outcome::Refused(crate::leases::why_refused(conn, a).await?),
-            },
-            _ => Outcome::Done,
-        };
-        outcomes.push(outcome);
-    }
-    Ok(outcomes)
-}
-
-/// Any batch, as one transaction in a few statements whatever its size: every append's
-/// fence and head in one UPDATE, all their events in one INSERT (per 4,000 rows), then
-/// the lease changes in order (takes and renewals read before they write).
-async fn write_in_bulk(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Outcome>, StoreError> {
-    // IMMEDIATE: the write lock is taken before the fences are read, so no other process
-    // can move a lease or a head between the check and the insert.
-    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.map_err(db)?;
-    for r in batch {
-        if let Request::Component(digest, wasm, _) = r {
-            sqlx::query("INSERT OR IGNORE INTO components (digest, wasm) VALUES (?, ?)")
-                .bind(digest)
-                .bind(wasm)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-    }
     let appends: Vec<&Append> = batch
         .iter()
         .filter_map(|r| match r {
@@ -197,48 +133,85 @@ async fn write_in_bulk(conn: &mut SqliteConnection, batch: &[Request]) -> Result
             _ => None,
         })
         .collect();
-    let advanced = crate::leases::advance_heads(&mut tx, &appends).await?;
-    let written = || appends.iter().zip(&advanced).filter(|(_, ok)| **ok).map(|(a, _)| *a);
-    let rows: Vec<(&str, &SealedEvent)> =
-        written().flat_map(|a| a.events.iter().map(move |e| (a.run_id.as_str(), e))).collect();
-    for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
-        insert_events(&mut tx, chunk).await?;
+    let lone = batch.len() == 1 && appends.len() == 1 && appends[0].lease == LeaseChange::Keep;
+    let leases = batch.iter().any(|r| matches!(r, Request::Lease(..)));
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(if lone { "" } else { "BEGIN IMMEDIATE;" });
+    let mut statements = usize::from(!lone);
+    for r in batch {
+        if let Request::Component(digest, wasm, _) = r {
+            q.push(" INSERT OR IGNORE INTO components (digest, wasm) VALUES (");
+            q.push_bind(digest.as_str()).push(", ").push_bind(wasm.as_slice()).push(");");
+            statements += 1;
+        }
     }
-    crate::leases::release_after(&mut tx, written().filter(|a| a.lease == LeaseChange::Release)).await?;
+    let layout = crate::leases::push_appends(&mut q, &appends, statements);
+    // Lease changes read before they write: they follow in their own statements.
+    if !lone && !leases {
+        q.push(" COMMIT;");
+    }
+    let kept = match run_text(conn, q, &layout.inserts).await {
+        Ok(kept) => kept,
+        Err(e) => {
+            if !lone {
+                // The text stops at the failing statement, inside its transaction.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            }
+            return Err(e);
+        }
+    };
+    let written =
+        if kept == layout.rows { vec![true; appends.len()] } else { crate::leases::written(conn, &appends).await? };
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut advanced = advanced.into_iter();
+    let mut written_each = written.into_iter();
     for r in batch {
         outcomes.push(match r {
-            Request::Append(a, _) => match advanced.next() {
+            Request::Append(a, _) => match written_each.next() {
                 Some(true) => Outcome::Done,
-                _ => Outcome::Refused(crate::leases::why_refused(&mut tx, a).await?),
+                _ => Outcome::Refused(crate::leases::why_refused(conn, a).await?),
             },
-            Request::Lease(op, _) => match crate::leases::apply(&mut tx, op).await? {
-                Ok(reply) => Outcome::Lease(reply),
-                Err(refused) => Outcome::Refused(refused),
+            Request::Lease(op, _) => match crate::leases::apply(conn, op).await {
+                Ok(Ok(reply)) => Outcome::Lease(reply),
+                Ok(Err(refused)) => Outcome::Refused(refused),
+                Err(e) => {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    return Err(e);
+                }
             },
             _ => Outcome::Done,
         });
     }
-    tx.commit().await.map_err(db)?;
+    if leases {
+        if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            return Err(db(e));
+        }
+    }
     Ok(outcomes)
 }
 
-async fn insert_events(conn: &mut SqliteConnection, rows: &[(&str, &SealedEvent)]) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
+/// Runs a text of statements; returns the rows kept by the statements in `inserts`
+/// (positions in the text, from 0).
+async fn run_text(
+    conn: &mut SqliteConnection,
+    mut q: QueryBuilder<Sqlite>,
+    inserts: &std::ops::Range<usize>,
+) -> Result<u64, StoreError> {
+    use futures_util::TryStreamExt;
+    // Several statements in one prepared text is SQLite-only in sqlx (and deprecated
+    // there for portability); it is what makes a batch one round trip to the database
+    // thread. sqlx is pinned; a PostgreSQL store writes its own batches.
+    #[allow(deprecated)]
+    let mut results = q.build().fetch_many(&mut *conn);
+    let (mut kept, mut statement) = (0, 0);
+    while let Some(item) = results.try_next().await.map_err(db)? {
+        if let sqlx::Either::Left(done) = item {
+            if inserts.contains(&statement) {
+                kept += done.rows_affected();
+            }
+            statement += 1;
+        }
     }
-    let mut q: QueryBuilder<Sqlite> =
-        QueryBuilder::new("INSERT INTO events (run_id, seq, at_us, kind, payload, hash) ");
-    q.push_values(rows, |mut b, (run, e)| {
-        b.push_bind(*run)
-            .push_bind(e.seq as i64)
-            .push_bind(e.at_us as i64)
-            .push_bind(e.kind)
-            .push_bind(&e.payload)
-            .push_bind(&e.hash);
-    });
-    q.build().execute(&mut *conn).await.map(|_| ()).map_err(db)
+    Ok(kept)
 }
 
 /// Moves everything in the write-ahead log into the database file and empties the log,

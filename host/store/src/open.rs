@@ -68,7 +68,10 @@ pub(crate) fn connect_options(config: &StoreConfig) -> Result<SqliteConnectOptio
             Durability::Normal => SqliteSynchronous::Normal,
         })
         .busy_timeout(Duration::from_secs(10))
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // A batch's multi-row statements run inside its transaction and keep statement
+        // journals (to undo just one statement): in memory, not in temporary files.
+        .pragma("temp_store", "memory");
     Ok(opts)
 }
 

@@ -245,7 +245,7 @@ fn a_host_whose_lease_was_taken_over_cannot_append_again() {
         // B continues the chain; the journal holds B's event and not A's.
         store
             .append(Append {
-                lease: LeaseChange::Keep,
+                lease: LeaseChange::Release,
                 run_id: run.clone(),
                 fence: b,
                 events: vec![chain.seal(&usage(7), 3)],
@@ -256,7 +256,11 @@ fn a_host_whose_lease_was_taken_over_cannot_append_again() {
         assert_eq!(events.len(), 2);
         assert_eq!(events[1].kind, usage(7));
         let head = store.run_record(run.as_str()).await.unwrap().head.unwrap();
-        assert_eq!((head.seq, head.hash.as_str()), (2, events[1].hash.as_str()), "the head follows every append");
+        assert_eq!(
+            (head.seq, head.hash.as_str()),
+            (2, events[1].hash.as_str()),
+            "the run is anchored where its last append gave it up"
+        );
     });
 }
 

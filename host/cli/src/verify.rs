@@ -1,7 +1,7 @@
 //! `tether verify`: what can be wrong with a recorded run, each named. A run's journal
-//! must hold an intact hash chain, end exactly at the head recorded with its last append
-//! (a cut tail shows), and agree with its row in the run index (an edited status or a
-//! missing row shows).
+//! must hold an intact hash chain, reach the head anchored when the run was last given
+//! up or its lease renewed (exactly, once given up: a cut tail shows), and agree with
+//! its row in the run index (an edited status or a missing row shows).
 
 use serde::Serialize;
 use tether_types::event::verify_and_decode;
@@ -32,28 +32,30 @@ pub(crate) async fn check(store: &impl JournalStore, run: &str) -> Result<Checke
         (Some((seq, hash)), Some(head)) => {
             if *seq < head.seq {
                 checked.problems.push(format!(
-                    "the journal ends at event {seq}, but its last append ended at event {}: events {}..{} are missing (its tail was cut)",
+                    "the journal ends at event {seq}, but it was anchored at event {}: events {}..{} are missing (its tail was cut)",
                     head.seq,
                     seq + 1,
                     head.seq
                 ));
-            } else if *seq > head.seq {
+            } else if *seq > head.seq && !record.held {
                 checked.problems.push(format!(
-                    "the journal goes on past event {}, where its last append ended: events {}..{seq} were added outside tether",
+                    "the journal goes on past event {}, where the run was last given up: events {}..{seq} were added outside tether",
                     head.seq,
                     head.seq + 1
                 ));
-            } else if *hash != head.hash {
-                checked.problems.push(format!("event {seq} is not the event its last append wrote (its hash differs)"));
+            } else if *seq == head.seq && *hash != head.hash {
+                checked
+                    .problems
+                    .push(format!("event {seq} is not the event the run was anchored at (its hash differs)"));
             }
         }
-        (Some(_), None) => {
-            checked.problems.push("the run has no recorded head, so a cut tail cannot be ruled out".into())
+        (Some(_), None) if !record.held => {
+            checked.problems.push("the run has no anchored head, so a cut tail cannot be ruled out".into())
         }
-        (None, Some(head)) => checked
-            .problems
-            .push(format!("the run's journal is empty, but its last append ended at event {}", head.seq)),
-        (None, None) => {}
+        (None, Some(head)) => {
+            checked.problems.push(format!("the run's journal is empty, but it was anchored at event {}", head.seq))
+        }
+        _ => {}
     }
     let events = match verify_and_decode(run, &rows) {
         Ok(events) => events,

@@ -56,7 +56,8 @@ pub(crate) async fn apply(
         LeaseOp::Release(lease) => {
             // A run that never got its first event (an unknown id resumed, a start that
             // failed before writing) leaves nothing behind.
-            let sql = "DELETE FROM run_leases WHERE run_id = ?1 AND owner = ?2 AND epoch = ?3 AND head_seq = 0";
+            let sql = "DELETE FROM run_leases WHERE run_id = ?1 AND owner = ?2 AND epoch = ?3 \
+                       AND NOT EXISTS (SELECT 1 FROM events WHERE run_id = ?1)";
             on_lease(conn, sql, lease, None).await?;
             let sql =
                 "UPDATE run_leases SET owner = '', expires_us = 0 WHERE run_id = ?1 AND owner = ?2 AND epoch = ?3";
@@ -130,28 +131,30 @@ async fn take(
 /// longer ends where the writer thought.
 pub(crate) async fn why_refused(conn: &mut SqliteConnection, append: &Append) -> Result<StoreError, StoreError> {
     let first = append.events.first().map_or((0, ""), |e| (e.seq, e.kind));
-    let row = sqlx::query("SELECT owner, epoch, head_seq FROM run_leases WHERE run_id = ?")
+    let row: Option<(String, i64)> = sqlx::query_as("SELECT owner, epoch FROM run_leases WHERE run_id = ?")
         .bind(append.run_id.as_str())
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
     let run = append.run_id.to_string();
-    let Some(row) = row else {
+    let Some((holder, epoch)) = row else {
         return Ok(StoreError::LeaseLost { run, epoch: append.fence.epoch, holder: "nobody".into(), holder_epoch: 0 });
     };
-    let holder: String = row.try_get(0).map_err(db)?;
-    let epoch = row.try_get::<i64, _>(1).map_err(db)? as u64;
-    let head = row.try_get::<i64, _>(2).map_err(db)? as u64;
-    Ok(if holder != append.fence.owner || epoch != append.fence.epoch {
-        StoreError::LeaseLost {
+    let epoch = epoch as u64;
+    if holder != append.fence.owner || epoch != append.fence.epoch {
+        return Ok(StoreError::LeaseLost {
             run,
             epoch: append.fence.epoch,
             holder: if holder.is_empty() { "nobody (released)".into() } else { holder },
             holder_epoch: epoch,
-        }
-    } else {
-        StoreError::Conflict { run, seq: first.0, kind: first.1.to_string(), head }
-    })
+        });
+    }
+    let head: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE run_id = ?")
+        .bind(append.run_id.as_str())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(StoreError::Conflict { run, seq: first.0, kind: first.1.to_string(), head: head.unwrap_or(0) as u64 })
 }
 
 /// Where the event INSERTs of a batch's text are, and how many rows they were given.
@@ -163,11 +166,10 @@ pub(crate) struct Layout {
 }
 
 /// Adds a batch's appends to its text, after `before` statements: the leases new runs
-/// take (`TakeNew`); every event in one INSERT (per 3,600 rows) whose rows are kept only
-/// where the run's lease has the append's owner and epoch and its head is where the
-/// append starts (the triggers of migration 6 refuse a row that does not continue the
-/// head, and move the head, so an append is all or nothing); then the releases that ride
-/// on appends, for the runs whose heads those appends moved.
+/// take (`TakeNew`); every event in one INSERT (per 4,000 rows) whose rows are kept only
+/// where the run's lease still has the append's owner and epoch (the events' primary key
+/// refuses a position already taken); then, for appends that give the lease up, the
+/// release with the head anchored at their last event.
 pub(crate) fn push_appends(q: &mut QueryBuilder<Sqlite>, appends: &[&Append], before: usize) -> Layout {
     let mut statements = before;
     let taking: Vec<(&Append, u64)> = appends
@@ -190,20 +192,15 @@ pub(crate) fn push_appends(q: &mut QueryBuilder<Sqlite>, appends: &[&Append], be
         q.push(" ON CONFLICT (run_id) DO NOTHING;");
         statements += 1;
     }
-    let rows: Vec<(&Append, &SealedEvent, i64)> = appends
-        .iter()
-        .flat_map(|a| {
-            let start = a.events.first().map_or(0, |e| e.seq as i64 - 1);
-            a.events.iter().map(move |e| (*a, e, start))
-        })
-        .collect();
+    let rows: Vec<(&Append, &SealedEvent)> =
+        appends.iter().flat_map(|a| a.events.iter().map(move |e| (*a, e))).collect();
     let first_insert = statements;
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         q.push(
             " INSERT INTO events (run_id, seq, at_us, kind, payload, hash) \
-                SELECT column1, column2, column3, column4, column5, column6 FROM (",
+             SELECT column1, column2, column3, column4, column5, column6 FROM (",
         );
-        q.push_values(chunk, |mut b, (a, e, start)| {
+        q.push_values(chunk, |mut b, (a, e)| {
             b.push_bind(a.run_id.as_str())
                 .push_bind(e.seq as i64)
                 .push_bind(e.at_us as i64)
@@ -211,31 +208,31 @@ pub(crate) fn push_appends(q: &mut QueryBuilder<Sqlite>, appends: &[&Append], be
                 .push_bind(e.payload.as_str())
                 .push_bind(e.hash.as_str())
                 .push_bind(a.fence.owner.as_str())
-                .push_bind(a.fence.epoch as i64)
-                .push_bind(*start);
+                .push_bind(a.fence.epoch as i64);
         });
         q.push(
             ") AS v WHERE EXISTS (SELECT 1 FROM run_leases l WHERE l.run_id = v.column1 AND l.owner = v.column7 \
-             AND l.epoch = v.column8 AND l.head_seq BETWEEN v.column9 AND v.column2 - 1);",
+             AND l.epoch = v.column8);",
         );
         statements += 1;
     }
     let inserts = first_insert..statements;
     for a in appends.iter().filter(|a| a.lease == LeaseChange::Release) {
         let Some(last) = a.events.last() else { continue };
-        q.push(" UPDATE run_leases SET owner = '', expires_us = 0 WHERE run_id = ").push_bind(a.run_id.as_str());
+        q.push(" UPDATE run_leases SET owner = '', expires_us = 0, head_seq = ").push_bind(last.seq as i64);
+        q.push(", head_hash = ").push_bind(last.hash.as_str());
+        q.push(" WHERE run_id = ").push_bind(a.run_id.as_str());
         q.push(" AND owner = ").push_bind(a.fence.owner.as_str());
-        q.push(" AND epoch = ").push_bind(a.fence.epoch as i64);
-        q.push(" AND head_seq = ").push_bind(last.seq as i64).push(";");
+        q.push(" AND epoch = ").push_bind(a.fence.epoch as i64).push(";");
     }
     Layout { inserts, rows: rows.len() as u64 }
 }
 
-/// Bound parameters per statement stay under SQLite's 32,766: nine per row.
-const ROWS_PER_INSERT: usize = 3600;
+/// Bound parameters per statement stay under SQLite's 32,766: eight per row.
+const ROWS_PER_INSERT: usize = 4000;
 
-/// Which appends are written: their run's head is their last event, under their fence.
-/// Read when an INSERT kept fewer rows than it was given (inside the batch's transaction).
+/// Which appends are written: the journal holds their last event. Read when an INSERT
+/// kept fewer rows than it was given (inside the batch's transaction).
 pub(crate) async fn written(conn: &mut SqliteConnection, appends: &[&Append]) -> Result<Vec<bool>, StoreError> {
     let mut out = Vec::with_capacity(appends.len());
     for a in appends {
@@ -243,20 +240,13 @@ pub(crate) async fn written(conn: &mut SqliteConnection, appends: &[&Append]) ->
             out.push(true);
             continue;
         };
-        let row: Option<(String, i64, String, i64)> =
-            sqlx::query_as("SELECT owner, epoch, head_hash, head_seq FROM run_leases WHERE run_id = ?")
-                .bind(a.run_id.as_str())
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db)?;
-        // A release that rode on the append left the owner empty, the epoch as it was.
-        let released = a.lease == LeaseChange::Release;
-        out.push(row.is_some_and(|(owner, epoch, hash, seq)| {
-            (owner == a.fence.owner || released && owner.is_empty())
-                && epoch == a.fence.epoch as i64
-                && hash == last.hash
-                && seq == last.seq as i64
-        }));
+        let hash: Option<String> = sqlx::query_scalar("SELECT hash FROM events WHERE run_id = ? AND seq = ?")
+            .bind(a.run_id.as_str())
+            .bind(last.seq as i64)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        out.push(hash.as_deref() == Some(last.hash.as_str()));
     }
     Ok(out)
 }

@@ -113,13 +113,12 @@ impl From<StoreError> for Retry {
 async fn try_open_and_migrate(config: &StoreConfig) -> Result<SqliteConnection, Retry> {
     let path = sqlite_path(&config.url);
     let shown = path.display().to_string();
-    let mut conn =
-        SqliteConnection::connect_with(&connect_options(config)?).await.map_err(|e| open_error(&shown, e))?;
+    let mut conn = SqliteConnection::connect_with(&connect_options(config)?).await.map_err(|e| locked_or(&shown, e))?;
 
     let tables: Vec<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
         .fetch_all(&mut conn)
         .await
-        .map_err(|e| open_error(&shown, e))?;
+        .map_err(|e| locked_or(&shown, e))?;
     let has = |t: &str| tables.iter().any(|(n,)| n == t);
     if tables.len() == 1 && has("_sqlx_migrations") && abandoned_first_open(&mut conn).await? {
         return Err(Retry::Race(StoreError::Database(format!("{shown}: finishing a first open that was cut short"))));
@@ -174,6 +173,18 @@ async fn abandoned_first_open(conn: &mut SqliteConnection) -> Result<bool, Retry
     tx.commit().await.map_err(race)?;
     tracing::debug!("finished a first open of the journal that was cut short");
     Ok(true)
+}
+
+/// A journal another process holds locked for a moment (a checkpoint, a migration) is
+/// tried again; anything else is final.
+fn locked_or(path: &str, e: sqlx::Error) -> Retry {
+    // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+    let code = e.as_database_error().and_then(|d| d.code()).and_then(|c| c.parse::<i32>().ok());
+    if code.is_some_and(|c| matches!(c & 0xff, 5 | 6)) {
+        Retry::Race(open_error(path, e))
+    } else {
+        Retry::Final(open_error(path, e))
+    }
 }
 
 fn open_error(path: &str, e: sqlx::Error) -> StoreError {

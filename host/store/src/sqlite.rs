@@ -198,13 +198,15 @@ impl JournalStore for SqliteStore {
             .fetch_optional(&self.readers)
             .await
             .map_err(db)?;
-        let head: Option<(i64, String)> =
-            sqlx::query_as("SELECT head_seq, head_hash FROM run_leases WHERE run_id = ? AND head_seq > 0")
+        let lease: Option<(i64, String, String)> =
+            sqlx::query_as("SELECT head_seq, head_hash, owner FROM run_leases WHERE run_id = ?")
                 .bind(run_id)
                 .fetch_optional(&self.readers)
                 .await
                 .map_err(db)?;
-        Ok(RunRecord { index_status, head: head.map(|(seq, hash)| RunHead { seq: seq as u64, hash }) })
+        let held = lease.as_ref().is_some_and(|(_, _, owner)| !owner.is_empty());
+        let head = lease.filter(|(seq, _, _)| *seq > 0).map(|(seq, hash, _)| RunHead { seq: seq as u64, hash });
+        Ok(RunRecord { index_status, head, held })
     }
 
     async fn run_ids(&self) -> Result<Vec<String>, StoreError> {

@@ -64,8 +64,12 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
                 continue;
             }
             Request::Close(tx) => {
-                let _ = tx.send(checkpoint(&mut conn).await);
-                break;
+                let result = checkpoint(&mut conn).await;
+                // Closing the last connection to the journal lets SQLite finish the
+                // checkpoint and remove the log; with others open it leaves both be.
+                let closed = sqlx::Connection::close(conn).await.map_err(db);
+                let _ = tx.send(result.and(closed));
+                return;
             }
             other => batch.push(other),
         }
@@ -123,8 +127,9 @@ fn ack(r: Request, result: Result<Outcome, StoreError>) {
 /// one go (one round trip): components, the leases new runs take, every append's events
 /// in one INSERT whose rows are kept only where their run's fence holds, the releases
 /// that ride on appends, then the lease changes (a lone append is that INSERT alone, as
-/// cheap as an unfenced one). If the INSERT kept fewer rows than it was given, the heads
-/// say which appends were refused.
+/// cheap as an unfenced one). If the INSERT kept fewer rows than it was given, the
+/// journal says which appends were refused; a position already taken fails the batch,
+/// whose requests are then written one by one.
 async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Outcome>, StoreError> {
     let appends: Vec<&Append> = batch
         .iter()
@@ -156,7 +161,12 @@ async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Out
                 // The text stops at the failing statement, inside its transaction.
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             }
-            return Err(e);
+            let taken = e.as_database_error().is_some_and(|d| d.is_unique_violation());
+            if let ([a], true, 1) = (appends.as_slice(), taken, batch.len()) {
+                // A position already taken, under a lease that holds: another writer raced.
+                return Ok(vec![Outcome::Refused(crate::leases::why_refused(conn, a).await?)]);
+            }
+            return Err(db(e));
         }
     };
     let written =
@@ -195,7 +205,7 @@ async fn run_text(
     conn: &mut SqliteConnection,
     mut q: QueryBuilder<Sqlite>,
     inserts: &std::ops::Range<usize>,
-) -> Result<u64, StoreError> {
+) -> Result<u64, sqlx::Error> {
     use futures_util::TryStreamExt;
     // Several statements in one prepared text is SQLite-only in sqlx (and deprecated
     // there for portability); it is what makes a batch one round trip to the database
@@ -203,7 +213,7 @@ async fn run_text(
     #[allow(deprecated)]
     let mut results = q.build().fetch_many(&mut *conn);
     let (mut kept, mut statement) = (0, 0);
-    while let Some(item) = results.try_next().await.map_err(db)? {
+    while let Some(item) = results.try_next().await? {
         if let sqlx::Either::Left(done) = item {
             if inserts.contains(&statement) {
                 kept += done.rows_affected();
@@ -214,14 +224,15 @@ async fn run_text(
     Ok(kept)
 }
 
-/// Moves everything in the write-ahead log into the database file and empties the log,
-/// so the file alone holds every committed run (a copy of `journal.db` is complete).
+/// Moves everything in the write-ahead log into the database file, so the file alone
+/// holds every committed run (a copy of `journal.db` is complete).
 async fn checkpoint(conn: &mut SqliteConnection) -> Result<(), StoreError> {
-    let (busy, _, _): (i64, i64, i64) =
-        sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await.map_err(db)?;
-    if busy != 0 {
-        // Another process is reading or writing the journal: it will checkpoint later.
-        tracing::debug!("the journal's write-ahead log could not be fully checkpointed: another process uses it");
+    // PASSIVE: copies what it can without waiting for, or blocking, other processes that
+    // use the journal (a TRUNCATE would make them wait, and can refuse their opens).
+    let (_, logged, copied): (i64, i64, i64) =
+        sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut *conn).await.map_err(db)?;
+    if copied < logged {
+        tracing::debug!("the journal's write-ahead log is not fully checkpointed: another process is reading it");
     }
     Ok(())
 }

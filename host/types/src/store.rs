@@ -150,8 +150,9 @@ pub enum LeaseTake {
     Held(Lease),
 }
 
-/// A run's durable head, kept with its lease in the same transaction as every append:
-/// the journal must end exactly here, so a truncated tail is detected.
+/// A run's anchored head, kept with its lease: the last event's position and hash when
+/// the run was last given up (with the append that gave it up) or its lease renewed. A
+/// journal that does not reach it was cut.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunHead {
     /// The last event's sequence number (0 before the first append).
@@ -166,8 +167,11 @@ pub struct RunHead {
 pub struct RunRecord {
     /// The index row's status, exactly as stored; `None` if the run has no index row.
     pub index_status: Option<String>,
-    /// The head anchor; `None` if the run has none.
+    /// The head anchor; `None` if the run has none yet.
     pub head: Option<RunHead>,
+    /// Whether a host holds the run's lease, or took it and never gave it up (it was
+    /// killed): the head is then a periodic anchor, and the journal may go past it.
+    pub held: bool,
 }
 
 /// A component deployed to the host under a name and version (`tether plugin add`).

@@ -2,8 +2,9 @@
 //!
 //! [`SqliteStore`] is the default: one file, WAL mode, `synchronous=FULL` unless told
 //! otherwise. One writer task owns the write connection and commits whatever has queued
-//! up as one transaction with multi-row INSERTs (group commit); every caller awaits the
-//! commit that contains its events. Reads go through a separate pool.
+//! up as one transaction, sent as one SQL text (group commit); every caller awaits the
+//! commit that contains its events. Appends are fenced by the run's lease in the same
+//! statement (`leases.rs`). Reads go through a separate pool.
 
 mod error;
 mod leases;

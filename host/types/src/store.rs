@@ -80,9 +80,9 @@ pub struct RunSummary {
 /// finish it), maintained by the store.
 ///
 /// Every append is fenced: it is written only if the run's lease is still held by
-/// `fence` (same owner, same epoch) and the run's head is still the event just before
-/// the first one appended, checked in the same transaction as the write. A host that
-/// lost its lease, or a writer that raced another, writes nothing.
+/// `fence` (same owner, same epoch), checked in the same statement as the write, and
+/// only where its positions are free. A host that lost its lease, or a writer that raced
+/// another, writes nothing. A run's journal flushes one append at a time.
 #[derive(Clone, Debug)]
 pub struct Append {
     /// The run.

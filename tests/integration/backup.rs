@@ -12,7 +12,7 @@ use serde_json::Value;
 use tether_tests::repo_root;
 
 use crate::chaos::PrivateDir;
-use crate::support::{tether_cmd, tether_json};
+use crate::support::{output, tether_cmd, tether_json};
 
 /// Asserts the journal's write-ahead log is absent or empty, after `what`.
 fn assert_wal_checkpointed(db: &Path, what: &str) {
@@ -22,16 +22,6 @@ fn assert_wal_checkpointed(db: &Path, what: &str) {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{wal}: {e}"),
     }
 }
-
-fn output(o: &std::process::Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}stderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Asserts the journal at `file` lists exactly `runs`, each completed, verifies, and
 /// (when `replay`) replays each with no divergence.
 fn assert_holds(db_env: &Path, file: &Path, runs: &[&str], replay: bool) {

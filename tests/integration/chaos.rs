@@ -2,6 +2,8 @@
 //! directories private to this test process.
 
 use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
 
 /// xorshift64*: small, seeded, reproducible.
 pub struct Rng(pub u64);
@@ -56,4 +58,19 @@ impl Drop for PrivateDir {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
+}
+
+/// Kills `child` (SIGKILL) after `delay`; returns whether it was still running then.
+pub fn kill_after(mut child: Child, delay: Duration) -> bool {
+    std::thread::sleep(delay);
+    let running = matches!(child.try_wait(), Ok(None));
+    let _ = child.kill();
+    let _ = child.wait();
+    running
+}
+
+/// A hex-encoded file name (the example tools' `keys/`) back to the idempotency key.
+pub fn unhex(name: &str) -> String {
+    let bytes: Vec<u8> = (0..name.len()).step_by(2).map(|i| u8::from_str_radix(&name[i..i + 2], 16).unwrap()).collect();
+    String::from_utf8(bytes).unwrap()
 }

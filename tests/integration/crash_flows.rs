@@ -26,42 +26,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tether_tests::artifacts;
 
+use crate::chaos::{env_u64, kill_after, seed, unhex, Rng};
 use crate::governance::{of_type, stderr, Refund, POLICY};
 use crate::support::{fresh_dir, tether_cmd, tether_json};
-
-/// xorshift64*: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-fn seed() -> u64 {
-    env_u64("TETHER_CRASH_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    })
-}
-
-/// Kills `child` (SIGKILL) after `delay`; returns whether it was still running then.
-fn kill_after(mut child: Child, delay: Duration) -> bool {
-    std::thread::sleep(delay);
-    let running = matches!(child.try_wait(), Ok(None));
-    let _ = child.kill();
-    let _ = child.wait();
-    running
-}
 
 /// Kills `child` as soon as `run`'s journal holds `count` events of type `kind` (polling
 /// `tether history` in a tight loop), after a further `delay`; returns whether it was
@@ -91,12 +58,6 @@ fn events(db: &Path, run: &str) -> Vec<Value> {
 
 fn has_event(events: &[Value], kind: &str) -> bool {
     events.iter().any(|e| e["type"] == kind)
-}
-
-/// A hex-encoded file name back to the idempotency key it stands for.
-fn unhex(name: &str) -> String {
-    let bytes: Vec<u8> = (0..name.len()).step_by(2).map(|i| u8::from_str_radix(&name[i..i + 2], 16).unwrap()).collect();
-    String::from_utf8(bytes).unwrap()
 }
 
 fn hex(key: &str) -> String {

@@ -10,13 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tether_tests::artifacts;
 
-use crate::chaos::{env_u64, Rng};
+use crate::chaos::{env_u64, kill_after, unhex, Rng};
 use crate::support::{tether_cmd, tether_json};
 
 const STEPS: u32 = 4;
@@ -34,12 +34,6 @@ fn workflow(dir: &Path) -> String {
     let path = dir.join("crash.toml");
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
-}
-
-fn kill_after(mut child: Child, delay: Duration) {
-    std::thread::sleep(delay);
-    let _ = child.kill(); // SIGKILL
-    let _ = child.wait();
 }
 
 #[test]
@@ -142,12 +136,6 @@ fn killed_runs_resume_to_the_same_output_with_every_effect_exactly_once() {
         invocations - expected_keys
     );
     assert!(mid_attempt > 0, "no kill landed inside a step; the test would prove little (seed {seed})");
-}
-
-/// A hex-encoded file name back to the idempotency key it stands for.
-fn unhex(name: &str) -> String {
-    let bytes: Vec<u8> = (0..name.len()).step_by(2).map(|i| u8::from_str_radix(&name[i..i + 2], 16).unwrap()).collect();
-    String::from_utf8(bytes).unwrap()
 }
 
 /// From the journal: each step completed once, and nothing of it ran after that.

@@ -17,23 +17,14 @@
 //! changes N, the number of killed runs per workflow (default 12).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tether_tests::repo_root;
 
-use crate::chaos::{env_u64, seed, PrivateDir, Rng};
+use crate::chaos::{env_u64, kill_after, seed, PrivateDir, Rng};
 use crate::support::{tether_cmd, tether_json};
-
-/// Kills `child` (SIGKILL) after `delay`; returns whether it was still running then.
-fn kill_after(mut child: Child, delay: Duration) -> bool {
-    std::thread::sleep(delay);
-    let running = matches!(child.try_wait(), Ok(None));
-    let _ = child.kill();
-    let _ = child.wait();
-    running
-}
 
 /// Every component file a workflow names (relative paths resolved against its
 /// directory) that does not exist.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tether_tests::repo_root;
 
 use crate::chaos::{env_u64, seed, PrivateDir, Rng};
-use crate::support::{tether_cmd, tether_json};
+use crate::support::{output, tether_cmd, tether_json};
 
 /// `tether runs --db FILE` (FILE also in $TETHER_DATABASE_URL, so nothing else is opened).
 fn runs(db: &Path) -> std::process::Command {
@@ -48,16 +48,6 @@ fn stage(db: &Path) -> usize {
         1
     }
 }
-
-fn output(o: &std::process::Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}stderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn a_first_open_killed_at_any_point_opens_afterwards() {
     let seed = seed();

@@ -83,3 +83,13 @@ pub fn tether_json(db: &Path, args: &[&str]) -> (Option<i32>, Value) {
         .unwrap_or_else(|_| panic!("tether {args:?} printed no JSON; stderr:\n{}", String::from_utf8_lossy(&o.stderr)));
     (o.status.code(), v)
 }
+
+/// A finished command's exit code, stdout and stderr, for assertion messages.
+pub fn output(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}stderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

@@ -40,7 +40,8 @@ pub(crate) enum Command {
     ///
     /// Completed steps are not run again; an interrupted step is run again with the tool
     /// calls, clock and random reads it had already made served from the journal, so
-    /// their side effects happen once. A finished run is only reported.
+    /// their side effects happen once. A finished run is only reported. Exit code 4 if
+    /// another tether process is executing the run (see --wait).
     Resume(ResumeArgs),
     /// Re-run a recorded run against its journal, with no side effects, and report the
     /// first point where execution differs (or "replay matched N events").
@@ -464,8 +465,9 @@ pub(crate) fn async_runtime() -> Result<Rt, Failure> {
 #[derive(Args)]
 pub(crate) struct WaitArgs {
     /// Wait this long for a run another tether process is executing (`0s`, `30s`, `5m`)
-    /// before giving up with exit code 4. A process on this machine that died is noticed
-    /// at once; one elsewhere holds the run until its lease lapses ($TETHER_LEASE_TTL,
+    /// before giving up with exit code 4 [default: 0s for resume and sweep, 10s for
+    /// approve, reject and override]. A process on this machine that died is noticed at
+    /// once; one elsewhere holds the run until its lease lapses ($TETHER_LEASE_TTL,
     /// default 30s).
     #[arg(long, value_name = "DURATION")]
     pub(crate) wait: Option<String>,

@@ -226,3 +226,24 @@ fn validate_accepts_the_demo_and_lists_every_problem_of_a_bad_workflow() {
     let runs: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(!runs.as_array().unwrap().iter().any(|r| r["workflow"] == "v"));
 }
+
+#[test]
+fn a_guests_output_cannot_drive_the_terminal_through_json() {
+    let dir = scratch("c1-output");
+    let wf = write(
+        &dir,
+        "echo.toml",
+        &format!("name = \"echo\"\n[[steps]]\nname = \"echo\"\ncomponent = {:?}\n", artifacts::HOSTILE),
+    );
+    // U+009B is a CSI on some terminals; JSON leaves it (and DEL) raw unless escaped.
+    let input = "{\"mode\": \"echo\", \"text\": \"\\u009b2J\\u007f\\u001b[31m\"}";
+    for extra in [&[][..], &["--json"][..]] {
+        let mut args = vec!["run", &wf, "--input", input];
+        args.extend_from_slice(extra);
+        let o = tether(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let out = String::from_utf8(o.stdout).unwrap();
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "raw control characters on stdout: {out:?}");
+        assert!(out.contains("\\u009b2J\\u007f\\u001b[31m"), "{out}");
+    }
+}

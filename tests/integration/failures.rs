@@ -160,6 +160,15 @@ fn an_invalid_usage_report_is_a_trap() {
 }
 
 #[test]
+fn usage_that_would_overflow_its_total_is_a_trap_not_infinity() {
+    let input = json!({"mode": "bad-usage", "amount": 1.5e308, "times": 2});
+    let r = expect_failure(&hostile("", ""), input, FailureClass::Trap);
+    let message = r.error.unwrap().message;
+    assert!(message.contains("too large to count"), "{message}");
+    assert!(r.steps[0].stats.usage.values().all(|v| v.is_finite()), "{:?}", r.steps[0].stats.usage);
+}
+
+#[test]
 fn tool_input_that_is_not_json_is_refused_without_running_the_tool() {
     let r = run(&hostile("", ""), json!({"mode": "call-tool-invalid-json"}));
     assert_eq!(r.output["error"].as_str().unwrap().split(':').next(), Some("tool input is not JSON"));

@@ -112,7 +112,7 @@ pub(crate) fn inbox(args: InboxArgs) -> Result<ExitCode, Failure> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&list).expect("JSON values serialize"));
+            println!("{}", crate::output::json(&list));
             return Ok(ExitCode::SUCCESS);
         }
         if all.is_empty() {

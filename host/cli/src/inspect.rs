@@ -11,7 +11,7 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<ExitCode, Failure> {
         .block_on(runtime.inspect(&args.component))
         .map_err(|e| Failure::usage(e.to_string()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&info).expect("info serializes"));
+        println!("{}", crate::output::json(&info));
         return Ok(ExitCode::SUCCESS);
     }
     println!("file:    {}", args.component.display());

@@ -53,7 +53,7 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
         let store = args.db.open().await?;
         let runs = tether_types::store::JournalStore::runs(&store, status, args.limit).await.map_err(store_failure)?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&runs).expect("runs serialize"));
+            println!("{}", crate::output::json(&runs));
             return Ok(ExitCode::SUCCESS);
         }
         if runs.is_empty() {
@@ -82,7 +82,7 @@ pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
         let events =
             tether_types::event::verify_and_decode(&args.run, &rows).map_err(|e| Failure::Internal(e.to_string()))?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&events).expect("events serialize"));
+            println!("{}", crate::output::json(&events));
             return Ok(ExitCode::SUCCESS);
         }
         let t0 = events.first().map_or(0, |e| e.at_us);
@@ -262,7 +262,7 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
             reports.push(checked);
         }
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"));
+            println!("{}", crate::output::json(&reports));
         } else if args.run.is_none() {
             eprintln!("{} run(s) checked, {damaged} with problems", runs.len());
         }
@@ -309,7 +309,7 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
             other => driver_failure(other),
         })?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
+            println!("{}", crate::output::json(&report));
         } else {
             match &report.divergence {
                 None => {

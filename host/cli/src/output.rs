@@ -8,6 +8,25 @@ pub(crate) fn sanitize(text: &str) -> String {
     text.chars().map(|c| if c.is_control() && c != '\t' { '\u{FFFD}' } else { c }).collect()
 }
 
+/// JSON for stdout, pretty-printed, with the control characters JSON leaves raw (DEL and
+/// C1, U+0080-U+009F: U+009B is a CSI on some terminals) escaped as `\u00XX`. Still the
+/// same JSON to a parser; nothing a guest wrote can drive the terminal it is printed on.
+pub(crate) fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    if !text.chars().any(|c| c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c)) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub(crate) fn fuel(units: u64) -> String {
     match units {
         u if u >= 1_000_000_000 => format!("{:.2}G", u as f64 / 1e9),
@@ -66,7 +85,7 @@ pub(crate) fn step_finished(index: usize, total: usize, report: &StepReport, ver
 pub(crate) fn run_summary(report: &RunReport) {
     match report.status {
         RunStatus::Completed => {
-            println!("{}", serde_json::to_string_pretty(&report.output).expect("JSON values serialize"));
+            println!("{}", json(&report.output));
             eprintln!(
                 "run {} completed: {} steps, fuel {}, {}",
                 report.run_id,
@@ -152,6 +171,15 @@ mod tests {
         let clean = sanitize(hostile);
         assert!(!clean.chars().any(|c| c.is_control() && c != '\t'), "{clean:?}");
         assert!(clean.starts_with("ok\u{FFFD}[2J") && clean.ends_with("done\ttab"));
+    }
+
+    #[test]
+    fn json_output_escapes_what_json_leaves_raw() {
+        let hostile = serde_json::json!({"text": "a\u{9b}31mred\u{7f}\u{1b}[2J é"});
+        let text = json(&hostile);
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains("a\\u009b31mred\\u007f\\u001b[2J é"), "{text}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), hostile, "the same JSON to a parser");
     }
 
     #[test]

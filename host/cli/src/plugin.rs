@@ -85,7 +85,7 @@ fn add(args: PluginAddArgs) -> Result<ExitCode, Failure> {
         let mut v = json!(record);
         v["added"] = json!(added == PluginAdded::Added);
         v["compile_ms"] = json!(compiled.as_millis() as u64);
-        println!("{}", serde_json::to_string_pretty(&v).expect("records serialize"));
+        println!("{}", crate::output::json(&v));
         return Ok(ExitCode::SUCCESS);
     }
     match added {
@@ -132,7 +132,7 @@ fn show(args: PluginShowArgs) -> Result<ExitCode, Failure> {
         )));
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plugins).expect("records serialize"));
+        println!("{}", crate::output::json(&plugins));
         return Ok(ExitCode::SUCCESS);
     }
     for (i, p) in plugins.iter().enumerate() {
@@ -171,7 +171,7 @@ fn remove(args: PluginRemoveArgs) -> Result<ExitCode, Failure> {
 
 fn print_records(plugins: &[PluginRecord], json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(plugins).expect("records serialize"));
+        println!("{}", crate::output::json(plugins));
         return;
     }
     if plugins.is_empty() {

@@ -79,7 +79,7 @@ pub(crate) async fn finish(
     result.map_err(driver_failure)?;
     let report = driver.report(run_id.as_str()).await.map_err(driver_failure)?;
     if out.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
+        println!("{}", crate::output::json(&report));
     } else {
         output::run_summary(&report);
     }

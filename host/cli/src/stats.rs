@@ -75,7 +75,7 @@ pub(crate) fn stats(args: StatsArgs) -> Result<ExitCode, Failure> {
         }
         let stats = compute(&runs);
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&stats).expect("stats serialize"));
+            println!("{}", crate::output::json(&stats));
         } else {
             print(&stats);
         }

@@ -37,10 +37,7 @@ pub(crate) fn validate(args: ValidateArgs) -> Result<ExitCode, Failure> {
     match loaded {
         Ok(wf) => {
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({"valid": true, "plan": wf.plan})).expect("plans serialize")
-                );
+                println!("{}", crate::output::json(&json!({"valid": true, "plan": wf.plan})));
             } else {
                 println!(
                     "{file}: valid workflow `{}`: {} steps, {} tools, {} loops",
@@ -61,7 +58,7 @@ pub(crate) fn validate(args: ValidateArgs) -> Result<ExitCode, Failure> {
                     .iter()
                     .map(|p| json!({"file": p.file, "line": p.line, "column": p.column, "message": p.message, "hint": p.hint}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&json!({"valid": false, "problems": list})).expect("JSON"));
+                println!("{}", crate::output::json(&json!({"valid": false, "problems": list})));
             } else {
                 for p in &problems {
                     eprintln!("{p}");

@@ -181,7 +181,9 @@ async fn call_tool(
         ToolResult::Err { .. } => FailureClass::GuestError.as_str().to_string(),
     };
     let report = ToolCallReport { tool: tool.clone(), outcome: shown, fuel: *fuel, wall_us: *wall_us };
-    cx.data_mut().record.absorb_tool(logs, usage, report);
+    if let Err(msg) = cx.data_mut().record.absorb_tool(logs, usage, report) {
+        return Err(cx.data_mut().trip(FailureClass::Trap, format!("invalid usage report: {msg}")));
+    }
     cx.data_mut().check_usage_limits()?;
     Ok((match outcome.clone() {
         // The guest sees the recorded value, re-serialized: identical live and served.

@@ -239,21 +239,36 @@ impl Record {
         if !self.usage.contains_key(metric) && self.usage.len() >= USAGE_METRICS_CAP {
             return Err(format!("more than {USAGE_METRICS_CAP} distinct usage metrics"));
         }
-        *self.usage.entry(metric.to_string()).or_default() += amount;
+        let total = self.usage.get(metric).copied().unwrap_or(0.0) + amount;
+        if !total.is_finite() {
+            return Err(format!("usage amount {amount} would make the total of `{metric}` too large to count"));
+        }
+        self.usage.insert(metric.to_string(), total);
         Ok(())
     }
 
     /// Folds a finished tool call (live or served from the journal) into the step's record.
-    pub(crate) fn absorb_tool(&mut self, logs: &[LogLine], usage: &BTreeMap<String, f64>, report: ToolCallReport) {
+    /// `Err` if the tool's usage would make one of the step's totals too large to count.
+    pub(crate) fn absorb_tool(
+        &mut self,
+        logs: &[LogLine],
+        usage: &BTreeMap<String, f64>,
+        report: ToolCallReport,
+    ) -> Result<(), String> {
         self.tool_fuel = self.tool_fuel.saturating_add(report.fuel);
         for line in logs {
             self.push_log(line.clone());
         }
-        for (metric, amount) in usage {
-            // Already validated inside the tool's store.
-            *self.usage.entry(metric.clone()).or_default() += amount;
-        }
         self.tool_calls.push(report);
+        for (metric, amount) in usage {
+            // Each amount was validated inside the tool's store; the sum may still overflow.
+            let total = self.usage.get(metric).copied().unwrap_or(0.0) + amount;
+            if !total.is_finite() {
+                return Err(format!("the tool's usage would make the total of `{metric}` too large to count"));
+            }
+            self.usage.insert(metric.clone(), total);
+        }
+        Ok(())
     }
 }
 

@@ -160,6 +160,21 @@ fn an_invalid_usage_report_is_a_trap() {
 }
 
 #[test]
+fn output_the_host_cannot_read_exactly_is_invalid_output_never_null() {
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    for text in [deep.as_str(), "\"\\ud800\"", "1e999", "{\"a\": 1e999}"] {
+        let r =
+            expect_failure(&hostile("", ""), json!({"mode": "raw-output", "text": text}), FailureClass::InvalidOutput);
+        assert_eq!(r.output, serde_json::Value::Null);
+        assert!(r.error.unwrap().message.contains("not JSON tether accepts"), "{text}");
+    }
+    // The same shapes within the limits are accepted as they are.
+    let fine = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let r = run(&hostile("", ""), json!({"mode": "raw-output", "text": fine}));
+    assert_eq!(r.output.to_string(), fine);
+}
+
+#[test]
 fn usage_that_would_overflow_its_total_is_a_trap_not_infinity() {
     let input = json!({"mode": "bad-usage", "amount": 1.5e308, "times": 2});
     let r = expect_failure(&hostile("", ""), input, FailureClass::Trap);

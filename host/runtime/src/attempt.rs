@@ -3,9 +3,10 @@
 //! trapped is never reused because no store outlives its attempt.
 
 use std::sync::Arc;
+
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
-use serde::de::IgnoredAny;
 use tether_types::{FailureClass, StepFailure, StepStats, ToolBudget, ToolDescriptor};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
@@ -87,7 +88,7 @@ pub(crate) async fn run_step_attempt(
     step: &LoadedStep,
     input: &str,
     ctx: StepContext,
-) -> (Result<String, StepFailure>, StepStats) {
+) -> (Result<Value, StepFailure>, StepStats) {
     let b = ctx.budget;
     let seed = ctx.tape.as_ref().map(|_| format!("{}/{}", ctx.run_id, ctx.key));
     let grants = StepGrants {
@@ -124,7 +125,7 @@ pub(crate) async fn run_tool_call(
     limits: Limits,
     idempotency_key: String,
     env: &crate::govern::EnvValues,
-) -> (Result<String, StepFailure>, StepStats) {
+) -> (Result<Value, StepFailure>, StepStats) {
     let setup = Setup {
         dirs: tool.dirs.clone(),
         env: env.for_grants(&tool.env),
@@ -139,7 +140,7 @@ pub(crate) async fn run_tool_call(
 /// or its schemas are not JSON.
 pub(crate) async fn describe_tool(engine: &Engine, tool: &ToolComponent) -> Result<ToolDescriptor, StepFailure> {
     let (out, _) = run(engine, Entry::Describe(tool), "", ToolBudget::DEFAULT.into(), Setup::default()).await;
-    serde_json::from_str(&out?).map_err(|e| StepFailure::new(FailureClass::InvalidOutput, e.to_string()))
+    serde_json::from_value(out?).map_err(|e| StepFailure::new(FailureClass::InvalidOutput, e.to_string()))
 }
 
 /// The descriptor as JSON text, so it goes through the same output checks as any call;
@@ -169,7 +170,7 @@ async fn run(
     input: &str,
     limits: Limits,
     setup: Setup,
-) -> (Result<String, StepFailure>, StepStats) {
+) -> (Result<Value, StepFailure>, StepStats) {
     let start = Instant::now();
     let deadline = start + limits.wall_time;
     let state = match StoreState::new(limits.memory, setup) {
@@ -223,20 +224,22 @@ async fn run(
     (outcome, stats)
 }
 
-/// The output must fit the budget and be JSON.
-fn check_output(json: String, cap: u64) -> Result<String, StepFailure> {
+/// The output must fit the budget and be JSON, parsed once here: what is accepted is
+/// exactly the value recorded and passed on. Nesting deeper than serde_json's limit of
+/// 128 levels, a lone surrogate, or a number outside f64 (`1e999`) is `invalid_output`;
+/// no later step can read a payload differently, or substitute a value for it.
+fn check_output(json: String, cap: u64) -> Result<Value, StepFailure> {
     if json.len() as u64 > cap {
         return Err(StepFailure::new(
             FailureClass::OutputTooLarge,
             format!("output is {} bytes; the output budget is {cap} bytes", json.len()),
         ));
     }
-    if let Err(e) = serde_json::from_str::<IgnoredAny>(&json) {
+    serde_json::from_str::<Value>(&json).map_err(|e| {
         let start: String = json.chars().take(60).map(|c| if c.is_control() { '?' } else { c }).collect();
-        return Err(StepFailure::new(
+        StepFailure::new(
             FailureClass::InvalidOutput,
-            format!("output is not JSON ({e}); it starts with {start:?}"),
-        ));
-    }
-    Ok(json)
+            format!("output is not JSON tether accepts ({e}); it starts with {start:?}"),
+        )
+    })
 }

@@ -448,7 +448,7 @@ impl Driver {
             }
         };
         let result = match outcome {
-            Ok(json) => ToolResult::Ok(serde_json::from_str(&json).unwrap_or(Value::Null)),
+            Ok(value) => ToolResult::Ok(value),
             Err(f) => ToolResult::Err {
                 kind: f.guest_kind.unwrap_or(tether_types::GuestFailureKind::Internal),
                 message: f.message,
@@ -542,7 +542,6 @@ impl Driver {
             };
             let (outcome, stats) = run_step_attempt(self.runtime.engine_ref(), step, &input.to_string(), ctx).await;
             report.attempts += 1;
-            let outcome = outcome.map(|json| serde_json::from_str::<Value>(&json).unwrap_or(Value::Null));
             let actual_end = crate::scheduler::end_event(name, *attempt, &outcome, &stats);
             let tape = lock(&tape);
             let divergence = if let Some(d) = tape.divergence.clone() {

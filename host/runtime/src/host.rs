@@ -488,7 +488,7 @@ async fn execute(
     let engine = cx.engine().clone();
     let (outcome, stats) = run_tool_call(&engine, &tool, input, limits, key, &env).await;
     let result = match outcome {
-        Ok(json) => ToolResult::Ok(serde_json::from_str(&json).unwrap_or(Value::Null)),
+        Ok(value) => ToolResult::Ok(value),
         Err(f) => match f.guest_kind {
             Some(kind) => ToolResult::Err { kind, message: f.message, class: None },
             None => ToolResult::Err {

@@ -446,7 +446,6 @@ async fn live_attempt(
         env: run.env,
     };
     let (outcome, stats) = run_step_attempt(engine, step, &input.to_string(), ctx).await;
-    let outcome = outcome.map(|json| serde_json::from_str(&json).unwrap_or(Value::Null));
     let leftover = lock(&tape).leftover().cloned();
     let outcome = match (outcome, leftover) {
         (Ok(_), Some((seq, recorded))) => Err(StepFailure::new(

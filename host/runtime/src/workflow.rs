@@ -54,7 +54,7 @@ impl Runtime {
             usage_limits: Default::default(),
         };
         let (output, stats) = run_step_attempt(&self.inner.engine, step, input, ctx).await;
-        StepRun { output, stats }
+        StepRun { output: output.map(|v| v.to_string()), stats }
     }
 
     /// Asks a tool component to describe itself (in a sandbox with the default tool budget).
@@ -105,9 +105,19 @@ impl Runtime {
             }
         }
         let wall_us = start.elapsed().as_micros() as u64;
-        let (status, output) = match &error {
-            None => (RunStatus::Completed, serde_json::from_str(&current).unwrap_or(serde_json::Value::Null)),
-            Some(_) => (RunStatus::Failed, serde_json::Value::Null),
+        // `current` is a checked step output, or the run input when nothing ran.
+        let output = match (&error, serde_json::from_str(&current)) {
+            (None, Ok(value)) => Some(value),
+            (None, Err(e)) => {
+                let message = format!("the run input is not JSON: {e}");
+                error = Some(RunError { class: FailureClass::InvalidInput, step: String::new(), message });
+                None
+            }
+            (Some(_), _) => None,
+        };
+        let (status, output) = match output {
+            Some(value) => (RunStatus::Completed, value),
+            None => (RunStatus::Failed, serde_json::Value::Null),
         };
         RunReport {
             run_id,

@@ -185,10 +185,17 @@ fn usage_that_would_overflow_its_total_is_a_trap_not_infinity() {
 
 #[test]
 fn tool_input_that_is_not_json_is_refused_without_running_the_tool() {
-    let r = run(&hostile("", ""), json!({"mode": "call-tool-invalid-json"}));
-    assert_eq!(r.output["error"].as_str().unwrap().split(':').next(), Some("tool input is not JSON"));
-    assert_eq!(r.steps[0].stats.tool_calls[0].outcome, "invalid_input");
-    assert_eq!(r.steps[0].stats.tool_fuel, 0);
+    // Not JSON at all, and JSON no tool could read as it was sent (a number beyond f64).
+    for text in [None, Some("{\"amount\": 1e999}")] {
+        let mut input = json!({"mode": "call-tool-invalid-json"});
+        if let Some(text) = text {
+            input["text"] = json!(text);
+        }
+        let r = run(&hostile("", ""), input);
+        assert_eq!(r.output["error"].as_str().unwrap().split(':').next(), Some("tool input is not JSON"), "{text:?}");
+        assert_eq!(r.steps[0].stats.tool_calls[0].outcome, "invalid_input");
+        assert_eq!(r.steps[0].stats.tool_fuel, 0);
+    }
 }
 
 #[test]

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 use tether_types::event::{EventKind, ToolResult};
 use tether_types::policy::{approval_id, vars, Checkpoint, Decision, RequestAt, Verdict};
@@ -288,7 +287,8 @@ fn refusal(state: &StoreState, name: &str, shown_name: &str, input: &str) -> Opt
         let msg = format!("tool input is {} bytes; the cap is {} bytes", input.len(), grants.max_tool_input);
         return refused(FailureClass::InvalidInput, GuestFailureKind::InvalidInput, msg);
     }
-    if let Err(e) = serde_json::from_str::<IgnoredAny>(input) {
+    // Parsed as the tool's own value would be: what the journal records is what it got.
+    if let Err(e) = serde_json::from_str::<Value>(input) {
         return refused(
             FailureClass::InvalidInput,
             GuestFailureKind::InvalidInput,

@@ -502,3 +502,31 @@ verdict = "deny"
     assert_eq!(after[0]["verdict"], "deny");
     assert_eq!(r.ledger().lines().count(), 1);
 }
+
+#[test]
+fn a_secret_written_by_a_guest_never_reaches_the_terminal() {
+    let dir = crate::support::fresh_dir("gov-secret-terminal");
+    std::fs::write(dir.join("policy.toml"), "[identities.local]\nenv = [{ name = \"LEAK_KEY\", secret = true }]\n")
+        .unwrap();
+    let wf = dir.join("leak.toml");
+    let text = format!(
+        "name = \"leak\"\npolicy_file = \"policy.toml\"\n[[steps]]\nname = \"leak\"\ncomponent = {:?}\nenv = [\"LEAK_KEY\"]\n",
+        artifacts::HOSTILE
+    );
+    std::fs::write(&wf, text).unwrap();
+    let db = dir.join("journal.db");
+    let input = r#"{"mode": "leak", "var": "LEAK_KEY"}"#;
+    // Text mode (what an operator reads, every log line shown), then JSON mode.
+    for extra in [&["--verbose"][..], &["--json"][..]] {
+        let mut args = vec!["run", wf.to_str().unwrap(), "--input", input];
+        args.extend_from_slice(extra);
+        let o = tether_cmd(&db).env("LEAK_KEY", "sk-leak-5e2b91").args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+        assert!(!all.contains("sk-leak-5e2b91"), "the secret reached the terminal:\n{all}");
+        assert!(all.contains("failing with [secret]"), "{all}");
+        if extra == ["--verbose"] {
+            assert!(all.contains("stdout has [secret]") && all.contains("stderr has [secret]"), "{all}");
+        }
+    }
+}

@@ -209,6 +209,14 @@ async fn run(
         Ok(Phase::Call(Ok(Err(f)))) => Err(guest_failure(f)),
         Ok(Phase::Call(Ok(Ok(json)))) => check_output(json, limits.output),
     };
+    // Guest text (a failure's message, a panic's note) leaves the sandbox here: without
+    // the values of granted secrets, before anything can print or record it.
+    let outcome = outcome.map_err(|mut f| {
+        if let Some(clean) = crate::govern::redact(&f.message, &state.secrets) {
+            f.message = clean;
+        }
+        f
+    });
     let tool_name = match entry {
         Entry::Tool(t) => Some(t.spec.name.as_str()),
         Entry::Step(_) | Entry::Describe(_) => None,

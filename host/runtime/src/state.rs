@@ -178,12 +178,8 @@ impl StoreState {
             let (bytes, dropped) = pipe.take();
             let text = String::from_utf8_lossy(&bytes);
             for line in text.lines().filter(|l| !l.is_empty()) {
-                self.record.push_log(LogLine {
-                    level,
-                    stream: stream.into(),
-                    tool: tool.map(Into::into),
-                    message: line.into(),
-                });
+                let message = crate::govern::redact(line, &self.secrets).unwrap_or_else(|| line.into());
+                self.record.push_log(LogLine { level, stream: stream.into(), tool: tool.map(Into::into), message });
             }
             if dropped > 0 {
                 // A host notice: kept even when the line cap is reached.

@@ -247,3 +247,55 @@ fn a_guests_output_cannot_drive_the_terminal_through_json() {
         assert!(out.contains("\\u009b2J\\u007f\\u001b[31m"), "{out}");
     }
 }
+
+/// Runs tether, killing it (and failing) if it has not finished in 20 s: the files under
+/// test used to make it read forever or block.
+fn tether_within(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(args)
+        .env("TETHER_CACHE_DIR", cache_dir())
+        .env("TETHER_DATABASE_URL", repo_root().join("target").join("cli-tests").join("journal.db"))
+        .env_remove("RUST_BACKTRACE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tether {args:?} was still running after 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn devices_pipes_and_huge_files_are_refused_by_name_not_read() {
+    let dir = scratch("files");
+    let demo = repo_root().join("plugins/workflows/support-triage.toml").display().to_string();
+    let fifo = dir.join("input.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let fifo = fifo.display().to_string();
+    for input in ["/dev/zero", fifo.as_str()] {
+        let o = tether_within(&["run", &demo, "--input", &format!("@{input}")]);
+        assert_usage_error(&o, &[&format!("cannot read the input file {input}: is not a regular file")]);
+    }
+    let o = tether_within(&["run", "/dev/zero"]);
+    assert_usage_error(&o, &["cannot read the workflow file /dev/zero: is not a regular file"]);
+    let wf = write(&dir, "zero.toml", "name = \"zero\"\n[[steps]]\nname = \"z\"\ncomponent = \"/dev/zero\"\n");
+    let o = tether_within(&["run", &wf]);
+    assert_usage_error(&o, &[&format!("{wf}:4:13"), "is not a regular file"]);
+    for args in [vec!["inspect", "/dev/zero"], vec!["plugin", "add", "/dev/zero", "--version", "1"]] {
+        assert_usage_error(&tether_within(&args), &["/dev/zero: is not a regular file"]);
+    }
+    // A file above its kind's limit is named with its size and the limit.
+    let big = write(&dir, "big.json", &format!("\"{}\"", "x".repeat(9 << 20)));
+    let o = tether_within(&["run", &demo, "--input", &format!("@{big}")]);
+    assert_usage_error(
+        &o,
+        &[&format!("cannot read the input file {big}: is 9.0 MiB; the limit for the input file is 8 MiB")],
+    );
+}

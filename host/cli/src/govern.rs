@@ -31,8 +31,7 @@ pub(crate) fn effective_policy(workflow: &mut Workflow, file: Option<&Path>, bas
     resolve_dirs(&mut parsed.policy, base);
     if let Some(path) = file {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Failure::usage(format!("{shown}: cannot read the policy file: {e}")))?;
+        let text = crate::files::read_text(&path, crate::files::TEXT_LIMIT, "the policy file")?;
         let mut from_file =
             tether_types::manifest::ParsedPolicy::parse(&shown, &text).map_err(|e| Failure::usage(e.to_string()))?;
         resolve_dirs(&mut from_file.policy, path.parent().unwrap_or(Path::new(".")));
@@ -364,7 +363,7 @@ pub(crate) fn sweep(args: SweepArgs) -> Result<ExitCode, Failure> {
 /// JSON text, or `@FILE`.
 fn read_json(arg: &str, flag: &str) -> Result<Value, Failure> {
     let text = match arg.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("{flag} {path}: {e}")))?,
+        Some(path) => crate::files::read_text(Path::new(path), crate::files::JSON_LIMIT, flag)?,
         None => arg.to_string(),
     };
     serde_json::from_str(&text).map_err(|e| Failure::usage(format!("{flag}: not valid JSON: {e}")))

@@ -297,8 +297,10 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     let mut overrides = HashMap::new();
     for w in &args.with {
         let (step, file) = w.split_once('=').ok_or_else(|| Failure::usage(format!("--with `{w}`: write STEP=FILE")))?;
-        let wasm = std::fs::read(file)
-            .map_err(|e| Failure::usage(format!("--with {step}={file}: cannot read {file}: {e}")))?;
+        let wasm = crate::files::read_component(std::path::Path::new(file)).map_err(|f| match f {
+            Failure::Usage(m) => Failure::usage(format!("--with {step}={file}: {m}")),
+            other => other,
+        })?;
         overrides.insert(step.to_string(), Arc::<[u8]>::from(wasm));
     }
     crate::cli::async_runtime()?.block_on(async {

@@ -3,6 +3,7 @@
 //! `main` is thin: it parses flags, runs a command, prints errors and owns exit codes.
 
 mod cli;
+mod files;
 mod govern;
 mod inspect;
 mod journal;

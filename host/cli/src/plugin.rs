@@ -24,12 +24,7 @@ pub(crate) fn plugin(command: PluginCommand) -> Result<ExitCode, Failure> {
 
 fn add(args: PluginAddArgs) -> Result<ExitCode, Failure> {
     let file = args.file.display().to_string();
-    let wasm: Arc<[u8]> = std::fs::read(&args.file)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Failure::usage(format!("{file}: file not found")),
-            _ => Failure::usage(format!("{file}: cannot read it: {e}")),
-        })?
-        .into();
+    let wasm: Arc<[u8]> = crate::files::read_component(&args.file)?.into();
     let name = match &args.name {
         Some(n) => n.clone(),
         None => args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),

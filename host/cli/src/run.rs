@@ -1,6 +1,6 @@
 //! `tether run` and `tether resume`.
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -120,17 +120,10 @@ fn parse_raises(args: &[String]) -> Result<Vec<(String, f64)>, Failure> {
 /// `--input`: JSON text, `@FILE`, or `@-` for stdin. Must be JSON.
 fn read_input(arg: &str) -> Result<serde_json::Value, Failure> {
     let (text, origin) = match arg.strip_prefix('@') {
-        Some("-") => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| Failure::usage(format!("cannot read the input from stdin: {e}")))?;
-            (s, "stdin".to_string())
-        }
+        Some("-") => (crate::files::read_stdin(crate::files::JSON_LIMIT, "the input")?, "stdin".to_string()),
         Some(path) => {
-            let s = std::fs::read_to_string(path)
-                .map_err(|e| Failure::usage(format!("cannot read the input file {path}: {e}")))?;
-            (s, path.to_string())
+            let what = "the input file";
+            (crate::files::read_text(Path::new(path), crate::files::JSON_LIMIT, what)?, path.to_string())
         }
         None => (arg.to_string(), "--input".to_string()),
     };
@@ -140,10 +133,10 @@ fn read_input(arg: &str) -> Result<serde_json::Value, Failure> {
 }
 
 pub(crate) fn read_workflow_text(path: &Path) -> Result<String, Failure> {
-    std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Failure::usage(format!("{}: workflow file not found", path.display())),
-        _ => Failure::usage(format!("{}: cannot read the workflow file: {e}", path.display())),
-    })
+    if !path.exists() {
+        return Err(Failure::usage(format!("{}: workflow file not found", path.display())));
+    }
+    crate::files::read_text(path, crate::files::TEXT_LIMIT, "the workflow file")
 }
 
 /// The components a workflow takes from the journal's store: deployed plugins

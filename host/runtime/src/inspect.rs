@@ -54,9 +54,7 @@ impl Runtime {
     /// A tool is asked to describe itself, in a sandbox with the default tool budget.
     pub async fn inspect(&self, path: &Path) -> Result<ComponentInfo, crate::LoadError> {
         let err = |problem: String| crate::LoadError { path: path.to_path_buf(), problem };
-        let wasm = std::fs::read(path).map_err(|e| {
-            err(if e.kind() == std::io::ErrorKind::NotFound { "file not found".into() } else { e.to_string() })
-        })?;
+        let wasm = crate::files::read_limited(path, crate::files::COMPONENT_LIMIT, "a component").map_err(err)?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
         let engine = &self.inner.engine;
         let component = self.inner.cache.component(engine, &wasm, &sha256).map_err(err)?;

@@ -13,6 +13,7 @@ mod classify;
 mod clocks;
 mod driver;
 mod engine;
+pub mod files;
 mod govern;
 mod host;
 mod inspect;

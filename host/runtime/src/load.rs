@@ -448,13 +448,9 @@ impl Runtime {
 }
 
 fn read(path: &Path) -> Result<Arc<[u8]>, LoadError> {
-    std::fs::read(path).map(Arc::from).map_err(|e| LoadError {
-        path: path.to_path_buf(),
-        problem: match e.kind() {
-            std::io::ErrorKind::NotFound => "file not found".into(),
-            _ => format!("cannot read it: {e}"),
-        },
-    })
+    crate::files::read_limited(path, crate::files::COMPONENT_LIMIT, "a component")
+        .map(Arc::from)
+        .map_err(|problem| LoadError { path: path.to_path_buf(), problem })
 }
 
 fn digest_key(digest: &str) -> Option<[u8; 32]> {

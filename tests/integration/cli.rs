@@ -6,14 +6,17 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use tether_tests::{artifacts, cache_dir, repo_root};
 
-fn tether(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(args)
+fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tether"));
+    c.args(args)
         .env("TETHER_CACHE_DIR", cache_dir())
         .env("TETHER_DATABASE_URL", repo_root().join("target").join("cli-tests").join("journal.db"))
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("the tether binary runs")
+        .env_remove("RUST_BACKTRACE");
+    c
+}
+
+fn tether(args: &[&str]) -> Output {
+    command(args).output().expect("the tether binary runs")
 }
 
 fn stderr(o: &Output) -> String {
@@ -251,15 +254,8 @@ fn a_guests_output_cannot_drive_the_terminal_through_json() {
 /// Runs tether, killing it (and failing) if it has not finished in 20 s: the files under
 /// test used to make it read forever or block.
 fn tether_within(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(args)
-        .env("TETHER_CACHE_DIR", cache_dir())
-        .env("TETHER_DATABASE_URL", repo_root().join("target").join("cli-tests").join("journal.db"))
-        .env_remove("RUST_BACKTRACE")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        command(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {

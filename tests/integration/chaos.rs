@@ -74,3 +74,49 @@ pub fn unhex(name: &str) -> String {
     let bytes: Vec<u8> = (0..name.len()).step_by(2).map(|i| u8::from_str_radix(&name[i..i + 2], 16).unwrap()).collect();
     String::from_utf8(bytes).unwrap()
 }
+
+/// What a crash campaign did, for its closing line.
+#[derive(Default)]
+pub struct Kills {
+    /// SIGKILLs sent.
+    pub sent: u32,
+    /// Of those, how many caught the process still running.
+    pub landed: u32,
+    /// Runs submitted again because they were killed before their start was durable.
+    pub resubmitted: u32,
+}
+
+/// Resumes `run` until a resume finishes (ends, waits or pauses) it, killing some of the
+/// first resumes at a random delay below `max_delay_ms`; a run killed before its start was
+/// durable is submitted again with `submit` (same id). Returns the finishing command's output.
+pub fn resume_to_end(
+    db: &Path,
+    run: &str,
+    rng: &mut Rng,
+    max_delay_ms: u64,
+    submit: impl Fn() -> std::process::Command,
+    kills: &mut Kills,
+) -> std::process::Output {
+    use std::process::Stdio;
+    for attempt in 0.. {
+        assert!(attempt < 20, "run {run} did not end after 20 resumes");
+        if attempt < 4 && rng.below(3) == 0 {
+            let child = crate::support::tether_cmd(db)
+                .args(["resume", run])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            kills.landed += u32::from(kill_after(child, Duration::from_millis(rng.below(max_delay_ms))));
+            kills.sent += 1;
+            continue;
+        }
+        let o = crate::support::tether_cmd(db).args(["resume", run, "--json"]).output().unwrap();
+        if o.status.code() == Some(2) && String::from_utf8_lossy(&o.stderr).contains("unknown run") {
+            kills.resubmitted += 1;
+            return submit().output().unwrap();
+        }
+        return o;
+    }
+    unreachable!("the loop returns or fails")
+}

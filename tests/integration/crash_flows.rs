@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tether_tests::artifacts;
 
-use crate::chaos::{env_u64, kill_after, seed, unhex, Rng};
+use crate::chaos::{env_u64, kill_after, resume_to_end, seed, unhex, Kills, Rng};
 use crate::governance::{of_type, stderr, Refund, POLICY};
 use crate::support::{fresh_dir, tether_cmd, tether_json};
 
@@ -568,28 +568,11 @@ fn a_saga_killed_anywhere_ends_as_a_crash_free_run_with_every_effect_once() {
             kill_after(child, Duration::from_millis(rng.below(max_delay)))
         });
         kills += 1;
-        let mut report = Value::Null;
-        for attempt in 0.. {
-            assert!(attempt < 20, "run {run} did not end after 20 resumes (seed {seed})");
-            if attempt < 4 && rng.below(3) == 0 {
-                let child =
-                    tether_cmd(&db).args(["resume", &run]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-                landed += u32::from(kill_after(child, Duration::from_millis(rng.below(max_delay))));
-                kills += 1;
-                continue;
-            }
-            let o = tether_cmd(&db).args(["resume", &run, "--json"]).output().unwrap();
-            let o = if o.status.code() == Some(2) && stderr(&o).contains("unknown run") {
-                // Killed before the run's start was durable: submit it again, same id.
-                resubmitted += 1;
-                submit(&run).output().unwrap()
-            } else {
-                o
-            };
-            assert_eq!(o.status.code(), Some(1), "resume {run} (seed {seed}): {}", stderr(&o));
-            report = serde_json::from_slice(&o.stdout).unwrap();
-            break;
-        }
+        let mut counts = Kills::default();
+        let o = resume_to_end(&db, &run, &mut rng, max_delay, || submit(&run), &mut counts);
+        (kills, landed, resubmitted) = (kills + counts.sent, landed + counts.landed, resubmitted + counts.resubmitted);
+        assert_eq!(o.status.code(), Some(1), "resume {run} (seed {seed}): {}", stderr(&o));
+        let report: Value = serde_json::from_slice(&o.stdout).unwrap();
         let ev = events(&db, &run);
         let outcome = saga_outcome(&report, &ev, &recorded_keys(&dir.join("ledger")), &run);
         assert!(

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tether_tests::repo_root;
 
-use crate::chaos::{env_u64, kill_after, seed, PrivateDir, Rng};
+use crate::chaos::{env_u64, kill_after, resume_to_end, seed, Kills, PrivateDir, Rng};
 use crate::support::{tether_cmd, tether_json};
 
 /// Every component file a workflow names (relative paths resolved against its
@@ -95,29 +95,11 @@ fn crash_example(name: &str, input: &str) {
         let child = run_cmd(&run).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         landed += u32::from(kill_after(child, Duration::from_millis(delay)));
         kills += 1;
-        let mut report = Value::Null;
-        for attempt in 0.. {
-            assert!(attempt < 20, "{name}: run {run} did not finish after 20 resumes (seed {seed})");
-            if attempt < 4 && rng.below(3) == 0 {
-                let child =
-                    tether_cmd(&db).args(["resume", &run]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-                landed += u32::from(kill_after(child, Duration::from_millis(rng.below(max_delay))));
-                kills += 1;
-                continue;
-            }
-            let o = tether_cmd(&db).args(["resume", &run, "--json"]).output().unwrap();
-            if o.status.code() == Some(2) && stderr(&o).contains("unknown run") {
-                // Killed before the run's start was durable: submit it again, same id.
-                resubmitted += 1;
-                let o = run_cmd(&run).output().unwrap();
-                assert_eq!(o.status.code(), Some(0), "{name}: resubmitting {run} (seed {seed}): {}", stderr(&o));
-                report = serde_json::from_slice(&o.stdout).unwrap();
-            } else {
-                assert_eq!(o.status.code(), Some(0), "{name}: resume {run} (seed {seed}): {}", stderr(&o));
-                report = serde_json::from_slice(&o.stdout).unwrap();
-            }
-            break;
-        }
+        let mut counts = Kills::default();
+        let o = resume_to_end(&db, &run, &mut rng, max_delay, || run_cmd(&run), &mut counts);
+        (kills, landed, resubmitted) = (kills + counts.sent, landed + counts.landed, resubmitted + counts.resubmitted);
+        assert_eq!(o.status.code(), Some(0), "{name}: run {run} (seed {seed}): {}", stderr(&o));
+        let report: Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(report["status"], "completed", "{name}: run {run} (seed {seed}): {report}");
         assert_eq!(report["output"], reference["output"], "{name}: run {run} (seed {seed}, killed after {delay} ms)");
         let (_, history) = tether_json(&db, &["history", &run, "--json"]);

@@ -6,6 +6,7 @@ mod cache;
 mod chaos;
 mod cli;
 mod compensation;
+mod containment;
 mod crash_flows;
 mod demo;
 mod durability;

@@ -31,6 +31,9 @@ impl From<ToolBudget> for Limits {
     }
 }
 
+/// Fuel between two stores of a running guest's fuel count (about a millisecond of CPU).
+const FUEL_CHECKPOINT: u64 = 10_000_000;
+
 /// What is being called.
 enum Entry<'a> {
     Step(&'a LoadedStep),
@@ -99,12 +102,16 @@ pub(crate) async fn run_step_attempt(
         deadline: Instant::now() + b.wall_time,
         // A tool's input can be as large as the step's own output may be.
         max_tool_input: b.output,
+        random_bytes: b.random_bytes,
         usage_limits: ctx.usage_limits,
         refused_tools: Arc::clone(&step.refused_tools),
         governance: ctx.governance,
         env: Arc::clone(&ctx.env),
     };
     let limits = Limits { fuel: b.fuel, wall_time: b.wall_time, memory: b.memory, output: b.output };
+    if let Some(t) = &ctx.tape {
+        crate::tape::lock(t).limit_reads(b.host_reads, b.random_bytes);
+    }
     let setup = Setup {
         step: Some(grants),
         tape: ctx.tape,
@@ -182,8 +189,20 @@ async fn run(
     // Budgets are set before instantiation: a new store has no fuel and an expired
     // deadline, and instantiation runs guest code.
     let metered = store.set_fuel(limits.fuel).is_ok();
+    if metered {
+        // Compiled code keeps its fuel count in a register and stores it at calls and
+        // returns, so a guest stopped mid-loop (a trap, a deadline) would be charged only
+        // up to its last call. Refuelling every FUEL_CHECKPOINT units stores the count,
+        // so what is charged is within that of what ran.
+        let _ = store.fuel_async_yield_interval(Some(FUEL_CHECKPOINT));
+    }
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
+    store.epoch_deadline_callback(move |mut cx| {
+        // A clock read past the budget cannot fail by itself (wasmtime-wasi's clock
+        // traits are infallible): it is not journaled, and the guest stops here.
+        if let Some(msg) = cx.data().over_read_budget() {
+            return Err(cx.data_mut().trip(FailureClass::HostReadsExceeded, msg));
+        }
         if Instant::now() >= deadline {
             Err(wasmtime::Error::new(WallClockExpired))
         } else {
@@ -208,6 +227,11 @@ async fn run(
         Ok(Phase::Call(Err(e))) => Err(classify(e, state, &limits, false)),
         Ok(Phase::Call(Ok(Err(f)))) => Err(guest_failure(f)),
         Ok(Phase::Call(Ok(Ok(json)))) => check_output(json, limits.output),
+    };
+    // A read past the budget that no check caught before the guest returned still ends it.
+    let outcome = match state.over_read_budget() {
+        Some(msg) if state.tripped.is_none() => Err(StepFailure::new(FailureClass::HostReadsExceeded, msg)),
+        _ => outcome,
     };
     // Guest text (a failure's message, a panic's note) leaves the sandbox here: without
     // the values of granted secrets, before anything can print or record it.

@@ -28,4 +28,7 @@ pub(crate) mod names {
     pub const TYPES: &str = "tether:plugin/types@0.1.0";
     pub const STEP: &str = "tether:plugin/step@0.1.0";
     pub const TOOL: &str = "tether:plugin/tool@0.1.0";
+    /// The version wasmtime-wasi 48 defines; the step linker replaces two of its
+    /// functions (imports of older 0.2 versions resolve to it).
+    pub const WASI_RANDOM: &str = "wasi:random/random@0.2.12";
 }

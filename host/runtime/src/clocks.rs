@@ -2,6 +2,10 @@
 //! attempt's tape, so it is journaled the first time and served from the journal on
 //! resume and replay. Insecure random is a PRNG seeded from the run and step, so it is
 //! the same on every execution without being journaled.
+//!
+//! Secure random is served by the step linker's own `get-random-bytes` and
+//! `get-random-u64` (see `host.rs`), one journal event per call: wasmtime-wasi's would
+//! draw the bytes one at a time from the context's generator, one event per byte.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +18,6 @@ use crate::tape::{lock, SharedTape};
 
 struct TapeWallClock(SharedTape);
 struct TapeMonotonicClock(SharedTape, std::time::Instant);
-struct TapeRandom(SharedTape);
 
 impl HostWallClock for TapeWallClock {
     fn resolution(&self) -> Duration {
@@ -51,40 +54,6 @@ impl HostMonotonicClock for TapeMonotonicClock {
     }
 }
 
-impl rand_core::TryRng for TapeRandom {
-    type Error = std::convert::Infallible;
-
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        let mut b = [0u8; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        let mut b = [0u8; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        let len = dst.len();
-        let read = lock(&self.0).read(
-            |r| matches!(r, HostRead::Random { hex } if hex.len() == 2 * len),
-            || {
-                let mut bytes = vec![0u8; len];
-                rand::fill(&mut bytes[..]);
-                HostRead::Random { hex: hex::encode(bytes) }
-            },
-        );
-        if let HostRead::Random { hex } = read {
-            if let Ok(bytes) = hex::decode(hex) {
-                if bytes.len() == len {
-                    dst.copy_from_slice(&bytes);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Routes the context's clocks and random numbers through `tape`; `seed` (from the run
 /// and step) makes insecure random deterministic.
 pub(crate) fn virtualize(builder: &mut WasiCtxBuilder, tape: &SharedTape, seed: &str) {
@@ -94,7 +63,6 @@ pub(crate) fn virtualize(builder: &mut WasiCtxBuilder, tape: &SharedTape, seed: 
     builder
         .wall_clock(TapeWallClock(tape.clone()))
         .monotonic_clock(TapeMonotonicClock(tape.clone(), std::time::Instant::now()))
-        .secure_random(TapeRandom(tape.clone()))
         .insecure_random(rand::rngs::SmallRng::seed_from_u64(u64::from_le_bytes(
             digest[16..24].try_into().expect("8 bytes"),
         )))

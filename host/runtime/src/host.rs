@@ -28,6 +28,7 @@ use crate::tape::lock;
 pub(crate) fn step_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    add_random(&mut linker)?;
     let mut host = linker.instance(names::HOST)?;
     add_log_and_usage(&mut host)?;
     host.func_wrap_async("call-tool", |cx: StoreContextMut<'_, StoreState>, (name, input): (String, String)| {
@@ -45,6 +46,47 @@ pub(crate) fn tool_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState
         Ok((cx.data().idempotency_key.clone().unwrap_or_default(),))
     })?;
     Ok(linker)
+}
+
+/// `get-random-bytes` and `get-random-u64` for steps. wasmtime-wasi's own draw the bytes
+/// one at a time from the context's generator, which through the tape would be one
+/// journal event per byte; here a call is one event, counted against the step's budget.
+fn add_random(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut random = linker.instance(names::WASI_RANDOM)?;
+    random.func_wrap("get-random-bytes", |mut cx: StoreContextMut<'_, StoreState>, (len,): (u64,)| {
+        Ok((random_bytes(cx.data_mut(), len)?,))
+    })?;
+    random.func_wrap("get-random-u64", |mut cx: StoreContextMut<'_, StoreState>, (): ()| {
+        let bytes: [u8; 8] = random_bytes(cx.data_mut(), 8)?.try_into().expect("asked for 8 bytes");
+        Ok((u64::from_le_bytes(bytes),))
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Secure random for a step: from the tape when journaled, counted against the step's
+/// `host_reads` and `random_bytes`; checked before anything is allocated.
+fn random_bytes(state: &mut StoreState, len: u64) -> wasmtime::Result<Vec<u8>> {
+    let Some(tape) = state.tape.clone() else {
+        let cap = state.step.as_ref().map_or(0, |g| g.random_bytes);
+        if len > cap {
+            let msg = format!("asked for {len} bytes of random at once; its random_bytes budget is {cap}");
+            return Err(state.trip(FailureClass::HostReadsExceeded, msg));
+        }
+        let mut bytes = vec![0u8; len as usize];
+        rand::fill(&mut bytes[..]);
+        return Ok(bytes);
+    };
+    let read = lock(&tape).random(len);
+    match read {
+        Ok(bytes) => {
+            stop_if_diverged(state)?;
+            Ok(bytes)
+        }
+        Err(msg) if lock(&tape).over_budget.is_some() => Err(state.trip(FailureClass::HostReadsExceeded, msg)),
+        Err(msg) => Err(state.trip(FailureClass::HostFault, msg)),
+    }
 }
 
 /// `log` and `report-usage`, which steps (`host`) and tools (`tool-host`) share.

@@ -24,6 +24,10 @@ const LOG_LINE_CAP: usize = 4 << 10;
 const LOG_LINES_CAP: usize = 1000;
 /// Distinct usage metrics per step attempt.
 const USAGE_METRICS_CAP: usize = 64;
+/// Usage reports per attempt: each is a journal event.
+pub(crate) const USAGE_REPORTS_CAP: u32 = 100_000;
+/// Most random bytes a tool may ask for in one call (wasmtime-wasi's default is 64 MiB).
+const TOOL_RANDOM_CAP: u64 = 1 << 20;
 
 pub(crate) struct StoreState {
     wasi: WasiCtx,
@@ -68,6 +72,8 @@ pub(crate) struct StepGrants {
     pub(crate) max_calls: u32,
     pub(crate) deadline: Instant,
     pub(crate) max_tool_input: u64,
+    /// Secure random bytes the step may ask for.
+    pub(crate) random_bytes: u64,
     /// Usage the step may still report, per metric, before the run's budget runs out.
     pub(crate) usage_limits: BTreeMap<String, f64>,
     /// Tools the step declared that its identity may not use, with the reason.
@@ -84,6 +90,7 @@ pub(crate) struct Record {
     pub(crate) logs: Vec<LogLine>,
     pub(crate) logs_dropped: u64,
     pub(crate) usage: BTreeMap<String, f64>,
+    pub(crate) usage_reports: u32,
     pub(crate) tool_calls: Vec<ToolCallReport>,
     pub(crate) tool_fuel: u64,
 }
@@ -97,6 +104,9 @@ impl StoreState {
         // stdio; directories only as granted. Only the capped in-memory stdout/stderr.
         let mut builder = WasiCtxBuilder::new();
         builder.stdout(stdout.clone()).stderr(stderr.clone());
+        // Bounds one call of the random functions wasmtime-wasi serves itself (insecure
+        // random for steps, all random for tools) before it allocates.
+        builder.max_random_size(setup.step.as_ref().map_or(TOOL_RANDOM_CAP, |g| g.random_bytes));
         for (name, value) in &setup.env {
             builder.env(name, value);
         }
@@ -156,6 +166,11 @@ impl StoreState {
             Some(msg) => Err(self.trip(FailureClass::RunBudgetExceeded, msg)),
             None => Ok(()),
         }
+    }
+
+    /// Why the attempt went past its `host_reads` or `random_bytes` budget, if it did.
+    pub(crate) fn over_read_budget(&self) -> Option<String> {
+        self.tape.as_ref().and_then(|t| lock(t).over_budget.clone())
     }
 
     /// The divergence of this attempt's tape, if execution has left the journal.
@@ -229,6 +244,10 @@ impl Record {
         if !valid_name {
             return Err(format!("usage metric name {metric:?} is invalid: use 1-64 letters, digits, `_`, `.` or `-`"));
         }
+        if self.usage_reports >= USAGE_REPORTS_CAP {
+            return Err(format!("more than {USAGE_REPORTS_CAP} usage reports in one attempt; report totals instead"));
+        }
+        self.usage_reports += 1;
         if !amount.is_finite() || amount < 0.0 {
             return Err(format!("usage amount {amount} for `{metric}` must be finite and not negative"));
         }

@@ -57,6 +57,25 @@ pub(crate) struct Tape {
     journal: Option<Arc<RunJournal>>,
     pub(crate) divergence: Option<Divergence>,
     pub(crate) matched: u64,
+    reads: ReadCount,
+    /// Why the attempt went past its read budget; the attempt is stopped with it.
+    pub(crate) over_budget: Option<String>,
+}
+
+/// Clock and random reads of one attempt against the step's `host_reads` and
+/// `random_bytes` budget. Served reads count too, so an attempt ends at the same read
+/// live, on resume and in replay.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadCount {
+    pub(crate) reads: u32,
+    pub(crate) random_bytes: u64,
+    max_reads: u32,
+    max_random_bytes: u64,
+}
+
+impl ReadCount {
+    const UNLIMITED: ReadCount =
+        ReadCount { reads: 0, random_bytes: 0, max_reads: u32::MAX, max_random_bytes: u64::MAX };
 }
 
 impl Tape {
@@ -73,7 +92,38 @@ impl Tape {
             journal,
             divergence: None,
             matched: 0,
+            reads: ReadCount::UNLIMITED,
+            over_budget: None,
         }))
+    }
+
+    /// Sets the attempt's read budget.
+    pub(crate) fn limit_reads(&mut self, max_reads: u32, max_random_bytes: u64) {
+        self.reads.max_reads = max_reads;
+        self.reads.max_random_bytes = max_random_bytes;
+    }
+
+    /// Counts one read of `random_bytes` bytes; `false` (and [`Tape::over_budget`] set)
+    /// if it goes past the budget, in which case it is not journaled.
+    fn charge(&mut self, random_bytes: u64) -> bool {
+        if self.over_budget.is_some() {
+            return false;
+        }
+        let r = &mut self.reads;
+        r.reads = r.reads.saturating_add(1);
+        r.random_bytes = r.random_bytes.saturating_add(random_bytes);
+        if r.reads > r.max_reads {
+            self.over_budget = Some(format!(
+                "read the clock or random numbers more than {} times; its host_reads budget is {}",
+                r.max_reads, r.max_reads
+            ));
+        } else if r.random_bytes > r.max_random_bytes {
+            self.over_budget = Some(format!(
+                "asked for {} bytes of random in total; its random_bytes budget is {}",
+                r.random_bytes, r.max_random_bytes
+            ));
+        }
+        self.over_budget.is_none()
     }
 
     fn emit(&mut self, kind: &EventKind) {
@@ -107,13 +157,73 @@ impl Tape {
         }
     }
 
-    /// A clock or random read: the recorded value if there is one of the same source
-    /// (and size), otherwise `live()`, journaled.
+    /// A clock read: the recorded value if there is one of the same source, otherwise
+    /// `live()`, journaled. Past the read budget the value is live and not journaled;
+    /// the attempt is stopped at its next check (see [`Tape::over_budget`]).
     pub(crate) fn read(
         &mut self,
         same_source: impl Fn(&HostRead) -> bool,
         live: impl FnOnce() -> HostRead,
     ) -> HostRead {
+        if !self.charge(0) {
+            return live();
+        }
+        self.read_charged(same_source, live)
+    }
+
+    /// `len` bytes of secure random, one journal event for the whole call. `Err` says
+    /// why they cannot be given: the read budget, or a recorded value that is not what
+    /// was recorded for such a read.
+    pub(crate) fn random(&mut self, len: u64) -> Result<Vec<u8>, String> {
+        if !self.charge(len) {
+            return Err(self.over_budget.clone().unwrap_or_default());
+        }
+        let n = len as usize;
+        if let Some(bytes) = self.served_per_byte(n) {
+            return Ok(bytes);
+        }
+        let read = self.read_charged(
+            |r| matches!(r, HostRead::Random { hex } if hex.len() == 2 * n),
+            || {
+                let mut bytes = vec![0u8; n];
+                rand::fill(&mut bytes[..]);
+                HostRead::Random { hex: hex::encode(bytes) }
+            },
+        );
+        match read {
+            HostRead::Random { hex } => match hex::decode(&hex) {
+                Ok(bytes) if bytes.len() == n => Ok(bytes),
+                _ => Err(format!("the journal's random value for this read is not {n} bytes of hex")),
+            },
+            other => Err(format!("the journal holds {other:?} where random bytes were read")),
+        }
+    }
+
+    /// Journals written before random reads were one event per call hold one 4-byte
+    /// event per byte (the low byte is the one given). Served as recorded when the next
+    /// `n` events have that shape (a read of 4 bytes is always taken as one event).
+    fn served_per_byte(&mut self, n: usize) -> Option<Vec<u8>> {
+        let per_byte = |k: &(u64, EventKind)| {
+            matches!(&k.1, EventKind::HostRead { read: HostRead::Random { hex }, .. }
+                if hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        };
+        if n == 4 || n == 0 || self.divergence.is_some() || self.expected.len() < n {
+            return None;
+        }
+        if !self.expected.iter().take(n).all(per_byte) {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(n);
+        for (_, kind) in self.expected.drain(..n) {
+            if let EventKind::HostRead { read: HostRead::Random { hex }, .. } = kind {
+                bytes.push(hex::decode(&hex).ok()?.first().copied()?);
+            }
+        }
+        self.matched += n as u64;
+        Some(bytes)
+    }
+
+    fn read_charged(&mut self, same_source: impl Fn(&HostRead) -> bool, live: impl FnOnce() -> HostRead) -> HostRead {
         if self.divergence.is_some() {
             return live();
         }
@@ -185,4 +295,55 @@ impl Tape {
 
 pub(crate) fn lock(tape: &SharedTape) -> std::sync::MutexGuard<'_, Tape> {
     tape.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_event(hex: &str) -> (u64, EventKind) {
+        (1, EventKind::HostRead { step: "s".into(), read: HostRead::Random { hex: hex.into() } })
+    }
+
+    #[test]
+    fn journals_with_one_event_per_random_byte_are_served_as_recorded() {
+        let recorded = vec![
+            random_event("0a000000"),
+            random_event("0bffffff"),
+            random_event("0c000000"),
+            random_event("1122334455667788"),
+        ];
+        let tape = Tape::new("s", recorded, Mode::Replay, None);
+        let mut t = lock(&tape);
+        assert_eq!(t.random(3).unwrap(), [0x0a, 0x0b, 0x0c]);
+        assert_eq!(t.random(8).unwrap(), hex::decode("1122334455667788").unwrap());
+        assert!(t.divergence.is_none() && t.leftover().is_none());
+        assert_eq!(t.matched, 4);
+    }
+
+    #[test]
+    fn a_recorded_random_value_that_cannot_be_read_is_an_error_not_zeros() {
+        let tape = Tape::new("s", vec![random_event("zz")], Mode::Replay, None);
+        let err = lock(&tape).random(1).unwrap_err();
+        assert!(err.contains("not 1 bytes of hex"), "{err}");
+    }
+
+    #[test]
+    fn reads_past_the_budget_are_refused_and_say_which_budget() {
+        let tape = Tape::new("s", Vec::new(), Mode::Live, None);
+        let mut t = lock(&tape);
+        t.limit_reads(3, 16);
+        assert_eq!(t.random(10).unwrap().len(), 10);
+        let err = t.random(10).unwrap_err();
+        assert!(err.contains("20 bytes of random in total; its random_bytes budget is 16"), "{err}");
+        // Once over, every later read is refused too.
+        assert!(t.random(1).is_err());
+        let tape = Tape::new("s", Vec::new(), Mode::Live, None);
+        let mut t = lock(&tape);
+        t.limit_reads(2, 16);
+        for _ in 0..3 {
+            t.read(|_| true, || HostRead::WallClock { nanos: 1 });
+        }
+        assert!(t.over_budget.as_deref().unwrap().contains("host_reads budget is 2"));
+    }
 }

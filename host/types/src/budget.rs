@@ -22,6 +22,11 @@ pub struct BudgetSpec {
     /// Largest output accepted, in bytes of JSON text.
     #[serde(default, deserialize_with = "crate::units::size")]
     pub output: Option<u64>,
+    /// Clock and random reads per attempt (steps only).
+    pub host_reads: Option<u32>,
+    /// Bytes of secure random per attempt (steps only).
+    #[serde(default, deserialize_with = "crate::units::size")]
+    pub random_bytes: Option<u64>,
 }
 
 impl BudgetSpec {
@@ -33,6 +38,8 @@ impl BudgetSpec {
             memory: self.memory.or(under.memory),
             tool_calls: self.tool_calls.or(under.tool_calls),
             output: self.output.or(under.output),
+            host_reads: self.host_reads.or(under.host_reads),
+            random_bytes: self.random_bytes.or(under.random_bytes),
         }
     }
 }
@@ -51,6 +58,22 @@ pub struct StepBudget {
     pub tool_calls: u32,
     /// Output bytes allowed.
     pub output: u64,
+    /// Clock and random reads allowed. Each is a journal event, so a guest reading the
+    /// clock in a loop would otherwise fill the host's memory and the journal.
+    #[serde(default = "default_host_reads")]
+    pub host_reads: u32,
+    /// Bytes of secure random allowed in total (each call is one journal event holding
+    /// the bytes).
+    #[serde(default = "default_random_bytes")]
+    pub random_bytes: u64,
+}
+
+fn default_host_reads() -> u32 {
+    StepBudget::DEFAULT.host_reads
+}
+
+fn default_random_bytes() -> u64 {
+    StepBudget::DEFAULT.random_bytes
 }
 
 /// The complete budget of one tool call.
@@ -69,13 +92,16 @@ pub struct ToolBudget {
 
 impl StepBudget {
     /// Defaults for a step when the manifest says nothing: about a second of CPU, 30 s of
-    /// wall time, 64 MiB, 32 tool calls and 1 MiB of output.
+    /// wall time, 64 MiB, 32 tool calls, 1 MiB of output, 10,000 clock and random reads
+    /// and 64 KiB of secure random.
     pub const DEFAULT: StepBudget = StepBudget {
         fuel: 10_000_000_000,
         wall_time: Duration::from_secs(30),
         memory: 64 << 20,
         tool_calls: 32,
         output: 1 << 20,
+        host_reads: 10_000,
+        random_bytes: 64 << 10,
     };
 
     /// Fills `spec`'s gaps from the defaults.
@@ -87,6 +113,8 @@ impl StepBudget {
             memory: spec.memory.unwrap_or(d.memory),
             tool_calls: spec.tool_calls.unwrap_or(d.tool_calls),
             output: spec.output.unwrap_or(d.output),
+            host_reads: spec.host_reads.unwrap_or(d.host_reads),
+            random_bytes: spec.random_bytes.unwrap_or(d.random_bytes),
         }
     }
 }

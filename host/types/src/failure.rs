@@ -20,6 +20,9 @@ pub enum FailureClass {
     MemoryExceeded,
     /// The step made more tool calls than its budget allows.
     ToolBudgetExceeded,
+    /// The step read the clock or random numbers more often, or drew more random
+    /// bytes, than its budget allows (`host_reads`, `random_bytes`).
+    HostReadsExceeded,
     /// The step's output was larger than its output budget.
     OutputTooLarge,
     /// The step returned something that is not JSON.
@@ -48,13 +51,14 @@ pub enum FailureClass {
 
 impl FailureClass {
     /// Every class, in the order they are documented.
-    pub const ALL: [FailureClass; 15] = [
+    pub const ALL: [FailureClass; 16] = [
         Self::GuestError,
         Self::Trap,
         Self::FuelExhausted,
         Self::TimedOut,
         Self::MemoryExceeded,
         Self::ToolBudgetExceeded,
+        Self::HostReadsExceeded,
         Self::OutputTooLarge,
         Self::InvalidOutput,
         Self::Denied,
@@ -75,6 +79,7 @@ impl FailureClass {
             Self::TimedOut => "timed_out",
             Self::MemoryExceeded => "memory_exceeded",
             Self::ToolBudgetExceeded => "tool_budget_exceeded",
+            Self::HostReadsExceeded => "host_reads_exceeded",
             Self::OutputTooLarge => "output_too_large",
             Self::InvalidOutput => "invalid_output",
             Self::Denied => "denied",

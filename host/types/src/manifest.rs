@@ -403,8 +403,8 @@ impl Workflow {
         let step_defaults = check_budget(&raw.defaults.budget, &mut err).unwrap_or_default();
         let tool_defaults = check_budget(&raw.defaults.tool_budget, &mut err).unwrap_or_default();
         if let Some(b) = &raw.defaults.tool_budget {
-            if b.get_ref().tool_calls.is_some() {
-                err(b.span(), "`tool_calls` does not apply to tools: a tool cannot call tools".into(), None);
+            if let Some(m) = step_only_field(b.get_ref()) {
+                err(b.span(), m, None);
             }
         }
 
@@ -414,12 +414,8 @@ impl Workflow {
                 err(name.span(), format!("tool name {m}"), None);
             }
             let spec = check_budget(&tool.budget, &mut err).unwrap_or_default();
-            if spec.tool_calls.is_some() {
-                err(
-                    tool.budget.as_ref().map_or(0..0, |b| b.span()),
-                    "`tool_calls` does not apply to tools: a tool cannot call tools".into(),
-                    None,
-                );
+            if let Some(m) = step_only_field(&spec) {
+                err(tool.budget.as_ref().map_or(0..0, |b| b.span()), m, None);
             }
             let budget = ToolBudget::from_spec(&spec.over(&tool_defaults));
             let component = component_ref(&tool.component, &mut err);
@@ -700,6 +696,21 @@ fn component_ref(c: &Spanned<String>, err: &mut impl FnMut(Range<usize>, String,
         }
     }
     ComponentRef { path: c.get_ref().clone(), span: c.span() }
+}
+
+/// A budget field a tool's budget cannot have, with why.
+fn step_only_field(spec: &BudgetSpec) -> Option<String> {
+    if spec.tool_calls.is_some() {
+        return Some("`tool_calls` does not apply to tools: a tool cannot call tools".into());
+    }
+    let field = if spec.host_reads.is_some() {
+        "host_reads"
+    } else if spec.random_bytes.is_some() {
+        "random_bytes"
+    } else {
+        return None;
+    };
+    Some(format!("`{field}` does not apply to tools: a tool call is journaled as one result, not read by read"))
 }
 
 fn check_budget(

@@ -71,6 +71,10 @@ fn bad_manifests_name_position_and_problem() {
             "name = \"x\"\n[tools.t]\ncomponent = \"t.wasm\"\nbudget = { tool_calls = 2 }\n[[steps]]\nname = \"a\"\ncomponent = \"a.wasm\"\n",
             "wf.toml:4:10: `tool_calls` does not apply to tools",
         ),
+        (
+            "name = \"x\"\n[tools.t]\ncomponent = \"t.wasm\"\nbudget = { host_reads = 2 }\n[[steps]]\nname = \"a\"\ncomponent = \"a.wasm\"\n",
+            "wf.toml:4:10: `host_reads` does not apply to tools",
+        ),
     ];
     for (text, expected) in cases {
         let errors = parse(text).expect_err(text).join("\n");

@@ -1,0 +1,215 @@
+//! What a hostile guest can make the host spend: clock and random reads are bounded per
+//! attempt (count and bytes), each is one journal event, and fuel burned by work that is
+//! stopped (deadline, trap) is charged.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tether_tests::artifacts;
+use tether_types::FailureClass;
+
+use crate::support::{expect_failure, fresh_dir, hostile, run, tether_cmd};
+
+/// One hostile step with the given budget, written to `dir/wf.toml`.
+fn workflow(dir: &Path, budget: &str) -> String {
+    let path = dir.join("wf.toml");
+    let text = format!(
+        "name = \"reads\"\n[[steps]]\nname = \"s\"\ncomponent = {:?}\nbudget = {{ {budget} }}\n",
+        artifacts::HOSTILE
+    );
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Runs `tether ARGS` and returns its exit code, JSON stdout and the host's peak resident
+/// memory in MiB (VmHWM, polled from /proc while it runs).
+fn run_measured(db: &Path, args: &[&str]) -> (Option<i32>, Value, u64) {
+    let child = tether_cmd(db)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let poll = std::thread::spawn(move || {
+        let mut peak_kib = 0u64;
+        while let Ok(text) = std::fs::read_to_string(&status) {
+            let hwm = text.lines().find(|l| l.starts_with("VmHWM:"));
+            match hwm.and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse().ok()) {
+                Some(kib) => peak_kib = peak_kib.max(kib),
+                None => break, // exited: a zombie has no memory left to report
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        peak_kib
+    });
+    let out = child.wait_with_output().unwrap();
+    let peak = poll.join().unwrap() / 1024;
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("tether {args:?} printed no JSON; stderr:\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code(), v, peak)
+}
+
+fn history(db: &Path, run: &str) -> Vec<Value> {
+    let o = tether_cmd(db).args(["history", run, "--json"]).output().unwrap();
+    serde_json::from_slice::<Value>(&o.stdout).unwrap().as_array().unwrap().clone()
+}
+
+fn host_reads(events: &[Value]) -> Vec<&Value> {
+    events.iter().filter(|e| e["type"] == "host_read").collect()
+}
+
+#[test]
+fn a_megabyte_of_random_is_refused_by_the_budget_in_one_event_worth_of_memory() {
+    let dir = fresh_dir("reads-random-mib");
+    let db = dir.join("journal.db");
+    let wf = workflow(&dir, "wall_time = \"1s\"");
+    let start = Instant::now();
+    let (code, report, peak_mib) =
+        run_measured(&db, &["run", &wf, "--input", r#"{"mode":"random","bytes":1048576}"#, "--json"]);
+    let took = start.elapsed();
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["error"]["class"], "host_reads_exceeded", "{report}");
+    let msg = report["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("1048576 bytes of random") && msg.contains("random_bytes budget is 65536"), "{msg}");
+    let events = history(&db, report["run_id"].as_str().unwrap());
+    assert!(host_reads(&events).is_empty(), "a refused read is not journaled");
+    assert!(events.len() < 20, "{} events", events.len());
+    assert!(peak_mib < 150, "peak RSS {peak_mib} MiB");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    println!("1 MiB random: {took:?}, peak RSS {peak_mib} MiB, {} events", events.len());
+}
+
+#[test]
+fn each_random_call_is_one_event_and_replays_to_the_same_output() {
+    let dir = fresh_dir("reads-random-calls");
+    let db = dir.join("journal.db");
+    let wf = workflow(&dir, "");
+    let (code, report, _) =
+        run_measured(&db, &["run", &wf, "--input", r#"{"mode":"random","bytes":4096,"times":3}"#, "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["output"]["bytes"], 3 * 4096);
+    let run = report["run_id"].as_str().unwrap();
+    let reads = host_reads(&history(&db, run)).into_iter().cloned().collect::<Vec<_>>();
+    // Three get-random-bytes(4096) and one get-random-u64: four events, whole values.
+    let sizes: Vec<usize> = reads.iter().map(|e| e["read"]["hex"].as_str().unwrap().len() / 2).collect();
+    assert_eq!(sizes, [4096, 4096, 4096, 8], "{reads:?}");
+    // Replay serves the recorded bytes: same digest, no divergence.
+    let o = tether_cmd(&db).args(["replay", run, "--json"]).output().unwrap();
+    let replay: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{replay}");
+    assert_eq!(replay["divergence"], Value::Null, "{replay}");
+    assert_eq!(replay["matched"], replay["events"], "{replay}");
+}
+
+#[test]
+fn random_bytes_add_up_across_calls_against_the_budget() {
+    let dir = fresh_dir("reads-random-total");
+    let db = dir.join("journal.db");
+    let wf = workflow(&dir, "random_bytes = \"10KiB\"");
+    let (code, report, _) =
+        run_measured(&db, &["run", &wf, "--input", r#"{"mode":"random","bytes":4096,"times":3}"#, "--json"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["error"]["class"], "host_reads_exceeded");
+    let msg = report["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("12288 bytes of random in total") && msg.contains("10240"), "{msg}");
+    assert_eq!(host_reads(&history(&db, report["run_id"].as_str().unwrap())).len(), 2);
+}
+
+#[test]
+fn a_clock_reading_loop_stops_at_the_read_budget_not_the_wall_clock() {
+    for (wall, name) in [(false, "monotonic"), (true, "wall")] {
+        let dir = fresh_dir(&format!("reads-clock-{name}"));
+        let db = dir.join("journal.db");
+        let wf = workflow(&dir, "wall_time = \"10s\"");
+        let input = json!({"mode": "clock", "wall": wall}).to_string();
+        let start = Instant::now();
+        let (code, report, peak_mib) = run_measured(&db, &["run", &wf, "--input", &input, "--json"]);
+        let took = start.elapsed();
+        assert_eq!(code, Some(1), "{report}");
+        assert_eq!(report["error"]["class"], "host_reads_exceeded", "{name}: {report}");
+        let events = history(&db, report["run_id"].as_str().unwrap());
+        assert_eq!(host_reads(&events).len(), 10_000, "{name}: exactly the default budget is journaled");
+        assert!(events.len() < 10_050, "{name}: {} events", events.len());
+        assert!(peak_mib < 150, "{name}: peak RSS {peak_mib} MiB");
+        assert!(took < Duration::from_secs(8), "{name}: stopped by the wall clock, not the budget: {took:?}");
+        println!("{name} clock loop: {took:?}, peak RSS {peak_mib} MiB, {} events", events.len());
+    }
+}
+
+#[test]
+fn the_read_budget_is_exact_and_set_per_step() {
+    let dir = fresh_dir("reads-budget-exact");
+    let db = dir.join("journal.db");
+    let wf = workflow(&dir, "host_reads = 50");
+    // 49 reads plus the one that starts the loop: exactly the budget.
+    let (code, report, _) = run_measured(&db, &["run", &wf, "--input", r#"{"mode":"clock","n":49}"#, "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(host_reads(&history(&db, report["run_id"].as_str().unwrap())).len(), 50);
+    let (code, report, _) = run_measured(&db, &["run", &wf, "--input", r#"{"mode":"clock","n":50}"#, "--json"]);
+    assert_eq!(code, Some(1), "{report}");
+    let msg = report["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("host_reads budget is 50"), "{msg}");
+    assert_eq!(host_reads(&history(&db, report["run_id"].as_str().unwrap())).len(), 50);
+}
+
+#[test]
+fn unjournaled_runs_bound_random_too() {
+    let r = expect_failure(
+        &hostile("random_bytes = \"1KiB\"", ""),
+        json!({"mode": "random", "bytes": 4096}),
+        FailureClass::HostReadsExceeded,
+    );
+    assert!(r.error.unwrap().message.contains("random_bytes budget is 1024"));
+}
+
+/// Fuel per second of a step: the same loop, ending by itself and stopped by its deadline,
+/// must be charged at the same rate.
+#[test]
+fn fuel_burned_until_a_deadline_is_charged() {
+    let rate = |stats: &tether_types::StepStats| stats.total_fuel() as f64 / stats.wall_us as f64;
+    let mut ratios = Vec::new();
+    for _ in 0..3 {
+        let done = run(&hostile("fuel = 1_000_000_000_000", ""), json!({"mode": "work", "n": 20_000_000}));
+        assert_eq!(done.status, tether_types::RunStatus::Completed, "{:?}", done.error);
+        let cut = expect_failure(
+            &hostile("fuel = 1_000_000_000_000, wall_time = \"300ms\"", ""),
+            json!({"mode": "work", "n": u64::MAX}),
+            FailureClass::TimedOut,
+        );
+        let (a, b) = (rate(&done.steps[0].stats), rate(&cut.steps[0].stats));
+        println!("fuel/us: ended by itself {a:.0}, stopped at its deadline {b:.0}");
+        ratios.push(b / a);
+        if (b / a - 1.0).abs() < 0.1 {
+            return;
+        }
+    }
+    panic!("a spin stopped at its deadline was charged {ratios:?} of the rate of one that ended by itself");
+}
+
+/// The same for a tool: its fuel is charged to the calling step even when the tool is
+/// stopped by its own deadline.
+#[test]
+fn fuel_burned_by_a_tool_until_its_deadline_is_charged_to_the_step() {
+    let call = |spin: u64| json!({"mode": "call-tool", "tool": "echo", "input": {"spin": spin}});
+    let mut ratios = Vec::new();
+    for _ in 0..3 {
+        let wf = hostile("fuel = 1_000_000_000_000", "fuel = 1_000_000_000_000, wall_time = \"300ms\"");
+        let done = run(&wf, call(30_000_000));
+        let tool = &done.steps[0].stats.tool_calls[0];
+        assert_eq!(tool.outcome, "ok", "{done:?}");
+        let a = tool.fuel as f64 / tool.wall_us as f64;
+        let cut = run(&wf, call(u64::MAX / 2));
+        let stats = &cut.steps[0].stats;
+        assert_eq!(stats.tool_calls[0].outcome, "timed_out", "{cut:?}");
+        let b = stats.tool_fuel as f64 / stats.tool_calls[0].wall_us as f64;
+        println!("tool fuel/us: ended by itself {a:.0}, stopped at its deadline {b:.0}");
+        ratios.push(b / a);
+        if (b / a - 1.0).abs() < 0.1 {
+            return;
+        }
+    }
+    panic!("a tool stopped at its deadline was charged {ratios:?} of the rate of one that ended by itself");
+}

@@ -52,3 +52,21 @@ fn a_tool_describes_itself_with_schemas_and_effect() {
     let info = inspect(std::path::Path::new(tether_tests::artifacts::CLASSIFY));
     assert!(info.descriptor.is_none(), "steps are not asked to describe themselves");
 }
+
+#[test]
+fn a_component_with_more_core_instances_than_a_sandbox_allows_is_refused_when_loaded() {
+    // 65 instances of an empty module: over the limit of 64 that instantiation would hit.
+    let instances = "(core instance (instantiate $m))".repeat(65);
+    let path = component_file("many-instances.wasm", &format!("(component (core module $m) {instances})"));
+    let err = runtime().load_step(&path).err().unwrap().to_string();
+    assert!(err.contains("65 core module instances") && err.contains("maximum of 64"), "{err}");
+    // Through the CLI: a usage error naming the file, before any run is journaled.
+    let dir = crate::support::fresh_dir("many-instances");
+    let wf = dir.join("wf.toml");
+    std::fs::write(&wf, format!("name = \"m\"\n[[steps]]\nname = \"s\"\ncomponent = {:?}\n", path.display().to_string()))
+        .unwrap();
+    let o = crate::support::tether_cmd(&dir.join("journal.db")).args(["run", wf.to_str().unwrap()]).output().unwrap();
+    let text = crate::support::output(&o);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(text.contains("many-instances.wasm") && text.contains("maximum of 64"), "{text}");
+}

@@ -89,7 +89,19 @@ impl AotCache {
             return Ok(c);
         }
         check_header(wasm)?;
-        let component = Component::new(engine, wasm).map_err(|e| format!("is not a valid component: {e:#}"))?;
+        let component = Component::new(engine, wasm).map_err(|e| {
+            let e = format!("{e:#}");
+            if e.contains("exceeds the configured maximum") {
+                format!(
+                    "needs more than a sandbox allows ({e}); a component may create at most {} core instances, {} memories and {} tables",
+                    crate::limits::MAX_CORE_INSTANCES,
+                    crate::limits::MAX_MEMORIES,
+                    crate::limits::MAX_TABLES
+                )
+            } else {
+                format!("is not a valid component: {e}")
+            }
+        })?;
         if let Some(path) = self.entry(digest) {
             if let Err(e) = store_artifact(&component, &path) {
                 tracing::warn!("could not write cache entry {}: {e:#}", path.display());

@@ -52,6 +52,11 @@ pub(crate) fn classify(err: wasmtime::Error, state: &StoreState, limits: &Limits
             StepFailure::new(FailureClass::Trap, "stack overflow: the guest recursed too deeply")
         }
         Some(trap) => StepFailure::new(FailureClass::Trap, format!("{trap}{}", panic_note(state))),
+        // A store limit the component's own shape went past (the load check refuses
+        // what it can see; this covers the rest) is the guest's doing.
+        None if instantiating && format!("{err:#}").contains("resource limit exceeded") => {
+            StepFailure::new(FailureClass::Trap, format!("the component needs more than a sandbox allows: {err:#}"))
+        }
         // Failing to create the sandbox is the host's problem, not the guest's.
         None if instantiating => {
             StepFailure::new(FailureClass::HostFault, format!("could not create the sandbox: {err:#}"))

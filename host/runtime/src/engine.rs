@@ -107,6 +107,9 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         // wasmtime's default is one memory per module; components built from other
         // languages, and hostile ones, may declare more (the memory budget is a total).
         .max_memories_per_module(4)
+        .max_core_instances_per_component(crate::limits::MAX_CORE_INSTANCES)
+        .max_memories_per_component(crate::limits::MAX_MEMORIES)
+        .max_tables_per_component(crate::limits::MAX_TABLES)
         .max_memory_size(tether_types::manifest::MAX_MEMORY as usize);
     let mut cfg = Config::new();
     cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -5,6 +5,12 @@ use wasmtime::ResourceLimiter;
 
 /// Tables may not grow beyond this many elements (a guest cannot use them to eat host memory).
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Core instances, tables and memories one component may create. The engine refuses a
+/// component over these when it is loaded, so a guest cannot get past the load check and
+/// then fail to instantiate (which would look like the host's fault).
+pub(crate) const MAX_CORE_INSTANCES: u32 = 64;
+pub(crate) const MAX_TABLES: u32 = 64;
+pub(crate) const MAX_MEMORIES: u32 = 16;
 
 pub(crate) struct MemoryLimiter {
     cap: u64,
@@ -46,13 +52,13 @@ impl ResourceLimiter for MemoryLimiter {
     }
 
     fn instances(&self) -> usize {
-        64
+        MAX_CORE_INSTANCES as usize
     }
     fn tables(&self) -> usize {
-        64
+        MAX_TABLES as usize
     }
     fn memories(&self) -> usize {
-        16
+        MAX_MEMORIES as usize
     }
 }
 

@@ -70,3 +70,30 @@ fn the_network_is_out_of_reach() {
     let accepted = listener.accept();
     assert_eq!(accepted.err().map(|e| e.kind()), Some(std::io::ErrorKind::WouldBlock), "a connection arrived");
 }
+
+#[test]
+fn a_symlink_may_not_point_outside_the_directory_it_is_made_from() {
+    let dir = crate::support::fresh_dir("symlink-escape");
+    std::fs::create_dir_all(dir.join("out/sub")).unwrap();
+    let wf = crate::support::workflow(&format!(
+        "name = \"links\"\n[[steps]]\nname = \"s\"\ncomponent = \"{{hostile}}\"\ndirs = [{{ host = {:?}, guest = \"/out\", write = true }}]\n",
+        dir.join("out").display().to_string()
+    ));
+    let links = json!([
+        ["data.txt", "/out/inside"],
+        ["../data.txt", "/out/sub/up-but-inside"],
+        ["../../../../../../etc/passwd", "/out/escape"],
+        ["../secret", "/out/just-outside"],
+        ["sub/../../secret", "/out/dotted"],
+        ["/etc/passwd", "/out/absolute"],
+    ]);
+    let r = run(&wf, json!({"mode": "symlink", "links": links}));
+    assert_eq!(r.error, None, "{r:?}");
+    let results: Vec<String> = serde_json::from_value(r.output).unwrap();
+    assert_eq!(results[..2], ["created", "created"], "{results:?}");
+    for (k, name) in ["escape", "just-outside", "dotted", "absolute"].iter().enumerate() {
+        assert_eq!(results[k + 2], "PermissionDenied", "{name}: {results:?}");
+        assert!(std::fs::symlink_metadata(dir.join("out").join(name)).is_err(), "{name} was created");
+    }
+    assert_eq!(std::fs::read_link(dir.join("out/inside")).unwrap(), std::path::Path::new("data.txt"));
+}

@@ -63,8 +63,11 @@ fn a_component_with_more_core_instances_than_a_sandbox_allows_is_refused_when_lo
     // Through the CLI: a usage error naming the file, before any run is journaled.
     let dir = crate::support::fresh_dir("many-instances");
     let wf = dir.join("wf.toml");
-    std::fs::write(&wf, format!("name = \"m\"\n[[steps]]\nname = \"s\"\ncomponent = {:?}\n", path.display().to_string()))
-        .unwrap();
+    std::fs::write(
+        &wf,
+        format!("name = \"m\"\n[[steps]]\nname = \"s\"\ncomponent = {:?}\n", path.display().to_string()),
+    )
+    .unwrap();
     let o = crate::support::tether_cmd(&dir.join("journal.db")).args(["run", wf.to_str().unwrap()]).output().unwrap();
     let text = crate::support::output(&o);
     assert_eq!(o.status.code(), Some(2), "{text}");

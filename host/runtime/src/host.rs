@@ -28,6 +28,7 @@ use crate::tape::lock;
 pub(crate) fn step_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    crate::symlinks::add_to_linker(&mut linker)?;
     add_random(&mut linker)?;
     let mut host = linker.instance(names::HOST)?;
     add_log_and_usage(&mut host)?;
@@ -40,6 +41,7 @@ pub(crate) fn step_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState
 pub(crate) fn tool_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    crate::symlinks::add_to_linker(&mut linker)?;
     let mut host = linker.instance(names::TOOL_HOST)?;
     add_log_and_usage(&mut host)?;
     host.func_wrap("idempotency-key", |cx: StoreContextMut<'_, StoreState>, (): ()| {

@@ -25,6 +25,7 @@ mod pipe;
 mod plugin;
 mod scheduler;
 mod state;
+mod symlinks;
 mod tape;
 mod workflow;
 

@@ -213,3 +213,49 @@ fn fuel_burned_by_a_tool_until_its_deadline_is_charged_to_the_step() {
     }
     panic!("a tool stopped at its deadline was charged {ratios:?} of the rate of one that ended by itself");
 }
+
+#[test]
+fn guest_stdout_and_stderr_are_journaled_capped_with_their_drops_and_replayed() {
+    let dir = fresh_dir("stdio-journaled");
+    let db = dir.join("journal.db");
+    let wf = workflow(&dir, "");
+    // 3,000 lines of each stream: about 50 KiB each, under the 64 KiB capture cap.
+    let (code, report, _) = run_measured(&db, &["run", &wf, "--input", r#"{"mode":"stdout","lines":3000}"#, "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    let run = report["run_id"].as_str().unwrap().to_string();
+    let events = history(&db, &run);
+    let lines = |stream: &str| {
+        events.iter().filter(|e| e["type"] == "guest_log" && e["stream"] == stream).cloned().collect::<Vec<_>>()
+    };
+    // The line cap (1,000 per attempt) keeps stdout's first 1,000 lines; stderr's are
+    // dropped and counted, and the drop is an event of its own.
+    let stdout = lines("stdout");
+    assert_eq!(stdout.len(), 1000);
+    assert_eq!(stdout[0]["message"], "stdout line 0");
+    assert_eq!(stdout[999]["message"], "stdout line 999");
+    assert!(lines("stderr").is_empty());
+    let notice = lines("host");
+    assert_eq!(notice.len(), 1, "{notice:?}");
+    assert_eq!(notice[0]["message"], "[5000 more log lines dropped: the cap is 1000 lines per attempt]");
+    let o = tether_cmd(&db).args(["replay", &run, "--json"]).output().unwrap();
+    let replay: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((o.status.code(), &replay["divergence"]), (Some(0), &Value::Null), "{replay}");
+
+    // Past the capture cap: the bytes dropped are recorded too.
+    let (code, report, peak_mib) =
+        run_measured(&db, &["run", &wf, "--input", r#"{"mode":"stdout","lines":200000}"#, "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    let events = history(&db, report["run_id"].as_str().unwrap());
+    let dropped: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "guest_log")
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.contains("dropped"))
+        .collect();
+    assert_eq!(dropped.len(), 3, "{dropped:?}");
+    assert!(dropped[0].starts_with("[") && dropped[0].contains("bytes of stdout dropped: the cap is 65536 bytes"));
+    assert!(dropped[1].contains("bytes of stderr dropped"), "{dropped:?}");
+    assert!(events.len() < 1100, "{} events", events.len());
+    assert!(peak_mib < 150, "peak RSS {peak_mib} MiB");
+    println!("200,000 lines of each stream: {} events, peak RSS {peak_mib} MiB", events.len());
+}

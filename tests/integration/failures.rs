@@ -216,8 +216,10 @@ fn stdout_and_stderr_are_captured_as_log_lines_and_capped() {
 fn log_lines_are_capped_and_the_drop_is_counted() {
     let r = run(&hostile("", ""), json!({"mode": "log-flood", "n": 5_000}));
     let stats = &r.steps[0].stats;
-    assert_eq!(stats.logs.len(), 1000);
+    // 1,000 lines kept, then the host's notice of the rest.
+    assert_eq!(stats.logs.len(), 1001);
     assert_eq!(stats.logs_dropped, 4000);
+    assert_eq!(stats.logs[1000].message, "[4000 more log lines dropped: the cap is 1000 lines per attempt]");
 }
 
 #[test]

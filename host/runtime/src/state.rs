@@ -135,7 +135,14 @@ impl StoreState {
     }
 
     /// Keeps a log line (within the caps) and puts it on the tape.
-    pub(crate) fn log_line(&mut self, mut line: LogLine) {
+    pub(crate) fn log_line(&mut self, line: LogLine) {
+        self.keep_line(line, false);
+    }
+
+    /// `log_line` for every kind of guest text. `output`: a stdout/stderr line or a
+    /// notice of a drop, put on the tape when the attempt ends; a notice is kept even past
+    /// the line cap.
+    fn keep_line(&mut self, mut line: LogLine, notice: bool) {
         if let Some(clean) = crate::govern::redact(&line.message, &self.secrets) {
             line.message = clean;
         }
@@ -146,8 +153,17 @@ impl StoreState {
             tool: line.tool.clone(),
             message: line.message.clone(),
         });
-        if self.record.push_log(line) {
-            if let (Some(t), Some(e)) = (&self.tape, event) {
+        let output = line.stream != "log";
+        let kept = if notice {
+            self.record.logs.push(line);
+            true
+        } else {
+            self.record.push_log(line)
+        };
+        if let (true, Some(t), Some(e)) = (kept, &self.tape, event) {
+            if output {
+                lock(t).note_output_line(e);
+            } else {
                 lock(t).note(e);
             }
         }
@@ -185,26 +201,29 @@ impl StoreState {
         err
     }
 
-    /// Moves captured stdout and stderr into the log, then returns the statistics.
+    /// Moves captured stdout and stderr into the log and the journal, with a notice of
+    /// what was dropped, then returns the statistics.
     pub(crate) fn finish(&mut self, fuel: u64, wall_us: u64, tool: Option<&str>) -> StepStats {
-        for (stream, pipe, level) in
-            [("stdout", &self.stdout, LogLevel::Info), ("stderr", &self.stderr, LogLevel::Warn)]
-        {
+        for (stream, level) in [("stdout", LogLevel::Info), ("stderr", LogLevel::Warn)] {
+            let pipe = if stream == "stdout" { &self.stdout } else { &self.stderr };
             let (bytes, dropped) = pipe.take();
-            let text = String::from_utf8_lossy(&bytes);
-            for line in text.lines().filter(|l| !l.is_empty()) {
-                let message = crate::govern::redact(line, &self.secrets).unwrap_or_else(|| line.into());
-                self.record.push_log(LogLine { level, stream: stream.into(), tool: tool.map(Into::into), message });
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let line = |message: String| LogLine { level, stream: stream.into(), tool: tool.map(Into::into), message };
+            for l in text.lines().filter(|l| !l.is_empty()) {
+                self.keep_line(line(l.to_string()), false);
             }
             if dropped > 0 {
-                // A host notice: kept even when the line cap is reached.
-                self.record.logs.push(LogLine {
-                    level: LogLevel::Warn,
-                    stream: stream.into(),
-                    tool: tool.map(Into::into),
-                    message: format!("[{dropped} more bytes of {stream} dropped: the cap is {STDIO_CAP} bytes]"),
-                });
+                let message = format!("[{dropped} more bytes of {stream} dropped: the cap is {STDIO_CAP} bytes]");
+                self.keep_line(LogLine { level: LogLevel::Warn, ..line(message) }, true);
             }
+        }
+        if self.record.logs_dropped > 0 {
+            let message = format!(
+                "[{} more log lines dropped: the cap is {LOG_LINES_CAP} lines per attempt]",
+                self.record.logs_dropped
+            );
+            let notice = LogLine { level: LogLevel::Warn, stream: "host".into(), tool: tool.map(Into::into), message };
+            self.keep_line(notice, true);
         }
         let r = std::mem::take(&mut self.record);
         StepStats {

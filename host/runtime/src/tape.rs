@@ -60,6 +60,9 @@ pub(crate) struct Tape {
     reads: ReadCount,
     /// Why the attempt went past its read budget; the attempt is stopped with it.
     pub(crate) over_budget: Option<String>,
+    /// Whether the journal holds stdout or stderr lines for this attempt (journals
+    /// written before they were recorded have none; replay then does not compare them).
+    has_output_lines: bool,
 }
 
 /// Clock and random reads of one attempt against the step's `host_reads` and
@@ -85,6 +88,7 @@ impl Tape {
         mode: Mode,
         journal: Option<Arc<RunJournal>>,
     ) -> SharedTape {
+        let has_output_lines = expected.iter().any(|(_, k)| is_output_line(k));
         Arc::new(Mutex::new(Tape {
             step: step.to_string(),
             expected: expected.into(),
@@ -94,6 +98,7 @@ impl Tape {
             matched: 0,
             reads: ReadCount::UNLIMITED,
             over_budget: None,
+            has_output_lines,
         }))
     }
 
@@ -155,6 +160,16 @@ impl Tape {
             None if self.mode == Mode::Live => self.emit(&actual),
             None => self.diverge(None, actual),
         }
+    }
+
+    /// A line of the guest's stdout or stderr (or a notice of what was dropped), noted
+    /// when the attempt ends. Replaying a journal that holds none for this attempt does
+    /// not compare them: it was written before they were recorded.
+    pub(crate) fn note_output_line(&mut self, actual: EventKind) {
+        if self.mode == Mode::Replay && !self.has_output_lines {
+            return;
+        }
+        self.note(actual);
     }
 
     /// A clock read: the recorded value if there is one of the same source, otherwise
@@ -293,6 +308,11 @@ impl Tape {
     }
 }
 
+/// A journaled line of stdout or stderr, or the host's notice of dropped lines.
+fn is_output_line(kind: &EventKind) -> bool {
+    matches!(kind, EventKind::GuestLog { stream, .. } if matches!(stream.as_str(), "stdout" | "stderr" | "host"))
+}
+
 pub(crate) fn lock(tape: &SharedTape) -> std::sync::MutexGuard<'_, Tape> {
     tape.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -345,5 +365,38 @@ mod tests {
             t.read(|_| true, || HostRead::WallClock { nanos: 1 });
         }
         assert!(t.over_budget.as_deref().unwrap().contains("host_reads budget is 2"));
+    }
+}
+
+#[cfg(test)]
+mod output_lines {
+    use super::*;
+    use tether_types::LogLevel;
+
+    fn line(stream: &str, message: &str) -> EventKind {
+        EventKind::GuestLog {
+            step: "s".into(),
+            level: LogLevel::Info,
+            stream: stream.into(),
+            tool: None,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn replaying_a_journal_without_output_lines_does_not_compare_them() {
+        let tape = Tape::new("s", Vec::new(), Mode::Replay, None);
+        lock(&tape).note_output_line(line("stdout", "hello"));
+        assert!(lock(&tape).divergence.is_none());
+        // A log line the journal lacks is still a divergence.
+        lock(&tape).note(line("log", "hello"));
+        assert!(lock(&tape).divergence.is_some());
+    }
+
+    #[test]
+    fn recorded_output_lines_must_match() {
+        let tape = Tape::new("s", vec![(3, line("stdout", "hello"))], Mode::Replay, None);
+        lock(&tape).note_output_line(line("stdout", "goodbye"));
+        assert_eq!(lock(&tape).divergence.as_ref().and_then(|d| d.seq), Some(3));
     }
 }

@@ -175,12 +175,19 @@ fn output_the_host_cannot_read_exactly_is_invalid_output_never_null() {
 }
 
 #[test]
-fn usage_that_would_overflow_its_total_is_a_trap_not_infinity() {
-    let input = json!({"mode": "bad-usage", "amount": 1.5e308, "times": 2});
-    let r = expect_failure(&hostile("", ""), input, FailureClass::Trap);
-    let message = r.error.unwrap().message;
-    assert!(message.contains("too large to count"), "{message}");
-    assert!(r.steps[0].stats.usage.values().all(|v| v.is_finite()), "{:?}", r.steps[0].stats.usage);
+fn usage_amounts_are_bounded_so_no_total_can_overflow() {
+    // Two reports of 1.5e308 would make any total infinite: the first is refused.
+    for amount in [1.5e308, 1.1e15] {
+        let input = json!({"mode": "bad-usage", "amount": amount, "times": 2});
+        let r = expect_failure(&hostile("", ""), input, FailureClass::Trap);
+        let message = r.error.unwrap().message;
+        assert!(message.contains("must be a number from 0 to 1e15"), "{message}");
+        assert!(r.steps[0].stats.usage.values().all(|v| v.is_finite()), "{:?}", r.steps[0].stats.usage);
+    }
+    // The largest amount is accepted, and adds up.
+    let r = run(&hostile("", ""), json!({"mode": "bad-usage", "amount": 1e15, "times": 3}));
+    assert_eq!(r.error, None);
+    assert_eq!(r.steps[0].stats.usage["tokens"], 3e15);
 }
 
 #[test]

@@ -24,6 +24,9 @@ const LOG_LINE_CAP: usize = 4 << 10;
 const LOG_LINES_CAP: usize = 1000;
 /// Distinct usage metrics per step attempt.
 const USAGE_METRICS_CAP: usize = 64;
+/// Largest amount one usage report may carry. With at most USAGE_REPORTS_CAP reports per
+/// attempt, no step's or run's total can become too large for an f64 to count.
+pub(crate) const MAX_USAGE_AMOUNT: f64 = 1e15;
 /// Usage reports per attempt: each is a journal event.
 pub(crate) const USAGE_REPORTS_CAP: u32 = 100_000;
 /// Most random bytes a tool may ask for in one call (wasmtime-wasi's default is 64 MiB).
@@ -267,8 +270,10 @@ impl Record {
             return Err(format!("more than {USAGE_REPORTS_CAP} usage reports in one attempt; report totals instead"));
         }
         self.usage_reports += 1;
-        if !amount.is_finite() || amount < 0.0 {
-            return Err(format!("usage amount {amount} for `{metric}` must be finite and not negative"));
+        if !(0.0..=MAX_USAGE_AMOUNT).contains(&amount) {
+            return Err(format!(
+                "usage amount {amount} for `{metric}` must be a number from 0 to {MAX_USAGE_AMOUNT:e}"
+            ));
         }
         if !self.usage.contains_key(metric) && self.usage.len() >= USAGE_METRICS_CAP {
             return Err(format!("more than {USAGE_METRICS_CAP} distinct usage metrics"));

@@ -92,7 +92,9 @@ impl RunBudget {
                 "tool_calls" => b.tool_calls = b.tool_calls.map(|t| t.saturating_add(*by as u64)),
                 other => {
                     if let Some(limit) = b.usage.get_mut(other) {
-                        *limit += by;
+                        // Saturating, like the counts above: raises never make a limit
+                        // infinite (which JSON cannot show).
+                        *limit = (*limit + by).min(f64::MAX);
                     }
                 }
             }
@@ -176,5 +178,12 @@ mod tests {
         let raised = b.raised(&[("tokens".to_string(), 50.0)].into());
         assert_eq!(raised.remaining(&used).unwrap().usage["tokens"], 50.0);
         assert!(raised.raisable("tokens") && !raised.raisable("fuel"));
+    }
+
+    #[test]
+    fn raises_saturate_instead_of_making_a_limit_infinite() {
+        let huge = RunBudget { usage: [("tokens".to_string(), f64::MAX)].into(), ..RunBudget::default() };
+        let raised = huge.raised(&[("tokens".to_string(), f64::MAX)].into());
+        assert_eq!(raised.usage["tokens"], f64::MAX);
     }
 }

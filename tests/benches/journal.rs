@@ -197,9 +197,10 @@ fn main() {
 
         let replay_db = fresh_db("replay");
         let d3 = driver(&runtime, &replay_db).await;
-        let flood = workflow(&runtime, 1, artifacts::HOSTILE);
+        // Ten steps of 10,000 usage reports each (the most one attempt may make).
+        let flood = workflow(&runtime, 10, artifacts::HOSTILE);
         let id = run_id();
-        let r = d3.start(&flood, id.clone(), json!({"mode": "usage-flood", "n": 100_000}), "bench", |_| {}).await.unwrap();
+        let r = d3.start(&flood, id.clone(), json!({"mode": "usage-flood", "n": 10_000}), "bench", |_| {}).await.unwrap();
         assert!(r.error.is_none(), "{:?}", r.error);
         let mut speeds = Vec::new();
         let mut events = 0;

@@ -184,6 +184,10 @@ fn usage_amounts_are_bounded_so_no_total_can_overflow() {
         assert!(message.contains("must be a number from 0 to 1e15"), "{message}");
         assert!(r.steps[0].stats.usage.values().all(|v| v.is_finite()), "{:?}", r.steps[0].stats.usage);
     }
+    // 10,000 reports per attempt at most: each is a journal event.
+    let r = expect_failure(&hostile("", ""), json!({"mode": "usage-flood", "n": 10_001}), FailureClass::Trap);
+    assert!(r.error.unwrap().message.contains("more than 10000 usage reports in one attempt"));
+    assert_eq!(run(&hostile("", ""), json!({"mode": "usage-flood", "n": 10_000})).error, None);
     // The largest amount is accepted, and adds up.
     let r = run(&hostile("", ""), json!({"mode": "bad-usage", "amount": 1e15, "times": 3}));
     assert_eq!(r.error, None);

@@ -28,7 +28,7 @@ const USAGE_METRICS_CAP: usize = 64;
 /// attempt, no step's or run's total can become too large for an f64 to count.
 pub(crate) const MAX_USAGE_AMOUNT: f64 = 1e15;
 /// Usage reports per attempt: each is a journal event.
-pub(crate) const USAGE_REPORTS_CAP: u32 = 100_000;
+pub(crate) const USAGE_REPORTS_CAP: u32 = 10_000;
 /// Most random bytes a tool may ask for in one call (wasmtime-wasi's default is 64 MiB).
 const TOOL_RANDOM_CAP: u64 = 1 << 20;
 

@@ -97,3 +97,21 @@ fn a_symlink_may_not_point_outside_the_directory_it_is_made_from() {
     }
     assert_eq!(std::fs::read_link(dir.join("out/inside")).unwrap(), std::path::Path::new("data.txt"));
 }
+
+#[test]
+fn a_guest_leaking_file_handles_is_stopped_at_the_handle_cap() {
+    let dir = crate::support::fresh_dir("leak-handles");
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    std::fs::write(dir.join("out/file"), "x").unwrap();
+    let wf = crate::support::workflow(&format!(
+        "name = \"leak\"\n[[steps]]\nname = \"s\"\ncomponent = \"{{hostile}}\"\ndirs = [{{ host = {:?}, guest = \"/out\" }}]\n",
+        dir.join("out").display().to_string()
+    ));
+    // Below the cap the handles are there to use; past it the guest is stopped.
+    let r = run(&wf, json!({"mode": "leak-handles", "n": 5000}));
+    assert_eq!(r.error, None, "{r:?}");
+    let r = run(&wf, json!({"mode": "leak-handles"}));
+    let err = r.error.expect("a guest opening files forever must be stopped");
+    assert_eq!(err.class, FailureClass::Trap, "{err:?}");
+    assert_eq!(err.message, "held more than 10000 resource handles (files, streams, pollables) at once");
+}

@@ -72,8 +72,20 @@ pub(crate) fn classify(err: wasmtime::Error, state: &StoreState, limits: &Limits
             ),
         ),
         // An error raised by a host function on the guest's behalf (for example a WASI
-        // call the guest made in a way that cannot be served).
-        None => StepFailure::new(FailureClass::Trap, format!("{err:#}")),
+        // call the guest made in a way that cannot be served). Its cause, without the
+        // wasm backtrace wasmtime attaches.
+        None => {
+            let cause = err.root_cause().to_string();
+            let message = if cause.contains("resource table has no free keys") {
+                format!(
+                    "held more than {} resource handles (files, streams, pollables) at once",
+                    crate::state::RESOURCE_HANDLES_CAP
+                )
+            } else {
+                cause
+            };
+            StepFailure::new(FailureClass::Trap, message)
+        }
     }
 }
 

@@ -29,6 +29,10 @@ const USAGE_METRICS_CAP: usize = 64;
 pub(crate) const MAX_USAGE_AMOUNT: f64 = 1e15;
 /// Usage reports per attempt: each is a journal event.
 pub(crate) const USAGE_REPORTS_CAP: u32 = 10_000;
+/// Resource handles (streams, files, pollables) a sandbox may hold at once; wasmtime's
+/// default of a million would let a guest that leaks them hold hundreds of MiB of host
+/// memory.
+pub(crate) const RESOURCE_HANDLES_CAP: usize = 10_000;
 /// Most random bytes a tool may ask for in one call (wasmtime-wasi's default is 64 MiB).
 const TOOL_RANDOM_CAP: u64 = 1 << 20;
 
@@ -124,7 +128,11 @@ impl StoreState {
         }
         Ok(StoreState {
             wasi: builder.build(),
-            table: ResourceTable::new(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(RESOURCE_HANDLES_CAP);
+                table
+            },
             limiter: MemoryLimiter::new(memory_cap),
             stdout,
             stderr,

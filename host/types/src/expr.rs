@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::objects::Key;
+use cel::IdedExpr;
 use serde_json::Value;
 
 /// Longest expression accepted, in bytes.
@@ -24,12 +25,12 @@ pub const MAX_LEN: usize = 4096;
 /// Deepest bracket nesting accepted. The parser recurses per level; deeper input could
 /// overflow the host's stack instead of failing cleanly.
 pub const MAX_NESTING: usize = 24;
-
 /// A compiled expression with its source text (for messages and the plan).
 #[derive(Clone)]
 pub struct Expr {
     source: String,
-    program: Arc<cel::Program>,
+    /// The parsed expression.
+    ast: Arc<IdedExpr>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -63,12 +64,12 @@ impl Expr {
         if nesting(source) > MAX_NESTING {
             return Err(format!("the expression nests brackets more than {MAX_NESTING} deep"));
         }
-        let program = cel::Program::compile(source).map_err(|e| {
+        let ast = cel::parser::Parser::new().parse(source).map_err(|e| {
             // The parser's message repeats the expression with a caret; keep its first line.
             let text = e.to_string();
             text.lines().next().unwrap_or("syntax error").trim_start_matches("ERROR: <input>:").to_string()
         })?;
-        Ok(Expr { source: source.to_string(), program: Arc::new(program) })
+        Ok(Expr { source: source.to_string(), ast: Arc::new(ast) })
     }
 
     /// The source text.
@@ -78,27 +79,24 @@ impl Expr {
 
     /// Evaluates to a JSON value; the error names the expression and what went wrong.
     pub fn eval(&self, scope: &Scope) -> Result<Value, String> {
-        let mut ctx = cel::Context::default();
-        ctx.add_variable_from_value("input", to_cel(&scope.input));
-        ctx.add_variable_from_value("steps", to_cel(&Value::Object(scope.steps.clone())));
+        let mut variables = vec![
+            ("input".to_string(), to_cel(&scope.input)),
+            ("steps".to_string(), to_cel(&Value::Object(scope.steps.clone()))),
+        ];
         if let Some((item, index)) = &scope.item {
-            ctx.add_variable_from_value("item", to_cel(item));
-            ctx.add_variable_from_value("index", cel::Value::Int(*index as i64));
+            variables.push(("item".into(), to_cel(item)));
+            variables.push(("index".into(), cel::Value::Int(*index as i64)));
         }
         if let Some((iteration, previous)) = &scope.in_loop {
-            ctx.add_variable_from_value("iteration", cel::Value::Int(i64::from(*iteration)));
-            ctx.add_variable_from_value("previous", to_cel(previous));
+            variables.push(("iteration".into(), cel::Value::Int(i64::from(*iteration))));
+            variables.push(("previous".into(), to_cel(previous)));
         }
-        self.execute(&ctx)
+        self.run(variables)
     }
 
     /// Evaluates with the given variables (policy rules, gate conditions).
     pub fn eval_vars(&self, vars: &serde_json::Map<String, Value>) -> Result<Value, String> {
-        let mut ctx = cel::Context::default();
-        for (name, value) in vars {
-            ctx.add_variable_from_value(name.as_str(), to_cel(value));
-        }
-        self.execute(&ctx)
+        self.run(vars.iter().map(|(name, value)| (name.clone(), to_cel(value))).collect())
     }
 
     /// Like [`Expr::eval_vars`], but the value must be true or false.
@@ -109,8 +107,12 @@ impl Expr {
         }
     }
 
-    fn execute(&self, ctx: &cel::Context) -> Result<Value, String> {
-        let value = self.program.execute(ctx).map_err(|e| format!("expression `{}`: {e}", self.source))?;
+    fn run(&self, variables: Vec<(String, cel::Value)>) -> Result<Value, String> {
+        let mut ctx = cel::Context::default();
+        for (name, value) in variables {
+            ctx.add_variable_from_value(name, value);
+        }
+        let value = cel::Value::resolve(&self.ast, &ctx).map_err(|e| format!("expression `{}`: {e}", self.source))?;
         value.json().map_err(|e| format!("expression `{}`: its value cannot be JSON: {e}", self.source))
     }
 
@@ -245,5 +247,118 @@ mod tests {
         assert!(Expr::compile(&"1 + ".repeat(2000)).unwrap_err().contains("limit"));
         // Brackets inside strings do not count.
         assert!(Expr::compile(&format!("'{}'", "(".repeat(100))).is_ok());
+    }
+
+    /// The same expression and variables evaluated from a compiled `cel::Program`, as
+    /// expressions were evaluated before: the value, or the error message.
+    fn from_program(source: &str, vars: &serde_json::Map<String, Value>) -> Result<Value, String> {
+        let program = cel::Program::compile(source).map_err(|e| e.to_string())?;
+        let mut ctx = cel::Context::default();
+        for (name, value) in vars {
+            ctx.add_variable_from_value(name.as_str(), to_cel(value));
+        }
+        let value = program.execute(&ctx).map_err(|e| e.to_string())?;
+        Ok(value.json().unwrap())
+    }
+
+    #[test]
+    fn ordinary_expressions_give_what_they_gave_before() {
+        let vars = match json!({
+            "input": {
+                "ticket": "refund please", "amount": 1200.0, "risky": true, "items": [3, 1, 2, 3], "question": "why",
+                "tags": ["a", "b", "c"], "objs": [{"id": 1, "tag": "x"}, {"id": 2, "tag": "y"}, {"id": 1, "tag": "z"}],
+            },
+            "steps": {
+                "classify": {"category": "billing", "score": 3, "subject": "s", "urgency": 2, "body": "b"},
+                "draft-reply": {"text": "hi"},
+                "work": [{"tag": "a", "trail": [1, 2]}, {"tag": "b", "trail": [3]}],
+                "test": {"passed": false, "failures": ["f"]},
+            },
+            "item": "b", "index": 1, "iteration": 2, "previous": {"try": {"n": 4}},
+            "tool": "payments", "effect": "external", "step": "assess", "output": {"amount": 150.0},
+        }) {
+            Value::Object(vars) => vars,
+            _ => unreachable!(),
+        };
+        let sources = [
+            // Expressions like those of the example workflows.
+            "'draft-reply' in steps ? steps['draft-reply'] : steps.escalate",
+            "iteration == 1 ? {'task': steps.classify.subject} : {'task': steps.classify.subject, 'failures': steps.test.failures}",
+            "tool == 'payments' && effect == 'external' && input.amount > 1000.0",
+            "output.amount > 100.0",
+            "{'mode': 'echo', 'n': iteration, 'before': has(previous.try) ? previous.try.n : 0}",
+            "{'mode': 'echo', 'saw': steps.map(k, k).size()}",
+            "{'n': 100, 'trail': steps.work.map(r, r.trail[0]), 'spin': input.amount}",
+            "{'mode': 'sleep', 'ms': 400 - index * 100, 'tag': item}",
+            "{'mode': 'echo', 'x': steps.classify.missing * 2}",
+            // Comprehensions, and operations on whole values.
+            "input.items.map(x, x * 2)",
+            "input.items.map(x, x + 1).map(x, 1.5 + double(x))",
+            "input.items.map(x, x > 1, x * 10)",
+            "input.items.filter(x, x > 1)",
+            "input.items.filter(i, input.items.filter(j, j == i).size() == 1)",
+            "input.objs.filter(o, input.objs.filter(p, p.id == o.id).size() == 1).map(o, o.tag)",
+            "input.objs.map(o, {'key': o.id, 'all': input.tags, 'o': o})",
+            "input.items.all(x, x > 0)",
+            "input.items.exists(x, x == 2)",
+            "input.items.exists_one(x, x == 3)",
+            "input.items.exists_one(x, x == 2)",
+            "input.tags.map(t, t + '!').filter(t, t != 'b!')",
+            "input.tags.map(t, [t, input.ticket + ' ' + t])",
+            "input.items + input.items + [4]",
+            "input.ticket + ' / ' + steps.classify.category",
+            "size(input.ticket) + input.tags.size() + size(input.objs)",
+            "input.ticket.contains('refund') && input.ticket.startsWith('re') && input.ticket.matches('^r.*e$')",
+            "'b' in input.tags && !('z' in input.tags) && 'category' in steps.classify",
+            "input.objs[1].tag == 'y' && steps['draft-reply'].text == 'hi'",
+            "input.objs.map(o, o.tag).exists(t, t in input.tags)",
+            "steps.work.map(w, w.trail.map(t, t * 2).filter(t, t > 2))",
+            "string(input.items.size()) + string(iteration)",
+            "optional.of(input.amount).value() + 1.0",
+            "type(input.tags) == list && dyn(input.items)[0] == 3",
+            "[1, 2, 3] == [1, 2, 3] && {'a': [1]} != {'a': [2]} && 'abc' < 'abd'",
+            // Errors.
+            "input.items.map(x, 10 / (x - 1))",
+            "input.tags.map(x, x * 2)",
+            "steps.classify.nope + 1",
+            "input.objs.all(o, o.missing)",
+        ];
+        for source in sources {
+            let before = from_program(source, &vars);
+            let after = Expr::compile(source)
+                .unwrap()
+                .eval_vars(&vars)
+                .map_err(|e| e.strip_prefix(&format!("expression `{source}`: ")).unwrap_or(&e).to_string());
+            assert_eq!(after, before, "{source}");
+        }
+    }
+
+    #[test]
+    fn errors_inside_all_and_exists_keep_their_meaning() {
+        let vars = serde_json::Map::new();
+        let eval = |source: &str| Expr::compile(source).unwrap().eval_vars(&vars);
+        // An element that fails is passed over when another decides the result.
+        assert_eq!(eval("[1, 0].exists(x, 1 / x == 1)").unwrap(), json!(true));
+        assert_eq!(eval("[0, 1].exists(x, 1 / x == 1)").unwrap(), json!(true));
+        assert_eq!(eval("[0, 2].all(x, 1 / x == 1)").unwrap(), json!(false));
+        // Otherwise the error is the result.
+        let err = eval("[0].all(x, 1 / x == 1)").unwrap_err();
+        assert!(err.to_lowercase().contains("division by zero"), "{err}");
+        assert!(eval("[1, 0].all(x, 1 / x == 1)").is_err());
+        assert!(eval("[0, 2].exists(x, 1 / x == 1)").is_err());
+        assert!(eval("[0].exists_one(x, 1 / x == 1)").is_err());
+        for source in [
+            "[1, 0].exists(x, 1 / x == 1)",
+            "[0, 1].exists(x, 1 / x == 1)",
+            "[0, 2].all(x, 1 / x == 1)",
+            "[0].all(x, 1 / x == 1)",
+            "[1, 0].all(x, 1 / x == 1)",
+            "[0, 2].exists(x, 1 / x == 1)",
+            "[0].exists_one(x, 1 / x == 1)",
+        ] {
+            let after =
+                eval(source).map_err(|e| e.strip_prefix(&format!("expression `{source}`: ")).unwrap().to_string());
+            assert_eq!(after, from_program(source, &vars), "{source}");
+        }
     }
 }

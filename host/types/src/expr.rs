@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use cel::common::ast::{EntryExpr, Expr as Node};
 use cel::objects::Key;
 use cel::IdedExpr;
 use serde_json::Value;
@@ -25,6 +26,10 @@ pub const MAX_LEN: usize = 4096;
 /// Deepest bracket nesting accepted. The parser recurses per level; deeper input could
 /// overflow the host's stack instead of failing cleanly.
 pub const MAX_NESTING: usize = 24;
+/// Deepest nesting of operations accepted (`a + b + c` nests two `+`): compiling and
+/// evaluating recurse per level.
+pub const MAX_DEPTH: usize = 200;
+
 /// A compiled expression with its source text (for messages and the plan).
 #[derive(Clone)]
 pub struct Expr {
@@ -69,6 +74,10 @@ impl Expr {
             let text = e.to_string();
             text.lines().next().unwrap_or("syntax error").trim_start_matches("ERROR: <input>:").to_string()
         })?;
+        let shape = Shape::of(&ast);
+        if shape.depth > MAX_DEPTH {
+            return Err(format!("the expression nests operations more than {MAX_DEPTH} deep"));
+        }
         Ok(Expr { source: source.to_string(), ast: Arc::new(ast) })
     }
 
@@ -141,6 +150,44 @@ fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "a map",
+    }
+}
+
+/// What [`Expr::compile`] checks of a parsed expression, found without recursing.
+#[derive(Default)]
+struct Shape {
+    /// How deep nodes nest.
+    depth: usize,
+}
+
+impl Shape {
+    fn of(e: &IdedExpr) -> Shape {
+        let mut shape = Shape::default();
+        // Nodes to visit, with their depth.
+        let mut pending = vec![(e, 1)];
+        while let Some((e, depth)) = pending.pop() {
+            shape.depth = shape.depth.max(depth);
+            let mut push = |child| pending.push((child, depth + 1));
+            match &e.expr {
+                Node::Call(call) => call.target.iter().map(|t| &**t).chain(&call.args).for_each(push),
+                Node::Comprehension(c) => {
+                    [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter().for_each(push)
+                }
+                Node::List(list) => list.elements.iter().for_each(push),
+                Node::Map(map) => map.entries.iter().flat_map(|entry| entry_values(&entry.expr)).for_each(push),
+                Node::Struct(s) => s.entries.iter().flat_map(|entry| entry_values(&entry.expr)).for_each(push),
+                Node::Select(select) => push(&select.operand),
+                Node::Ident(_) | Node::Literal(_) | Node::Unspecified => {}
+            }
+        }
+        shape
+    }
+}
+
+fn entry_values(entry: &EntryExpr) -> Vec<&IdedExpr> {
+    match entry {
+        EntryExpr::MapEntry(e) => vec![&e.key, &e.value],
+        EntryExpr::StructField(f) => vec![&f.value],
     }
 }
 
@@ -245,6 +292,11 @@ mod tests {
         let deep = format!("{}1{}", "(".repeat(200), ")".repeat(200));
         assert!(Expr::compile(&deep).unwrap_err().contains("nests"));
         assert!(Expr::compile(&"1 + ".repeat(2000)).unwrap_err().contains("limit"));
+        // Compiling and evaluating recurse per operation: a long chain is refused rather
+        // than overflowing the stack.
+        let chain = format!("1{}", "+1".repeat(2000));
+        assert!(Expr::compile(&chain).unwrap_err().contains("nests operations more than 200 deep"));
+        assert!(Expr::compile(&format!("1{}", "+1".repeat(150))).is_ok());
         // Brackets inside strings do not count.
         assert!(Expr::compile(&format!("'{}'", "(".repeat(100))).is_ok());
     }

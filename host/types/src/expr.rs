@@ -12,6 +12,10 @@
 //!
 //! Evaluation is pure and deterministic (no clock, no I/O), so an expression evaluated
 //! again on resume gives what it gave the first time.
+//!
+//! Comprehensions (`map`, `filter`, `all`, `exists`, `exists_one`) nested more than
+//! [`MAX_LOOP_NESTING`] deep are refused when compiling: each level multiplies the work
+//! by the size of what it iterates over.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +33,9 @@ pub const MAX_NESTING: usize = 24;
 /// Deepest nesting of operations accepted (`a + b + c` nests two `+`): compiling and
 /// evaluating recurse per level.
 pub const MAX_DEPTH: usize = 200;
+/// Deepest nesting of comprehensions (`map`, `filter`, `all`, `exists`, `exists_one`)
+/// accepted: each level multiplies the work by the size of what it iterates over.
+pub const MAX_LOOP_NESTING: usize = 3;
 
 /// A compiled expression with its source text (for messages and the plan).
 #[derive(Clone)]
@@ -77,6 +84,11 @@ impl Expr {
         let shape = Shape::of(&ast);
         if shape.depth > MAX_DEPTH {
             return Err(format!("the expression nests operations more than {MAX_DEPTH} deep"));
+        }
+        if shape.loops > MAX_LOOP_NESTING {
+            return Err(format!(
+                "the expression nests `map`, `filter`, `all`, `exists` or `exists_one` more than {MAX_LOOP_NESTING} deep"
+            ));
         }
         Ok(Expr { source: source.to_string(), ast: Arc::new(ast) })
     }
@@ -158,25 +170,34 @@ fn kind(v: &Value) -> &'static str {
 struct Shape {
     /// How deep nodes nest.
     depth: usize,
+    /// How deep comprehensions nest: one inside the body of another is one deeper.
+    loops: usize,
 }
 
 impl Shape {
     fn of(e: &IdedExpr) -> Shape {
         let mut shape = Shape::default();
-        // Nodes to visit, with their depth.
-        let mut pending = vec![(e, 1)];
-        while let Some((e, depth)) = pending.pop() {
+        // Nodes to visit, with their depth and the comprehensions whose body they are in.
+        let mut pending = vec![(e, 1, 0)];
+        while let Some((e, depth, loops)) = pending.pop() {
             shape.depth = shape.depth.max(depth);
-            let mut push = |child| pending.push((child, depth + 1));
+            let mut push = |child, loops| pending.push((child, depth + 1, loops));
             match &e.expr {
-                Node::Call(call) => call.target.iter().map(|t| &**t).chain(&call.args).for_each(push),
+                Node::Call(call) => call.target.iter().map(|t| &**t).chain(&call.args).for_each(|a| push(a, loops)),
                 Node::Comprehension(c) => {
-                    [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter().for_each(push)
+                    shape.loops = shape.loops.max(loops + 1);
+                    push(&c.iter_range, loops);
+                    push(&c.accu_init, loops);
+                    [&c.loop_cond, &c.loop_step, &c.result].into_iter().for_each(|b| push(b, loops + 1));
                 }
-                Node::List(list) => list.elements.iter().for_each(push),
-                Node::Map(map) => map.entries.iter().flat_map(|entry| entry_values(&entry.expr)).for_each(push),
-                Node::Struct(s) => s.entries.iter().flat_map(|entry| entry_values(&entry.expr)).for_each(push),
-                Node::Select(select) => push(&select.operand),
+                Node::List(list) => list.elements.iter().for_each(|e| push(e, loops)),
+                Node::Map(map) => {
+                    map.entries.iter().flat_map(|entry| entry_values(&entry.expr)).for_each(|e| push(e, loops))
+                }
+                Node::Struct(s) => {
+                    s.entries.iter().flat_map(|entry| entry_values(&entry.expr)).for_each(|e| push(e, loops))
+                }
+                Node::Select(select) => push(&select.operand, loops),
                 Node::Ident(_) | Node::Literal(_) | Node::Unspecified => {}
             }
         }
@@ -311,6 +332,23 @@ mod tests {
         }
         let value = program.execute(&ctx).map_err(|e| e.to_string())?;
         Ok(value.json().unwrap())
+    }
+
+    #[test]
+    fn comprehensions_nested_too_deep_are_refused_when_compiled() {
+        let list = "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]";
+        let mut source = "h".to_string();
+        for var in ["g", "f", "e", "d", "c", "b", "a"] {
+            source = format!("{list}.map({var}, {source})");
+        }
+        source = format!("{list}.map(h, {source})");
+        let err = Expr::compile(&source).unwrap_err();
+        assert!(err.contains("more than 3 deep"), "{err}");
+        let four = "input.items.map(a, a.map(b, b.filter(c, c.exists(d, d > 0))))";
+        assert!(Expr::compile(four).unwrap_err().contains("more than 3 deep"));
+        // Three deep, and loops one after the other, are fine.
+        Expr::compile("input.items.map(a, a.map(b, b.filter(c, c > 0)))").unwrap();
+        Expr::compile("input.items.map(a, a).filter(b, b > 0).map(c, c).exists(d, d > 0).size()").unwrap();
     }
 
     #[test]

@@ -259,3 +259,52 @@ fn guest_stdout_and_stderr_are_journaled_capped_with_their_drops_and_replayed() 
     assert!(peak_mib < 150, "peak RSS {peak_mib} MiB");
     println!("200,000 lines of each stream: {} events, peak RSS {peak_mib} MiB", events.len());
 }
+
+/// A workflow whose step input is `expr`, written to `dir/wf.toml`.
+fn expression_workflow(dir: &Path, expr: &str) -> String {
+    let path = dir.join("wf.toml");
+    let text =
+        format!("name = \"exprs\"\n[[steps]]\nname = \"s\"\ncomponent = {:?}\ninput = {expr:?}\n", artifacts::HOSTILE);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_run_input_cannot_stall_the_host_through_an_expression() {
+    let dir = fresh_dir("expr-budget");
+    let db = dir.join("journal.db");
+    // The dedupe of a realistic workflow, on 30,000 items: quadratic in the run input.
+    let wf = expression_workflow(
+        &dir,
+        "{'mode': 'echo', 'unique': input.items.filter(i, input.items.filter(j, j == i).size() == 1)}",
+    );
+    let items: Vec<u64> = (0..30_000).collect();
+    let input_file = dir.join("input.json");
+    std::fs::write(&input_file, json!({ "items": items }).to_string()).unwrap();
+    let start = Instant::now();
+    let (code, report, peak_mib) =
+        run_measured(&db, &["run", &wf, "--input", &format!("@{}", input_file.display()), "--json"]);
+    let took = start.elapsed();
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["error"]["class"], "invalid_input", "{report}");
+    let msg = report["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("input.items.filter(i") && msg.contains("exceeded its evaluation budget"), "{msg}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    println!("dedupe over 30,000 items: stopped in {took:?}, peak RSS {peak_mib} MiB");
+    // The same expression on a small input works.
+    let (code, report, _) = run_measured(&db, &["run", &wf, "--input", r#"{"items": [1, 2, 2, 3]}"#, "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["output"]["unique"], json!([1, 3]));
+}
+
+#[test]
+fn expressions_that_nest_loops_too_deep_are_refused_by_validate() {
+    let dir = fresh_dir("expr-nesting");
+    let nested = "[0,1,2,3,4,5,6,7,8,9].map(a, [0,1,2,3,4,5,6,7,8,9].map(b, [0,1,2,3,4,5,6,7,8,9].map(c, \
+                  [0,1,2,3,4,5,6,7,8,9].map(d, a + b + c + d))))";
+    let wf = expression_workflow(&dir, nested);
+    let o = tether_cmd(&dir.join("journal.db")).args(["validate", &wf]).output().unwrap();
+    let text = crate::support::output(&o);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(text.contains("wf.toml:") && text.contains("more than 3 deep"), "{text}");
+}

@@ -295,3 +295,49 @@ fn devices_pipes_and_huge_files_are_refused_by_name_not_read() {
         &[&format!("cannot read the input file {big}: is 9.0 MiB; the limit for the input file is 8 MiB")],
     );
 }
+
+#[test]
+fn reading_commands_never_create_a_journal() {
+    let dir = scratch("no-journal");
+    let missing = dir.join("typo").join("journl.db");
+    let _ = std::fs::remove_dir_all(dir.join("typo"));
+    let db = missing.display().to_string();
+    for args in [
+        vec!["runs", "--db", &db],
+        vec!["history", "run_x", "--db", &db],
+        vec!["inbox", "--db", &db],
+        vec!["stats", "--db", &db],
+        vec!["verify", "--db", &db],
+        vec!["resume", "run_x", "--db", &db],
+        vec!["plugin", "list", "--db", &db],
+    ] {
+        let o = tether(&args);
+        assert_usage_error(&o, &["no journal at", "journl.db", "check --db or $TETHER_DATABASE_URL"]);
+        assert!(!dir.join("typo").exists(), "{args:?} created {}", dir.join("typo").display());
+    }
+}
+
+#[test]
+fn a_journal_url_of_another_backend_is_refused_by_name_not_taken_for_a_path() {
+    let dir = scratch("db-schemes");
+    for (url, expected) in [
+        ("postgres://u:p@localhost/tether", "PostgreSQL journals are not supported by this build yet"),
+        ("postgresql://localhost/tether", "PostgreSQL journals are not supported by this build yet"),
+        ("mysql://localhost/tether", "`mysql:` is not a journal backend"),
+        ("http://example.com/db", "`http:` is not a journal backend"),
+        ("", "the journal URL is empty"),
+    ] {
+        // Through the flag and through the environment, for a command that would create.
+        let wf = repo_root().join("plugins/workflows/support-triage.toml").display().to_string();
+        let o = command(&["run", &wf, "--db", url]).current_dir(&dir).output().unwrap();
+        assert_usage_error(&o, &[expected]);
+        let o = command(&["runs"]).env("TETHER_DATABASE_URL", url).current_dir(&dir).output().unwrap();
+        if url.is_empty() {
+            // An empty variable means "not set": the default journal is used.
+            continue;
+        }
+        assert_usage_error(&o, &[expected]);
+    }
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "files were created: {left:?}");
+}

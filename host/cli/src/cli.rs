@@ -403,9 +403,20 @@ impl CacheArgs {
 }
 
 impl DbArgs {
-    /// Opens the journal (inside the async runtime).
+    /// Opens the journal, creating it if it does not exist (inside the async runtime).
     pub(crate) async fn open(&self) -> Result<SqliteStore, Failure> {
+        self.open_with(true).await
+    }
+
+    /// Opens a journal that must exist: for commands that read, or continue what a
+    /// journal holds. A mistyped path is an error, not a new empty journal.
+    pub(crate) async fn open_existing(&self) -> Result<SqliteStore, Failure> {
+        self.open_with(false).await
+    }
+
+    async fn open_with(&self, create: bool) -> Result<SqliteStore, Failure> {
         let mut config = StoreConfig::new(self.db.clone().unwrap_or_else(tether_store::default_database_url));
+        config.create = create;
         config.durability = match self.sync.as_str() {
             "full" => Durability::Full,
             "normal" => Durability::Normal,
@@ -418,8 +429,9 @@ impl DbArgs {
 }
 
 impl HostArgs {
-    pub(crate) async fn driver(&self, leases: LeaseConfig) -> Result<Driver, Failure> {
-        let store = self.db.open().await?;
+    /// A driver on the journal; `create`: a new run may be started in a new journal.
+    pub(crate) async fn driver(&self, leases: LeaseConfig, create: bool) -> Result<Driver, Failure> {
+        let store = self.db.open_with(create).await?;
         Ok(Driver::new(self.cache.runtime()?, Arc::new(store)).with_leases(leases))
     }
 }

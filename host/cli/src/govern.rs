@@ -86,7 +86,7 @@ fn requested_at(events: &[Event], id: &str) -> u64 {
 
 pub(crate) fn inbox(args: InboxArgs) -> Result<ExitCode, Failure> {
     crate::cli::async_runtime()?.block_on(async {
-        let store = args.db.open().await?;
+        let store = args.db.open_existing().await?;
         let runs = tether_types::store::JournalStore::runs(&store, Some(RunIndexStatus::Waiting), 10_000)
             .await
             .map_err(store_failure)?;
@@ -155,7 +155,7 @@ fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Resul
     let rt = crate::cli::async_runtime()?;
     let leases = args.wait.leases(std::time::Duration::from_secs(10))?;
     rt.block_on(async {
-        let driver = args.host.driver(leases).await?;
+        let driver = args.host.driver(leases, false).await?;
         let run_id = RunId::try_from(args.run.clone()).map_err(|e| Failure::usage(e.to_string()))?;
         let mut seen = None;
         driver
@@ -299,7 +299,7 @@ pub(crate) fn override_auto(args: OverrideArgs) -> Result<ExitCode, Failure> {
     let payload = args.payload.as_deref().map(|p| read_json(p, "--payload")).transpose()?;
     let leases = args.wait.leases(std::time::Duration::from_secs(10))?;
     crate::cli::async_runtime()?.block_on(async {
-        let store: std::sync::Arc<dyn tether_types::store::JournalStore> = std::sync::Arc::new(args.db.open().await?);
+        let store: std::sync::Arc<dyn tether_types::store::JournalStore> = std::sync::Arc::new(args.db.open_existing().await?);
         let mut overridden = None;
         tether_runtime::append_with(&store, leases, &args.run, |events: &[Event]| -> Result<Vec<EventKind>, Failure> {
             let state = RunState::fold(&args.run, events).map_err(|e| Failure::Internal(e.to_string()))?;
@@ -338,7 +338,7 @@ pub(crate) fn override_auto(args: OverrideArgs) -> Result<ExitCode, Failure> {
 pub(crate) fn sweep(args: SweepArgs) -> Result<ExitCode, Failure> {
     let leases = args.wait.leases(std::time::Duration::ZERO)?;
     crate::cli::async_runtime()?.block_on(async {
-        let driver = args.host.driver(leases).await?;
+        let driver = args.host.driver(leases, false).await?;
         let runs = driver.store().runs(Some(RunIndexStatus::Waiting), 10_000).await.map_err(store_failure)?;
         let now = crate::output::now_us();
         let mut code = ExitCode::SUCCESS;

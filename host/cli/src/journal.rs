@@ -16,6 +16,8 @@ use crate::Failure;
 pub(crate) fn store_failure(e: StoreError) -> Failure {
     match e {
         StoreError::UnknownRun(_)
+        | StoreError::BadUrl(_)
+        | StoreError::NoJournal(_)
         | StoreError::NotOurs(_)
         | StoreError::NewerSchema(_)
         | StoreError::PluginConflict { .. }
@@ -50,7 +52,7 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
         ),
     };
     crate::cli::async_runtime()?.block_on(async {
-        let store = args.db.open().await?;
+        let store = args.db.open_existing().await?;
         let runs = tether_types::store::JournalStore::runs(&store, status, args.limit).await.map_err(store_failure)?;
         if args.json {
             println!("{}", crate::output::json(&runs));
@@ -77,7 +79,7 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
 
 pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
     crate::cli::async_runtime()?.block_on(async {
-        let store = args.db.open().await?;
+        let store = args.db.open_existing().await?;
         let rows = tether_types::store::JournalStore::events(&store, &args.run).await.map_err(store_failure)?;
         let events =
             tether_types::event::verify_and_decode(&args.run, &rows).map_err(|e| Failure::Internal(e.to_string()))?;
@@ -241,7 +243,7 @@ fn detail(e: &Event) -> String {
 
 pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
     crate::cli::async_runtime()?.block_on(async {
-        let store = args.db.open().await?;
+        let store = args.db.open_existing().await?;
         let runs = match &args.run {
             Some(run) => vec![run.clone()],
             None => store.run_ids().await.map_err(store_failure)?,
@@ -272,7 +274,7 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
 
 pub(crate) fn backup(args: BackupArgs) -> Result<ExitCode, Failure> {
     crate::cli::async_runtime()?.block_on(async {
-        let store = args.db.open().await?;
+        let store = args.db.open_existing().await?;
         if args.file.exists() {
             return Err(Failure::usage(format!(
                 "{} already exists; a backup is written to a new file",
@@ -305,7 +307,7 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     }
     crate::cli::async_runtime()?.block_on(async {
         // Replay writes nothing, so it takes no lease.
-        let driver: Driver = args.host.driver(tether_runtime::LeaseConfig::default()).await?;
+        let driver: Driver = args.host.driver(tether_runtime::LeaseConfig::default(), false).await?;
         let report = driver.replay(&args.run, &overrides).await.map_err(|e| match e {
             DriverError::Load(m) => Failure::usage(m),
             other => driver_failure(other),

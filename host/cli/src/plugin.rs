@@ -102,7 +102,7 @@ fn add(args: PluginAddArgs) -> Result<ExitCode, Failure> {
 
 fn list(args: PluginListArgs) -> Result<ExitCode, Failure> {
     let plugins = crate::cli::async_runtime()?.block_on(async {
-        let store = args.db.open().await?;
+        let store = args.db.open_existing().await?;
         store.plugins(None).await.map_err(store_failure)
     })?;
     print_records(&plugins, args.json);
@@ -116,7 +116,7 @@ fn show(args: PluginShowArgs) -> Result<ExitCode, Failure> {
     }
     .map_err(Failure::usage)?;
     let mut plugins = crate::cli::async_runtime()?.block_on(async {
-        let store = args.db.open().await?;
+        let store = args.db.open_existing().await?;
         store.plugins(Some(name)).await.map_err(store_failure)
     })?;
     plugins.retain(|p| version.is_none_or(|v| p.version == v));
@@ -157,7 +157,7 @@ fn show(args: PluginShowArgs) -> Result<ExitCode, Failure> {
 fn remove(args: PluginRemoveArgs) -> Result<ExitCode, Failure> {
     let (name, version) = plugin_ref::parse(&args.plugin).map_err(Failure::usage)?;
     let removed = crate::cli::async_runtime()?.block_on(async {
-        let store = args.db.open().await?;
+        let store = args.db.open_existing().await?;
         store.remove_plugin(name, version).await.map_err(store_failure)
     })?;
     println!("removed {} (sha256:{})", removed.reference(), removed.digest);

@@ -23,7 +23,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     };
     let rt = crate::cli::async_runtime()?;
     rt.block_on(async {
-        let driver = args.host.driver(crate::cli::leases(std::time::Duration::ZERO)?).await?;
+        let driver = args.host.driver(crate::cli::leases(std::time::Duration::ZERO)?, true).await?;
         let base = args.workflow.parent().map(Path::to_path_buf).unwrap_or_default();
         let identity = args.identity.clone().or_else(|| workflow.identity.clone()).unwrap_or_else(|| "local".into());
         crate::govern::effective_policy(&mut workflow, args.policy.as_deref(), &base)?;
@@ -44,7 +44,7 @@ pub(crate) fn resume(args: ResumeArgs) -> Result<ExitCode, Failure> {
     let rt = crate::cli::async_runtime()?;
     let leases = args.wait.leases(std::time::Duration::ZERO)?;
     rt.block_on(async {
-        let driver = args.host.driver(leases).await?;
+        let driver = args.host.driver(leases, false).await?;
         let run_id = RunId::try_from(args.run.clone()).map_err(|e| Failure::usage(e.to_string()))?;
         let total = plan_steps(&driver, &run_id).await?;
         let raises = parse_raises(&args.budget)?;

@@ -61,7 +61,7 @@ struct GateStats {
 pub(crate) fn stats(args: StatsArgs) -> Result<ExitCode, Failure> {
     let since_us = args.since.as_deref().map(parse_since).transpose()?;
     crate::cli::async_runtime()?.block_on(async {
-        let store = args.db.open().await?;
+        let store = args.db.open_existing().await?;
         let index = tether_types::store::JournalStore::runs(&store, None, args.limit).await.map_err(store_failure)?;
         let mut runs = Vec::new();
         for r in index {

@@ -76,7 +76,7 @@ fn stored(args: &ValidateArgs, runtime: &Runtime, wf: &Workflow) -> Result<Store
         return Ok(StoredComponents::default());
     }
     crate::cli::async_runtime()?.block_on(async {
-        let store = args.db.open().await?;
+        let store = args.db.open_existing().await?;
         crate::run::stored_components(&store, runtime, wf).await
     })
 }

@@ -27,12 +27,15 @@ pub struct StoreConfig {
     pub durability: Durability,
     /// Largest event payload accepted, in bytes.
     pub max_event_bytes: usize,
+    /// Create the journal if it does not exist. Commands that only read (or continue a
+    /// run) open without: a mistyped path is an error, not a new empty journal.
+    pub create: bool,
 }
 
 impl StoreConfig {
     /// Defaults for `url`: full durability, 8 MiB events.
     pub fn new(url: impl Into<String>) -> Self {
-        StoreConfig { url: url.into(), durability: Durability::Full, max_event_bytes: 8 << 20 }
+        StoreConfig { url: url.into(), durability: Durability::Full, max_event_bytes: 8 << 20, create: true }
     }
 }
 
@@ -47,21 +50,58 @@ pub fn default_database_url() -> String {
     }
 }
 
-/// The file path behind a `sqlite:` URL or a plain path.
-pub(crate) fn sqlite_path(url: &str) -> PathBuf {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    PathBuf::from(rest.split('?').next().unwrap_or(rest))
+/// The file behind a journal URL: `sqlite:PATH`, `sqlite://PATH` or a plain path. A URL
+/// of another scheme is refused by name rather than taken for a file path (which would
+/// create, say, `./postgres:/...`).
+pub fn sqlite_file(url: &str) -> Result<PathBuf, StoreError> {
+    if url.trim().is_empty() {
+        return Err(StoreError::BadUrl("the journal URL is empty: give a SQLite file path".into()));
+    }
+    let rest = match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        Some(rest) => rest,
+        None => {
+            if let Some(scheme) = url_scheme(url) {
+                let what = match scheme.as_str() {
+                    "postgres" | "postgresql" => "PostgreSQL journals are not supported by this build yet".to_string(),
+                    other => format!("`{other}:` is not a journal backend"),
+                };
+                return Err(StoreError::BadUrl(format!(
+                    "journal URL `{url}`: {what}; give a SQLite file path or `sqlite:PATH`"
+                )));
+            }
+            url
+        }
+    };
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() {
+        return Err(StoreError::BadUrl(format!("journal URL `{url}` names no file")));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// The scheme of `scheme://...` (letters, digits, `+`, `-`, `.`), lowercased.
+fn url_scheme(url: &str) -> Option<String> {
+    let (scheme, _) = url.split_once("://")?;
+    let valid = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then(|| scheme.to_ascii_lowercase())
 }
 
 pub(crate) fn connect_options(config: &StoreConfig) -> Result<SqliteConnectOptions, StoreError> {
-    let path = sqlite_path(&config.url);
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+    let path = sqlite_file(&config.url)?;
+    if !config.create && !path.exists() {
+        return Err(StoreError::NoJournal(format!(
+            "no journal at {}: nothing has run with it yet; check --db or $TETHER_DATABASE_URL",
+            path.display()
+        )));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && config.create) {
         std::fs::create_dir_all(parent)
             .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", parent.display())))?;
     }
     let opts = SqliteConnectOptions::from_str(&format!("sqlite:{}", path.display()))
         .map_err(|e| StoreError::Database(format!("bad database URL `{}`: {e}", config.url)))?
-        .create_if_missing(true)
+        .create_if_missing(config.create)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(match config.durability {
             Durability::Full => SqliteSynchronous::Full,
@@ -111,7 +151,7 @@ impl From<StoreError> for Retry {
 }
 
 async fn try_open_and_migrate(config: &StoreConfig) -> Result<SqliteConnection, Retry> {
-    let path = sqlite_path(&config.url);
+    let path = sqlite_file(&config.url)?;
     let shown = path.display().to_string();
     let mut conn = SqliteConnection::connect_with(&connect_options(config)?).await.map_err(|e| locked_or(&shown, e))?;
 

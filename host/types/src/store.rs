@@ -213,6 +213,12 @@ pub enum PluginAdded {
 /// Why a store operation failed. Messages say what to do.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database URL names no backend this build has, or no file.
+    #[error("{0}")]
+    BadUrl(String),
+    /// A command that only reads was pointed at a journal that does not exist.
+    #[error("{0}")]
+    NoJournal(String),
     /// The database file is not a tether journal.
     #[error("{0}")]
     NotOurs(String),

@@ -341,3 +341,30 @@ fn a_journal_url_of_another_backend_is_refused_by_name_not_taken_for_a_path() {
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "files were created: {left:?}");
 }
+
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    let dir = scratch("closed-pipe");
+    let db = dir.join("journal.db");
+    let _ = std::fs::remove_file(&db);
+    let demo = repo_root().join("plugins/workflows/support-triage.toml").display().to_string();
+    let db_arg = db.display().to_string();
+    let input = format!("@{}", repo_root().join("plugins/workflows/ticket.json").display());
+    let o = tether(&["run", &demo, "--db", &db_arg, "--input", &input, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let run: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run = run["run_id"].as_str().unwrap().to_string();
+    // `tether history RUN | head -0`: the reader is gone before anything is written.
+    let mut child = command(&["history", &run, "--db", &db_arg])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(err.is_empty(), "a closed pipe printed: {err}");
+    use std::os::unix::process::ExitStatusExt;
+    const SIGPIPE: i32 = 13;
+    assert_eq!(o.status.signal(), Some(SIGPIPE), "{:?}", o.status);
+}

@@ -30,6 +30,18 @@ pub(crate) enum Failure {
     Busy(String),
 }
 
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`tether history RUN | head`)
+/// would panic on EPIPE. With the default disposition the process ends quietly instead,
+/// as other command-line tools do; a run it was executing is resumable, as after any kill.
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    // SAFETY: changes one signal's disposition at the start of `main`, before any other
+    // thread exists; no handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 impl Failure {
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         Failure::Usage(message.into())
@@ -37,6 +49,7 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     // Warnings and errors from the host (not the guests: their logs are journaled) go to
     // stderr as `warning: ...`; TETHER_LOG=debug shows more.
     let level = match std::env::var("TETHER_LOG").as_deref() {

@@ -177,7 +177,7 @@ impl Expr {
                 self.source, budget.limit
             ));
         }
-        let value = value.map_err(|e| format!("expression `{}`: {e}", self.source))?;
+        let value = value.map_err(|e| format!("expression `{}`: {}", self.source, describe(&e)))?;
         value.json().map_err(|e| format!("expression `{}`: its value cannot be JSON: {e}", self.source))
     }
 
@@ -195,6 +195,42 @@ impl Expr {
             Value::Array(items) => Ok(items),
             other => Err(format!("expression `{}` must give a list, but gave {}", self.source, kind(&other))),
         }
+    }
+}
+
+/// An evaluation error in words: the `cel` crate's messages show values as Rust debug
+/// text (`Int(5)`, `String("x")`).
+fn describe(e: &cel::ExecutionError) -> String {
+    use cel::ExecutionError as E;
+    match e {
+        E::DivisionByZero(a) => format!("{} divided by zero", shown(a)),
+        E::RemainderByZero(a) => format!("the remainder of {} by zero", shown(a)),
+        E::Overflow(op, a, b) => format!("{op} of {} and {} overflows", shown(a), shown(b)),
+        E::IndexOutOfBounds(i) => format!("index {} is out of bounds", shown(i)),
+        E::UnsupportedBinaryOperator(op, a, b) => format!("cannot {op} {} and {}", shown(a), shown(b)),
+        E::UnsupportedUnaryOperator(op, a) => format!("cannot apply `{op}` to {}", shown(a)),
+        E::ValuesNotComparable(a, b) => format!("{} cannot be compared with {}", shown(a), shown(b)),
+        E::UnsupportedMapIndex(i) | E::UnsupportedListIndex(i) => format!("{} cannot be an index", shown(i)),
+        E::UnsupportedIndex(i, target) => format!("{} cannot index {}", shown(i), shown(target)),
+        E::UnsupportedKeyType(k) => format!("{} cannot be a map key", shown(k)),
+        E::UnsupportedTargetType { target } => format!("{} is not a valid argument", shown(target)),
+        E::NotSupportedAsMethod { method, target } => format!("`{method}` is not a method of {}", shown(target)),
+        E::DuplicateKey(k) => format!("the key {} appears twice", shown(k)),
+        E::UndeclaredReference(name) => format!("`{name}` is not defined here"),
+        E::FunctionError { function, message } => {
+            format!("{function}(): {}", message.lines().map(str::trim).collect::<Vec<_>>().join(" "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A CEL value for a message: its type and, if short, its JSON text.
+fn shown(v: &cel::Value) -> String {
+    let text = v.json().map(|j| j.to_string()).unwrap_or_default();
+    let text = if text.len() > 40 { format!("{}...", &text[..text.floor_char_boundary(40)]) } else { text };
+    match text.is_empty() {
+        true => format!("a {}", v.type_of()),
+        false => format!("{} {text}", v.type_of()),
     }
 }
 

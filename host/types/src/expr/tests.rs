@@ -289,3 +289,21 @@ fn errors_inside_all_and_exists_keep_their_meaning() {
         assert_eq!(after, from_program(source, &vars), "{source}");
     }
 }
+
+#[test]
+fn evaluation_errors_read_as_words_not_rust_debug_text() {
+    let cases = [
+        ("1 / 0", "int 1 divided by zero"),
+        ("[1, 2][5]", "index int 5 is out of bounds"),
+        ("input.ticket + 1", "cannot add string \"refund please\" and int 1"),
+        (
+            "input.ticket.matches('[')",
+            "matches(): '[' not a valid regex: regex parse error: [ ^ error: unclosed character class",
+        ),
+        ("nope", "`nope` is not defined here"),
+    ];
+    for (source, expected) in cases {
+        let err = Expr::compile(source).unwrap().eval(&scope()).unwrap_err();
+        assert_eq!(err, format!("expression `{source}`: {expected}"));
+    }
+}

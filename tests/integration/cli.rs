@@ -368,3 +368,14 @@ fn a_closed_pipe_ends_a_command_quietly() {
     const SIGPIPE: i32 = 13;
     assert_eq!(o.status.signal(), Some(SIGPIPE), "{:?}", o.status);
 }
+
+#[test]
+fn identity_names_follow_the_policy_rule_everywhere() {
+    let demo = repo_root().join("plugins/workflows/support-triage.toml").display().to_string();
+    for name in ["", "tether", "deadline", "al ice", "alice\u{202e}", "Alice"] {
+        let o = tether(&["run", &demo, "--as", name]);
+        assert_usage_error(&o, &["identity name"]);
+        let o = tether(&["approve", "run_x", "apr_x", "--as", name]);
+        assert_usage_error(&o, &["identity name"]);
+    }
+}

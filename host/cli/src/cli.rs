@@ -250,7 +250,7 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "ID")]
     pub(crate) run_id: Option<String>,
     /// The identity the run executes as [default: the workflow's `identity`, or `local`].
-    #[arg(long = "as", value_name = "NAME")]
+    #[arg(long = "as", value_name = "NAME", value_parser = identity_name)]
     pub(crate) identity: Option<String>,
     /// A policy file (identities, gates, rules) [default: the workflow's `policy_file`].
     /// Combined with the workflow's own `[policy]` table.
@@ -525,7 +525,7 @@ pub(crate) struct DecideArgs {
     /// The gate (or the request id, `KEY@CHECKPOINT`, when the run waits at the gate twice).
     pub(crate) gate: String,
     /// Who decides: an identity of the run's policy allowed to decide this gate.
-    #[arg(long = "as", value_name = "NAME")]
+    #[arg(long = "as", value_name = "NAME", value_parser = identity_name)]
     pub(crate) identity: String,
     /// Why, for the record.
     #[arg(long)]
@@ -557,7 +557,7 @@ pub(crate) struct OverrideArgs {
     /// The gate (or the request id).
     pub(crate) gate: String,
     /// The reviewer: an identity allowed to decide this gate.
-    #[arg(long = "as", value_name = "NAME")]
+    #[arg(long = "as", value_name = "NAME", value_parser = identity_name)]
     pub(crate) identity: String,
     /// What the decision should have been: JSON text, or @FILE.
     #[arg(long, value_name = "JSON")]
@@ -598,4 +598,10 @@ pub(crate) struct SweepArgs {
     pub(crate) output: OutputArgs,
     #[command(flatten)]
     pub(crate) host: HostArgs,
+}
+
+/// `--as NAME`: an identity name by the policy's rule (not empty, no spaces or control
+/// characters, not a name the host uses for its own decisions).
+fn identity_name(name: &str) -> Result<String, String> {
+    tether_types::policy::check_identity_name(name).map(|()| name.to_string())
 }

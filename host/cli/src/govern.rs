@@ -288,7 +288,8 @@ fn check_approver(state: &RunState, identity: &str, gate: &str) -> Result<(), Fa
         let allowed: Vec<&str> =
             policy.identities.keys().filter(|i| policy.may_approve(i, gate)).map(String::as_str).collect();
         return Err(Failure::usage(format!(
-            "identity `{identity}` may not decide gate `{gate}` (allowed: {}); grant it with approves = [\"{gate}\"]",
+            "identity `{identity}` may not decide gate `{gate}` (allowed: {}); grant it with approves = [\"{gate}\"] \
+             in the policy, for runs started after that: a run keeps the policy it started with",
             if allowed.is_empty() { "nobody".to_string() } else { allowed.join(", ") }
         )));
     }

@@ -396,8 +396,8 @@ impl Workflow {
             err(raw.name.span(), format!("workflow name {m}"), None);
         }
         if let Some(id) = &raw.identity {
-            if let Err(m) = check_name(id.get_ref()) {
-                err(id.span(), format!("identity {m}"), None);
+            if let Err(m) = crate::policy::check_identity_name(id.get_ref()) {
+                err(id.span(), m, None);
             }
         }
         let step_defaults = check_budget(&raw.defaults.budget, &mut err).unwrap_or_default();
@@ -639,7 +639,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())

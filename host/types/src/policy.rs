@@ -142,6 +142,16 @@ pub const BY_HOST: &str = "tether";
 /// Names no identity may take: they would pass for the host's own decisions.
 pub const RESERVED_IDENTITIES: [&str; 3] = [BY_DEADLINE, BY_AUTONOMY, BY_HOST];
 
+/// Whether `name` may name an identity (in a policy, `--as`, or a workflow's
+/// `identity`): the manifest's name rule, and not one of the host's own names.
+pub fn check_identity_name(name: &str) -> Result<(), String> {
+    crate::manifest::check_name(name).map_err(|m| format!("identity name {m}"))?;
+    if RESERVED_IDENTITIES.contains(&name) {
+        return Err(format!("identity name `{name}` is reserved for the host's own decisions"));
+    }
+    Ok(())
+}
+
 /// A human (or default) decision.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

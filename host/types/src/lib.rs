@@ -10,6 +10,7 @@ pub mod failure;
 pub mod flow;
 pub mod ids;
 pub mod manifest;
+pub mod names;
 pub mod next;
 pub mod plan;
 pub mod plugin_ref;

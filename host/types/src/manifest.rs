@@ -34,6 +34,7 @@ use toml::Spanned;
 
 use crate::budget::{BudgetSpec, StepBudget, ToolBudget};
 use crate::expr::Expr;
+pub(crate) use crate::names::check_name;
 
 mod flow;
 mod policy;
@@ -637,18 +638,6 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
-}
-
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{name}` must be 1-64 lowercase letters, digits, `-` or `_`, starting with a letter or digit"))
-    }
 }
 
 fn check_dirs(dirs: &[Spanned<DirSpec>], err: &mut impl FnMut(Range<usize>, String, Option<&str>)) -> Vec<DirSpec> {

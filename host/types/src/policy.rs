@@ -145,7 +145,7 @@ pub const RESERVED_IDENTITIES: [&str; 3] = [BY_DEADLINE, BY_AUTONOMY, BY_HOST];
 /// Whether `name` may name an identity (in a policy, `--as`, or a workflow's
 /// `identity`): the manifest's name rule, and not one of the host's own names.
 pub fn check_identity_name(name: &str) -> Result<(), String> {
-    crate::manifest::check_name(name).map_err(|m| format!("identity name {m}"))?;
+    crate::names::check_name(name).map_err(|m| format!("identity name {m}"))?;
     if RESERVED_IDENTITIES.contains(&name) {
         return Err(format!("identity name `{name}` is reserved for the host's own decisions"));
     }

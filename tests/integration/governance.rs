@@ -316,6 +316,10 @@ fn a_gate_relaxes_once_its_record_earns_it_and_one_override_re_arms_it() {
     // A reviewer finds that approval wrong: the gate re-arms and asks a human again.
     let o = r.cli(&["override", &auto_run, "refund", "--as", "alice", "--comment", "should have been partial"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Once: a second override of the same approval would count it twice.
+    let o = r.cli(&["override", &auto_run, "refund", "--as", "bob"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("was already overridden (by alice)"), "{}", stderr(&o));
     let (code, report) = r.run(30.0, &[]);
     assert_eq!(code, Some(3), "re-armed: {report}");
     let (_, stats) = tether_json(&r.db, &["stats", "--json"]);

@@ -23,6 +23,7 @@ mod leases;
 mod plugins;
 mod replay;
 mod retries;
+mod show;
 mod support;
 mod templates;
 mod verify;

@@ -54,6 +54,12 @@ pub(crate) enum Command {
     Runs(RunsArgs),
     /// Show a run's timeline: every event with its time, step, fuel and duration.
     History(HistoryArgs),
+    /// Show one run at a glance: status, output or error, what it waits on (approvals
+    /// with who must still decide and by when, or the budget that ran out), its steps,
+    /// totals, and the command that continues it.
+    ///
+    /// Example: tether show run_01a2 (any unique start of the id)
+    Show(ShowArgs),
     /// Check a run's journal (or every run's): the hash chain (edited, missing or
     /// corrupted events), that it ends at its recorded head (a cut tail), and that the
     /// run index agrees with it (an edited status, a missing row). Exit code 1 if
@@ -319,8 +325,19 @@ pub(crate) struct RunsArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct ShowArgs {
+    /// The run id, or a unique start of it.
+    pub(crate) run: String,
+    /// Print JSON (times in RFC 3339).
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
 pub(crate) struct HistoryArgs {
-    /// The run id.
+    /// The run id, or a unique start of it.
     pub(crate) run: String,
     /// Print the full events as JSON (stable field names, for export).
     #[arg(long)]

@@ -156,7 +156,8 @@ fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Resul
     let leases = args.wait.leases(std::time::Duration::from_secs(10))?;
     rt.block_on(async {
         let driver = args.host.driver(leases, false).await?;
-        let run_id = RunId::try_from(args.run.clone()).map_err(|e| Failure::usage(e.to_string()))?;
+        let run = crate::run_id::resolve(&**driver.store(), &args.run).await?;
+        let run_id = RunId::try_from(run).map_err(|e| Failure::usage(e.to_string()))?;
         let mut seen = None;
         driver
             .append_with(run_id.as_str(), |events: &[Event]| -> Result<Vec<EventKind>, Failure> {
@@ -302,15 +303,26 @@ pub(crate) fn override_auto(args: OverrideArgs) -> Result<ExitCode, Failure> {
     crate::cli::async_runtime()?.block_on(async {
         let store: std::sync::Arc<dyn tether_types::store::JournalStore> = std::sync::Arc::new(args.db.open_existing().await?);
         let mut overridden = None;
-        tether_runtime::append_with(&store, leases, &args.run, |events: &[Event]| -> Result<Vec<EventKind>, Failure> {
-            let state = RunState::fold(&args.run, events).map_err(|e| Failure::Internal(e.to_string()))?;
-            let approval = find(&state, &args.gate, &args.run)?;
+        let run = crate::run_id::resolve(&*store, &args.run).await?;
+        tether_runtime::append_with(&store, leases, &run, |events: &[Event]| -> Result<Vec<EventKind>, Failure> {
+            let state = RunState::fold(&run, events).map_err(|e| Failure::Internal(e.to_string()))?;
+            let approval = find(&state, &args.gate, &run)?;
             let auto = events.iter().any(|e| {
                 matches!(&e.kind, EventKind::ApprovalDecided { id, evidence: Some(_), .. } if *id == approval.id)
             });
             if !auto {
                 return Err(Failure::usage(format!(
                     "request {} was not approved automatically; only a relaxed gate's own approvals can be overridden after the fact",
+                    approval.id
+                )));
+            }
+            let before = events.iter().find_map(|e| match &e.kind {
+                EventKind::ApprovalOverridden { id, by, .. } if *id == approval.id => Some(by.clone()),
+                _ => None,
+            });
+            if let Some(by) = before {
+                return Err(Failure::usage(format!(
+                    "request {} was already overridden (by {by}); an automatic approval counts against its gate once",
                     approval.id
                 )));
             }
@@ -329,7 +341,7 @@ pub(crate) fn override_auto(args: OverrideArgs) -> Result<ExitCode, Failure> {
         if let Some(approval) = overridden {
             eprintln!(
                 "run {}: the automatic approval of {} is recorded as overridden; gate `{}` is re-armed",
-                args.run, approval.id, approval.gate
+                run, approval.id, approval.gate
             );
         }
         Ok(ExitCode::SUCCESS)

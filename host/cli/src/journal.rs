@@ -80,9 +80,10 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
 pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
     crate::cli::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
-        let rows = tether_types::store::JournalStore::events(&store, &args.run).await.map_err(store_failure)?;
+        let run = crate::run_id::resolve(&store, &args.run).await?;
+        let rows = tether_types::store::JournalStore::events(&store, &run).await.map_err(store_failure)?;
         let events =
-            tether_types::event::verify_and_decode(&args.run, &rows).map_err(|e| Failure::Internal(e.to_string()))?;
+            tether_types::event::verify_and_decode(&run, &rows).map_err(|e| Failure::Internal(e.to_string()))?;
         if args.json {
             println!("{}", crate::output::json(&events));
             return Ok(ExitCode::SUCCESS);
@@ -308,7 +309,8 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     crate::cli::async_runtime()?.block_on(async {
         // Replay writes nothing, so it takes no lease.
         let driver: Driver = args.host.driver(tether_runtime::LeaseConfig::default(), false).await?;
-        let report = driver.replay(&args.run, &overrides).await.map_err(|e| match e {
+        let run = crate::run_id::resolve(&**driver.store(), &args.run).await?;
+        let report = driver.replay(&run, &overrides).await.map_err(|e| match e {
             DriverError::Load(m) => Failure::usage(m),
             other => driver_failure(other),
         })?;

@@ -11,6 +11,8 @@ mod new;
 mod output;
 mod plugin;
 mod run;
+mod run_id;
+mod show;
 mod stats;
 mod validate;
 mod verify;
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         cli::Command::Replay(args) => journal::replay(args),
         cli::Command::Runs(args) => journal::runs(args),
         cli::Command::History(args) => journal::history(args),
+        cli::Command::Show(args) => show::show(args),
         cli::Command::Verify(args) => journal::verify(args),
         cli::Command::Backup(args) => journal::backup(args),
         cli::Command::Inspect(args) => inspect::inspect(args),

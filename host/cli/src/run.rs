@@ -45,7 +45,8 @@ pub(crate) fn resume(args: ResumeArgs) -> Result<ExitCode, Failure> {
     let leases = args.wait.leases(std::time::Duration::ZERO)?;
     rt.block_on(async {
         let driver = args.host.driver(leases, false).await?;
-        let run_id = RunId::try_from(args.run.clone()).map_err(|e| Failure::usage(e.to_string()))?;
+        let run = crate::run_id::resolve(&**driver.store(), &args.run).await?;
+        let run_id = RunId::try_from(run).map_err(|e| Failure::usage(e.to_string()))?;
         let total = plan_steps(&driver, &run_id).await?;
         let raises = parse_raises(&args.budget)?;
         let result = driver.resume(run_id.as_str(), &raises, progress(&args.output, total)).await;

@@ -379,3 +379,21 @@ fn identity_names_follow_the_policy_rule_everywhere() {
         assert_usage_error(&o, &["identity name"]);
     }
 }
+
+#[test]
+fn an_input_too_large_to_journal_is_a_usage_error_and_no_run_is_named() {
+    let dir = scratch("input-too-large");
+    let db = dir.join("journal.db");
+    let _ = std::fs::remove_file(&db);
+    // Under the 8 MiB input limit, but with the plan over the journal's 8 MiB event cap.
+    let body = "y".repeat((8 << 20) - 2000);
+    let input =
+        write(&dir, "big.json", &serde_json::json!({"from": "a@b.c", "subject": "s", "body": body}).to_string());
+    let demo = repo_root().join("plugins/workflows/support-triage.toml").display().to_string();
+    let db_arg = db.display().to_string();
+    let o = tether(&["run", &demo, "--db", &db_arg, "--input", &format!("@{input}")]);
+    assert_usage_error(&o, &["the run input is", "above the journal's cap of 8388608", "pass large data by reference"]);
+    assert!(!stderr(&o).contains("started"), "a run that never started is named: {}", stderr(&o));
+    let o = tether(&["runs", "--db", &db_arg, "--json"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
+}

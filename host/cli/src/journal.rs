@@ -30,7 +30,7 @@ pub(crate) fn store_failure(e: StoreError) -> Failure {
 pub(crate) fn driver_failure(e: DriverError) -> Failure {
     match e {
         DriverError::Store(s) => store_failure(s),
-        DriverError::Exists(_) => Failure::usage(e.to_string()),
+        DriverError::Exists(_) | DriverError::InputTooLarge(_) => Failure::usage(e.to_string()),
         DriverError::Busy(_) => Failure::Busy(e.to_string()),
         DriverError::Load(m) if m.starts_with("--budget") => Failure::usage(m),
         other => Failure::Internal(other.to_string()),

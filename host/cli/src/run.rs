@@ -31,9 +31,6 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         let mut loaded =
             driver.runtime().load_workflow_with(workflow, &base, &stored).map_err(|e| Failure::usage(e.to_string()))?;
         tether_runtime::apply_identity(&mut loaded, &identity).map_err(Failure::usage)?;
-        if !args.output.json {
-            eprintln!("run {run_id} started (resume it with `tether resume {run_id}` if interrupted)");
-        }
         let total = loaded.plan.steps.len();
         let result = driver.start(&loaded, run_id.clone(), input, &identity, progress(&args.output, total)).await;
         finish(&driver, &run_id, result, &args.output).await
@@ -62,6 +59,11 @@ pub(crate) fn progress(out: &OutputArgs, total: usize) -> impl FnMut(Progress<'_
             return;
         }
         match p {
+            // Printed once the start is durable: a run that could not start is not named.
+            Progress::RunStarted { run_id } if !json => {
+                eprintln!("run {run_id} started (resume it with `tether resume {run_id}` if interrupted)")
+            }
+            Progress::RunStarted { .. } => {}
             Progress::StepStarted { index, name } if tty => output::step_started(index, total, name),
             Progress::StepStarted { .. } => {}
             Progress::StepFinished { index, report } => output::step_finished(index, total, report, verbose, tty),

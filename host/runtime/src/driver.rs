@@ -49,6 +49,9 @@ pub enum DriverError {
     /// The run id is taken.
     #[error("run {0} already exists; continue it with `tether resume {0}`")]
     Exists(String),
+    /// The run cannot start with this input: its first event would be too large to journal.
+    #[error("{0}")]
+    InputTooLarge(String),
     /// Another live host is executing the run.
     #[error(transparent)]
     Busy(crate::lease::TakeError),
@@ -157,7 +160,7 @@ impl Driver {
         run_id: RunId,
         input: Value,
         identity: &str,
-        progress: impl FnMut(Progress<'_>),
+        mut progress: impl FnMut(Progress<'_>),
         lease: &RunLease,
     ) -> Result<RunReport, DriverError> {
         let journal = Arc::new(RunJournal::new(run_id, Arc::clone(&self.store), Chain::new(), lease));
@@ -175,10 +178,17 @@ impl Driver {
         }
         // The run's start and what a resume needs to rebuild it are durable together. The
         // journal refuses a second event 1 for a run id: that is how a taken id shows.
+        let input_bytes = input.to_string().len();
         journal.flush().await.map_err(|e| match e {
             StoreError::Conflict { run, seq: 1, .. } => DriverError::Exists(run),
+            StoreError::PayloadTooLarge { seq: 1, size, cap, .. } => DriverError::InputTooLarge(format!(
+                "the run input is {input_bytes} bytes: with the workflow's plan, its first journal event would be \
+                 {size} bytes, above the journal's cap of {cap}; pass large data by reference (a file in a granted \
+                 directory) instead"
+            )),
             other => DriverError::Store(other),
         })?;
+        progress(Progress::RunStarted { run_id: journal.run_id.as_str() });
         let mut plan = workflow.plan.clone();
         plan.normalize();
         let mut state = RunState::new(plan, input, identity.to_string());

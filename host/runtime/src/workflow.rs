@@ -17,6 +17,11 @@ use crate::load::{LoadedStep, LoadedWorkflow, ToolComponent};
 
 /// Progress of a run, for display.
 pub enum Progress<'a> {
+    /// The run's start is durable: from now on it can be resumed.
+    RunStarted {
+        /// The run.
+        run_id: &'a str,
+    },
     /// A step is about to start.
     StepStarted {
         /// Position in the workflow, from 0.

@@ -397,3 +397,21 @@ fn an_input_too_large_to_journal_is_a_usage_error_and_no_run_is_named() {
     let o = tether(&["runs", "--db", &db_arg, "--json"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
 }
+
+#[test]
+fn the_journal_flags_may_come_before_the_command() {
+    let dir = scratch("db-first");
+    let db = dir.join("journal.db");
+    let _ = std::fs::remove_file(&db);
+    let demo = repo_root().join("plugins/workflows/support-triage.toml").display().to_string();
+    let input = format!("@{}", repo_root().join("plugins/workflows/ticket.json").display());
+    let db_arg = db.display().to_string();
+    let o = tether(&["--db", &db_arg, "--sync", "normal", "run", &demo, "--input", &input, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let run: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = tether(&[&format!("--db={db_arg}"), "runs", "--json"]);
+    let runs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(runs[0]["run_id"], run["run_id"]);
+    let o = tether(&["--db", &db_arg, "plugin", "list", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

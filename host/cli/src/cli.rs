@@ -18,7 +18,12 @@ use crate::Failure;
 /// Every call across a component boundary is journaled, so a run survives a crash
 /// (`tether resume`) and can be re-lived exactly (`tether replay`).
 #[derive(Parser)]
-#[command(name = "tether", version, propagate_version = true)]
+#[command(
+    name = "tether",
+    version,
+    propagate_version = true,
+    after_help = "--db URL and --sync LEVEL may also be given before the command: tether --db journal.db runs"
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,

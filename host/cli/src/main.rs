@@ -44,6 +44,26 @@ fn restore_sigpipe() {
     }
 }
 
+/// `tether --db J runs` as `tether runs --db J`: the journal flags belong to each
+/// command, but people write them first too. Leading `--db`/`--sync` (with their values)
+/// are moved to the end, where the command takes them.
+fn journal_flags_last(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut moved = Vec::new();
+    while args.len() > 1 {
+        let first = args[1].to_string_lossy().into_owned();
+        let takes_value = first == "--db" || first == "--sync";
+        if takes_value && args.len() > 2 {
+            moved.extend(args.drain(1..3));
+        } else if first.starts_with("--db=") || first.starts_with("--sync=") {
+            moved.push(args.remove(1));
+        } else {
+            break;
+        }
+    }
+    args.extend(moved);
+    args
+}
+
 impl Failure {
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         Failure::Usage(message.into())
@@ -66,7 +86,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(false)
         .init();
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse_from(journal_flags_last(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help and version to stdout with code 0, errors with code 2.

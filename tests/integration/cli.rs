@@ -415,3 +415,18 @@ fn the_journal_flags_may_come_before_the_command() {
     let o = tether(&["--db", &db_arg, "plugin", "list", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+#[test]
+fn the_first_compile_of_a_large_component_is_announced_once() {
+    let cache = scratch("compile-notice").join("cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    // A JavaScript component (1.6 MB); Rust ones are small and not announced.
+    let component = artifacts::FORMAT_REPORT.to_string();
+    let cache_arg = cache.display().to_string();
+    let o = tether(&["inspect", &component, "--cache-dir", &cache_arg]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("compiling component sha256:"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("MB); later runs load it from the cache"), "{}", stderr(&o));
+    let o = tether(&["inspect", &component, "--cache-dir", &cache_arg]);
+    assert!(!stderr(&o).contains("compiling"), "announced again: {}", stderr(&o));
+}

@@ -420,6 +420,21 @@ impl CacheArgs {
             config.cache_dir = Some(dir.clone());
         }
         config.max_sandboxes = 16;
+        // Compiling a large component (a Python one) takes seconds: say so, once. Small
+        // ones compile in well under a second and are not mentioned.
+        let cached = config.cache_dir.is_some();
+        config.on_compile =
+            Some(tether_runtime::CompileNotice(std::sync::Arc::new(move |digest: &str, bytes: usize| {
+                if bytes < 1 << 20 {
+                    return;
+                }
+                let later = if cached { "; later runs load it from the cache" } else { " (--no-cache)" };
+                eprintln!(
+                    "compiling component sha256:{} ({:.1} MB){later}",
+                    &digest[..12.min(digest.len())],
+                    bytes as f64 / 1e6
+                );
+            })));
         Runtime::new(config).map_err(|e| Failure::Internal(format!("cannot start the runtime: {e:#}")))
     }
 }

@@ -20,6 +20,7 @@ use wasmtime::Engine;
 pub struct AotCache {
     dir: Option<PathBuf>,
     engine_key: String,
+    on_compile: Option<crate::engine::CompileNotice>,
 }
 
 /// Feeds `Hash` output into sha256, giving a digest that is stable across processes.
@@ -43,11 +44,15 @@ impl AotCache {
         }
     }
 
-    pub(crate) fn new(dir: Option<PathBuf>, engine: &Engine) -> AotCache {
+    pub(crate) fn new(
+        dir: Option<PathBuf>,
+        engine: &Engine,
+        on_compile: Option<crate::engine::CompileNotice>,
+    ) -> AotCache {
         let mut h = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_key = hex::encode(&h.0.finalize()[..8]);
-        AotCache { dir, engine_key }
+        AotCache { dir, engine_key, on_compile }
     }
 
     /// Where the compiled form of the component with sha256 `digest` lives (whether or not
@@ -89,6 +94,9 @@ impl AotCache {
             return Ok(c);
         }
         check_header(wasm)?;
+        if let Some(notice) = &self.on_compile {
+            (notice.0)(digest, wasm.len());
+        }
         let component = Component::new(engine, wasm).map_err(|e| {
             let e = format!("{e:#}");
             if e.contains("exceeds the configured maximum") {

@@ -24,6 +24,18 @@ pub struct RuntimeConfig {
     pub epoch_tick: Duration,
     /// Meter fuel. Only benchmarks turn this off, to measure what metering costs.
     pub fuel: bool,
+    /// Told before a component is compiled (not found in the cache): it can take seconds.
+    pub on_compile: Option<CompileNotice>,
+}
+
+/// Called with a component's sha256 and size before it is compiled.
+#[derive(Clone)]
+pub struct CompileNotice(pub Arc<dyn Fn(&str, usize) + Send + Sync>);
+
+impl std::fmt::Debug for CompileNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompileNotice")
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -33,6 +45,7 @@ impl Default for RuntimeConfig {
             max_sandboxes: 128,
             epoch_tick: Duration::from_millis(1),
             fuel: true,
+            on_compile: None,
         }
     }
 }
@@ -65,7 +78,7 @@ impl Runtime {
         let engine = Engine::new(&engine_config(&config))?;
         let step_linker = crate::host::step_linker(&engine)?;
         let tool_linker = crate::host::tool_linker(&engine)?;
-        let cache = AotCache::new(config.cache_dir.clone(), &engine);
+        let cache = AotCache::new(config.cache_dir.clone(), &engine, config.on_compile.clone());
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), config.epoch_tick, ticker_stop.clone()).map_err(wasmtime::Error::new)?;
         Ok(Runtime {

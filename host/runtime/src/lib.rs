@@ -31,7 +31,7 @@ mod workflow;
 
 pub use cache::AotCache;
 pub use driver::{append_with, Driver, DriverError, ReplayReport};
-pub use engine::{Runtime, RuntimeConfig};
+pub use engine::{CompileNotice, Runtime, RuntimeConfig};
 pub use govern::{apply_identity, EnvValues};
 pub use inspect::{ComponentInfo, WorldFit};
 pub use lease::{owner_id, LeaseConfig, TakeError};

@@ -28,9 +28,12 @@ pub struct RuntimeConfig {
     pub on_compile: Option<CompileNotice>,
 }
 
+/// What a [`CompileNotice`] calls: with a component's sha256 and its size in bytes.
+pub type CompileFn = dyn Fn(&str, usize) + Send + Sync;
+
 /// Called with a component's sha256 and size before it is compiled.
 #[derive(Clone)]
-pub struct CompileNotice(pub Arc<dyn Fn(&str, usize) + Send + Sync>);
+pub struct CompileNotice(pub Arc<CompileFn>);
 
 impl std::fmt::Debug for CompileNotice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

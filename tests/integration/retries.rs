@@ -125,3 +125,16 @@ fn a_host_killed_during_a_backoff_resumes_it_at_the_right_time() {
     );
     assert_eq!(of_type(events, "run_resumed").len(), 1);
 }
+
+#[test]
+fn the_progress_shows_each_attempt_and_the_wait_before_the_next() {
+    let dir = fresh_dir("retry-progress");
+    let db = dir.join("journal.db");
+    let wf = flaky_workflow(&dir, "max_attempts = 5, initial_backoff = \"100ms\", multiplier = 2.0, jitter = 0.0");
+    let o = tether_cmd(&db).args(["run", &wf, "--input", r#"{"succeed_on": 3}"#]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("attempt 1 failed; attempt 2 in 100.0ms"), "{err}");
+    assert!(err.contains("attempt 2 failed; attempt 3 in 200.0ms"), "{err}");
+    assert!(err.contains("(attempt 3)"), "{err}");
+}

@@ -82,6 +82,17 @@ pub(crate) fn step_finished(index: usize, total: usize, report: &StepReport, ver
     }
 }
 
+/// After a step's line: which attempt it was, past the first, and when it is retried.
+pub(crate) fn attempt_note(attempt: u32, retry_in: Option<std::time::Duration>) {
+    match retry_in {
+        Some(wait) => {
+            eprintln!("      attempt {attempt} failed; attempt {} in {}", attempt + 1, micros(wait.as_micros() as u64))
+        }
+        None if attempt > 1 => eprintln!("      (attempt {attempt})"),
+        None => {}
+    }
+}
+
 pub(crate) fn run_summary(report: &RunReport) {
     match report.status {
         RunStatus::Completed => {

@@ -66,7 +66,10 @@ pub(crate) fn progress(out: &OutputArgs, total: usize) -> impl FnMut(Progress<'_
             Progress::RunStarted { .. } => {}
             Progress::StepStarted { index, name } if tty => output::step_started(index, total, name),
             Progress::StepStarted { .. } => {}
-            Progress::StepFinished { index, report } => output::step_finished(index, total, report, verbose, tty),
+            Progress::StepFinished { index, report, attempt, retry_in } => {
+                output::step_finished(index, total, report, verbose, tty);
+                output::attempt_note(attempt, retry_in);
+            }
         }
     }
 }

@@ -302,7 +302,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             stats,
         };
         let index = self.workflow.plan.steps.iter().position(|s| s.name == step.spec.name).unwrap_or(0);
-        (self.progress)(Progress::StepFinished { index, report: &report });
+        (self.progress)(Progress::StepFinished { index, report: &report, attempt, retry_in: retry_after });
         self.reports.push(report);
         Ok(())
     }
@@ -360,7 +360,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             };
             let name = tether_types::flow::step_of(step);
             let index = self.workflow.plan.steps.iter().position(|s| s.name == name).unwrap_or(0);
-            (self.progress)(Progress::StepFinished { index, report: &report });
+            (self.progress)(Progress::StepFinished { index, report: &report, attempt: 0, retry_in: None });
             self.reports.push(report);
         }
     }

@@ -35,6 +35,10 @@ pub enum Progress<'a> {
         index: usize,
         /// How it ended.
         report: &'a StepReport,
+        /// Which attempt this was (from 1; 0 for a skipped step).
+        attempt: u32,
+        /// If it failed and will be tried again: after how long.
+        retry_in: Option<std::time::Duration>,
     },
 }
 
@@ -99,7 +103,7 @@ impl Runtime {
                 error: run.output.as_ref().err().cloned(),
                 stats: run.stats,
             };
-            progress(Progress::StepFinished { index, report: &report });
+            progress(Progress::StepFinished { index, report: &report, attempt: 1, retry_in: None });
             reports.push(report);
             match run.output {
                 Ok(out) => current = out,

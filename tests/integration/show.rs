@@ -69,3 +69,39 @@ fn a_prefix_of_several_runs_or_of_none_is_a_usage_error() {
     assert_eq!(view["output"]["category"], "billing");
     assert_eq!(view.get("next"), None::<&Value>);
 }
+
+/// `tether ARGS` on a terminal `cols` wide (through `script`, which gives it a pty).
+fn on_terminal(db: &std::path::Path, cols: u32, args: &str) -> String {
+    let tether = env!("CARGO_BIN_EXE_tether");
+    let command = format!("stty cols {cols}; {tether} {args}");
+    let o = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("TETHER_DATABASE_URL", db)
+        .env("TETHER_CACHE_DIR", tether_tests::cache_dir())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("script(1) runs");
+    assert_eq!(o.status.code(), Some(0), "{}", output(&o));
+    String::from_utf8_lossy(&o.stdout).replace('\r', "")
+}
+
+#[test]
+fn history_and_runs_fit_the_terminal_and_not_a_pipe() {
+    let dir = fresh_dir("fit-width");
+    let db = dir.join("journal.db");
+    let wf = repo_root().join("plugins/workflows/support-triage.toml").display().to_string();
+    let input = format!("@{}", repo_root().join("plugins/workflows/ticket.json").display());
+    let (_, report) = tether_json(&db, &["run", &wf, "--input", &input, "--json"]);
+    let run = report["run_id"].as_str().unwrap();
+    for args in [format!("history {run}"), "runs".to_string()] {
+        let text = on_terminal(&db, 72, &args);
+        assert!(text.lines().count() > 1, "{text}");
+        for line in text.lines() {
+            assert!(line.chars().count() <= 72, "{args}: a line is wider than the terminal: {line:?}");
+        }
+    }
+    // Into a pipe nothing is cut.
+    let o = tether_cmd(&db).args(["history", run]).output().unwrap();
+    let widest = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(widest > 72, "{widest}");
+}

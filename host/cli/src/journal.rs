@@ -61,17 +61,21 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
         if runs.is_empty() {
             eprintln!("no runs");
         }
-        println!("{:<37} {:<20} {:<10} {:<20} {:>10}", "RUN", "WORKFLOW", "STATUS", "STARTED (UTC)", "DURATION");
+        let width = crate::output::terminal_width();
+        let header =
+            format!("{:<37} {:<20} {:<10} {:<20} {:>10}", "RUN", "WORKFLOW", "STATUS", "STARTED (UTC)", "DURATION");
+        println!("{}", crate::output::fit(header, width));
         for r in runs {
             let duration = r.finished_us.map(|f| micros(f.saturating_sub(r.started_us))).unwrap_or_else(|| "-".into());
-            println!(
+            let line = format!(
                 "{:<37} {:<20} {:<10} {:<20} {:>10}",
                 r.run_id,
-                r.workflow,
+                sanitize(&r.workflow),
                 r.status.as_str(),
                 utc(r.started_us),
                 duration
             );
+            println!("{}", crate::output::fit(line, width));
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -93,7 +97,10 @@ pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
             Some(EventKind::RunStarted { identity, .. }) => identity.clone(),
             _ => "-".into(),
         };
-        println!("{:>5}  {:>10}  {:<12} {:<16} {:<20} DETAIL", "SEQ", "TIME", "IDENTITY", "STEP", "EVENT");
+        // On a terminal each event is one line, its detail cut to the width.
+        let width = crate::output::terminal_width();
+        let header = format!("{:>5}  {:>10}  {:<12} {:<16} {:<20} DETAIL", "SEQ", "TIME", "IDENTITY", "STEP", "EVENT");
+        println!("{}", crate::output::fit(header, width));
         for e in &events {
             let at = micros(e.at_us.saturating_sub(t0));
             let step = e.kind.step().unwrap_or("-");
@@ -106,15 +113,16 @@ pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
                 }
                 _ => run_identity.as_str(),
             };
-            println!(
+            let line = format!(
                 "{:>5}  {:>10}  {:<12} {:<16} {:<20} {}",
                 e.seq,
                 at,
                 sanitize(who),
-                step,
+                sanitize(step),
                 e.kind.name(),
                 sanitize(&detail(e))
             );
+            println!("{}", crate::output::fit(line, width));
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -430,3 +430,39 @@ fn the_first_compile_of_a_large_component_is_announced_once() {
     let o = tether(&["inspect", &component, "--cache-dir", &cache_arg]);
     assert!(!stderr(&o).contains("compiling"), "announced again: {}", stderr(&o));
 }
+
+#[test]
+fn validate_json_places_policy_problems_in_the_policy_file_and_always_prints_json() {
+    let dir = scratch("validate-policy");
+    let policy = write(
+        &dir,
+        "policy.toml",
+        "[identities.alice]\napproves = [\"refund\"]\n\n[gates.refund]\napprovals = \"two\"\n",
+    );
+    let wf = write(
+        &dir,
+        "wf.toml",
+        &format!(
+            "name = \"p\"\npolicy_file = \"policy.toml\"\n[[steps]]\nname = \"a\"\ncomponent = {:?}\n",
+            artifacts::TRIVIAL
+        ),
+    );
+    let o = tether(&["validate", &wf, "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let problem = &v["problems"][0];
+    assert_eq!(problem["file"], policy.as_str(), "{v}");
+    assert_eq!((problem["line"].as_u64(), problem["column"].as_u64()), (Some(5), Some(13)), "{v}");
+
+    // A file that cannot be read as text is still one JSON document.
+    let bad = dir.join("latin1.toml");
+    std::fs::write(&bad, b"name = \"caf\xe9\"\n").unwrap();
+    for path in [bad.display().to_string(), dir.join("nowhere.toml").display().to_string()] {
+        let o = tether(&["validate", &path, "--json"]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("no JSON for {path}"));
+        assert_eq!(v["valid"], false);
+        assert_eq!(v["problems"][0]["file"], path.as_str());
+        assert!(v["problems"][0]["message"].as_str().unwrap().contains(&path), "{v}");
+    }
+}

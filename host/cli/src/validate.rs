@@ -12,13 +12,23 @@ use crate::run::read_workflow_text;
 use crate::Failure;
 
 pub(crate) fn validate(args: ValidateArgs) -> Result<ExitCode, Failure> {
-    let text = read_workflow_text(&args.workflow)?;
     let file = args.workflow.display().to_string();
+    let text = match read_workflow_text(&args.workflow) {
+        Ok(text) => text,
+        // Unreadable, not UTF-8, too large: with --json still one document.
+        Err(Failure::Usage(m) | Failure::Internal(m) | Failure::Busy(m)) if args.json => {
+            let problem = json!({"file": file, "line": null, "column": null, "message": m, "hint": null});
+            println!("{}", crate::output::json(&json!({"valid": false, "problems": [problem]})));
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e),
+    };
     // Manifest problems first; components are only checked in a manifest that parses.
     let loaded = Workflow::parse(&file, &text).map_err(|e| e.0).and_then(|mut wf| {
         let base = args.workflow.parent().map(Path::to_path_buf).unwrap_or_default();
-        crate::govern::effective_policy(&mut wf, None, &base).map_err(|f| match f {
-            Failure::Usage(m) | Failure::Internal(m) | Failure::Busy(m) => {
+        crate::govern::policy_problems(&mut wf, None, &base).map_err(|p| match p {
+            crate::govern::PolicyProblems::Positioned(list) => list,
+            crate::govern::PolicyProblems::Other(Failure::Usage(m) | Failure::Internal(m) | Failure::Busy(m)) => {
                 vec![ManifestError { file: file.clone(), line: 1, column: 1, message: m, hint: None }]
             }
         })?;

@@ -172,6 +172,31 @@ pub(crate) fn utc(us: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
+/// The terminal's width in columns, if stdout is a terminal.
+#[allow(unsafe_code)]
+pub(crate) fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct passed; stdout is open.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(size.ws_col as usize)
+}
+
+/// `line` cut to `width` characters (marked with `…`), if there is a width.
+pub(crate) fn fit(line: String, width: Option<usize>) -> String {
+    match width {
+        Some(w) if line.chars().count() > w && w > 1 => {
+            let mut cut: String = line.chars().take(w - 1).collect();
+            cut.push('…');
+            cut
+        }
+        _ => line,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,30 +224,5 @@ mod tests {
         assert_eq!(fuel(2_500_000_000), "2.50G");
         assert_eq!(micros(442), "442µs");
         assert_eq!(micros(1_500), "1.5ms");
-    }
-}
-
-/// The terminal's width in columns, if stdout is a terminal.
-#[allow(unsafe_code)]
-pub(crate) fn terminal_width() -> Option<usize> {
-    use std::io::IsTerminal;
-    if !std::io::stdout().is_terminal() {
-        return None;
-    }
-    let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct passed; stdout is open.
-    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
-    (ok && size.ws_col > 0).then_some(size.ws_col as usize)
-}
-
-/// `line` cut to `width` characters (marked with `…`), if there is a width.
-pub(crate) fn fit(line: String, width: Option<usize>) -> String {
-    match width {
-        Some(w) if line.chars().count() > w && w > 1 => {
-            let mut cut: String = line.chars().take(w - 1).collect();
-            cut.push('…');
-            cut
-        }
-        _ => line,
     }
 }

@@ -279,8 +279,11 @@ fn a_request_nobody_decides_takes_the_gates_default_at_its_deadline() {
     assert_eq!(code, Some(3), "{report}");
     let run = run_id(&report);
     std::thread::sleep(std::time::Duration::from_millis(1200));
-    let o = r.cli(&["sweep"]);
-    assert_eq!(o.status.code(), Some(1), "rejected by default: {}", stderr(&o));
+    // The sweep succeeded (exit 0); the run it continued was rejected by default.
+    let (code, swept) = tether_json(&r.db, &["sweep", "--json"]);
+    assert_eq!(code, Some(0), "{swept}");
+    assert_eq!(swept["continued"].as_array().map(Vec::len), Some(1), "{swept}");
+    assert_eq!(swept["continued"][0]["status"], "failed", "{swept}");
     let (_, report) = tether_json(&r.db, &["resume", &run, "--json"]);
     assert_eq!(report["status"], "failed");
     assert_eq!(report["error"]["class"], "rejected", "{report}");
@@ -361,7 +364,9 @@ fn stats_match_a_known_set_of_runs() {
     let (_, b) = r.run(240.0, &[]); // approved
     assert_eq!(r.cli(&["approve", &run_id(&b), "refund", "--as", "alice"]).status.code(), Some(0));
     let (_, c) = r.run(300.0, &[]); // rejected
-    assert_eq!(r.cli(&["reject", &run_id(&c), "refund", "--as", "bob", "--comment", "no"]).status.code(), Some(1));
+                                    // The rejection is recorded (exit 0) and the run it continued fails.
+    assert_eq!(r.cli(&["reject", &run_id(&c), "refund", "--as", "bob", "--comment", "no"]).status.code(), Some(0));
+    assert_eq!(tether_json(&r.db, &["show", &run_id(&c), "--json"]).1["status"], "failed");
     let (_, d) = r.run(400.0, &[]); // still waiting
     let _ = d;
 

@@ -248,6 +248,8 @@ fn deciders(events: &[Event], id: &str) -> String {
 
 /// Continues a run under its lease. A run another live process holds is left to it: the
 /// decision is journaled, and that process (which took the run after it) goes on from it.
+/// The command succeeded once the decision is recorded: how the run then ends is printed
+/// (and is in `--json`), but a run that fails after a rejection does not make it exit 1.
 async fn continue_run(driver: &Driver, run_id: &RunId, output: &crate::cli::OutputArgs) -> Result<ExitCode, Failure> {
     let total = crate::run::plan_steps(driver, run_id).await?;
     match driver.resume(run_id.as_str(), &[], crate::run::progress(output, total)).await {
@@ -255,7 +257,7 @@ async fn continue_run(driver: &Driver, run_id: &RunId, output: &crate::cli::Outp
             eprintln!("{busy}; it continues the run from the journal");
             Ok(ExitCode::SUCCESS)
         }
-        result => crate::run::finish(driver, run_id, result, output).await,
+        result => crate::run::finish(driver, run_id, result, output).await.map(|_| ExitCode::SUCCESS),
     }
 }
 
@@ -371,22 +373,40 @@ pub(crate) fn sweep(args: SweepArgs) -> Result<ExitCode, Failure> {
         let driver = args.host.driver(leases, false).await?;
         let runs = driver.store().runs(Some(RunIndexStatus::Waiting), 10_000).await.map_err(store_failure)?;
         let now = crate::output::now_us();
-        let mut code = ExitCode::SUCCESS;
-        let mut continued = 0;
+        let mut continued = Vec::new();
         for r in runs {
             let events = driver.events(&r.run_id).await.map_err(driver_failure)?;
             let state = RunState::fold(&r.run_id, &events).map_err(|e| Failure::Internal(e.to_string()))?;
             let due = state.pending_approvals().any(|a| a.deadline_us.is_some_and(|d| d <= now));
             let decided =
                 state.approvals.values().any(|a| a.outcome.is_some()) && state.pending_approvals().next().is_none();
-            if due || decided {
-                let id = RunId::try_from(r.run_id.clone()).map_err(Failure::usage)?;
-                code = continue_run(&driver, &id, &args.output).await?;
-                continued += 1;
+            if !(due || decided) {
+                continue;
+            }
+            let id = RunId::try_from(r.run_id.clone()).map_err(Failure::usage)?;
+            if args.output.json {
+                // One JSON document for the whole sweep: each continued run's report.
+                match driver.resume(id.as_str(), &[], |_| {}).await {
+                    Err(tether_runtime::DriverError::Busy(_)) => continue,
+                    result => {
+                        result.map_err(driver_failure)?;
+                    }
+                }
+                continued.push(
+                    serde_json::to_value(driver.report(id.as_str()).await.map_err(driver_failure)?)
+                        .map_err(|e| Failure::Internal(e.to_string()))?,
+                );
+            } else {
+                continue_run(&driver, &id, &args.output).await?;
+                continued.push(Value::Null);
             }
         }
-        eprintln!("{continued} waiting run(s) continued");
-        Ok(code)
+        if args.output.json {
+            println!("{}", crate::output::json(&serde_json::json!({ "continued": continued })));
+        } else {
+            eprintln!("{} waiting run(s) continued", continued.len());
+        }
+        Ok(ExitCode::SUCCESS)
     })
 }
 

@@ -277,7 +277,9 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             }
         }
         let retry_after = match &outcome {
-            Err(f) if step.spec.retry.retries(f, attempt) => Some(step.spec.retry.backoff(attempt, rand::random())),
+            Err(f) if step.spec.retry.retries(f, attempt) => {
+                Some(step.spec.retry.backoff_for(self.journal.run_id.as_str(), &key, attempt))
+            }
             _ => None,
         };
         self.journal.record(&end_event(&key, attempt, &outcome, &stats));

@@ -104,6 +104,13 @@ impl RetryPolicy {
         attempt < self.max_attempts && self.on.iter().any(|o| o.matches(failure))
     }
 
+    /// The wait after attempt `attempt` of step `key` in run `run`, jitter included. The
+    /// jitter is drawn from the run, the step and the attempt, not from a random source: the
+    /// same failure waits the same on every host, and a replay can tell what was decided.
+    pub fn backoff_for(&self, run: &str, key: &str, attempt: u32) -> Duration {
+        self.backoff(attempt, jitter_unit(run, key, attempt))
+    }
+
     /// The wait after attempt `attempt` (from 1), before jitter; `unit` in [0, 1) picks
     /// how much jitter takes off.
     pub fn backoff(&self, attempt: u32, unit: f64) -> Duration {
@@ -111,6 +118,15 @@ impl RetryPolicy {
         let base = (self.initial_backoff.as_secs_f64() * exp).min(self.max_backoff.as_secs_f64());
         Duration::from_secs_f64(base * (1.0 - self.jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0)))
     }
+}
+
+/// A number in [0, 1) fixed by the run, the step's key and the attempt.
+pub fn jitter_unit(run: &str, key: &str, attempt: u32) -> f64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{run}/{key}/{attempt}").as_bytes());
+    let bits = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+    // The top 53 bits, as an f64 in [0, 1).
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A retry policy as written in a manifest; unset fields come from `[defaults]` and then
@@ -186,6 +202,17 @@ mod ms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_is_fixed_by_run_step_and_attempt() {
+        let a = jitter_unit("run_1", "pay", 1);
+        assert_eq!(a, jitter_unit("run_1", "pay", 1));
+        let others = [jitter_unit("run_1", "pay", 2), jitter_unit("run_2", "pay", 1), jitter_unit("run_1", "ship", 1)];
+        assert!(others.iter().all(|o| *o != a), "{a} {others:?}");
+        assert!((0..1000).map(|k| jitter_unit("r", "s", k)).all(|u| (0.0..1.0).contains(&u)));
+        let p = RetryPolicy { jitter: 0.5, ..RetryPolicy::default() };
+        assert_eq!(p.backoff_for("run_1", "pay", 1), p.backoff(1, a));
+    }
 
     fn failure(class: FailureClass, kind: Option<GuestFailureKind>) -> StepFailure {
         StepFailure { class, message: String::new(), guest_kind: kind }

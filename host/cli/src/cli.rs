@@ -459,7 +459,7 @@ impl DbArgs {
             "normal" => Durability::Normal,
             other => return Err(Failure::usage(format!("--sync must be `full` or `normal`, not `{other}`"))),
         };
-        let store = SqliteStore::open(&config).await.map_err(crate::journal::store_failure)?;
+        let store = SqliteStore::open(&config).await.map_err(crate::failure::store_failure)?;
         OPENED.lock().unwrap_or_else(|p| p.into_inner()).push(store.clone());
         Ok(store)
     }

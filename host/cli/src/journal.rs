@@ -9,40 +9,10 @@ use tether_types::event::{Event, EventKind, HostRead, ToolResult};
 use tether_types::store::{JournalStore, RunIndexStatus, StoreError};
 
 use crate::cli::{BackupArgs, HistoryArgs, ReplayArgs, RunsArgs, VerifyArgs};
+use crate::failure::{driver_failure, store_failure, Failure};
 use crate::output::{fuel, micros, sanitize, utc};
-use crate::Failure;
 
 /// Store errors that mean bad input (wrong file, unknown run) are usage errors.
-pub(crate) fn store_failure(e: StoreError) -> Failure {
-    match e {
-        StoreError::UnknownRun(_)
-        | StoreError::BadUrl(_)
-        | StoreError::NoJournal(_)
-        | StoreError::NotOurs(_)
-        | StoreError::NewerSchema(_)
-        | StoreError::PluginConflict { .. }
-        | StoreError::PluginInUse { .. }
-        | StoreError::UnknownPlugin(_) => Failure::usage(e.to_string()),
-        _ => Failure::Internal(e.to_string()),
-    }
-}
-
-pub(crate) fn driver_failure(e: DriverError) -> Failure {
-    match e {
-        DriverError::Store(s) => store_failure(s),
-        DriverError::Exists(_) | DriverError::InputTooLarge(_) => Failure::usage(e.to_string()),
-        DriverError::Busy(_) => Failure::Busy(e.to_string()),
-        DriverError::Load(m) if m.starts_with("--budget") => Failure::usage(m),
-        other => Failure::Internal(other.to_string()),
-    }
-}
-
-impl From<DriverError> for Failure {
-    fn from(e: DriverError) -> Self {
-        driver_failure(e)
-    }
-}
-
 pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
     let status = match args.status.as_deref() {
         None => None,

@@ -3,6 +3,7 @@
 //! `main` is thin: it parses flags, runs a command, prints errors and owns exit codes.
 
 mod cli;
+mod failure;
 mod files;
 mod govern;
 mod inspect;
@@ -10,6 +11,7 @@ mod journal;
 mod new;
 mod output;
 mod plugin;
+mod policy;
 mod run;
 mod run_id;
 mod show;
@@ -21,16 +23,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// An error that ends the command, with the exit code it implies.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// Bad usage or bad input (a manifest, a component, the run input): exit code 2.
-    Usage(String),
-    /// The host itself failed: exit code 1.
-    Internal(String),
-    /// Another tether process is executing the run: exit code 4.
-    Busy(String),
-}
+pub(crate) use failure::Failure;
 
 /// Rust ignores SIGPIPE, so printing into a closed pipe (`tether history RUN | head`)
 /// would panic on EPIPE. With the default disposition the process ends quietly instead,
@@ -62,12 +55,6 @@ fn journal_flags_last(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStri
     }
     args.extend(moved);
     args
-}
-
-impl Failure {
-    pub(crate) fn usage(message: impl Into<String>) -> Self {
-        Failure::Usage(message.into())
-    }
 }
 
 fn main() -> ExitCode {

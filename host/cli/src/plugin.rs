@@ -10,7 +10,7 @@ use tether_types::plugin_ref;
 use tether_types::store::{JournalStore, PluginAdded, PluginRecord, StoreError};
 
 use crate::cli::{PluginAddArgs, PluginCommand, PluginListArgs, PluginRemoveArgs, PluginShowArgs};
-use crate::journal::store_failure;
+use crate::failure::store_failure;
 use crate::{output, Failure};
 
 pub(crate) fn plugin(command: PluginCommand) -> Result<ExitCode, Failure> {

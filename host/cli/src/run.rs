@@ -9,7 +9,7 @@ use tether_types::store::JournalStore;
 use tether_types::{RunId, RunReport, RunStatus, Workflow};
 
 use crate::cli::{OutputArgs, ResumeArgs, RunArgs};
-use crate::journal::driver_failure;
+use crate::failure::driver_failure;
 use crate::{output, Failure};
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
@@ -26,7 +26,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         let driver = args.host.driver(crate::cli::leases(std::time::Duration::ZERO)?, true).await?;
         let base = args.workflow.parent().map(Path::to_path_buf).unwrap_or_default();
         let identity = args.identity.clone().or_else(|| workflow.identity.clone()).unwrap_or_else(|| "local".into());
-        crate::govern::effective_policy(&mut workflow, args.policy.as_deref(), &base)?;
+        crate::policy::effective_policy(&mut workflow, args.policy.as_deref(), &base)?;
         let stored = stored_components(driver.store().as_ref(), driver.runtime(), &workflow).await?;
         let mut loaded =
             driver.runtime().load_workflow_with(workflow, &base, &stored).map_err(|e| Failure::usage(e.to_string()))?;
@@ -157,7 +157,7 @@ pub(crate) async fn stored_components(
     let mut stored = StoredComponents::default();
     for reference in workflow.plugin_refs() {
         let Ok((name, version)) = tether_types::plugin_ref::parse(&reference) else { continue };
-        let plugins = store.plugins(Some(name)).await.map_err(crate::journal::store_failure)?;
+        let plugins = store.plugins(Some(name)).await.map_err(crate::failure::store_failure)?;
         if let Some(p) = plugins.into_iter().find(|p| p.version == version) {
             stored.plugins.insert(reference, p.digest);
         }
@@ -166,12 +166,12 @@ pub(crate) async fn stored_components(
     digests.extend(stored.plugins.values().cloned());
     for digest in digests {
         // Only what this journal holds: a run must be able to resume and replay from it.
-        if !store.has_component(&digest).await.map_err(crate::journal::store_failure)? {
+        if !store.has_component(&digest).await.map_err(crate::failure::store_failure)? {
             continue;
         }
         if runtime.preload_compiled(&digest) {
             stored.preloaded.insert(digest);
-        } else if let Some(bytes) = store.component(&digest).await.map_err(crate::journal::store_failure)? {
+        } else if let Some(bytes) = store.component(&digest).await.map_err(crate::failure::store_failure)? {
             stored.bytes.insert(digest, bytes.into());
         }
     }

@@ -2,7 +2,7 @@
 
 use tether_types::store::JournalStore;
 
-use crate::journal::store_failure;
+use crate::failure::store_failure;
 use crate::Failure;
 
 /// The run `given` names: itself if the journal has it, else the one run whose id starts

@@ -11,7 +11,7 @@ use tether_types::state::{index_status, RunState};
 use tether_types::store::{JournalStore, RunIndexStatus};
 
 use crate::cli::ShowArgs;
-use crate::journal::store_failure;
+use crate::failure::store_failure;
 use crate::output::{fuel, json, micros, sanitize, utc};
 use crate::Failure;
 

@@ -10,7 +10,7 @@ use tether_types::policy::RESERVED_IDENTITIES;
 use tether_types::{Event, EventKind};
 
 use crate::cli::StatsArgs;
-use crate::journal::store_failure;
+use crate::failure::store_failure;
 use crate::Failure;
 
 /// Everything `stats` reports.

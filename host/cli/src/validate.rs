@@ -26,9 +26,9 @@ pub(crate) fn validate(args: ValidateArgs) -> Result<ExitCode, Failure> {
     // Manifest problems first; components are only checked in a manifest that parses.
     let loaded = Workflow::parse(&file, &text).map_err(|e| e.0).and_then(|mut wf| {
         let base = args.workflow.parent().map(Path::to_path_buf).unwrap_or_default();
-        crate::govern::policy_problems(&mut wf, None, &base).map_err(|p| match p {
-            crate::govern::PolicyProblems::Positioned(list) => list,
-            crate::govern::PolicyProblems::Other(Failure::Usage(m) | Failure::Internal(m) | Failure::Busy(m)) => {
+        crate::policy::policy_problems(&mut wf, None, &base).map_err(|p| match p {
+            crate::policy::PolicyProblems::Positioned(list) => list,
+            crate::policy::PolicyProblems::Other(Failure::Usage(m) | Failure::Internal(m) | Failure::Busy(m)) => {
                 vec![ManifestError { file: file.clone(), line: 1, column: 1, message: m, hint: None }]
             }
         })?;

@@ -11,16 +11,30 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
+/// What a [`CompileNotice`] calls: with a component's sha256 and its size in bytes.
+pub type CompileFn = dyn Fn(&str, usize) + Send + Sync;
+
+/// Called with a component's sha256 and size before it is compiled.
+#[derive(Clone)]
+pub struct CompileNotice(pub Arc<CompileFn>);
+
+impl std::fmt::Debug for CompileNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompileNotice")
+    }
+}
+
 /// The on-disk cache of compiled components.
 pub struct AotCache {
     dir: Option<PathBuf>,
     engine_key: String,
-    on_compile: Option<crate::engine::CompileNotice>,
+    on_compile: Option<CompileNotice>,
 }
 
 /// Feeds `Hash` output into sha256, giving a digest that is stable across processes.
@@ -44,11 +58,7 @@ impl AotCache {
         }
     }
 
-    pub(crate) fn new(
-        dir: Option<PathBuf>,
-        engine: &Engine,
-        on_compile: Option<crate::engine::CompileNotice>,
-    ) -> AotCache {
+    pub(crate) fn new(dir: Option<PathBuf>, engine: &Engine, on_compile: Option<CompileNotice>) -> AotCache {
         let mut h = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_key = hex::encode(&h.0.finalize()[..8]);

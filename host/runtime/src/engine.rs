@@ -25,20 +25,7 @@ pub struct RuntimeConfig {
     /// Meter fuel. Only benchmarks turn this off, to measure what metering costs.
     pub fuel: bool,
     /// Told before a component is compiled (not found in the cache): it can take seconds.
-    pub on_compile: Option<CompileNotice>,
-}
-
-/// What a [`CompileNotice`] calls: with a component's sha256 and its size in bytes.
-pub type CompileFn = dyn Fn(&str, usize) + Send + Sync;
-
-/// Called with a component's sha256 and size before it is compiled.
-#[derive(Clone)]
-pub struct CompileNotice(pub Arc<CompileFn>);
-
-impl std::fmt::Debug for CompileNotice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CompileNotice")
-    }
+    pub on_compile: Option<crate::cache::CompileNotice>,
 }
 
 impl Default for RuntimeConfig {

@@ -29,9 +29,9 @@ mod symlinks;
 mod tape;
 mod workflow;
 
-pub use cache::AotCache;
+pub use cache::{AotCache, CompileNotice};
 pub use driver::{append_with, Driver, DriverError, ReplayReport};
-pub use engine::{CompileNotice, Runtime, RuntimeConfig};
+pub use engine::{Runtime, RuntimeConfig};
 pub use govern::{apply_identity, EnvValues};
 pub use inspect::{ComponentInfo, WorldFit};
 pub use lease::{owner_id, LeaseConfig, TakeError};

@@ -19,28 +19,7 @@ use crate::event::{Event, EventKind};
 use crate::policy::Relax;
 use crate::state::{Approval, ApprovalOutcome};
 
-/// A gate's record, as the evidence for (or against) approving by itself.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TrackRecord {
-    /// Human decisions counted (since the gate was last re-armed).
-    pub decisions: u32,
-    /// Of those, approvals without change.
-    pub approved: u32,
-    /// Of those, overrides: approved with an edit, or rejected.
-    pub overrides: u32,
-    /// `overrides / decisions` (0 with no decisions).
-    pub override_rate: f64,
-    /// Automatic approvals since the gate was last re-armed.
-    #[serde(default)]
-    pub auto_approved: u32,
-    /// When the gate was last re-armed by an override of an automatic approval
-    /// (microseconds since the Unix epoch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rearmed_us: Option<u64>,
-    /// The class the record is for, when the gate keeps one per class.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
-}
+pub use crate::track::TrackRecord;
 
 impl TrackRecord {
     /// Whether this record meets `relax`.

@@ -337,7 +337,7 @@ pub enum EventKind {
         comment: Option<String>,
         /// For an automatic approval: the track record it was based on.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        evidence: Option<crate::autonomy::TrackRecord>,
+        evidence: Option<crate::track::TrackRecord>,
     },
     /// Nothing can run until a human decides: the run is `waiting`.
     RunWaiting {

@@ -20,6 +20,7 @@ pub mod retry;
 pub mod run_budget;
 pub mod state;
 pub mod store;
+pub mod track;
 mod units;
 
 pub use budget::{BudgetSpec, StepBudget, ToolBudget};

@@ -12,59 +12,23 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
-use std::collections::BTreeMap;
-use tether_types::event::{verify_and_decode, Chain, Event, EventKind, JournalError, ToolResult};
+use tether_types::event::{verify_and_decode, Chain, Event, EventKind};
 
 use tether_types::run_budget::RunBudget;
-use tether_types::state::{report_from_events, FoldError, RunState};
+use tether_types::state::{report_from_events, RunState};
 use tether_types::store::{JournalStore, StoreError};
-use tether_types::{FailureClass, RunError, RunId, RunReport, RunStatus};
+use tether_types::{FailureClass, RunId, RunReport};
 
 use crate::attempt::{run_step_attempt, StepContext};
 use crate::engine::Runtime;
+pub use crate::error::DriverError;
 use crate::govern::{EnvValues, Governance};
 use crate::journal::RunJournal;
 use crate::lease::{LeaseConfig, RunLease};
-use crate::load::{LoadedCompensation, LoadedStep, LoadedWorkflow};
+use crate::load::{LoadedCompensation, LoadedWorkflow};
 use crate::scheduler::Scheduler;
 use crate::tape::{lock, Divergence, Mode, Tape};
 use crate::workflow::Progress;
-
-/// Why a durable operation could not be carried out. The run (if any) is left as the
-/// journal says, so it can be resumed once the cause is fixed.
-#[derive(Debug, thiserror::Error)]
-pub enum DriverError {
-    /// The journal store failed or refused.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The journal is corrupted or was tampered with.
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    /// The journal's events do not make a run.
-    #[error(transparent)]
-    Fold(#[from] FoldError),
-    /// A recorded or given component cannot be loaded.
-    #[error("{0}")]
-    Load(String),
-    /// The run id is taken.
-    #[error("run {0} already exists; continue it with `tether resume {0}`")]
-    Exists(String),
-    /// The run cannot start with this input: its first event would be too large to journal.
-    #[error("{0}")]
-    InputTooLarge(String),
-    /// Another live host is executing the run.
-    #[error(transparent)]
-    Busy(crate::lease::TakeError),
-}
-
-impl From<crate::lease::TakeError> for DriverError {
-    fn from(e: crate::lease::TakeError) -> Self {
-        match e {
-            crate::lease::TakeError::Store(s) => DriverError::Store(s),
-            busy => DriverError::Busy(busy),
-        }
-    }
-}
 
 /// The result of replaying a run.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -196,7 +160,10 @@ impl Driver {
             state.apply(seq, &kind).map_err(|reason| DriverError::Load(format!("event {seq}: {reason}")))?;
         }
         let governance = self.governance(&state).await?;
-        Scheduler::new(self, workflow, journal, state, progress)?.with(governance, env).run().await
+        Scheduler::new(self.runtime.engine_ref().clone(), workflow, journal, state, progress)?
+            .with(governance, env)
+            .run()
+            .await
     }
 
     /// Continues an interrupted run from its journal. Completed steps are not run again;
@@ -259,7 +226,10 @@ impl Driver {
             state.apply(seq, &kind).map_err(|reason| DriverError::Load(format!("event {seq}: {reason}")))?;
         }
         let governance = self.governance(&state).await?;
-        Scheduler::new(self, &workflow, journal, state, progress)?.with(governance, env).run().await
+        Scheduler::new(self.runtime.engine_ref().clone(), &workflow, journal, state, progress)?
+            .with(governance, env)
+            .run()
+            .await
     }
 
     /// What a run's tool-call checkpoints need, when its plan has a policy: the rules,
@@ -356,122 +326,6 @@ impl Driver {
         let mut workflow = self.runtime.load_plan(&state.plan, &wasm, overrides).map_err(DriverError::Load)?;
         crate::govern::apply_identity(&mut workflow, &state.identity).map_err(DriverError::Load)?;
         Ok(workflow)
-    }
-
-    /// Ends a failed run: `run_failed` if nothing needs undoing; otherwise the completed
-    /// steps' compensations, in reverse order of completion, each durable before the
-    /// next, then `run_compensated` or `run_compensation_failed`. `resumed` is set when
-    /// the journal shows compensation already begun: the steps already compensated (and
-    /// which of those failed) are not run again, and count in the run's end.
-    pub(crate) async fn fail(
-        &self,
-        workflow: &LoadedWorkflow,
-        journal: &RunJournal,
-        error: &RunError,
-        completed: &[(String, Value, Value)],
-        resumed: Option<&tether_types::state::Compensating>,
-    ) -> Result<RunStatus, DriverError> {
-        let done: &[String] = resumed.map_or(&[], |c| &c.done);
-        // Keys name runs of steps (`search[2]`, `fix#3`); each completed run is undone.
-        let to_undo: Vec<(&str, &LoadedStep, &Value, &Value)> = completed
-            .iter()
-            .rev()
-            .filter_map(|(key, i, o)| {
-                let name = tether_types::flow::step_of(key);
-                workflow.steps.iter().find(|s| s.spec.name == name).map(|s| (key.as_str(), &**s, i, o))
-            })
-            .filter(|(_, s, _, _)| s.compensation.is_some())
-            .collect();
-        if to_undo.is_empty() {
-            journal.record(&EventKind::RunFailed { error: error.clone() });
-            journal.flush_final().await?;
-            return Ok(RunStatus::Failed);
-        }
-        if resumed.is_none() {
-            journal.record(&EventKind::CompensationBegun { error: error.clone() });
-            journal.flush().await?;
-        }
-        let mut failed = resumed.map_or_else(Vec::new, |c| c.failed.clone());
-        for (key, step, input, output) in to_undo {
-            if done.iter().any(|d| d == key) {
-                continue;
-            }
-            let event = self.compensate(&journal.run_id, key, step, input, output).await;
-            if matches!(&event, EventKind::StepCompensated { result: ToolResult::Err { .. }, .. }) {
-                failed.push(key.to_string());
-            }
-            journal.record(&event);
-            journal.flush().await?;
-        }
-        let (event, status) = if failed.is_empty() {
-            (EventKind::RunCompensated { error: error.clone() }, RunStatus::Compensated)
-        } else {
-            (EventKind::RunCompensationFailed { error: error.clone(), failed }, RunStatus::CompensationFailed)
-        };
-        journal.record(&event);
-        journal.flush_final().await?;
-        Ok(status)
-    }
-
-    /// Runs one step's compensation with `{"step", "input", "output"}` (`step` is the
-    /// key of the run of the step); a tool gets the idempotency key `RUN/compensate/KEY`.
-    async fn compensate(
-        &self,
-        run_id: &RunId,
-        key: &str,
-        step: &LoadedStep,
-        input: &Value,
-        output: &Value,
-    ) -> EventKind {
-        let payload = serde_json::json!({"step": key, "input": input, "output": output}).to_string();
-        let engine = self.runtime.engine_ref();
-        let (via, (outcome, stats)) = match step.compensation.as_ref().expect("filtered by fail()") {
-            LoadedCompensation::Tool(tool) => {
-                let idempotency = format!("{run_id}/compensate/{key}");
-                let limits = crate::attempt::Limits::from(tool.spec.budget);
-                (
-                    format!("tool:{}", tool.spec.name),
-                    crate::attempt::run_tool_call(engine, tool, &payload, limits, idempotency, &EnvValues::default())
-                        .await,
-                )
-            }
-            LoadedCompensation::Component(component) => {
-                let spec = tether_types::StepSpec {
-                    name: format!("{}:compensate", step.spec.name),
-                    tools: Vec::new(),
-                    compensate: None,
-                    retry: Default::default(),
-                    env: Vec::new(),
-                    ..step.spec.clone()
-                };
-                let undo = LoadedStep::new(spec, Arc::clone(component), HashMap::new(), None, Vec::new());
-                let ctx = StepContext {
-                    run_id: run_id.to_string(),
-                    key: format!("{key}:compensate"),
-                    tape: None,
-                    budget: step.spec.budget,
-                    usage_limits: BTreeMap::new(),
-                    governance: None,
-                    env: Arc::default(),
-                };
-                (format!("component:{}", component.digest), run_step_attempt(engine, &undo, &payload, ctx).await)
-            }
-        };
-        let result = match outcome {
-            Ok(value) => ToolResult::Ok(value),
-            Err(f) => ToolResult::Err {
-                kind: f.guest_kind.unwrap_or(tether_types::GuestFailureKind::Internal),
-                message: f.message,
-                class: Some(f.class),
-            },
-        };
-        EventKind::StepCompensated {
-            step: key.to_string(),
-            via,
-            result,
-            fuel: stats.total_fuel(),
-            wall_us: stats.wall_us,
-        }
     }
 
     /// Re-executes every finished attempt of a run against its journal, with no side

@@ -16,7 +16,7 @@ use tether_types::{EventKind, FailureClass, RunError, RunReport, RunStatus, Step
 use tokio::task::JoinSet;
 
 use crate::attempt::{run_step_attempt, StepContext};
-use crate::driver::{Driver, DriverError};
+use crate::error::DriverError;
 use crate::govern::{EnvValues, Governance};
 use crate::journal::now_us;
 use crate::journal::RunJournal;
@@ -35,7 +35,7 @@ struct Finished {
 }
 
 pub(crate) struct Scheduler<'a, P> {
-    driver: &'a Driver,
+    engine: wasmtime::Engine,
     workflow: &'a LoadedWorkflow,
     journal: Arc<RunJournal>,
     state: RunState,
@@ -59,7 +59,7 @@ pub(crate) struct Scheduler<'a, P> {
 
 impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
     pub(crate) fn new(
-        driver: &'a Driver,
+        engine: wasmtime::Engine,
         workflow: &'a LoadedWorkflow,
         journal: Arc<RunJournal>,
         state: RunState,
@@ -67,7 +67,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
     ) -> Result<Self, DriverError> {
         let flow = Flow::compile(&state.plan).map_err(DriverError::Load)?;
         Ok(Scheduler {
-            driver,
+            engine,
             workflow,
             journal,
             state,
@@ -98,10 +98,15 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         self.absorb()?;
         if let Some(begun) = self.state.compensating.clone() {
             // Interrupted while undoing completed steps: finish that, nothing else.
-            let status = self
-                .driver
-                .fail(self.workflow, &self.journal, &begun.error, &self.state.completed, Some(&begun))
-                .await?;
+            let status = crate::compensation::fail(
+                &self.engine,
+                self.workflow,
+                &self.journal,
+                &begun.error,
+                &self.state.completed,
+                Some(&begun),
+            )
+            .await?;
             return Ok(self.report(status, Value::Null, Some(begun.error)));
         }
         let end = loop {
@@ -187,8 +192,15 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                 Ok(self.report(RunStatus::Completed, output, None))
             }
             Err(error) => {
-                let status =
-                    self.driver.fail(self.workflow, &self.journal, &error, &self.state.completed, None).await?;
+                let status = crate::compensation::fail(
+                    &self.engine,
+                    self.workflow,
+                    &self.journal,
+                    &error,
+                    &self.state.completed,
+                    None,
+                )
+                .await?;
                 Ok(self.report(status, Value::Null, Some(error)))
             }
         }
@@ -232,7 +244,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         let index = self.workflow.plan.steps.iter().position(|s| s.name == launch.step).unwrap_or(0);
         (self.progress)(Progress::StepStarted { index, name: &launch.key });
         self.busy.insert(launch.key.clone());
-        let engine = self.driver.runtime().engine_ref().clone();
+        let engine = self.engine.clone();
         let journal = Arc::clone(&self.journal);
         let run = RunContext { governance: self.governance.clone(), env: Arc::clone(&self.env) };
         self.running.spawn(async move {

@@ -1,0 +1,125 @@
+//! Ending a failed run: undoing its completed steps (sagas). Each compensation runs in a
+//! fresh sandbox and is journaled before the next starts, so a host killed while
+//! compensating goes on from where it stopped, and no step is undone twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tether_types::event::{EventKind, ToolResult};
+use tether_types::{RunError, RunId, RunStatus};
+use wasmtime::Engine;
+
+use crate::attempt::{run_step_attempt, StepContext};
+use crate::error::DriverError;
+use crate::govern::EnvValues;
+use crate::journal::RunJournal;
+use crate::load::{LoadedCompensation, LoadedStep, LoadedWorkflow};
+
+/// Ends a failed run: `run_failed` if nothing needs undoing; otherwise the completed
+/// steps' compensations, in reverse order of completion, each durable before the
+/// next, then `run_compensated` or `run_compensation_failed`. `resumed` is set when
+/// the journal shows compensation already begun: the steps already compensated (and
+/// which of those failed) are not run again, and count in the run's end.
+pub(crate) async fn fail(
+    engine: &Engine,
+    workflow: &LoadedWorkflow,
+    journal: &RunJournal,
+    error: &RunError,
+    completed: &[(String, Value, Value)],
+    resumed: Option<&tether_types::state::Compensating>,
+) -> Result<RunStatus, DriverError> {
+    let done: &[String] = resumed.map_or(&[], |c| &c.done);
+    // Keys name runs of steps (`search[2]`, `fix#3`); each completed run is undone.
+    let to_undo: Vec<(&str, &LoadedStep, &Value, &Value)> = completed
+        .iter()
+        .rev()
+        .filter_map(|(key, i, o)| {
+            let name = tether_types::flow::step_of(key);
+            workflow.steps.iter().find(|s| s.spec.name == name).map(|s| (key.as_str(), &**s, i, o))
+        })
+        .filter(|(_, s, _, _)| s.compensation.is_some())
+        .collect();
+    if to_undo.is_empty() {
+        journal.record(&EventKind::RunFailed { error: error.clone() });
+        journal.flush_final().await?;
+        return Ok(RunStatus::Failed);
+    }
+    if resumed.is_none() {
+        journal.record(&EventKind::CompensationBegun { error: error.clone() });
+        journal.flush().await?;
+    }
+    let mut failed = resumed.map_or_else(Vec::new, |c| c.failed.clone());
+    for (key, step, input, output) in to_undo {
+        if done.iter().any(|d| d == key) {
+            continue;
+        }
+        let event = compensate(engine, &journal.run_id, key, step, input, output).await;
+        if matches!(&event, EventKind::StepCompensated { result: ToolResult::Err { .. }, .. }) {
+            failed.push(key.to_string());
+        }
+        journal.record(&event);
+        journal.flush().await?;
+    }
+    let (event, status) = if failed.is_empty() {
+        (EventKind::RunCompensated { error: error.clone() }, RunStatus::Compensated)
+    } else {
+        (EventKind::RunCompensationFailed { error: error.clone(), failed }, RunStatus::CompensationFailed)
+    };
+    journal.record(&event);
+    journal.flush_final().await?;
+    Ok(status)
+}
+
+/// Runs one step's compensation with `{"step", "input", "output"}` (`step` is the
+/// key of the run of the step); a tool gets the idempotency key `RUN/compensate/KEY`.
+async fn compensate(
+    engine: &Engine,
+    run_id: &RunId,
+    key: &str,
+    step: &LoadedStep,
+    input: &Value,
+    output: &Value,
+) -> EventKind {
+    let payload = serde_json::json!({"step": key, "input": input, "output": output}).to_string();
+    let (via, (outcome, stats)) = match step.compensation.as_ref().expect("filtered by fail()") {
+        LoadedCompensation::Tool(tool) => {
+            let idempotency = format!("{run_id}/compensate/{key}");
+            let limits = crate::attempt::Limits::from(tool.spec.budget);
+            (
+                format!("tool:{}", tool.spec.name),
+                crate::attempt::run_tool_call(engine, tool, &payload, limits, idempotency, &EnvValues::default()).await,
+            )
+        }
+        LoadedCompensation::Component(component) => {
+            let spec = tether_types::StepSpec {
+                name: format!("{}:compensate", step.spec.name),
+                tools: Vec::new(),
+                compensate: None,
+                retry: Default::default(),
+                env: Vec::new(),
+                ..step.spec.clone()
+            };
+            let undo = LoadedStep::new(spec, Arc::clone(component), HashMap::new(), None, Vec::new());
+            let ctx = StepContext {
+                run_id: run_id.to_string(),
+                key: format!("{key}:compensate"),
+                tape: None,
+                budget: step.spec.budget,
+                usage_limits: BTreeMap::new(),
+                governance: None,
+                env: Arc::default(),
+            };
+            (format!("component:{}", component.digest), run_step_attempt(engine, &undo, &payload, ctx).await)
+        }
+    };
+    let result = match outcome {
+        Ok(value) => ToolResult::Ok(value),
+        Err(f) => ToolResult::Err {
+            kind: f.guest_kind.unwrap_or(tether_types::GuestFailureKind::Internal),
+            message: f.message,
+            class: Some(f.class),
+        },
+    };
+    EventKind::StepCompensated { step: key.to_string(), via, result, fuel: stats.total_fuel(), wall_us: stats.wall_us }
+}

@@ -1,0 +1,41 @@
+//! What can go wrong in a durable operation (start, resume, replay, a decision).
+
+use tether_types::event::JournalError;
+use tether_types::state::FoldError;
+use tether_types::store::StoreError;
+
+/// Why a durable operation could not be carried out. The run (if any) is left as the
+/// journal says, so it can be resumed once the cause is fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The journal store failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The journal is corrupted or was tampered with.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The journal's events do not make a run.
+    #[error(transparent)]
+    Fold(#[from] FoldError),
+    /// A recorded or given component cannot be loaded.
+    #[error("{0}")]
+    Load(String),
+    /// The run id is taken.
+    #[error("run {0} already exists; continue it with `tether resume {0}`")]
+    Exists(String),
+    /// The run cannot start with this input: its first event would be too large to journal.
+    #[error("{0}")]
+    InputTooLarge(String),
+    /// Another live host is executing the run.
+    #[error(transparent)]
+    Busy(crate::lease::TakeError),
+}
+
+impl From<crate::lease::TakeError> for DriverError {
+    fn from(e: crate::lease::TakeError) -> Self {
+        match e {
+            crate::lease::TakeError::Store(s) => DriverError::Store(s),
+            busy => DriverError::Busy(busy),
+        }
+    }
+}

@@ -165,22 +165,42 @@ fn unjournaled_runs_bound_random_too() {
     assert!(r.error.unwrap().message.contains("random_bytes budget is 1024"));
 }
 
-/// Fuel per second of a step: the same loop, ending by itself and stopped by its deadline,
-/// must be charged at the same rate.
+/// CPU time this thread has used, in microseconds. Guests run on the thread that runs
+/// the test's runtime, so this is the time they spent, whatever else the machine does
+/// (wall time is not: a busy machine preempts the test).
+#[allow(unsafe_code)]
+fn thread_cpu_us() -> u64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one `rusage` into the struct passed.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) }, 0);
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(usage.ru_utime) + us(usage.ru_stime)
+}
+
+/// Runs `wf` on `input` and returns the report with the thread CPU time it took.
+fn run_timed(wf: &tether_runtime::LoadedWorkflow, input: Value) -> (tether_types::RunReport, u64) {
+    let before = thread_cpu_us();
+    let report = run(wf, input);
+    (report, thread_cpu_us() - before)
+}
+
+/// Fuel per CPU-microsecond of a step: the same loop, ending by itself and stopped by its
+/// deadline, must be charged at the same rate.
 #[test]
 fn fuel_burned_until_a_deadline_is_charged() {
-    let rate = |stats: &tether_types::StepStats| stats.total_fuel() as f64 / stats.wall_us as f64;
     let mut ratios = Vec::new();
     for _ in 0..3 {
-        let done = run(&hostile("fuel = 1_000_000_000_000", ""), json!({"mode": "work", "n": 20_000_000}));
+        let (done, done_us) =
+            run_timed(&hostile("fuel = 1_000_000_000_000", ""), json!({"mode": "work", "n": 20_000_000}));
         assert_eq!(done.status, tether_types::RunStatus::Completed, "{:?}", done.error);
-        let cut = expect_failure(
+        let (cut, cut_us) = run_timed(
             &hostile("fuel = 1_000_000_000_000, wall_time = \"300ms\"", ""),
             json!({"mode": "work", "n": u64::MAX}),
-            FailureClass::TimedOut,
         );
-        let (a, b) = (rate(&done.steps[0].stats), rate(&cut.steps[0].stats));
-        println!("fuel/us: ended by itself {a:.0}, stopped at its deadline {b:.0}");
+        assert_eq!(cut.error.as_ref().map(|e| e.class), Some(FailureClass::TimedOut), "{:?}", cut.error);
+        let a = done.steps[0].stats.total_fuel() as f64 / done_us as f64;
+        let b = cut.steps[0].stats.total_fuel() as f64 / cut_us as f64;
+        println!("fuel per CPU-us: ended by itself {a:.0}, stopped at its deadline {b:.0}");
         ratios.push(b / a);
         if (b / a - 1.0).abs() < 0.1 {
             return;
@@ -197,15 +217,15 @@ fn fuel_burned_by_a_tool_until_its_deadline_is_charged_to_the_step() {
     let mut ratios = Vec::new();
     for _ in 0..3 {
         let wf = hostile("fuel = 1_000_000_000_000", "fuel = 1_000_000_000_000, wall_time = \"300ms\"");
-        let done = run(&wf, call(30_000_000));
+        let (done, done_us) = run_timed(&wf, call(30_000_000));
         let tool = &done.steps[0].stats.tool_calls[0];
         assert_eq!(tool.outcome, "ok", "{done:?}");
-        let a = tool.fuel as f64 / tool.wall_us as f64;
-        let cut = run(&wf, call(u64::MAX / 2));
+        let a = done.steps[0].stats.total_fuel() as f64 / done_us as f64;
+        let (cut, cut_us) = run_timed(&wf, call(u64::MAX / 2));
         let stats = &cut.steps[0].stats;
         assert_eq!(stats.tool_calls[0].outcome, "timed_out", "{cut:?}");
-        let b = stats.tool_fuel as f64 / stats.tool_calls[0].wall_us as f64;
-        println!("tool fuel/us: ended by itself {a:.0}, stopped at its deadline {b:.0}");
+        let b = stats.total_fuel() as f64 / cut_us as f64;
+        println!("tool fuel per CPU-us: ended by itself {a:.0}, stopped at its deadline {b:.0}");
         ratios.push(b / a);
         if (b / a - 1.0).abs() < 0.1 {
             return;

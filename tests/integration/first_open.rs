@@ -1,7 +1,7 @@
 //! A journal whose first open (creating the file, migrating the schema) was killed at any
-//! point opens fine afterwards: `tether runs --db FILE` exits 0.
+//! point opens fine afterwards: `tether migrate --db FILE` exits 0.
 //!
-//! The random test SIGKILLs `tether runs --db NEW_FILE` at random delays spread over the
+//! The random test SIGKILLs `tether migrate --db NEW_FILE` at random delays spread over the
 //! time a first open takes (so kills land before the file exists, during migration, and
 //! after the process is done), then opens the file again. The deterministic test leaves a
 //! journal as a first open killed right after sqlx created its migrations table
@@ -20,10 +20,11 @@ use tether_tests::repo_root;
 use crate::chaos::{env_u64, seed, PrivateDir, Rng};
 use crate::support::{output, tether_cmd, tether_json};
 
-/// `tether runs --db FILE` (FILE also in $TETHER_DATABASE_URL, so nothing else is opened).
-fn runs(db: &Path) -> std::process::Command {
+/// `tether migrate --db FILE` (FILE also in $TETHER_DATABASE_URL, so nothing else is
+/// opened): the first open of a new journal, and nothing more.
+fn migrate(db: &Path) -> std::process::Command {
     let mut c = tether_cmd(db);
-    c.args(["runs", "--db", &db.display().to_string()]);
+    c.args(["migrate", "--db", &db.display().to_string()]);
     c
 }
 
@@ -60,7 +61,7 @@ fn a_first_open_killed_at_any_point_opens_afterwards() {
     for _ in 0..3 {
         remove_journal(&db);
         let started = Instant::now();
-        let o = runs(&db).output().unwrap();
+        let o = migrate(&db).output().unwrap();
         first_open = first_open.min(started.elapsed());
         assert_eq!(o.status.code(), Some(0), "an uninterrupted first open: {}", output(&o));
     }
@@ -80,7 +81,7 @@ fn a_first_open_killed_at_any_point_opens_afterwards() {
         i += 1;
         remove_journal(&db);
         let delay = rng.below(max_delay_us);
-        let mut child = runs(&db).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = migrate(&db).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         std::thread::sleep(Duration::from_micros(delay));
         if let Ok(Some(status)) = child.try_wait() {
             assert_eq!(status.code(), Some(0), "kill {i}: the first open failed by itself (seed {seed})");
@@ -91,11 +92,11 @@ fn a_first_open_killed_at_any_point_opens_afterwards() {
             stages[stage(&db)] += 1;
         }
         let size = std::fs::metadata(&db).map(|m| m.len()).ok();
-        let o = runs(&db).output().unwrap();
+        let o = migrate(&db).output().unwrap();
         assert_eq!(
             o.status.code(),
             Some(0),
-            "kill {i} after {delay} us (seed {seed}; the journal was {size:?} bytes): `tether runs` afterwards: {}",
+            "kill {i} after {delay} us (seed {seed}; the journal was {size:?} bytes): `tether migrate` afterwards: {}",
             output(&o)
         );
         let o = tether_cmd(&db).args(["verify", "--db", &db.display().to_string()]).output().unwrap();
@@ -129,8 +130,8 @@ fn a_first_open_cut_short_after_the_migrations_table_opens_and_works() {
         .build()
         .unwrap()
         .block_on(tether_store::testing::cut_short_first_open(&path));
-    let o = runs(&db).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "`tether runs` on a cut-short journal: {}", output(&o));
+    let o = migrate(&db).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "`tether migrate` on a cut-short journal: {}", output(&o));
     let o = tether_cmd(&db).args(["verify", "--db", &path]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "`tether verify` on a cut-short journal: {}", output(&o));
     // The schema is whole: a run is journaled and listed.

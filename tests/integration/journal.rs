@@ -186,7 +186,7 @@ fn processes_creating_one_new_journal_at_once_all_open_it() {
     let children: Vec<_> = (0..6)
         .map(|_| {
             crate::support::tether_cmd(std::path::Path::new(&db))
-                .args(["runs", "--json"])
+                .args(["migrate"])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -196,8 +196,9 @@ fn processes_creating_one_new_journal_at_once_all_open_it() {
     for child in children {
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
     }
+    let o = crate::support::tether_cmd(std::path::Path::new(&db)).args(["runs", "--json"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]", "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]

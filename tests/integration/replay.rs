@@ -123,6 +123,7 @@ fn verify_detects_an_edited_event_and_nothing_trusts_it() {
 #[test]
 fn resuming_an_unknown_run_is_a_usage_error() {
     let dir = fresh_dir("unknown-run");
+    assert_eq!(tether_cmd(&dir.join("journal.db")).arg("migrate").output().unwrap().status.code(), Some(0));
     let o = tether_cmd(&dir.join("journal.db")).args(["resume", "run_doesnotexist"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown run `run_doesnotexist`; `tether runs` lists the runs"));

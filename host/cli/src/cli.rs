@@ -76,6 +76,12 @@ pub(crate) enum Command {
     ///
     /// Example: tether backup /backups/journal-2026-11-29.db
     Backup(BackupArgs),
+    /// Create the journal if it does not exist, and bring its schema up to date. Other
+    /// commands do this on their own (`run` creates a journal; the rest only open one);
+    /// this does it ahead of time, say when deploying.
+    ///
+    /// Example: tether migrate --db /var/lib/tether/journal.db
+    Migrate(MigrateArgs),
     /// Show a component's world, imports, exports, size and sha256, and whether it fits
     /// the step or tool world (and if not, which import or export is wrong).
     ///
@@ -366,6 +372,12 @@ pub(crate) struct VerifyArgs {
 pub(crate) struct BackupArgs {
     /// The file to write (must not exist).
     pub(crate) file: PathBuf,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct MigrateArgs {
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }

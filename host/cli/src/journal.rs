@@ -274,6 +274,15 @@ pub(crate) fn backup(args: BackupArgs) -> Result<ExitCode, Failure> {
     })
 }
 
+pub(crate) fn migrate(args: crate::cli::MigrateArgs) -> Result<ExitCode, Failure> {
+    crate::cli::async_runtime()?.block_on(async {
+        args.db.open().await?;
+        let url = args.db.db.clone().unwrap_or_else(tether_store::default_database_url);
+        eprintln!("journal {url} is ready");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     let mut overrides = HashMap::new();
     for w in &args.with {

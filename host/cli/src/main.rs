@@ -90,6 +90,7 @@ fn main() -> ExitCode {
         cli::Command::Show(args) => show::show(args),
         cli::Command::Verify(args) => journal::verify(args),
         cli::Command::Backup(args) => journal::backup(args),
+        cli::Command::Migrate(args) => journal::migrate(args),
         cli::Command::Inspect(args) => inspect::inspect(args),
         cli::Command::Validate(args) => validate::validate(args),
         cli::Command::Inbox(args) => govern::inbox(args),

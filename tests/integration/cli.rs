@@ -470,3 +470,18 @@ fn validate_json_places_policy_problems_in_the_policy_file_and_always_prints_jso
         assert!(v["problems"][0]["message"].as_str().unwrap().contains(&path), "{v}");
     }
 }
+
+#[test]
+fn shell_completions_cover_the_commands() {
+    let o = tether(&["completions", "bash"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let script = String::from_utf8_lossy(&o.stdout);
+    for command in ["run", "resume", "show", "history", "approve", "migrate", "plugin"] {
+        assert!(script.contains(command), "{command} is not completed");
+    }
+    let o = tether(&["completions", "tcsh"]);
+    assert_usage_error(&o, &["invalid value 'tcsh'"]);
+    let o = tether(&["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("tether "));
+}

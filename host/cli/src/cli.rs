@@ -82,6 +82,10 @@ pub(crate) enum Command {
     ///
     /// Example: tether migrate --db /var/lib/tether/journal.db
     Migrate(MigrateArgs),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    ///
+    /// Example: tether completions bash > ~/.local/share/bash-completion/completions/tether
+    Completions(CompletionsArgs),
     /// Show a component's world, imports, exports, size and sha256, and whether it fits
     /// the step or tool world (and if not, which import or export is wrong).
     ///
@@ -374,6 +378,12 @@ pub(crate) struct BackupArgs {
     pub(crate) file: PathBuf,
     #[command(flatten)]
     pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    pub(crate) shell: clap_complete::Shell,
 }
 
 #[derive(Args)]

@@ -91,6 +91,11 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => journal::verify(args),
         cli::Command::Backup(args) => journal::backup(args),
         cli::Command::Migrate(args) => journal::migrate(args),
+        cli::Command::Completions(args) => {
+            use clap::CommandFactory;
+            clap_complete::generate(args.shell, &mut cli::Cli::command(), "tether", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         cli::Command::Inspect(args) => inspect::inspect(args),
         cli::Command::Validate(args) => validate::validate(args),
         cli::Command::Inbox(args) => govern::inbox(args),

@@ -485,3 +485,17 @@ fn shell_completions_cover_the_commands() {
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("tether "));
 }
+
+#[test]
+fn with_json_an_error_is_json_on_stderr() {
+    let dir = scratch("json-errors");
+    let db = dir.join("journal.db").display().to_string();
+    let _ = std::fs::remove_file(&db);
+    let o = tether(&["runs", "--db", &db, "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err: Value = serde_json::from_slice(&o.stderr).unwrap_or_else(|_| panic!("not JSON: {}", stderr(&o)));
+    assert_eq!(err["error"]["kind"], "usage");
+    assert_eq!(err["error"]["exit_code"], 2);
+    assert!(err["error"]["message"].as_str().unwrap().starts_with("no journal at"), "{err}");
+    assert!(o.stdout.is_empty());
+}

@@ -73,6 +73,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(false)
         .init();
+    let json = std::env::args_os().any(|a| a == "--json");
     let cli = match cli::Cli::try_parse_from(journal_flags_last(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
@@ -107,19 +108,18 @@ fn main() -> ExitCode {
         cli::Command::Plugin(command) => plugin::plugin(command),
         cli::Command::New(args) => new::new(args),
     };
-    match result {
-        Ok(code) => code,
-        Err(Failure::Usage(msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Internal(msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(1)
-        }
-        Err(Failure::Busy(msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(4)
-        }
+    let (kind, code, msg) = match result {
+        Ok(code) => return code,
+        Err(Failure::Usage(msg)) => ("usage", 2, msg),
+        Err(Failure::Internal(msg)) => ("internal", 1, msg),
+        Err(Failure::Busy(msg)) => ("busy", 4, msg),
+    };
+    if json {
+        // A script that asked for JSON gets its error as JSON too, on stderr.
+        let doc = serde_json::json!({"error": {"kind": kind, "exit_code": code, "message": msg}});
+        eprintln!("{}", serde_json::to_string(&doc).expect("JSON values serialize"));
+    } else {
+        eprintln!("error: {msg}");
     }
+    ExitCode::from(code)
 }

@@ -499,3 +499,22 @@ fn with_json_an_error_is_json_on_stderr() {
     assert!(err["error"]["message"].as_str().unwrap().starts_with("no journal at"), "{err}");
     assert!(o.stdout.is_empty());
 }
+
+#[test]
+fn migrate_and_backup_speak_json_too() {
+    let dir = scratch("json-migrate-backup");
+    let db = dir.join("journal.db");
+    let copy = dir.join("copy.db");
+    for f in [&db, &copy] {
+        let _ = std::fs::remove_file(f);
+    }
+    let db_arg = db.display().to_string();
+    let o = tether(&["migrate", "--db", &db_arg, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((doc["journal"].as_str(), doc["ready"].as_bool()), (Some(db_arg.as_str()), Some(true)));
+    let o = tether(&["backup", copy.to_str().unwrap(), "--db", &db_arg, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(doc["bytes"].as_u64().unwrap() > 0, "{doc}");
+}

@@ -317,8 +317,11 @@ fn a_gate_relaxes_once_its_record_earns_it_and_one_override_re_arms_it() {
     assert_eq!(decided[0]["evidence"]["override_rate"], 0.0);
 
     // A reviewer finds that approval wrong: the gate re-arms and asks a human again.
-    let o = r.cli(&["override", &auto_run, "refund", "--as", "alice", "--comment", "should have been partial"]);
+    let o =
+        r.cli(&["override", &auto_run, "refund", "--as", "alice", "--comment", "should have been partial", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((doc["gate"].as_str(), doc["rearmed"].as_bool()), (Some("refund"), Some(true)), "{doc}");
     // Once: a second override of the same approval would count it twice.
     let o = r.cli(&["override", &auto_run, "refund", "--as", "bob"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

@@ -187,7 +187,8 @@ fn bad_components_and_conflicting_versions_are_refused() {
     let (_, err) = host.expect(2, &["plugin", "remove", "counter"]);
     assert!(err.contains("NAME@VERSION"), "{err}");
     // Removing a plugin no run used still keeps its bytes (a run may be about to start).
-    host.expect(0, &["plugin", "remove", "counter@1.0.0"]);
+    let removed = host.json(&["plugin", "remove", "counter@1.0.0", "--json"]);
+    assert_eq!(removed["removed"], "counter@1.0.0", "{removed}");
     let digest = sha256_of(artifacts::WORD_COUNT);
     host.write(
         "by-digest.toml",

@@ -241,6 +241,9 @@ pub(crate) struct PluginShowArgs {
 pub(crate) struct PluginRemoveArgs {
     /// NAME@VERSION.
     pub(crate) plugin: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }
@@ -376,6 +379,9 @@ pub(crate) struct VerifyArgs {
 pub(crate) struct BackupArgs {
     /// The file to write (must not exist).
     pub(crate) file: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }
@@ -388,6 +394,9 @@ pub(crate) struct CompletionsArgs {
 
 #[derive(Args)]
 pub(crate) struct MigrateArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }
@@ -624,6 +633,9 @@ pub(crate) struct OverrideArgs {
     /// Why, for the record.
     #[arg(long)]
     pub(crate) comment: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) wait: WaitArgs,
     #[command(flatten)]

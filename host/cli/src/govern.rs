@@ -306,7 +306,10 @@ pub(crate) fn override_auto(args: OverrideArgs) -> Result<ExitCode, Failure> {
             Ok(vec![event])
         })
         .await?;
-        if let Some(approval) = overridden {
+        if let (Some(approval), true) = (&overridden, args.json) {
+            let doc = serde_json::json!({"run_id": run, "overridden": approval.id, "gate": approval.gate, "rearmed": true});
+            println!("{}", crate::output::json(&doc));
+        } else if let Some(approval) = overridden {
             eprintln!(
                 "run {}: the automatic approval of {} is recorded as overridden; gate `{}` is re-armed",
                 run, approval.id, approval.gate

@@ -263,6 +263,15 @@ pub(crate) fn backup(args: BackupArgs) -> Result<ExitCode, Failure> {
         let started = std::time::Instant::now();
         store.backup(&args.file).await.map_err(store_failure)?;
         let size = std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0);
+        if args.json {
+            let doc = serde_json::json!({
+                "file": args.file.display().to_string(),
+                "bytes": size,
+                "ms": started.elapsed().as_secs_f64() * 1e3,
+            });
+            println!("{}", crate::output::json(&doc));
+            return Ok(ExitCode::SUCCESS);
+        }
         eprintln!(
             "wrote {} ({}) in {}; open it with --db {}",
             args.file.display(),
@@ -278,7 +287,11 @@ pub(crate) fn migrate(args: crate::cli::MigrateArgs) -> Result<ExitCode, Failure
     crate::cli::async_runtime()?.block_on(async {
         args.db.open().await?;
         let url = args.db.db.clone().unwrap_or_else(tether_store::default_database_url);
-        eprintln!("journal {url} is ready");
+        if args.json {
+            println!("{}", crate::output::json(&serde_json::json!({"journal": url, "ready": true})));
+        } else {
+            eprintln!("journal {url} is ready");
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

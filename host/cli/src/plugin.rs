@@ -160,7 +160,12 @@ fn remove(args: PluginRemoveArgs) -> Result<ExitCode, Failure> {
         let store = args.db.open_existing().await?;
         store.remove_plugin(name, version).await.map_err(store_failure)
     })?;
-    println!("removed {} (sha256:{})", removed.reference(), removed.digest);
+    if args.json {
+        let doc = serde_json::json!({"removed": removed.reference(), "digest": removed.digest});
+        println!("{}", crate::output::json(&doc));
+    } else {
+        println!("removed {} (sha256:{})", removed.reference(), removed.digest);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -20,6 +20,8 @@ pub mod retry;
 pub mod run_budget;
 pub mod state;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod track;
 mod units;
 

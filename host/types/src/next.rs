@@ -28,6 +28,8 @@ use crate::state::{OpenAttempt, Resolved, RunState};
 
 mod checks;
 use checks::Gate;
+#[cfg(test)]
+mod tests;
 
 /// A plan's expressions, compiled.
 #[derive(Clone, Debug, Default)]

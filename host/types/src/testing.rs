@@ -1,0 +1,223 @@
+//! Test support for the pure core: plans written as small workflow files, and a run
+//! driven by hand through [`Flow::next`], with the events the host would record.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::event::{Event, EventKind};
+use crate::manifest::{Compensation, Workflow};
+use crate::next::{Flow, Launch, Next};
+use crate::plan::Plan;
+use crate::plan::{PlanApproval, PlanCompensation, PlanForEach, PlanLoop, PlanRouteCase, PlanStep, PlanTool};
+use crate::state::RunState;
+
+/// The plan of a workflow file (its `name` line is added), resolved as the loader does
+/// it, with each component's path standing for its digest.
+pub(crate) fn plan(toml: &str) -> Plan {
+    let text = format!("name = \"t\"\n{toml}");
+    let wf = Workflow::parse("t.toml", &text).unwrap_or_else(|e| {
+        let errors: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+        panic!("the workflow does not parse:\n{}", errors.join("\n"))
+    });
+    let source = |e: &Option<crate::expr::Expr>| e.as_ref().map(|e| e.source().to_string());
+    Plan {
+        workflow: wf.name.clone(),
+        version: wf.version.clone(),
+        run_budget: wf.run_budget.clone(),
+        loops: wf
+            .loops
+            .iter()
+            .map(|(name, l)| {
+                let until = l.until.source().to_string();
+                (name.clone(), PlanLoop { until, max_iterations: l.max_iterations, on_exhausted: l.on_exhausted })
+            })
+            .collect(),
+        output: source(&wf.output),
+        policy: (!wf.policy.policy.is_empty()).then(|| wf.policy.policy.clone()),
+        steps: wf
+            .steps
+            .iter()
+            .map(|s| PlanStep {
+                name: s.name.clone(),
+                component: s.component.as_ref().map(|c| c.path.clone()).unwrap_or_default(),
+                needs: Some(s.flow.needs.clone()),
+                input: source(&s.flow.input),
+                when: source(&s.flow.when),
+                for_each: s
+                    .flow
+                    .for_each
+                    .as_ref()
+                    .map(|f| PlanForEach { items: f.items.source().to_string(), concurrency: f.concurrency }),
+                route: s.flow.route.as_ref().map(|cases| {
+                    cases.iter().map(|c| PlanRouteCase { when: source(&c.when), to: c.to.clone() }).collect()
+                }),
+                in_loop: s.flow.in_loop.clone(),
+                tools: s.tools.clone(),
+                budget: s.budget,
+                retry: s.retry.clone(),
+                compensate: s.compensate.as_ref().map(|c| match c {
+                    Compensation::Tool(t) => PlanCompensation::Tool(t.clone()),
+                    Compensation::Component(c) => PlanCompensation::Component(c.path.clone()),
+                }),
+                dirs: Vec::new(),
+                env: s.env.clone(),
+                approval: s.approval.as_ref().map(|a| PlanApproval { gate: a.gate.clone(), when: source(&a.when) }),
+            })
+            .collect(),
+        tools: wf
+            .tools
+            .iter()
+            .map(|(n, t)| {
+                let tool = PlanTool {
+                    component: t.component.path.clone(),
+                    budget: t.budget,
+                    dirs: Vec::new(),
+                    env: Vec::new(),
+                };
+                (n.clone(), tool)
+            })
+            .collect(),
+    }
+}
+
+/// A run driven by hand: ask [`Flow::next`], check the answer, apply what the host would
+/// record, ask again.
+pub(crate) struct Run {
+    pub flow: Flow,
+    pub state: RunState,
+    /// Keys of the attempts running now.
+    pub busy: HashSet<String>,
+    /// The clock, in microseconds since the Unix epoch.
+    pub now: u64,
+    /// Every event applied after `run_started`, in order.
+    pub journal: Vec<EventKind>,
+}
+
+impl Run {
+    /// A run of the workflow `toml` with `input`, started by `bot`.
+    pub fn new(toml: &str, input: Value) -> Run {
+        Run::of(plan(toml), input)
+    }
+
+    /// A run of `plan` with `input`, started by `bot`.
+    pub fn of(plan: Plan, input: Value) -> Run {
+        let flow = Flow::compile(&plan).expect("the plan compiles");
+        Run {
+            flow,
+            state: RunState::new(plan, input, "bot".into()),
+            busy: HashSet::new(),
+            now: 1_000_000,
+            journal: Vec::new(),
+        }
+    }
+
+    /// What the run does next (nothing is applied).
+    pub fn next(&self) -> Next {
+        self.flow.next(&self.state, &self.busy, self.now)
+    }
+
+    /// Applies events as the host records them; a refused event fails the test.
+    pub fn apply(&mut self, events: impl IntoIterator<Item = EventKind>) {
+        for e in events {
+            let seq = self.journal.len() as u64 + 2;
+            if let Err(reason) = self.state.apply(seq, &e) {
+                panic!("event {seq} ({}) was refused: {reason}", e.name());
+            }
+            self.journal.push(e);
+        }
+    }
+
+    /// Expects decisions to record; applies and returns them.
+    pub fn record(&mut self) -> Vec<EventKind> {
+        match self.next() {
+            Next::Record(events) => {
+                self.apply(events.clone());
+                events
+            }
+            other => panic!("expected decisions to record, got {other:?}"),
+        }
+    }
+
+    /// Expects attempts to run; returns them (nothing is applied).
+    pub fn launches(&self) -> Vec<Launch> {
+        match self.next() {
+            Next::Run(launches) => launches,
+            other => panic!("expected attempts to run, got {other:?}"),
+        }
+    }
+
+    /// Expects exactly the attempts of `keys` to run and starts them, as the host does:
+    /// each is busy, and a fresh one records `step_attempt_started`.
+    pub fn start(&mut self, keys: &[&str]) -> Vec<Launch> {
+        let launches = self.launches();
+        let launched: Vec<&str> = launches.iter().map(|l| l.key.as_str()).collect();
+        assert_eq!(launched, keys, "launched");
+        for l in &launches {
+            self.busy.insert(l.key.clone());
+            if l.resume.is_none() {
+                self.apply([started(&l.key, l.attempt, l.input.clone())]);
+            }
+        }
+        launches
+    }
+
+    /// The running attempt of `key` completes with `output`.
+    pub fn complete(&mut self, key: &str, output: Value) {
+        let attempt = self.open_attempt(key);
+        self.busy.remove(key);
+        self.apply([completed(key, attempt, output)]);
+    }
+
+    /// Runs each of `keys` to completion, the output of each given by `output(launch)`.
+    pub fn run(&mut self, keys: &[&str], output: impl Fn(&Launch) -> Value) -> Vec<Launch> {
+        let launches = self.start(keys);
+        for l in &launches {
+            self.complete(&l.key, output(l));
+        }
+        launches
+    }
+
+    fn open_attempt(&self, key: &str) -> u32 {
+        let open = self.state.instances.get(key).and_then(|i| i.open.as_ref());
+        open.unwrap_or_else(|| panic!("`{key}` has no open attempt")).attempt
+    }
+}
+
+/// `step_attempt_started` of `key`.
+pub(crate) fn started(key: &str, attempt: u32, input: Value) -> EventKind {
+    EventKind::StepAttemptStarted {
+        step: key.into(),
+        attempt,
+        component_digest: "d".into(),
+        input,
+        limits: None,
+        usage_limits: Default::default(),
+    }
+}
+
+/// `step_completed` of `key`.
+pub(crate) fn completed(key: &str, attempt: u32, output: Value) -> EventKind {
+    EventKind::StepCompleted { step: key.into(), attempt, output, fuel: 0, tool_fuel: 0, wall_us: 0, peak_memory: 0 }
+}
+
+/// `run_started` of `plan` with `input`.
+pub(crate) fn run_started(plan: &Plan, input: Value) -> EventKind {
+    EventKind::RunStarted {
+        workflow: plan.workflow.clone(),
+        workflow_digest: plan.digest(),
+        plan: serde_json::to_value(plan).expect("plans serialize"),
+        input,
+        identity: "bot".into(),
+    }
+}
+
+/// A journal of these events, numbered from 1 (hashes are placeholders: the fold does not
+/// check the chain).
+pub(crate) fn journal(kinds: Vec<EventKind>) -> Vec<Event> {
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, kind)| Event { seq: i as u64 + 1, at_us: 1_000 + i as u64, kind, hash: format!("h{}", i + 1) })
+        .collect()
+}

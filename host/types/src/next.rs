@@ -422,8 +422,13 @@ impl Flow {
             case: chosen.as_ref().map(|(i, _)| *i),
             output: input,
         }];
-        let mut targets: Vec<&String> = cases.iter().map(|(_, to)| to).collect();
-        targets.dedup();
+        // A target may be named by several cases, not only by neighbouring ones: skip it once.
+        let mut targets: Vec<&String> = Vec::new();
+        for (_, to) in cases {
+            if !targets.contains(&to) {
+                targets.push(to);
+            }
+        }
         for to in targets {
             if chosen.as_ref().is_some_and(|(_, c)| c == to) || state.plan.step(to).is_none() {
                 continue;

@@ -242,6 +242,33 @@ fn a_route_where_no_case_holds_skips_every_target_and_what_needs_only_them() {
 }
 
 #[test]
+fn a_target_named_by_two_cases_is_skipped_once() {
+    let toml = ROUTE.replace(
+        "  { when = \"steps.classify.kind == 'question'\", to = \"reply\" },\n",
+        "  { when = \"steps.classify.kind == 'question'\", to = \"reply\" },\n  { to = \"escalate\" },\n",
+    );
+    let mut run = Run::new(&toml, json!({}));
+    run.run(&["classify"], |_| json!({"kind": "question"}));
+    assert_eq!(
+        run.record(),
+        vec![
+            routed(Some("reply"), Some(2), json!({"kind": "question"})),
+            skipped("escalate", "route `route` chose `reply`")
+        ]
+    );
+    // The default case.
+    let mut run = Run::new(&toml, json!({}));
+    run.run(&["classify"], |_| json!({"kind": "other"}));
+    assert_eq!(
+        run.record(),
+        vec![
+            routed(Some("escalate"), Some(3), json!({"kind": "other"})),
+            skipped("reply", "route `route` chose `escalate`")
+        ]
+    );
+}
+
+#[test]
 fn an_interrupted_attempt_is_continued_from_the_journal_with_its_recorded_input() {
     let plan = plan("[[steps]]\nname = \"a\"\ncomponent = \"a.wasm\"\ninput = \"{'n': input.n}\"\n");
     let read = EventKind::HostRead { step: "a".into(), read: HostRead::WallClock { nanos: 5 } };

@@ -6,11 +6,15 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use crate::event::{Event, EventKind};
+use crate::failure::StepFailure;
 use crate::manifest::{Compensation, Workflow};
 use crate::next::{Flow, Launch, Next};
 use crate::plan::Plan;
 use crate::plan::{PlanApproval, PlanCompensation, PlanForEach, PlanLoop, PlanRouteCase, PlanStep, PlanTool};
 use crate::state::RunState;
+
+/// The run id retry jitter is drawn from.
+pub(crate) const RUN: &str = "run_test";
 
 /// The plan of a workflow file (its `name` line is added), resolved as the loader does
 /// it, with each component's path standing for its digest.
@@ -169,6 +173,28 @@ impl Run {
         self.apply([completed(key, attempt, output)]);
     }
 
+    /// The running attempt of `key` fails; as the host does, a retry is scheduled when
+    /// the step's retry policy takes this failure. Returns the retry's earliest start.
+    pub fn fail(&mut self, key: &str, failure: StepFailure) -> Option<u64> {
+        let attempt = self.open_attempt(key);
+        self.busy.remove(key);
+        let retry = self.state.plan.step(crate::flow::step_of(key)).expect("a step of the plan").retry.clone();
+        let retried = retry.retries(&failure, attempt);
+        self.apply([failed(key, attempt, failure)]);
+        if !retried {
+            return None;
+        }
+        let backoff = retry.backoff_for(RUN, key, attempt);
+        let not_before_us = self.now + backoff.as_micros() as u64;
+        self.apply([EventKind::RetryScheduled {
+            step: key.to_string(),
+            attempt: attempt + 1,
+            not_before_us,
+            backoff_ms: backoff.as_millis() as u64,
+        }]);
+        Some(not_before_us)
+    }
+
     /// Runs each of `keys` to completion, the output of each given by `output(launch)`.
     pub fn run(&mut self, keys: &[&str], output: impl Fn(&Launch) -> Value) -> Vec<Launch> {
         let launches = self.start(keys);
@@ -199,6 +225,11 @@ pub(crate) fn started(key: &str, attempt: u32, input: Value) -> EventKind {
 /// `step_completed` of `key`.
 pub(crate) fn completed(key: &str, attempt: u32, output: Value) -> EventKind {
     EventKind::StepCompleted { step: key.into(), attempt, output, fuel: 0, tool_fuel: 0, wall_us: 0, peak_memory: 0 }
+}
+
+/// `step_failed` of `key`.
+pub(crate) fn failed(key: &str, attempt: u32, failure: StepFailure) -> EventKind {
+    EventKind::StepFailed { step: key.into(), attempt, failure, fuel: 0, tool_fuel: 0, wall_us: 0, peak_memory: 0 }
 }
 
 /// `run_started` of `plan` with `input`.

@@ -10,6 +10,8 @@ use crate::failure::FailureClass;
 use crate::state::{OpenAttempt, Resolved, RunState};
 use crate::testing::{journal, plan, run_started, started, Run};
 
+mod fanout;
+
 fn skipped(step: &str, reason: &str) -> EventKind {
     EventKind::StepSkipped { step: step.into(), reason: reason.into() }
 }

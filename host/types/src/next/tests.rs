@@ -11,6 +11,7 @@ use crate::state::{OpenAttempt, Resolved, RunState};
 use crate::testing::{journal, plan, run_started, started, Run};
 
 mod fanout;
+mod loops;
 
 fn skipped(step: &str, reason: &str) -> EventKind {
     EventKind::StepSkipped { step: step.into(), reason: reason.into() }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use crate::event::{Event, EventKind};
-use crate::failure::StepFailure;
+use crate::failure::{FailureClass, StepFailure};
 use crate::manifest::{Compensation, Workflow};
 use crate::next::{Flow, Launch, Next};
 use crate::plan::Plan;
@@ -230,6 +230,11 @@ pub(crate) fn completed(key: &str, attempt: u32, output: Value) -> EventKind {
 /// `step_failed` of `key`.
 pub(crate) fn failed(key: &str, attempt: u32, failure: StepFailure) -> EventKind {
     EventKind::StepFailed { step: key.into(), attempt, failure, fuel: 0, tool_fuel: 0, wall_us: 0, peak_memory: 0 }
+}
+
+/// A failure of `class`.
+pub(crate) fn failure(class: FailureClass) -> StepFailure {
+    StepFailure::new(class, format!("it failed: {class}"))
 }
 
 /// `run_started` of `plan` with `input`.

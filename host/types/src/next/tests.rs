@@ -12,6 +12,7 @@ use crate::testing::{journal, plan, run_started, started, Run};
 
 mod fanout;
 mod loops;
+mod retries;
 
 fn skipped(step: &str, reason: &str) -> EventKind {
     EventKind::StepSkipped { step: step.into(), reason: reason.into() }

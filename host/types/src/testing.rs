@@ -11,6 +11,7 @@ use crate::manifest::{Compensation, Workflow};
 use crate::next::{Flow, Launch, Next};
 use crate::plan::Plan;
 use crate::plan::{PlanApproval, PlanCompensation, PlanForEach, PlanLoop, PlanRouteCase, PlanStep, PlanTool};
+use crate::policy::Decision;
 use crate::state::RunState;
 
 /// The run id retry jitter is drawn from.
@@ -235,6 +236,22 @@ pub(crate) fn failed(key: &str, attempt: u32, failure: StepFailure) -> EventKind
 /// A failure of `class`.
 pub(crate) fn failure(class: FailureClass) -> StepFailure {
     StepFailure::new(class, format!("it failed: {class}"))
+}
+
+/// `approval_decided` of the step-level request `id` (`KEY@CHECKPOINT`) at gate `gate`.
+pub(crate) fn decided(id: &str, gate: &str, by: &str, decision: Decision, payload: Option<Value>) -> EventKind {
+    let step = id.split(['@', '/']).next().unwrap_or(id).to_string();
+    EventKind::ApprovalDecided {
+        id: id.into(),
+        gate: gate.into(),
+        step,
+        call: None,
+        by: by.into(),
+        decision,
+        payload,
+        comment: None,
+        evidence: None,
+    }
 }
 
 /// `run_started` of `plan` with `input`.

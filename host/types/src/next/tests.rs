@@ -10,6 +10,7 @@ use crate::failure::FailureClass;
 use crate::state::{OpenAttempt, Resolved, RunState};
 use crate::testing::{journal, plan, run_started, started, Run};
 
+mod approvals;
 mod fanout;
 mod loops;
 mod retries;

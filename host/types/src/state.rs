@@ -12,6 +12,9 @@ use crate::ids::RunId;
 use crate::plan::Plan;
 use crate::report::{LogLine, RunError, RunReport, RunStatus, StepReport, StepStats, ToolCallReport};
 
+#[cfg(test)]
+mod tests;
+
 /// An attempt that started and has not ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpenAttempt {

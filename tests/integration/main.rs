@@ -3,6 +3,7 @@
 mod backup;
 mod budgets;
 mod cache;
+mod cancel;
 mod chaos;
 mod cli;
 mod compensation;

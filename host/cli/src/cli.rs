@@ -82,6 +82,13 @@ pub(crate) enum Command {
     ///
     /// Example: tether migrate --db /var/lib/tether/journal.db
     Migrate(MigrateArgs),
+    /// Cancel a run: journaled with who and why; nothing more starts, its completed steps
+    /// are undone (as for a failure) and it ends `cancelled`. A waiting, paused or
+    /// interrupted run is cancelled at once; a run another live process is executing is
+    /// refused (exit 4), since that process owns it until it stops or waits.
+    ///
+    /// Example: tether cancel run_01a2 --as alice --reason "customer withdrew the request"
+    Cancel(CancelArgs),
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
     ///
     /// Example: tether completions bash > ~/.local/share/bash-completion/completions/tether
@@ -328,8 +335,8 @@ pub(crate) struct ReplayArgs {
 
 #[derive(Args)]
 pub(crate) struct RunsArgs {
-    /// Only runs with this status: running, paused, waiting, completed, failed, compensated or
-    /// compensation_failed.
+    /// Only runs with this status: running, paused, waiting, completed, failed, compensated,
+    /// compensation_failed or cancelled.
     #[arg(long)]
     pub(crate) status: Option<String>,
     /// At most this many runs.
@@ -384,6 +391,24 @@ pub(crate) struct BackupArgs {
     pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct CancelArgs {
+    /// The run id, or a unique start of it.
+    pub(crate) run: String,
+    /// Who cancels it (recorded).
+    #[arg(long = "as", value_name = "NAME", value_parser = identity_name)]
+    pub(crate) identity: String,
+    /// Why (recorded).
+    #[arg(long)]
+    pub(crate) reason: Option<String>,
+    #[command(flatten)]
+    pub(crate) wait: WaitArgs,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+    #[command(flatten)]
+    pub(crate) host: HostArgs,
 }
 
 #[derive(Args)]

@@ -128,6 +128,13 @@ fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Resul
         driver
             .append_with(run_id.as_str(), |events: &[Event]| -> Result<Vec<EventKind>, Failure> {
                 let state = RunState::fold(run_id.as_str(), events).map_err(|e| Failure::Internal(e.to_string()))?;
+                if state.outcome.is_some() || state.cancelled.is_some() {
+                    let status = tether_types::state::index_status(events);
+                    return Err(Failure::usage(format!(
+                        "run {run_id} has ended ({}); its requests can no longer be decided",
+                        if state.outcome.is_some() { status.as_str() } else { "cancelled" }
+                    )));
+                }
                 let approval = find(&state, &args.gate, run_id.as_str())?;
                 if approval.outcome.is_some() {
                     return Err(Failure::usage(format!(
@@ -199,7 +206,11 @@ fn deciders(events: &[Event], id: &str) -> String {
 /// decision is journaled, and that process (which took the run after it) goes on from it.
 /// The command succeeded once the decision is recorded: how the run then ends is printed
 /// (and is in `--json`), but a run that fails after a rejection does not make it exit 1.
-async fn continue_run(driver: &Driver, run_id: &RunId, output: &crate::cli::OutputArgs) -> Result<ExitCode, Failure> {
+pub(crate) async fn continue_run(
+    driver: &Driver,
+    run_id: &RunId,
+    output: &crate::cli::OutputArgs,
+) -> Result<ExitCode, Failure> {
     let total = crate::run::plan_steps(driver, run_id).await?;
     match driver.resume(run_id.as_str(), &[], crate::run::progress(output, total)).await {
         Err(tether_runtime::DriverError::Busy(busy)) => {

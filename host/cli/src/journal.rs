@@ -18,7 +18,7 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
         None => None,
         Some(s) => Some(
             RunIndexStatus::parse(s)
-                .ok_or_else(|| Failure::usage(format!("--status must be running, paused, waiting, completed, failed, compensated or compensation_failed, not `{s}`")))?,
+                .ok_or_else(|| Failure::usage(format!("--status must be running, paused, waiting, completed, failed, compensated, compensation_failed or cancelled, not `{s}`")))?,
         ),
     };
     crate::cli::async_runtime()?.block_on(async {
@@ -77,7 +77,9 @@ pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
             // Who acted: the approver for a decision, the host for its own events, the
             // run's identity for everything done on its behalf.
             let who = match &e.kind {
-                EventKind::ApprovalDecided { by, .. } | EventKind::ApprovalOverridden { by, .. } => by.as_str(),
+                EventKind::ApprovalDecided { by, .. }
+                | EventKind::ApprovalOverridden { by, .. }
+                | EventKind::RunCancelled { by, .. } => by.as_str(),
                 EventKind::RunResumed { .. } | EventKind::RunWaiting { .. } | EventKind::RunPaused { .. } => {
                     tether_types::policy::BY_HOST
                 }
@@ -210,6 +212,10 @@ fn detail(e: &Event) -> String {
             format!("{id}: {}{edited}{comment}{evidence}", decision.as_str())
         }
         EventKind::RunWaiting { approvals } => format!("waiting for {}", approvals.join(", ")),
+        EventKind::RunCancelled { reason, .. } => match reason {
+            Some(r) => format!("cancelled: {r}"),
+            None => "cancelled".to_string(),
+        },
         EventKind::ApprovalOverridden { id, gate, payload, comment, .. } => {
             let should = payload.as_ref().map(|p| format!("; should have been {}", short(p))).unwrap_or_default();
             let comment = comment.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();

@@ -2,6 +2,7 @@
 //!
 //! `main` is thin: it parses flags, runs a command, prints errors and owns exit codes.
 
+mod cancel;
 mod cli;
 mod failure;
 mod files;
@@ -92,6 +93,7 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => journal::verify(args),
         cli::Command::Backup(args) => journal::backup(args),
         cli::Command::Migrate(args) => journal::migrate(args),
+        cli::Command::Cancel(args) => cancel::cancel(args),
         cli::Command::Completions(args) => {
             use clap::CommandFactory;
             clap_complete::generate(args.shell, &mut cli::Cli::command(), "tether", &mut std::io::stdout());

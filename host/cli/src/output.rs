@@ -94,6 +94,15 @@ pub(crate) fn attempt_note(attempt: u32, retry_in: Option<std::time::Duration>) 
 }
 
 pub(crate) fn run_summary(report: &RunReport) {
+    if let Some(e) = report.error.as_ref().filter(|e| e.class == tether_types::FailureClass::Cancelled) {
+        let undone = match report.status {
+            RunStatus::Compensated => "; its completed steps were undone",
+            RunStatus::CompensationFailed => "; undoing a completed step failed (see `tether history`)",
+            _ => "",
+        };
+        eprintln!("run {} {}{undone}", report.run_id, sanitize(&e.message));
+        return;
+    }
     match report.status {
         RunStatus::Completed => {
             println!("{}", json(&report.output));

@@ -115,7 +115,7 @@ fn view(run: &str, state: &RunState, events: &[Event]) -> View {
     let waiting_on: Vec<Pending> = state
         .approvals
         .values()
-        .filter(|a| a.outcome.is_none())
+        .filter(|a| a.outcome.is_none() && !over)
         .map(|a| Pending {
             approval: a.id.clone(),
             gate: a.gate.clone(),

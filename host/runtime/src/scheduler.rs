@@ -109,6 +109,19 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             .await?;
             return Ok(self.report(status, Value::Null, Some(begun.error)));
         }
+        if let (Some(error), None) = (self.state.cancel_error(), &self.state.outcome) {
+            // Cancelled by a person: nothing more starts; completed steps are undone.
+            let status = crate::compensation::fail(
+                &self.engine,
+                self.workflow,
+                &self.journal,
+                &error,
+                &self.state.completed,
+                None,
+            )
+            .await?;
+            return Ok(self.report(status, Value::Null, Some(error)));
+        }
         let end = loop {
             let next = if self.pausing.is_some() {
                 Next::Run(Vec::new())

@@ -339,6 +339,15 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         evidence: Option<crate::track::TrackRecord>,
     },
+    /// A person cancelled the run (`tether cancel`). Nothing more is started; its
+    /// completed steps are undone, and it ends with class `cancelled` (status `cancelled`).
+    RunCancelled {
+        /// Who cancelled it.
+        by: String,
+        /// Why, for the record.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Nothing can run until a human decides: the run is `waiting`.
     RunWaiting {
         /// The requests it waits for.
@@ -442,6 +451,7 @@ impl EventKind {
             EventKind::PolicyVerdict { .. } => "policy_verdict",
             EventKind::ApprovalRequested { .. } => "approval_requested",
             EventKind::ApprovalDecided { .. } => "approval_decided",
+            EventKind::RunCancelled { .. } => "run_cancelled",
             EventKind::RunWaiting { .. } => "run_waiting",
             EventKind::ApprovalOverridden { .. } => "approval_overridden",
             EventKind::RunCompleted { .. } => "run_completed",

@@ -43,6 +43,8 @@ pub enum FailureClass {
     /// A human rejected the action at an approval gate (or its deadline passed and the
     /// gate's default is to reject).
     Rejected,
+    /// A person cancelled the run (`tether cancel`); its completed steps were undone.
+    Cancelled,
     /// Not a failure: the attempt stopped to wait for an approval, holding no sandbox
     /// while it waits. Never journaled as a step's end; the attempt continues from the
     /// journal once the request is decided.
@@ -51,7 +53,7 @@ pub enum FailureClass {
 
 impl FailureClass {
     /// Every class, in the order they are documented.
-    pub const ALL: [FailureClass; 16] = [
+    pub const ALL: [FailureClass; 17] = [
         Self::GuestError,
         Self::Trap,
         Self::FuelExhausted,
@@ -67,6 +69,7 @@ impl FailureClass {
         Self::RunBudgetExceeded,
         Self::LoopExhausted,
         Self::Rejected,
+        Self::Cancelled,
         Self::AwaitingApproval,
     ];
 
@@ -88,6 +91,7 @@ impl FailureClass {
             Self::RunBudgetExceeded => "run_budget_exceeded",
             Self::LoopExhausted => "loop_exhausted",
             Self::Rejected => "rejected",
+            Self::Cancelled => "cancelled",
             Self::AwaitingApproval => "awaiting_approval",
         }
     }

@@ -234,6 +234,8 @@ pub struct RunState {
     pub approvals: BTreeMap<String, Approval>,
     /// Whether the run last stopped to wait for approvals (and was not resumed since).
     pub waiting: bool,
+    /// Set once a person cancelled the run: by whom, and why.
+    pub cancelled: Option<(String, Option<String>)>,
     /// Non-secret environment values granted to the run.
     pub env: BTreeMap<String, String>,
     /// Last event's sequence number and hash, to continue the chain.
@@ -253,6 +255,19 @@ pub struct FoldError {
 }
 
 impl RunState {
+    /// The run's error once cancelled: what it ends with, after its completed steps are
+    /// undone.
+    pub fn cancel_error(&self) -> Option<RunError> {
+        self.cancelled.as_ref().map(|(by, reason)| RunError {
+            class: crate::FailureClass::Cancelled,
+            step: "-".into(),
+            message: match reason {
+                Some(r) => format!("cancelled by {by}: {r}"),
+                None => format!("cancelled by {by}"),
+            },
+        })
+    }
+
     /// Folds a run's verified events.
     pub fn fold(run: &str, events: &[Event]) -> Result<RunState, FoldError> {
         let err = |seq: u64, reason: &str| FoldError { run: run.into(), seq, reason: reason.into() };
@@ -291,6 +306,7 @@ impl RunState {
             verdicts: BTreeMap::new(),
             approvals: BTreeMap::new(),
             waiting: false,
+            cancelled: None,
             env: BTreeMap::new(),
             last: (0, String::new()),
         }
@@ -395,6 +411,7 @@ impl RunState {
                 self.waiting = false;
             }
             EventKind::RunWaiting { .. } => self.waiting = true,
+            EventKind::RunCancelled { by, reason } => self.cancelled = Some((by.clone(), reason.clone())),
             EventKind::GrantsApplied { env, .. } => self.env.clone_from(env),
             EventKind::BudgetRaised { metric, by } => *self.raises.entry(metric.clone()).or_default() += by,
             EventKind::RunCompleted { output } => self.outcome = Some(Ok(output.clone())),
@@ -606,6 +623,12 @@ pub fn index_status(events: &[Event]) -> crate::store::RunIndexStatus {
             (EventKind::RunWaiting { .. }, _) => S::Waiting,
             (EventKind::RunResumed { .. }, S::Paused | S::Waiting) => S::Running,
             (EventKind::RunCompleted { .. }, _) => S::Completed,
+            (
+                EventKind::RunFailed { error }
+                | EventKind::RunCompensated { error }
+                | EventKind::RunCompensationFailed { error, .. },
+                _,
+            ) if error.class == crate::FailureClass::Cancelled => S::Cancelled,
             (EventKind::RunFailed { .. }, _) => S::Failed,
             (EventKind::RunCompensated { .. }, _) => S::Compensated,
             (EventKind::RunCompensationFailed { .. }, _) => S::CompensationFailed,

@@ -23,6 +23,8 @@ pub enum RunIndexStatus {
     Compensated,
     /// Failed, and undoing a completed step failed too.
     CompensationFailed,
+    /// Cancelled by a person (`tether cancel`), its completed steps undone.
+    Cancelled,
     /// The index row holds a status tether never writes: the index was edited or
     /// damaged. Listed so that it is seen; `tether verify` says what is wrong.
     Damaged,
@@ -39,6 +41,7 @@ impl RunIndexStatus {
             Self::Waiting => "waiting",
             Self::Compensated => "compensated",
             Self::CompensationFailed => "compensation_failed",
+            Self::Cancelled => "cancelled",
             Self::Damaged => "damaged",
         }
     }
@@ -53,6 +56,7 @@ impl RunIndexStatus {
             "waiting" => Some(Self::Waiting),
             "compensated" => Some(Self::Compensated),
             "compensation_failed" => Some(Self::CompensationFailed),
+            "cancelled" => Some(Self::Cancelled),
             _ => None,
         }
     }

@@ -95,13 +95,44 @@ fn wait_for(db: &std::path::Path, run: &str, kind: &str) {
 }
 
 #[test]
-fn a_killed_run_is_cancelled_with_its_completed_steps_undone_and_a_live_one_is_refused() {
-    let dir = fresh_dir("cancel-saga");
+fn a_run_in_flight_is_cancelled_by_the_host_executing_it() {
+    let dir = fresh_dir("cancel-live");
+    let db = dir.join("journal.db");
+    let wf = saga(&dir, 60_000);
+    let run = "run_cancel-live";
+    let child = tether_cmd(&db)
+        .args(["run", &wf, "--run-id", run, "--input", "{}"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&db, run, "step_completed");
+    std::thread::sleep(Duration::from_millis(300)); // `wait` is sleeping in its sandbox
+    let started = Instant::now();
+    let o = tether_cmd(&db).args(["cancel", run, "--as", "ops", "--reason", "stop", "--json"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", output(&o));
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(stderr(&o).contains("is being executed by another process: asked it to cancel"), "{}", output(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["error"]["message"], "cancelled by ops: stop", "{report}");
+    // The executing process interrupted its 60 s attempt and ended the run itself.
+    let done = child.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&done.stderr).contains("cancelled by ops: stop"), "{}", output(&done));
+    let (_, events) = tether_json(&db, &["history", run, "--json"]);
+    let events = events.as_array().unwrap();
+    assert_eq!(of_type(events, "run_cancelled")[0]["by"], "ops");
+    assert_eq!(of_type(events, "step_compensated").len(), 1);
+    assert!(!events.iter().any(|e| e["type"] == "step_completed" && e["step"] == "wait"), "the sleep ran to its end");
+    let o = tether_cmd(&db).args(["verify", run]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", output(&o));
+}
+
+#[test]
+fn a_request_whose_host_died_is_carried_out_by_the_next_resume() {
+    let dir = fresh_dir("cancel-request");
     let db = dir.join("journal.db");
     let wf = saga(&dir, 20_000);
-    let run = "run_cancel-saga";
-
-    // A live process is executing it: refused with exit 4, nothing recorded.
+    let run = "run_cancel-request";
     let mut child = tether_cmd(&db)
         .args(["run", &wf, "--run-id", run, "--input", "{}"])
         .stdout(std::process::Stdio::null())
@@ -109,8 +140,38 @@ fn a_killed_run_is_cancelled_with_its_completed_steps_undone_and_a_live_one_is_r
         .spawn()
         .unwrap();
     wait_for(&db, run, "step_completed");
-    let o = tether_cmd(&db).args(["cancel", run, "--as", "ops", "--wait", "0s"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(4), "{}", output(&o));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // A request left for a host that died before it looked.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use tether_types::store::JournalStore;
+        let store =
+            tether_store::SqliteStore::open(&tether_store::StoreConfig::new(db.display().to_string())).await.unwrap();
+        assert!(store.request_cancel(run, "ops", Some("late")).await.unwrap());
+        assert!(!store.request_cancel(run, "bob", None).await.unwrap(), "the first request is kept");
+        store.close().await.unwrap();
+    });
+    let (code, report) = tether_json(&db, &["resume", run, "--json"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["error"]["message"], "cancelled by ops: late", "{report}");
+    let (_, view) = tether_json(&db, &["show", run, "--json"]);
+    assert_eq!(view["status"], "cancelled");
+}
+
+#[test]
+fn a_killed_run_is_cancelled_with_its_completed_steps_undone() {
+    let dir = fresh_dir("cancel-saga");
+    let db = dir.join("journal.db");
+    let wf = saga(&dir, 20_000);
+    let run = "run_cancel-saga";
+    let mut child = tether_cmd(&db)
+        .args(["run", &wf, "--run-id", run, "--input", "{}"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&db, run, "step_completed");
 
     // Killed mid-run (`book` done, `wait` sleeping): the cancel takes the dead host's run.
     child.kill().unwrap();

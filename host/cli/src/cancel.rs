@@ -2,6 +2,10 @@
 //! lease; then the run is continued here, which undoes its completed steps and ends it
 //! `cancelled`. A cancel recorded by a process that was killed before the run ended is
 //! finished by the next `cancel` or `resume`.
+//!
+//! A run another live process executes cannot be written here: the cancel is left as a
+//! request that the executing host picks up within a fraction of a second (it interrupts
+//! its attempts, journals the cancel and undoes), and this command waits for the end.
 
 use std::process::ExitCode;
 
@@ -13,13 +17,14 @@ use crate::cli::CancelArgs;
 use crate::failure::Failure;
 
 pub(crate) fn cancel(args: CancelArgs) -> Result<ExitCode, Failure> {
-    let leases = args.wait.leases(std::time::Duration::from_secs(10))?;
+    let wait = args.wait.duration(std::time::Duration::from_secs(30))?;
     crate::cli::async_runtime()?.block_on(async {
-        let driver = args.host.driver(leases, false).await?;
+        // The lease is taken at once or not at all: a live holder gets a request instead.
+        let driver = args.host.driver(crate::cli::leases(std::time::Duration::ZERO)?, false).await?;
         let run = crate::run_id::resolve(&**driver.store(), &args.run).await?;
         let run_id = RunId::try_from(run).map_err(|e| Failure::usage(e.to_string()))?;
         let mut earlier = None;
-        driver
+        let recorded = driver
             .append_with(run_id.as_str(), |events: &[Event]| -> Result<Vec<EventKind>, Failure> {
                 let state = RunState::fold(run_id.as_str(), events).map_err(|e| Failure::Internal(e.to_string()))?;
                 if state.outcome.is_some() {
@@ -36,11 +41,59 @@ pub(crate) fn cancel(args: CancelArgs) -> Result<ExitCode, Failure> {
                 }
                 Ok(vec![EventKind::RunCancelled { by: args.identity.clone(), reason: args.reason.clone() }])
             })
-            .await?;
+            .await;
+        if let Err(Failure::Busy(_)) = recorded {
+            return ask_the_holder(&driver, &run_id, &args, wait).await;
+        }
+        recorded?;
         match earlier {
             Some(by) => eprintln!("run {run_id} was cancelled by {by}; finishing that"),
             None => eprintln!("run {run_id}: cancelled by {}; undoing its completed steps", args.identity),
         }
         crate::govern::continue_run(&driver, &run_id, &args.output).await
     })
+}
+
+/// The run is executed by another live process: leave a request it acts on, then wait
+/// (up to `wait`) for the run to end, and report how it did.
+async fn ask_the_holder(
+    driver: &tether_runtime::Driver,
+    run_id: &RunId,
+    args: &CancelArgs,
+    wait: std::time::Duration,
+) -> Result<ExitCode, Failure> {
+    let store = driver.store();
+    store
+        .request_cancel(run_id.as_str(), &args.identity, args.reason.as_deref())
+        .await
+        .map_err(crate::failure::store_failure)?;
+    eprintln!(
+        "run {run_id} is being executed by another process: asked it to cancel the run; waiting up to {}",
+        humantime::format_duration(wait)
+    );
+    let until = std::time::Instant::now() + wait;
+    loop {
+        let rows = store.events(run_id.as_str()).await.map_err(crate::failure::store_failure)?;
+        let events = tether_types::event::verify_and_decode(run_id.as_str(), &rows)
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        let state = RunState::fold(run_id.as_str(), &events).map_err(|e| Failure::Internal(e.to_string()))?;
+        if state.outcome.is_some() {
+            break;
+        }
+        if std::time::Instant::now() >= until {
+            eprintln!(
+                "run {run_id} has not ended yet; the request stands: the host executing it cancels it at its \
+                 next check, or the next `tether resume` does"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let report = driver.report(run_id.as_str()).await.map_err(crate::failure::driver_failure)?;
+    if args.output.json {
+        println!("{}", crate::output::json(&report));
+    } else {
+        crate::output::run_summary(&report);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -84,8 +84,9 @@ pub(crate) enum Command {
     Migrate(MigrateArgs),
     /// Cancel a run: journaled with who and why; nothing more starts, its completed steps
     /// are undone (as for a failure) and it ends `cancelled`. A waiting, paused or
-    /// interrupted run is cancelled at once; a run another live process is executing is
-    /// refused (exit 4), since that process owns it until it stops or waits.
+    /// interrupted run is cancelled here, at once. A run another live process is executing
+    /// is cancelled by that process (it interrupts the attempts in flight within a fraction
+    /// of a second); this command waits for the end, up to --wait (default 30s).
     ///
     /// Example: tether cancel run_01a2 --as alice --reason "customer withdrew the request"
     Cancel(CancelArgs),
@@ -581,12 +582,16 @@ pub(crate) struct WaitArgs {
 impl WaitArgs {
     /// The lease settings: `--wait` (or `default_wait`) and `$TETHER_LEASE_TTL`.
     pub(crate) fn leases(&self, default_wait: Duration) -> Result<LeaseConfig, Failure> {
-        let wait = match &self.wait {
+        leases(self.duration(default_wait)?)
+    }
+
+    /// `--wait`, or `default_wait`.
+    pub(crate) fn duration(&self, default_wait: Duration) -> Result<Duration, Failure> {
+        match &self.wait {
             Some(w) => humantime::parse_duration(w)
-                .map_err(|e| Failure::usage(format!("--wait `{w}`: {e}; write a duration such as 30s or 5m")))?,
-            None => default_wait,
-        };
-        leases(wait)
+                .map_err(|e| Failure::usage(format!("--wait `{w}`: {e}; write a duration such as 30s or 5m"))),
+            None => Ok(default_wait),
+        }
     }
 }
 

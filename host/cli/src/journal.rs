@@ -157,6 +157,9 @@ fn detail(e: &Event) -> String {
             format!("paused: the run's `{exceeded}` budget is used up ({used} of {limit})")
         }
         EventKind::BudgetRaised { metric, by } => format!("`{metric}` budget raised by {by}"),
+        EventKind::CompensationBegun { error } if error.class == tether_types::FailureClass::Cancelled => {
+            "cancelled; undoing completed steps in reverse order".to_string()
+        }
         EventKind::CompensationBegun { error } => {
             format!("step {} failed ({}); undoing completed steps in reverse order", error.step, error.class)
         }
@@ -168,6 +171,9 @@ fn detail(e: &Event) -> String {
                 }
             };
             format!("by {via} -> {verdict}; fuel {}, {}", fuel(*f), micros(*wall_us))
+        }
+        EventKind::RunCompensated { error } if error.class == tether_types::FailureClass::Cancelled => {
+            "cancelled; completed steps undone".to_string()
         }
         EventKind::RunCompensated { error } => format!("compensated after step {} failed", error.step),
         EventKind::RunCompensationFailed { failed, .. } => format!("compensation failed for: {}", failed.join(", ")),

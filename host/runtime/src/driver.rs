@@ -221,6 +221,12 @@ impl Driver {
         for (metric, by) in raises {
             journal.record(&EventKind::BudgetRaised { metric: metric.clone(), by: *by });
         }
+        // A cancel asked for while another host had the run, which stopped before it saw it.
+        if state.cancelled.is_none() {
+            if let Some((by, reason)) = journal.cancel_requested().await? {
+                journal.record(&EventKind::RunCancelled { by, reason });
+            }
+        }
         let mut state = state;
         for (seq, kind) in journal.take_recorded() {
             state.apply(seq, &kind).map_err(|reason| DriverError::Load(format!("event {seq}: {reason}")))?;

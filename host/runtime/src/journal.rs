@@ -48,6 +48,11 @@ struct Pending {
 }
 
 impl RunJournal {
+    /// A cancel someone asked for while this host executes the run, if any.
+    pub(crate) async fn cancel_requested(&self) -> Result<Option<(String, Option<String>)>, StoreError> {
+        self.store.cancel_request(self.run_id.as_str()).await
+    }
+
     pub(crate) fn new(
         run_id: RunId,
         store: Arc<dyn JournalStore>,

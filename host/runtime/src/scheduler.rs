@@ -24,6 +24,10 @@ use crate::load::{LoadedStep, LoadedWorkflow};
 use crate::tape::{lock, Mode, Tape};
 use crate::workflow::Progress;
 
+/// How often a run with attempts in flight looks for a cancel asked for by another
+/// process (one indexed read).
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// An attempt that ended, as its task reports it.
 struct Finished {
     key: String,
@@ -175,7 +179,17 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                     message: "the run cannot go on: a ready step has no component (please report this)".into(),
                 });
             }
-            let finished = match self.running.join_next().await {
+            // While attempts run, look for a cancel asked for by another process.
+            let joined = tokio::select! {
+                joined = self.running.join_next() => joined,
+                () = tokio::time::sleep(CANCEL_POLL) => {
+                    if let Some((by, reason)) = self.journal.cancel_requested().await? {
+                        return self.cancel_in_flight(by, reason).await;
+                    }
+                    continue;
+                }
+            };
+            let finished = match joined {
                 Some(Ok(f)) => f,
                 Some(Err(e)) => return Err(DriverError::Load(format!("an attempt's task failed: {e}"))),
                 None => continue,
@@ -332,6 +346,24 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         (self.progress)(Progress::StepFinished { index, report: &report, attempt, retry_in: retry_after });
         self.reports.push(report);
         Ok(())
+    }
+
+    /// A cancel asked for while attempts run: they are interrupted (as a crash would; what
+    /// they journaled stays, and an attempt left open is simply not finished), the cancel
+    /// is journaled under this host's lease, completed steps are undone and the run ends.
+    async fn cancel_in_flight(mut self, by: String, reason: Option<String>) -> Result<RunReport, DriverError> {
+        self.running.abort_all();
+        while self.running.join_next().await.is_some() {}
+        self.busy.clear();
+        self.reserved.clear();
+        self.journal.record(&EventKind::RunCancelled { by, reason });
+        self.journal.flush().await?;
+        self.absorb()?;
+        let error = self.state.cancel_error().expect("the cancel was just applied");
+        let status =
+            crate::compensation::fail(&self.engine, self.workflow, &self.journal, &error, &self.state.completed, None)
+                .await?;
+        Ok(self.report(status, Value::Null, Some(error)))
     }
 
     /// The gate's own approval of a step-level request, if its track record has earned it.

@@ -6,6 +6,7 @@
 //! commit that contains its events. Appends are fenced by the run's lease in the same
 //! statement (`leases.rs`). Reads go through a separate pool.
 
+mod cancels;
 mod error;
 mod leases;
 mod open;

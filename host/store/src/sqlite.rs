@@ -161,6 +161,17 @@ impl JournalStore for SqliteStore {
         crate::plugins::list(&self.readers, name).await
     }
 
+    async fn request_cancel(&self, run_id: &str, by: &str, reason: Option<&str>) -> Result<bool, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let request = Request::RequestCancel(run_id.into(), by.into(), reason.map(Into::into), tx);
+        self.writer.send(request).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    async fn cancel_request(&self, run_id: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
+        crate::cancels::requested(&self.readers, run_id).await
+    }
+
     async fn remove_plugin(&self, name: &str, version: &str) -> Result<PluginRecord, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.writer.send(Request::RemovePlugin(name.into(), version.into(), tx)).await.map_err(|_| stopped())?;

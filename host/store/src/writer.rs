@@ -25,6 +25,8 @@ pub(crate) enum Request {
     /// Plugin changes are rare and each is its own transaction (see `crate::plugins`).
     AddPlugin(Box<PluginRecord>, Vec<u8>, Reply<PluginAdded>),
     RemovePlugin(String, String, Reply<PluginRecord>),
+    /// A cancel request for a run another host executes (run, by, reason); alone too.
+    RequestCancel(String, String, Option<String>, Reply<bool>),
     /// Checkpoint the write-ahead log into the database file, then stop.
     Close(Reply<()>),
 }
@@ -45,7 +47,7 @@ pub(crate) fn spawn(conn: SqliteConnection) -> mpsc::Sender<Request> {
 
 /// Whether a request is written on its own rather than batched.
 fn alone(r: &Request) -> bool {
-    matches!(r, Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::Close(..))
+    matches!(r, Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::RequestCancel(..) | Request::Close(..))
 }
 
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
@@ -61,6 +63,13 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
             }
             Request::RemovePlugin(name, version, tx) => {
                 let _ = tx.send(crate::plugins::remove(&mut conn, &name, &version).await);
+                continue;
+            }
+            Request::RequestCancel(run, by, reason, tx) => {
+                let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let _ = tx.send(
+                    crate::cancels::request(&mut conn, &run, &by, reason.as_deref(), at.as_micros() as u64).await,
+                );
                 continue;
             }
             Request::Close(tx) => {
@@ -116,7 +125,7 @@ fn ack(r: Request, result: Result<Outcome, StoreError>) {
             }));
         }
         // Never batched: `run` answers them one at a time.
-        Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::Close(..) => {}
+        Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::RequestCancel(..) | Request::Close(..) => {}
     }
 }
 

@@ -356,6 +356,11 @@ pub trait JournalStore: Send + Sync {
     async fn renew_lease(&self, lease: &Lease, ttl_ms: u64) -> Result<Lease, StoreError>;
     /// Gives a lease up (the run stays as its journal says); nothing if no longer held.
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+    /// Asks the host executing `run_id` to cancel it (it journals the cancel itself, under
+    /// its lease). `false` if a request is there already: the first one is kept.
+    async fn request_cancel(&self, run_id: &str, by: &str, reason: Option<&str>) -> Result<bool, StoreError>;
+    /// The cancel request for `run_id`, if any: who asked, and why.
+    async fn cancel_request(&self, run_id: &str) -> Result<Option<(String, Option<String>)>, StoreError>;
     /// A run's index row and head anchor, for `verify`.
     async fn run_record(&self, run_id: &str) -> Result<RunRecord, StoreError>;
     /// Every run id the store knows of, from the journal, the index and the head anchors.

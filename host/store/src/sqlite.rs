@@ -163,7 +163,7 @@ impl JournalStore for SqliteStore {
 
     async fn request_cancel(&self, run_id: &str, by: &str, reason: Option<&str>) -> Result<bool, StoreError> {
         let (tx, rx) = oneshot::channel();
-        let request = Request::RequestCancel(run_id.into(), by.into(), reason.map(Into::into), tx);
+        let request = Request::AskCancel(run_id.into(), by.into(), reason.map(Into::into), tx);
         self.writer.send(request).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }

@@ -26,7 +26,7 @@ pub(crate) enum Request {
     AddPlugin(Box<PluginRecord>, Vec<u8>, Reply<PluginAdded>),
     RemovePlugin(String, String, Reply<PluginRecord>),
     /// A cancel request for a run another host executes (run, by, reason); alone too.
-    RequestCancel(String, String, Option<String>, Reply<bool>),
+    AskCancel(String, String, Option<String>, Reply<bool>),
     /// Checkpoint the write-ahead log into the database file, then stop.
     Close(Reply<()>),
 }
@@ -47,7 +47,7 @@ pub(crate) fn spawn(conn: SqliteConnection) -> mpsc::Sender<Request> {
 
 /// Whether a request is written on its own rather than batched.
 fn alone(r: &Request) -> bool {
-    matches!(r, Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::RequestCancel(..) | Request::Close(..))
+    matches!(r, Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::AskCancel(..) | Request::Close(..))
 }
 
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
@@ -65,7 +65,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
                 let _ = tx.send(crate::plugins::remove(&mut conn, &name, &version).await);
                 continue;
             }
-            Request::RequestCancel(run, by, reason, tx) => {
+            Request::AskCancel(run, by, reason, tx) => {
                 let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
                 let _ = tx.send(
                     crate::cancels::request(&mut conn, &run, &by, reason.as_deref(), at.as_micros() as u64).await,
@@ -125,7 +125,7 @@ fn ack(r: Request, result: Result<Outcome, StoreError>) {
             }));
         }
         // Never batched: `run` answers them one at a time.
-        Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::RequestCancel(..) | Request::Close(..) => {}
+        Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::AskCancel(..) | Request::Close(..) => {}
     }
 }
 

@@ -18,9 +18,9 @@ use crate::failure::Failure;
 
 pub(crate) fn cancel(args: CancelArgs) -> Result<ExitCode, Failure> {
     let wait = args.wait.duration(std::time::Duration::from_secs(30))?;
-    crate::cli::async_runtime()?.block_on(async {
+    crate::setup::async_runtime()?.block_on(async {
         // The lease is taken at once or not at all: a live holder gets a request instead.
-        let driver = args.host.driver(crate::cli::leases(std::time::Duration::ZERO)?, false).await?;
+        let driver = args.host.driver(crate::setup::leases(std::time::Duration::ZERO)?, false).await?;
         let run = crate::run_id::resolve(&**driver.store(), &args.run).await?;
         let run_id = RunId::try_from(run).map_err(|e| Failure::usage(e.to_string()))?;
         let mut earlier = None;

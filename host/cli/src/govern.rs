@@ -51,7 +51,7 @@ fn requested_at(events: &[Event], id: &str) -> u64 {
 }
 
 pub(crate) fn inbox(args: InboxArgs) -> Result<ExitCode, Failure> {
-    crate::cli::async_runtime()?.block_on(async {
+    crate::setup::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
         let runs = tether_types::store::JournalStore::runs(&store, Some(RunIndexStatus::Waiting), 10_000)
             .await
@@ -118,7 +118,7 @@ pub(crate) fn reject(args: DecideArgs) -> Result<ExitCode, Failure> {
 /// gate (the second is told who got there first). Then the run continues, under the
 /// lease, here or in whichever process holds it.
 fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Result<ExitCode, Failure> {
-    let rt = crate::cli::async_runtime()?;
+    let rt = crate::setup::async_runtime()?;
     let leases = args.wait.leases(std::time::Duration::from_secs(10))?;
     rt.block_on(async {
         let driver = args.host.driver(leases, false).await?;
@@ -279,7 +279,7 @@ fn check_approver(state: &RunState, identity: &str, gate: &str) -> Result<(), Fa
 pub(crate) fn override_auto(args: OverrideArgs) -> Result<ExitCode, Failure> {
     let payload = args.payload.as_deref().map(|p| read_json(p, "--payload")).transpose()?;
     let leases = args.wait.leases(std::time::Duration::from_secs(10))?;
-    crate::cli::async_runtime()?.block_on(async {
+    crate::setup::async_runtime()?.block_on(async {
         let store: std::sync::Arc<dyn tether_types::store::JournalStore> = std::sync::Arc::new(args.db.open_existing().await?);
         let mut overridden = None;
         let run = crate::run_id::resolve(&*store, &args.run).await?;
@@ -332,7 +332,7 @@ pub(crate) fn override_auto(args: OverrideArgs) -> Result<ExitCode, Failure> {
 
 pub(crate) fn sweep(args: SweepArgs) -> Result<ExitCode, Failure> {
     let leases = args.wait.leases(std::time::Duration::ZERO)?;
-    crate::cli::async_runtime()?.block_on(async {
+    crate::setup::async_runtime()?.block_on(async {
         let driver = args.host.driver(leases, false).await?;
         let runs = driver.store().runs(Some(RunIndexStatus::Waiting), 10_000).await.map_err(store_failure)?;
         let now = crate::output::now_us();

@@ -7,7 +7,7 @@ use crate::Failure;
 
 pub(crate) fn inspect(args: InspectArgs) -> Result<ExitCode, Failure> {
     let runtime = args.host.runtime()?;
-    let info = crate::cli::async_runtime()?
+    let info = crate::setup::async_runtime()?
         .block_on(runtime.inspect(&args.component))
         .map_err(|e| Failure::usage(e.to_string()))?;
     if args.json {

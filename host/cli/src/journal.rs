@@ -21,7 +21,7 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
                 .ok_or_else(|| Failure::usage(format!("--status must be running, paused, waiting, completed, failed, compensated, compensation_failed or cancelled, not `{s}`")))?,
         ),
     };
-    crate::cli::async_runtime()?.block_on(async {
+    crate::setup::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
         let runs = tether_types::store::JournalStore::runs(&store, status, args.limit).await.map_err(store_failure)?;
         if args.json {
@@ -52,7 +52,7 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
 }
 
 pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
-    crate::cli::async_runtime()?.block_on(async {
+    crate::setup::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
         let run = crate::run_id::resolve(&store, &args.run).await?;
         let rows = tether_types::store::JournalStore::events(&store, &run).await.map_err(store_failure)?;
@@ -233,7 +233,7 @@ fn detail(e: &Event) -> String {
 }
 
 pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
-    crate::cli::async_runtime()?.block_on(async {
+    crate::setup::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
         let runs = match &args.run {
             Some(run) => vec![run.clone()],
@@ -264,7 +264,7 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
 }
 
 pub(crate) fn backup(args: BackupArgs) -> Result<ExitCode, Failure> {
-    crate::cli::async_runtime()?.block_on(async {
+    crate::setup::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
         if args.file.exists() {
             return Err(Failure::usage(format!(
@@ -296,7 +296,7 @@ pub(crate) fn backup(args: BackupArgs) -> Result<ExitCode, Failure> {
 }
 
 pub(crate) fn migrate(args: crate::cli::MigrateArgs) -> Result<ExitCode, Failure> {
-    crate::cli::async_runtime()?.block_on(async {
+    crate::setup::async_runtime()?.block_on(async {
         args.db.open().await?;
         let url = args.db.db.clone().unwrap_or_else(tether_store::default_database_url);
         if args.json {
@@ -318,7 +318,7 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
         })?;
         overrides.insert(step.to_string(), Arc::<[u8]>::from(wasm));
     }
-    crate::cli::async_runtime()?.block_on(async {
+    crate::setup::async_runtime()?.block_on(async {
         // Replay writes nothing, so it takes no lease.
         let driver: Driver = args.host.driver(tether_runtime::LeaseConfig::default(), false).await?;
         let run = crate::run_id::resolve(&**driver.store(), &args.run).await?;

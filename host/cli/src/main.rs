@@ -15,6 +15,7 @@ mod plugin;
 mod policy;
 mod run;
 mod run_id;
+mod setup;
 mod show;
 mod stats;
 mod validate;

@@ -36,7 +36,7 @@ fn add(args: PluginAddArgs) -> Result<ExitCode, Failure> {
         plugin_ref::check_version(v).map_err(|e| Failure::usage(format!("--version: {e}")))?;
     }
     let runtime = args.host.cache.runtime()?;
-    let rt = crate::cli::async_runtime()?;
+    let rt = crate::setup::async_runtime()?;
     let store = rt.block_on(args.host.db.open())?;
     // A NAME@VERSION that means another component is refused before the compile.
     let digest = hex::encode(Sha256::digest(&wasm));
@@ -101,7 +101,7 @@ fn add(args: PluginAddArgs) -> Result<ExitCode, Failure> {
 }
 
 fn list(args: PluginListArgs) -> Result<ExitCode, Failure> {
-    let plugins = crate::cli::async_runtime()?.block_on(async {
+    let plugins = crate::setup::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
         store.plugins(None).await.map_err(store_failure)
     })?;
@@ -115,7 +115,7 @@ fn show(args: PluginShowArgs) -> Result<ExitCode, Failure> {
         None => plugin_ref::check_name(&args.plugin).map(|()| (args.plugin.as_str(), None)),
     }
     .map_err(Failure::usage)?;
-    let mut plugins = crate::cli::async_runtime()?.block_on(async {
+    let mut plugins = crate::setup::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
         store.plugins(Some(name)).await.map_err(store_failure)
     })?;
@@ -156,7 +156,7 @@ fn show(args: PluginShowArgs) -> Result<ExitCode, Failure> {
 
 fn remove(args: PluginRemoveArgs) -> Result<ExitCode, Failure> {
     let (name, version) = plugin_ref::parse(&args.plugin).map_err(Failure::usage)?;
-    let removed = crate::cli::async_runtime()?.block_on(async {
+    let removed = crate::setup::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
         store.remove_plugin(name, version).await.map_err(store_failure)
     })?;

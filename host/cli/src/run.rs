@@ -21,9 +21,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             RunId::from_suffix(&uuid::Uuid::now_v7().simple().to_string()).expect("a UUID is a valid run id suffix")
         }
     };
-    let rt = crate::cli::async_runtime()?;
+    let rt = crate::setup::async_runtime()?;
     rt.block_on(async {
-        let driver = args.host.driver(crate::cli::leases(std::time::Duration::ZERO)?, true).await?;
+        let driver = args.host.driver(crate::setup::leases(std::time::Duration::ZERO)?, true).await?;
         let base = args.workflow.parent().map(Path::to_path_buf).unwrap_or_default();
         let identity = args.identity.clone().or_else(|| workflow.identity.clone()).unwrap_or_else(|| "local".into());
         crate::policy::effective_policy(&mut workflow, args.policy.as_deref(), &base)?;
@@ -38,7 +38,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
 }
 
 pub(crate) fn resume(args: ResumeArgs) -> Result<ExitCode, Failure> {
-    let rt = crate::cli::async_runtime()?;
+    let rt = crate::setup::async_runtime()?;
     let leases = args.wait.leases(std::time::Duration::ZERO)?;
     rt.block_on(async {
         let driver = args.host.driver(leases, false).await?;

@@ -82,7 +82,7 @@ struct Totals {
 }
 
 pub(crate) fn show(args: ShowArgs) -> Result<ExitCode, Failure> {
-    crate::cli::async_runtime()?.block_on(async {
+    crate::setup::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
         let run = crate::run_id::resolve(&store, &args.run).await?;
         let rows = store.events(&run).await.map_err(store_failure)?;

@@ -60,7 +60,7 @@ struct GateStats {
 
 pub(crate) fn stats(args: StatsArgs) -> Result<ExitCode, Failure> {
     let since_us = args.since.as_deref().map(parse_since).transpose()?;
-    crate::cli::async_runtime()?.block_on(async {
+    crate::setup::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
         let index = tether_types::store::JournalStore::runs(&store, None, args.limit).await.map_err(store_failure)?;
         let mut runs = Vec::new();

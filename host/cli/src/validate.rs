@@ -85,7 +85,7 @@ fn stored(args: &ValidateArgs, runtime: &Runtime, wf: &Workflow) -> Result<Store
     if wf.digest_refs().is_empty() && wf.plugin_refs().is_empty() {
         return Ok(StoredComponents::default());
     }
-    crate::cli::async_runtime()?.block_on(async {
+    crate::setup::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
         crate::run::stored_components(&store, runtime, wf).await
     })

@@ -314,6 +314,14 @@ impl RunState {
 
     /// Applies one event (`seq` is kept with interactions, for resume).
     pub fn apply(&mut self, seq: u64, kind: &EventKind) -> Result<(), String> {
+        // An attempt or a skip is of a step of the plan (or of a run of one: `name[I]`,
+        // `name#K`); anything else is a journal that is not this run's.
+        if let EventKind::StepAttemptStarted { step, .. } | EventKind::StepSkipped { step, .. } = kind {
+            let name = crate::flow::step_of(step);
+            if !self.plan.steps.iter().any(|s| s.name == name) {
+                return Err(format!("{} names step `{step}`, which the run's plan does not have", kind.name()));
+            }
+        }
         self.note_governance(kind);
         match kind {
             EventKind::StepAttemptStarted { step, attempt, input, limits, usage_limits, .. } => {

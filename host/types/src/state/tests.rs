@@ -45,6 +45,16 @@ fn malformed_journals_are_refused_with_the_event_and_the_reason() {
     }]);
     assert_eq!(bad_plan.seq, 1);
     assert!(bad_plan.reason.starts_with("bad plan: "), "{}", bad_plan.reason);
+    // An attempt or a skip of a step the plan does not have is another run's journal.
+    let stranger = fold_error(vec![start(), started("c[2]", 1, json!({}))]);
+    assert_eq!(
+        (stranger.seq, stranger.reason.as_str()),
+        (2, "step_attempt_started names step `c[2]`, which the run's plan does not have")
+    );
+    let skipped = fold_error(vec![start(), EventKind::StepSkipped { step: "zz".into(), reason: "no".into() }]);
+    assert!(skipped.reason.contains("names step `zz`"), "{}", skipped.reason);
+    // Runs of a step of the plan are its own.
+    assert!(RunState::fold("r", &journal(vec![start(), started("a#2", 1, json!({}))])).is_ok());
 }
 
 #[test]

@@ -64,6 +64,11 @@ fn a_prefix_of_several_runs_or_of_none_is_a_usage_error() {
         let expected = if id == runs[0] { Some(0) } else { Some(2) };
         assert_eq!(o.status.code(), expected, "{id}: {}", output(&o));
     }
+    // `runs --json` has RFC 3339 times and the duration with its unit.
+    let (_, listed) = tether_json(&db, &["runs", "--json"]);
+    let first = &listed[0];
+    assert!(first["started"].as_str().unwrap().ends_with('Z') && first["finished"].as_str().is_some(), "{first}");
+    assert!(first["duration_ms"].as_f64().unwrap() > 0.0, "{first}");
     let (_, view) = tether_json(&db, &["show", &runs[1], "--json"]);
     assert_eq!(view["status"], "completed");
     assert_eq!(view["output"]["category"], "billing");

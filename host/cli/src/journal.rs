@@ -25,7 +25,20 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
         let store = args.db.open_existing().await?;
         let runs = tether_types::store::JournalStore::runs(&store, status, args.limit).await.map_err(store_failure)?;
         if args.json {
-            println!("{}", crate::output::json(&runs));
+            // The stored fields, plus times in RFC 3339 and the duration in milliseconds.
+            let list: Vec<serde_json::Value> = runs
+                .iter()
+                .map(|r| {
+                    let mut v = serde_json::to_value(r).expect("run summaries serialize");
+                    v["started"] = crate::output::rfc3339(r.started_us).into();
+                    if let Some(f) = r.finished_us {
+                        v["finished"] = crate::output::rfc3339(f).into();
+                        v["duration_ms"] = (f.saturating_sub(r.started_us) as f64 / 1e3).into();
+                    }
+                    v
+                })
+                .collect();
+            println!("{}", crate::output::json(&list));
             return Ok(ExitCode::SUCCESS);
         }
         if runs.is_empty() {

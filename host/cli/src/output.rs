@@ -165,6 +165,11 @@ pub(crate) fn now_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
+/// Microseconds since the Unix epoch as RFC 3339 (UTC, whole seconds), for JSON.
+pub(crate) fn rfc3339(us: u64) -> String {
+    format!("{}Z", utc(us).replace(' ', "T"))
+}
+
 pub(crate) fn utc(us: u64) -> String {
     let secs = (us / 1_000_000) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

@@ -12,7 +12,7 @@ use tether_types::store::{JournalStore, RunIndexStatus};
 
 use crate::cli::ShowArgs;
 use crate::failure::store_failure;
-use crate::output::{fuel, json, micros, sanitize, utc};
+use crate::output::{fuel, json, micros, rfc3339, sanitize};
 use crate::Failure;
 
 /// What `show` prints, and its `--json` document.
@@ -236,9 +236,4 @@ fn print_text(v: &View) {
     if let Some(next) = &v.next {
         println!("next:   {next}");
     }
-}
-
-/// Microseconds since the Unix epoch as RFC 3339 (UTC, whole seconds).
-fn rfc3339(us: u64) -> String {
-    format!("{}Z", utc(us).replace(' ', "T"))
 }

@@ -72,6 +72,15 @@ fn a_prefix_of_several_runs_or_of_none_is_a_usage_error() {
     let (_, view) = tether_json(&db, &["show", &runs[1], "--json"]);
     assert_eq!(view["status"], "completed");
     assert_eq!(view["output"]["category"], "billing");
+    // Steps in the order the journal names them, skips included.
+    let steps: Vec<(String, String)> = view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap().into(), s["status"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(steps.first().map(|s| s.0.as_str()), Some("classify"), "{steps:?}");
+    assert!(steps.contains(&("escalate".into(), "skipped".into())), "{steps:?}");
     assert_eq!(view.get("next"), None::<&Value>);
 }
 

@@ -130,22 +130,37 @@ fn view(run: &str, state: &RunState, events: &[Event]) -> View {
         .collect();
     let paused =
         state.paused.as_ref().map(|(step, exceeded)| Paused { step: step.clone(), exceeded: exceeded.clone() });
-    let steps = state
-        .instances
-        .iter()
-        .map(|(key, i)| {
-            let status = if i.output.is_some() || state.resolved.contains_key(key) {
-                "completed"
-            } else if i.failed.is_some() {
-                "failed"
-            } else if i.pending.is_some() {
-                "awaiting check"
-            } else if i.retry.is_some() {
-                "retry scheduled"
-            } else {
-                "interrupted"
+    // Each run of a step (and each skip), in the order the journal first names it.
+    let mut keys: Vec<&str> = Vec::new();
+    for e in events {
+        if let EventKind::StepAttemptStarted { step, .. } | EventKind::StepSkipped { step, .. } = &e.kind {
+            if !keys.contains(&step.as_str()) {
+                keys.push(step);
+            }
+        }
+    }
+    let steps = keys
+        .into_iter()
+        .map(|key| {
+            let (status, attempts) = match (state.instances.get(key), state.resolved.get(key)) {
+                (_, Some(tether_types::state::Resolved::Skipped(_))) => ("skipped", 0),
+                (Some(i), resolved) => {
+                    let status = if i.output.is_some() || resolved.is_some() {
+                        "completed"
+                    } else if i.failed.is_some() {
+                        "failed"
+                    } else if i.pending.is_some() {
+                        "awaiting check"
+                    } else if i.retry.is_some() {
+                        "retry scheduled"
+                    } else {
+                        "interrupted"
+                    };
+                    (status, i.attempts)
+                }
+                (None, _) => ("skipped", 0),
             };
-            StepView { step: key.clone(), status, attempts: i.attempts }
+            StepView { step: key.to_string(), status, attempts }
         })
         .collect();
     let next = match status {

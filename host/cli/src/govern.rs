@@ -128,14 +128,19 @@ fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Resul
         driver
             .append_with(run_id.as_str(), |events: &[Event]| -> Result<Vec<EventKind>, Failure> {
                 let state = RunState::fold(run_id.as_str(), events).map_err(|e| Failure::Internal(e.to_string()))?;
-                if state.outcome.is_some() || state.cancelled.is_some() {
+                let ended = || {
                     let status = tether_types::state::index_status(events);
-                    return Err(Failure::usage(format!(
+                    Failure::usage(format!(
                         "run {run_id} has ended ({}); its requests can no longer be decided",
                         if state.outcome.is_some() { status.as_str() } else { "cancelled" }
-                    )));
-                }
-                let approval = find(&state, &args.gate, run_id.as_str())?;
+                    ))
+                };
+                let over = state.outcome.is_some() || state.cancelled.is_some();
+                let approval = match find(&state, &args.gate, run_id.as_str()) {
+                    Ok(approval) => approval,
+                    Err(_) if over => return Err(ended()),
+                    Err(e) => return Err(e),
+                };
                 if approval.outcome.is_some() {
                     return Err(Failure::usage(format!(
                         "run {run_id}: request {} at gate `{}` was already decided by {}; see `tether history {run_id}`",
@@ -143,6 +148,9 @@ fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Resul
                         approval.gate,
                         deciders(events, &approval.id)
                     )));
+                }
+                if over {
+                    return Err(ended());
                 }
                 check_approver(&state, &args.identity, &approval.gate)?;
                 if decision == Decision::Approve && approval.approvers.contains(&args.identity) {

@@ -69,6 +69,8 @@ fn a_prefix_of_several_runs_or_of_none_is_a_usage_error() {
     let first = &listed[0];
     assert!(first["started"].as_str().unwrap().ends_with('Z') && first["finished"].as_str().is_some(), "{first}");
     assert!(first["duration_ms"].as_f64().unwrap() > 0.0, "{first}");
+    let (_, events) = tether_json(&db, &["history", &runs[0], "--json"]);
+    assert!(events[0]["at"].as_str().unwrap().ends_with('Z') && events[0]["at_us"].as_u64().is_some(), "{}", events[0]);
     let (_, view) = tether_json(&db, &["show", &runs[1], "--json"]);
     assert_eq!(view["status"], "completed");
     assert_eq!(view["output"]["category"], "billing");

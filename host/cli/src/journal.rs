@@ -72,7 +72,16 @@ pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
         let events =
             tether_types::event::verify_and_decode(&run, &rows).map_err(|e| Failure::Internal(e.to_string()))?;
         if args.json {
-            println!("{}", crate::output::json(&events));
+            // The events as journaled, each with its time in RFC 3339 beside `at_us`.
+            let list: Vec<serde_json::Value> = events
+                .iter()
+                .map(|e| {
+                    let mut v = serde_json::to_value(e).expect("events serialize");
+                    v["at"] = crate::output::rfc3339(e.at_us).into();
+                    v
+                })
+                .collect();
+            println!("{}", crate::output::json(&list));
             return Ok(ExitCode::SUCCESS);
         }
         let t0 = events.first().map_or(0, |e| e.at_us);

@@ -23,35 +23,40 @@ pub(crate) fn cancel(args: CancelArgs) -> Result<ExitCode, Failure> {
         let driver = args.host.driver(crate::setup::leases(std::time::Duration::ZERO)?, false).await?;
         let run = crate::run_id::resolve(&**driver.store(), &args.run).await?;
         let run_id = RunId::try_from(run).map_err(|e| Failure::usage(e.to_string()))?;
-        let mut earlier = None;
-        let recorded = driver
-            .append_with(run_id.as_str(), |events: &[Event]| -> Result<Vec<EventKind>, Failure> {
-                let state = RunState::fold(run_id.as_str(), events).map_err(|e| Failure::Internal(e.to_string()))?;
-                if state.outcome.is_some() {
-                    let status = tether_types::state::index_status(events);
-                    return Err(Failure::usage(format!(
-                        "run {run_id} has already ended ({}); there is nothing to cancel",
-                        status.as_str()
-                    )));
-                }
-                if let Some((by, _)) = &state.cancelled {
-                    // Cancelled before, and not yet ended: finish that cancellation.
-                    earlier = Some(by.clone());
-                    return Ok(Vec::new());
-                }
-                Ok(vec![EventKind::RunCancelled { by: args.identity.clone(), reason: args.reason.clone() }])
-            })
-            .await;
-        if let Err(Failure::Busy(_)) = recorded {
-            return ask_the_holder(&driver, &run_id, &args, wait).await;
+        match record(&driver, &run_id, &args).await {
+            Err(Failure::Busy(_)) => ask_the_holder(&driver, &run_id, &args, wait).await,
+            Err(e) => Err(e),
+            Ok(()) => crate::govern::continue_run(&driver, &run_id, &args.output).await,
         }
-        recorded?;
-        match earlier {
-            Some(by) => eprintln!("run {run_id} was cancelled by {by}; finishing that"),
-            None => eprintln!("run {run_id}: cancelled by {}; undoing its completed steps", args.identity),
-        }
-        crate::govern::continue_run(&driver, &run_id, &args.output).await
     })
+}
+
+/// Journals the cancel under the run's lease (taken at once, or `Busy`). A run cancelled
+/// before and not yet ended is left as it is, to be finished.
+async fn record(driver: &tether_runtime::Driver, run_id: &RunId, args: &CancelArgs) -> Result<(), Failure> {
+    let mut earlier = None;
+    driver
+        .append_with(run_id.as_str(), |events: &[Event]| -> Result<Vec<EventKind>, Failure> {
+            let state = RunState::fold(run_id.as_str(), events).map_err(|e| Failure::Internal(e.to_string()))?;
+            if state.outcome.is_some() {
+                let status = tether_types::state::index_status(events);
+                return Err(Failure::usage(format!(
+                    "run {run_id} has already ended ({}); there is nothing to cancel",
+                    status.as_str()
+                )));
+            }
+            if let Some((by, _)) = &state.cancelled {
+                earlier = Some(by.clone());
+                return Ok(Vec::new());
+            }
+            Ok(vec![EventKind::RunCancelled { by: args.identity.clone(), reason: args.reason.clone() }])
+        })
+        .await?;
+    match earlier {
+        Some(by) => eprintln!("run {run_id} was cancelled by {by}; finishing that"),
+        None => eprintln!("run {run_id}: cancelled by {}; undoing its completed steps", args.identity),
+    }
+    Ok(())
 }
 
 /// The run is executed by another live process: leave a request it acts on, then wait
@@ -79,6 +84,15 @@ async fn ask_the_holder(
         let state = RunState::fold(run_id.as_str(), &events).map_err(|e| Failure::Internal(e.to_string()))?;
         if state.outcome.is_some() {
             break;
+        }
+        // The holder may have stopped (to wait for a human, or paused) without ending the
+        // run: then the lease is free and the cancel is recorded here after all.
+        if state.waiting || state.paused.is_some() {
+            match record(driver, run_id, args).await {
+                Err(Failure::Busy(_)) => {}
+                Err(e) => return Err(e),
+                Ok(()) => return crate::govern::continue_run(driver, run_id, &args.output).await,
+            }
         }
         if std::time::Instant::now() >= until {
             eprintln!(

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use tether_store::{testing, SqliteStore, StoreConfig};
-use tether_types::event::{verify_and_decode, Chain, EventKind};
+use tether_types::chain::{verify_and_decode, Chain};
+use tether_types::event::EventKind;
 use tether_types::store::{Append, Fence, JournalStore, LeaseChange, LeaseTake, RunIndexStatus, StoreError};
 use tether_types::RunId;
 

@@ -79,7 +79,7 @@ async fn ask_the_holder(
     let until = std::time::Instant::now() + wait;
     loop {
         let rows = store.events(run_id.as_str()).await.map_err(crate::failure::store_failure)?;
-        let events = tether_types::event::verify_and_decode(run_id.as_str(), &rows)
+        let events = tether_types::chain::verify_and_decode(run_id.as_str(), &rows)
             .map_err(|e| Failure::Internal(e.to_string()))?;
         let state = RunState::fold(run_id.as_str(), &events).map_err(|e| Failure::Internal(e.to_string()))?;
         if state.outcome.is_some() {

@@ -59,7 +59,7 @@ pub(crate) fn inbox(args: InboxArgs) -> Result<ExitCode, Failure> {
         let mut all = Vec::new();
         for r in runs {
             let rows = tether_types::store::JournalStore::events(&store, &r.run_id).await.map_err(store_failure)?;
-            let events = tether_types::event::verify_and_decode(&r.run_id, &rows)
+            let events = tether_types::chain::verify_and_decode(&r.run_id, &rows)
                 .map_err(|e| Failure::Internal(e.to_string()))?;
             all.extend(pending_of(&r.run_id, &events)?);
         }

@@ -70,7 +70,7 @@ pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
         let run = crate::run_id::resolve(&store, &args.run).await?;
         let rows = tether_types::store::JournalStore::events(&store, &run).await.map_err(store_failure)?;
         let events =
-            tether_types::event::verify_and_decode(&run, &rows).map_err(|e| Failure::Internal(e.to_string()))?;
+            tether_types::chain::verify_and_decode(&run, &rows).map_err(|e| Failure::Internal(e.to_string()))?;
         if args.json {
             // The events as journaled, each with its time in RFC 3339 beside `at_us`.
             let list: Vec<serde_json::Value> = events

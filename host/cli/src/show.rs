@@ -87,7 +87,7 @@ pub(crate) fn show(args: ShowArgs) -> Result<ExitCode, Failure> {
         let run = crate::run_id::resolve(&store, &args.run).await?;
         let rows = store.events(&run).await.map_err(store_failure)?;
         let events =
-            tether_types::event::verify_and_decode(&run, &rows).map_err(|e| Failure::Internal(e.to_string()))?;
+            tether_types::chain::verify_and_decode(&run, &rows).map_err(|e| Failure::Internal(e.to_string()))?;
         let state = RunState::fold(&run, &events).map_err(|e| Failure::Internal(e.to_string()))?;
         let view = view(&run, &state, &events);
         if args.json {

@@ -69,7 +69,7 @@ pub(crate) fn stats(args: StatsArgs) -> Result<ExitCode, Failure> {
                 continue;
             }
             let rows = tether_types::store::JournalStore::events(&store, &r.run_id).await.map_err(store_failure)?;
-            let events = tether_types::event::verify_and_decode(&r.run_id, &rows)
+            let events = tether_types::chain::verify_and_decode(&r.run_id, &rows)
                 .map_err(|e| Failure::Internal(e.to_string()))?;
             runs.push((r.run_id, events));
         }

@@ -4,7 +4,7 @@
 //! its row in the run index (an edited status or a missing row shows).
 
 use serde::Serialize;
-use tether_types::event::verify_and_decode;
+use tether_types::chain::verify_and_decode;
 use tether_types::store::{JournalStore, StoreError};
 
 /// What `verify` found about one run.

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tether_types::event::{verify_and_decode, Chain, Event, EventKind};
+use tether_types::chain::{verify_and_decode, Chain};
+use tether_types::event::{Event, EventKind};
 
 use tether_types::run_budget::RunBudget;
 use tether_types::state::{report_from_events, RunState};

@@ -1,6 +1,6 @@
 //! What can go wrong in a durable operation (start, resume, replay, a decision).
 
-use tether_types::event::JournalError;
+use tether_types::chain::JournalError;
 use tether_types::state::FoldError;
 use tether_types::store::StoreError;
 

@@ -13,7 +13,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tether_types::event::{Chain, EventKind, SealedEvent};
+use tether_types::chain::{Chain, SealedEvent};
+use tether_types::event::EventKind;
 use tether_types::store::{Append, Fence, JournalStore, LeaseChange, StoreError};
 
 use crate::lease::LeaseState;

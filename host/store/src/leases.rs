@@ -9,8 +9,8 @@
 //! machine's), so all hosts on one journal judge expiry alike.
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
-use tether_types::event::SealedEvent;
-use tether_types::event::GENESIS_HASH;
+use tether_types::chain::SealedEvent;
+use tether_types::chain::GENESIS_HASH;
 use tether_types::store::{Append, Lease, LeaseChange, LeaseTake, StoreError};
 
 use crate::error::db;

@@ -2,7 +2,7 @@
 
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Row, SqlitePool};
-use tether_types::event::StoredEvent;
+use tether_types::chain::StoredEvent;
 use tether_types::store::{
     Append, JournalStore, Lease, LeaseTake, PluginAdded, PluginRecord, RunHead, RunIndexStatus, RunRecord, RunSummary,
     StoreError,

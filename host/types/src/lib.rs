@@ -4,6 +4,7 @@
 
 pub mod autonomy;
 pub mod budget;
+pub mod chain;
 pub mod event;
 pub mod expr;
 pub mod failure;
@@ -26,7 +27,8 @@ pub mod track;
 mod units;
 
 pub use budget::{BudgetSpec, StepBudget, ToolBudget};
-pub use event::{Chain, Event, EventKind, HostRead, JournalError, SealedEvent, StoredEvent, ToolResult};
+pub use chain::{Chain, JournalError, SealedEvent, StoredEvent};
+pub use event::{Event, EventKind, HostRead, ToolResult};
 pub use failure::{FailureClass, GuestFailureKind, StepFailure};
 pub use ids::RunId;
 pub use manifest::{Compensation, ManifestError, ManifestErrors, StepSpec, ToolSpec, Workflow};

@@ -2,7 +2,7 @@
 //! only in the implementations (`tether-store`), which share one schema and one test
 //! suite across SQLite and PostgreSQL.
 
-use crate::event::{SealedEvent, StoredEvent};
+use crate::chain::{SealedEvent, StoredEvent};
 use crate::ids::RunId;
 
 /// Status of a run as recorded in the run index.

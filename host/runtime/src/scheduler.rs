@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use tether_types::next::{Flow, Launch, Next};
-use tether_types::run_budget::{Remaining, RunBudget, RunUsage};
+use tether_types::run_budget::{AttemptLimits as Limits, Capped, RunBudget, RunUsage};
 use tether_types::state::{OpenAttempt, RunState};
 use tether_types::{EventKind, FailureClass, RunError, RunReport, RunStatus, StepFailure, StepReport, StepStats};
 use tokio::task::JoinSet;
@@ -517,78 +517,6 @@ async fn live_attempt(
         (outcome, _) => outcome,
     };
     (outcome, stats)
-}
-
-/// Which of an attempt's limits were clipped by the run's budget.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Capped {
-    fuel: bool,
-    wall_time: bool,
-    tool_calls: bool,
-}
-
-impl Capped {
-    fn any(&self) -> bool {
-        self.fuel || self.wall_time || self.tool_calls
-    }
-
-    /// Whether this failure is the run's budget running out rather than the step's.
-    fn explains(&self, f: &StepFailure) -> bool {
-        match f.class {
-            FailureClass::RunBudgetExceeded => true,
-            FailureClass::FuelExhausted => self.fuel,
-            FailureClass::TimedOut => self.wall_time,
-            FailureClass::ToolBudgetExceeded => self.tool_calls,
-            _ => false,
-        }
-    }
-
-    fn name(&self, f: &StepFailure) -> (String, f64, f64) {
-        let what = match f.class {
-            FailureClass::FuelExhausted => "fuel",
-            FailureClass::TimedOut => "wall_time",
-            FailureClass::ToolBudgetExceeded => "tool_calls",
-            _ => "usage",
-        };
-        (what.to_string(), 0.0, 0.0)
-    }
-}
-
-/// An attempt's effective limits.
-pub(crate) struct Limits {
-    budget: tether_types::StepBudget,
-    usage: BTreeMap<String, f64>,
-    capped: Capped,
-}
-
-impl Limits {
-    /// The step's budget, clipped to what the run has left.
-    fn clip(mut budget: tether_types::StepBudget, remaining: &Remaining) -> Limits {
-        let mut capped = Capped::default();
-        if let Some(f) = remaining.fuel.filter(|f| *f < budget.fuel) {
-            budget.fuel = f;
-            capped.fuel = true;
-        }
-        if let Some(w) = remaining.wall_time.filter(|w| *w < budget.wall_time) {
-            budget.wall_time = w;
-            capped.wall_time = true;
-        }
-        if let Some(t) = remaining.tool_calls.filter(|t| *t < u64::from(budget.tool_calls)) {
-            budget.tool_calls = t as u32;
-            capped.tool_calls = true;
-        }
-        Limits { budget, usage: remaining.usage.clone(), capped }
-    }
-
-    /// The most the attempt can take from the run's budget.
-    fn reservation(&self) -> RunUsage {
-        RunUsage {
-            fuel: self.budget.fuel,
-            wall_us: self.budget.wall_time.as_micros() as u64,
-            tool_calls: u64::from(self.budget.tool_calls),
-            usage: self.usage.clone(),
-        }
-    }
 }
 
 /// Sleeps until a wall-clock time (microseconds since the Unix epoch); a durable backoff

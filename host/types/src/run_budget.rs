@@ -161,6 +161,86 @@ mod opt_ms {
     }
 }
 
+/// Which of an attempt's limits were clipped by the run's budget.
+#[derive(Clone, Copy, Default)]
+pub struct Capped {
+    /// Fuel.
+    pub fuel: bool,
+    /// Wall time.
+    pub wall_time: bool,
+    /// Tool calls.
+    pub tool_calls: bool,
+}
+
+impl Capped {
+    /// Whether any limit was clipped.
+    pub fn any(&self) -> bool {
+        self.fuel || self.wall_time || self.tool_calls
+    }
+
+    /// Whether this failure is the run's budget running out rather than the step's.
+    pub fn explains(&self, f: &crate::StepFailure) -> bool {
+        match f.class {
+            crate::FailureClass::RunBudgetExceeded => true,
+            crate::FailureClass::FuelExhausted => self.fuel,
+            crate::FailureClass::TimedOut => self.wall_time,
+            crate::FailureClass::ToolBudgetExceeded => self.tool_calls,
+            _ => false,
+        }
+    }
+
+    /// What ran out, as a run budget's name, for a failure this explains.
+    pub fn name(&self, f: &crate::StepFailure) -> (String, f64, f64) {
+        let what = match f.class {
+            crate::FailureClass::FuelExhausted => "fuel",
+            crate::FailureClass::TimedOut => "wall_time",
+            crate::FailureClass::ToolBudgetExceeded => "tool_calls",
+            _ => "usage",
+        };
+        (what.to_string(), 0.0, 0.0)
+    }
+}
+
+/// An attempt's effective limits.
+pub struct AttemptLimits {
+    /// The step's budget, clipped.
+    pub budget: crate::StepBudget,
+    /// Usage the attempt may report, per metric, before the run's budget runs out.
+    pub usage: BTreeMap<String, f64>,
+    /// Which limits the run's budget clipped.
+    pub capped: Capped,
+}
+
+impl AttemptLimits {
+    /// The step's budget, clipped to what the run has left.
+    pub fn clip(mut budget: crate::StepBudget, remaining: &Remaining) -> AttemptLimits {
+        let mut capped = Capped::default();
+        if let Some(f) = remaining.fuel.filter(|f| *f < budget.fuel) {
+            budget.fuel = f;
+            capped.fuel = true;
+        }
+        if let Some(w) = remaining.wall_time.filter(|w| *w < budget.wall_time) {
+            budget.wall_time = w;
+            capped.wall_time = true;
+        }
+        if let Some(t) = remaining.tool_calls.filter(|t| *t < u64::from(budget.tool_calls)) {
+            budget.tool_calls = t as u32;
+            capped.tool_calls = true;
+        }
+        AttemptLimits { budget, usage: remaining.usage.clone(), capped }
+    }
+
+    /// The most the attempt can take from the run's budget.
+    pub fn reservation(&self) -> RunUsage {
+        RunUsage {
+            fuel: self.budget.fuel,
+            wall_us: self.budget.wall_time.as_micros() as u64,
+            tool_calls: u64::from(self.budget.tool_calls),
+            usage: self.usage.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +258,22 @@ mod tests {
         let raised = b.raised(&[("tokens".to_string(), 50.0)].into());
         assert_eq!(raised.remaining(&used).unwrap().usage["tokens"], 50.0);
         assert!(raised.raisable("tokens") && !raised.raisable("fuel"));
+    }
+
+    #[test]
+    fn an_attempt_is_clipped_to_what_the_run_has_left_and_knows_which_limit_it_was() {
+        let step = crate::StepBudget::DEFAULT;
+        let remaining = Remaining { fuel: Some(1_000), tool_calls: Some(100), ..Remaining::default() };
+        let limits = AttemptLimits::clip(step, &remaining);
+        assert_eq!(limits.budget.fuel, 1_000);
+        assert_eq!(limits.budget.tool_calls, step.tool_calls, "more is left than the step may use");
+        assert!(limits.capped.fuel && !limits.capped.tool_calls && limits.capped.any());
+        let out_of_fuel = crate::StepFailure::new(crate::FailureClass::FuelExhausted, "x");
+        assert!(limits.capped.explains(&out_of_fuel));
+        assert_eq!(limits.capped.name(&out_of_fuel).0, "fuel");
+        let timed_out = crate::StepFailure::new(crate::FailureClass::TimedOut, "x");
+        assert!(!limits.capped.explains(&timed_out), "the step's own wall time ran out");
+        assert_eq!(limits.reservation().fuel, 1_000);
     }
 
     #[test]

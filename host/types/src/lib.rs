@@ -23,6 +23,7 @@ pub mod state;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod timeline;
 pub mod track;
 mod units;
 

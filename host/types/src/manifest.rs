@@ -36,10 +36,16 @@ use crate::budget::{BudgetSpec, StepBudget, ToolBudget};
 use crate::expr::Expr;
 pub(crate) use crate::names::check_name;
 
+mod checks;
 mod flow;
 mod policy;
+mod source;
 
 pub use policy::ParsedPolicy;
+pub use source::{ManifestError, ManifestErrors};
+
+use checks::{check_budget, check_dirs, check_env, component_ref, step_only_field};
+use source::{toml_hint, Source};
 
 /// Largest memory budget a manifest may ask for; the host reserves address space for it.
 pub const MAX_MEMORY: u64 = 4 << 30;
@@ -212,33 +218,6 @@ impl ComponentRef {
         crate::plugin_ref::split(&self.path).map(|_| self.path.as_str())
     }
 }
-
-#[derive(Clone, Debug)]
-struct Source {
-    file: String,
-    text: String,
-}
-
-/// One problem in a manifest, with its position.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}{}", hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
-pub struct ManifestError {
-    /// The manifest file.
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// What is wrong.
-    pub message: String,
-    /// What to do about it.
-    pub hint: Option<String>,
-}
-
-/// Every problem found in a manifest (never empty).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-pub struct ManifestErrors(pub Vec<ManifestError>);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -621,117 +600,6 @@ impl Workflow {
     /// (for example a component file that does not exist).
     pub fn error_at(&self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) -> ManifestError {
         self.source.error(span, &message.into(), hint)
-    }
-}
-
-impl Source {
-    fn error(&self, span: Range<usize>, message: &str, hint: Option<String>) -> ManifestError {
-        let (line, column) = line_column(&self.text, span.start);
-        ManifestError { file: self.file.clone(), line, column, message: message.to_string(), hint }
-    }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..text.floor_char_boundary(offset)];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
-fn check_dirs(dirs: &[Spanned<DirSpec>], err: &mut impl FnMut(Range<usize>, String, Option<&str>)) -> Vec<DirSpec> {
-    for d in dirs {
-        if !d.get_ref().guest.starts_with('/') {
-            err(
-                d.span(),
-                format!("guest path `{}` must be absolute", d.get_ref().guest),
-                Some("for example guest = \"/data\""),
-            );
-        }
-    }
-    dirs.iter().map(|d| d.get_ref().clone()).collect()
-}
-
-fn check_env(env: &[Spanned<String>], err: &mut impl FnMut(Range<usize>, String, Option<&str>)) -> Vec<String> {
-    for e in env {
-        if e.get_ref().is_empty() || !e.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            err(
-                e.span(),
-                format!("`{}` is not an environment variable name", e.get_ref()),
-                Some("use letters, digits and `_`, for example API_URL"),
-            );
-        }
-    }
-    env.iter().map(|e| e.get_ref().clone()).collect()
-}
-
-fn component_ref(c: &Spanned<String>, err: &mut impl FnMut(Range<usize>, String, Option<&str>)) -> ComponentRef {
-    if c.get_ref().trim().is_empty() {
-        err(c.span(), "`component` is empty".into(), Some("give the path of a .wasm component"));
-    }
-    if crate::plugin_ref::split(c.get_ref()).is_some() {
-        if let Err(e) = crate::plugin_ref::parse(c.get_ref()) {
-            err(c.span(), e, Some("refer to a deployed plugin as NAME@VERSION, as `tether plugin list` shows it"));
-        }
-    }
-    if let Some(d) = c.get_ref().strip_prefix("sha256:") {
-        if d.len() != 64 || !d.chars().all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase()) {
-            err(
-                c.span(),
-                format!("`{}` is not a sha256 digest", c.get_ref()),
-                Some("write `sha256:` and 64 lowercase hex digits, as `tether history` and `tether inspect` show them"),
-            );
-        }
-    }
-    ComponentRef { path: c.get_ref().clone(), span: c.span() }
-}
-
-/// A budget field a tool's budget cannot have, with why.
-fn step_only_field(spec: &BudgetSpec) -> Option<String> {
-    if spec.tool_calls.is_some() {
-        return Some("`tool_calls` does not apply to tools: a tool cannot call tools".into());
-    }
-    let field = if spec.host_reads.is_some() {
-        "host_reads"
-    } else if spec.random_bytes.is_some() {
-        "random_bytes"
-    } else {
-        return None;
-    };
-    Some(format!("`{field}` does not apply to tools: a tool call is journaled as one result, not read by read"))
-}
-
-fn check_budget(
-    budget: &Option<Spanned<BudgetSpec>>,
-    err: &mut impl FnMut(Range<usize>, String, Option<&str>),
-) -> Option<BudgetSpec> {
-    let b = budget.as_ref()?;
-    let spec = b.get_ref();
-    let span = b.span();
-    if spec.fuel == Some(0) {
-        err(span.clone(), "budget `fuel` must be at least 1".into(), None);
-    }
-    if spec.wall_time.is_some_and(|d| d.as_millis() == 0) {
-        err(span.clone(), "budget `wall_time` must be at least 1ms".into(), None);
-    }
-    if let Some(m) = spec.memory {
-        if m < 64 << 10 {
-            err(span.clone(), format!("budget `memory` of {m} bytes is below one WebAssembly page (64KiB)"), None);
-        } else if m > MAX_MEMORY {
-            err(span.clone(), format!("budget `memory` of {m} bytes is above the host's limit of 4GiB"), None);
-        }
-    }
-    Some(spec.clone())
-}
-
-fn toml_hint(message: &str) -> Option<String> {
-    if message.contains("unknown field") {
-        Some("check the spelling; the fields this table accepts are listed above".into())
-    } else if message.contains("missing field") {
-        Some("add the field; see the workflow format in the README".into())
-    } else {
-        None
     }
 }
 

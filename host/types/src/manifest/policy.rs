@@ -31,9 +31,10 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{check_name, toml_hint, ManifestError, ManifestErrors, Source};
+use super::source::{toml_hint, ManifestError, ManifestErrors, Source};
 use crate::budget::BudgetSpec;
 use crate::expr::Expr;
+use crate::names::check_name;
 use crate::policy::{
     BudgetCeiling, Checkpoint, Decision, DirAccess, EnvGrant, GateSpec, IdentityGrants, Policy, Relax, Rule, Verdict,
 };

@@ -1,3 +1,4 @@
+use super::source::line_column;
 use super::*;
 
 fn parse(text: &str) -> Result<Workflow, Vec<String>> {

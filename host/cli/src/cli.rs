@@ -71,8 +71,8 @@ pub(crate) enum Command {
     /// Example: tether backup /backups/journal-2026-11-29.db
     Backup(BackupArgs),
     /// Create the journal if it does not exist, and bring its schema up to date. Other
-    /// commands do this on their own (`run` creates a journal; the rest only open one);
-    /// this does it ahead of time, say when deploying.
+    /// commands do this on their own (`run` and `plugin add` create a journal; the rest
+    /// only open one); this does it ahead of time, say when deploying.
     ///
     /// Example: tether migrate --db /var/lib/tether/journal.db
     Migrate(MigrateArgs),

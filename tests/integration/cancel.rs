@@ -43,6 +43,9 @@ fn a_run_waiting_for_approval_is_cancelled_and_nothing_is_paid() {
     assert_eq!(inbox, Value::Array(Vec::new()), "a cancelled run's request is still in the inbox");
     let (code, verified) = tether_json(&r.db, &["verify", &run, "--json"]);
     assert_eq!(code, Some(0), "{verified}");
+    // Neither a success nor a failure in the figures.
+    let (_, stats) = tether_json(&r.db, &["stats", "--json"]);
+    assert_eq!((stats["cancelled"].as_u64(), stats["finished"].as_u64()), (Some(1), Some(0)), "{stats}");
 
     // Over is over: no second cancel, no late decision.
     let o = r.cli(&["cancel", &run, "--as", "bob"]);

@@ -17,8 +17,10 @@ use crate::Failure;
 #[derive(Debug, Default, Serialize)]
 struct Stats {
     runs: u32,
-    /// Runs that ended: completed, failed, compensated or compensation failed.
+    /// Runs that ended by themselves: completed, failed, compensated or compensation failed.
     finished: u32,
+    /// Runs a person cancelled (not counted as finished: neither a success nor a failure).
+    cancelled: u32,
     completed: u32,
     /// completed / finished.
     success_rate: Option<f64>,
@@ -107,6 +109,12 @@ fn compute(runs: &[(String, Vec<Event>)]) -> Stats {
                 _ => {}
             }
         }
+        // A cancelled run ends as failed or compensated; it is neither.
+        if matches!(status, "failed" | "compensated")
+            && events.iter().any(|e| matches!(e.kind, EventKind::RunCancelled { .. }))
+        {
+            status = "cancelled";
+        }
         let waiting = events.iter().rev().find_map(|e| match e.kind {
             EventKind::RunWaiting { .. } => Some(true),
             EventKind::RunResumed { .. } => Some(false),
@@ -130,6 +138,7 @@ fn compute(runs: &[(String, Vec<Event>)]) -> Stats {
                 s.finished += 1;
                 compensated += 1;
             }
+            "cancelled" => s.cancelled += 1,
             _ => {}
         }
     }
@@ -167,7 +176,10 @@ fn compute(runs: &[(String, Vec<Event>)]) -> Stats {
 
 fn print(s: &Stats) {
     let pct = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
-    println!("runs: {} ({} finished, {} waiting for a human)", s.runs, s.finished, s.waiting);
+    println!(
+        "runs: {} ({} finished, {} waiting for a human, {} cancelled)",
+        s.runs, s.finished, s.waiting, s.cancelled
+    );
     println!("success rate:    {}", pct(s.success_rate));
     println!("escalation rate: {}  (runs that needed a human)", pct(s.escalation_rate));
     println!("rollback rate:   {}  (runs whose steps were compensated)", pct(s.rollback_rate));

@@ -82,6 +82,20 @@ budget = {{ wall_time = "60s" }}
     path.display().to_string()
 }
 
+/// Starts the saga as `run` and SIGKILLs it once `book` has completed (`wait` sleeping):
+/// a run its host left in the middle.
+fn start_and_kill(db: &std::path::Path, wf: &str, run: &str) {
+    let mut child = tether_cmd(db)
+        .args(["run", wf, "--run-id", run, "--input", "{}"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(db, run, "step_completed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// Polls `history RUN` until an event of `kind` is there.
 fn wait_for(db: &std::path::Path, run: &str, kind: &str) {
     let start = Instant::now();
@@ -136,15 +150,7 @@ fn a_request_whose_host_died_is_carried_out_by_the_next_resume() {
     let db = dir.join("journal.db");
     let wf = saga(&dir, 20_000);
     let run = "run_cancel-request";
-    let mut child = tether_cmd(&db)
-        .args(["run", &wf, "--run-id", run, "--input", "{}"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&db, run, "step_completed");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    start_and_kill(&db, &wf, run);
     // A request left for a host that died before it looked.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
@@ -168,17 +174,8 @@ fn a_killed_run_is_cancelled_with_its_completed_steps_undone() {
     let db = dir.join("journal.db");
     let wf = saga(&dir, 20_000);
     let run = "run_cancel-saga";
-    let mut child = tether_cmd(&db)
-        .args(["run", &wf, "--run-id", run, "--input", "{}"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&db, run, "step_completed");
-
     // Killed mid-run (`book` done, `wait` sleeping): the cancel takes the dead host's run.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    start_and_kill(&db, &wf, run);
     let o = tether_cmd(&db).args(["cancel", run, "--as", "ops", "--reason", "trip called off"]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", output(&o));
     assert!(
@@ -218,15 +215,7 @@ fn a_cancel_killed_before_the_run_ended_is_finished_by_the_next_resume() {
     let db = dir.join("journal.db");
     let wf = saga(&dir, 20_000);
     let run = "run_cancel-resume";
-    let mut child = tether_cmd(&db)
-        .args(["run", &wf, "--run-id", run, "--input", "{}"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&db, run, "step_completed");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    start_and_kill(&db, &wf, run);
     // Record the cancel, then kill the canceller as soon as the cancel is durable.
     let mut canceller = tether_cmd(&db)
         .args(["cancel", run, "--as", "ops"])

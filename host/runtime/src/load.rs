@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tether_types::manifest::ComponentRef;
-use tether_types::plan::{
-    DirGrant, Plan, PlanApproval, PlanCompensation, PlanForEach, PlanLoop, PlanRouteCase, PlanStep, PlanTool,
-};
+use tether_types::plan::{DirGrant, Plan, PlanCompensation, PlanTool};
 use tether_types::policy::{EnvGrant, Policy};
+use tether_types::resolve::ResolvedStep;
 use tether_types::{Compensation, ManifestErrors, StepSpec, ToolSpec, Workflow};
 use wasmtime::component::Component;
 
@@ -471,72 +470,29 @@ fn plan_of(
     tools: &BTreeMap<String, Arc<LoadedTool>>,
     policy: Option<Policy>,
 ) -> Plan {
-    let source = |e: &Option<tether_types::expr::Expr>| e.as_ref().map(|e| e.source().to_string());
-    Plan {
-        policy,
-        run_budget: workflow.run_budget.clone(),
-        workflow: workflow.name.clone(),
-        version: workflow.version.clone(),
-        loops: workflow
-            .loops
-            .iter()
-            .map(|(name, l)| {
-                let until = l.until.source().to_string();
-                (name.clone(), PlanLoop { until, max_iterations: l.max_iterations, on_exhausted: l.on_exhausted })
-            })
-            .collect(),
-        output: source(&workflow.output),
-        steps: workflow
-            .steps
-            .iter()
-            .map(|spec| {
-                let loaded = steps.iter().find(|s| s.spec.name == spec.name);
-                PlanStep {
-                    name: spec.name.clone(),
-                    component: loaded.map(|s| s.component.digest.clone()).unwrap_or_default(),
-                    needs: Some(spec.flow.needs.clone()),
-                    input: source(&spec.flow.input),
-                    when: source(&spec.flow.when),
-                    for_each: spec
-                        .flow
-                        .for_each
-                        .as_ref()
-                        .map(|f| PlanForEach { items: f.items.source().to_string(), concurrency: f.concurrency }),
-                    route: spec.flow.route.as_ref().map(|cases| {
-                        cases.iter().map(|c| PlanRouteCase { when: source(&c.when), to: c.to.clone() }).collect()
-                    }),
-                    in_loop: spec.flow.in_loop.clone(),
-                    tools: spec.tools.clone(),
-                    budget: spec.budget,
-                    retry: spec.retry.clone(),
-                    compensate: loaded.and_then(|s| s.compensation.as_ref()).map(|c| match c {
-                        LoadedCompensation::Tool(t) => PlanCompensation::Tool(t.spec.name.clone()),
-                        LoadedCompensation::Component(c) => PlanCompensation::Component(c.digest.clone()),
-                    }),
-                    dirs: loaded.map(|s| s.dirs.clone()).unwrap_or_default(),
-                    env: spec.env.clone(),
-                    approval: spec
-                        .approval
-                        .as_ref()
-                        .map(|a| PlanApproval { gate: a.gate.clone(), when: source(&a.when) }),
-                }
-            })
-            .collect(),
-        tools: tools
-            .iter()
-            .map(|(n, t)| {
-                (
-                    n.clone(),
-                    PlanTool {
-                        component: t.component.digest.clone(),
-                        budget: t.spec.budget,
-                        dirs: t.dirs.clone(),
-                        env: t.spec.env.clone(),
-                    },
-                )
-            })
-            .collect(),
-    }
+    let resolved = |spec: &StepSpec| {
+        let Some(loaded) = steps.iter().find(|s| s.spec.name == spec.name) else {
+            return ResolvedStep::default();
+        };
+        ResolvedStep {
+            component: loaded.component.digest.clone(),
+            compensate: loaded.compensation.as_ref().map(|c| match c {
+                LoadedCompensation::Tool(t) => PlanCompensation::Tool(t.spec.name.clone()),
+                LoadedCompensation::Component(c) => PlanCompensation::Component(c.digest.clone()),
+            }),
+            dirs: loaded.dirs.clone(),
+        }
+    };
+    let tools = tools.iter().map(|(n, t)| {
+        let tool = PlanTool {
+            component: t.component.digest.clone(),
+            budget: t.spec.budget,
+            dirs: t.dirs.clone(),
+            env: t.spec.env.clone(),
+        };
+        (n.clone(), tool)
+    });
+    tether_types::resolve::plan_of(workflow, policy, resolved, tools)
 }
 
 fn position(workflow: &Workflow, component: &ComponentRef, e: &LoadError, role: &str) -> tether_types::ManifestError {

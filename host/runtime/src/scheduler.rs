@@ -113,18 +113,9 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             .await?;
             return Ok(self.report(status, Value::Null, Some(begun.error)));
         }
-        if let (Some(error), None) = (self.state.cancel_error(), &self.state.outcome) {
+        if self.state.cancelled.is_some() && self.state.outcome.is_none() {
             // Cancelled by a person: nothing more starts; completed steps are undone.
-            let status = crate::compensation::fail(
-                &self.engine,
-                self.workflow,
-                &self.journal,
-                &error,
-                &self.state.completed,
-                None,
-            )
-            .await?;
-            return Ok(self.report(status, Value::Null, Some(error)));
+            return self.end_cancelled().await;
         }
         let end = loop {
             let next = if self.pausing.is_some() {
@@ -359,7 +350,12 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         self.journal.record(&EventKind::RunCancelled { by, reason });
         self.journal.flush().await?;
         self.absorb()?;
-        let error = self.state.cancel_error().expect("the cancel was just applied");
+        self.end_cancelled().await
+    }
+
+    /// Ends a cancelled run: its completed steps undone, its error the cancel.
+    async fn end_cancelled(self) -> Result<RunReport, DriverError> {
+        let error = self.state.cancel_error().expect("called once the cancel is in the state");
         let status =
             crate::compensation::fail(&self.engine, self.workflow, &self.journal, &error, &self.state.completed, None)
                 .await?;

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod plugin_ref;
 pub mod policy;
 pub mod report;
+pub mod resolve;
 pub mod retry;
 pub mod run_budget;
 pub mod state;

@@ -9,9 +9,9 @@ use crate::event::{Event, EventKind};
 use crate::failure::{FailureClass, StepFailure};
 use crate::manifest::{Compensation, Workflow};
 use crate::next::{Flow, Launch, Next};
-use crate::plan::Plan;
-use crate::plan::{PlanApproval, PlanCompensation, PlanForEach, PlanLoop, PlanRouteCase, PlanStep, PlanTool};
+use crate::plan::{Plan, PlanCompensation, PlanTool};
 use crate::policy::Decision;
+use crate::resolve::{plan_of, ResolvedStep};
 use crate::state::RunState;
 
 /// The run id retry jitter is drawn from.
@@ -25,65 +25,21 @@ pub(crate) fn plan(toml: &str) -> Plan {
         let errors: Vec<String> = e.0.iter().map(ToString::to_string).collect();
         panic!("the workflow does not parse:\n{}", errors.join("\n"))
     });
-    let source = |e: &Option<crate::expr::Expr>| e.as_ref().map(|e| e.source().to_string());
-    Plan {
-        workflow: wf.name.clone(),
-        version: wf.version.clone(),
-        run_budget: wf.run_budget.clone(),
-        loops: wf
-            .loops
-            .iter()
-            .map(|(name, l)| {
-                let until = l.until.source().to_string();
-                (name.clone(), PlanLoop { until, max_iterations: l.max_iterations, on_exhausted: l.on_exhausted })
-            })
-            .collect(),
-        output: source(&wf.output),
-        policy: (!wf.policy.policy.is_empty()).then(|| wf.policy.policy.clone()),
-        steps: wf
-            .steps
-            .iter()
-            .map(|s| PlanStep {
-                name: s.name.clone(),
-                component: s.component.as_ref().map(|c| c.path.clone()).unwrap_or_default(),
-                needs: Some(s.flow.needs.clone()),
-                input: source(&s.flow.input),
-                when: source(&s.flow.when),
-                for_each: s
-                    .flow
-                    .for_each
-                    .as_ref()
-                    .map(|f| PlanForEach { items: f.items.source().to_string(), concurrency: f.concurrency }),
-                route: s.flow.route.as_ref().map(|cases| {
-                    cases.iter().map(|c| PlanRouteCase { when: source(&c.when), to: c.to.clone() }).collect()
-                }),
-                in_loop: s.flow.in_loop.clone(),
-                tools: s.tools.clone(),
-                budget: s.budget,
-                retry: s.retry.clone(),
-                compensate: s.compensate.as_ref().map(|c| match c {
-                    Compensation::Tool(t) => PlanCompensation::Tool(t.clone()),
-                    Compensation::Component(c) => PlanCompensation::Component(c.path.clone()),
-                }),
-                dirs: Vec::new(),
-                env: s.env.clone(),
-                approval: s.approval.as_ref().map(|a| PlanApproval { gate: a.gate.clone(), when: source(&a.when) }),
-            })
-            .collect(),
-        tools: wf
-            .tools
-            .iter()
-            .map(|(n, t)| {
-                let tool = PlanTool {
-                    component: t.component.path.clone(),
-                    budget: t.budget,
-                    dirs: Vec::new(),
-                    env: Vec::new(),
-                };
-                (n.clone(), tool)
-            })
-            .collect(),
-    }
+    let policy = (!wf.policy.policy.is_empty()).then(|| wf.policy.policy.clone());
+    let resolved = |s: &crate::StepSpec| ResolvedStep {
+        component: s.component.as_ref().map(|c| c.path.clone()).unwrap_or_default(),
+        compensate: s.compensate.as_ref().map(|c| match c {
+            Compensation::Tool(t) => PlanCompensation::Tool(t.clone()),
+            Compensation::Component(c) => PlanCompensation::Component(c.path.clone()),
+        }),
+        dirs: Vec::new(),
+    };
+    let tools = wf.tools.iter().map(|(n, t)| {
+        let tool =
+            PlanTool { component: t.component.path.clone(), budget: t.budget, dirs: Vec::new(), env: t.env.clone() };
+        (n.clone(), tool)
+    });
+    plan_of(&wf, policy, resolved, tools)
 }
 
 /// A run driven by hand: ask [`Flow::next`], check the answer, apply what the host would

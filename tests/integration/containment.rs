@@ -177,6 +177,11 @@ fn thread_cpu_us() -> u64 {
     us(usage.ru_utime) + us(usage.ru_stime)
 }
 
+/// How far the two rates may differ. On a quiet machine they agree within 6%; with the
+/// whole suite running on two cores they were seen 23% apart (CPU time per instruction
+/// varies under contention). Without charging what ran, the ratio is about 5e-7.
+const RATE_TOLERANCE: f64 = 0.3;
+
 /// Runs `wf` on `input` and returns the report with the thread CPU time it took.
 fn run_timed(wf: &tether_runtime::LoadedWorkflow, input: Value) -> (tether_types::RunReport, u64) {
     let before = thread_cpu_us();
@@ -202,7 +207,7 @@ fn fuel_burned_until_a_deadline_is_charged() {
         let b = cut.steps[0].stats.total_fuel() as f64 / cut_us as f64;
         println!("fuel per CPU-us: ended by itself {a:.0}, stopped at its deadline {b:.0}");
         ratios.push(b / a);
-        if (b / a - 1.0).abs() < 0.1 {
+        if (b / a - 1.0).abs() < RATE_TOLERANCE {
             return;
         }
     }
@@ -227,7 +232,7 @@ fn fuel_burned_by_a_tool_until_its_deadline_is_charged_to_the_step() {
         let b = stats.total_fuel() as f64 / cut_us as f64;
         println!("tool fuel per CPU-us: ended by itself {a:.0}, stopped at its deadline {b:.0}");
         ratios.push(b / a);
-        if (b / a - 1.0).abs() < 0.1 {
+        if (b / a - 1.0).abs() < RATE_TOLERANCE {
             return;
         }
     }

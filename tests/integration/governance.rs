@@ -438,6 +438,12 @@ fn bad_governance_input_is_a_usage_error_that_changes_nothing() {
         r.cli(&["approve", &run, "refund", "--as", "alice", "--payload", "{not json"]),
         "--payload: not valid JSON",
     );
+    // An edit must keep the proposal's shape: a partial or mistyped one is refused now,
+    // not found by the next step after the run went on.
+    let partial = r.cli(&["approve", &run, "refund", "--as", "alice", "--payload", r#"{"amount": "80"}"#]);
+    expect2(partial, "/amount: is a string, but the proposal has a number there");
+    let partial = r.cli(&["approve", &run, "refund", "--as", "alice", "--payload", r#"{"amount": 80}"#]);
+    expect2(partial, "/order_id: missing (the proposal has it)");
     assert_eq!(r.events(&run).len(), before, "the run is unchanged");
     assert_eq!(r.cli(&["approve", &run, "refund", "--as", "alice"]).status.code(), Some(0));
     expect2(r.cli(&["reject", &run, "refund", "--as", "bob"]), "already decided");

@@ -1,6 +1,8 @@
-//! How a command fails: the error that ends it and the exit code it implies, and how
-//! the store's and the driver's errors map to them.
+//! How a command fails: the error that ends it and the exit code it implies. The
+//! application's errors name concepts; here each gets the command-line hint that says
+//! what to type next.
 
+use tether_app::{AppError, ErrorKind};
 use tether_runtime::DriverError;
 use tether_types::store::StoreError;
 
@@ -22,26 +24,46 @@ impl Failure {
 }
 
 pub(crate) fn store_failure(e: StoreError) -> Failure {
-    match e {
-        StoreError::UnknownRun(_)
-        | StoreError::BadUrl(_)
-        | StoreError::NoJournal(_)
-        | StoreError::NotOurs(_)
-        | StoreError::NewerSchema(_)
-        | StoreError::PluginConflict { .. }
-        | StoreError::PluginInUse { .. }
-        | StoreError::UnknownPlugin(_) => Failure::usage(e.to_string()),
-        _ => Failure::Internal(e.to_string()),
+    app_failure(e.into())
+}
+
+/// The application's error, with the hint a person at a shell needs.
+pub(crate) fn app_failure(e: AppError) -> Failure {
+    let hint = match &e {
+        AppError::UnknownRun { .. } => Some("`tether runs` lists the runs in this journal".to_string()),
+        AppError::AlreadyDecided { run, .. } => Some(format!("see `tether history {run}`")),
+        AppError::NotApprover { gate, .. } => Some(format!(
+            "grant it with approves = [\"{gate}\"] in the policy, for runs started after that: a run keeps the \
+             policy it started with"
+        )),
+        AppError::BadPayload { .. } => {
+            Some("send the whole proposal with your changes (`tether inbox --json` shows it)".to_string())
+        }
+        AppError::Driver(DriverError::Exists(run)) => Some(format!("continue it with `tether resume {run}`")),
+        _ => None,
+    };
+    let message = match (&e, hint) {
+        (AppError::Driver(DriverError::NoBudget { metric, .. }), _) => format!("--budget {metric}: {e}"),
+        (AppError::Driver(DriverError::NoStep { name, steps }), _) => {
+            format!("--with names step `{name}`, which this run does not have (its steps: {steps})")
+        }
+        (_, Some(hint)) => format!("{e}; {hint}"),
+        (_, None) => e.to_string(),
+    };
+    match e.kind() {
+        ErrorKind::Usage => Failure::Usage(message),
+        ErrorKind::Busy => Failure::Busy(message),
+        ErrorKind::Internal => Failure::Internal(message),
     }
 }
 
 pub(crate) fn driver_failure(e: DriverError) -> Failure {
-    match e {
-        DriverError::Store(s) => store_failure(s),
-        DriverError::Exists(_) | DriverError::InputTooLarge(_) => Failure::usage(e.to_string()),
-        DriverError::Busy(_) => Failure::Busy(e.to_string()),
-        DriverError::Load(m) if m.starts_with("--budget") => Failure::usage(m),
-        other => Failure::Internal(other.to_string()),
+    app_failure(e.into())
+}
+
+impl From<AppError> for Failure {
+    fn from(e: AppError) -> Self {
+        app_failure(e)
     }
 }
 

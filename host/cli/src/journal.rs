@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use tether_runtime::{Driver, DriverError};
+use tether_app::AppError;
 use tether_types::event::{Event, EventKind, HostRead, ToolResult};
-use tether_types::store::{JournalStore, RunIndexStatus, StoreError};
+use tether_types::store::{JournalStore, RunIndexStatus};
+use tether_types::RunId;
 
 use crate::cli::{BackupArgs, HistoryArgs, ReplayArgs, RunsArgs, VerifyArgs};
-use crate::failure::{driver_failure, store_failure, Failure};
+use crate::failure::{store_failure, Failure};
 use crate::output::{fuel, micros, sanitize, utc};
 
 /// Store errors that mean bad input (wrong file, unknown run) are usage errors.
@@ -22,8 +23,7 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
         ),
     };
     crate::setup::async_runtime()?.block_on(async {
-        let store = args.db.open_existing().await?;
-        let runs = tether_types::store::JournalStore::runs(&store, status, args.limit).await.map_err(store_failure)?;
+        let runs = args.db.reader().await?.runs(status, args.limit).await?;
         if args.json {
             // The stored fields, plus times in RFC 3339 and the duration in milliseconds.
             let list: Vec<serde_json::Value> = runs
@@ -66,11 +66,9 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
 
 pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
     crate::setup::async_runtime()?.block_on(async {
-        let store = args.db.open_existing().await?;
-        let run = crate::run_id::resolve(&store, &args.run).await?;
-        let rows = tether_types::store::JournalStore::events(&store, &run).await.map_err(store_failure)?;
-        let events =
-            tether_types::chain::verify_and_decode(&run, &rows).map_err(|e| Failure::Internal(e.to_string()))?;
+        let app = args.db.reader().await?;
+        let run = app.resolve_run(&args.run).await?;
+        let events = app.events(&run).await?;
         if args.json {
             // The events as journaled, each with its time in RFC 3339 beside `at_us`.
             let list: Vec<serde_json::Value> = events
@@ -256,17 +254,19 @@ fn detail(e: &Event) -> String {
 
 pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
     crate::setup::async_runtime()?.block_on(async {
-        let store = args.db.open_existing().await?;
+        let app = args.db.reader().await?;
         let runs = match &args.run {
-            Some(run) => vec![run.clone()],
-            None => store.run_ids().await.map_err(store_failure)?,
+            Some(run) => {
+                let id = RunId::try_from(run.clone()).map_err(|_| AppError::UnknownRun { given: run.clone() })?;
+                vec![app.verify(&id).await?]
+            }
+            None => app.verify_all().await?,
         };
         let mut damaged = 0;
         let mut reports = Vec::new();
-        for run in &runs {
-            let checked = crate::verify::check(&store, run).await.map_err(store_failure)?;
+        for checked in runs {
             if args.run.is_some() && checked.events == 0 && checked.problems.is_empty() {
-                return Err(store_failure(StoreError::UnknownRun(run.clone())));
+                return Err(AppError::UnknownRun { given: checked.run_id }.into());
             }
             if !checked.problems.is_empty() {
                 damaged += 1;
@@ -279,7 +279,7 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
         if args.json {
             println!("{}", crate::output::json(&reports));
         } else if args.run.is_none() {
-            eprintln!("{} run(s) checked, {damaged} with problems", runs.len());
+            eprintln!("{} run(s) checked, {damaged} with problems", reports.len());
         }
         Ok(if damaged > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
     })
@@ -342,12 +342,9 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     }
     crate::setup::async_runtime()?.block_on(async {
         // Replay writes nothing, so it takes no lease.
-        let driver: Driver = args.host.driver(tether_runtime::LeaseConfig::default(), false).await?;
-        let run = crate::run_id::resolve(&**driver.store(), &args.run).await?;
-        let report = driver.replay(&run, &overrides).await.map_err(|e| match e {
-            DriverError::Load(m) => Failure::usage(m),
-            other => driver_failure(other),
-        })?;
+        let app = args.host.app(tether_runtime::LeaseConfig::default(), false).await?;
+        let run = app.resolve_run(&args.run).await?;
+        let report = app.replay(&run, &overrides).await?;
         if args.json {
             println!("{}", crate::output::json(&report));
         } else {

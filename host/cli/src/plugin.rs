@@ -2,15 +2,13 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
+use tether_app::{AppError, Deploy, Deployed};
 use tether_types::plugin_ref;
-use tether_types::store::{JournalStore, PluginAdded, PluginRecord, StoreError};
+use tether_types::store::{PluginAdded, PluginRecord};
 
 use crate::cli::{PluginAddArgs, PluginCommand, PluginListArgs, PluginRemoveArgs, PluginShowArgs};
-use crate::failure::store_failure;
 use crate::{output, Failure};
 
 pub(crate) fn plugin(command: PluginCommand) -> Result<ExitCode, Failure> {
@@ -35,47 +33,19 @@ fn add(args: PluginAddArgs) -> Result<ExitCode, Failure> {
     if let Some(v) = &args.version {
         plugin_ref::check_version(v).map_err(|e| Failure::usage(format!("--version: {e}")))?;
     }
-    let runtime = args.host.cache.runtime()?;
     let rt = crate::setup::async_runtime()?;
-    let store = rt.block_on(args.host.db.open())?;
-    // A NAME@VERSION that means another component is refused before the compile.
-    let digest = hex::encode(Sha256::digest(&wasm));
-    if let Some(v) = &args.version {
-        let existing = rt.block_on(store.plugins(Some(&name))).map_err(store_failure)?;
-        if let Some(p) = existing.iter().find(|p| &p.version == v && p.digest != digest) {
-            return Err(store_failure(StoreError::PluginConflict {
-                name: name.clone(),
-                version: v.clone(),
-                existing: p.digest.clone(),
-                new: digest,
-            }));
-        }
-    }
-    let started = Instant::now();
+    let app = rt.block_on(args.host.app(tether_runtime::LeaseConfig::default(), true))?;
     if !args.json {
         eprintln!("checking and compiling {file} ({}) ...", output::bytes(wasm.len() as u64));
     }
-    let prepared = runtime.prepare_plugin(&wasm).map_err(|e| Failure::usage(format!("{file}: {e}")))?;
-    let compiled = started.elapsed();
-    let version = match (&args.version, prepared.metadata["version"].as_str()) {
-        (Some(v), _) => v.clone(),
-        (None, Some(v)) if plugin_ref::check_version(v).is_ok() => v.to_string(),
-        _ => {
-            return Err(Failure::usage(format!(
-                "{file}: give its version with --version (for example --version 1.0.0)"
-            )))
-        }
-    };
-    let record = PluginRecord {
-        name,
-        version,
-        digest: prepared.digest,
-        world: prepared.world.to_string(),
-        size: wasm.len() as u64,
-        metadata: prepared.metadata,
-        added_us: output::now_us(),
-    };
-    let added = rt.block_on(store.add_plugin(&record, &wasm)).map_err(store_failure)?;
+    let deploy = Deploy { wasm, origin: file.clone(), name, version: args.version.clone() };
+    let Deployed { record, added, compiled_in: compiled } =
+        rt.block_on(app.deploy(deploy, output::now_us())).map_err(|e| match e {
+            AppError::NoVersion { .. } => {
+                Failure::usage(format!("{file}: give its version with --version (for example --version 1.0.0)"))
+            }
+            other => other.into(),
+        })?;
     if args.json {
         let mut v = json!(record);
         v["added"] = json!(added == PluginAdded::Added);
@@ -101,10 +71,8 @@ fn add(args: PluginAddArgs) -> Result<ExitCode, Failure> {
 }
 
 fn list(args: PluginListArgs) -> Result<ExitCode, Failure> {
-    let plugins = crate::setup::async_runtime()?.block_on(async {
-        let store = args.db.open_existing().await?;
-        store.plugins(None).await.map_err(store_failure)
-    })?;
+    let plugins = crate::setup::async_runtime()?
+        .block_on(async { Ok::<_, Failure>(args.db.reader().await?.plugins(None).await?) })?;
     print_records(&plugins, args.json);
     Ok(ExitCode::SUCCESS)
 }
@@ -115,10 +83,8 @@ fn show(args: PluginShowArgs) -> Result<ExitCode, Failure> {
         None => plugin_ref::check_name(&args.plugin).map(|()| (args.plugin.as_str(), None)),
     }
     .map_err(Failure::usage)?;
-    let mut plugins = crate::setup::async_runtime()?.block_on(async {
-        let store = args.db.open_existing().await?;
-        store.plugins(Some(name)).await.map_err(store_failure)
-    })?;
+    let mut plugins = crate::setup::async_runtime()?
+        .block_on(async { Ok::<_, Failure>(args.db.reader().await?.plugins(Some(name)).await?) })?;
     plugins.retain(|p| version.is_none_or(|v| p.version == v));
     if plugins.is_empty() {
         return Err(Failure::usage(format!(
@@ -156,10 +122,8 @@ fn show(args: PluginShowArgs) -> Result<ExitCode, Failure> {
 
 fn remove(args: PluginRemoveArgs) -> Result<ExitCode, Failure> {
     let (name, version) = plugin_ref::parse(&args.plugin).map_err(Failure::usage)?;
-    let removed = crate::setup::async_runtime()?.block_on(async {
-        let store = args.db.open_existing().await?;
-        store.remove_plugin(name, version).await.map_err(store_failure)
-    })?;
+    let removed = crate::setup::async_runtime()?
+        .block_on(async { Ok::<_, Failure>(args.db.reader().await?.remove_plugin(name, version).await?) })?;
     if args.json {
         let doc = serde_json::json!({"removed": removed.reference(), "digest": removed.digest});
         println!("{}", crate::output::json(&doc));

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_runtime::{Driver, LeaseConfig, Runtime};
+use tether_app::App;
+use tether_runtime::{LeaseConfig, Runtime};
 use tether_store::{Durability, SqliteStore, StoreConfig};
 
 use crate::cli::{CacheArgs, DbArgs, HostArgs, WaitArgs};
@@ -13,6 +14,11 @@ use crate::failure::Failure;
 
 impl CacheArgs {
     pub(crate) fn runtime(&self) -> Result<Runtime, Failure> {
+        Runtime::new(self.config()).map_err(|e| Failure::Internal(format!("cannot start the runtime: {e:#}")))
+    }
+
+    /// The runtime's settings: the cache, and a notice while a large component compiles.
+    pub(crate) fn config(&self) -> tether_runtime::RuntimeConfig {
         let mut config = tether_runtime::RuntimeConfig::default();
         if self.no_cache {
             config.cache_dir = None;
@@ -35,7 +41,7 @@ impl CacheArgs {
                     bytes as f64 / 1e6
                 );
             })));
-        Runtime::new(config).map_err(|e| Failure::Internal(format!("cannot start the runtime: {e:#}")))
+        config
     }
 }
 
@@ -49,6 +55,13 @@ impl DbArgs {
     /// journal holds. A mistyped path is an error, not a new empty journal.
     pub(crate) async fn open_existing(&self) -> Result<SqliteStore, Failure> {
         self.open_with(false).await
+    }
+
+    /// The application over a journal that must exist, for commands that only read it
+    /// (no runtime is ever started for them).
+    pub(crate) async fn reader(&self) -> Result<App, Failure> {
+        let store = self.open_existing().await?;
+        Ok(App::new(Arc::new(store), tether_runtime::RuntimeConfig::default(), LeaseConfig::default()))
     }
 
     async fn open_with(&self, create: bool) -> Result<SqliteStore, Failure> {
@@ -66,10 +79,10 @@ impl DbArgs {
 }
 
 impl HostArgs {
-    /// A driver on the journal; `create`: a new run may be started in a new journal.
-    pub(crate) async fn driver(&self, leases: LeaseConfig, create: bool) -> Result<Driver, Failure> {
+    /// The application on the journal; `create`: a new run may be started in a new journal.
+    pub(crate) async fn app(&self, leases: LeaseConfig, create: bool) -> Result<App, Failure> {
         let store = self.db.open_with(create).await?;
-        Ok(Driver::new(self.cache.runtime()?, Arc::new(store)).with_leases(leases))
+        Ok(App::new(Arc::new(store), self.cache.config(), leases))
     }
 }
 

@@ -1,81 +1,17 @@
 //! `tether stats`: figures over recorded runs, computed from their journals alone.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use serde::Serialize;
-
-use tether_types::autonomy::{outcomes, OutcomeKind};
-use tether_types::policy::RESERVED_IDENTITIES;
-use tether_types::{Event, EventKind};
+use tether_app::{Stats, StatsFilter};
 
 use crate::cli::StatsArgs;
-use crate::failure::store_failure;
 use crate::Failure;
-
-/// Everything `stats` reports.
-#[derive(Debug, Default, Serialize)]
-struct Stats {
-    runs: u32,
-    /// Runs that ended by themselves: completed, failed, compensated or compensation failed.
-    finished: u32,
-    /// Runs a person cancelled (not counted as finished: neither a success nor a failure).
-    cancelled: u32,
-    completed: u32,
-    /// completed / finished.
-    success_rate: Option<f64>,
-    /// Runs that needed a human (a request not approved by the gate itself) / runs.
-    escalation_rate: Option<f64>,
-    /// Runs whose completed steps were undone / finished.
-    rollback_rate: Option<f64>,
-    /// Runs waiting for a human now.
-    waiting: u32,
-    steps: BTreeMap<String, StepLatency>,
-    /// Mean fuel (steps and tools) per completed run.
-    fuel_per_success: Option<f64>,
-    /// Mean reported usage per completed run, per metric.
-    usage_per_success: BTreeMap<String, f64>,
-    gates: BTreeMap<String, GateStats>,
-}
-
-#[derive(Debug, Default, Serialize)]
-struct StepLatency {
-    /// Completed attempts measured.
-    count: usize,
-    median_us: u64,
-    p95_us: u64,
-}
-
-#[derive(Debug, Default, Serialize)]
-struct GateStats {
-    /// Human decisions.
-    decisions: u32,
-    approved: u32,
-    /// Approved with an edit, or rejected.
-    overrides: u32,
-    override_rate: Option<f64>,
-    auto_approved: u32,
-    /// Automatic approvals a reviewer overrode (each re-armed the gate).
-    auto_overridden: u32,
-    timed_out: u32,
-}
 
 pub(crate) fn stats(args: StatsArgs) -> Result<ExitCode, Failure> {
     let since_us = args.since.as_deref().map(parse_since).transpose()?;
     crate::setup::async_runtime()?.block_on(async {
-        let store = args.db.open_existing().await?;
-        let index = tether_types::store::JournalStore::runs(&store, None, args.limit).await.map_err(store_failure)?;
-        let mut runs = Vec::new();
-        for r in index {
-            if args.workflow.as_ref().is_some_and(|w| *w != r.workflow) || since_us.is_some_and(|s| r.started_us < s) {
-                continue;
-            }
-            let rows = tether_types::store::JournalStore::events(&store, &r.run_id).await.map_err(store_failure)?;
-            let events = tether_types::chain::verify_and_decode(&r.run_id, &rows)
-                .map_err(|e| Failure::Internal(e.to_string()))?;
-            runs.push((r.run_id, events));
-        }
-        let stats = compute(&runs);
+        let filter = StatsFilter { workflow: args.workflow.clone(), since_us, limit: args.limit };
+        let stats = args.db.reader().await?.stats(&filter).await?;
         if args.json {
             println!("{}", crate::output::json(&stats));
         } else {
@@ -83,95 +19,6 @@ pub(crate) fn stats(args: StatsArgs) -> Result<ExitCode, Failure> {
         }
         Ok(ExitCode::SUCCESS)
     })
-}
-
-fn compute(runs: &[(String, Vec<Event>)]) -> Stats {
-    let mut s = Stats { runs: runs.len() as u32, ..Stats::default() };
-    let (mut compensated, mut escalated, mut fuel_total) = (0u32, 0u32, 0u64);
-    let mut usage: BTreeMap<String, f64> = BTreeMap::new();
-    let mut latencies: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (_, events) in runs {
-        let mut status = "running";
-        let mut fuel = 0u64;
-        let mut human = false;
-        for e in events {
-            match &e.kind {
-                EventKind::StepCompleted { step, fuel: f, tool_fuel, wall_us, .. } => {
-                    fuel += f + tool_fuel;
-                    latencies.entry(tether_types::flow::step_of(step).to_string()).or_default().push(*wall_us);
-                }
-                EventKind::StepFailed { fuel: f, tool_fuel, .. } => fuel += f + tool_fuel,
-                EventKind::ApprovalDecided { by, .. } if !RESERVED_IDENTITIES.contains(&by.as_str()) => human = true,
-                EventKind::RunWaiting { .. } => human = true,
-                EventKind::RunCompleted { .. } => status = "completed",
-                EventKind::RunFailed { .. } => status = "failed",
-                EventKind::RunCompensated { .. } | EventKind::RunCompensationFailed { .. } => status = "compensated",
-                _ => {}
-            }
-        }
-        // A cancelled run ends as failed or compensated; it is neither.
-        if matches!(status, "failed" | "compensated")
-            && events.iter().any(|e| matches!(e.kind, EventKind::RunCancelled { .. }))
-        {
-            status = "cancelled";
-        }
-        let waiting = events.iter().rev().find_map(|e| match e.kind {
-            EventKind::RunWaiting { .. } => Some(true),
-            EventKind::RunResumed { .. } => Some(false),
-            _ => None,
-        });
-        if status == "running" && waiting == Some(true) {
-            s.waiting += 1;
-        }
-        escalated += u32::from(human);
-        match status {
-            "completed" => {
-                s.completed += 1;
-                s.finished += 1;
-                fuel_total += fuel;
-                for (m, a) in tether_types::state::usage_totals(events) {
-                    *usage.entry(m).or_default() += a;
-                }
-            }
-            "failed" => s.finished += 1,
-            "compensated" => {
-                s.finished += 1;
-                compensated += 1;
-            }
-            "cancelled" => s.cancelled += 1,
-            _ => {}
-        }
-    }
-    let ratio = |a: u32, b: u32| (b > 0).then(|| f64::from(a) / f64::from(b));
-    s.success_rate = ratio(s.completed, s.finished);
-    s.rollback_rate = ratio(compensated, s.finished);
-    s.escalation_rate = ratio(escalated, s.runs);
-    if s.completed > 0 {
-        s.fuel_per_success = Some(fuel_total as f64 / f64::from(s.completed));
-        s.usage_per_success = usage.into_iter().map(|(m, a)| (m, a / f64::from(s.completed))).collect();
-    }
-    for (step, mut values) in latencies {
-        values.sort_unstable();
-        let rank = |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
-        s.steps.insert(step, StepLatency { count: values.len(), median_us: rank(0.5), p95_us: rank(0.95) });
-    }
-    for o in outcomes(runs.iter().map(|(r, e)| (r.as_str(), e.as_slice()))) {
-        let g = s.gates.entry(o.gate.clone()).or_default();
-        match o.kind {
-            OutcomeKind::Approved => g.approved += 1,
-            OutcomeKind::Edited | OutcomeKind::Rejected => g.overrides += 1,
-            OutcomeKind::AutoApproved => g.auto_approved += 1,
-            OutcomeKind::AutoOverridden => g.auto_overridden += 1,
-            OutcomeKind::TimedOut => g.timed_out += 1,
-        }
-        if o.kind.is_human() {
-            g.decisions += 1;
-        }
-    }
-    for g in s.gates.values_mut() {
-        g.override_rate = ratio(g.overrides, g.decisions);
-    }
-    s
 }
 
 fn print(s: &Stats) {

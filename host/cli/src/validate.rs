@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::json;
+use tether_app::policy::PolicyProblems;
 use tether_runtime::{Runtime, StoredComponents};
 use tether_types::{ManifestError, Workflow};
 
@@ -26,9 +27,9 @@ pub(crate) fn validate(args: ValidateArgs) -> Result<ExitCode, Failure> {
     // Manifest problems first; components are only checked in a manifest that parses.
     let loaded = Workflow::parse(&file, &text).map_err(|e| e.0).and_then(|mut wf| {
         let base = args.workflow.parent().map(Path::to_path_buf).unwrap_or_default();
-        crate::policy::policy_problems(&mut wf, None, &base).map_err(|p| match p {
-            crate::policy::PolicyProblems::Positioned(list) => list,
-            crate::policy::PolicyProblems::Other(Failure::Usage(m) | Failure::Internal(m) | Failure::Busy(m)) => {
+        tether_app::policy::assemble(&mut wf, None, &base).map_err(|p| match p {
+            PolicyProblems::Positioned(list) => list,
+            PolicyProblems::Unusable(m) => {
                 vec![ManifestError { file: file.clone(), line: 1, column: 1, message: m, hint: None }]
             }
         })?;
@@ -87,7 +88,7 @@ fn stored(args: &ValidateArgs, runtime: &Runtime, wf: &Workflow) -> Result<Store
     }
     crate::setup::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
-        crate::run::stored_components(&store, runtime, wf).await
+        Ok(tether_app::stored_components(&store, runtime, wf).await?)
     })
 }
 

@@ -198,10 +198,10 @@ impl Driver {
         }
         for (metric, _) in raises {
             if !state.plan.run_budget.raisable(metric) {
-                return Err(DriverError::Load(format!(
-                    "--budget {metric}: this run has no `{metric}` budget to raise (it has: {})",
-                    budget_names(&state.plan.run_budget)
-                )));
+                return Err(DriverError::NoBudget {
+                    metric: metric.clone(),
+                    has: budget_names(&state.plan.run_budget),
+                });
             }
         }
         let workflow = self.load_recorded(&state, &HashMap::new()).await?;
@@ -349,10 +349,7 @@ impl Driver {
         for name in overrides.keys() {
             if !state.plan.steps.iter().any(|s| &s.name == name) {
                 let steps: Vec<&str> = state.plan.steps.iter().map(|s| s.name.as_str()).collect();
-                return Err(DriverError::Load(format!(
-                    "--with names step `{name}`, which this run does not have (its steps: {})",
-                    steps.join(", ")
-                )));
+                return Err(DriverError::NoStep { name: name.clone(), steps: steps.join(", ") });
             }
         }
         let workflow = self.load_recorded(&state, overrides).await?;

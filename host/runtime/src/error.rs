@@ -20,8 +20,24 @@ pub enum DriverError {
     /// A recorded or given component cannot be loaded.
     #[error("{0}")]
     Load(String),
+    /// A raise names a budget the run does not have.
+    #[error("this run has no `{metric}` budget to raise (it has: {has})")]
+    NoBudget {
+        /// The budget named.
+        metric: String,
+        /// The run's budgets, in words.
+        has: String,
+    },
+    /// A replacement component names a step the run does not have.
+    #[error("this run has no step `{name}` (its steps: {steps})")]
+    NoStep {
+        /// The step named.
+        name: String,
+        /// The run's steps, in words.
+        steps: String,
+    },
     /// The run id is taken.
-    #[error("run {0} already exists; continue it with `tether resume {0}`")]
+    #[error("run {0} already exists")]
     Exists(String),
     /// The run cannot start with this input: its first event would be too large to journal.
     #[error("{0}")]

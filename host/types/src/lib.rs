@@ -26,7 +26,7 @@ pub mod store;
 mod testing;
 pub mod timeline;
 pub mod track;
-mod units;
+pub mod units;
 
 pub use budget::{BudgetSpec, StepBudget, ToolBudget};
 pub use chain::{Chain, JournalError, SealedEvent, StoredEvent};

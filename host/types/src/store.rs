@@ -230,7 +230,7 @@ pub enum StoreError {
     #[error("{0}")]
     NewerSchema(String),
     /// No such run.
-    #[error("unknown run `{0}`; `tether runs` lists the runs in this journal")]
+    #[error("unknown run `{0}`")]
     UnknownRun(String),
     /// An event is larger than the configured cap.
     #[error("run {run}: event {seq} ({kind}) is {size} bytes, above the journal's cap of {cap} bytes")]

@@ -1,0 +1,58 @@
+//! Reading runs: ids given whole or by a unique prefix (as git takes commits), the run
+//! index, a run's verified events, its folded state and its report.
+
+use tether_types::state::RunState;
+use tether_types::store::{RunIndexStatus, RunSummary};
+use tether_types::{Event, RunId, RunReport};
+
+use crate::{App, AppError};
+
+/// Shorter prefixes than this would match nearly every run (`run_` alone, say).
+const SHORTEST_PREFIX: usize = 6;
+
+impl App {
+    /// The run `given` names: itself if the journal has it, else the one run whose id
+    /// starts with it.
+    pub async fn resolve_run(&self, given: &str) -> Result<RunId, AppError> {
+        let ids = self.store.run_ids().await?;
+        let found = if ids.iter().any(|id| id == given) {
+            given.to_string()
+        } else {
+            let matches: Vec<String> = if given.len() < SHORTEST_PREFIX {
+                Vec::new()
+            } else {
+                ids.into_iter().filter(|id| id.starts_with(given)).collect()
+            };
+            match <[String; 1]>::try_from(matches) {
+                Ok([one]) => one,
+                Err(matches) if matches.is_empty() => return Err(AppError::UnknownRun { given: given.into() }),
+                Err(matches) => return Err(AppError::AmbiguousRun { given: given.into(), matches }),
+            }
+        };
+        RunId::try_from(found).map_err(|e| AppError::Corrupt(format!("the journal holds a malformed run id: {e}")))
+    }
+
+    /// Runs in the index, newest first, optionally of one status.
+    pub async fn runs(&self, status: Option<RunIndexStatus>, limit: u32) -> Result<Vec<RunSummary>, AppError> {
+        Ok(self.store.runs(status, limit).await?)
+    }
+
+    /// A run's events, its hash chain verified.
+    pub async fn events(&self, run: &RunId) -> Result<Vec<Event>, AppError> {
+        let rows = self.store.events(run.as_str()).await?;
+        Ok(tether_types::chain::verify_and_decode(run.as_str(), &rows)?)
+    }
+
+    /// A run's state, folded from its verified events.
+    pub async fn state(&self, run: &RunId) -> Result<(RunState, Vec<Event>), AppError> {
+        let events = self.events(run).await?;
+        let state = RunState::fold(run.as_str(), &events)?;
+        Ok((state, events))
+    }
+
+    /// A run's report, from its journal alone (every step, whichever host ran it).
+    pub async fn report(&self, run: &RunId) -> Result<RunReport, AppError> {
+        let events = self.events(run).await?;
+        Ok(tether_types::timeline::report_from_events(run.clone(), &events))
+    }
+}

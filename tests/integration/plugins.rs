@@ -245,6 +245,17 @@ fn a_plugin_pinned_by_an_unfinished_run_is_not_removed() {
     assert!(err.contains("run_pinned"), "a tool is pinned too: {err}");
     // word-count 2.0.0 is the same component as 1.0.0: also pinned.
     host.expect(2, &["plugin", "remove", "word-count@2.0.0"]);
+    // A journal written before runs recorded their components learns them from the
+    // plans when it is migrated: the pins hold.
+    let db = host.dir.join("journal.db").display().to_string();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(tether_store::testing::before_run_components(&db));
+    let (_, err) = host.expect(2, &["plugin", "remove", "redact@1.0.0"]);
+    assert!(err.contains("pinned by 1 unfinished run(s): run_pinned"), "after migrating: {err}");
+    let (_, err) = host.expect(2, &["plugin", "remove", "word-count@1.0.0"]);
+    assert!(err.contains("run_pinned"), "after migrating, a tool is pinned too: {err}");
 
     // The rejection is recorded (exit 0); the run it continues fails and is finished.
     host.expect(0, &["reject", "run_pinned", "review", "--as", "alice"]);

@@ -50,6 +50,12 @@ impl App {
         Ok((state, events))
     }
 
+    /// Writes a consistent copy of the whole journal to a new file, safely while other
+    /// hosts use it.
+    pub async fn backup(&self, to: &std::path::Path) -> Result<(), AppError> {
+        Ok(self.store.backup(to).await?)
+    }
+
     /// A run's report, from its journal alone (every step, whichever host ran it).
     pub async fn report(&self, run: &RunId) -> Result<RunReport, AppError> {
         let events = self.events(run).await?;

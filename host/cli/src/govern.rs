@@ -130,8 +130,7 @@ pub(crate) fn override_auto(args: OverrideArgs) -> Result<ExitCode, Failure> {
     let payload = args.payload.as_deref().map(|p| read_json(p, "--payload")).transpose()?;
     let leases = args.wait.leases(std::time::Duration::from_secs(10))?;
     crate::setup::async_runtime()?.block_on(async {
-        let store = args.db.open_existing().await?;
-        let app = App::new(std::sync::Arc::new(store), tether_runtime::RuntimeConfig::default(), leases);
+        let app = args.db.recorder(leases).await?;
         let request = OverrideRequest {
             run: args.run.clone(),
             gate: args.gate.clone(),

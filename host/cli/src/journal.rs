@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use tether_app::AppError;
 use tether_types::event::{Event, EventKind, HostRead, ToolResult};
-use tether_types::store::{JournalStore, RunIndexStatus};
+use tether_types::store::RunIndexStatus;
 use tether_types::RunId;
 
 use crate::cli::{BackupArgs, HistoryArgs, ReplayArgs, RunsArgs, VerifyArgs};
-use crate::failure::{store_failure, Failure};
+use crate::failure::Failure;
 use crate::output::{fuel, micros, sanitize, utc};
 
 /// Store errors that mean bad input (wrong file, unknown run) are usage errors.
@@ -287,7 +287,7 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
 
 pub(crate) fn backup(args: BackupArgs) -> Result<ExitCode, Failure> {
     crate::setup::async_runtime()?.block_on(async {
-        let store = args.db.open_existing().await?;
+        let app = args.db.reader().await?;
         if args.file.exists() {
             return Err(Failure::usage(format!(
                 "{} already exists; a backup is written to a new file",
@@ -295,7 +295,7 @@ pub(crate) fn backup(args: BackupArgs) -> Result<ExitCode, Failure> {
             )));
         }
         let started = std::time::Instant::now();
-        store.backup(&args.file).await.map_err(store_failure)?;
+        app.backup(&args.file).await?;
         let size = std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0);
         if args.json {
             let doc = serde_json::json!({

@@ -60,8 +60,14 @@ impl DbArgs {
     /// The application over a journal that must exist, for commands that only read it
     /// (no runtime is ever started for them).
     pub(crate) async fn reader(&self) -> Result<App, Failure> {
+        self.recorder(LeaseConfig::default()).await
+    }
+
+    /// The application over a journal that must exist, for commands that record
+    /// decisions under a run's lease but never execute a run.
+    pub(crate) async fn recorder(&self, leases: LeaseConfig) -> Result<App, Failure> {
         let store = self.open_existing().await?;
-        Ok(App::new(Arc::new(store), tether_runtime::RuntimeConfig::default(), LeaseConfig::default()))
+        Ok(App::new(Arc::new(store), tether_runtime::RuntimeConfig::default(), leases))
     }
 
     async fn open_with(&self, create: bool) -> Result<SqliteStore, Failure> {

@@ -8,6 +8,7 @@
 
 mod cancels;
 mod error;
+mod index;
 mod leases;
 mod open;
 mod plugins;

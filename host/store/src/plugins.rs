@@ -9,8 +9,8 @@ use crate::error::db;
 /// Runs that pin a component: a run pins its components by digest in its plan (the
 /// `run_started` event, seq 1). The digest is 64 hex digits, so a substring match on the
 /// plan is exact enough.
-const PINNED_BY_UNFINISHED: &str = "SELECT r.run_id FROM runs r JOIN events e ON e.run_id = r.run_id AND e.seq = 1 \
-     WHERE r.status IN ('running', 'paused', 'waiting') AND instr(e.payload, ?) > 0 ORDER BY r.started_us";
+const PINNED_BY_UNFINISHED: &str = "SELECT r.run_id FROM run_components c JOIN runs r ON r.run_id = c.run_id \
+     WHERE c.digest = ? AND r.status IN ('running', 'paused', 'waiting') ORDER BY r.started_us";
 
 pub(crate) async fn add(
     conn: &mut SqliteConnection,

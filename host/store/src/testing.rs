@@ -116,3 +116,18 @@ pub async fn count_events(path: &str, run_id: &str, kind: &str) -> i64 {
         .await
         .expect("count")
 }
+
+/// Takes a journal back to before the run index left SQL triggers (migration 9): its
+/// `run_components` gone, as a journal written by an older tether has none, so the next
+/// open migrates it again and must find each run's components in its plan.
+pub async fn before_run_components(path: &str) {
+    let mut c = connect(path).await;
+    let mut sql = String::from("DROP TABLE run_components; DELETE FROM _sqlx_migrations WHERE version = 9;");
+    for name in
+        ["runs_on_start", "runs_on_end", "runs_on_pause", "runs_on_resume", "runs_on_compensated", "runs_on_waiting"]
+    {
+        // Stand-ins for the triggers migration 9 drops.
+        sql.push_str(&format!(" CREATE TRIGGER {name} AFTER INSERT ON events WHEN 0 BEGIN SELECT 1; END;"));
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.expect("rewind");
+}

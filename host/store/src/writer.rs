@@ -147,7 +147,10 @@ async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Out
             _ => None,
         })
         .collect();
-    let lone = batch.len() == 1 && appends.len() == 1 && appends[0].lease == LeaseChange::Keep;
+    let lone = batch.len() == 1
+        && appends.len() == 1
+        && appends[0].lease == LeaseChange::Keep
+        && !crate::index::changes_index(&appends);
     let leases = batch.iter().any(|r| matches!(r, Request::Lease(..)));
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(if lone { "" } else { "BEGIN IMMEDIATE;" });
     let mut statements = usize::from(!lone);
@@ -159,6 +162,7 @@ async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Out
         }
     }
     let layout = crate::leases::push_appends(&mut q, &appends, statements);
+    crate::index::push_index(&mut q, &appends);
     // Lease changes read before they write: they follow in their own statements.
     if !lone && !leases {
         q.push(" COMMIT;");

@@ -40,6 +40,8 @@ pub struct SealedEvent {
     pub payload: String,
     /// The chain hash.
     pub hash: String,
+    /// What the event does to the run index, applied with it.
+    pub index: Option<crate::run_index::IndexChange>,
 }
 
 impl Chain {
@@ -65,7 +67,7 @@ impl Chain {
         let hash = chain_hash(&self.prev_hash, seq, at_us, &payload);
         self.next_seq += 1;
         self.prev_hash.clone_from(&hash);
-        SealedEvent { seq, at_us, kind: kind.name(), payload, hash }
+        SealedEvent { seq, at_us, kind: kind.name(), payload, hash, index: crate::run_index::IndexChange::of(kind) }
     }
 }
 

@@ -20,6 +20,7 @@ pub mod report;
 pub mod resolve;
 pub mod retry;
 pub mod run_budget;
+pub mod run_index;
 pub mod state;
 pub mod store;
 #[cfg(test)]

@@ -154,28 +154,4 @@ pub fn usage_totals(events: &[Event]) -> BTreeMap<String, f64> {
     totals
 }
 
-/// The status the run index must hold for a run with these events (the index is kept
-/// from the events; `verify` compares the two).
-pub fn index_status(events: &[Event]) -> crate::store::RunIndexStatus {
-    use crate::store::RunIndexStatus as S;
-    let mut status = S::Running;
-    for e in events {
-        status = match (&e.kind, status) {
-            (EventKind::RunPaused { .. }, _) => S::Paused,
-            (EventKind::RunWaiting { .. }, _) => S::Waiting,
-            (EventKind::RunResumed { .. }, S::Paused | S::Waiting) => S::Running,
-            (EventKind::RunCompleted { .. }, _) => S::Completed,
-            (
-                EventKind::RunFailed { error }
-                | EventKind::RunCompensated { error }
-                | EventKind::RunCompensationFailed { error, .. },
-                _,
-            ) if error.class == crate::FailureClass::Cancelled => S::Cancelled,
-            (EventKind::RunFailed { .. }, _) => S::Failed,
-            (EventKind::RunCompensated { .. }, _) => S::Compensated,
-            (EventKind::RunCompensationFailed { .. }, _) => S::CompensationFailed,
-            (_, s) => s,
-        };
-    }
-    status
-}
+pub use crate::run_index::index_status;

@@ -6,6 +6,7 @@
 //! commit that contains its events. Appends are fenced by the run's lease in the same
 //! statement (`leases.rs`). Reads go through a separate pool.
 
+mod backend;
 mod cancels;
 mod error;
 mod index;
@@ -18,5 +19,6 @@ mod writer;
 #[doc(hidden)]
 pub mod testing;
 
-pub use open::{default_database_url, Durability, StoreConfig};
+pub use backend::open;
+pub use open::{default_database_url, sqlite_file, Durability, StoreConfig};
 pub use sqlite::SqliteStore;

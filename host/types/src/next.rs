@@ -1,7 +1,9 @@
 //! What a run does next, decided from its state alone (the fold of its journal). Pure:
 //! the driver asks, records what it is told (skips, routes, fan-outs, loop iterations)
 //! or runs what is ready, and asks again. Because the decision depends only on the
-//! journal, a resumed run decides exactly what the interrupted one would have.
+//! journal, a resumed run decides exactly what the interrupted one would have. What the
+//! driver records besides, pure as well and for the same reason, is decided in the
+//! modules below: an attempt's end and its retry ([`after`]).
 //!
 //! Rules (the README's "Workflow language" section documents them for users):
 //! - a step is ready when every step it needs has completed or been skipped;
@@ -26,6 +28,7 @@ use crate::plan::{OnExhausted, Plan, PlanStep};
 use crate::report::RunError;
 use crate::state::{OpenAttempt, Resolved, RunState};
 
+pub mod after;
 mod checks;
 use checks::Gate;
 #[cfg(test)]

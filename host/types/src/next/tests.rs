@@ -1,6 +1,7 @@
 //! `Flow::next` decided by hand, with the events the host would record and no wasm:
 //! the DAG, `when`, routes and resuming an interrupted attempt here; fan-out, loops,
-//! retries and run budgets, and approvals in the modules below.
+//! retries and run budgets, and approvals in the modules below, with what the host
+//! decides without `Flow::next`: an attempt's end (`after`).
 
 use serde_json::json;
 
@@ -10,6 +11,7 @@ use crate::failure::FailureClass;
 use crate::state::{OpenAttempt, Resolved, RunState};
 use crate::testing::{journal, plan, run_started, started, Run};
 
+mod after;
 mod approvals;
 mod fanout;
 mod loops;

@@ -1,7 +1,8 @@
 //! `Flow::next` decided by hand, with the events the host would record and no wasm:
 //! the DAG, `when`, routes and resuming an interrupted attempt here; fan-out, loops,
 //! retries and run budgets, and approvals in the modules below, with what the host
-//! decides without `Flow::next`: an attempt's end (`after`).
+//! decides without `Flow::next`: an attempt's end (`after`), and deadlines and earned
+//! autonomy (`defaults`).
 
 use serde_json::json;
 
@@ -13,6 +14,7 @@ use crate::testing::{journal, plan, run_started, started, Run};
 
 mod after;
 mod approvals;
+mod defaults;
 mod fanout;
 mod loops;
 mod retries;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventKind};
-use crate::policy::Relax;
+use crate::policy::{Policy, Relax};
 use crate::state::{Approval, ApprovalOutcome};
 
 pub use crate::track::TrackRecord;
@@ -123,6 +123,16 @@ pub fn outcomes<'a>(runs: impl IntoIterator<Item = (&'a str, &'a [Event])>) -> V
     }
     out.sort_by_key(|o| o.at_us);
     out
+}
+
+/// The record that lets `gate` of `policy` approve a request of `class` by itself, if it
+/// has earned that: the gate relaxes (`relax_after`), and its record (per class when the
+/// gate counts per class) meets the condition. `None` otherwise, and for a gate the policy
+/// does not declare.
+pub fn earned(policy: &Policy, outcomes: &[Outcome], gate: &str, class: Option<&str>) -> Option<TrackRecord> {
+    let relax = policy.gates.get(gate)?.relax_after.as_ref()?;
+    let record = record(outcomes, gate, class.filter(|_| relax.per.is_some()));
+    record.meets(relax).then_some(record)
 }
 
 /// The record of `gate` (for `class`, if given) from its decided requests.

@@ -1,7 +1,11 @@
 //! What a run does next, decided from its state alone (the fold of its journal). Pure:
 //! the driver asks, records what it is told (skips, routes, fan-outs, loop iterations)
 //! or runs what is ready, and asks again. Because the decision depends only on the
-//! journal, a resumed run decides exactly what the interrupted one would have.
+//! journal, a resumed run decides exactly what the interrupted one would have. What the
+//! driver records besides, pure as well and for the same reason, is decided in the
+//! modules below: an attempt's end and its retry ([`after`]), approvals decided at a
+//! deadline or by a gate's earned autonomy ([`approvals`]), and undoing the completed
+//! steps of a failed or cancelled run ([`undo`]).
 //!
 //! Rules (the README's "Workflow language" section documents them for users):
 //! - a step is ready when every step it needs has completed or been skipped;
@@ -26,7 +30,10 @@ use crate::plan::{OnExhausted, Plan, PlanStep};
 use crate::report::RunError;
 use crate::state::{OpenAttempt, Resolved, RunState};
 
+pub mod after;
+pub mod approvals;
 mod checks;
+pub mod undo;
 use checks::Gate;
 #[cfg(test)]
 mod tests;

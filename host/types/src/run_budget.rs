@@ -162,7 +162,7 @@ mod opt_ms {
 }
 
 /// Which of an attempt's limits were clipped by the run's budget.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Capped {
     /// Fuel.
     pub fuel: bool,

@@ -268,6 +268,19 @@ impl RunState {
         })
     }
 
+    /// The run's error while it is paused: which step could not start, and which of the
+    /// run's budgets is used up, with how to raise it.
+    pub fn paused_error(&self) -> Option<RunError> {
+        let (step, exceeded) = self.paused.clone()?;
+        Some(RunError {
+            class: crate::FailureClass::RunBudgetExceeded,
+            step,
+            message: format!(
+                "the run's `{exceeded}` budget is used up; raise it with `tether resume RUN --budget {exceeded}=+N`"
+            ),
+        })
+    }
+
     /// Folds a run's verified events.
     pub fn fold(run: &str, events: &[Event]) -> Result<RunState, FoldError> {
         let err = |seq: u64, reason: &str| FoldError { run: run.into(), seq, reason: reason.into() };

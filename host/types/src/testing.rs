@@ -8,10 +8,13 @@ use serde_json::Value;
 use crate::event::{Event, EventKind};
 use crate::failure::{FailureClass, StepFailure};
 use crate::manifest::{Compensation, Workflow};
+use crate::next::after::{after_attempt, Ended};
 use crate::next::{Flow, Launch, Next};
 use crate::plan::{Plan, PlanCompensation, PlanTool};
 use crate::policy::Decision;
+use crate::report::StepStats;
 use crate::resolve::{plan_of, ResolvedStep};
+use crate::run_budget::Capped;
 use crate::state::RunState;
 
 /// The run id retry jitter is drawn from.
@@ -130,26 +133,19 @@ impl Run {
         self.apply([completed(key, attempt, output)]);
     }
 
-    /// The running attempt of `key` fails; as the host does, a retry is scheduled when
-    /// the step's retry policy takes this failure. Returns the retry's earliest start.
+    /// The running attempt of `key` fails; as the host does, its end is recorded as
+    /// [`after_attempt`] decides it, with a retry when the step's retry policy takes
+    /// this failure (its limits were not clipped by the run's budget). Returns the
+    /// retry's earliest start.
     pub fn fail(&mut self, key: &str, failure: StepFailure) -> Option<u64> {
         let attempt = self.open_attempt(key);
         self.busy.remove(key);
         let retry = self.state.plan.step(crate::flow::step_of(key)).expect("a step of the plan").retry.clone();
-        let retried = retry.retries(&failure, attempt);
-        self.apply([failed(key, attempt, failure)]);
-        if !retried {
-            return None;
-        }
-        let backoff = retry.backoff_for(RUN, key, attempt);
-        let not_before_us = self.now + backoff.as_micros() as u64;
-        self.apply([EventKind::RetryScheduled {
-            step: key.to_string(),
-            attempt: attempt + 1,
-            not_before_us,
-            backoff_ms: backoff.as_millis() as u64,
-        }]);
-        Some(not_before_us)
+        let stats = StepStats::default();
+        let ended = Ended { run: RUN, key, attempt, outcome: Err(failure), stats: &stats, capped: Capped::default() };
+        let after = after_attempt(&retry, ended, self.now).expect("a failure that is not a wait for approval");
+        self.apply(after.events);
+        after.retry_in.map(|backoff| self.now + backoff.as_micros() as u64)
     }
 
     /// Runs each of `keys` to completion, the output of each given by `output(launch)`.
@@ -182,11 +178,6 @@ pub(crate) fn started(key: &str, attempt: u32, input: Value) -> EventKind {
 /// `step_completed` of `key`.
 pub(crate) fn completed(key: &str, attempt: u32, output: Value) -> EventKind {
     EventKind::StepCompleted { step: key.into(), attempt, output, fuel: 0, tool_fuel: 0, wall_us: 0, peak_memory: 0 }
-}
-
-/// `step_failed` of `key`.
-pub(crate) fn failed(key: &str, attempt: u32, failure: StepFailure) -> EventKind {
-    EventKind::StepFailed { step: key.into(), attempt, failure, fuel: 0, tool_fuel: 0, wall_us: 0, peak_memory: 0 }
 }
 
 /// A failure of `class`.

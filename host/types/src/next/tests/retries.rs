@@ -1,6 +1,7 @@
-//! Failures, retries and run budgets. Whether a failure is retried, and when a run
-//! pauses, is decided by the host's scheduler: the harness records `retry_scheduled`
-//! from the step's retry policy as it does. The core decides from what is recorded.
+//! Failures, retries and run budgets in a flow. Whether a failure is retried, and when a
+//! run pauses, is decided when the attempt ends (`after::after_attempt`, tested in
+//! `after.rs`): the harness records what it decides, as the host does. The flow decides
+//! from what is recorded.
 
 use serde_json::json;
 

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tether_types::event::{EventKind, ToolResult};
+use tether_types::next::undo::{undo, Undo};
+use tether_types::state::RunState;
 use tether_types::{RunError, RunId, RunStatus};
 use wasmtime::Engine;
 
@@ -16,56 +18,42 @@ use crate::govern::EnvValues;
 use crate::journal::RunJournal;
 use crate::load::{LoadedCompensation, LoadedStep, LoadedWorkflow};
 
-/// Ends a failed run: `run_failed` if nothing needs undoing; otherwise the completed
-/// steps' compensations, in reverse order of completion, each durable before the
-/// next, then `run_compensated` or `run_compensation_failed`. `resumed` is set when
-/// the journal shows compensation already begun: the steps already compensated (and
-/// which of those failed) are not run again, and count in the run's end.
+/// Ends a failed run as [`undo`] decides from its state: `run_failed` if nothing needs
+/// undoing; otherwise the completed steps' compensations, in reverse order of
+/// completion, each durable before the next, then `run_compensated` or
+/// `run_compensation_failed`. When the state shows compensation already begun (`error`
+/// is then the error it began with), the steps already compensated (and which of those
+/// failed) are not run again, and count in the run's end.
 pub(crate) async fn fail(
     engine: &Engine,
     workflow: &LoadedWorkflow,
     journal: &RunJournal,
     error: &RunError,
-    completed: &[(String, Value, Value)],
-    resumed: Option<&tether_types::state::Compensating>,
+    state: &RunState,
 ) -> Result<RunStatus, DriverError> {
-    let done: &[String] = resumed.map_or(&[], |c| &c.done);
-    // Keys name runs of steps (`search[2]`, `fix#3`); each completed run is undone.
-    let to_undo: Vec<(&str, &LoadedStep, &Value, &Value)> = completed
-        .iter()
-        .rev()
-        .filter_map(|(key, i, o)| {
-            let name = tether_types::flow::step_of(key);
-            workflow.steps.iter().find(|s| s.spec.name == name).map(|s| (key.as_str(), &**s, i, o))
-        })
-        .filter(|(_, s, _, _)| s.compensation.is_some())
-        .collect();
-    if to_undo.is_empty() {
-        journal.record(&EventKind::RunFailed { error: error.clone() });
-        journal.flush_final().await?;
-        return Ok(RunStatus::Failed);
-    }
-    if resumed.is_none() {
-        journal.record(&EventKind::CompensationBegun { error: error.clone() });
+    let loaded = |name: &str| workflow.steps.iter().find(|s| s.spec.name == name);
+    let owed = match undo(state, error, |name| loaded(name).is_some_and(|s| s.compensation.is_some())) {
+        Undo::Fail(event) => {
+            journal.record(&event);
+            journal.flush_final().await?;
+            return Ok(RunStatus::Failed);
+        }
+        Undo::Compensate(owed) => owed,
+    };
+    if let Some(begun) = &owed.begin {
+        journal.record(begun);
         journal.flush().await?;
     }
-    let mut failed = resumed.map_or_else(Vec::new, |c| c.failed.clone());
-    for (key, step, input, output) in to_undo {
-        if done.iter().any(|d| d == key) {
-            continue;
-        }
+    let mut compensated = Vec::new();
+    // Keys name runs of steps (`search[2]`, `fix#3`); each completed run is undone.
+    for (key, input, output) in owed.steps.iter().copied() {
+        let Some(step) = loaded(tether_types::flow::step_of(key)) else { continue };
         let event = compensate(engine, &journal.run_id, key, step, input, output).await;
-        if matches!(&event, EventKind::StepCompensated { result: ToolResult::Err { .. }, .. }) {
-            failed.push(key.to_string());
-        }
         journal.record(&event);
         journal.flush().await?;
+        compensated.push(event);
     }
-    let (event, status) = if failed.is_empty() {
-        (EventKind::RunCompensated { error: error.clone() }, RunStatus::Compensated)
-    } else {
-        (EventKind::RunCompensationFailed { error: error.clone(), failed }, RunStatus::CompensationFailed)
-    };
+    let (event, status) = owed.end(&compensated);
     journal.record(&event);
     journal.flush_final().await?;
     Ok(status)

@@ -410,7 +410,7 @@ impl Driver {
             };
             let (outcome, stats) = run_step_attempt(self.runtime.engine_ref(), step, &input.to_string(), ctx).await;
             report.attempts += 1;
-            let actual_end = crate::scheduler::end_event(name, *attempt, &outcome, &stats);
+            let actual_end = tether_types::next::after::end_event(name, *attempt, &outcome, &stats);
             let tape = lock(&tape);
             let divergence = if let Some(d) = tape.divergence.clone() {
                 Some(d)

@@ -13,7 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tether_types::autonomy::{Outcome, TrackRecord};
+use tether_types::autonomy::Outcome;
+use tether_types::event::EventKind;
 use tether_types::plan::DirGrant;
 use tether_types::policy::{DirAccess, EnvGrant, IdentityGrants, Policy, Rules};
 
@@ -209,11 +210,10 @@ pub(crate) struct Governance {
 }
 
 impl Governance {
-    /// The record that lets `gate` approve a request of `class` by itself, if it has earned that.
-    pub(crate) fn auto_approval(&self, gate: &str, class: Option<&str>) -> Option<TrackRecord> {
-        let relax = self.policy.gates.get(gate)?.relax_after.as_ref()?;
-        let record = tether_types::autonomy::record(&self.outcomes, gate, class.filter(|_| relax.per.is_some()));
-        record.meets(relax).then_some(record)
+    /// The gate's own approval of `request` (an `approval_requested`, of a step or a
+    /// tool call), if its track record has earned it: decided in the core, in one place.
+    pub(crate) fn auto_decision(&self, request: &EventKind) -> Option<EventKind> {
+        tether_types::next::approvals::auto_decision(request, &self.policy, &self.outcomes)
     }
 }
 

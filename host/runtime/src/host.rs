@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 use tether_types::event::{EventKind, ToolResult};
-use tether_types::policy::{approval_id, vars, Checkpoint, Decision, RequestAt, Verdict};
+use tether_types::policy::{approval_id, vars, Checkpoint, RequestAt, Verdict};
 use tether_types::state::{Approval, ApprovalOutcome};
 use tether_types::{FailureClass, GuestFailureKind, LogLevel, LogLine, ToolCallReport};
 use wasmtime::component::{Linker, LinkerInstance};
@@ -475,18 +475,7 @@ async fn approval(
         }
     }
     if pending.outcome.is_none() {
-        if let Some(evidence) = gov.auto_approval(gate, pending.class.as_deref()) {
-            let decided = EventKind::ApprovalDecided {
-                id: id.clone(),
-                gate: gate.to_string(),
-                step: step.to_string(),
-                call: Some(call),
-                by: tether_types::policy::BY_AUTONOMY.into(),
-                decision: Decision::Approve,
-                payload: None,
-                comment: None,
-                evidence: Some(evidence),
-            };
+        if let Some(decided) = gov.auto_decision(&request) {
             record_durably(cx, &decided).await?;
             pending.decide(&decided);
         }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
-use tether_types::next::{Flow, Launch, Next};
+use tether_types::next::after::{after_attempt, Ended};
+use tether_types::next::{approvals, Flow, Launch, Next};
 use tether_types::run_budget::{AttemptLimits as Limits, Capped, RunBudget, RunUsage};
 use tether_types::state::{OpenAttempt, RunState};
 use tether_types::{EventKind, FailureClass, RunError, RunReport, RunStatus, StepFailure, StepReport, StepStats};
@@ -102,15 +103,9 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         self.absorb()?;
         if let Some(begun) = self.state.compensating.clone() {
             // Interrupted while undoing completed steps: finish that, nothing else.
-            let status = crate::compensation::fail(
-                &self.engine,
-                self.workflow,
-                &self.journal,
-                &begun.error,
-                &self.state.completed,
-                Some(&begun),
-            )
-            .await?;
+            let status =
+                crate::compensation::fail(&self.engine, self.workflow, &self.journal, &begun.error, &self.state)
+                    .await?;
             return Ok(self.report(status, Value::Null, Some(begun.error)));
         }
         if self.state.cancelled.is_some() && self.state.outcome.is_none() {
@@ -200,7 +195,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         if let Some((key, (exceeded, used, limit))) = self.pausing.take() {
             self.journal.record(&EventKind::RunPaused { step: key, exceeded, used, limit });
             self.journal.flush_final().await?;
-            let error = self.paused_error();
+            let error = self.state.paused_error();
             return Ok(self.report(RunStatus::Paused, Value::Null, error));
         }
         match end {
@@ -210,15 +205,8 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                 Ok(self.report(RunStatus::Completed, output, None))
             }
             Err(error) => {
-                let status = crate::compensation::fail(
-                    &self.engine,
-                    self.workflow,
-                    &self.journal,
-                    &error,
-                    &self.state.completed,
-                    None,
-                )
-                .await?;
+                let status =
+                    crate::compensation::fail(&self.engine, self.workflow, &self.journal, &error, &self.state).await?;
                 Ok(self.report(status, Value::Null, Some(error)))
             }
         }
@@ -286,55 +274,38 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         });
     }
 
-    /// Records an attempt's end (and its retry, if it gets one), durably.
+    /// Records an attempt's end (and its retry, if it gets one), durably, as
+    /// [`after_attempt`] decides it.
     async fn finish(&mut self, f: Finished) -> Result<(), DriverError> {
-        let Finished { key, step, attempt, mut outcome, stats, capped } = f;
+        let Finished { key, step, attempt, outcome, stats, capped } = f;
         self.busy.remove(&key);
         // Settled: from here on the run's totals hold what the attempt really used.
         self.reserved.remove(&key);
-        if matches!(&outcome, Err(f) if f.class == FailureClass::AwaitingApproval) {
+        let ended = Ended { run: self.journal.run_id.as_str(), key: &key, attempt, outcome, stats: &stats, capped };
+        let Some(after) = after_attempt(&step.spec.retry, ended, now_us()) else {
             // The attempt stopped inside a tool call for a human; its request is journaled,
             // and it continues from the journal once decided.
             self.absorb()?;
             return Ok(());
-        }
-        let mut paused_by = None;
-        if let Err(failure) = &mut outcome {
-            if capped.explains(failure) {
-                // The run's budget ran out, not the step's: the run pauses.
-                paused_by = Some(capped.name(failure));
-                failure.class = FailureClass::RunBudgetExceeded;
-            }
-        }
-        let retry_after = match &outcome {
-            Err(f) if step.spec.retry.retries(f, attempt) => {
-                Some(step.spec.retry.backoff_for(self.journal.run_id.as_str(), &key, attempt))
-            }
-            _ => None,
         };
-        self.journal.record(&end_event(&key, attempt, &outcome, &stats));
-        if let Some(backoff) = retry_after {
-            self.journal.record(&EventKind::RetryScheduled {
-                step: key.clone(),
-                attempt: attempt + 1,
-                not_before_us: crate::journal::now_us() + backoff.as_micros() as u64,
-                backoff_ms: backoff.as_millis() as u64,
-            });
+        for event in &after.events {
+            self.journal.record(event);
         }
         self.journal.flush().await?;
         self.absorb()?;
-        if let Some(named) = paused_by {
-            let exhausted = self.budget().remaining(&self.state.used).err().unwrap_or(named);
+        if let Some(named) = after.pause {
+            // The run's budget ran out, not the step's: the run pauses.
+            let exhausted = tether_types::next::after::exhausted(&self.state, named);
             self.pausing.get_or_insert((key.clone(), exhausted));
         }
         let report = StepReport {
             name: key,
-            outcome: if outcome.is_ok() { RunStatus::Completed } else { RunStatus::Failed },
-            error: outcome.err(),
+            outcome: if after.outcome.is_ok() { RunStatus::Completed } else { RunStatus::Failed },
+            error: after.outcome.err(),
             stats,
         };
         let index = self.workflow.plan.steps.iter().position(|s| s.name == step.spec.name).unwrap_or(0);
-        (self.progress)(Progress::StepFinished { index, report: &report, attempt, retry_in: retry_after });
+        (self.progress)(Progress::StepFinished { index, report: &report, attempt, retry_in: after.retry_in });
         self.reports.push(report);
         Ok(())
     }
@@ -356,48 +327,18 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
     /// Ends a cancelled run: its completed steps undone, its error the cancel.
     async fn end_cancelled(self) -> Result<RunReport, DriverError> {
         let error = self.state.cancel_error().expect("called once the cancel is in the state");
-        let status =
-            crate::compensation::fail(&self.engine, self.workflow, &self.journal, &error, &self.state.completed, None)
-                .await?;
+        let status = crate::compensation::fail(&self.engine, self.workflow, &self.journal, &error, &self.state).await?;
         Ok(self.report(status, Value::Null, Some(error)))
     }
 
     /// The gate's own approval of a step-level request, if its track record has earned it.
     fn auto_decision(&self, event: &EventKind) -> Option<EventKind> {
-        let EventKind::ApprovalRequested { id, gate, step, class, .. } = event else { return None };
-        let evidence = self.governance.as_ref()?.auto_approval(gate, class.as_deref())?;
-        Some(EventKind::ApprovalDecided {
-            id: id.clone(),
-            gate: gate.clone(),
-            step: step.clone(),
-            call: None,
-            by: tether_types::policy::BY_AUTONOMY.into(),
-            decision: tether_types::policy::Decision::Approve,
-            payload: None,
-            comment: None,
-            evidence: Some(evidence),
-        })
+        self.governance.as_ref()?.auto_decision(event)
     }
 
     /// Takes the default decision of every pending request whose deadline has passed.
     fn decide_due(&mut self) -> bool {
-        let now = now_us();
-        let due: Vec<EventKind> = self
-            .state
-            .pending_approvals()
-            .filter(|a| a.deadline_us.is_some_and(|d| d <= now))
-            .map(|a| EventKind::ApprovalDecided {
-                id: a.id.clone(),
-                gate: a.gate.clone(),
-                step: a.step.clone(),
-                call: a.call,
-                by: tether_types::policy::BY_DEADLINE.into(),
-                decision: a.on_timeout,
-                payload: None,
-                comment: Some("nobody decided before the deadline".into()),
-                evidence: None,
-            })
-            .collect();
+        let due = approvals::due_defaults(&self.state, now_us());
         for event in &due {
             self.journal.record(event);
         }
@@ -436,17 +377,6 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
 
     fn budget(&self) -> RunBudget {
         self.state.plan.run_budget.raised(&self.state.raises)
-    }
-
-    fn paused_error(&self) -> Option<RunError> {
-        let (step, exceeded) = self.state.paused.clone()?;
-        Some(RunError {
-            class: FailureClass::RunBudgetExceeded,
-            step,
-            message: format!(
-                "the run's `{exceeded}` budget is used up; raise it with `tether resume RUN --budget {exceeded}=+N`"
-            ),
-        })
     }
 
     fn report(self, status: RunStatus, output: Value, error: Option<RunError>) -> RunReport {
@@ -521,29 +451,5 @@ async fn wait_until(not_before_us: u64) {
     let now = crate::journal::now_us();
     if not_before_us > now {
         tokio::time::sleep(std::time::Duration::from_micros(not_before_us - now)).await;
-    }
-}
-
-/// The event that ends an attempt with `outcome`.
-pub(crate) fn end_event(key: &str, attempt: u32, outcome: &Result<Value, StepFailure>, stats: &StepStats) -> EventKind {
-    match outcome {
-        Ok(output) => EventKind::StepCompleted {
-            step: key.to_string(),
-            attempt,
-            output: output.clone(),
-            fuel: stats.fuel,
-            tool_fuel: stats.tool_fuel,
-            wall_us: stats.wall_us,
-            peak_memory: stats.peak_memory,
-        },
-        Err(f) => EventKind::StepFailed {
-            step: key.to_string(),
-            attempt,
-            failure: f.clone(),
-            fuel: stats.fuel,
-            tool_fuel: stats.tool_fuel,
-            wall_us: stats.wall_us,
-            peak_memory: stats.peak_memory,
-        },
     }
 }

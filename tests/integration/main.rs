@@ -7,6 +7,7 @@ mod cancel;
 mod chaos;
 mod cli;
 mod compensation;
+mod conformance;
 mod containment;
 mod crash_flows;
 mod demo;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tether_app::App;
 use tether_runtime::{LeaseConfig, Runtime};
-use tether_store::{Durability, SqliteStore, StoreConfig};
+use tether_store::{Durability, StoreConfig};
+use tether_types::store::JournalStore;
 
 use crate::cli::{CacheArgs, DbArgs, HostArgs, WaitArgs};
 use crate::failure::Failure;
@@ -47,13 +48,13 @@ impl CacheArgs {
 
 impl DbArgs {
     /// Opens the journal, creating it if it does not exist (inside the async runtime).
-    pub(crate) async fn open(&self) -> Result<SqliteStore, Failure> {
+    pub(crate) async fn open(&self) -> Result<Arc<dyn JournalStore>, Failure> {
         self.open_with(true).await
     }
 
     /// Opens a journal that must exist: for commands that read, or continue what a
     /// journal holds. A mistyped path is an error, not a new empty journal.
-    pub(crate) async fn open_existing(&self) -> Result<SqliteStore, Failure> {
+    pub(crate) async fn open_existing(&self) -> Result<Arc<dyn JournalStore>, Failure> {
         self.open_with(false).await
     }
 
@@ -67,10 +68,10 @@ impl DbArgs {
     /// decisions under a run's lease but never execute a run.
     pub(crate) async fn recorder(&self, leases: LeaseConfig) -> Result<App, Failure> {
         let store = self.open_existing().await?;
-        Ok(App::new(Arc::new(store), tether_runtime::RuntimeConfig::default(), leases))
+        Ok(App::new(store, tether_runtime::RuntimeConfig::default(), leases))
     }
 
-    async fn open_with(&self, create: bool) -> Result<SqliteStore, Failure> {
+    async fn open_with(&self, create: bool) -> Result<Arc<dyn JournalStore>, Failure> {
         let mut config = StoreConfig::new(self.db.clone().unwrap_or_else(tether_store::default_database_url));
         config.create = create;
         config.durability = match self.sync.as_str() {
@@ -78,8 +79,8 @@ impl DbArgs {
             "normal" => Durability::Normal,
             other => return Err(Failure::usage(format!("--sync must be `full` or `normal`, not `{other}`"))),
         };
-        let store = SqliteStore::open(&config).await.map_err(crate::failure::store_failure)?;
-        OPENED.lock().unwrap_or_else(|p| p.into_inner()).push(store.clone());
+        let store = tether_store::open(&config).await.map_err(crate::failure::store_failure)?;
+        OPENED.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::clone(&store));
         Ok(store)
     }
 }
@@ -88,7 +89,7 @@ impl HostArgs {
     /// The application on the journal; `create`: a new run may be started in a new journal.
     pub(crate) async fn app(&self, leases: LeaseConfig, create: bool) -> Result<App, Failure> {
         let store = self.db.open_with(create).await?;
-        Ok(App::new(Arc::new(store), self.cache.config(), leases))
+        Ok(App::new(store, self.cache.config(), leases))
     }
 }
 
@@ -97,7 +98,7 @@ impl HostArgs {
 pub(crate) struct Rt(tokio::runtime::Runtime);
 
 /// Journals opened by this command, closed when it ends.
-static OPENED: std::sync::Mutex<Vec<SqliteStore>> = std::sync::Mutex::new(Vec::new());
+static OPENED: std::sync::Mutex<Vec<Arc<dyn JournalStore>>> = std::sync::Mutex::new(Vec::new());
 
 impl Rt {
     pub(crate) fn block_on<F: std::future::Future>(&self, command: F) -> F::Output {
@@ -110,7 +111,7 @@ impl Drop for Rt {
         let opened = std::mem::take(&mut *OPENED.lock().unwrap_or_else(|p| p.into_inner()));
         self.0.block_on(async {
             for store in opened {
-                if let Err(e) = tether_types::store::JournalStore::close(&store).await {
+                if let Err(e) = store.close().await {
                     tracing::warn!("closing the journal: {e}");
                 }
             }

@@ -88,7 +88,7 @@ fn stored(args: &ValidateArgs, runtime: &Runtime, wf: &Workflow) -> Result<Store
     }
     crate::setup::async_runtime()?.block_on(async {
         let store = args.db.open_existing().await?;
-        Ok(tether_app::stored_components(&store, runtime, wf).await?)
+        Ok(tether_app::stored_components(store.as_ref(), runtime, wf).await?)
     })
 }
 

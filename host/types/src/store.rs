@@ -1,6 +1,7 @@
 //! The storage traits: what the host needs from a journal, and nothing more. SQL lives
-//! only in the implementations (`tether-store`), which share one schema and one test
-//! suite across SQLite and PostgreSQL.
+//! only in the implementations (`tether-store`); what each event does to the run index
+//! is decided here (`run_index.rs`), not in SQL. Every backend must pass one conformance
+//! suite, written against these traits (the integration tests' `conformance.rs`).
 
 use crate::chain::{SealedEvent, StoredEvent};
 use crate::ids::RunId;

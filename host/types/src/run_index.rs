@@ -7,8 +7,65 @@
 use serde_json::Value;
 
 use crate::event::{Event, EventKind};
-use crate::store::RunIndexStatus as S;
 use crate::FailureClass;
+use RunIndexStatus as S;
+
+/// Status of a run as recorded in the run index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunIndexStatus {
+    /// Started and not finished (possibly interrupted).
+    Running,
+    /// Completed.
+    Completed,
+    /// Failed.
+    Failed,
+    /// Paused because a run budget ran out.
+    Paused,
+    /// Waiting for a human to decide an approval request.
+    Waiting,
+    /// Failed, and its completed steps were undone.
+    Compensated,
+    /// Failed, and undoing a completed step failed too.
+    CompensationFailed,
+    /// Cancelled by a person (`tether cancel`), its completed steps undone.
+    Cancelled,
+    /// The index row holds a status tether never writes: the index was edited or
+    /// damaged. Listed so that it is seen; `tether verify` says what is wrong.
+    Damaged,
+}
+
+impl RunIndexStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Paused => "paused",
+            Self::Waiting => "waiting",
+            Self::Compensated => "compensated",
+            Self::CompensationFailed => "compensation_failed",
+            Self::Cancelled => "cancelled",
+            Self::Damaged => "damaged",
+        }
+    }
+
+    /// Parses a stored or user-given name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(Self::Running),
+            "completed" => Some(Self::Completed),
+            "failed" => Some(Self::Failed),
+            "paused" => Some(Self::Paused),
+            "waiting" => Some(Self::Waiting),
+            "compensated" => Some(Self::Compensated),
+            "compensation_failed" => Some(Self::CompensationFailed),
+            "cancelled" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
+}
 
 /// What an event does to its run's row in the index.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -373,29 +373,33 @@ impl Workflow {
         };
 
         if let Err(m) = check_name(raw.name.get_ref()) {
-            err(raw.name.span(), format!("workflow name {m}"), None);
+            err(raw.name.span(), format!("workflow name {m}"), Some(&crate::names::rename_hint(raw.name.get_ref())));
         }
         if let Some(id) = &raw.identity {
             if let Err(m) = crate::policy::check_identity_name(id.get_ref()) {
-                err(id.span(), m, None);
+                err(
+                    id.span(),
+                    m,
+                    Some("name an identity the policy declares, written as its name is (lowercase, `-`, `_`)"),
+                );
             }
         }
         let step_defaults = check_budget(&raw.defaults.budget, &mut err).unwrap_or_default();
         let tool_defaults = check_budget(&raw.defaults.tool_budget, &mut err).unwrap_or_default();
         if let Some(b) = &raw.defaults.tool_budget {
             if let Some(m) = step_only_field(b.get_ref()) {
-                err(b.span(), m, None);
+                err(b.span(), m, Some("remove it from [defaults.tool_budget]; set it in [defaults.budget] for steps"));
             }
         }
 
         let mut tools = BTreeMap::new();
         for (name, tool) in &raw.tools {
             if let Err(m) = check_name(name.get_ref()) {
-                err(name.span(), format!("tool name {m}"), None);
+                err(name.span(), format!("tool name {m}"), Some(&crate::names::rename_hint(name.get_ref())));
             }
             let spec = check_budget(&tool.budget, &mut err).unwrap_or_default();
             if let Some(m) = step_only_field(&spec) {
-                err(tool.budget.as_ref().map_or(0..0, |b| b.span()), m, None);
+                err(tool.budget.as_ref().map_or(0..0, |b| b.span()), m, Some("remove it from the tool's budget"));
             }
             let budget = ToolBudget::from_spec(&spec.over(&tool_defaults));
             let component = component_ref(&tool.component, &mut err);
@@ -415,7 +419,7 @@ impl Workflow {
         for step in &raw.steps {
             let name = step.name.get_ref();
             if let Err(m) = check_name(name) {
-                err(step.name.span(), format!("step name {m}"), None);
+                err(step.name.span(), format!("step name {m}"), Some(&crate::names::rename_hint(name)));
             } else if !seen.insert(name.clone()) {
                 err(
                     step.name.span(),
@@ -442,12 +446,14 @@ impl Workflow {
             let default_retry = raw.defaults.retry.as_ref().map(|r| r.get_ref().clone()).unwrap_or_default();
             let retry = match step.retry.as_ref().map(|r| (r.span(), r.get_ref())) {
                 Some((span, r)) => r.resolve(&default_retry).unwrap_or_else(|problems| {
-                    problems.into_iter().for_each(|p| err(span.clone(), format!("step `{name}`: {p}"), None));
+                    let hint = Some("see `retry` in the workflow format: attempts, backoff, max_backoff, on");
+                    problems.into_iter().for_each(|p| err(span.clone(), format!("step `{name}`: {p}"), hint));
                     crate::retry::RetryPolicy::default()
                 }),
                 None => default_retry.resolve(&crate::retry::RetrySpec::default()).unwrap_or_else(|problems| {
                     let span = raw.defaults.retry.as_ref().map_or(0..0, |r| r.span());
-                    problems.into_iter().for_each(|p| err(span.clone(), format!("[defaults]: {p}"), None));
+                    let hint = Some("see `retry` in the workflow format: attempts, backoff, max_backoff, on");
+                    problems.into_iter().for_each(|p| err(span.clone(), format!("[defaults]: {p}"), hint));
                     crate::retry::RetryPolicy::default()
                 }),
             };
@@ -467,7 +473,9 @@ impl Workflow {
                     Some(Compensation::Component(component_ref(c, &mut err)))
                 }
                 Some((span, _)) => {
-                    err(span, format!("step `{name}`: `compensate` takes exactly one of `tool` or `component`"), None);
+                    let hint =
+                        Some("write compensate = { tool = \"NAME\" } or compensate = { component = \"undo.wasm\" }");
+                    err(span, format!("step `{name}`: `compensate` takes exactly one of `tool` or `component`"), hint);
                     None
                 }
             };
@@ -495,14 +503,17 @@ impl Workflow {
                 let when = a.when.as_ref().and_then(|w| match Expr::compile(w.get_ref()) {
                     Ok(e) => Some(e),
                     Err(e) => {
-                        err(w.span(), format!("step `{name}` approval `when`: {e}"), None);
+                        let hint =
+                            Some("conditions are CEL over `input` and `output`, for example output.amount > 100.0");
+                        err(w.span(), format!("step `{name}` approval `when`: {e}"), hint);
                         None
                     }
                 });
                 StepApproval { gate: a.gate.get_ref().clone(), when }
             });
             if approval.is_some() && step.route.is_some() {
-                err(step.name.span(), format!("route `{name}` cannot have an approval gate"), None);
+                let hint = Some("put the approval on the step the route leads to");
+                err(step.name.span(), format!("route `{name}` cannot have an approval gate"), hint);
             }
             steps.push(StepSpec {
                 approval,
@@ -527,7 +538,9 @@ impl Workflow {
                     if check_name(metric).is_err()
                         && !metric.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
                     {
-                        err(b.span(), format!("[run] budget: usage metric `{metric}` is not a valid name"), None);
+                        let hint =
+                            Some("name metrics with letters, digits, `_`, `.` or `-`, for example tokens or cost_usd");
+                        err(b.span(), format!("[run] budget: usage metric `{metric}` is not a valid name"), hint);
                     }
                     if !(limit.is_finite() && *limit > 0.0) {
                         err(

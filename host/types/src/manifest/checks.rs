@@ -87,16 +87,32 @@ pub(super) fn check_budget(
     let spec = b.get_ref();
     let span = b.span();
     if spec.fuel == Some(0) {
-        err(span.clone(), "budget `fuel` must be at least 1".into(), None);
+        err(
+            span.clone(),
+            "budget `fuel` must be at least 1".into(),
+            Some("remove it for the default, or give a positive number"),
+        );
     }
     if spec.wall_time.is_some_and(|d| d.as_millis() == 0) {
-        err(span.clone(), "budget `wall_time` must be at least 1ms".into(), None);
+        err(
+            span.clone(),
+            "budget `wall_time` must be at least 1ms".into(),
+            Some("write a duration such as \"500ms\" or \"30s\""),
+        );
     }
     if let Some(m) = spec.memory {
         if m < 64 << 10 {
-            err(span.clone(), format!("budget `memory` of {m} bytes is below one WebAssembly page (64KiB)"), None);
+            err(
+                span.clone(),
+                format!("budget `memory` of {m} bytes is below one WebAssembly page (64KiB)"),
+                Some("write a size such as \"64MiB\""),
+            );
         } else if m > MAX_MEMORY {
-            err(span.clone(), format!("budget `memory` of {m} bytes is above the host's limit of 4GiB"), None);
+            err(
+                span.clone(),
+                format!("budget `memory` of {m} bytes is above the host's limit of 4GiB"),
+                Some("write a size of at most \"4GiB\""),
+            );
         }
     }
     Some(spec.clone())

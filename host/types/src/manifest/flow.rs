@@ -71,7 +71,7 @@ pub(super) fn check(
                 let mut list = Vec::new();
                 for n in needs.get_ref() {
                     if n.get_ref() == &name {
-                        err(n.span(), format!("step `{name}` needs itself"), None);
+                        err(n.span(), format!("step `{name}` needs itself"), Some("remove it from its own `needs`"));
                     } else if !names.contains(n.get_ref().as_str()) {
                         err(
                             n.span(),
@@ -140,7 +140,11 @@ fn for_each(raw: &RawStep, name: &str, err: &mut Err<'_>) -> Option<ForEach> {
     };
     let concurrency = match concurrency {
         Some((span, c)) if !(1..=MAX_CONCURRENCY).contains(&c) => {
-            err(span, format!("step `{name}`: `concurrency` must be 1 to {MAX_CONCURRENCY}"), None);
+            err(
+                span,
+                format!("step `{name}`: `concurrency` must be 1 to {MAX_CONCURRENCY}"),
+                Some("remove it for the default, or give a number in that range"),
+            );
             DEFAULT_CONCURRENCY
         }
         Some((_, c)) => c,
@@ -195,7 +199,11 @@ fn check_routes(raw: &RawWorkflow, steps: &[StepSpec], err: &mut Err<'_>) {
         for case in cases.get_ref() {
             let to = case.to.get_ref();
             let Some(target) = steps.iter().find(|s| &s.name == to) else {
-                err(case.to.span(), format!("route `{}` leads to `{to}`, which is not a step", step.name), None);
+                err(
+                    case.to.span(),
+                    format!("route `{}` leads to `{to}`, which is not a step", step.name),
+                    Some("name a step of this workflow in `to`"),
+                );
                 continue;
             };
             if !seen.insert(to) {

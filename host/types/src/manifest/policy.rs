@@ -175,7 +175,7 @@ pub(super) fn check(raw: &RawPolicy, source: &Source, errors: &mut Vec<ManifestE
     let mut parsed = ParsedPolicy::default();
     for (name, id) in &raw.identities {
         if let Err(m) = check_name(name.get_ref()) {
-            err(name.span(), format!("identity name {m}"), None);
+            err(name.span(), format!("identity name {m}"), Some(&crate::names::rename_hint(name.get_ref())));
         } else if crate::policy::RESERVED_IDENTITIES.contains(&name.get_ref().as_str()) {
             err(
                 name.span(),
@@ -204,7 +204,11 @@ pub(super) fn check(raw: &RawPolicy, source: &Source, errors: &mut Vec<ManifestE
         let budget = id.budget.as_ref().map(|b| {
             let spec = b.get_ref();
             if spec.output.is_some() {
-                err(b.span(), "an identity's budget ceiling takes fuel, wall_time, memory and tool_calls".into(), None);
+                err(
+                    b.span(),
+                    "an identity's budget ceiling takes fuel, wall_time, memory and tool_calls".into(),
+                    Some("remove `output` from it"),
+                );
             }
             BudgetCeiling {
                 fuel: spec.fuel,
@@ -224,12 +228,16 @@ pub(super) fn check(raw: &RawPolicy, source: &Source, errors: &mut Vec<ManifestE
     }
     for (name, g) in &raw.gates {
         if let Err(m) = check_name(name.get_ref()) {
-            err(name.span(), format!("gate name {m}"), None);
+            err(name.span(), format!("gate name {m}"), Some(&crate::names::rename_hint(name.get_ref())));
         }
         let approvals = g.approvals.as_ref().map_or(1, |a| *a.get_ref());
         if !(1..=2).contains(&approvals) {
             let span = g.approvals.as_ref().map_or(name.span(), Spanned::span);
-            err(span, format!("gate `{}`: `approvals` must be 1 or 2", name.get_ref()), None);
+            err(
+                span,
+                format!("gate `{}`: `approvals` must be 1 or 2", name.get_ref()),
+                Some("write approvals = 1, or 2 for two different approvers"),
+            );
         }
         let deadline_ms = g.deadline.as_ref().and_then(|d| match humantime::parse_duration(d.get_ref()) {
             Ok(t) if t.as_millis() > 0 => Some(t.as_millis() as u64),
@@ -245,14 +253,26 @@ pub(super) fn check(raw: &RawPolicy, source: &Source, errors: &mut Vec<ManifestE
         let relax_after = g.relax_after.as_ref().map(|r| {
             let raw = r.get_ref();
             if !(0.0..=1.0).contains(&raw.max_override_rate) {
-                err(r.span(), format!("gate `{}`: `max_override_rate` must be 0 to 1", name.get_ref()), None);
+                err(
+                    r.span(),
+                    format!("gate `{}`: `max_override_rate` must be 0 to 1", name.get_ref()),
+                    Some("write a fraction, for example 0.05 for 5%"),
+                );
             }
             if raw.decisions == 0 {
-                err(r.span(), format!("gate `{}`: `decisions` must be at least 1", name.get_ref()), None);
+                err(
+                    r.span(),
+                    format!("gate `{}`: `decisions` must be at least 1", name.get_ref()),
+                    Some("write how many human decisions the gate must see before it relaxes, for example 20"),
+                );
             }
             let per = raw.per.as_ref().map(|p| {
                 if let Err(e) = Expr::compile(p.get_ref()) {
-                    err(p.span(), format!("gate `{}` `per`: {e}", name.get_ref()), None);
+                    err(
+                        p.span(),
+                        format!("gate `{}` `per`: {e}", name.get_ref()),
+                        Some("`per` is a CEL expression that classes requests, for example proposal.currency"),
+                    );
                 }
                 p.get_ref().clone()
             });
@@ -285,7 +305,11 @@ pub(super) fn check(raw: &RawPolicy, source: &Source, errors: &mut Vec<ManifestE
                 ),
             )),
             (_, Some(g)) => {
-                err(g.span(), format!("rule `{name}`: only `require_approval` rules take a `gate`"), None);
+                err(
+                    g.span(),
+                    format!("rule `{name}`: only `require_approval` rules take a `gate`"),
+                    Some("remove the gate, or make the verdict require_approval"),
+                );
             }
             (_, None) => {}
         }

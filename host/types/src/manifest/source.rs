@@ -46,12 +46,27 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// A hint for every message of the TOML parser: what to do at the place it points to.
 pub(crate) fn toml_hint(message: &str) -> Option<String> {
-    if message.contains("unknown field") {
-        Some("check the spelling; the fields this table accepts are listed above".into())
-    } else if message.contains("missing field") {
-        Some("add the field; see the workflow format in the README".into())
+    let m = message.to_ascii_lowercase();
+    let hint = if m.contains("unknown field") {
+        "check the spelling; the message lists the fields this table accepts"
+    } else if m.contains("missing field") {
+        "add the field; see the workflow format in the README"
+    } else if m.contains("unknown variant") {
+        "use one of the values the message lists"
+    } else if m.contains("duplicate key") || m.contains("duplicate") {
+        "each key and table may appear once; remove or rename the second"
+    } else if m.contains("is not a duration") || m.contains("is not a size") || m.contains("size unit") {
+        "write it with a unit, as the message shows"
+    } else if m.contains("invalid type") {
+        "write the value as the type the message expects: numbers bare, text in quotes, lists in [ ]"
+    } else if m.contains("unterminated") || m.contains("unclosed") || m.contains("missing `\"`") {
+        "close the string, list or table that starts here"
+    } else if m.contains("invalid escape") || m.contains("invalid unicode") {
+        "inside \"...\" write a backslash as \\\\, or use '...' for text with backslashes"
     } else {
-        None
-    }
+        "this is not valid TOML at this line and column; compare it with the examples in the README"
+    };
+    Some(hint.into())
 }

@@ -304,3 +304,87 @@ fn an_identity_cannot_take_a_name_that_passes_for_the_host() {
         assert!(errors.contains(&format!("identity name `{name}` is reserved")), "{errors}");
     }
 }
+
+/// A workflow touching most of the format: flow, routes, loops, compensation, approvals
+/// and a policy, for mutating.
+const RICH: &str = r#"
+name = "refund"
+identity = "bot"
+[defaults]
+budget = { fuel = 1000, wall_time = "2s", memory = "32MiB" }
+retry = { max_attempts = 3, initial_backoff = "100ms" }
+[run]
+budget = { usage = { tokens = 5000 } }
+[tools.pay]
+component = "pay.wasm"
+[[steps]]
+name = "assess"
+component = "assess.wasm"
+approval = { gate = "refund", when = "output.amount > 100.0" }
+compensate = { tool = "pay" }
+[[steps]]
+name = "pick"
+needs = ["assess"]
+route = [{ when = "input.amount > 1.0", to = "issue" }]
+[[steps]]
+name = "issue"
+component = "issue.wasm"
+needs = ["pick"]
+for_each = "input.items"
+concurrency = 2
+[policy.identities.bot]
+tools = ["pay"]
+[policy.identities.alice]
+approves = ["refund"]
+[policy.gates.refund]
+approvals = 1
+deadline = "24h"
+relax_after = { decisions = 20, max_override_rate = 0.05 }
+[[policy.rules]]
+name = "big"
+on = "tool_call"
+when = "input.amount > 10.0"
+verdict = "require_approval"
+gate = "refund"
+"#;
+
+#[test]
+fn every_problem_in_a_mutated_workflow_comes_with_a_hint() {
+    let good = Workflow::parse("wf.toml", RICH);
+    assert!(good.is_ok(), "{good:?}");
+    let lines: Vec<&str> = RICH.lines().collect();
+    let mut mutants: Vec<String> = Vec::new();
+    // Each line dropped, doubled, or with one character removed, doubled or swapped
+    // for a quote, a bracket or a letter: syntax, type and meaning errors alike.
+    for i in 0..lines.len() {
+        let mut dropped = lines.clone();
+        dropped.remove(i);
+        mutants.push(dropped.join("\n"));
+        let mut doubled = lines.clone();
+        doubled.insert(i, lines[i]);
+        mutants.push(doubled.join("\n"));
+    }
+    let chars: Vec<char> = RICH.chars().collect();
+    for i in (0..chars.len()).step_by(3) {
+        for with in [None, Some('"'), Some(']'), Some('X'), Some('0')] {
+            let mut m = chars.clone();
+            match with {
+                None => {
+                    m.remove(i);
+                }
+                Some(c) => m[i] = c,
+            }
+            mutants.push(m.into_iter().collect());
+        }
+    }
+    let (mut rejected, mut without) = (0, Vec::new());
+    for text in &mutants {
+        let Err(errors) = Workflow::parse("wf.toml", text) else { continue };
+        rejected += 1;
+        without.extend(errors.0.into_iter().filter(|e| e.hint.is_none()).map(|e| e.message));
+    }
+    assert!(rejected > 500, "the mutations were rejected {rejected} times only");
+    without.sort();
+    without.dedup();
+    assert!(without.is_empty(), "{} messages without a hint:\n{}", without.len(), without.join("\n"));
+}

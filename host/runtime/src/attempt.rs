@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use tether_types::{FailureClass, StepFailure, StepStats, ToolBudget, ToolDescriptor};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use crate::bindings::{Descriptor, Effect, Failure};
-use crate::classify::{classify, guest_failure, hostcall_limit, WallClockExpired};
+use crate::durable::tape::SharedTape;
 use crate::load::{LoadedStep, LoadedTool, ToolComponent};
+use crate::sandbox::bindings::{Descriptor, Effect, Failure};
+use crate::sandbox::classify::{classify, guest_failure, hostcall_limit, WallClockExpired};
 use crate::state::{Setup, StepGrants, StoreState};
-use crate::tape::SharedTape;
 
 /// The limits of one attempt.
 #[derive(Clone, Copy, Debug)]
@@ -110,7 +110,7 @@ pub(crate) async fn run_step_attempt(
     };
     let limits = Limits { fuel: b.fuel, wall_time: b.wall_time, memory: b.memory, output: b.output };
     if let Some(t) = &ctx.tape {
-        crate::tape::lock(t).limit_reads(b.host_reads, b.random_bytes);
+        crate::durable::tape::lock(t).limit_reads(b.host_reads, b.random_bytes);
     }
     let setup = Setup {
         step: Some(grants),
@@ -236,7 +236,7 @@ async fn run(
     // Guest text (a failure's message, a panic's note) leaves the sandbox here: without
     // the values of granted secrets, before anything can print or record it.
     let outcome = outcome.map_err(|mut f| {
-        if let Some(clean) = crate::govern::redact(&f.message, &state.secrets) {
+        if let Some(clean) = crate::redact::redact(&f.message, &state.secrets) {
             f.message = clean;
         }
         f

@@ -18,17 +18,17 @@ use wasmtime::component::{Linker, LinkerInstance};
 use wasmtime::{Engine, StoreContextMut};
 
 use crate::attempt::{run_tool_call, Limits};
-use crate::bindings::{names, Failure, Level};
-use crate::classify::wit_kind;
+use crate::durable::tape::lock;
+use crate::durable::time::now_us;
 use crate::govern::Governance;
-use crate::journal::now_us;
+use crate::sandbox::bindings::{names, Failure, Level};
+use crate::sandbox::classify::wit_kind;
 use crate::state::StoreState;
-use crate::tape::lock;
 
 pub(crate) fn step_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    crate::symlinks::add_to_linker(&mut linker)?;
+    crate::sandbox::symlinks::add_to_linker(&mut linker)?;
     add_random(&mut linker)?;
     let mut host = linker.instance(names::HOST)?;
     add_log_and_usage(&mut host)?;
@@ -41,7 +41,7 @@ pub(crate) fn step_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState
 pub(crate) fn tool_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    crate::symlinks::add_to_linker(&mut linker)?;
+    crate::sandbox::symlinks::add_to_linker(&mut linker)?;
     let mut host = linker.instance(names::TOOL_HOST)?;
     add_log_and_usage(&mut host)?;
     host.func_wrap("idempotency-key", |cx: StoreContextMut<'_, StoreState>, (): ()| {
@@ -235,7 +235,7 @@ async fn call_tool(
     },))
 }
 
-/// A recorded interaction `wanted` accepts (see [`crate::tape::Tape::serve`]); always
+/// A recorded interaction `wanted` accepts (see [`crate::durable::tape::Tape::serve`]); always
 /// `None` for an attempt without a tape. A divergence stops the guest.
 fn serve(
     state: &mut StoreState,

@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-use crate::bindings::names;
-use crate::engine::Runtime;
+use crate::sandbox::bindings::names;
+use crate::sandbox::engine::Runtime;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum World {

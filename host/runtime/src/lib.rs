@@ -7,40 +7,28 @@
 //! host beyond the `host` interface and a WASI with nothing granted.
 
 mod attempt;
-mod bindings;
-mod cache;
-mod classify;
-mod clocks;
-mod compensation;
-mod driver;
-mod engine;
-mod error;
+mod durable;
 pub mod files;
 mod govern;
 mod host;
 mod inspect;
-mod journal;
-mod lease;
-mod limits;
 mod load;
-mod pipe;
 mod plugin;
-mod scheduler;
+mod redact;
+mod run;
+mod sandbox;
 mod state;
-mod symlinks;
-mod tape;
-mod workflow;
 
-pub use cache::{AotCache, CompileNotice};
-pub use driver::{append_with, Driver, DriverError, ReplayReport};
-pub use engine::{Runtime, RuntimeConfig};
+pub use durable::lease::{owner_id, LeaseConfig, TakeError};
+pub use durable::tape::Divergence;
 pub use govern::{apply_identity, EnvValues};
 pub use inspect::{ComponentInfo, WorldFit};
-pub use lease::{owner_id, LeaseConfig, TakeError};
 pub use load::{
     LoadError, LoadedCompensation, LoadedStep, LoadedTool, LoadedWorkflow, StepComponent, StoredComponents,
     ToolComponent,
 };
 pub use plugin::PreparedPlugin;
-pub use tape::Divergence;
-pub use workflow::{Progress, StepRun};
+pub use run::driver::{append_with, Driver, DriverError, ReplayReport};
+pub use run::workflow::{Progress, StepRun};
+pub use sandbox::cache::{AotCache, CompileNotice};
+pub use sandbox::engine::{Runtime, RuntimeConfig};

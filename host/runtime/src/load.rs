@@ -15,9 +15,9 @@ use tether_types::resolve::ResolvedStep;
 use tether_types::{Compensation, ManifestErrors, StepSpec, ToolSpec, Workflow};
 use wasmtime::component::Component;
 
-use crate::bindings::{step::StepPluginPre, tool::ToolPluginPre};
-use crate::engine::Runtime;
 use crate::inspect::{check_fit, World};
+use crate::sandbox::bindings::{step::StepPluginPre, tool::ToolPluginPre};
+use crate::sandbox::engine::Runtime;
 use crate::state::StoreState;
 
 /// A step component, compiled and pre-instantiated.

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use crate::engine::Runtime;
 use crate::inspect::World;
+use crate::sandbox::engine::Runtime;
 
 /// A component checked and precompiled for the plugin store.
 #[derive(Clone, Debug)]

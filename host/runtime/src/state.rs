@@ -11,10 +11,10 @@ use tether_types::{FailureClass, LogLevel, LogLine, StepStats, ToolCallReport};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::limits::MemoryLimiter;
+use crate::durable::tape::{lock, SharedTape};
 use crate::load::LoadedTool;
-use crate::pipe::CappedPipe;
-use crate::tape::{lock, SharedTape};
+use crate::sandbox::limits::MemoryLimiter;
+use crate::sandbox::pipe::CappedPipe;
 
 /// Bytes of stdout and of stderr kept per sandbox.
 pub(crate) const STDIO_CAP: usize = 64 << 10;
@@ -124,7 +124,7 @@ impl StoreState {
                 .map_err(|e| format!("cannot open granted directory {}: {e}", d.host))?;
         }
         if let (Some(tape), Some(seed)) = (&setup.tape, &setup.seed) {
-            crate::clocks::virtualize(&mut builder, tape, seed);
+            crate::durable::clocks::virtualize(&mut builder, tape, seed);
         }
         Ok(StoreState {
             wasi: builder.build(),
@@ -154,7 +154,7 @@ impl StoreState {
     /// notice of a drop, put on the tape when the attempt ends; a notice is kept even past
     /// the line cap.
     fn keep_line(&mut self, mut line: LogLine, notice: bool) {
-        if let Some(clean) = crate::govern::redact(&line.message, &self.secrets) {
+        if let Some(clean) = crate::redact::redact(&line.message, &self.secrets) {
             line.message = clean;
         }
         let event = self.tape.as_ref().map(|t| EventKind::GuestLog {
@@ -201,7 +201,7 @@ impl StoreState {
     }
 
     /// The divergence of this attempt's tape, if execution has left the journal.
-    pub(crate) fn divergence(&self) -> Option<crate::tape::Divergence> {
+    pub(crate) fn divergence(&self) -> Option<crate::durable::tape::Divergence> {
         self.tape.as_ref().and_then(|t| lock(t).divergence.clone())
     }
 

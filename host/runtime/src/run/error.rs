@@ -28,13 +28,13 @@ pub enum DriverError {
     InputTooLarge(String),
     /// Another live host is executing the run.
     #[error(transparent)]
-    Busy(crate::lease::TakeError),
+    Busy(crate::durable::lease::TakeError),
 }
 
-impl From<crate::lease::TakeError> for DriverError {
-    fn from(e: crate::lease::TakeError) -> Self {
+impl From<crate::durable::lease::TakeError> for DriverError {
+    fn from(e: crate::durable::lease::TakeError) -> Self {
         match e {
-            crate::lease::TakeError::Store(s) => DriverError::Store(s),
+            crate::durable::lease::TakeError::Store(s) => DriverError::Store(s),
             busy => DriverError::Busy(busy),
         }
     }

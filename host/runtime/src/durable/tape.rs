@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tether_types::event::{EventKind, HostRead};
 
-use crate::journal::RunJournal;
+use crate::durable::journal::RunJournal;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {

@@ -21,15 +21,15 @@ use tether_types::store::{JournalStore, StoreError};
 use tether_types::{FailureClass, RunId, RunReport};
 
 use crate::attempt::{run_step_attempt, StepContext};
-use crate::engine::Runtime;
-pub use crate::error::DriverError;
+use crate::durable::journal::RunJournal;
+use crate::durable::lease::{LeaseConfig, RunLease};
+use crate::durable::tape::{lock, Divergence, Mode, Tape};
 use crate::govern::{EnvValues, Governance};
-use crate::journal::RunJournal;
-use crate::lease::{LeaseConfig, RunLease};
 use crate::load::{LoadedCompensation, LoadedWorkflow};
-use crate::scheduler::Scheduler;
-use crate::tape::{lock, Divergence, Mode, Tape};
-use crate::workflow::Progress;
+pub use crate::run::error::DriverError;
+use crate::run::scheduler::Scheduler;
+use crate::run::workflow::Progress;
+use crate::sandbox::engine::Runtime;
 
 /// The result of replaying a run.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -413,7 +413,7 @@ impl Driver {
             };
             let (outcome, stats) = run_step_attempt(self.runtime.engine_ref(), step, &input.to_string(), ctx).await;
             report.attempts += 1;
-            let actual_end = crate::scheduler::end_event(name, *attempt, &outcome, &stats);
+            let actual_end = crate::run::scheduler::end_event(name, *attempt, &outcome, &stats);
             let tape = lock(&tape);
             let divergence = if let Some(d) = tape.divergence.clone() {
                 Some(d)

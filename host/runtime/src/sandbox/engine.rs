@@ -10,7 +10,7 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::cache::AotCache;
+use crate::sandbox::cache::AotCache;
 use crate::state::StoreState;
 
 /// How the runtime is set up. The defaults suit a CLI run or a test suite.
@@ -25,7 +25,7 @@ pub struct RuntimeConfig {
     /// Meter fuel. Only benchmarks turn this off, to measure what metering costs.
     pub fuel: bool,
     /// Told before a component is compiled (not found in the cache): it can take seconds.
-    pub on_compile: Option<crate::cache::CompileNotice>,
+    pub on_compile: Option<crate::sandbox::cache::CompileNotice>,
 }
 
 impl Default for RuntimeConfig {
@@ -110,9 +110,9 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         // wasmtime's default is one memory per module; components built from other
         // languages, and hostile ones, may declare more (the memory budget is a total).
         .max_memories_per_module(4)
-        .max_core_instances_per_component(crate::limits::MAX_CORE_INSTANCES)
-        .max_memories_per_component(crate::limits::MAX_MEMORIES)
-        .max_tables_per_component(crate::limits::MAX_TABLES)
+        .max_core_instances_per_component(crate::sandbox::limits::MAX_CORE_INSTANCES)
+        .max_memories_per_component(crate::sandbox::limits::MAX_MEMORIES)
+        .max_tables_per_component(crate::sandbox::limits::MAX_TABLES)
         .max_memory_size(tether_types::manifest::MAX_MEMORY as usize);
     let mut cfg = Config::new();
     cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -12,8 +12,8 @@ use tether_types::{
 };
 
 use crate::attempt::run_step_attempt;
-use crate::engine::Runtime;
 use crate::load::{LoadedStep, LoadedWorkflow, ToolComponent};
+use crate::sandbox::engine::Runtime;
 
 /// Progress of a run, for display.
 pub enum Progress<'a> {

@@ -11,10 +11,10 @@ use tether_types::{RunError, RunId, RunStatus};
 use wasmtime::Engine;
 
 use crate::attempt::{run_step_attempt, StepContext};
-use crate::error::DriverError;
+use crate::durable::journal::RunJournal;
 use crate::govern::EnvValues;
-use crate::journal::RunJournal;
 use crate::load::{LoadedCompensation, LoadedStep, LoadedWorkflow};
+use crate::run::error::DriverError;
 
 /// Ends a failed run: `run_failed` if nothing needs undoing; otherwise the completed
 /// steps' compensations, in reverse order of completion, each durable before the

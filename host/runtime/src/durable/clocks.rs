@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tether_types::event::HostRead;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
-use crate::tape::{lock, SharedTape};
+use crate::durable::tape::{lock, SharedTape};
 
 struct TapeWallClock(SharedTape);
 struct TapeMonotonicClock(SharedTape, std::time::Instant);

@@ -6,7 +6,7 @@ use tether_types::{FailureClass, GuestFailureKind, StepFailure};
 use wasmtime::Trap;
 
 use crate::attempt::Limits;
-use crate::bindings::{Failure, FailureKind};
+use crate::sandbox::bindings::{Failure, FailureKind};
 use crate::state::StoreState;
 
 /// Raised by the epoch callback when an attempt's wall-clock deadline passes.

@@ -10,11 +10,14 @@ use tether_types::event::{EventKind, ToolResult};
 use tether_types::{RunError, RunId, RunStatus};
 use wasmtime::Engine;
 
-use crate::attempt::{run_step_attempt, StepContext};
+use crate::capabilities::tool::run_tool_call;
 use crate::durable::journal::RunJournal;
-use crate::govern::EnvValues;
-use crate::load::{LoadedCompensation, LoadedStep, LoadedWorkflow};
+use crate::govern::env::EnvValues;
+use crate::load::LoadedWorkflow;
 use crate::run::error::DriverError;
+use crate::sandbox::limits::Limits;
+use crate::step::attempt::{run_step_attempt, StepContext};
+use crate::step::{LoadedCompensation, LoadedStep};
 
 /// Ends a failed run: `run_failed` if nothing needs undoing; otherwise the completed
 /// steps' compensations, in reverse order of completion, each durable before the
@@ -85,10 +88,10 @@ async fn compensate(
     let (via, (outcome, stats)) = match step.compensation.as_ref().expect("filtered by fail()") {
         LoadedCompensation::Tool(tool) => {
             let idempotency = format!("{run_id}/compensate/{key}");
-            let limits = crate::attempt::Limits::from(tool.spec.budget);
+            let limits = Limits::from(tool.spec.budget);
             (
                 format!("tool:{}", tool.spec.name),
-                crate::attempt::run_tool_call(engine, tool, &payload, limits, idempotency, &EnvValues::default()).await,
+                run_tool_call(engine, tool, &payload, limits, idempotency, &EnvValues::default()).await,
             )
         }
         LoadedCompensation::Component(component) => {

@@ -20,16 +20,19 @@ use tether_types::state::{report_from_events, RunState};
 use tether_types::store::{JournalStore, StoreError};
 use tether_types::{FailureClass, RunId, RunReport};
 
-use crate::attempt::{run_step_attempt, StepContext};
 use crate::durable::journal::RunJournal;
 use crate::durable::lease::{LeaseConfig, RunLease};
 use crate::durable::tape::{lock, Divergence, Mode, Tape};
-use crate::govern::{EnvValues, Governance};
-use crate::load::{LoadedCompensation, LoadedWorkflow};
+use crate::govern::env::EnvValues;
+use crate::govern::governance::Governance;
+use crate::identity::apply_identity;
+use crate::load::LoadedWorkflow;
 pub use crate::run::error::DriverError;
 use crate::run::scheduler::Scheduler;
 use crate::run::workflow::Progress;
-use crate::sandbox::engine::Runtime;
+use crate::runtime::Runtime;
+use crate::step::attempt::{run_step_attempt, StepContext};
+use crate::step::LoadedCompensation;
 
 /// The result of replaying a run.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -331,7 +334,7 @@ impl Driver {
             wasm.insert(digest.clone(), Arc::from(bytes));
         }
         let mut workflow = self.runtime.load_plan(&state.plan, &wasm, overrides).map_err(DriverError::Load)?;
-        crate::govern::apply_identity(&mut workflow, &state.identity).map_err(DriverError::Load)?;
+        apply_identity(&mut workflow, &state.identity).map_err(DriverError::Load)?;
         Ok(workflow)
     }
 

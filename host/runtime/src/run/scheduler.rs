@@ -15,14 +15,17 @@ use tether_types::state::{OpenAttempt, RunState};
 use tether_types::{EventKind, FailureClass, RunError, RunReport, RunStatus, StepFailure, StepReport, StepStats};
 use tokio::task::JoinSet;
 
-use crate::attempt::{run_step_attempt, StepContext};
 use crate::durable::journal::RunJournal;
 use crate::durable::tape::{lock, Mode, Tape};
 use crate::durable::time::now_us;
-use crate::govern::{EnvValues, Governance};
-use crate::load::{LoadedStep, LoadedWorkflow};
+use crate::govern::env::EnvValues;
+use crate::govern::governance::Governance;
+use crate::load::LoadedWorkflow;
+use crate::run::compensation;
 use crate::run::error::DriverError;
 use crate::run::workflow::Progress;
+use crate::step::attempt::{run_step_attempt, StepContext};
+use crate::step::LoadedStep;
 
 /// How often a run with attempts in flight looks for a cancel asked for by another
 /// process (one indexed read).
@@ -102,7 +105,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         self.absorb()?;
         if let Some(begun) = self.state.compensating.clone() {
             // Interrupted while undoing completed steps: finish that, nothing else.
-            let status = crate::run::compensation::fail(
+            let status = compensation::fail(
                 &self.engine,
                 self.workflow,
                 &self.journal,
@@ -210,15 +213,9 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                 Ok(self.report(RunStatus::Completed, output, None))
             }
             Err(error) => {
-                let status = crate::run::compensation::fail(
-                    &self.engine,
-                    self.workflow,
-                    &self.journal,
-                    &error,
-                    &self.state.completed,
-                    None,
-                )
-                .await?;
+                let status =
+                    compensation::fail(&self.engine, self.workflow, &self.journal, &error, &self.state.completed, None)
+                        .await?;
                 Ok(self.report(status, Value::Null, Some(error)))
             }
         }
@@ -317,7 +314,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             self.journal.record(&EventKind::RetryScheduled {
                 step: key.clone(),
                 attempt: attempt + 1,
-                not_before_us: crate::durable::time::now_us() + backoff.as_micros() as u64,
+                not_before_us: now_us() + backoff.as_micros() as u64,
                 backoff_ms: backoff.as_millis() as u64,
             });
         }
@@ -356,15 +353,8 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
     /// Ends a cancelled run: its completed steps undone, its error the cancel.
     async fn end_cancelled(self) -> Result<RunReport, DriverError> {
         let error = self.state.cancel_error().expect("called once the cancel is in the state");
-        let status = crate::run::compensation::fail(
-            &self.engine,
-            self.workflow,
-            &self.journal,
-            &error,
-            &self.state.completed,
-            None,
-        )
-        .await?;
+        let status =
+            compensation::fail(&self.engine, self.workflow, &self.journal, &error, &self.state.completed, None).await?;
         Ok(self.report(status, Value::Null, Some(error)))
     }
 
@@ -524,7 +514,7 @@ async fn live_attempt(
 /// Sleeps until a wall-clock time (microseconds since the Unix epoch); a durable backoff
 /// resumed after a restart waits only for what is left of it.
 async fn wait_until(not_before_us: u64) {
-    let now = crate::durable::time::now_us();
+    let now = now_us();
     if not_before_us > now {
         tokio::time::sleep(std::time::Duration::from_micros(not_before_us - now)).await;
     }

@@ -1,18 +1,22 @@
-//! What one store holds: a WASI context with nothing granted, the memory limiter, the
-//! captured stdio, and the record of what the guest did (logs, usage, tool calls).
+//! What every store holds, whatever runs in it: a WASI context with nothing granted, the
+//! memory limiter, the captured stdio, and the record of what the guest did (logs,
+//! usage, tool calls).
+//!
+//! The store's data type itself is defined where an attempt is assembled, because it
+//! also carries what the layers above need (the tape, the step's grants). It holds a
+//! [`Sandbox`] and implements [`SandboxView`], as wasmtime-wasi's stores implement
+//! `WasiView`: the functions here are generic over it, and its hooks let the layer
+//! above see (and journal) what the guest does without this one knowing how.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
-use tether_types::event::EventKind;
 use tether_types::plan::DirGrant;
 use tether_types::{FailureClass, LogLevel, LogLine, StepStats, ToolCallReport};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::durable::tape::{lock, SharedTape};
-use crate::load::LoadedTool;
+use crate::redact::redact;
 use crate::sandbox::limits::MemoryLimiter;
 use crate::sandbox::pipe::CappedPipe;
 
@@ -33,10 +37,12 @@ pub(crate) const USAGE_REPORTS_CAP: u32 = 10_000;
 /// default of a million would let a guest that leaks them hold hundreds of MiB of host
 /// memory.
 pub(crate) const RESOURCE_HANDLES_CAP: usize = 10_000;
-/// Most random bytes a tool may ask for in one call (wasmtime-wasi's default is 64 MiB).
-const TOOL_RANDOM_CAP: u64 = 1 << 20;
+/// Most random bytes one call may ask for unless the setup says otherwise (tools);
+/// wasmtime-wasi's default is 64 MiB.
+const DEFAULT_RANDOM_CAP: u64 = 1 << 20;
 
-pub(crate) struct StoreState {
+/// The part of a store's data that is the same for every guest.
+pub(crate) struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
@@ -46,49 +52,37 @@ pub(crate) struct StoreState {
     /// Set by a host function that ends the attempt for a budget reason, so the trap it
     /// raises is classified by cause rather than by message.
     pub(crate) tripped: Option<(FailureClass, String)>,
-    /// Present in step stores only: what the step may call.
-    pub(crate) step: Option<StepGrants>,
-    /// Present in journaled step attempts: where interactions are served from and go to.
-    pub(crate) tape: Option<SharedTape>,
-    /// Present in tool calls: the call's idempotency key.
-    pub(crate) idempotency_key: Option<String>,
+    /// Secure random bytes the guest may ask for: in one call of wasmtime-wasi's own
+    /// random functions, and in all (a step's `random_bytes` budget).
+    pub(crate) random_bytes: u64,
+    /// Usage the guest may still report, per metric, before the run's budget runs out.
+    pub(crate) usage_limits: BTreeMap<String, f64>,
     /// Values of granted secrets, redacted from every log line.
     pub(crate) secrets: Arc<Vec<String>>,
 }
 
 /// How to set up one sandbox.
-#[derive(Default)]
 pub(crate) struct Setup {
-    pub(crate) step: Option<StepGrants>,
-    pub(crate) tape: Option<SharedTape>,
-    /// Seeds deterministic insecure random (journaled attempts).
-    pub(crate) seed: Option<String>,
     pub(crate) dirs: Vec<DirGrant>,
     /// Granted environment variables.
     pub(crate) env: Vec<(String, String)>,
     pub(crate) secrets: Arc<Vec<String>>,
-    pub(crate) idempotency_key: Option<String>,
+    /// See [`Sandbox::random_bytes`].
+    pub(crate) random_bytes: u64,
+    /// See [`Sandbox::usage_limits`].
+    pub(crate) usage_limits: BTreeMap<String, f64>,
 }
 
-/// A step's view of the tools it was granted and how many calls remain.
-pub(crate) struct StepGrants {
-    pub(crate) step_name: String,
-    /// For idempotency keys.
-    pub(crate) run_id: String,
-    pub(crate) tools: Arc<HashMap<String, Arc<LoadedTool>>>,
-    pub(crate) max_calls: u32,
-    pub(crate) deadline: Instant,
-    pub(crate) max_tool_input: u64,
-    /// Secure random bytes the step may ask for.
-    pub(crate) random_bytes: u64,
-    /// Usage the step may still report, per metric, before the run's budget runs out.
-    pub(crate) usage_limits: BTreeMap<String, f64>,
-    /// Tools the step declared that its identity may not use, with the reason.
-    pub(crate) refused_tools: Arc<BTreeMap<String, String>>,
-    /// The run's policy and identity, when it has a policy.
-    pub(crate) governance: Option<Arc<crate::govern::Governance>>,
-    /// Granted environment values, for the tools the step calls.
-    pub(crate) env: Arc<crate::govern::EnvValues>,
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            dirs: Vec::new(),
+            env: Vec::new(),
+            secrets: Arc::default(),
+            random_bytes: DEFAULT_RANDOM_CAP,
+            usage_limits: BTreeMap::new(),
+        }
+    }
 }
 
 /// What the guest did, accumulated during the attempt.
@@ -102,9 +96,39 @@ pub(crate) struct Record {
     pub(crate) tool_fuel: u64,
 }
 
-impl StoreState {
-    /// `Err` if a granted directory cannot be opened.
-    pub(crate) fn new(memory_cap: u64, setup: Setup) -> Result<Self, String> {
+/// A store's data that holds a [`Sandbox`]. The hooks default to nothing: a store without
+/// a layer above (a tool's) only keeps its record.
+pub(crate) trait SandboxView: WasiView + 'static {
+    /// The sandbox.
+    fn sandbox(&mut self) -> &mut Sandbox;
+
+    /// The sandbox, to read.
+    fn sandbox_ref(&self) -> &Sandbox;
+
+    /// A line the record keeps, redacted and not yet cut to length. `output`: a line of
+    /// stdout or stderr, or a notice of what was dropped, given when the attempt ends.
+    fn kept_line(&mut self, _line: &LogLine, _output: bool) {}
+
+    /// A usage report the record accepted.
+    fn reported_usage(&mut self, _metric: &str, _amount: f64) {}
+
+    /// Why the guest must stop, for a reason the layer above knows (execution left what
+    /// it was to follow): a host fault, which trumps how the guest then ends.
+    fn halted(&self) -> Option<String> {
+        None
+    }
+
+    /// Why the attempt went past its budget of clock and random reads (counted where they
+    /// are served), if it did: checked at every epoch tick and when the attempt ends.
+    fn over_read_budget(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Sandbox {
+    /// `Err` if a granted directory cannot be opened. `wasi` may change the context's
+    /// clocks and random numbers before it is built.
+    pub(crate) fn new(memory_cap: u64, setup: Setup, wasi: impl FnOnce(&mut WasiCtxBuilder)) -> Result<Self, String> {
         let stdout = CappedPipe::new(STDIO_CAP);
         let stderr = CappedPipe::new(STDIO_CAP);
         // Nothing is granted unless the setup says so: no env, args, network or inherited
@@ -113,7 +137,7 @@ impl StoreState {
         builder.stdout(stdout.clone()).stderr(stderr.clone());
         // Bounds one call of the random functions wasmtime-wasi serves itself (insecure
         // random for steps, all random for tools) before it allocates.
-        builder.max_random_size(setup.step.as_ref().map_or(TOOL_RANDOM_CAP, |g| g.random_bytes));
+        builder.max_random_size(setup.random_bytes);
         for (name, value) in &setup.env {
             builder.env(name, value);
         }
@@ -123,10 +147,8 @@ impl StoreState {
                 .preopened_dir(&d.host, &d.guest, perms)
                 .map_err(|e| format!("cannot open granted directory {}: {e}", d.host))?;
         }
-        if let (Some(tape), Some(seed)) = (&setup.tape, &setup.seed) {
-            crate::durable::clocks::virtualize(&mut builder, tape, seed);
-        }
-        Ok(StoreState {
+        wasi(&mut builder);
+        Ok(Sandbox {
             wasi: builder.build(),
             table: {
                 let mut table = ResourceTable::new();
@@ -138,71 +160,15 @@ impl StoreState {
             stderr,
             record: Record::default(),
             tripped: None,
-            step: setup.step,
-            tape: setup.tape,
-            idempotency_key: setup.idempotency_key,
+            random_bytes: setup.random_bytes,
+            usage_limits: setup.usage_limits,
             secrets: setup.secrets,
         })
     }
 
-    /// Keeps a log line (within the caps) and puts it on the tape.
-    pub(crate) fn log_line(&mut self, line: LogLine) {
-        self.keep_line(line, false);
-    }
-
-    /// `log_line` for every kind of guest text. `output`: a stdout/stderr line or a
-    /// notice of a drop, put on the tape when the attempt ends; a notice is kept even past
-    /// the line cap.
-    fn keep_line(&mut self, mut line: LogLine, notice: bool) {
-        if let Some(clean) = crate::redact::redact(&line.message, &self.secrets) {
-            line.message = clean;
-        }
-        let event = self.tape.as_ref().map(|t| EventKind::GuestLog {
-            step: lock(t).step.clone(),
-            level: line.level,
-            stream: line.stream.clone(),
-            tool: line.tool.clone(),
-            message: line.message.clone(),
-        });
-        let output = line.stream != "log";
-        let kept = if notice {
-            self.record.logs.push(line);
-            true
-        } else {
-            self.record.push_log(line)
-        };
-        if let (true, Some(t), Some(e)) = (kept, &self.tape, event) {
-            if output {
-                lock(t).note_output_line(e);
-            } else {
-                lock(t).note(e);
-            }
-        }
-    }
-
-    /// Ends the attempt if reported usage has gone past what the run's budget allows.
-    pub(crate) fn check_usage_limits(&mut self) -> wasmtime::Result<()> {
-        let over = self.step.as_ref().and_then(|g| {
-            g.usage_limits.iter().find_map(|(metric, limit)| {
-                let used = self.record.usage.get(metric).copied().unwrap_or(0.0);
-                (used > *limit)
-                    .then(|| format!("reported {used} `{metric}`, more than the {limit} the run's budget had left"))
-            })
-        });
-        match over {
-            Some(msg) => Err(self.trip(FailureClass::RunBudgetExceeded, msg)),
-            None => Ok(()),
-        }
-    }
-
-    /// Why the attempt went past its `host_reads` or `random_bytes` budget, if it did.
-    pub(crate) fn over_read_budget(&self) -> Option<String> {
-        self.tape.as_ref().and_then(|t| lock(t).over_budget.clone())
-    }
-
-    /// The divergence of this attempt's tape, if execution has left the journal.
-    pub(crate) fn divergence(&self) -> Option<crate::durable::tape::Divergence> {
-        self.tape.as_ref().and_then(|t| lock(t).divergence.clone())
+    /// The WASI context, for the store's `WasiView`.
+    pub(crate) fn wasi(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 
     /// Ends the attempt with `class`: records why, and returns the error to trap with.
@@ -212,48 +178,100 @@ impl StoreState {
         err
     }
 
-    /// Moves captured stdout and stderr into the log and the journal, with a notice of
-    /// what was dropped, then returns the statistics.
-    pub(crate) fn finish(&mut self, fuel: u64, wall_us: u64, tool: Option<&str>) -> StepStats {
-        for (stream, level) in [("stdout", LogLevel::Info), ("stderr", LogLevel::Warn)] {
-            let pipe = if stream == "stdout" { &self.stdout } else { &self.stderr };
-            let (bytes, dropped) = pipe.take();
-            let text = String::from_utf8_lossy(&bytes).into_owned();
-            let line = |message: String| LogLine { level, stream: stream.into(), tool: tool.map(Into::into), message };
-            for l in text.lines().filter(|l| !l.is_empty()) {
-                self.keep_line(line(l.to_string()), false);
-            }
-            if dropped > 0 {
-                let message = format!("[{dropped} more bytes of {stream} dropped: the cap is {STDIO_CAP} bytes]");
-                self.keep_line(LogLine { level: LogLevel::Warn, ..line(message) }, true);
-            }
-        }
-        if self.record.logs_dropped > 0 {
-            let message = format!(
-                "[{} more log lines dropped: the cap is {LOG_LINES_CAP} lines per attempt]",
-                self.record.logs_dropped
-            );
-            let notice = LogLine { level: LogLevel::Warn, stream: "host".into(), tool: tool.map(Into::into), message };
-            self.keep_line(notice, true);
-        }
-        let r = std::mem::take(&mut self.record);
-        StepStats {
-            fuel,
-            tool_fuel: r.tool_fuel,
-            wall_us,
-            peak_memory: self.limiter.peak(),
-            tool_calls: r.tool_calls,
-            usage: r.usage,
-            logs: r.logs,
-            logs_dropped: r.logs_dropped,
+    /// Ends the attempt if reported usage has gone past what the run's budget allows.
+    pub(crate) fn check_usage_limits(&mut self) -> wasmtime::Result<()> {
+        let over = self.usage_limits.iter().find_map(|(metric, limit)| {
+            let used = self.record.usage.get(metric).copied().unwrap_or(0.0);
+            (used > *limit)
+                .then(|| format!("reported {used} `{metric}`, more than the {limit} the run's budget had left"))
+        });
+        match over {
+            Some(msg) => Err(self.trip(FailureClass::RunBudgetExceeded, msg)),
+            None => Ok(()),
         }
     }
 }
 
+/// Keeps a log line (within the caps) and hands it to the layer above.
+pub(crate) fn log_line<T: SandboxView>(state: &mut T, line: LogLine) {
+    keep_line(state, line, false);
+}
+
+/// `log_line` for every kind of guest text; a `notice` (of a drop) is kept even past the
+/// line cap.
+fn keep_line<T: SandboxView>(state: &mut T, mut line: LogLine, notice: bool) {
+    let sandbox = state.sandbox();
+    if let Some(clean) = redact(&line.message, &sandbox.secrets) {
+        line.message = clean;
+    }
+    if !notice && sandbox.record.full() {
+        sandbox.record.logs_dropped += 1;
+        return;
+    }
+    let output = line.stream != "log";
+    state.kept_line(&line, output);
+    let record = &mut state.sandbox().record;
+    if notice {
+        record.logs.push(line);
+    } else {
+        record.push_log(line);
+    }
+}
+
+/// Stops the guest if the layer above says it must (see [`SandboxView::halted`]).
+pub(crate) fn stop_if_halted<T: SandboxView>(state: &mut T) -> wasmtime::Result<()> {
+    match state.halted() {
+        Some(msg) => Err(state.sandbox().trip(FailureClass::HostFault, msg)),
+        None => Ok(()),
+    }
+}
+
+/// Moves captured stdout and stderr into the log (and to the layer above), with a notice
+/// of what was dropped, then returns the statistics.
+pub(crate) fn finish<T: SandboxView>(state: &mut T, fuel: u64, wall_us: u64, tool: Option<&str>) -> StepStats {
+    for (stream, level) in [("stdout", LogLevel::Info), ("stderr", LogLevel::Warn)] {
+        let sandbox = state.sandbox();
+        let pipe = if stream == "stdout" { &sandbox.stdout } else { &sandbox.stderr };
+        let (bytes, dropped) = pipe.take();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let line = |message: String| LogLine { level, stream: stream.into(), tool: tool.map(Into::into), message };
+        for l in text.lines().filter(|l| !l.is_empty()) {
+            keep_line(state, line(l.to_string()), false);
+        }
+        if dropped > 0 {
+            let message = format!("[{dropped} more bytes of {stream} dropped: the cap is {STDIO_CAP} bytes]");
+            keep_line(state, LogLine { level: LogLevel::Warn, ..line(message) }, true);
+        }
+    }
+    let dropped = state.sandbox().record.logs_dropped;
+    if dropped > 0 {
+        let message = format!("[{dropped} more log lines dropped: the cap is {LOG_LINES_CAP} lines per attempt]");
+        let notice = LogLine { level: LogLevel::Warn, stream: "host".into(), tool: tool.map(Into::into), message };
+        keep_line(state, notice, true);
+    }
+    let sandbox = state.sandbox();
+    let r = std::mem::take(&mut sandbox.record);
+    StepStats {
+        fuel,
+        tool_fuel: r.tool_fuel,
+        wall_us,
+        peak_memory: sandbox.limiter.peak(),
+        tool_calls: r.tool_calls,
+        usage: r.usage,
+        logs: r.logs,
+        logs_dropped: r.logs_dropped,
+    }
+}
+
 impl Record {
+    /// Whether the line cap is reached.
+    fn full(&self) -> bool {
+        self.logs.len() >= LOG_LINES_CAP
+    }
+
     /// Keeps a line unless the cap is reached; `false` if it was dropped.
     pub(crate) fn push_log(&mut self, mut line: LogLine) -> bool {
-        if self.logs.len() >= LOG_LINES_CAP {
+        if self.full() {
             self.logs_dropped += 1;
             return false;
         }
@@ -316,11 +334,5 @@ impl Record {
             self.usage.insert(metric.clone(), total);
         }
         Ok(())
-    }
-}
-
-impl WasiView for StoreState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }

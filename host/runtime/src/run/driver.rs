@@ -3,7 +3,7 @@
 //! decided from the fold of its events ([`RunState`]).
 //!
 //! Durability points: `RunStarted` before any step runs; every executed tool call before
-//! the guest sees its result (in `host.rs`); every step's end before the next step starts
+//! the guest sees its result (in `capabilities/call_tool.rs`); every step's end before the next step starts
 //! (the last step's end together with the run's end). Everything else is buffered and
 //! made durable with the next point, so the durable journal is always a prefix of what
 //! happened, and a resumed attempt can be served from it.

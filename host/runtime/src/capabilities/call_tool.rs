@@ -12,6 +12,7 @@
 //! Registered by hand rather than through bindgen's `Host` trait because it needs the
 //! calling store itself: the fuel a tool burns is deducted from the step.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,7 +25,7 @@ use wasmtime::StoreContextMut;
 
 use crate::capabilities::checkpoint::{checkpoint, tool_vars};
 use crate::capabilities::grants::ToolCallView;
-use crate::capabilities::served::{completed_event, completed_for, live, record_durably, serve, served_or_refused};
+use crate::capabilities::served::{live, record_durably, serve};
 use crate::capabilities::tool::run_tool_call;
 use crate::durable::tape::lock;
 use crate::govern::governance::{At, Pass};
@@ -267,4 +268,40 @@ fn settle<T: ToolCallView>(
         ToolResult::Ok(v) => Ok(v.to_string()),
         ToolResult::Err { kind, message, .. } => Err(Failure { kind: wit_kind(kind), message }),
     },))
+}
+
+/// Accepts the `ToolCallCompleted` of call `at`.
+fn completed_for((step, call): At<'_>) -> impl Fn(&EventKind) -> bool + '_ {
+    move |k| matches!(k, EventKind::ToolCallCompleted { step: s, call: c, .. } if s == step && *c == call)
+}
+
+/// The recorded `ToolCallCompleted` of a refused call, or the refusal, journaled.
+fn served_or_refused<T: ToolCallView>(
+    state: &mut T,
+    at: At<'_>,
+    shown_name: &str,
+    refused: EventKind,
+) -> wasmtime::Result<EventKind> {
+    let actual = || completed_event(at, shown_name, ToolResult::Ok(Value::Null));
+    match serve(state, completed_for(at), actual)? {
+        Some(recorded) => Ok(recorded),
+        None => {
+            live(state, &refused);
+            Ok(refused)
+        }
+    }
+}
+
+/// A `ToolCallCompleted` for a call that ran nothing.
+fn completed_event((step, call): At<'_>, tool: &str, result: ToolResult) -> EventKind {
+    EventKind::ToolCallCompleted {
+        step: step.to_string(),
+        call,
+        tool: tool.to_string(),
+        result,
+        fuel: 0,
+        wall_us: 0,
+        logs: Vec::new(),
+        usage: BTreeMap::new(),
+    }
 }

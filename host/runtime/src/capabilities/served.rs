@@ -1,15 +1,12 @@
 //! A capability's interactions on the attempt's tape: each is served from the journal
 //! when the journal holds it (resume, replay), and otherwise decided live and journaled.
-//! Without a tape (an attempt that is not journaled) everything is decided live.
+//! Without a tape (an attempt that is not journaled) everything is decided live. Shared
+//! by every capability.
 
-use std::collections::BTreeMap;
-
-use serde_json::Value;
-use tether_types::event::{EventKind, ToolResult};
+use tether_types::event::EventKind;
 use tether_types::FailureClass;
 
 use crate::durable::tape::{lock, TapeView};
-use crate::govern::governance::At;
 use crate::sandbox::store::stop_if_halted;
 
 /// A recorded interaction `wanted` accepts (see [`crate::durable::tape::Tape::serve`]);
@@ -64,40 +61,4 @@ pub(crate) async fn record_durably<T: TapeView>(state: &mut T, kind: &EventKind)
         }
     }
     Ok(())
-}
-
-/// Accepts the `ToolCallCompleted` of call `at`.
-pub(crate) fn completed_for((step, call): At<'_>) -> impl Fn(&EventKind) -> bool + '_ {
-    move |k| matches!(k, EventKind::ToolCallCompleted { step: s, call: c, .. } if s == step && *c == call)
-}
-
-/// The recorded `ToolCallCompleted` of a refused call, or the refusal, journaled.
-pub(crate) fn served_or_refused<T: TapeView>(
-    state: &mut T,
-    at: At<'_>,
-    shown_name: &str,
-    refused: EventKind,
-) -> wasmtime::Result<EventKind> {
-    let actual = || completed_event(at, shown_name, ToolResult::Ok(Value::Null));
-    match serve(state, completed_for(at), actual)? {
-        Some(recorded) => Ok(recorded),
-        None => {
-            live(state, &refused);
-            Ok(refused)
-        }
-    }
-}
-
-/// A `ToolCallCompleted` for a call that ran nothing.
-pub(crate) fn completed_event((step, call): At<'_>, tool: &str, result: ToolResult) -> EventKind {
-    EventKind::ToolCallCompleted {
-        step: step.to_string(),
-        call,
-        tool: tool.to_string(),
-        result,
-        fuel: 0,
-        wall_us: 0,
-        logs: Vec::new(),
-        usage: BTreeMap::new(),
-    }
 }

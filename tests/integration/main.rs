@@ -26,6 +26,7 @@ mod plugins;
 mod replay;
 mod retries;
 mod show;
+mod structure;
 mod support;
 mod templates;
 mod verify;

@@ -1,21 +1,18 @@
-//! What a component imports and exports, and whether it fits the step or tool world,
-//! with the exact import or export that is wrong when it does not.
+//! What a component imports and exports, whether it fits the step or tool world (with
+//! the exact import or export that is wrong when it does not), and what a tool says it
+//! is.
 
 use std::path::Path;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tether_types::{StepFailure, ToolDescriptor};
 use wasmtime::component::Component;
-use wasmtime::Engine;
 
-use crate::bindings::names;
-use crate::engine::Runtime;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum World {
-    Step,
-    Tool,
-}
+use crate::capabilities::tool::{describe_tool, ToolComponent};
+use crate::load::LoadError;
+use crate::runtime::Runtime;
+use crate::sandbox::inspect::{check_fit, World};
 
 /// Whether a component fits a world, and if not, why.
 #[derive(Clone, Debug, Serialize)]
@@ -52,8 +49,8 @@ pub struct ComponentInfo {
 impl Runtime {
     /// Inspects a component file. `Err` if it cannot be read or is not a component.
     /// A tool is asked to describe itself, in a sandbox with the default tool budget.
-    pub async fn inspect(&self, path: &Path) -> Result<ComponentInfo, crate::LoadError> {
-        let err = |problem: String| crate::LoadError { path: path.to_path_buf(), problem };
+    pub async fn inspect(&self, path: &Path) -> Result<ComponentInfo, LoadError> {
+        let err = |problem: String| LoadError { path: path.to_path_buf(), problem };
         let wasm = crate::files::read_limited(path, crate::files::COMPONENT_LIMIT, "a component").map_err(err)?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
         let engine = &self.inner.engine;
@@ -85,6 +82,11 @@ impl Runtime {
 }
 
 impl Runtime {
+    /// Asks a tool component to describe itself (in a sandbox with the default tool budget).
+    pub async fn describe_tool(&self, tool: &ToolComponent) -> Result<ToolDescriptor, StepFailure> {
+        describe_tool(&self.inner.engine, tool).await
+    }
+
     /// Whether `component` fits `world`: its names (with a message naming the wrong import
     /// or export), then its types, by linking it.
     pub(crate) fn fits(&self, component: &Component, world: World) -> Result<(), String> {
@@ -95,36 +97,4 @@ impl Runtime {
         };
         linked.map_err(|e| format!("{e:#}"))
     }
-}
-
-/// Checks names first, for messages that say exactly what is wrong; type mismatches are
-/// caught afterwards by `instantiate_pre` and the bindings' export lookup.
-pub(crate) fn check_fit(engine: &Engine, component: &Component, world: World) -> Result<(), String> {
-    let ty = component.component_type();
-    let (own_host, other_host, export, other_export, role, other_role) = match world {
-        World::Step => (names::HOST, names::TOOL_HOST, names::STEP, names::TOOL, "step", "tool"),
-        World::Tool => (names::TOOL_HOST, names::HOST, names::TOOL, names::STEP, "tool", "step"),
-    };
-    for (name, _) in ty.imports(engine) {
-        if name == own_host || name == names::TYPES || name.starts_with("wasi:") {
-            continue;
-        }
-        if name == other_host {
-            return Err(format!("imports `{name}`, which only {other_role}s get; a {role} imports `{own_host}`"));
-        }
-        return Err(format!("imports `{name}`, which tether does not provide to a {role}"));
-    }
-    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-    if !exports.iter().any(|e| e == export) {
-        let mut msg = format!("does not export `{export}`, so it is not a {role}");
-        if exports.iter().any(|e| e == other_export) {
-            msg.push_str(&format!(" (it exports `{other_export}`: it is a {other_role}; declare it as one)"));
-        } else if exports.is_empty() {
-            msg.push_str(" (it exports nothing)");
-        } else {
-            msg.push_str(&format!(" (it exports {})", exports.join(", ")));
-        }
-        return Err(msg);
-    }
-    Ok(())
 }

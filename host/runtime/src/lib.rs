@@ -5,42 +5,44 @@
 //! linkers for the two worlds of `tether:plugin@0.1.0`. Every step attempt and every tool
 //! call runs in a fresh `Store` with its own budget; nothing a guest does can reach the
 //! host beyond the `host` interface and a WASI with nothing granted.
+//!
+//! The modules form layers that import one way, each naming only those below it:
+//!
+//! - `run/`: the driver, the scheduler, compensation and runs without a journal;
+//! - `inspect.rs`, `plugin.rs`, `identity.rs`, `load.rs`, `runtime.rs`: what callers
+//!   do with components and loaded workflows, and the [`Runtime`] itself;
+//! - `step/`: a step attempt, whose store data carries every layer's context;
+//! - `capabilities/`: what a step reaches beyond its sandbox (tool calls);
+//! - `govern/`: identities, environment values, verdicts and approvals;
+//! - `durable/`: the journal, the lease, each attempt's tape, virtual clocks;
+//! - `sandbox/`: wasmtime itself, knowing nothing of the layers above;
+//! - `files.rs`, `redact.rs`: leaves any layer may use.
 
-mod attempt;
-mod bindings;
-mod cache;
-mod classify;
-mod clocks;
-mod compensation;
-mod driver;
-mod engine;
-mod error;
+mod capabilities;
+mod durable;
 pub mod files;
 mod govern;
-mod host;
+mod identity;
 mod inspect;
-mod journal;
-mod lease;
-mod limits;
 mod load;
-mod pipe;
 mod plugin;
-mod scheduler;
-mod state;
-mod symlinks;
-mod tape;
-mod workflow;
+mod redact;
+mod run;
+mod runtime;
+mod sandbox;
+mod step;
 
-pub use cache::{AotCache, CompileNotice};
-pub use driver::{append_with, Driver, DriverError, ReplayReport};
-pub use engine::{Runtime, RuntimeConfig};
-pub use govern::{apply_identity, EnvValues};
+pub use capabilities::tool::{LoadedTool, ToolComponent};
+pub use durable::lease::{owner_id, LeaseConfig, TakeError};
+pub use durable::tape::Divergence;
+pub use govern::env::EnvValues;
+pub use identity::apply_identity;
 pub use inspect::{ComponentInfo, WorldFit};
-pub use lease::{owner_id, LeaseConfig, TakeError};
-pub use load::{
-    LoadError, LoadedCompensation, LoadedStep, LoadedTool, LoadedWorkflow, StepComponent, StoredComponents,
-    ToolComponent,
-};
+pub use load::{LoadError, LoadedWorkflow, StoredComponents};
 pub use plugin::PreparedPlugin;
-pub use tape::Divergence;
-pub use workflow::{Progress, StepRun};
+pub use run::driver::{append_with, Driver, DriverError, ReplayReport};
+pub use run::workflow::{Progress, StepRun};
+pub use runtime::Runtime;
+pub use sandbox::cache::{AotCache, CompileNotice};
+pub use sandbox::engine::RuntimeConfig;
+pub use step::{LoadedCompensation, LoadedStep, StepComponent};

@@ -10,99 +10,16 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use tether_types::manifest::ComponentRef;
 use tether_types::plan::{DirGrant, Plan, PlanCompensation, PlanTool};
-use tether_types::policy::{EnvGrant, Policy};
+use tether_types::policy::Policy;
 use tether_types::resolve::ResolvedStep;
 use tether_types::{Compensation, ManifestErrors, StepSpec, ToolSpec, Workflow};
 use wasmtime::component::Component;
 
-use crate::bindings::{step::StepPluginPre, tool::ToolPluginPre};
-use crate::engine::Runtime;
-use crate::inspect::{check_fit, World};
-use crate::state::StoreState;
-
-/// A step component, compiled and pre-instantiated.
-pub struct StepComponent {
-    /// sha256 of the wasm, hex.
-    pub digest: String,
-    /// The wasm itself, so a run can store exactly what it ran; `None` when it was taken
-    /// from the journal's store (a deployed plugin, a `sha256:` reference), where it is
-    /// already kept, so a run never reads or copies its bytes.
-    pub wasm: Option<Arc<[u8]>>,
-    pub(crate) pre: StepPluginPre<StoreState>,
-}
-
-/// A tool component, compiled and pre-instantiated.
-pub struct ToolComponent {
-    /// sha256 of the wasm, hex.
-    pub digest: String,
-    /// The wasm itself; `None` when it is already in the journal's store.
-    pub wasm: Option<Arc<[u8]>>,
-    pub(crate) pre: ToolPluginPre<StoreState>,
-}
-
-/// A declared tool with its component and resolved grants.
-#[derive(Clone)]
-pub struct LoadedTool {
-    /// The declaration.
-    pub spec: ToolSpec,
-    /// The component.
-    pub component: Arc<ToolComponent>,
-    /// Directories it may see (absolute host paths).
-    pub dirs: Vec<DirGrant>,
-    /// Environment variables it may read.
-    pub env: Vec<EnvGrant>,
-    /// Its declared effect (`read-only`, `idempotent`, `external`), asked of the
-    /// component the first time a policy rule needs it.
-    pub(crate) effect: Arc<tokio::sync::OnceCell<String>>,
-}
-
-impl LoadedTool {
-    fn new(spec: ToolSpec, component: Arc<ToolComponent>, dirs: Vec<DirGrant>) -> LoadedTool {
-        let env = spec.env.iter().map(|name| EnvGrant { name: name.clone(), secret: false }).collect();
-        LoadedTool { spec, component, dirs, env, effect: Arc::default() }
-    }
-}
-
-/// A step with its component and the tools it was granted.
-#[derive(Clone)]
-pub struct LoadedStep {
-    /// The declaration.
-    pub spec: StepSpec,
-    /// The component.
-    pub component: Arc<StepComponent>,
-    pub(crate) tools: Arc<HashMap<String, Arc<LoadedTool>>>,
-    /// What undoes it, if the run fails after it completed.
-    pub compensation: Option<LoadedCompensation>,
-    /// Directories it may see (absolute host paths).
-    pub dirs: Vec<DirGrant>,
-    /// Environment variables it may read.
-    pub env: Vec<EnvGrant>,
-    /// Tools it declared that the run's identity may not use, with the reason.
-    pub(crate) refused_tools: Arc<BTreeMap<String, String>>,
-}
-
-impl LoadedStep {
-    /// A step with what it declared as its grants (before an identity narrows them).
-    pub(crate) fn new(
-        spec: StepSpec,
-        component: Arc<StepComponent>,
-        tools: HashMap<String, Arc<LoadedTool>>,
-        compensation: Option<LoadedCompensation>,
-        dirs: Vec<DirGrant>,
-    ) -> LoadedStep {
-        let env = spec.env.iter().map(|name| EnvGrant { name: name.clone(), secret: false }).collect();
-        LoadedStep { spec, component, tools: Arc::new(tools), compensation, dirs, env, refused_tools: Arc::default() }
-    }
-}
-
-/// A loaded compensation.
-#[derive(Clone)]
-pub enum LoadedCompensation {
-    /// A declared tool.
-    Tool(Arc<LoadedTool>),
-    /// A step component (run with no tools).
-    Component(Arc<StepComponent>),
-}
+use crate::capabilities::tool::{LoadedTool, ToolComponent};
+use crate::runtime::Runtime;
+use crate::sandbox::bindings::{step::StepPluginPre, tool::ToolPluginPre};
+use crate::sandbox::inspect::{check_fit, World};
+use crate::step::{LoadedCompensation, LoadedStep, StepComponent};
 
 /// A workflow whose every component is loaded and fits its world.
 pub struct LoadedWorkflow {

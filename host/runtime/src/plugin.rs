@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use crate::engine::Runtime;
-use crate::inspect::World;
+use crate::runtime::Runtime;
+use crate::sandbox::inspect::World;
 
 /// A component checked and precompiled for the plugin store.
 #[derive(Clone, Debug)]

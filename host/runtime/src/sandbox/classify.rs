@@ -5,9 +5,9 @@
 use tether_types::{FailureClass, GuestFailureKind, StepFailure};
 use wasmtime::Trap;
 
-use crate::attempt::Limits;
-use crate::bindings::{Failure, FailureKind};
-use crate::state::StoreState;
+use crate::sandbox::bindings::{Failure, FailureKind};
+use crate::sandbox::limits::Limits;
+use crate::sandbox::store::{Sandbox, RESOURCE_HANDLES_CAP};
 
 /// Raised by the epoch callback when an attempt's wall-clock deadline passes.
 #[derive(Debug)]
@@ -21,7 +21,7 @@ impl std::fmt::Display for WallClockExpired {
 
 impl std::error::Error for WallClockExpired {}
 
-pub(crate) fn classify(err: wasmtime::Error, state: &StoreState, limits: &Limits, instantiating: bool) -> StepFailure {
+pub(crate) fn classify(err: wasmtime::Error, state: &Sandbox, limits: &Limits, instantiating: bool) -> StepFailure {
     if let Some((class, message)) = &state.tripped {
         return StepFailure::new(*class, message.clone());
     }
@@ -77,10 +77,7 @@ pub(crate) fn classify(err: wasmtime::Error, state: &StoreState, limits: &Limits
         None => {
             let cause = err.root_cause().to_string();
             let message = if cause.contains("resource table has no free keys") {
-                format!(
-                    "held more than {} resource handles (files, streams, pollables) at once",
-                    crate::state::RESOURCE_HANDLES_CAP
-                )
+                format!("held more than {} resource handles (files, streams, pollables) at once", RESOURCE_HANDLES_CAP)
             } else {
                 cause
             };
@@ -118,7 +115,7 @@ pub(crate) fn wit_kind(k: GuestFailureKind) -> FailureKind {
 }
 
 /// A Rust guest prints its panic message to stderr before it traps; quote it.
-fn panic_note(state: &StoreState) -> String {
+fn panic_note(state: &Sandbox) -> String {
     let (text, _) = state.stderr.peek();
     let text = String::from_utf8_lossy(&text);
     let mut lines = text.lines().skip_while(|l| !l.contains("panicked at"));

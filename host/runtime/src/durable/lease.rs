@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use tether_types::store::{Fence, JournalStore, Lease, LeaseTake, StoreError};
 
+use crate::durable::time::now_us;
+
 /// How a host takes runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaseConfig {
@@ -128,12 +130,8 @@ impl RunLease {
     /// it is refused with `LeaseLost`: then take it with [`RunLease::take`].
     pub(crate) fn for_new_run(store: &Arc<dyn JournalStore>, run_id: &str, config: LeaseConfig) -> RunLease {
         let ttl_ms = config.ttl.as_millis().max(1) as u64;
-        let lease = Lease {
-            run_id: run_id.into(),
-            owner: owner_id().into(),
-            epoch: 1,
-            expires_us: crate::journal::now_us() + ttl_ms * 1000,
-        };
+        let lease =
+            Lease { run_id: run_id.into(), owner: owner_id().into(), epoch: 1, expires_us: now_us() + ttl_ms * 1000 };
         let state = LeaseState { take_with_first_append: Mutex::new(Some(ttl_ms)), ..LeaseState::default() };
         RunLease::hold(store, lease, config.ttl, state)
     }
@@ -164,7 +162,7 @@ impl RunLease {
                         run: run_id.into(),
                         holder: holder.owner,
                         epoch: holder.epoch,
-                        lapses_in_s: holder.expires_us.saturating_sub(crate::journal::now_us()).div_ceil(1_000_000),
+                        lapses_in_s: holder.expires_us.saturating_sub(now_us()).div_ceil(1_000_000),
                     })
                 }
             }

@@ -9,20 +9,19 @@ use wasmtime::component::{Linker, Resource};
 use wasmtime::StoreContextMut;
 use wasmtime_wasi::filesystem::WasiFilesystemView;
 use wasmtime_wasi::p2::bindings::filesystem::types::{Descriptor, ErrorCode, Host, HostDescriptor};
-
-use crate::state::StoreState;
+use wasmtime_wasi::WasiView;
 
 /// The version wasmtime-wasi 48 defines (imports of older 0.2 versions resolve to it).
 const WASI_FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
 
 /// Replaces `descriptor.symlink-at` with one that refuses links leaving their directory
 /// (`not-permitted`) and otherwise does what wasmtime-wasi does.
-pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut types = linker.instance(WASI_FILESYSTEM_TYPES)?;
     types.func_wrap_async(
         "[method]descriptor.symlink-at",
-        |mut cx: StoreContextMut<'_, StoreState>, (fd, target, link): (Resource<Descriptor>, String, String)| {
+        |mut cx: StoreContextMut<'_, T>, (fd, target, link): (Resource<Descriptor>, String, String)| {
             Box::new(async move {
                 if !stays_within(&target, &link) {
                     return Ok((Err(ErrorCode::NotPermitted),));

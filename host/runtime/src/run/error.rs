@@ -4,6 +4,8 @@ use tether_types::chain::JournalError;
 use tether_types::state::FoldError;
 use tether_types::store::StoreError;
 
+use crate::durable::lease::TakeError;
+
 /// Why a durable operation could not be carried out. The run (if any) is left as the
 /// journal says, so it can be resumed once the cause is fixed.
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +46,13 @@ pub enum DriverError {
     InputTooLarge(String),
     /// Another live host is executing the run.
     #[error(transparent)]
-    Busy(crate::lease::TakeError),
+    Busy(TakeError),
 }
 
-impl From<crate::lease::TakeError> for DriverError {
-    fn from(e: crate::lease::TakeError) -> Self {
+impl From<TakeError> for DriverError {
+    fn from(e: TakeError) -> Self {
         match e {
-            crate::lease::TakeError::Store(s) => DriverError::Store(s),
+            TakeError::Store(s) => DriverError::Store(s),
             busy => DriverError::Busy(busy),
         }
     }

@@ -7,13 +7,12 @@
 use std::time::Instant;
 
 use serde::de::IgnoredAny;
-use tether_types::{
-    FailureClass, RunError, RunId, RunReport, RunStatus, StepFailure, StepReport, StepStats, ToolDescriptor,
-};
+use tether_types::{FailureClass, RunError, RunId, RunReport, RunStatus, StepFailure, StepReport, StepStats};
 
-use crate::attempt::run_step_attempt;
-use crate::engine::Runtime;
-use crate::load::{LoadedStep, LoadedWorkflow, ToolComponent};
+use crate::load::LoadedWorkflow;
+use crate::runtime::Runtime;
+use crate::step::attempt::{run_step_attempt, StepContext};
+use crate::step::LoadedStep;
 
 /// Progress of a run, for display.
 pub enum Progress<'a> {
@@ -53,7 +52,7 @@ pub struct StepRun {
 impl Runtime {
     /// Runs one attempt of `step` with a JSON `input` in a fresh sandbox.
     pub async fn run_step(&self, step: &LoadedStep, input: &str) -> StepRun {
-        let ctx = crate::attempt::StepContext {
+        let ctx = StepContext {
             governance: None,
             env: std::sync::Arc::default(),
             run_id: "local".into(),
@@ -64,11 +63,6 @@ impl Runtime {
         };
         let (output, stats) = run_step_attempt(&self.inner.engine, step, input, ctx).await;
         StepRun { output: output.map(|v| v.to_string()), stats }
-    }
-
-    /// Asks a tool component to describe itself (in a sandbox with the default tool budget).
-    pub async fn describe_tool(&self, tool: &ToolComponent) -> Result<ToolDescriptor, StepFailure> {
-        crate::attempt::describe_tool(&self.inner.engine, tool).await
     }
 
     /// Runs every component step of `workflow` in the order written (no flow fields; see

@@ -16,14 +16,17 @@ use tether_types::state::{OpenAttempt, RunState};
 use tether_types::{EventKind, FailureClass, RunError, RunReport, RunStatus, StepFailure, StepReport, StepStats};
 use tokio::task::JoinSet;
 
-use crate::attempt::{run_step_attempt, StepContext};
-use crate::error::DriverError;
-use crate::govern::{EnvValues, Governance};
-use crate::journal::now_us;
-use crate::journal::RunJournal;
-use crate::load::{LoadedStep, LoadedWorkflow};
-use crate::tape::{lock, Mode, Tape};
-use crate::workflow::Progress;
+use crate::durable::journal::RunJournal;
+use crate::durable::tape::{lock, Mode, Tape};
+use crate::durable::time::now_us;
+use crate::govern::env::EnvValues;
+use crate::govern::governance::Governance;
+use crate::load::LoadedWorkflow;
+use crate::run::compensation;
+use crate::run::error::DriverError;
+use crate::run::workflow::Progress;
+use crate::step::attempt::{run_step_attempt, StepContext};
+use crate::step::LoadedStep;
 
 /// How often a run with attempts in flight looks for a cancel asked for by another
 /// process (one indexed read).
@@ -104,8 +107,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         if let Some(begun) = self.state.compensating.clone() {
             // Interrupted while undoing completed steps: finish that, nothing else.
             let status =
-                crate::compensation::fail(&self.engine, self.workflow, &self.journal, &begun.error, &self.state)
-                    .await?;
+                compensation::fail(&self.engine, self.workflow, &self.journal, &begun.error, &self.state).await?;
             return Ok(self.report(status, Value::Null, Some(begun.error)));
         }
         if self.state.cancelled.is_some() && self.state.outcome.is_none() {
@@ -206,7 +208,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             }
             Err(error) => {
                 let status =
-                    crate::compensation::fail(&self.engine, self.workflow, &self.journal, &error, &self.state).await?;
+                    compensation::fail(&self.engine, self.workflow, &self.journal, &error, &self.state).await?;
                 Ok(self.report(status, Value::Null, Some(error)))
             }
         }
@@ -327,7 +329,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
     /// Ends a cancelled run: its completed steps undone, its error the cancel.
     async fn end_cancelled(self) -> Result<RunReport, DriverError> {
         let error = self.state.cancel_error().expect("called once the cancel is in the state");
-        let status = crate::compensation::fail(&self.engine, self.workflow, &self.journal, &error, &self.state).await?;
+        let status = compensation::fail(&self.engine, self.workflow, &self.journal, &error, &self.state).await?;
         Ok(self.report(status, Value::Null, Some(error)))
     }
 
@@ -448,7 +450,7 @@ async fn live_attempt(
 /// Sleeps until a wall-clock time (microseconds since the Unix epoch); a durable backoff
 /// resumed after a restart waits only for what is left of it.
 async fn wait_until(not_before_us: u64) {
-    let now = crate::journal::now_us();
+    let now = now_us();
     if not_before_us > now {
         tokio::time::sleep(std::time::Duration::from_micros(not_before_us - now)).await;
     }

@@ -3,18 +3,23 @@
 //! resume and replay. Insecure random is a PRNG seeded from the run and step, so it is
 //! the same on every execution without being journaled.
 //!
-//! Secure random is served by the step linker's own `get-random-bytes` and
-//! `get-random-u64` (see `host.rs`), one journal event per call: wasmtime-wasi's would
-//! draw the bytes one at a time from the context's generator, one event per byte.
+//! Secure random for steps is served by the functions [`add_random`] puts in the step
+//! linker, one journal event per call: wasmtime-wasi's would draw the bytes one at a time
+//! from the context's generator, one event per byte.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::SeedableRng;
 use sha2::{Digest, Sha256};
 use tether_types::event::HostRead;
+use tether_types::FailureClass;
+use wasmtime::component::Linker;
+use wasmtime::StoreContextMut;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
-use crate::tape::{lock, SharedTape};
+use crate::durable::tape::{lock, SharedTape, TapeView};
+use crate::sandbox::bindings::names;
+use crate::sandbox::store::stop_if_halted;
 
 struct TapeWallClock(SharedTape);
 struct TapeMonotonicClock(SharedTape, std::time::Instant);
@@ -67,4 +72,47 @@ pub(crate) fn virtualize(builder: &mut WasiCtxBuilder, tape: &SharedTape, seed: 
             digest[16..24].try_into().expect("8 bytes"),
         )))
         .insecure_random_seed(u128::from_le_bytes(seed_bytes));
+}
+
+/// `get-random-bytes` and `get-random-u64` for steps, in place of wasmtime-wasi's: one
+/// call is one journal event, counted against the step's budget.
+pub(crate) fn add_random<T: TapeView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut random = linker.instance(names::WASI_RANDOM)?;
+    random.func_wrap("get-random-bytes", |mut cx: StoreContextMut<'_, T>, (len,): (u64,)| {
+        Ok((random_bytes(cx.data_mut(), len)?,))
+    })?;
+    random.func_wrap("get-random-u64", |mut cx: StoreContextMut<'_, T>, (): ()| {
+        let bytes: [u8; 8] = random_bytes(cx.data_mut(), 8)?.try_into().expect("asked for 8 bytes");
+        Ok((u64::from_le_bytes(bytes),))
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Secure random for a step: from the tape when journaled, counted against the step's
+/// `host_reads` and `random_bytes`; checked before anything is allocated.
+fn random_bytes<T: TapeView>(state: &mut T, len: u64) -> wasmtime::Result<Vec<u8>> {
+    let Some(tape) = state.tape().cloned() else {
+        let sandbox = state.sandbox();
+        let cap = sandbox.random_bytes;
+        if len > cap {
+            let msg = format!("asked for {len} bytes of random at once; its random_bytes budget is {cap}");
+            return Err(sandbox.trip(FailureClass::HostReadsExceeded, msg));
+        }
+        let mut bytes = vec![0u8; len as usize];
+        rand::fill(&mut bytes[..]);
+        return Ok(bytes);
+    };
+    let read = lock(&tape).random(len);
+    match read {
+        Ok(bytes) => {
+            stop_if_halted(state)?;
+            Ok(bytes)
+        }
+        Err(msg) if lock(&tape).over_budget.is_some() => {
+            Err(state.sandbox().trip(FailureClass::HostReadsExceeded, msg))
+        }
+        Err(msg) => Err(state.sandbox().trip(FailureClass::HostFault, msg)),
+    }
 }

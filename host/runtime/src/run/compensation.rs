@@ -12,11 +12,14 @@ use tether_types::state::RunState;
 use tether_types::{RunError, RunId, RunStatus};
 use wasmtime::Engine;
 
-use crate::attempt::{run_step_attempt, StepContext};
-use crate::error::DriverError;
-use crate::govern::EnvValues;
-use crate::journal::RunJournal;
-use crate::load::{LoadedCompensation, LoadedStep, LoadedWorkflow};
+use crate::capabilities::tool::run_tool_call;
+use crate::durable::journal::RunJournal;
+use crate::govern::env::EnvValues;
+use crate::load::LoadedWorkflow;
+use crate::run::error::DriverError;
+use crate::sandbox::limits::Limits;
+use crate::step::attempt::{run_step_attempt, StepContext};
+use crate::step::{LoadedCompensation, LoadedStep};
 
 /// Ends a failed run as [`undo`] decides from its state: `run_failed` if nothing needs
 /// undoing; otherwise the completed steps' compensations, in reverse order of
@@ -73,10 +76,10 @@ async fn compensate(
     let (via, (outcome, stats)) = match step.compensation.as_ref().expect("filtered by fail()") {
         LoadedCompensation::Tool(tool) => {
             let idempotency = format!("{run_id}/compensate/{key}");
-            let limits = crate::attempt::Limits::from(tool.spec.budget);
+            let limits = Limits::from(tool.spec.budget);
             (
                 format!("tool:{}", tool.spec.name),
-                crate::attempt::run_tool_call(engine, tool, &payload, limits, idempotency, &EnvValues::default()).await,
+                run_tool_call(engine, tool, &payload, limits, idempotency, &EnvValues::default()).await,
             )
         }
         LoadedCompensation::Component(component) => {

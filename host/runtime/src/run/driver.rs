@@ -3,7 +3,7 @@
 //! decided from the fold of its events ([`RunState`]).
 //!
 //! Durability points: `RunStarted` before any step runs; every executed tool call before
-//! the guest sees its result (in `host.rs`); every step's end before the next step starts
+//! the guest sees its result (in `capabilities/call_tool.rs`); every step's end before the next step starts
 //! (the last step's end together with the run's end). Everything else is buffered and
 //! made durable with the next point, so the durable journal is always a prefix of what
 //! happened, and a resumed attempt can be served from it.
@@ -20,16 +20,19 @@ use tether_types::state::{report_from_events, RunState};
 use tether_types::store::{JournalStore, StoreError};
 use tether_types::{FailureClass, RunId, RunReport};
 
-use crate::attempt::{run_step_attempt, StepContext};
-use crate::engine::Runtime;
-pub use crate::error::DriverError;
-use crate::govern::{EnvValues, Governance};
-use crate::journal::RunJournal;
-use crate::lease::{LeaseConfig, RunLease};
-use crate::load::{LoadedCompensation, LoadedWorkflow};
-use crate::scheduler::Scheduler;
-use crate::tape::{lock, Divergence, Mode, Tape};
-use crate::workflow::Progress;
+use crate::durable::journal::RunJournal;
+use crate::durable::lease::{LeaseConfig, RunLease};
+use crate::durable::tape::{lock, Divergence, Mode, Tape};
+use crate::govern::env::EnvValues;
+use crate::govern::governance::Governance;
+use crate::identity::apply_identity;
+use crate::load::LoadedWorkflow;
+pub use crate::run::error::DriverError;
+use crate::run::scheduler::Scheduler;
+use crate::run::workflow::Progress;
+use crate::runtime::Runtime;
+use crate::step::attempt::{run_step_attempt, StepContext};
+use crate::step::LoadedCompensation;
 
 /// The result of replaying a run.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -331,7 +334,7 @@ impl Driver {
             wasm.insert(digest.clone(), Arc::from(bytes));
         }
         let mut workflow = self.runtime.load_plan(&state.plan, &wasm, overrides).map_err(DriverError::Load)?;
-        crate::govern::apply_identity(&mut workflow, &state.identity).map_err(DriverError::Load)?;
+        apply_identity(&mut workflow, &state.identity).map_err(DriverError::Load)?;
         Ok(workflow)
     }
 

@@ -1,6 +1,7 @@
 //! Generated bindings for `tether:plugin@0.1.0`, in one place. Only the exports are used
-//! from here: the host imports are registered by hand in `host.rs`, because `call-tool`
-//! needs the calling store (to charge the tool's fuel to the step).
+//! from here: the host imports are registered by hand (`linker.rs` here, and the layers
+//! above for theirs), because `call-tool` needs the calling store (to charge the tool's
+//! fuel to the step).
 
 pub(crate) mod step {
     wasmtime::component::bindgen!({

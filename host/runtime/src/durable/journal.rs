@@ -11,19 +11,14 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tether_types::chain::{Chain, SealedEvent};
 use tether_types::event::EventKind;
 use tether_types::store::{Append, Fence, JournalStore, LeaseChange, StoreError};
 
-use crate::lease::LeaseState;
+use crate::durable::lease::{LeaseState, RunLease};
+use crate::durable::time::now_us;
 use tether_types::RunId;
-
-/// Microseconds since the Unix epoch.
-pub(crate) fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
 
 pub(crate) struct RunJournal {
     pub(crate) run_id: RunId,
@@ -54,12 +49,7 @@ impl RunJournal {
         self.store.cancel_request(self.run_id.as_str()).await
     }
 
-    pub(crate) fn new(
-        run_id: RunId,
-        store: Arc<dyn JournalStore>,
-        chain: Chain,
-        lease: &crate::lease::RunLease,
-    ) -> Self {
+    pub(crate) fn new(run_id: RunId, store: Arc<dyn JournalStore>, chain: Chain, lease: &RunLease) -> Self {
         RunJournal {
             run_id,
             store,
@@ -89,7 +79,7 @@ impl RunJournal {
             .filter(|s| !s.is_empty())
             .collect();
         let json = serde_json::to_string(kind).ok()?;
-        let clean = crate::govern::redact(&json, &escaped)?;
+        let clean = crate::redact::redact(&json, &escaped)?;
         serde_json::from_str(&clean).ok()
     }
 

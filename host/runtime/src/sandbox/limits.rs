@@ -1,7 +1,26 @@
-//! The memory budget is a total across all of a component's memories. wasmtime's
-//! `StoreLimits` caps each memory separately, so the host keeps its own tally.
+//! The limits of one attempt, and what enforces the memory budget: a total across all
+//! of a component's memories. wasmtime's `StoreLimits` caps each memory separately, so
+//! the host keeps its own tally.
 
+use std::time::Duration;
+
+use tether_types::ToolBudget;
 use wasmtime::ResourceLimiter;
+
+/// The limits of one attempt.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) fuel: u64,
+    pub(crate) wall_time: Duration,
+    pub(crate) memory: u64,
+    pub(crate) output: u64,
+}
+
+impl From<ToolBudget> for Limits {
+    fn from(b: ToolBudget) -> Self {
+        Limits { fuel: b.fuel, wall_time: b.wall_time, memory: b.memory, output: b.output }
+    }
+}
 
 /// Tables may not grow beyond this many elements (a guest cannot use them to eat host memory).
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;

@@ -1,17 +1,15 @@
 //! The one wasmtime `Engine`, configured for many short-lived sandboxes, and the epoch
 //! ticker that gives every store a wall clock.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::cache::AotCache;
-use crate::state::StoreState;
+use crate::sandbox::cache::{AotCache, CompileNotice};
+use crate::sandbox::limits::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES};
 
 /// How the runtime is set up. The defaults suit a CLI run or a test suite.
 #[derive(Clone, Debug)]
@@ -25,7 +23,7 @@ pub struct RuntimeConfig {
     /// Meter fuel. Only benchmarks turn this off, to measure what metering costs.
     pub fuel: bool,
     /// Told before a component is compiled (not found in the cache): it can take seconds.
-    pub on_compile: Option<crate::cache::CompileNotice>,
+    pub on_compile: Option<CompileNotice>,
 }
 
 impl Default for RuntimeConfig {
@@ -40,57 +38,9 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// Runs steps and tools. Create one per process and share it; it is cheap to clone.
-#[derive(Clone)]
-pub struct Runtime {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) engine: Engine,
-    pub(crate) step_linker: Linker<StoreState>,
-    pub(crate) tool_linker: Linker<StoreState>,
-    pub(crate) cache: AotCache,
-    /// Components loaded in this process, by sha256, so each is compiled or read once.
-    pub(crate) loaded: Mutex<HashMap<[u8; 32], wasmtime::component::Component>>,
-    ticker_stop: Arc<AtomicBool>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Runtime {
-    /// Builds the engine, the linkers and the cache, and starts the epoch ticker.
-    pub fn new(config: RuntimeConfig) -> wasmtime::Result<Runtime> {
-        let engine = Engine::new(&engine_config(&config))?;
-        let step_linker = crate::host::step_linker(&engine)?;
-        let tool_linker = crate::host::tool_linker(&engine)?;
-        let cache = AotCache::new(config.cache_dir.clone(), &engine, config.on_compile.clone());
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_ticker(engine.clone(), config.epoch_tick, ticker_stop.clone()).map_err(wasmtime::Error::new)?;
-        Ok(Runtime {
-            inner: Arc::new(Inner {
-                engine,
-                step_linker,
-                tool_linker,
-                cache,
-                loaded: Mutex::new(HashMap::new()),
-                ticker_stop,
-            }),
-        })
-    }
-
-    pub(crate) fn engine_ref(&self) -> &Engine {
-        &self.inner.engine
-    }
-
-    /// The engine, for callers that need to compile or inspect components themselves.
-    pub fn engine(&self) -> &Engine {
-        &self.inner.engine
-    }
+/// The engine `config` describes.
+pub(crate) fn engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
+    Engine::new(&engine_config(config))
 }
 
 fn engine_config(config: &RuntimeConfig) -> Config {
@@ -110,9 +60,9 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         // wasmtime's default is one memory per module; components built from other
         // languages, and hostile ones, may declare more (the memory budget is a total).
         .max_memories_per_module(4)
-        .max_core_instances_per_component(crate::limits::MAX_CORE_INSTANCES)
-        .max_memories_per_component(crate::limits::MAX_MEMORIES)
-        .max_tables_per_component(crate::limits::MAX_TABLES)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES)
+        .max_memories_per_component(MAX_MEMORIES)
+        .max_tables_per_component(MAX_TABLES)
         .max_memory_size(tether_types::manifest::MAX_MEMORY as usize);
     let mut cfg = Config::new();
     cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -126,6 +76,24 @@ fn engine_config(config: &RuntimeConfig) -> Config {
     cfg.relaxed_simd_deterministic(true);
     cfg.wasm_component_model(true);
     cfg
+}
+
+/// Advances the engine's epoch every tick until dropped.
+pub(crate) struct Ticker(Arc<AtomicBool>);
+
+impl Ticker {
+    /// Starts the ticker's thread.
+    pub(crate) fn start(engine: &Engine, tick: Duration) -> std::io::Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), tick, Arc::clone(&stop))?;
+        Ok(Ticker(stop))
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) -> std::io::Result<()> {

@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tether_types::event::{EventKind, HostRead};
+use tether_types::LogLine;
 
-use crate::journal::RunJournal;
+use crate::durable::journal::RunJournal;
+use crate::sandbox::store::SandboxView;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -49,6 +51,13 @@ impl std::fmt::Display for Divergence {
 }
 
 pub(crate) type SharedTape = Arc<Mutex<Tape>>;
+
+/// A store's data whose attempt may be journaled: how the host functions above the
+/// sandbox reach its tape.
+pub(crate) trait TapeView: SandboxView {
+    /// The attempt's tape; `None` when it is not journaled.
+    fn tape(&self) -> Option<&SharedTape>;
+}
 
 pub(crate) struct Tape {
     pub(crate) step: String,
@@ -170,6 +179,34 @@ impl Tape {
             return;
         }
         self.note(actual);
+    }
+
+    /// A line the guest's record kept: a log line, or (`output`) a line of its stdout or
+    /// stderr or a notice of what was dropped.
+    pub(crate) fn note_line(&mut self, line: &LogLine, output: bool) {
+        let event = EventKind::GuestLog {
+            step: self.step.clone(),
+            level: line.level,
+            stream: line.stream.clone(),
+            tool: line.tool.clone(),
+            message: line.message.clone(),
+        };
+        if output {
+            self.note_output_line(event);
+        } else {
+            self.note(event);
+        }
+    }
+
+    /// A usage report.
+    pub(crate) fn note_usage(&mut self, metric: &str, amount: f64) {
+        let step = self.step.clone();
+        self.note(EventKind::UsageReported { step, metric: metric.to_string(), amount });
+    }
+
+    /// Why the guest must stop: execution has left the journal.
+    pub(crate) fn halted(&self) -> Option<String> {
+        self.divergence.as_ref().map(|d| format!("execution diverged from the journal {d}"))
     }
 
     /// A clock read: the recorded value if there is one of the same source, otherwise

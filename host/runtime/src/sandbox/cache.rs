@@ -112,9 +112,9 @@ impl AotCache {
             if e.contains("exceeds the configured maximum") {
                 format!(
                     "needs more than a sandbox allows ({e}); a component may create at most {} core instances, {} memories and {} tables",
-                    crate::limits::MAX_CORE_INSTANCES,
-                    crate::limits::MAX_MEMORIES,
-                    crate::limits::MAX_TABLES
+                    crate::sandbox::limits::MAX_CORE_INSTANCES,
+                    crate::sandbox::limits::MAX_MEMORIES,
+                    crate::sandbox::limits::MAX_TABLES
                 )
             } else {
                 format!("is not a valid component: {e}")

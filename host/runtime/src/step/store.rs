@@ -1,0 +1,87 @@
+//! The data of a step attempt's store, and the step world's linker. It holds the
+//! sandbox, the attempt's tape (journaled attempts) and what the step may call, and
+//! implements each layer's accessor trait, so that layer's host functions (generic over
+//! it) reach their part and nothing else: the sandbox's WASI, `log` and `report-usage`;
+//! the journal's clocks and random numbers; the capabilities' `call-tool`.
+
+use tether_types::LogLine;
+use wasmtime::component::Linker;
+use wasmtime::Engine;
+use wasmtime_wasi::{WasiCtxView, WasiView};
+
+use crate::capabilities::call_tool;
+use crate::capabilities::grants::{ToolCallView, ToolGrants};
+use crate::durable::clocks::add_random;
+use crate::durable::tape::{lock, SharedTape, TapeView};
+use crate::sandbox::bindings::names;
+use crate::sandbox::linker::{add_log_and_usage, add_wasi};
+use crate::sandbox::store::{Sandbox, SandboxView};
+
+/// The data of a step attempt's store.
+pub(crate) struct StepState {
+    pub(crate) sandbox: Sandbox,
+    /// Present in journaled attempts: where interactions are served from and go to.
+    pub(crate) tape: Option<SharedTape>,
+    /// What the step may call.
+    pub(crate) grants: ToolGrants,
+}
+
+impl WasiView for StepState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.sandbox.wasi()
+    }
+}
+
+impl SandboxView for StepState {
+    fn sandbox(&mut self) -> &mut Sandbox {
+        &mut self.sandbox
+    }
+
+    fn sandbox_ref(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    fn kept_line(&mut self, line: &LogLine, output: bool) {
+        if let Some(t) = &self.tape {
+            lock(t).note_line(line, output);
+        }
+    }
+
+    fn reported_usage(&mut self, metric: &str, amount: f64) {
+        if let Some(t) = &self.tape {
+            lock(t).note_usage(metric, amount);
+        }
+    }
+
+    fn halted(&self) -> Option<String> {
+        self.tape.as_ref().and_then(|t| lock(t).halted())
+    }
+
+    fn over_read_budget(&self) -> Option<String> {
+        self.tape.as_ref().and_then(|t| lock(t).over_budget.clone())
+    }
+}
+
+impl TapeView for StepState {
+    fn tape(&self) -> Option<&SharedTape> {
+        self.tape.as_ref()
+    }
+}
+
+impl ToolCallView for StepState {
+    fn grants(&self) -> &ToolGrants {
+        &self.grants
+    }
+}
+
+/// The linker of the `step-plugin` world: WASI, with secure random served through the
+/// tape, and `host` (`log`, `report-usage`, `call-tool`).
+pub(crate) fn step_linker(engine: &Engine) -> wasmtime::Result<Linker<StepState>> {
+    let mut linker = Linker::new(engine);
+    add_wasi(&mut linker)?;
+    add_random(&mut linker)?;
+    let mut host = linker.instance(names::HOST)?;
+    add_log_and_usage(&mut host)?;
+    call_tool::add_to_linker(&mut host)?;
+    Ok(linker)
+}

@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tether_tests::{artifacts, repo_root};
-use tether_types::store::JournalStore;
+use tether_types::store::Journal;
 
 const SAMPLES: usize = 30;
 

@@ -154,7 +154,7 @@ fn a_request_whose_host_died_is_carried_out_by_the_next_resume() {
     // A request left for a host that died before it looked.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        use tether_types::store::JournalStore;
+        use tether_types::store::{CancelRequests, Upkeep};
         let store =
             tether_store::SqliteStore::open(&tether_store::StoreConfig::new(db.display().to_string())).await.unwrap();
         assert!(store.request_cancel(run, "ops", Some("late")).await.unwrap());

@@ -4,8 +4,8 @@ use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Row, SqlitePool};
 use tether_types::chain::StoredEvent;
 use tether_types::store::{
-    Append, JournalStore, Lease, LeaseTake, PluginAdded, PluginRecord, RunHead, RunIndexStatus, RunRecord, RunSummary,
-    StoreError,
+    Append, CancelRequests, Components, Journal, Lease, LeaseTake, Leases, PluginAdded, PluginRecord, Plugins, RunHead,
+    RunIndex, RunIndexStatus, RunRecord, RunSummary, StoreError, Upkeep,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,7 +50,7 @@ impl SqliteStore {
 }
 
 #[async_trait::async_trait]
-impl JournalStore for SqliteStore {
+impl Journal for SqliteStore {
     async fn append(&self, append: Append) -> Result<(), StoreError> {
         if let Some(e) = append.events.iter().find(|e| e.payload.len() > self.max_event_bytes) {
             return Err(StoreError::PayloadTooLarge {
@@ -76,6 +76,19 @@ impl JournalStore for SqliteStore {
         rows.iter().map(|r| stored_event(r, 0)).collect()
     }
 
+    async fn run_ids(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT run_id FROM events WHERE seq = 1 UNION SELECT run_id FROM runs \
+             UNION SELECT run_id FROM run_leases WHERE head_seq > 0 ORDER BY 1",
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)
+    }
+}
+
+#[async_trait::async_trait]
+impl RunIndex for SqliteStore {
     async fn runs(&self, status: Option<RunIndexStatus>, limit: u32) -> Result<Vec<RunSummary>, StoreError> {
         let sql = "SELECT run_id, workflow, status, identity, started_us, finished_us FROM runs \
                    WHERE (?1 IS NULL OR status = ?1) ORDER BY started_us DESC LIMIT ?2";
@@ -118,6 +131,26 @@ impl JournalStore for SqliteStore {
         rows.iter().map(|r| Ok((r.try_get(0).map_err(db)?, stored_event(r, 1)?))).collect()
     }
 
+    async fn run_record(&self, run_id: &str) -> Result<RunRecord, StoreError> {
+        let index_status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db)?;
+        let lease: Option<(i64, String, String)> =
+            sqlx::query_as("SELECT head_seq, head_hash, owner FROM run_leases WHERE run_id = ?")
+                .bind(run_id)
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(db)?;
+        let held = lease.as_ref().is_some_and(|(_, _, owner)| !owner.is_empty());
+        let head = lease.filter(|(seq, _, _)| *seq > 0).map(|(seq, hash, _)| RunHead { seq: seq as u64, hash });
+        Ok(RunRecord { index_status, head, held })
+    }
+}
+
+#[async_trait::async_trait]
+impl Components for SqliteStore {
     async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError> {
         let exists = sqlx::query("SELECT 1 FROM components WHERE digest = ?")
             .bind(digest)
@@ -149,7 +182,10 @@ impl JournalStore for SqliteStore {
             .map_err(db)?;
         Ok(row.is_some())
     }
+}
 
+#[async_trait::async_trait]
+impl Plugins for SqliteStore {
     async fn add_plugin(&self, plugin: &PluginRecord, wasm: &[u8]) -> Result<PluginAdded, StoreError> {
         let (tx, rx) = oneshot::channel();
         let request = Request::AddPlugin(Box::new(plugin.clone()), wasm.to_vec(), tx);
@@ -161,23 +197,15 @@ impl JournalStore for SqliteStore {
         crate::plugins::list(&self.readers, name).await
     }
 
-    async fn request_cancel(&self, run_id: &str, by: &str, reason: Option<&str>) -> Result<bool, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let request = Request::AskCancel(run_id.into(), by.into(), reason.map(Into::into), tx);
-        self.writer.send(request).await.map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
-    }
-
-    async fn cancel_request(&self, run_id: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
-        crate::cancels::requested(&self.readers, run_id).await
-    }
-
     async fn remove_plugin(&self, name: &str, version: &str) -> Result<PluginRecord, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.writer.send(Request::RemovePlugin(name.into(), version.into(), tx)).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
+}
 
+#[async_trait::async_trait]
+impl Leases for SqliteStore {
     async fn take_lease(
         &self,
         run_id: &str,
@@ -202,34 +230,24 @@ impl JournalStore for SqliteStore {
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.lease_op(LeaseOp::Release(lease.clone())).await.map(|_| ())
     }
+}
 
-    async fn run_record(&self, run_id: &str) -> Result<RunRecord, StoreError> {
-        let index_status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE run_id = ?")
-            .bind(run_id)
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(db)?;
-        let lease: Option<(i64, String, String)> =
-            sqlx::query_as("SELECT head_seq, head_hash, owner FROM run_leases WHERE run_id = ?")
-                .bind(run_id)
-                .fetch_optional(&self.readers)
-                .await
-                .map_err(db)?;
-        let held = lease.as_ref().is_some_and(|(_, _, owner)| !owner.is_empty());
-        let head = lease.filter(|(seq, _, _)| *seq > 0).map(|(seq, hash, _)| RunHead { seq: seq as u64, hash });
-        Ok(RunRecord { index_status, head, held })
+#[async_trait::async_trait]
+impl CancelRequests for SqliteStore {
+    async fn request_cancel(&self, run_id: &str, by: &str, reason: Option<&str>) -> Result<bool, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let request = Request::AskCancel(run_id.into(), by.into(), reason.map(Into::into), tx);
+        self.writer.send(request).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 
-    async fn run_ids(&self) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT run_id FROM events WHERE seq = 1 UNION SELECT run_id FROM runs \
-             UNION SELECT run_id FROM run_leases WHERE head_seq > 0 ORDER BY 1",
-        )
-        .fetch_all(&self.readers)
-        .await
-        .map_err(db)
+    async fn cancel_request(&self, run_id: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
+        crate::cancels::requested(&self.readers, run_id).await
     }
+}
 
+#[async_trait::async_trait]
+impl Upkeep for SqliteStore {
     async fn backup(&self, path: &std::path::Path) -> Result<(), StoreError> {
         if path.exists() {
             return Err(StoreError::Database(format!(

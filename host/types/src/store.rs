@@ -257,18 +257,41 @@ pub enum StoreError {
     Database(String),
 }
 
-/// A durable journal.
+/// A durable journal: every role a backend plays. Callers hold `Arc<dyn JournalStore>`
+/// and use the role they need (bring its trait into scope); a backend implements each
+/// role and gets this trait for free. Every backend passes one conformance suite.
+pub trait JournalStore: Journal + RunIndex + Components + Plugins + Leases + CancelRequests + Upkeep {}
+
+impl<T: Journal + RunIndex + Components + Plugins + Leases + CancelRequests + Upkeep + ?Sized> JournalStore for T {}
+
+/// The journal itself: each run's events, appended durably under its lease, and read back.
 #[async_trait::async_trait]
-pub trait JournalStore: Send + Sync {
+pub trait Journal: Send + Sync {
     /// Appends durably: returns only once the events are on disk (or replicated).
     async fn append(&self, append: Append) -> Result<(), StoreError>;
     /// Every event of a run, in order. `UnknownRun` if it has none.
     async fn events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Every run id the store knows of, from the journal, the index and the head anchors.
+    async fn run_ids(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// The run index: one row per run, kept from the events as they are written (see
+/// [`crate::run_index`]), and what `verify` compares it with.
+#[async_trait::async_trait]
+pub trait RunIndex: Send + Sync {
     /// The run index, newest first, optionally only one status, at most `limit` rows.
     async fn runs(&self, status: Option<RunIndexStatus>, limit: u32) -> Result<Vec<RunSummary>, StoreError>;
     /// The approval events (requested, decided, overridden) of every run of `workflow`,
     /// as (run id, event), each run's in order: the gates' track records are built from them.
     async fn gate_events(&self, workflow: &str) -> Result<Vec<(String, StoredEvent)>, StoreError>;
+    /// A run's index row and head anchor, for `verify`.
+    async fn run_record(&self, run_id: &str) -> Result<RunRecord, StoreError>;
+}
+
+/// Component bytes by digest, so a run resumes and replays with exactly the
+/// components it started with.
+#[async_trait::async_trait]
+pub trait Components: Send + Sync {
     /// Stores a component's bytes by digest (no-op if present), so a run can be resumed
     /// and replayed with exactly the components it started with.
     async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError>;
@@ -276,6 +299,11 @@ pub trait JournalStore: Send + Sync {
     async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Whether a component is stored, without reading its bytes.
     async fn has_component(&self, digest: &str) -> Result<bool, StoreError>;
+}
+
+/// The plugin registry: components deployed under `NAME@VERSION`.
+#[async_trait::async_trait]
+pub trait Plugins: Send + Sync {
     /// Deploys a component under a name and version: its bytes (by digest) and its
     /// record, in one transaction. `PluginConflict` if the name and version already mean
     /// another digest.
@@ -286,7 +314,11 @@ pub trait JournalStore: Send + Sync {
     /// uses its component. The component's bytes are kept: recorded runs (and a run that
     /// loaded the plugin but has not journaled its start yet) resume and replay from them.
     async fn remove_plugin(&self, name: &str, version: &str) -> Result<PluginRecord, StoreError>;
+}
 
+/// Run leases: at most one host executes (and writes) a run at a time.
+#[async_trait::async_trait]
+pub trait Leases: Send + Sync {
     /// Takes a run's lease for `owner` for `ttl_ms` (creating it for a new run), atomically:
     /// if nobody holds it, it has lapsed (by the store's clock), `owner` holds it already,
     /// or `breaking` names the epoch of a holder the caller knows to be dead. Every take
@@ -302,15 +334,21 @@ pub trait JournalStore: Send + Sync {
     async fn renew_lease(&self, lease: &Lease, ttl_ms: u64) -> Result<Lease, StoreError>;
     /// Gives a lease up (the run stays as its journal says); nothing if no longer held.
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+}
+
+/// Cancel requests, for a run another host executes.
+#[async_trait::async_trait]
+pub trait CancelRequests: Send + Sync {
     /// Asks the host executing `run_id` to cancel it (it journals the cancel itself, under
     /// its lease). `false` if a request is there already: the first one is kept.
     async fn request_cancel(&self, run_id: &str, by: &str, reason: Option<&str>) -> Result<bool, StoreError>;
     /// The cancel request for `run_id`, if any: who asked, and why.
     async fn cancel_request(&self, run_id: &str) -> Result<Option<(String, Option<String>)>, StoreError>;
-    /// A run's index row and head anchor, for `verify`.
-    async fn run_record(&self, run_id: &str) -> Result<RunRecord, StoreError>;
-    /// Every run id the store knows of, from the journal, the index and the head anchors.
-    async fn run_ids(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// Keeping the journal: copies and a clean close.
+#[async_trait::async_trait]
+pub trait Upkeep: Send + Sync {
     /// Writes a consistent copy of the whole journal to `path` (which must not exist),
     /// while other processes keep using it.
     async fn backup(&self, path: &std::path::Path) -> Result<(), StoreError>;

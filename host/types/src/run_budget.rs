@@ -201,7 +201,32 @@ impl Capped {
     }
 }
 
+/// Whether a fresh attempt may start now, decided from the run's budget alone.
+#[derive(Debug, PartialEq)]
+pub enum Admission {
+    /// It starts with its step's budget clipped to its share of what the run has left.
+    Start(AttemptLimits),
+    /// Nothing is left and no running attempt holds any of it: the run pauses.
+    Pause(Exhausted),
+    /// What is left is held by running attempts: ask again once one ends.
+    Wait,
+}
+
+impl RunBudget {
+    /// Admits a fresh attempt of a step with budget `step`, one of `sharing` starting
+    /// together, when the run has `committed` (used, plus what running attempts hold);
+    /// `others_hold`: some attempts are running.
+    pub fn admit(&self, committed: &RunUsage, others_hold: bool, step: crate::StepBudget, sharing: usize) -> Admission {
+        match self.remaining(committed) {
+            Ok(remaining) => Admission::Start(AttemptLimits::clip(step, &remaining.share(sharing))),
+            Err(exhausted) if !others_hold => Admission::Pause(exhausted),
+            Err(_) => Admission::Wait,
+        }
+    }
+}
+
 /// An attempt's effective limits.
+#[derive(Debug, PartialEq)]
 pub struct AttemptLimits {
     /// The step's budget, clipped.
     pub budget: crate::StepBudget,
@@ -244,6 +269,28 @@ impl AttemptLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attempt_starts_with_its_share_pauses_the_run_or_waits_for_the_others() {
+        let budget = RunBudget { fuel: Some(1_000), ..RunBudget::default() };
+        let step = crate::StepBudget { fuel: 800, ..crate::StepBudget::DEFAULT };
+        let used = |fuel| RunUsage { fuel, ..RunUsage::default() };
+        // Alone with 1000 left: the step's own 800.
+        match budget.admit(&used(0), false, step, 1) {
+            Admission::Start(l) => assert_eq!((l.budget.fuel, l.capped.fuel), (800, false)),
+            other => panic!("{other:?}"),
+        }
+        // Two starting together with 600 left: 300 each, clipped.
+        match budget.admit(&used(400), false, step, 2) {
+            Admission::Start(l) => assert_eq!((l.budget.fuel, l.capped.fuel), (300, true)),
+            other => panic!("{other:?}"),
+        }
+        // Nothing left: the run pauses, naming what ran out, unless others hold it.
+        assert_eq!(budget.admit(&used(1_000), false, step, 1), Admission::Pause(("fuel".into(), 1_000.0, 1_000.0)));
+        assert_eq!(budget.admit(&used(1_000), true, step, 1), Admission::Wait);
+        // An unlimited run never pauses.
+        assert!(matches!(RunBudget::default().admit(&used(u64::MAX), false, step, 3), Admission::Start(_)));
+    }
 
     #[test]
     fn remaining_names_the_first_exhausted_limit_and_raises_add_up() {

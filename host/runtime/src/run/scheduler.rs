@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde_json::Value;
 use tether_types::next::after::{after_attempt, Ended};
 use tether_types::next::{approvals, Flow, Launch, Next};
-use tether_types::run_budget::{AttemptLimits as Limits, Capped, RunBudget, RunUsage};
+use tether_types::run_budget::{Admission, AttemptLimits as Limits, Capped, RunBudget, RunUsage};
 use tether_types::state::{OpenAttempt, RunState};
 use tether_types::{EventKind, FailureClass, RunError, RunReport, RunStatus, StepFailure, StepReport, StepStats};
 use tokio::task::JoinSet;
@@ -238,15 +238,17 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                 usage: open.usage_limits.clone(),
                 capped: Capped::default(),
             },
-            None => match self.budget().remaining(&self.committed()) {
-                Ok(remaining) => Limits::clip(step.spec.budget, &remaining.share(sharing)),
-                Err(exhausted) if self.reserved.is_empty() => {
-                    self.pausing = Some((launch.key, exhausted));
-                    return;
+            None => {
+                match self.budget().admit(&self.committed(), !self.reserved.is_empty(), step.spec.budget, sharing) {
+                    Admission::Start(limits) => limits,
+                    Admission::Pause(exhausted) => {
+                        self.pausing = Some((launch.key, exhausted));
+                        return;
+                    }
+                    // What is left is held by running attempts: launched again once one ends.
+                    Admission::Wait => return,
                 }
-                // What is left is held by running attempts: launched again once one ends.
-                Err(_) => return,
-            },
+            }
         };
         self.reserved.insert(launch.key.clone(), limits.reservation());
         let index = self.workflow.plan.steps.iter().position(|s| s.name == launch.step).unwrap_or(0);

@@ -361,6 +361,10 @@ pub(crate) async fn the_run_index_follows_each_runs_events(backend: &Backend) {
     append(&run, &fence, vec![chain.seal(&EventKind::RunResumed { pid: 1 }, 30)], LeaseChange::Keep).await;
     assert_eq!(status("run_life").await.status, RunIndexStatus::Running);
     let paused = EventKind::RunPaused { step: "s".into(), exceeded: "tokens".into(), used: 5.0, limit: 5.0 };
+    // Paused and resumed in one append: running.
+    let both = vec![chain.seal(&paused, 35), chain.seal(&EventKind::RunResumed { pid: 1 }, 36)];
+    append(&run, &fence, both, LeaseChange::Keep).await;
+    assert_eq!(status("run_life").await.status, RunIndexStatus::Running);
     append(&run, &fence, vec![chain.seal(&paused, 40)], LeaseChange::Keep).await;
     assert_eq!(status("run_life").await.status, RunIndexStatus::Paused);
     // Several changes in one append: the last one stands.

@@ -32,19 +32,21 @@ use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use toml::Spanned;
 
-use crate::budget::{BudgetSpec, StepBudget, ToolBudget};
+use crate::budget::{StepBudget, ToolBudget};
 use crate::expr::Expr;
 pub(crate) use crate::names::check_name;
 
 mod checks;
 mod flow;
 mod policy;
+mod raw;
 mod source;
 
 pub use policy::ParsedPolicy;
 pub use source::{ManifestError, ManifestErrors};
 
 use checks::{check_budget, check_dirs, check_env, component_ref, step_only_field};
+use raw::{RawCompensate, RawWorkflow};
 use source::{toml_hint, Source};
 
 /// Largest memory budget a manifest may ask for; the host reserves address space for it.
@@ -217,141 +219,6 @@ impl ComponentRef {
     pub fn plugin(&self) -> Option<&str> {
         crate::plugin_ref::split(&self.path).map(|_| self.path.as_str())
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWorkflow {
-    name: Spanned<String>,
-    version: Option<String>,
-    description: Option<String>,
-    #[serde(default)]
-    identity: Option<Spanned<String>>,
-    #[serde(default)]
-    defaults: RawDefaults,
-    #[serde(default)]
-    tools: BTreeMap<Spanned<String>, RawTool>,
-    #[serde(default)]
-    steps: Vec<RawStep>,
-    #[serde(default)]
-    run: Option<RawRun>,
-    #[serde(default)]
-    loops: BTreeMap<Spanned<String>, RawLoop>,
-    #[serde(default)]
-    policy: Option<policy::RawPolicy>,
-    #[serde(default)]
-    policy_file: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLoop {
-    until: Spanned<String>,
-    max_iterations: Spanned<u32>,
-    #[serde(default)]
-    on_exhausted: crate::plan::OnExhausted,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRun {
-    #[serde(default)]
-    budget: Option<Spanned<RawRunBudget>>,
-    #[serde(default)]
-    output: Option<Spanned<String>>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRunBudget {
-    fuel: Option<u64>,
-    #[serde(default, deserialize_with = "crate::units::duration")]
-    wall_time: Option<std::time::Duration>,
-    tool_calls: Option<u64>,
-    #[serde(default)]
-    usage: BTreeMap<String, f64>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDefaults {
-    #[serde(default)]
-    budget: Option<Spanned<BudgetSpec>>,
-    #[serde(default)]
-    tool_budget: Option<Spanned<BudgetSpec>>,
-    #[serde(default)]
-    retry: Option<Spanned<crate::retry::RetrySpec>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTool {
-    component: Spanned<String>,
-    #[serde(default)]
-    budget: Option<Spanned<BudgetSpec>>,
-    #[serde(default)]
-    dirs: Vec<Spanned<DirSpec>>,
-    #[serde(default)]
-    env: Vec<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStep {
-    name: Spanned<String>,
-    #[serde(default)]
-    component: Option<Spanned<String>>,
-    #[serde(default)]
-    needs: Option<Spanned<Vec<Spanned<String>>>>,
-    #[serde(default)]
-    input: Option<Spanned<String>>,
-    #[serde(default)]
-    when: Option<Spanned<String>>,
-    #[serde(default)]
-    for_each: Option<Spanned<String>>,
-    #[serde(default)]
-    concurrency: Option<Spanned<u32>>,
-    #[serde(default)]
-    route: Option<Spanned<Vec<RawCase>>>,
-    #[serde(default, rename = "loop")]
-    in_loop: Option<Spanned<String>>,
-    #[serde(default)]
-    tools: Vec<Spanned<String>>,
-    #[serde(default)]
-    budget: Option<Spanned<BudgetSpec>>,
-    #[serde(default)]
-    retry: Option<Spanned<crate::retry::RetrySpec>>,
-    #[serde(default)]
-    compensate: Option<Spanned<RawCompensate>>,
-    #[serde(default)]
-    dirs: Vec<Spanned<DirSpec>>,
-    #[serde(default)]
-    env: Vec<Spanned<String>>,
-    #[serde(default)]
-    approval: Option<RawApproval>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApproval {
-    gate: Spanned<String>,
-    #[serde(default)]
-    when: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCase {
-    #[serde(default)]
-    when: Option<Spanned<String>>,
-    to: Spanned<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCompensate {
-    tool: Option<String>,
-    component: Option<Spanned<String>>,
 }
 
 impl Workflow {

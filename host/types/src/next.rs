@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::{Map, Value};
 
 use crate::expr::{Expr, Scope};
-use crate::failure::{FailureClass, StepFailure};
+use crate::failure::FailureClass;
 use crate::flow::Key;
 use crate::plan::{OnExhausted, Plan, PlanStep};
 use crate::report::RunError;
@@ -33,8 +33,10 @@ use crate::state::{OpenAttempt, Resolved, RunState};
 pub mod after;
 pub mod approvals;
 mod checks;
+mod make;
 pub mod undo;
 use checks::Gate;
+use make::{default_input, failed, failure, invalid_input, launch};
 #[cfg(test)]
 mod tests;
 
@@ -570,54 +572,5 @@ impl Flow {
                 message,
             }),
         }
-    }
-}
-
-/// The first instance that failed for good (and is not running again), as the run's error.
-fn failure(state: &RunState, busy: &HashSet<String>) -> Option<RunError> {
-    state.instances.iter().filter(|(k, _)| !busy.contains(*k)).find_map(|(key, inst)| {
-        inst.failed.as_ref().map(|f| RunError { class: f.class, step: key.clone(), message: f.message.clone() })
-    })
-}
-
-fn default_input(state: &RunState, needs: &[String], mut outputs: Map<String, Value>) -> Value {
-    match needs.len() {
-        0 => state.input.clone(),
-        1 => outputs.remove(&needs[0]).unwrap_or(Value::Null),
-        _ => Value::Object(outputs),
-    }
-}
-
-fn launch(key: &str, step: &str, input: Value, instance: Option<&crate::state::Instance>) -> Launch {
-    let resume = instance.and_then(|i| i.open.clone());
-    let retry = instance.and_then(|i| i.retry.as_ref());
-    let attempt = match (&resume, retry) {
-        (Some(open), _) => open.attempt,
-        (None, Some(r)) => r.attempt,
-        (None, None) => instance.map_or(0, |i| i.attempts) + 1,
-    };
-    Launch {
-        key: key.to_string(),
-        step: step.to_string(),
-        input: resume.as_ref().map_or(input, |o| o.input.clone()),
-        attempt,
-        not_before_us: retry.map(|r| r.not_before_us),
-        resume,
-    }
-}
-
-fn invalid_input(key: &str, attempt: u32, message: String) -> crate::EventKind {
-    failed(key, attempt, FailureClass::InvalidInput, message)
-}
-
-fn failed(key: &str, attempt: u32, class: FailureClass, message: String) -> crate::EventKind {
-    crate::EventKind::StepFailed {
-        step: key.to_string(),
-        attempt,
-        failure: StepFailure::new(class, message),
-        fuel: 0,
-        tool_fuel: 0,
-        wall_us: 0,
-        peak_memory: 0,
     }
 }

@@ -7,7 +7,8 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::{ForEach, LoopSpec, RawStep, RawWorkflow, RouteCase, StepSpec};
+use super::raw::{RawStep, RawWorkflow};
+use super::{ForEach, LoopSpec, RouteCase, StepSpec};
 use crate::expr::Expr;
 use crate::flow::{cycles, GraphStep};
 

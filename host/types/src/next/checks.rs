@@ -5,7 +5,8 @@
 
 use serde_json::{json, Value};
 
-use super::{failed, Flow};
+use super::make::failed;
+use super::Flow;
 use crate::failure::FailureClass;
 use crate::policy::{approval_id, vars, Checkpoint, RequestAt, Ruling, Verdict};
 use crate::state::{ApprovalOutcome, RunState};

@@ -53,11 +53,18 @@ fn a_usage_budget_pauses_the_run_and_a_raise_lets_it_finish() {
     let (_, paused) = tether_json(&db, &["runs", "--status", "paused", "--json"]);
     assert!(paused.as_array().unwrap().iter().any(|r| r["run_id"] == run.as_str()));
 
-    // Resuming without more budget pauses again at once, without running anything.
+    // Resuming without more budget pauses again at once, without running anything; a
+    // person is told which budget to raise, and how.
+    let o = tether_cmd(&db).args(["resume", &run]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("the run's `tokens` budget is used up"), "{said}");
+    assert!(said.contains(&format!("raise it: `tether resume {run} --budget tokens=+N`")), "{said}");
     let (code, again) = tether_json(&db, &["resume", &run, "--json"]);
     assert_eq!(code, Some(3), "{again}");
+    assert!(!again["error"]["message"].as_str().unwrap().contains("tether"), "the report names no command: {again}");
     let ev = events(&db, &run);
-    assert_eq!(count(&ev, "run_paused"), 2);
+    assert_eq!(count(&ev, "run_paused"), 3, "each resume without a raise pauses again");
     assert_eq!(count(&ev, "step_attempt_started"), 2, "no new attempt without budget");
 
     // A raise is journaled and the run completes; s2 gets a fresh attempt.

@@ -192,6 +192,13 @@ fn each_verdict_is_journaled_with_its_rule_and_a_denied_call_reaches_the_guest()
     assert_eq!((v[0]["verdict"].as_str(), v[0]["gate"].as_str()), (Some("require_approval"), Some("large-payment")));
     assert_eq!(of_type(&events, "run_waiting").len(), 1);
     assert_eq!(r.ledger().lines().count(), 1);
+    // Without --json a person is told how to decide.
+    let input = json!({"order_id": "A-2", "amount": 1500.0, "reason": "arrived damaged"}).to_string();
+    let o = r.cli(&["run", &r.workflow(), "--input", &input]);
+    assert_eq!(o.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("is waiting: waiting for approval of"), "{said}");
+    assert!(said.contains("decide: `tether inbox`, then `tether approve run_"), "{said}");
 }
 
 #[test]

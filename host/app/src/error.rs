@@ -125,6 +125,12 @@ pub enum AppError {
         /// Where the component came from.
         origin: String,
     },
+    /// A new project would be written into a directory that holds files.
+    #[error("{}: the directory exists and is not empty", dir.display())]
+    DirectoryNotEmpty {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
     /// Input the use case cannot take: a workflow, a policy, a component, the run input.
     /// The text names the file, line or field.
     #[error("{0}")]

@@ -41,7 +41,7 @@ pub(crate) fn cancel(args: CancelArgs) -> Result<ExitCode, Failure> {
             })?;
         match cancelled {
             Cancelled::Ended(report) => {
-                crate::run::print_report(&report, &args.output);
+                crate::run::print_report(&app, &report, &args.output).await?;
             }
             Cancelled::HeldElsewhere(busy) => eprintln!("{busy}; it continues the run from the journal"),
             Cancelled::StillRunning(run) => eprintln!(

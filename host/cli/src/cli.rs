@@ -174,17 +174,6 @@ pub(crate) enum Lang {
     C,
 }
 
-impl Lang {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Lang::Rust => "Rust",
-            Lang::Python => "Python",
-            Lang::Js => "JavaScript",
-            Lang::C => "C",
-        }
-    }
-}
-
 #[derive(Subcommand)]
 pub(crate) enum PluginCommand {
     /// Check a component against the step and tool worlds, store it by sha256, compile it

@@ -40,6 +40,15 @@ pub(crate) fn app_failure(e: AppError) -> Failure {
             Some("send the whole proposal with your changes (`tether inbox --json` shows it)".to_string())
         }
         AppError::Driver(DriverError::Exists(run)) => Some(format!("continue it with `tether resume {run}`")),
+        AppError::Store(StoreError::PluginConflict { .. }) => Some("add it under a new --version".to_string()),
+        AppError::Store(StoreError::PluginInUse { .. }) => {
+            Some("finish them with `tether resume`, `tether approve` or `tether reject` first".to_string())
+        }
+        AppError::Store(StoreError::UnknownPlugin(_)) => {
+            Some("`tether plugin list` shows what is deployed".to_string())
+        }
+        AppError::DirectoryNotEmpty { .. } => Some("choose another with --dir".to_string()),
+        AppError::Busy(_) => Some("wait for it with --wait 60s, or let it finish".to_string()),
         _ => None,
     };
     let message = match (&e, hint) {

@@ -120,7 +120,7 @@ pub(crate) async fn continue_run(
             Ok(ExitCode::SUCCESS)
         }
         Continued::Report(report) => {
-            crate::run::print_report(&report, output);
+            crate::run::print_report(app, &report, output).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -139,12 +139,7 @@ pub(crate) fn run_summary(report: &RunReport) {
         }
         RunStatus::Paused => {
             if let Some(e) = &report.error {
-                eprintln!(
-                    "run {} paused at step `{}`: {}",
-                    report.run_id,
-                    e.step,
-                    e.message.replace("RUN", report.run_id.as_str())
-                );
+                eprintln!("run {} paused at step `{}`: {}", report.run_id, e.step, sanitize(&e.message));
             }
         }
     }

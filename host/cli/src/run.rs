@@ -32,7 +32,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         let prepared = app.prepare(request).await?;
         let total = prepared.steps();
         let report = app.start(prepared, progress(&args.output, total)).await?;
-        Ok(print_report(&report, &args.output))
+        print_report(&app, &report, &args.output).await
     })
 }
 
@@ -45,7 +45,7 @@ pub(crate) fn resume(args: ResumeArgs) -> Result<ExitCode, Failure> {
         let total = plan_steps(&app, &run_id).await?;
         let raises = parse_raises(&args.budget)?;
         let report = app.resume(&run_id, &raises, progress(&args.output, total)).await?;
-        Ok(print_report(&report, &args.output))
+        print_report(&app, &report, &args.output).await
     })
 }
 
@@ -73,18 +73,31 @@ pub(crate) fn progress(out: &OutputArgs, total: usize) -> impl FnMut(Progress<'_
 }
 
 /// Prints a run's report (taken from the journal, so a resumed run shows every step,
-/// including those run by an earlier process); the exit code its status implies.
-pub(crate) fn print_report(report: &RunReport, out: &OutputArgs) -> ExitCode {
+/// including those run by an earlier process), with the command that continues a run
+/// that stopped for more; the exit code its status implies.
+pub(crate) async fn print_report(app: &App, report: &RunReport, out: &OutputArgs) -> Result<ExitCode, Failure> {
     if out.json {
         println!("{}", crate::output::json(report));
     } else {
         output::run_summary(report);
+        let run = &report.run_id;
+        match report.status {
+            RunStatus::Waiting => {
+                eprintln!("  decide: `tether inbox`, then `tether approve {run} GATE --as NAME` (or reject)")
+            }
+            RunStatus::Paused => {
+                let view = app.show(run).await?;
+                let metric = view.paused.map_or_else(|| "METRIC".to_string(), |p| p.exceeded);
+                eprintln!("  raise it: `tether resume {run} --budget {metric}=+N`");
+            }
+            _ => {}
+        }
     }
-    match report.status {
+    Ok(match report.status {
         RunStatus::Completed | RunStatus::Skipped => ExitCode::SUCCESS,
         RunStatus::Failed | RunStatus::Compensated | RunStatus::CompensationFailed => ExitCode::from(1),
         RunStatus::Paused | RunStatus::Waiting => ExitCode::from(3),
-    }
+    })
 }
 
 /// How many steps the run's plan has, for progress lines.

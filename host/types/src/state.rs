@@ -275,9 +275,7 @@ impl RunState {
         Some(RunError {
             class: crate::FailureClass::RunBudgetExceeded,
             step,
-            message: format!(
-                "the run's `{exceeded}` budget is used up; raise it with `tether resume RUN --budget {exceeded}=+N`"
-            ),
+            message: format!("the run's `{exceeded}` budget is used up"),
         })
     }
 

@@ -226,7 +226,7 @@ pub enum StoreError {
     /// A plugin name and version that already mean another component.
     #[error(
         "plugin {name}@{version} already exists with digest sha256:{existing}, not sha256:{new}; \
-         a version always means one component: add this one under a new --version"
+         a version always means one component: deploy this one under a new version"
     )]
     PluginConflict {
         /// Its name.
@@ -240,8 +240,8 @@ pub enum StoreError {
     },
     /// A plugin that runs still need.
     #[error(
-        "plugin {plugin} is pinned by {} unfinished run(s): {}; finish them (`tether resume`, \
-         `tether approve`/`reject`) before removing it", runs.len(), runs.join(", ")
+        "plugin {plugin} is pinned by {} unfinished run(s): {}; finish them before removing it",
+        runs.len(), runs.join(", ")
     )]
     PluginInUse {
         /// `NAME@VERSION`.
@@ -250,7 +250,7 @@ pub enum StoreError {
         runs: Vec<String>,
     },
     /// No such plugin.
-    #[error("no plugin {0} in this host's store; `tether plugin list` shows what is deployed")]
+    #[error("no plugin {0} is deployed")]
     UnknownPlugin(String),
     /// The database failed.
     #[error("journal database error: {0}")]

@@ -71,7 +71,7 @@ pub fn report_from_events(run_id: RunId, events: &[Event]) -> RunReport {
                 error = Some(RunError {
                     class: crate::FailureClass::RunBudgetExceeded,
                     step: step.clone(),
-                    message: format!("the run's `{exceeded}` budget is used up ({used} of {limit}); raise it with `tether resume RUN --budget {exceeded}=+N`"),
+                    message: format!("the run's `{exceeded}` budget is used up ({used} of {limit})"),
                 });
             }
             EventKind::RunResumed { .. } => {
@@ -83,10 +83,7 @@ pub fn report_from_events(run_id: RunId, events: &[Event]) -> RunReport {
                 error = Some(RunError {
                     class: crate::FailureClass::AwaitingApproval,
                     step: approvals.join(", "),
-                    message: format!(
-                        "waiting for approval of {}; see `tether inbox`, then `tether approve RUN GATE --as NAME`",
-                        approvals.join(", ")
-                    ),
+                    message: format!("waiting for approval of {}", approvals.join(", ")),
                 });
             }
             EventKind::RunCompensated { error: e } => {

@@ -87,7 +87,7 @@ pub enum TakeError {
     /// Another live host holds it.
     #[error(
         "run {run} is being executed by another host ({holder}, lease epoch {epoch}; its lease lapses in \
-         {lapses_in_s}s unless renewed); wait for it with --wait 60s, or let it finish"
+         {lapses_in_s}s unless renewed)"
     )]
     Busy {
         /// The run.

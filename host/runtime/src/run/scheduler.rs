@@ -190,7 +190,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             let error = RunError {
                 class: FailureClass::AwaitingApproval,
                 step: approvals.join(", "),
-                message: format!("waiting for approval of {}; see `tether inbox`", approvals.join(", ")),
+                message: format!("waiting for approval of {}", approvals.join(", ")),
             };
             return Ok(self.report(RunStatus::Waiting, Value::Null, Some(error)));
         }

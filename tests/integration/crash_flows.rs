@@ -35,11 +35,17 @@ use crate::support::{fresh_dir, tether_cmd, tether_json};
 /// still running when killed (false: it exited first).
 fn kill_when(db: &Path, run: &str, (kind, count): (&str, usize), delay: Duration, mut child: Child) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60);
+    // Read the journal's file directly: a `tether history` process per look would be too
+    // slow to land in the short windows between a run's sync points.
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let path = db.display().to_string();
     loop {
         if !matches!(child.try_wait(), Ok(None)) {
             return false;
         }
-        if of_type(&events(db, run), kind).len() >= count {
+        let recorded = db.exists()
+            && rt.block_on(tether_store::testing::try_count_events(&path, run, kind)).unwrap_or(0) >= count as i64;
+        if recorded {
             std::thread::sleep(delay);
             return kill_after(child, Duration::ZERO);
         }

@@ -6,6 +6,7 @@ mod cache;
 mod cancel;
 mod chaos;
 mod cli;
+mod commits;
 mod compensation;
 mod conformance;
 mod containment;

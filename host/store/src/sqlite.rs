@@ -2,11 +2,14 @@
 
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Row, SqlitePool};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tether_types::chain::StoredEvent;
 use tether_types::store::{
-    Append, CancelRequests, Components, Journal, Lease, LeaseTake, Leases, PluginAdded, PluginRecord, Plugins, RunHead,
-    RunIndex, RunIndexStatus, RunRecord, RunSummary, StoreError, Upkeep,
+    Append, AppendAck, CancelRequests, Components, Journal, Lease, LeaseTake, Leases, PluginAdded, PluginRecord,
+    Plugins, RunHead, RunIndex, RunIndexStatus, RunRecord, RunSummary, StoreError, Upkeep,
 };
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::db;
@@ -20,6 +23,9 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Request>,
     readers: SqlitePool,
     max_event_bytes: usize,
+    /// Transactions the writer committed: what a test counts to keep syncs from creeping
+    /// back into the hot path.
+    commits: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -32,7 +38,27 @@ impl SqliteStore {
             .connect_with(connect_options(config)?.read_only(true))
             .await
             .map_err(db)?;
-        Ok(SqliteStore { writer: writer::spawn(conn), readers, max_event_bytes: config.max_event_bytes })
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = writer::spawn(conn, Arc::clone(&commits));
+        Ok(SqliteStore { writer, readers, max_event_bytes: config.max_event_bytes, commits })
+    }
+
+    /// How many transactions this store's writer has committed since it was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    fn check_sizes(&self, append: &Append) -> Result<(), StoreError> {
+        match append.events.iter().find(|e| e.payload.len() > self.max_event_bytes) {
+            Some(e) => Err(StoreError::PayloadTooLarge {
+                run: append.run_id.to_string(),
+                seq: e.seq,
+                kind: e.kind.to_string(),
+                size: e.payload.len(),
+                cap: self.max_event_bytes,
+            }),
+            None => Ok(()),
+        }
     }
 
     async fn send<T>(
@@ -52,16 +78,14 @@ impl SqliteStore {
 #[async_trait::async_trait]
 impl Journal for SqliteStore {
     async fn append(&self, append: Append) -> Result<(), StoreError> {
-        if let Some(e) = append.events.iter().find(|e| e.payload.len() > self.max_event_bytes) {
-            return Err(StoreError::PayloadTooLarge {
-                run: append.run_id.to_string(),
-                seq: e.seq,
-                kind: e.kind.to_string(),
-                size: e.payload.len(),
-                cap: self.max_event_bytes,
-            });
-        }
-        self.send(|tx| Request::Append(append, tx)).await
+        self.enqueue(append).await?.await
+    }
+
+    async fn enqueue(&self, append: Append) -> Result<AppendAck, StoreError> {
+        self.check_sizes(&append)?;
+        let (tx, rx) = oneshot::channel();
+        self.writer.send(Request::Append(append, tx)).await.map_err(|_| stopped())?;
+        Ok(Box::pin(async move { rx.await.map_err(|_| stopped())? }))
     }
 
     async fn events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError> {

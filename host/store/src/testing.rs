@@ -131,3 +131,15 @@ pub async fn before_run_components(path: &str) {
     }
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.expect("rewind");
 }
+
+/// Counts the rows of `kind` in a run's journal, or `None` while the journal cannot be
+/// read yet (being created or migrated by another process): for polling.
+pub async fn try_count_events(path: &str, run_id: &str, kind: &str) -> Option<i64> {
+    let mut c = SqliteConnection::connect(&format!("sqlite:{path}?mode=ro")).await.ok()?;
+    sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE run_id = ? AND kind = ?")
+        .bind(run_id)
+        .bind(kind)
+        .fetch_one(&mut c)
+        .await
+        .ok()
+}

@@ -5,6 +5,10 @@
 //! and left out, without failing its neighbours. If the batch fails anyway, its requests
 //! are retried one by one so that one bad request cannot fail the others.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tether_types::store::{Append, LeaseChange, PluginAdded, PluginRecord, StoreError};
 
@@ -39,10 +43,37 @@ enum Outcome {
     Refused(StoreError),
 }
 
-pub(crate) fn spawn(conn: SqliteConnection) -> mpsc::Sender<Request> {
+pub(crate) fn spawn(conn: SqliteConnection, commits: Arc<AtomicU64>) -> mpsc::Sender<Request> {
     let (tx, rx) = mpsc::channel(4096);
-    tokio::spawn(run(conn, rx));
+    tokio::spawn(run(conn, rx, commits));
     tx
+}
+
+/// A run's writer, by its fence: once one of its appends is refused, the appends it
+/// queued after that one (pipelined, not yet answered) must not be written, or the
+/// journal would have a gap.
+type Writer = (String, String, u64);
+
+fn writer_of(a: &Append) -> Writer {
+    (a.run_id.to_string(), a.fence.owner.clone(), a.fence.epoch)
+}
+
+/// Appends of writers already refused are answered with that refusal and left out.
+fn refuse_poisoned(batch: &mut Vec<Request>, poisoned: &HashMap<Writer, StoreError>) {
+    if poisoned.is_empty() {
+        return;
+    }
+    let mut kept = Vec::with_capacity(batch.len());
+    for r in batch.drain(..) {
+        match &r {
+            Request::Append(a, _) if poisoned.contains_key(&writer_of(a)) => {
+                let e = poisoned[&writer_of(a)].clone();
+                ack(r, Err(e));
+            }
+            _ => kept.push(r),
+        }
+    }
+    *batch = kept;
 }
 
 /// Whether a request is written on its own rather than batched.
@@ -50,19 +81,31 @@ fn alone(r: &Request) -> bool {
     matches!(r, Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::AskCancel(..) | Request::Close(..))
 }
 
-async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
+async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>, commits: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut poisoned: HashMap<Writer, StoreError> = HashMap::new();
+    let committed = || {
+        commits.fetch_add(1, Ordering::Relaxed);
+    };
     // A request met while gathering a batch that must be written alone waits for the batch.
     let mut held = None;
     loop {
         let Some(first) = held.take().or(rx.recv().await) else { break };
         match first {
             Request::AddPlugin(plugin, wasm, tx) => {
-                let _ = tx.send(crate::plugins::add(&mut conn, &plugin, &wasm).await);
+                let result = crate::plugins::add(&mut conn, &plugin, &wasm).await;
+                if result.is_ok() {
+                    committed();
+                }
+                let _ = tx.send(result);
                 continue;
             }
             Request::RemovePlugin(name, version, tx) => {
-                let _ = tx.send(crate::plugins::remove(&mut conn, &name, &version).await);
+                let result = crate::plugins::remove(&mut conn, &name, &version).await;
+                if result.is_ok() {
+                    committed();
+                }
+                let _ = tx.send(result);
                 continue;
             }
             Request::AskCancel(run, by, reason, tx) => {
@@ -92,19 +135,45 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
+        refuse_poisoned(&mut batch, &poisoned);
+        if batch.is_empty() {
+            continue;
+        }
         match write(&mut conn, &batch).await {
             Ok(outcomes) => {
+                committed();
                 for (r, outcome) in batch.drain(..).zip(outcomes) {
+                    if let (Request::Append(a, _), Outcome::Refused(e)) = (&r, &outcome) {
+                        poisoned.insert(writer_of(a), e.clone());
+                    }
                     ack(r, Ok(outcome));
                 }
             }
             Err(_) if batch.len() > 1 => {
                 for r in batch.drain(..) {
+                    let mut one = vec![r];
+                    refuse_poisoned(&mut one, &poisoned);
+                    let Some(r) = one.pop() else { continue };
                     let result = write(&mut conn, std::slice::from_ref(&r)).await;
-                    ack(r, result.map(|mut o| o.pop().unwrap_or(Outcome::Done)));
+                    let result = result.map(|mut o| o.pop().unwrap_or(Outcome::Done));
+                    match (&r, &result) {
+                        (Request::Append(a, _), Ok(Outcome::Refused(e)) | Err(e)) => {
+                            poisoned.insert(writer_of(a), e.clone());
+                        }
+                        (_, Ok(_)) => committed(),
+                        _ => {}
+                    }
+                    ack(r, result);
                 }
             }
-            Err(e) => batch.drain(..).for_each(|r| ack(r, Err(e.clone()))),
+            Err(e) => {
+                for r in batch.drain(..) {
+                    if let Request::Append(a, _) = &r {
+                        poisoned.insert(writer_of(a), e.clone());
+                    }
+                    ack(r, Err(e.clone()));
+                }
+            }
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct RunSummary {
     pub finished_us: Option<u64>,
 }
 
+/// Resolves when a queued append is durable, or refused.
+pub type AppendAck = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>;
+
 /// One durable append: events of one run, continuing its chain. The run index follows
 /// from the events (`run_started` creates a run's row, `run_completed` and `run_failed`
 /// finish it), maintained by the store.
@@ -269,6 +272,16 @@ impl<T: Journal + RunIndex + Components + Plugins + Leases + CancelRequests + Up
 pub trait Journal: Send + Sync {
     /// Appends durably: returns only once the events are on disk (or replicated).
     async fn append(&self, append: Append) -> Result<(), StoreError>;
+    /// Queues an append behind every append queued before it through this store, and
+    /// returns once it is queued: the returned future resolves when the append is
+    /// durable (or refused). A run's appends are written in the order queued; once one
+    /// is refused, every later one under the same fence is refused too, so the journal
+    /// never holds a gap. This is how a host pipelines the events of pure work and waits
+    /// only where something is about to leave it (see `RunJournal::sync`).
+    async fn enqueue(&self, append: Append) -> Result<AppendAck, StoreError> {
+        let result = self.append(append).await;
+        Ok(Box::pin(std::future::ready(result)))
+    }
     /// Every event of a run, in order. `UnknownRun` if it has none.
     async fn events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
     /// Every run id the store knows of, from the journal, the index and the head anchors.

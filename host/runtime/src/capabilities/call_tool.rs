@@ -25,7 +25,7 @@ use wasmtime::StoreContextMut;
 
 use crate::capabilities::checkpoint::{checkpoint, tool_vars};
 use crate::capabilities::grants::ToolCallView;
-use crate::capabilities::served::{live, record_durably, serve};
+use crate::capabilities::served::{live, record_durably, serve, sync_before_effect};
 use crate::capabilities::tool::run_tool_call;
 use crate::durable::tape::lock;
 use crate::govern::governance::{At, Pass};
@@ -176,6 +176,8 @@ async fn perform<T: ToolCallView>(
         return Err(cx.data_mut().sandbox().trip(FailureClass::HostFault, e.to_string()));
     }
     let input = edited.map_or_else(|| call.input.clone(), |v| v.to_string());
+    // The tool may act on the world: the run up to its request is durable first.
+    sync_before_effect(cx.data_mut()).await?;
     let completed = execute(cx, call, &input).await?;
     record_durably(cx.data_mut(), &completed).await?;
     Ok(completed)

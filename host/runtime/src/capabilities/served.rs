@@ -47,6 +47,19 @@ pub(crate) fn served_or_live<T: TapeView>(
     }
 }
 
+/// Waits until everything journaled so far is durable: called before an effect leaves
+/// the host, so what decided it (the run so far, the request) cannot be done otherwise
+/// after a crash.
+pub(crate) async fn sync_before_effect<T: TapeView>(state: &mut T) -> wasmtime::Result<()> {
+    let journal = state.tape().and_then(|t| lock(t).journal());
+    if let Some(journal) = journal {
+        if let Err(e) = journal.sync().await {
+            return Err(state.sandbox().trip(FailureClass::HostFault, format!("cannot journal the tool call: {e}")));
+        }
+    }
+    Ok(())
+}
+
 /// Journals `kind` and waits until it is durable: the guest must not see a result, or a
 /// request wait for a human, before the journal holds it.
 pub(crate) async fn record_durably<T: TapeView>(state: &mut T, kind: &EventKind) -> wasmtime::Result<()> {
@@ -56,7 +69,7 @@ pub(crate) async fn record_durably<T: TapeView>(state: &mut T, kind: &EventKind)
         t.journal()
     });
     if let Some(journal) = journal {
-        if let Err(e) = journal.flush().await {
+        if let Err(e) = journal.sync().await {
             return Err(state.sandbox().trip(FailureClass::HostFault, format!("cannot journal the tool call: {e}")));
         }
     }

@@ -1,24 +1,35 @@
 //! One run's side of the journal: events are sealed into the run's hash chain as they
-//! happen and buffered; `flush` makes everything buffered durable, in order, through the
-//! store's group commit. The driver decides where flushes go (run start, each executed
-//! tool call, each step end) so that the durable journal is always a prefix of what
-//! happened.
+//! happen and buffered. `flush` hands everything buffered to the store's group commit
+//! and goes on at once (output commit): the writer syncs it in the background, in
+//! order. `sync` waits until everything handed over is durable; the host calls it
+//! wherever something is about to leave it and depends on what was recorded: a tool
+//! call with an effect (before and after it), an approval request shown to people, a
+//! run's start (its id is given out), a decision, the run's end and the lease given up
+//! (`flush_final`). Work done between two sync points that a crash loses was seen by
+//! nobody outside the host, and is simply done again on resume. The durable journal is
+//! always a prefix of what happened.
 //!
-//! Every flush is fenced by the run's lease. A flush that fails (a lost lease, a
+//! Every append is fenced by the run's lease. An append that fails (a lost lease, a
 //! conflict, a database error) is terminal for this host: the journal refuses every
-//! later record and flush with that error, and its in-memory chain, which ran ahead of
-//! what is durable, is never written.
+//! later record, flush and sync with that error, the store refuses the appends queued
+//! behind it, and the in-memory chain, which ran ahead of what is durable, is never
+//! written.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use tether_types::chain::{Chain, SealedEvent};
 use tether_types::event::EventKind;
-use tether_types::store::{Append, Fence, JournalStore, LeaseChange, StoreError};
+use tether_types::store::{Append, AppendAck, Fence, JournalStore, LeaseChange, StoreError};
 
 use crate::durable::lease::{LeaseState, RunLease};
 use crate::durable::time::now_us;
 use tether_types::RunId;
+
+/// A flush sends the buffer once it holds this many events...
+const BATCH_EVENTS: usize = 64;
+/// ...or its oldest event is this old (microseconds).
+const BATCH_AGE_US: u64 = 2_000;
 
 pub(crate) struct RunJournal {
     pub(crate) run_id: RunId,
@@ -30,6 +41,9 @@ pub(crate) struct RunJournal {
     pending: Mutex<Pending>,
     /// Held across take-and-append so flushes reach the writer in order.
     flush_lock: tokio::sync::Mutex<()>,
+    /// Appends handed to the store and not yet known durable, in order, with what each
+    /// does to the lease.
+    in_flight: Mutex<Vec<(AppendAck, LeaseChange)>>,
     /// Values of granted secrets: redacted from every event before it is sealed.
     secrets: Mutex<Arc<Vec<String>>>,
 }
@@ -57,6 +71,7 @@ impl RunJournal {
             lease: lease.state(),
             pending: Mutex::new(Pending { chain, buffer: Vec::new(), recorded: Vec::new() }),
             flush_lock: tokio::sync::Mutex::new(()),
+            in_flight: Mutex::default(),
             secrets: Mutex::default(),
         }
     }
@@ -110,21 +125,102 @@ impl RunJournal {
         std::mem::take(&mut self.lock().recorded)
     }
 
-    /// Makes everything recorded so far durable.
+    /// Hands what was recorded to the store, to be made durable in the background, in
+    /// order; returns at once (an earlier append's failure is returned). Events wait in
+    /// the buffer while an earlier append is still being committed, and while they are
+    /// few and young: a run has at most one append in the writer's queue, and a fast run
+    /// makes a few large commits rather than one per step, while the work a crash can
+    /// make a host do again stays small (at most [`BATCH_EVENTS`] events, or
+    /// [`BATCH_AGE_US`] of them).
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        self.append(false).await
+        self.append(false, false).await
+    }
+
+    /// Hands everything recorded so far to the store now, without waiting for it: for a
+    /// host about to wait (for a long attempt, a retry's backoff), so what it recorded
+    /// does not sit in memory meanwhile.
+    pub(crate) async fn send(&self) -> Result<(), StoreError> {
+        self.append(false, true).await
+    }
+
+    /// Whether events are recorded that no append has taken yet.
+    pub(crate) fn unsent(&self) -> bool {
+        !self.lock().buffer.is_empty()
+    }
+
+    /// Makes everything recorded so far durable, and waits for it: call it before
+    /// anything that depends on the journal leaves the host.
+    pub(crate) async fn sync(&self) -> Result<(), StoreError> {
+        self.append(false, true).await?;
+        self.wait_durable().await
     }
 
     /// Makes everything recorded so far durable and gives the run's lease up in the same
-    /// commit: the run stops here (it ended, waits for a human, or is paused).
+    /// commit, and waits for it: the run stops here (it ended, waits for a human, or is
+    /// paused).
     pub(crate) async fn flush_final(&self) -> Result<(), StoreError> {
-        self.append(true).await
+        self.append(true, true).await?;
+        self.wait_durable().await
     }
 
-    async fn append(&self, last: bool) -> Result<(), StoreError> {
+    /// Takes in the outcome of every append already answered, in order; `true` if one
+    /// is still being committed.
+    fn settle_answered(&self) -> bool {
+        let mut in_flight = lock(&self.in_flight);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        while let Some((ack, change)) = in_flight.first_mut() {
+            match ack.as_mut().poll(&mut cx) {
+                std::task::Poll::Pending => return true,
+                std::task::Poll::Ready(result) => {
+                    let change = *change;
+                    drop(in_flight.remove(0));
+                    self.settle(result, change);
+                }
+            }
+        }
+        false
+    }
+
+    /// What an answered append means for the journal and the lease.
+    fn settle(&self, result: Result<(), StoreError>, change: LeaseChange) {
+        match result {
+            // A new run's lease is taken by its first append (a start syncs it, so
+            // nothing is queued behind it meanwhile).
+            Ok(()) if matches!(change, LeaseChange::TakeNew { .. }) => *lock(&self.lease.take_with_first_append) = None,
+            Ok(()) if change == LeaseChange::Release => self.lease.released.store(true, Ordering::Release),
+            Ok(()) => {}
+            Err(e) => {
+                let _ = self.lease.lost.set(e);
+            }
+        }
+    }
+
+    /// Waits for every append handed over so far.
+    async fn wait_durable(&self) -> Result<(), StoreError> {
         let _order = self.flush_lock.lock().await;
+        let acks = std::mem::take(&mut *lock(&self.in_flight));
+        for (ack, change) in acks {
+            self.settle(ack.await, change);
+        }
+        match self.lease.lost.get() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands the buffer to the store (`now`: even while an earlier append is in flight).
+    async fn append(&self, last: bool, now: bool) -> Result<(), StoreError> {
+        let _order = self.flush_lock.lock().await;
+        let busy = self.settle_answered();
         if let Some(e) = self.lease.lost.get() {
             return Err(e.clone());
+        }
+        if !now {
+            let p = self.lock();
+            let young = p.buffer.first().is_none_or(|e| now_us().saturating_sub(e.at_us) < BATCH_AGE_US);
+            if busy || (young && p.buffer.len() < BATCH_EVENTS) {
+                return Ok(());
+            }
         }
         let take = *lock(&self.lease.take_with_first_append);
         let append = {
@@ -140,18 +236,17 @@ impl RunJournal {
             let events = std::mem::take(&mut p.buffer);
             Append { run_id: self.run_id.clone(), fence: self.fence.clone(), events, lease }
         };
-        let lease = append.lease;
-        let result = self.store.append(append).await;
-        match &result {
-            Ok(()) if take.is_some() => *lock(&self.lease.take_with_first_append) = None,
-            Ok(()) if lease == LeaseChange::Release => self.lease.released.store(true, Ordering::Release),
-            Ok(()) => {}
+        let change = append.lease;
+        let ack = match self.store.enqueue(append).await {
+            Ok(ack) => ack,
             Err(e) => {
                 let _ = self.lease.lost.set(e.clone());
                 self.lock().buffer.clear();
+                return Err(self.lease.lost.get().cloned().unwrap_or(e));
             }
-        }
-        result.map_err(|e| self.lease.lost.get().cloned().unwrap_or(e))
+        };
+        lock(&self.in_flight).push((ack, change));
+        Ok(())
     }
 }
 

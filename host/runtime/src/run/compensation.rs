@@ -45,7 +45,7 @@ pub(crate) async fn fail(
     };
     if let Some(begun) = &owed.begin {
         journal.record(begun);
-        journal.flush().await?;
+        journal.sync().await?;
     }
     let mut compensated = Vec::new();
     // Keys name runs of steps (`search[2]`, `fix#3`); each completed run is undone.
@@ -53,7 +53,7 @@ pub(crate) async fn fail(
         let Some(step) = loaded(tether_types::flow::step_of(key)) else { continue };
         let event = compensate(engine, &journal.run_id, key, step, input, output).await;
         journal.record(&event);
-        journal.flush().await?;
+        journal.sync().await?;
         compensated.push(event);
     }
     let (event, status) = owed.end(&compensated);

@@ -147,7 +147,8 @@ impl Driver {
         // The run's start and what a resume needs to rebuild it are durable together. The
         // journal refuses a second event 1 for a run id: that is how a taken id shows.
         let input_bytes = input.to_string().len();
-        journal.flush().await.map_err(|e| match e {
+        // Synced: the run id is given out once its start is durable.
+        journal.sync().await.map_err(|e| match e {
             StoreError::Conflict { run, seq: 1, .. } => DriverError::Exists(run),
             StoreError::PayloadTooLarge { seq: 1, size, cap, .. } => DriverError::InputTooLarge(format!(
                 "the run input is {input_bytes} bytes: with the workflow's plan, its first journal event would be \

@@ -5,6 +5,7 @@
 //! run would decide.
 
 use std::collections::{BTreeMap, HashSet};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +32,10 @@ use crate::step::LoadedStep;
 /// How often a run with attempts in flight looks for a cancel asked for by another
 /// process (one indexed read).
 const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How long attempts may run before what the run recorded is handed to the journal
+/// (output commit: it is synced in the background; see `RunJournal::flush`).
+const SEND_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// An attempt that ended, as its task reports it.
 struct Finished {
@@ -63,6 +68,11 @@ pub(crate) struct Scheduler<'a, P> {
     /// from launch until its end is recorded, so concurrent attempts share what is left
     /// and the run's totals never pass its limits.
     reserved: BTreeMap<String, RunUsage>,
+    /// Fires [`SEND_AFTER`] after events were first left unsent while attempts run.
+    send_timer: Pin<Box<tokio::time::Sleep>>,
+    send_armed: bool,
+    /// Fires every [`CANCEL_POLL`] while attempts run.
+    poll_timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
@@ -90,6 +100,9 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             env: Arc::default(),
             waiting: None,
             reserved: BTreeMap::new(),
+            send_timer: Box::pin(tokio::time::sleep(SEND_AFTER)),
+            send_armed: false,
+            poll_timer: Box::pin(tokio::time::sleep(CANCEL_POLL)),
         })
     }
 
@@ -167,10 +180,26 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                     message: "the run cannot go on: a ready step has no component (please report this)".into(),
                 });
             }
-            // While attempts run, look for a cancel asked for by another process.
+            // While attempts run: what was recorded goes to the journal once they take a
+            // while (a fast attempt's events wait for the next), and a cancel asked for by
+            // another process is looked for.
+            match (self.journal.unsent(), self.send_armed) {
+                (true, false) => {
+                    self.send_timer.as_mut().reset(tokio::time::Instant::now() + SEND_AFTER);
+                    self.send_armed = true;
+                }
+                (false, true) => self.send_armed = false,
+                _ => {}
+            }
             let joined = tokio::select! {
                 joined = self.running.join_next() => joined,
-                () = tokio::time::sleep(CANCEL_POLL) => {
+                () = self.send_timer.as_mut(), if self.send_armed => {
+                    self.send_armed = false;
+                    self.journal.send().await?;
+                    continue;
+                }
+                () = self.poll_timer.as_mut() => {
+                    self.poll_timer.as_mut().reset(tokio::time::Instant::now() + CANCEL_POLL);
                     if let Some((by, reason)) = self.journal.cancel_requested().await? {
                         return self.cancel_in_flight(by, reason).await;
                     }

@@ -53,6 +53,7 @@ macro_rules! conformance_suite {
             a_refused_append_changes_no_index_row,
             components_and_plugins_are_kept_and_pinned_by_unfinished_runs,
             a_cancel_request_is_kept_once_for_the_executing_host,
+            appends_queued_behind_a_refused_one_are_refused,
         );
     };
 }
@@ -496,4 +497,29 @@ pub(crate) async fn a_cancel_request_is_kept_once_for_the_executing_host(backend
     assert!(store.request_cancel("run_c", "alice", Some("wrong customer")).await.unwrap());
     assert!(!store.request_cancel("run_c", "bob", None).await.unwrap(), "the first request is kept");
     assert_eq!(store.cancel_request("run_c").await.unwrap(), Some(("alice".into(), Some("wrong customer".into()))));
+}
+
+pub(crate) async fn appends_queued_behind_a_refused_one_are_refused(backend: &Backend) {
+    let store = (backend.fresh)("queued", None).await;
+    let fence = take(&*store, "run_queued", "host-a", 60_000).await;
+    let run = RunId::from_suffix("queued").unwrap();
+    let first = vec![Chain::new().seal(&started(), 1)];
+    store
+        .append(Append { lease: LeaseChange::Keep, run_id: run.clone(), fence: fence.clone(), events: first })
+        .await
+        .unwrap();
+    // A writer that lost track queues event 1 again (taken) and then event 2 (free): if
+    // the second were written, the journal would hold a run whose event 2 follows an
+    // event 1 it never saw.
+    let mut stale = Chain::new();
+    let again = vec![stale.seal(&usage(1), 2)];
+    let next = vec![stale.seal(&usage(2), 3)];
+    let a =
+        store.enqueue(Append { lease: LeaseChange::Keep, run_id: run.clone(), fence: fence.clone(), events: again });
+    let a = a.await.unwrap();
+    let b = store.enqueue(Append { lease: LeaseChange::Keep, run_id: run.clone(), fence, events: next }).await.unwrap();
+    assert!(matches!(a.await, Err(StoreError::Conflict { seq: 1, .. })));
+    assert!(b.await.is_err(), "an append queued behind a refused one was written");
+    let events = store.events(run.as_str()).await.unwrap();
+    assert_eq!(events.len(), 1, "the journal holds only what was written in order");
 }

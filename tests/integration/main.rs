@@ -29,5 +29,6 @@ mod retries;
 mod show;
 mod structure;
 mod support;
+mod sync_points;
 mod templates;
 mod verify;

@@ -151,16 +151,22 @@ impl RunJournal {
     /// Makes everything recorded so far durable, and waits for it: call it before
     /// anything that depends on the journal leaves the host.
     pub(crate) async fn sync(&self) -> Result<(), StoreError> {
+        crash_point::reached(crash_point::Side::Before);
         self.append(false, true).await?;
-        self.wait_durable().await
+        self.wait_durable().await?;
+        crash_point::reached(crash_point::Side::After);
+        Ok(())
     }
 
     /// Makes everything recorded so far durable and gives the run's lease up in the same
     /// commit, and waits for it: the run stops here (it ended, waits for a human, or is
     /// paused).
     pub(crate) async fn flush_final(&self) -> Result<(), StoreError> {
+        crash_point::reached(crash_point::Side::Before);
         self.append(true, true).await?;
-        self.wait_durable().await
+        self.wait_durable().await?;
+        crash_point::reached(crash_point::Side::After);
+        Ok(())
     }
 
     /// Takes in the outcome of every append already answered, in order; `true` if one
@@ -252,4 +258,48 @@ impl RunJournal {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A crash placed exactly at a sync point, for the tests that prove a kill there loses
+/// nothing that left the host: `TETHER_CRASH_AT_SYNC=N:before` (or `N:after`) aborts the
+/// process, as `kill -9` would, just before (or just after) its N-th sync. Unset, it
+/// costs one relaxed load per sync.
+mod crash_point {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Side {
+        Before,
+        After,
+    }
+
+    /// Syncs reached in this process (counted on the way in).
+    static SYNCS: AtomicU32 = AtomicU32::new(0);
+
+    fn target() -> Option<(u32, Side)> {
+        static TARGET: OnceLock<Option<(u32, Side)>> = OnceLock::new();
+        *TARGET.get_or_init(|| {
+            let spec = std::env::var("TETHER_CRASH_AT_SYNC").ok()?;
+            let (n, side) = spec.split_once(':')?;
+            let side = match side {
+                "before" => Side::Before,
+                "after" => Side::After,
+                _ => return None,
+            };
+            Some((n.parse().ok()?, side))
+        })
+    }
+
+    pub(super) fn reached(side: Side) {
+        let Some((n, at)) = target() else { return };
+        let count = if side == Side::Before {
+            SYNCS.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            SYNCS.load(Ordering::Relaxed)
+        };
+        if count == n && side == at {
+            std::process::abort();
+        }
+    }
 }

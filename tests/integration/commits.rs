@@ -1,7 +1,8 @@
 //! How much a run costs the journal, counted (not timed): durable commits and events for
 //! a pure run and for a run with one tool call. Output commit makes a pure step's end
-//! durable in the background; what must be durable before it leaves the host (the run's
-//! id, a tool's effect and its result, the run's end) is synced. If a change puts a sync
+//! durable in the background, and a new run's start goes with its first batch; what must
+//! be durable before it leaves the host (a tool's effect and its result, the run's end,
+//! with which its id is given out) is synced. If a change puts a sync
 //! back on every step, or adds events, these counts say so.
 
 use std::sync::Arc;
@@ -36,7 +37,7 @@ fn counted(name: &str, wf: &tether_runtime::LoadedWorkflow, input: serde_json::V
 }
 
 #[test]
-fn a_pure_ten_step_run_syncs_at_its_start_and_its_end_only() {
+fn a_pure_ten_step_run_is_one_commit() {
     let mut text = String::from("name = \"ten\"\n");
     for i in 0..10 {
         text.push_str(&format!("[[steps]]\nname = \"s{i}\"\ncomponent = \"{{trivial}}\"\n"));
@@ -49,10 +50,10 @@ fn a_pure_ten_step_run_syncs_at_its_start_and_its_end_only() {
     }
     expected.push("run_completed".into());
     assert_eq!(kinds, expected);
-    // Two syncs (the start, whose id is given out, and the end); one more only if the
-    // host was slow enough for buffered events to be sent meanwhile. Eleven before
-    // output commit.
-    assert!((2..=3).contains(&commits), "{commits} commits for a pure 10-step run");
+    // One commit, at the end: the start, every step and the end together, the lease taken
+    // and given up in it. One more only if the host was slow enough for buffered events
+    // to be sent meanwhile. Eleven before output commit.
+    assert!((1..=2).contains(&commits), "{commits} commits for a pure 10-step run");
 }
 
 #[test]
@@ -69,7 +70,7 @@ fn a_tool_call_is_synced_before_and_after_its_effect() {
         "run_completed",
     ];
     assert_eq!(kinds, expected);
-    // The start; the run up to the request, before the tool runs; its result, before the
-    // step sees it; the end.
-    assert!((4..=5).contains(&commits), "{commits} commits for a run with one tool call");
+    // The run up to the request (its start included), before the tool runs; its result,
+    // before the step sees it; the end.
+    assert!((3..=4).contains(&commits), "{commits} commits for a run with one tool call");
 }

@@ -48,6 +48,7 @@ macro_rules! conformance_suite {
             a_dead_holder_is_broken_only_at_the_epoch_it_was_seen_at,
             a_run_that_never_got_an_event_leaves_no_lease_behind,
             a_new_runs_first_append_takes_its_lease_and_its_last_gives_it_up,
+            a_whole_run_in_one_append_takes_and_gives_up_its_lease,
             a_refused_append_in_a_large_batch_leaves_its_neighbours_written,
             the_run_index_follows_each_runs_events,
             a_refused_append_changes_no_index_row,
@@ -283,6 +284,34 @@ pub(crate) async fn a_new_runs_first_append_takes_its_lease_and_its_last_gives_i
     let last = vec![chain.seal(&EventKind::RunCompleted { output: serde_json::json!(1) }, 3)];
     store.append(Append { lease: LeaseChange::Release, run_id: run.clone(), fence: a, events: last }).await.unwrap();
     assert_eq!(take(&*store, run.as_str(), "host-b", 60_000).await.epoch, 2);
+    assert_eq!(store.events(run.as_str()).await.unwrap().len(), 2);
+}
+
+pub(crate) async fn a_whole_run_in_one_append_takes_and_gives_up_its_lease(backend: &Backend) {
+    let store = (backend.fresh)("whole", None).await;
+    let run = RunId::from_suffix("whole").unwrap();
+    let a = Fence { owner: "host-a".into(), epoch: 1 };
+    let whole = LeaseChange::TakeAndRelease { ttl_ms: 60_000 };
+    let mut chain = Chain::new();
+    let events =
+        vec![chain.seal(&started(), 1), chain.seal(&EventKind::RunCompleted { output: serde_json::json!(1) }, 2)];
+    store.append(Append { lease: whole, run_id: run.clone(), fence: a.clone(), events }).await.unwrap();
+    assert_eq!(store.events(run.as_str()).await.unwrap().len(), 2);
+    // Given up in the same commit: another host takes the run at the next epoch.
+    let b = take(&*store, run.as_str(), "host-b", 60_000).await;
+    assert_eq!(b.epoch, 2);
+    // While host-b holds it, a host that thinks the id is new writes nothing.
+    let again = vec![Chain::new().seal(&started(), 3)];
+    let err = store.append(Append { lease: whole, run_id: run.clone(), fence: a, events: again }).await.unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
+    assert_eq!(store.events(run.as_str()).await.unwrap().len(), 2);
+    // A run id whose run finished and whose lease is free is refused at its first event.
+    let lease = tether_types::store::Lease { run_id: run.as_str().into(), owner: b.owner, epoch: 2, expires_us: 0 };
+    store.release_lease(&lease).await.unwrap();
+    let c = Fence { owner: "host-c".into(), epoch: 1 };
+    let again = vec![Chain::new().seal(&started(), 4)];
+    let err = store.append(Append { lease: whole, run_id: run.clone(), fence: c, events: again }).await.unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. } | StoreError::Conflict { seq: 1, .. }), "{err}");
     assert_eq!(store.events(run.as_str()).await.unwrap().len(), 2);
 }
 

@@ -2,7 +2,7 @@
 //! aborts there, as `kill -9` would: `TETHER_CRASH_AT_SYNC=N:before|after`). Output
 //! commit keeps pure work in memory between sync points, so these are the instants where
 //! a crash could lose or repeat what left the host. A governed refund crosses every kind
-//! of point on its way (its start, the payment tool before and after it runs, its end):
+//! of point on its way (the payment tool before and after it runs, its end):
 //! killed at any of them and continued, it pays exactly once, and its journal verifies
 //! and replays.
 
@@ -59,6 +59,6 @@ fn a_kill_just_before_or_just_after_any_sync_point_pays_once() {
         killed += 2;
     }
     eprintln!("sync points: {killed} kills, each continued to one payment and a journal that verifies and replays");
-    // The start, the payment before and after it runs, the end: at least four syncs.
-    assert!(killed >= 8, "only {killed} kills landed at sync points");
+    // The payment before and after it runs, the end: at least three syncs.
+    assert!(killed >= 6, "only {killed} kills landed at sync points");
 }

@@ -11,7 +11,7 @@
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tether_types::chain::SealedEvent;
 use tether_types::chain::GENESIS_HASH;
-use tether_types::store::{Append, Lease, LeaseChange, LeaseTake, StoreError};
+use tether_types::store::{Append, Lease, LeaseTake, StoreError};
 
 use crate::error::db;
 
@@ -172,13 +172,8 @@ pub(crate) struct Layout {
 /// release with the head anchored at their last event.
 pub(crate) fn push_appends(q: &mut QueryBuilder<Sqlite>, appends: &[&Append], before: usize) -> Layout {
     let mut statements = before;
-    let taking: Vec<(&Append, u64)> = appends
-        .iter()
-        .filter_map(|a| match a.lease {
-            LeaseChange::TakeNew { ttl_ms } => Some((*a, ttl_ms)),
-            _ => None,
-        })
-        .collect();
+    let taking: Vec<(&Append, u64)> =
+        appends.iter().filter_map(|a| a.lease.takes().map(|ttl_ms| (*a, ttl_ms))).collect();
     if !taking.is_empty() {
         q.push(" INSERT INTO run_leases (run_id, owner, epoch, expires_us, head_seq, head_hash) ");
         q.push_values(&taking, |mut b, (a, ttl_ms)| {
@@ -217,7 +212,7 @@ pub(crate) fn push_appends(q: &mut QueryBuilder<Sqlite>, appends: &[&Append], be
         statements += 1;
     }
     let inserts = first_insert..statements;
-    for a in appends.iter().filter(|a| a.lease == LeaseChange::Release) {
+    for a in appends.iter().filter(|a| a.lease.releases()) {
         let Some(last) = a.events.last() else { continue };
         q.push(" UPDATE run_leases SET owner = '', expires_us = 0, head_seq = ").push_bind(last.seq as i64);
         q.push(", head_hash = ").push_bind(last.hash.as_str());

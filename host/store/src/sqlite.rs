@@ -88,6 +88,10 @@ impl Journal for SqliteStore {
         Ok(Box::pin(async move { rx.await.map_err(|_| stopped())? }))
     }
 
+    fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
+    }
+
     async fn events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query("SELECT seq, at_us, kind, payload, hash FROM events WHERE run_id = ? ORDER BY seq")
             .bind(run_id)

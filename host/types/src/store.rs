@@ -62,6 +62,27 @@ pub enum LeaseChange {
     },
     /// Give the lease up once the events are written: the run stops here.
     Release,
+    /// The run is new and stops with this append, its whole stretch in one commit: take
+    /// its lease as [`LeaseChange::TakeNew`] does, write the events, give it up.
+    TakeAndRelease {
+        /// The lease's lifetime, should the release not happen (it always does).
+        ttl_ms: u64,
+    },
+}
+
+impl LeaseChange {
+    /// Whether the append takes a new run's lease first.
+    pub fn takes(self) -> Option<u64> {
+        match self {
+            LeaseChange::TakeNew { ttl_ms } | LeaseChange::TakeAndRelease { ttl_ms } => Some(ttl_ms),
+            LeaseChange::Keep | LeaseChange::Release => None,
+        }
+    }
+
+    /// Whether the append gives the lease up after its events.
+    pub fn releases(self) -> bool {
+        matches!(self, LeaseChange::Release | LeaseChange::TakeAndRelease { .. })
+    }
 }
 
 /// Who may write a run: the owner and epoch of the lease it was taken under.
@@ -282,6 +303,9 @@ pub trait Journal: Send + Sync {
         let result = self.append(append).await;
         Ok(Box::pin(std::future::ready(result)))
     }
+    /// The largest event payload (bytes) the store accepts: an append holding a larger
+    /// one is refused with `PayloadTooLarge` when it is queued.
+    fn max_event_bytes(&self) -> usize;
     /// Every event of a run, in order. `UnknownRun` if it has none.
     async fn events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
     /// Every run id the store knows of, from the journal, the index and the head anchors.

@@ -4,8 +4,9 @@
 //! order. `sync` waits until everything handed over is durable; the host calls it
 //! wherever something is about to leave it and depends on what was recorded: a tool
 //! call with an effect (before and after it), an approval request shown to people, a
-//! run's start (its id is given out), a decision, the run's end and the lease given up
-//! (`flush_final`). Work done between two sync points that a crash loses was seen by
+//! decision, the run's end and the lease given up (`flush_final`). A new run's start is
+//! not one: it goes with the run's first batch, and its id is given out once that is
+//! durable, so a pure run's whole stretch is one commit. Work done between two sync points that a crash loses was seen by
 //! nobody outside the host, and is simply done again on resume. The durable journal is
 //! always a prefix of what happened.
 //!
@@ -120,6 +121,27 @@ impl RunJournal {
         p.buffer.push(sealed);
     }
 
+    /// Whether the run's first events are known durable (its start, for a new run).
+    pub(crate) fn started(&self) -> bool {
+        self.settle_answered();
+        lock(&self.lease.take_with_first_append).is_none() && self.lease.lost.get().is_none()
+    }
+
+    /// The first buffered event larger than the store accepts, as the store would refuse
+    /// it: a run's start is checked before any of its work is done.
+    pub(crate) fn oversized(&self) -> Option<StoreError> {
+        let cap = self.store.max_event_bytes();
+        let p = self.lock();
+        let e = p.buffer.iter().find(|e| e.payload.len() > cap)?;
+        Some(StoreError::PayloadTooLarge {
+            run: self.run_id.to_string(),
+            seq: e.seq,
+            kind: e.kind.to_string(),
+            size: e.payload.len(),
+            cap,
+        })
+    }
+
     /// Takes what was recorded since the last call, in order.
     pub(crate) fn take_recorded(&self) -> Vec<(u64, EventKind)> {
         std::mem::take(&mut self.lock().recorded)
@@ -190,11 +212,17 @@ impl RunJournal {
     /// What an answered append means for the journal and the lease.
     fn settle(&self, result: Result<(), StoreError>, change: LeaseChange) {
         match result {
-            // A new run's lease is taken by its first append (a start syncs it, so
-            // nothing is queued behind it meanwhile).
-            Ok(()) if matches!(change, LeaseChange::TakeNew { .. }) => *lock(&self.lease.take_with_first_append) = None,
-            Ok(()) if change == LeaseChange::Release => self.lease.released.store(true, Ordering::Release),
-            Ok(()) => {}
+            Ok(()) => {
+                // A new run's lease is taken by its first append. An append queued behind
+                // that one before it was answered also asks to take it: the store then
+                // finds it held by this very fence, and writes.
+                if change.takes().is_some() {
+                    *lock(&self.lease.take_with_first_append) = None;
+                }
+                if change.releases() {
+                    self.lease.released.store(true, Ordering::Release);
+                }
+            }
             Err(e) => {
                 let _ = self.lease.lost.set(e);
             }
@@ -235,7 +263,8 @@ impl RunJournal {
                 return Ok(());
             }
             let lease = match (take, last) {
-                (Some(ttl_ms), _) => LeaseChange::TakeNew { ttl_ms },
+                (Some(ttl_ms), true) => LeaseChange::TakeAndRelease { ttl_ms },
+                (Some(ttl_ms), false) => LeaseChange::TakeNew { ttl_ms },
                 (None, true) => LeaseChange::Release,
                 (None, false) => LeaseChange::Keep,
             };

@@ -128,7 +128,7 @@ impl Driver {
         run_id: RunId,
         input: Value,
         identity: &str,
-        mut progress: impl FnMut(Progress<'_>),
+        progress: impl FnMut(Progress<'_>),
         lease: &RunLease,
     ) -> Result<RunReport, DriverError> {
         let journal = Arc::new(RunJournal::new(run_id, Arc::clone(&self.store), Chain::new(), lease));
@@ -144,20 +144,15 @@ impl Driver {
         if let Some(grants) = grants_applied(workflow, identity, &env) {
             journal.record(&grants);
         }
-        // The run's start and what a resume needs to rebuild it are durable together. The
-        // journal refuses a second event 1 for a run id: that is how a taken id shows.
+        // The run's start and what a resume needs to rebuild it go to the journal together,
+        // with the run's first steps: nothing has left the host yet, so nothing waits for
+        // them. A start too large for the journal is refused before any work is done; a
+        // run id already taken shows when the first append is refused (before any effect,
+        // since an effect waits for what precedes it to be durable).
         let input_bytes = input.to_string().len();
-        // Synced: the run id is given out once its start is durable.
-        journal.sync().await.map_err(|e| match e {
-            StoreError::Conflict { run, seq: 1, .. } => DriverError::Exists(run),
-            StoreError::PayloadTooLarge { seq: 1, size, cap, .. } => DriverError::InputTooLarge(format!(
-                "the run input is {input_bytes} bytes: with the workflow's plan, its first journal event would be \
-                 {size} bytes, above the journal's cap of {cap}; pass large data by reference (a file in a granted \
-                 directory) instead"
-            )),
-            other => DriverError::Store(other),
-        })?;
-        progress(Progress::RunStarted { run_id: journal.run_id.as_str() });
+        if let Some(e) = journal.oversized() {
+            return Err(start_error(e, input_bytes));
+        }
         let mut plan = workflow.plan.clone();
         plan.normalize();
         let mut state = RunState::new(plan, input, identity.to_string());
@@ -167,8 +162,13 @@ impl Driver {
         let governance = self.governance(&state).await?;
         Scheduler::new(self.runtime.engine_ref().clone(), workflow, journal, state, progress)?
             .with(governance, env)
+            .announcing_start()
             .run()
             .await
+            .map_err(|e| match e {
+                DriverError::Store(e) => start_error(e, input_bytes),
+                other => other,
+            })
     }
 
     /// Continues an interrupted run from its journal. Completed steps are not run again;
@@ -520,4 +520,18 @@ fn grants_applied(workflow: &LoadedWorkflow, identity: &str, env: &EnvValues) ->
     (workflow.plan.policy.is_some() || !workflow.refused.is_empty() || !journaled.is_empty()).then(|| {
         EventKind::GrantsApplied { identity: identity.to_string(), env: journaled, refused: workflow.refused.clone() }
     })
+}
+
+/// What a store's refusal of a new run's first event means to whoever started it: the
+/// run id is taken, or the input is too large.
+fn start_error(e: StoreError, input_bytes: usize) -> DriverError {
+    match e {
+        StoreError::Conflict { run, seq: 1, .. } => DriverError::Exists(run),
+        StoreError::PayloadTooLarge { seq: 1, size, cap, .. } => DriverError::InputTooLarge(format!(
+            "the run input is {input_bytes} bytes: with the workflow's plan, its first journal event would be \
+             {size} bytes, above the journal's cap of {cap}; pass large data by reference (a file in a granted \
+             directory) instead"
+        )),
+        other => DriverError::Store(other),
+    }
 }

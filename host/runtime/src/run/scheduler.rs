@@ -73,6 +73,8 @@ pub(crate) struct Scheduler<'a, P> {
     send_armed: bool,
     /// Fires every [`CANCEL_POLL`] while attempts run.
     poll_timer: Pin<Box<tokio::time::Sleep>>,
+    /// Set for a new run until `Progress::RunStarted` is given: once its start is durable.
+    announce: bool,
 }
 
 impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
@@ -103,7 +105,23 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             send_timer: Box::pin(tokio::time::sleep(SEND_AFTER)),
             send_armed: false,
             poll_timer: Box::pin(tokio::time::sleep(CANCEL_POLL)),
+            announce: false,
         })
+    }
+
+    /// A new run: its id is given out (`Progress::RunStarted`) once its start is durable,
+    /// which a fast run's is only at its end.
+    pub(crate) fn announcing_start(mut self) -> Self {
+        self.announce = true;
+        self
+    }
+
+    /// Gives the run's id out, if it is to be and its start is now durable.
+    fn announce(&mut self) {
+        if self.announce && self.journal.started() {
+            self.announce = false;
+            (self.progress)(Progress::RunStarted { run_id: self.journal.run_id.as_str() });
+        }
     }
 
     /// The run's policy (for tool-call checkpoints and earned autonomy) and its granted
@@ -128,6 +146,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             return self.end_cancelled().await;
         }
         let end = loop {
+            self.announce();
             let next = if self.pausing.is_some() {
                 Next::Run(Vec::new())
             } else {
@@ -412,7 +431,8 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         self.state.plan.run_budget.raised(&self.state.raises)
     }
 
-    fn report(self, status: RunStatus, output: Value, error: Option<RunError>) -> RunReport {
+    fn report(mut self, status: RunStatus, output: Value, error: Option<RunError>) -> RunReport {
+        self.announce();
         let totals = RunReport::totals_of(&self.reports, self.started.elapsed().as_micros() as u64);
         RunReport {
             run_id: self.journal.run_id.clone(),

@@ -64,15 +64,19 @@ fn main() {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
 
+    let in_flight_runs: Option<usize> = std::env::var("PROFILE_IN_FLIGHT").ok().and_then(|v| v.parse().ok());
+    // Runs in flight share as many sandboxes as the journal bench gives them; one run at a
+    // time needs few (and valgrind cannot reserve a large pool's address space).
+    let max_sandboxes = if in_flight_runs.is_some() { 64 } else { 4 };
     let runtime =
-        Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir()), max_sandboxes: 64, ..RuntimeConfig::default() })
+        Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir()), max_sandboxes, ..RuntimeConfig::default() })
             .unwrap();
     let body: String =
         (0..STEPS).map(|i| format!("[[steps]]\nname = \"s{i}\"\ncomponent = {:?}\n", artifacts::TRIVIAL)).collect();
     let wf = Workflow::parse("bench.toml", &format!("name = \"bench\"\n{body}")).unwrap();
     let wf = Arc::new(runtime.load_workflow(wf, Path::new("/")).unwrap());
 
-    if let Some(n) = std::env::var("PROFILE_IN_FLIGHT").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = in_flight_runs {
         in_flight(&runtime, &wf, &db, n);
         return;
     }
@@ -116,19 +120,35 @@ fn in_flight(runtime: &Runtime, wf: &Arc<tether_runtime::LoadedWorkflow>, db: &P
         let config = StoreConfig::new(db.display().to_string());
         let driver = Driver::new(runtime.clone(), Arc::new(SqliteStore::open(&config).await.unwrap()));
         let base = peak_rss_mib();
-        let tasks: Vec<_> = (0..n)
-            .map(|i| {
-                let (driver, wf) = (driver.clone(), Arc::clone(wf));
-                tokio::spawn(async move {
-                    let id = RunId::from_suffix(&format!("f{i}")).unwrap();
-                    driver.start(&wf, id, json!({}), "bench", |_| {}).await.unwrap()
-                })
-            })
-            .collect();
+        let probe = driver.start(wf, RunId::from_suffix("size").unwrap(), json!({}), "bench", |_| {});
+        println!("a run's future: {} bytes", std::mem::size_of_val(&probe));
+        drop(probe);
+        // `PROFILE_CONCURRENCY=C`: at most C at once (the journal bench's throughput uses 256).
+        let at_once = std::env::var("PROFILE_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(n);
+        let permits = Arc::new(tokio::sync::Semaphore::new(at_once));
+        let t = Instant::now();
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            let permit = Arc::clone(&permits).acquire_owned().await.unwrap();
+            let (driver, wf) = (driver.clone(), Arc::clone(wf));
+            tasks.push(tokio::spawn(async move {
+                let id = RunId::from_suffix(&format!("f{i}")).unwrap();
+                let report = driver.start(&wf, id, json!({}), "bench", |_| {}).await.unwrap();
+                drop(permit);
+                report
+            }));
+        }
         for t in tasks {
             assert!(t.await.unwrap().error.is_none());
         }
-        println!("{n} runs in flight: peak RSS {:.0} MiB (before them: {base:.0} MiB)", peak_rss_mib());
+        let steps_per_s = (n * STEPS) as f64 / t.elapsed().as_secs_f64();
+        println!(
+            "{n} runs, {at_once} at once: peak RSS {:.0} MiB (before them: {base:.0} MiB), {steps_per_s:.0} steps/s",
+            peak_rss_mib()
+        );
+        if std::env::var_os("PROFILE_MAPS").is_some() {
+            resident_by_mapping();
+        }
     });
 }
 
@@ -141,4 +161,26 @@ fn peak_rss_mib() -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     kib / 1024.0
+}
+
+/// The largest resident mappings now, from /proc/self/smaps (`PROFILE_MAPS=1`).
+fn resident_by_mapping() {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut maps: Vec<(u64, String)> = Vec::new();
+    let mut name = String::new();
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let size = parts[0].split('-').map(|h| u64::from_str_radix(h, 16).unwrap_or(0)).collect::<Vec<_>>();
+            name = format!("{} ({} KiB mapped)", parts.get(5).unwrap_or(&"[anon]"), (size[1] - size[0]) / 1024);
+        } else if let Some(kib) = line.strip_prefix("Rss:") {
+            let kib: u64 = kib.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            maps.push((kib, name.clone()));
+        }
+    }
+    maps.sort_by_key(|m| std::cmp::Reverse(m.0));
+    for (kib, name) in maps.iter().take(15) {
+        println!("  {kib:>8} KiB  {name}");
+    }
 }

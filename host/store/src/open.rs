@@ -117,6 +117,9 @@ pub(crate) fn connect_options(config: &StoreConfig) -> Result<SqliteConnectOptio
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Prepared statements the writer's connection keeps.
+const WRITER_STATEMENT_CACHE: usize = 8;
+
 /// Checks that the file is ours (or empty) and not newer than us, then migrates it.
 ///
 /// Two processes opening a new journal at once both try to migrate it: one wins, and
@@ -153,7 +156,11 @@ impl From<StoreError> for Retry {
 async fn try_open_and_migrate(config: &StoreConfig) -> Result<SqliteConnection, Retry> {
     let path = sqlite_file(&config.url)?;
     let shown = path.display().to_string();
-    let mut conn = SqliteConnection::connect_with(&connect_options(config)?).await.map_err(|e| locked_or(&shown, e))?;
+    // The writer's batches are texts that differ with their row counts: a large cache of
+    // them held megabytes of prepared statements that were rarely run again. A few stay
+    // cached (a lone run's append repeats its text).
+    let options = connect_options(config)?.statement_cache_capacity(WRITER_STATEMENT_CACHE);
+    let mut conn = SqliteConnection::connect_with(&options).await.map_err(|e| locked_or(&shown, e))?;
 
     let tables: Vec<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
         .fetch_all(&mut conn)

@@ -19,6 +19,11 @@ use tokio::sync::{mpsc, oneshot};
 /// Requests per transaction: large enough for throughput, small enough for latency.
 const MAX_BATCH: usize = 512;
 
+/// A batch text is kept prepared for the next batch of the same shape only if it writes
+/// at most this many events: a run's append repeats its shape, while a large batch's
+/// prepared statements take megabytes and are seldom run again.
+const CACHED_BATCH_ROWS: u64 = 64;
+
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub(crate) enum Request {
@@ -236,7 +241,7 @@ async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Out
     if !lone && !leases {
         q.push(" COMMIT;");
     }
-    let kept = match run_text(conn, q, &layout.inserts).await {
+    let kept = match run_text(conn, q, &layout.inserts, layout.rows <= CACHED_BATCH_ROWS).await {
         Ok(kept) => kept,
         Err(e) => {
             if !lone {
@@ -287,13 +292,14 @@ async fn run_text(
     conn: &mut SqliteConnection,
     mut q: QueryBuilder<Sqlite>,
     inserts: &std::ops::Range<usize>,
+    cached: bool,
 ) -> Result<u64, sqlx::Error> {
     use futures_util::TryStreamExt;
     // Several statements in one prepared text is SQLite-only in sqlx (and deprecated
     // there for portability); it is what makes a batch one round trip to the database
     // thread. sqlx is pinned; a PostgreSQL store writes its own batches.
     #[allow(deprecated)]
-    let mut results = q.build().fetch_many(&mut *conn);
+    let mut results = q.build().persistent(cached).fetch_many(&mut *conn);
     let (mut kept, mut statement) = (0, 0);
     while let Some(item) = results.try_next().await? {
         if let sqlx::Either::Left(done) = item {

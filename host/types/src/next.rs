@@ -107,10 +107,10 @@ enum LoopStatus {
 }
 
 /// The status of something a step needs.
-#[derive(Clone, Debug, PartialEq)]
-enum Need {
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Need<'a> {
     Pending,
-    Completed(Value),
+    Completed(&'a Value),
     Skipped,
 }
 
@@ -254,25 +254,26 @@ impl Flow {
         }
         let started = instance.is_some() || busy.contains(&key_text);
         let needs = step.needs.as_deref().unwrap_or_default();
-        let mut outputs = Map::new();
+        let mut outputs = Vec::with_capacity(needs.len());
         let mut skipped = Vec::new();
         for need in needs {
             match self.need(state, need, at) {
                 Need::Pending => return None,
-                Need::Completed(v) => {
-                    outputs.insert(need.clone(), v);
-                }
+                Need::Completed(v) => outputs.push((need, v)),
                 Need::Skipped => skipped.push(need.as_str()),
             }
         }
-        let scope = self.scope(state, at, None);
+        // The variables are gathered (cloning every output so far) only for a step that
+        // has an expression to evaluate.
+        let scope = std::cell::OnceCell::new();
+        let scope = || scope.get_or_init(|| self.scope(state, at, None));
         if !started {
             if !needs.is_empty() && outputs.is_empty() {
                 let reason = format!("every step it needs was skipped ({})", skipped.join(", "));
                 return Some(vec![crate::EventKind::StepSkipped { step: key_text, reason }]);
             }
             if let Some(when) = &exprs.when {
-                match when.eval_bool(&scope) {
+                match when.eval_bool(scope()) {
                     Err(e) => return Some(vec![invalid_input(&key_text, 1, e)]),
                     Ok(false) => {
                         let reason = format!("`when` did not hold: {}", when.source());
@@ -285,7 +286,7 @@ impl Flow {
         let attempt = instance.map_or(0, |i| i.attempts) + 1;
         if let Some(items) = &exprs.for_each {
             // Each item's input is built when the item is launched (see `fan_out`).
-            return Some(match items.eval_list(&scope) {
+            return Some(match items.eval_list(scope()) {
                 Err(e) => vec![invalid_input(&key_text, attempt, e)],
                 Ok(list) => {
                     let mut events =
@@ -298,15 +299,15 @@ impl Flow {
             });
         }
         let input = match &exprs.input {
-            Some(e) => e.eval(&scope),
-            None => Ok(default_input(state, needs, outputs)),
+            Some(e) => e.eval(scope()),
+            None => Ok(default_input(state, needs, &outputs)),
         };
         let input = match input {
             Ok(v) => v,
             Err(e) => return Some(vec![invalid_input(&key_text, attempt, e)]),
         };
         if step.route.is_some() {
-            return Some(self.route(state, step, at, &scope, input));
+            return Some(self.route(state, step, at, scope(), input));
         }
         if !busy.contains(&key_text) {
             let input = match self.check_input(state, &step.name, &key_text, input, now_us) {
@@ -510,19 +511,20 @@ impl Flow {
     }
 
     /// The status of step `name` as seen from `at`.
-    fn need(&self, state: &RunState, name: &str, at: At<'_>) -> Need {
+    fn need<'s>(&self, state: &'s RunState, name: &str, at: At<'_>) -> Need<'s> {
+        use std::borrow::Cow;
         let Some(step) = state.plan.step(name) else { return Need::Skipped };
-        let key = match (step.in_loop.as_deref(), at.in_loop) {
-            (Some(l), Some(here)) if l == here => Key::node(name, at.iteration).to_string(),
+        let key: Cow<'_, str> = match (step.in_loop.as_deref(), at.in_loop) {
+            (Some(l), Some(here)) if l == here => Key::node(name, at.iteration).to_string().into(),
             (Some(l), _) => match self.loop_status(state, l) {
-                LoopStatus::Done(k) => Key::node(name, Some(k)).to_string(),
-                LoopStatus::Skipped => name.to_string(),
+                LoopStatus::Done(k) => Key::node(name, Some(k)).to_string().into(),
+                LoopStatus::Skipped => name.into(),
                 _ => return Need::Pending,
             },
-            (None, _) => name.to_string(),
+            (None, _) => name.into(),
         };
-        match state.resolved.get(&key) {
-            Some(Resolved::Completed(v)) => Need::Completed(v.clone()),
+        match state.resolved.get(key.as_ref()) {
+            Some(Resolved::Completed(v)) => Need::Completed(v),
             Some(Resolved::Skipped(_)) => Need::Skipped,
             None => Need::Pending,
         }
@@ -533,7 +535,7 @@ impl Flow {
         let mut steps = Map::new();
         for s in &state.plan.steps {
             if let Need::Completed(v) = self.need(state, &s.name, at) {
-                steps.insert(s.name.clone(), v);
+                steps.insert(s.name.clone(), v.clone());
             }
         }
         let in_loop = match (at.in_loop, at.iteration) {
@@ -556,16 +558,16 @@ impl Flow {
     /// The run's output once every step at the top level is resolved; `None` before.
     fn output(&self, state: &RunState) -> Result<Option<Value>, RunError> {
         let top = At { in_loop: None, iteration: None };
-        let mut last = Value::Null;
+        let mut last = None;
         for s in &state.plan.steps {
             match self.need(state, &s.name, top) {
                 Need::Pending => return Ok(None),
-                Need::Completed(v) => last = v,
-                Need::Skipped => last = Value::Null,
+                Need::Completed(v) => last = Some(v),
+                Need::Skipped => last = None,
             }
         }
         match &self.output {
-            None => Ok(Some(last)),
+            None => Ok(Some(last.cloned().unwrap_or(Value::Null))),
             Some(e) => e.eval(&self.scope(state, top, None)).map(Some).map_err(|message| RunError {
                 class: FailureClass::InvalidInput,
                 step: "[run] output".into(),

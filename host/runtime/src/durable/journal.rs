@@ -109,15 +109,14 @@ impl RunJournal {
     }
 
     /// Seals `kind` as the run's next event and buffers it (nothing, once the journal failed).
-    pub(crate) fn record(&self, kind: &EventKind) {
+    pub(crate) fn record(&self, kind: EventKind) {
         if self.lease.lost.get().is_some() {
             return;
         }
-        let redacted = self.redacted(kind);
-        let kind = redacted.as_ref().unwrap_or(kind);
+        let kind = self.redacted(&kind).unwrap_or(kind);
         let mut p = self.lock();
-        let sealed = p.chain.seal(kind, now_us());
-        p.recorded.push((sealed.seq, kind.clone()));
+        let sealed = p.chain.seal(&kind, now_us());
+        p.recorded.push((sealed.seq, kind));
         p.buffer.push(sealed);
     }
 

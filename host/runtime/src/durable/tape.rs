@@ -140,7 +140,7 @@ impl Tape {
         self.over_budget.is_none()
     }
 
-    fn emit(&mut self, kind: &EventKind) {
+    fn emit(&mut self, kind: EventKind) {
         if let Some(j) = &self.journal {
             j.record(kind);
         }
@@ -166,7 +166,7 @@ impl Tape {
         match self.expected.pop_front() {
             Some((_, recorded)) if recorded == actual => self.matched += 1,
             Some(recorded) => self.diverge(Some(recorded), actual),
-            None if self.mode == Mode::Live => self.emit(&actual),
+            None if self.mode == Mode::Live => self.emit(actual),
             None => self.diverge(None, actual),
         }
     }
@@ -294,7 +294,7 @@ impl Tape {
                 let value = live();
                 let actual = EventKind::HostRead { step: self.step.clone(), read: value.clone() };
                 if self.mode == Mode::Live {
-                    self.emit(&actual);
+                    self.emit(actual);
                 } else {
                     self.diverge(None, actual);
                 }
@@ -336,7 +336,7 @@ impl Tape {
 
     /// Journals a decision made live (after [`Tape::serve`] gave `None`).
     pub(crate) fn emit_live(&mut self, kind: &EventKind) {
-        self.emit(kind);
+        self.emit(kind.clone());
     }
 
     /// The journal to flush after an executed tool call, if live.

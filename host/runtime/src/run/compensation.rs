@@ -37,14 +37,14 @@ pub(crate) async fn fail(
     let loaded = |name: &str| workflow.steps.iter().find(|s| s.spec.name == name);
     let owed = match undo(state, error, |name| loaded(name).is_some_and(|s| s.compensation.is_some())) {
         Undo::Fail(event) => {
-            journal.record(&event);
+            journal.record(event);
             journal.flush_final().await?;
             return Ok(RunStatus::Failed);
         }
         Undo::Compensate(owed) => owed,
     };
     if let Some(begun) = &owed.begin {
-        journal.record(begun);
+        journal.record(begun.clone());
         journal.sync().await?;
     }
     let mut compensated = Vec::new();
@@ -52,12 +52,12 @@ pub(crate) async fn fail(
     for (key, input, output) in owed.steps.iter().copied() {
         let Some(step) = loaded(tether_types::flow::step_of(key)) else { continue };
         let event = compensate(engine, &journal.run_id, key, step, input, output).await;
-        journal.record(&event);
+        journal.record(event.clone());
         journal.sync().await?;
         compensated.push(event);
     }
     let (event, status) = owed.end(&compensated);
-    journal.record(&event);
+    journal.record(event);
     journal.flush_final().await?;
     Ok(status)
 }

@@ -117,7 +117,7 @@ impl Driver {
         }
         // The run id has a lease already: a run by that id exists, or is starting elsewhere.
         let lease = RunLease::take(&self.store, run_id.as_str(), self.leases).await?;
-        let result = self.start_leased(workflow, run_id, input, identity, &mut progress, &lease).await;
+        let result = Box::pin(self.start_leased(workflow, run_id, input, identity, &mut progress, &lease)).await;
         lease.release().await;
         result
     }
@@ -132,7 +132,7 @@ impl Driver {
         lease: &RunLease,
     ) -> Result<RunReport, DriverError> {
         let journal = Arc::new(RunJournal::new(run_id, Arc::clone(&self.store), Chain::new(), lease));
-        journal.record(&EventKind::RunStarted {
+        journal.record(EventKind::RunStarted {
             workflow: workflow.name.clone(),
             workflow_digest: workflow.plan.digest(),
             plan: serde_json::to_value(&workflow.plan).expect("plans serialize"),
@@ -142,7 +142,7 @@ impl Driver {
         let env = EnvValues::new(workflow, None);
         journal.set_secrets(env.secrets());
         if let Some(grants) = grants_applied(workflow, identity, &env) {
-            journal.record(&grants);
+            journal.record(grants);
         }
         // The run's start and what a resume needs to rebuild it go to the journal together,
         // with the run's first steps: nothing has left the host yet, so nothing waits for
@@ -219,17 +219,17 @@ impl Driver {
         journal.set_secrets(env.secrets());
         if cut_at_start {
             if let Some(grants) = grants_applied(&workflow, &state.identity, &env) {
-                journal.record(&grants);
+                journal.record(grants);
             }
         }
-        journal.record(&EventKind::RunResumed { pid: std::process::id() });
+        journal.record(EventKind::RunResumed { pid: std::process::id() });
         for (metric, by) in raises {
-            journal.record(&EventKind::BudgetRaised { metric: metric.clone(), by: *by });
+            journal.record(EventKind::BudgetRaised { metric: metric.clone(), by: *by });
         }
         // A cancel asked for while another host had the run, which stopped before it saw it.
         if state.cancelled.is_none() {
             if let Some((by, reason)) = journal.cancel_requested().await? {
-                journal.record(&EventKind::RunCancelled { by, reason });
+                journal.record(EventKind::RunCancelled { by, reason });
             }
         }
         let mut state = state;
@@ -506,7 +506,7 @@ async fn append_leased<E: From<DriverError>>(
     let last = events.last().ok_or_else(|| DriverError::Load(format!("run {run_id} has no events")))?;
     let id = RunId::try_from(run_id.to_string()).map_err(DriverError::Load)?;
     let journal = RunJournal::new(id, Arc::clone(store), Chain::after(last.seq, &last.hash), lease);
-    for kind in &kinds {
+    for kind in kinds {
         journal.record(kind);
     }
     journal.flush_final().await.map_err(DriverError::from)?;

@@ -138,12 +138,13 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         if let Some(begun) = self.state.compensating.clone() {
             // Interrupted while undoing completed steps: finish that, nothing else.
             let status =
-                compensation::fail(&self.engine, self.workflow, &self.journal, &begun.error, &self.state).await?;
+                Box::pin(compensation::fail(&self.engine, self.workflow, &self.journal, &begun.error, &self.state))
+                    .await?;
             return Ok(self.report(status, Value::Null, Some(begun.error)));
         }
         if self.state.cancelled.is_some() && self.state.outcome.is_none() {
             // Cancelled by a person: nothing more starts; completed steps are undone.
-            return self.end_cancelled().await;
+            return Box::pin(self.end_cancelled()).await;
         }
         let end = loop {
             self.announce();
@@ -154,11 +155,12 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             };
             match next {
                 Next::Record(events) => {
-                    for event in &events {
-                        self.note_skip(event);
+                    for event in events {
+                        self.note_skip(&event);
+                        let auto = self.auto_decision(&event);
                         self.journal.record(event);
-                        if let Some(auto) = self.auto_decision(event) {
-                            self.journal.record(&auto);
+                        if let Some(auto) = auto {
+                            self.journal.record(auto);
                         }
                     }
                     self.journal.flush().await?;
@@ -220,7 +222,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                 () = self.poll_timer.as_mut() => {
                     self.poll_timer.as_mut().reset(tokio::time::Instant::now() + CANCEL_POLL);
                     if let Some((by, reason)) = self.journal.cancel_requested().await? {
-                        return self.cancel_in_flight(by, reason).await;
+                        return Box::pin(self.cancel_in_flight(by, reason)).await;
                     }
                     continue;
                 }
@@ -233,7 +235,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             self.finish(finished).await?;
         };
         if let Some(approvals) = self.waiting.take() {
-            self.journal.record(&EventKind::RunWaiting { approvals: approvals.clone() });
+            self.journal.record(EventKind::RunWaiting { approvals: approvals.clone() });
             self.journal.flush_final().await?;
             let error = RunError {
                 class: FailureClass::AwaitingApproval,
@@ -243,20 +245,21 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             return Ok(self.report(RunStatus::Waiting, Value::Null, Some(error)));
         }
         if let Some((key, (exceeded, used, limit))) = self.pausing.take() {
-            self.journal.record(&EventKind::RunPaused { step: key, exceeded, used, limit });
+            self.journal.record(EventKind::RunPaused { step: key, exceeded, used, limit });
             self.journal.flush_final().await?;
             let error = self.state.paused_error();
             return Ok(self.report(RunStatus::Paused, Value::Null, error));
         }
         match end {
             Ok(output) => {
-                self.journal.record(&EventKind::RunCompleted { output: output.clone() });
+                self.journal.record(EventKind::RunCompleted { output: output.clone() });
                 self.journal.flush_final().await?;
                 Ok(self.report(RunStatus::Completed, output, None))
             }
             Err(error) => {
                 let status =
-                    compensation::fail(&self.engine, self.workflow, &self.journal, &error, &self.state).await?;
+                    Box::pin(compensation::fail(&self.engine, self.workflow, &self.journal, &error, &self.state))
+                        .await?;
                 Ok(self.report(status, Value::Null, Some(error)))
             }
         }
@@ -311,7 +314,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             }
             let Launch { key, input, attempt, resume, .. } = launch;
             if resume.is_none() {
-                journal.record(&EventKind::StepAttemptStarted {
+                journal.record(EventKind::StepAttemptStarted {
                     step: key.clone(),
                     attempt,
                     component_digest: step.component.digest.clone(),
@@ -340,7 +343,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             self.absorb()?;
             return Ok(());
         };
-        for event in &after.events {
+        for event in after.events {
             self.journal.record(event);
         }
         self.journal.flush().await?;
@@ -370,7 +373,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         while self.running.join_next().await.is_some() {}
         self.busy.clear();
         self.reserved.clear();
-        self.journal.record(&EventKind::RunCancelled { by, reason });
+        self.journal.record(EventKind::RunCancelled { by, reason });
         self.journal.flush().await?;
         self.absorb()?;
         self.end_cancelled().await
@@ -391,10 +394,11 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
     /// Takes the default decision of every pending request whose deadline has passed.
     fn decide_due(&mut self) -> bool {
         let due = approvals::due_defaults(&self.state, now_us());
-        for event in &due {
+        let any = !due.is_empty();
+        for event in due {
             self.journal.record(event);
         }
-        !due.is_empty()
+        any
     }
 
     /// Adds a skipped step to the report and the progress display.

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::Launch;
 use crate::state::RunState;
@@ -17,11 +17,11 @@ pub(super) fn failure(state: &RunState, busy: &HashSet<String>) -> Option<RunErr
     })
 }
 
-pub(super) fn default_input(state: &RunState, needs: &[String], mut outputs: Map<String, Value>) -> Value {
+pub(super) fn default_input(state: &RunState, needs: &[String], outputs: &[(&String, &Value)]) -> Value {
     match needs.len() {
         0 => state.input.clone(),
-        1 => outputs.remove(&needs[0]).unwrap_or(Value::Null),
-        _ => Value::Object(outputs),
+        1 => outputs.first().map_or(Value::Null, |(_, v)| (*v).clone()),
+        _ => Value::Object(outputs.iter().map(|(name, v)| ((*name).clone(), (*v).clone())).collect()),
     }
 }
 

@@ -555,3 +555,38 @@ fn a_secret_written_by_a_guest_never_reaches_the_terminal() {
         }
     }
 }
+
+#[test]
+fn the_plan_a_run_records_is_the_one_its_identity_narrowed() {
+    // A workflow keeps the plan its runs record from run to run; narrowing it for an
+    // identity after a run started from it must show in what the next run records (a
+    // resume runs by it).
+    let dir = crate::support::fresh_dir("gov-narrowed-plan");
+    let text = format!(
+        "name = \"narrow\"\n[[steps]]\nname = \"only\"\ncomponent = {:?}\nbudget = {{ fuel = 100_000_000_000 }}\n\
+         [policy.identities.local]\nbudget = {{ fuel = 123456789 }}\n",
+        artifacts::TRIVIAL
+    );
+    let wf = tether_types::Workflow::parse("narrow.toml", &text).unwrap();
+    let mut loaded = tether_tests::runtime().load_workflow(wf, &dir).unwrap();
+    let db = dir.join("journal.db");
+    let recorded_fuel = |loaded: &tether_runtime::LoadedWorkflow, run: &str| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = tether_store::SqliteStore::open(&tether_store::StoreConfig::new(db.display().to_string()))
+                .await
+                .unwrap();
+            let driver = tether_runtime::Driver::new(tether_tests::runtime().clone(), std::sync::Arc::new(store));
+            let id = tether_types::RunId::from_suffix(run).unwrap();
+            driver.start(loaded, id.clone(), json!({}), "local", |_| {}).await.unwrap();
+            let events = driver.events(id.as_str()).await.unwrap();
+            match &events[0].kind {
+                tether_types::EventKind::RunStarted { plan, .. } => plan["steps"][0]["budget"]["fuel"].clone(),
+                other => panic!("{other:?}"),
+            }
+        })
+    };
+    assert_eq!(recorded_fuel(&loaded, "wide"), json!(100_000_000_000u64));
+    tether_runtime::apply_identity(&mut loaded, "local").unwrap();
+    assert_eq!(recorded_fuel(&loaded, "narrowed"), json!(123456789));
+}

@@ -53,6 +53,7 @@ pub fn apply_identity(workflow: &mut LoadedWorkflow, identity: &str) -> Result<V
     for s in &mut workflow.plan.steps {
         s.budget = narrowing.clip(s.budget);
     }
+    workflow.recorded_plan = Default::default();
     workflow.tools = tools;
     workflow.refused.clone_from(&narrowing.refused);
     Ok(narrowing.refused)

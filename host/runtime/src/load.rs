@@ -33,6 +33,19 @@ pub struct LoadedWorkflow {
     pub tools: BTreeMap<String, Arc<LoadedTool>>,
     /// Grants the workflow declared that the run's identity refused (see [`crate::apply_identity`]).
     pub refused: Vec<String>,
+    /// What every run's start records of `plan`, its digest and its JSON, made on first
+    /// use rather than for every run. Whoever changes `plan` resets it.
+    pub(crate) recorded_plan: std::sync::OnceLock<Arc<(String, serde_json::Value)>>,
+}
+
+impl LoadedWorkflow {
+    /// The plan's digest and JSON, as a run's start records them.
+    pub(crate) fn recorded_plan(&self) -> Arc<(String, serde_json::Value)> {
+        let made = self
+            .recorded_plan
+            .get_or_init(|| Arc::new((self.plan.digest(), serde_json::to_value(&self.plan).expect("plans serialize"))));
+        Arc::clone(made)
+    }
 }
 
 /// A component that cannot be used.
@@ -291,7 +304,14 @@ impl Runtime {
         }
         let policy = (!workflow.policy.policy.is_empty()).then(|| workflow.policy.policy.clone());
         let plan = plan_of(&workflow, &steps, &tools, policy);
-        Ok(LoadedWorkflow { name: workflow.name.clone(), plan, steps, tools, refused: Vec::new() })
+        Ok(LoadedWorkflow {
+            name: workflow.name.clone(),
+            plan,
+            steps,
+            tools,
+            refused: Vec::new(),
+            recorded_plan: Default::default(),
+        })
     }
 
     /// Loads a recorded plan from component bytes by digest (resume, replay).
@@ -359,7 +379,14 @@ impl Runtime {
             let tools = granted(&s.tools, &tools);
             steps.push(Arc::new(LoadedStep::new(spec, Arc::new(component), tools, compensation, s.dirs.clone())));
         }
-        Ok(LoadedWorkflow { name: plan.workflow.clone(), plan: plan.clone(), steps, tools, refused: Vec::new() })
+        Ok(LoadedWorkflow {
+            name: plan.workflow.clone(),
+            plan: plan.clone(),
+            steps,
+            tools,
+            refused: Vec::new(),
+            recorded_plan: Default::default(),
+        })
     }
 }
 

@@ -132,10 +132,11 @@ impl Driver {
         lease: &RunLease,
     ) -> Result<RunReport, DriverError> {
         let journal = Arc::new(RunJournal::new(run_id, Arc::clone(&self.store), Chain::new(), lease));
+        let recorded = workflow.recorded_plan();
         journal.record(EventKind::RunStarted {
             workflow: workflow.name.clone(),
-            workflow_digest: workflow.plan.digest(),
-            plan: serde_json::to_value(&workflow.plan).expect("plans serialize"),
+            workflow_digest: recorded.0.clone(),
+            plan: recorded.1.clone(),
             input: input.clone(),
             identity: identity.to_string(),
         });

@@ -33,18 +33,48 @@ pub struct LoadedWorkflow {
     pub tools: BTreeMap<String, Arc<LoadedTool>>,
     /// Grants the workflow declared that the run's identity refused (see [`crate::apply_identity`]).
     pub refused: Vec<String>,
-    /// What every run's start records of `plan`, its digest and its JSON, made on first
-    /// use rather than for every run. Whoever changes `plan` resets it.
-    pub(crate) recorded_plan: std::sync::OnceLock<Arc<(String, serde_json::Value)>>,
+    /// What every run's start records of `plan` and runs by, made on first use rather
+    /// than for every run. Whoever changes `plan` resets it.
+    pub(crate) recorded_plan: std::sync::OnceLock<Arc<RecordedPlan>>,
+}
+
+/// A workflow's plan as its runs start with it.
+pub(crate) struct RecordedPlan {
+    /// Its digest, as `RunStarted` records it.
+    pub(crate) digest: String,
+    /// Its JSON, as `RunStarted` records it.
+    pub(crate) json: serde_json::Value,
+    /// Normalized, as a run's state holds it (shared by every run of the workflow).
+    pub(crate) normalized: Arc<tether_types::plan::Plan>,
+    /// Its expressions compiled (`None` if one does not compile: each run reports it).
+    pub(crate) flow: Option<Arc<tether_types::next::Flow>>,
 }
 
 impl LoadedWorkflow {
-    /// The plan's digest and JSON, as a run's start records them.
-    pub(crate) fn recorded_plan(&self) -> Arc<(String, serde_json::Value)> {
-        let made = self
-            .recorded_plan
-            .get_or_init(|| Arc::new((self.plan.digest(), serde_json::to_value(&self.plan).expect("plans serialize"))));
+    /// The plan as a run's start records it and its state holds it.
+    pub(crate) fn recorded_plan(&self) -> Arc<RecordedPlan> {
+        let made = self.recorded_plan.get_or_init(|| {
+            let mut normalized = self.plan.clone();
+            normalized.normalize();
+            Arc::new(RecordedPlan {
+                digest: self.plan.digest(),
+                json: serde_json::to_value(&self.plan).expect("plans serialize"),
+                flow: tether_types::next::Flow::compile(&normalized).ok().map(Arc::new),
+                normalized: Arc::new(normalized),
+            })
+        });
         Arc::clone(made)
+    }
+
+    /// The compiled expressions of `plan`, if it is this workflow's own as its runs start
+    /// with it (a resumed run's plan, read from its journal, is compiled anew).
+    pub(crate) fn flow_of(&self, plan: &Arc<tether_types::plan::Plan>) -> Option<Arc<tether_types::next::Flow>> {
+        let recorded = self.recorded_plan.get()?;
+        if Arc::ptr_eq(&recorded.normalized, plan) {
+            recorded.flow.clone()
+        } else {
+            None
+        }
     }
 }
 

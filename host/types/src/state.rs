@@ -202,7 +202,7 @@ pub struct Compensating {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunState {
     /// The plan it is tied to.
-    pub plan: Plan,
+    pub plan: std::sync::Arc<Plan>,
     /// Its input.
     pub input: Value,
     /// Who started it.
@@ -299,9 +299,9 @@ impl RunState {
     }
 
     /// The state of a run that has just started.
-    pub fn new(plan: Plan, input: Value, identity: String) -> RunState {
+    pub fn new(plan: impl Into<std::sync::Arc<Plan>>, input: Value, identity: String) -> RunState {
         RunState {
-            plan,
+            plan: plan.into(),
             input,
             identity,
             instances: BTreeMap::new(),

@@ -135,8 +135,8 @@ impl Driver {
         let recorded = workflow.recorded_plan();
         journal.record(EventKind::RunStarted {
             workflow: workflow.name.clone(),
-            workflow_digest: recorded.0.clone(),
-            plan: recorded.1.clone(),
+            workflow_digest: recorded.digest.clone(),
+            plan: recorded.json.clone(),
             input: input.clone(),
             identity: identity.to_string(),
         });
@@ -154,9 +154,7 @@ impl Driver {
         if let Some(e) = journal.oversized() {
             return Err(start_error(e, input_bytes));
         }
-        let mut plan = workflow.plan.clone();
-        plan.normalize();
-        let mut state = RunState::new(plan, input, identity.to_string());
+        let mut state = RunState::new(Arc::clone(&recorded.normalized), input, identity.to_string());
         for (seq, kind) in journal.take_recorded().into_iter().skip(1) {
             state.apply(seq, &kind).map_err(|reason| DriverError::Load(format!("event {seq}: {reason}")))?;
         }

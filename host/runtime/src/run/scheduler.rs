@@ -52,7 +52,7 @@ pub(crate) struct Scheduler<'a, P> {
     workflow: &'a LoadedWorkflow,
     journal: Arc<RunJournal>,
     state: RunState,
-    flow: Flow,
+    flow: Arc<Flow>,
     running: JoinSet<Finished>,
     busy: HashSet<String>,
     /// Set when a run budget ran out: the key that could not start, and what ran out.
@@ -85,7 +85,10 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         state: RunState,
         progress: P,
     ) -> Result<Self, DriverError> {
-        let flow = Flow::compile(&state.plan).map_err(DriverError::Load)?;
+        let flow = match workflow.flow_of(&state.plan) {
+            Some(flow) => flow,
+            None => Arc::new(Flow::compile(&state.plan).map_err(DriverError::Load)?),
+        };
         Ok(Scheduler {
             engine,
             workflow,

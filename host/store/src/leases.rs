@@ -200,7 +200,7 @@ pub(crate) fn push_appends(q: &mut QueryBuilder<Sqlite>, appends: &[&Append], be
                 .push_bind(e.seq as i64)
                 .push_bind(e.at_us as i64)
                 .push_bind(e.kind)
-                .push_bind(e.payload.as_str())
+                .push_bind(std::sync::Arc::clone(&e.payload))
                 .push_bind(e.hash.as_str())
                 .push_bind(a.fence.owner.as_str())
                 .push_bind(a.fence.epoch as i64);

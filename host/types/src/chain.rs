@@ -36,8 +36,9 @@ pub struct SealedEvent {
     pub at_us: u64,
     /// `EventKind::name`.
     pub kind: &'static str,
-    /// The JSON payload, exactly as hashed.
-    pub payload: String,
+    /// The JSON payload, exactly as hashed. Shared, and exactly as long as it is: it
+    /// waits in memory until its commit and is bound to the INSERT without a copy.
+    pub payload: std::sync::Arc<str>,
     /// The chain hash.
     pub hash: String,
     /// What the event does to the run index, applied with it.
@@ -67,6 +68,7 @@ impl Chain {
         let hash = chain_hash(&self.prev_hash, seq, at_us, &payload);
         self.next_seq += 1;
         self.prev_hash.clone_from(&hash);
+        let payload = std::sync::Arc::from(payload);
         SealedEvent { seq, at_us, kind: kind.name(), payload, hash, index: crate::run_index::IndexChange::of(kind) }
     }
 }
@@ -165,7 +167,13 @@ mod tests {
             .enumerate()
             .map(|(i, k)| {
                 let s = chain.seal(k, 1000 + i as u64);
-                StoredEvent { seq: s.seq, at_us: s.at_us, kind: s.kind.into(), payload: s.payload, hash: s.hash }
+                StoredEvent {
+                    seq: s.seq,
+                    at_us: s.at_us,
+                    kind: s.kind.into(),
+                    payload: s.payload.to_string(),
+                    hash: s.hash,
+                }
             })
             .collect()
     }

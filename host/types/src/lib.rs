@@ -5,6 +5,7 @@
 pub mod autonomy;
 pub mod budget;
 pub mod chain;
+pub mod egress;
 pub mod event;
 pub mod expr;
 pub mod failure;

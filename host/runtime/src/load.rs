@@ -364,6 +364,7 @@ impl Runtime {
                 budget: t.budget,
                 dirs: Vec::new(),
                 env: t.env.clone(),
+                http: t.http.clone(),
             };
             tools.insert(name.clone(), Arc::new(LoadedTool::new(spec, Arc::new(component), t.dirs.clone())));
         }
@@ -405,6 +406,7 @@ impl Runtime {
                 approval: None,
                 dirs: Vec::new(),
                 env: s.env.clone(),
+                http: s.http.clone(),
             };
             let tools = granted(&s.tools, &tools);
             steps.push(Arc::new(LoadedStep::new(spec, Arc::new(component), tools, compensation, s.dirs.clone())));
@@ -463,6 +465,7 @@ fn plan_of(
             budget: t.spec.budget,
             dirs: t.dirs.clone(),
             env: t.spec.env.clone(),
+            http: t.spec.http.clone(),
         };
         (n.clone(), tool)
     });

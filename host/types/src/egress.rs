@@ -257,6 +257,70 @@ impl HttpGrant {
     }
 }
 
+/// A request as the grants see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// Its method, as the guest wrote it.
+    pub method: &'a str,
+    /// Where it goes.
+    pub target: &'a Target,
+    /// The URL's path, without its query.
+    pub path: &'a str,
+}
+
+impl Request<'_> {
+    /// The grant that would allow this request, written as a manifest or policy takes it.
+    pub fn grant_for_it(&self) -> String {
+        let first = self.path.split('/').find(|s| !s.is_empty());
+        let path = first.map(|seg| format!(", path = \"/{seg}\"")).unwrap_or_default();
+        format!("{{ url = \"{}\", methods = [\"{}\"]{path} }}", self.target, self.method.to_ascii_uppercase())
+    }
+}
+
+impl fmt::Display for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}{}", self.method.to_ascii_uppercase(), self.target, self.path)
+    }
+}
+
+/// Whether `request` may leave the host: the step or tool (`whose`) must ask for it, and
+/// when the run's policy has identities, its identity must be granted it too. The error
+/// names the request and the grant that would allow it, and where to write it.
+pub fn check_request(
+    request: Request<'_>,
+    whose: &str,
+    asked: &[HttpGrant],
+    identity: Option<(&str, &[HttpGrant])>,
+) -> Result<(), String> {
+    let allows = |g: &HttpGrant| g.allows(request.method, request.target, request.path);
+    if !asked.iter().any(allows) {
+        return Err(format!(
+            "{request} is not among the requests {whose} asks for; to allow it, add http = [{}] to {whose}",
+            request.grant_for_it()
+        ));
+    }
+    if let Some((name, granted)) = identity {
+        if !granted.iter().any(allows) {
+            return Err(format!(
+                "{request}: identity `{name}` is not granted it; to allow it, add http = [{}] under \
+                 [identities.{name}] in the policy",
+                request.grant_for_it()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The networks outside the public internet that the grants allowing `request` name
+/// explicitly (their destination's host is an address or a block).
+pub fn named_networks(request: Request<'_>, grants: &[HttpGrant]) -> Vec<IpNet> {
+    grants
+        .iter()
+        .filter(|g| g.allows(request.method, request.target, request.path))
+        .filter_map(|g| g.url.network())
+        .collect()
+}
+
 /// `HOST[:PORT]` apart, with IPv6 literals in brackets (`[::1]:8080`).
 fn split_host_port(rest: &str) -> Result<(String, Option<&str>), String> {
     if let Some(inner) = rest.strip_prefix('[') {

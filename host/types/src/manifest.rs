@@ -45,7 +45,7 @@ mod source;
 pub use policy::ParsedPolicy;
 pub use source::{ManifestError, ManifestErrors};
 
-use checks::{check_budget, check_dirs, check_env, component_ref, step_only_field};
+use checks::{check_budget, check_dirs, check_env, check_http, component_ref, step_only_field};
 use raw::{RawCompensate, RawWorkflow};
 use source::{toml_hint, Source};
 
@@ -131,6 +131,8 @@ pub struct ToolSpec {
     pub dirs: Vec<DirSpec>,
     /// Environment variables the tool may read (when its identity is granted them).
     pub env: Vec<String>,
+    /// Outbound HTTP the tool asks for (allowed where its identity is granted it too).
+    pub http: Vec<crate::egress::HttpGrant>,
 }
 
 /// A host directory granted to a tool, as written.
@@ -167,6 +169,8 @@ pub struct StepSpec {
     pub dirs: Vec<DirSpec>,
     /// Environment variables the step may read (when its identity is granted them).
     pub env: Vec<String>,
+    /// Outbound HTTP the step asks for (allowed where its identity is granted it too).
+    pub http: Vec<crate::egress::HttpGrant>,
     /// The gate its output must pass, if any.
     pub approval: Option<StepApproval>,
 }
@@ -272,9 +276,10 @@ impl Workflow {
             let component = component_ref(&tool.component, &mut err);
             let dirs = check_dirs(&tool.dirs, &mut err);
             let env = check_env(&tool.env, &mut err);
+            let http = check_http(&tool.http, &format!("tool `{}`", name.get_ref()), &mut err);
             tools.insert(
                 name.get_ref().clone(),
-                ToolSpec { name: name.get_ref().clone(), component, budget, dirs, env },
+                ToolSpec { name: name.get_ref().clone(), component, budget, dirs, env, http },
             );
         }
 
@@ -386,6 +391,7 @@ impl Workflow {
                 approval,
                 dirs: check_dirs(&step.dirs, &mut err),
                 env: check_env(&step.env, &mut err),
+                http: check_http(&step.http, &format!("step `{name}`"), &mut err),
                 compensate,
                 retry,
                 name: name.clone(),

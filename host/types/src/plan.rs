@@ -134,6 +134,9 @@ pub struct PlanStep {
     /// Environment variables it asks for (given only if the run's identity is granted them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
+    /// Outbound HTTP it asks for (allowed only where the run's identity is granted it too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<crate::egress::HttpGrant>,
     /// The gate its output must pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<PlanApproval>,
@@ -162,6 +165,9 @@ pub struct PlanTool {
     /// Environment variables it asks for (given only if the run's identity is granted them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
+    /// Outbound HTTP it asks for (allowed only where the run's identity is granted it too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<crate::egress::HttpGrant>,
 }
 
 /// A host directory made visible to a component.

@@ -40,6 +40,9 @@ pub struct IdentityGrants {
     /// Environment variables its steps and tools may read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvGrant>,
+    /// Outbound HTTP its steps and tools may make (each also only where it asks for it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<crate::egress::HttpGrant>,
     /// The most any one step attempt may use, whatever the workflow asks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetCeiling>,

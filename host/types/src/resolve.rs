@@ -70,6 +70,7 @@ pub fn plan_of(
                     compensate: resolved.compensate,
                     dirs: resolved.dirs,
                     env: spec.env.clone(),
+                    http: spec.http.clone(),
                     approval: spec
                         .approval
                         .as_ref()

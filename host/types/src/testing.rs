@@ -38,8 +38,13 @@ pub(crate) fn plan(toml: &str) -> Plan {
         dirs: Vec::new(),
     };
     let tools = wf.tools.iter().map(|(n, t)| {
-        let tool =
-            PlanTool { component: t.component.path.clone(), budget: t.budget, dirs: Vec::new(), env: t.env.clone() };
+        let tool = PlanTool {
+            component: t.component.path.clone(),
+            budget: t.budget,
+            dirs: Vec::new(),
+            env: t.env.clone(),
+            http: t.http.clone(),
+        };
         (n.clone(), tool)
     });
     plan_of(&wf, policy, resolved, tools)

@@ -182,3 +182,41 @@ fn a_bad_grant_says_what_is_wrong() {
     let e = toml::from_str::<HttpGrant>("url = \"a.test\"\n").unwrap_err();
     assert!(e.to_string().contains("SCHEME://HOST"), "{e}");
 }
+
+#[test]
+fn a_request_needs_the_steps_ask_and_the_identitys_grant_and_a_refusal_says_which() {
+    let t = target("https://api.pay.test");
+    let post = Request { method: "post", target: &t, path: "/v1/refunds" };
+    let asked = [grant("url = \"https://api.pay.test\"\nmethods = [\"POST\"]\npath = \"/v1\"\n")];
+    let granted = [grant("url = \"https://*.pay.test\"\n")];
+    assert!(check_request(post, "step `pay`", &asked, None).is_ok(), "no identities: the ask is enough");
+    assert!(check_request(post, "step `pay`", &asked, Some(("bot", &granted))).is_ok());
+    let e = check_request(post, "step `pay`", &asked, Some(("intern", &[]))).unwrap_err();
+    assert!(e.starts_with("POST https://api.pay.test/v1/refunds: identity `intern` is not granted it"), "{e}");
+    assert!(
+        e.contains(r#"add http = [{ url = "https://api.pay.test", methods = ["POST"], path = "/v1" }] under [identities.intern]"#),
+        "{e}"
+    );
+    let get = Request { method: "GET", target: &t, path: "/v1/refunds" };
+    let e = check_request(get, "step `pay`", &asked, Some(("bot", &granted))).unwrap_err();
+    assert!(e.contains("is not among the requests step `pay` asks for"), "{e}");
+    assert!(e.contains(r#"methods = ["GET"]"#) && e.ends_with("to step `pay`"), "{e}");
+    let other = target("http://127.0.0.1:9000");
+    let root = Request { method: "GET", target: &other, path: "/" };
+    let e = check_request(root, "tool `lookup`", &[], None).unwrap_err();
+    assert!(e.contains(r#"{ url = "http://127.0.0.1:9000", methods = ["GET"] }"#), "{e}");
+}
+
+#[test]
+fn only_the_grants_that_allow_a_request_lend_it_their_networks() {
+    let t = target("http://127.0.0.1:9000");
+    let grants = [
+        grant("url = \"http://127.0.0.1:9000\"\nmethods = [\"GET\"]\n"),
+        grant("url = \"http://10.0.0.0/8:9000\"\n"),
+        grant("url = \"http://api.test:9000\"\n"),
+    ];
+    let get = Request { method: "GET", target: &t, path: "/x" };
+    assert_eq!(named_networks(get, &grants), vec!["127.0.0.1/32".parse::<IpNet>().unwrap()]);
+    let post = Request { method: "POST", target: &t, path: "/x" };
+    assert!(named_networks(post, &grants).is_empty(), "the GET-only grant does not lend its address to a POST");
+}

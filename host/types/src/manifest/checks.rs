@@ -40,6 +40,35 @@ pub(super) fn check_env(
     env.iter().map(|e| e.get_ref().clone()).collect()
 }
 
+/// The outbound HTTP a step, tool or identity lists: each a destination's text, or a
+/// table with `url`, `methods` and `path`.
+pub(super) fn check_http(
+    http: &[Spanned<toml::Value>],
+    whose: &str,
+    err: &mut impl FnMut(Range<usize>, String, Option<&str>),
+) -> Vec<crate::egress::HttpGrant> {
+    const HINT: &str = "for example http = [\"https://api.example.com\"], or \
+                        [{ url = \"https://api.example.com\", methods = [\"GET\"], path = \"/v1\" }]";
+    let mut grants = Vec::new();
+    for h in http {
+        let grant = match h.get_ref() {
+            toml::Value::String(text) => {
+                text.parse().map(|url| crate::egress::HttpGrant { url, methods: Vec::new(), path: None })
+            }
+            toml::Value::Table(_) => h.get_ref().clone().try_into::<crate::egress::HttpGrant>().map_err(|e| {
+                e.to_string().lines().next().unwrap_or_default().trim_start_matches("TOML parse error: ").to_string()
+            }),
+            _ => Err("an `http` entry is a destination or a table".to_string()),
+        }
+        .and_then(|g| g.check().map(|()| g));
+        match grant {
+            Ok(g) => grants.push(g),
+            Err(m) => err(h.span(), format!("{whose} `http`: {m}"), Some(HINT)),
+        }
+    }
+    grants
+}
+
 pub(super) fn component_ref(
     c: &Spanned<String>,
     err: &mut impl FnMut(Range<usize>, String, Option<&str>),

@@ -60,6 +60,8 @@ struct RawIdentity {
     #[serde(default)]
     env: Vec<Spanned<RawEnv>>,
     #[serde(default)]
+    http: Vec<Spanned<toml::Value>>,
+    #[serde(default)]
     budget: Option<Spanned<BudgetSpec>>,
     #[serde(default)]
     approves: Vec<String>,
@@ -217,10 +219,12 @@ pub(super) fn check(raw: &RawPolicy, source: &Source, errors: &mut Vec<ManifestE
                 tool_calls: spec.tool_calls,
             }
         });
+        let http = super::checks::check_http(&id.http, &format!("identity `{}`", name.get_ref()), &mut err);
         let grants = IdentityGrants {
             tools: id.tools.clone(),
             dirs: id.dirs.iter().map(|d| DirAccess { host: d.host.clone(), write: d.write }).collect(),
             env,
+            http,
             budget,
             approves: id.approves.clone(),
         };

@@ -85,6 +85,8 @@ pub(super) struct RawTool {
     pub(super) dirs: Vec<Spanned<DirSpec>>,
     #[serde(default)]
     pub(super) env: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) http: Vec<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +121,8 @@ pub(super) struct RawStep {
     pub(super) dirs: Vec<Spanned<DirSpec>>,
     #[serde(default)]
     pub(super) env: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) http: Vec<Spanned<toml::Value>>,
     #[serde(default)]
     pub(super) approval: Option<RawApproval>,
 }

@@ -388,3 +388,55 @@ fn every_problem_in_a_mutated_workflow_comes_with_a_hint() {
     without.dedup();
     assert!(without.is_empty(), "{} messages without a hint:\n{}", without.len(), without.join("\n"));
 }
+
+#[test]
+fn steps_tools_and_identities_ask_for_outbound_http() {
+    let wf = parse(
+        r#"name = "egress"
+[tools.lookup]
+component = "lookup.wasm"
+http = ["https://crm.example.com"]
+
+[[steps]]
+name = "pay"
+component = "pay.wasm"
+http = [{ url = "https://api.pay.test", methods = ["POST"], path = "/v1" }, "http://127.0.0.1:9000"]
+"#,
+    )
+    .unwrap();
+    assert_eq!(wf.tools["lookup"].http[0].url.as_str(), "https://crm.example.com");
+    let pay = &wf.steps[0].http;
+    assert_eq!((pay[0].methods.as_slice(), pay[0].path.as_deref()), (&["POST".to_string()][..], Some("/v1")));
+    assert_eq!(pay[1].url.network(), Some("127.0.0.1/32".parse().unwrap()));
+    let p = parse_policy("[identities.bot]\nhttp = [\"https://*.pay.test\"]\n").unwrap();
+    assert_eq!(p.policy.identities["bot"].http[0].url.as_str(), "https://*.pay.test");
+}
+
+#[test]
+fn bad_outbound_http_is_positioned_with_what_to_write() {
+    let errors = parse(
+        r#"name = "egress"
+[[steps]]
+name = "pay"
+component = "pay.wasm"
+http = ["api.pay.test", { url = "https://a.test", methods = ["get"] }, { url = "https://a.test", verb = "GET" }, 7]
+"#,
+    )
+    .unwrap_err()
+    .join("\n");
+    assert!(
+        errors.contains("wf.toml:5:9: step `pay` `http`: destination `api.pay.test`: write it as SCHEME://HOST"),
+        "{errors}"
+    );
+    assert!(errors.contains("wf.toml:5:25: step `pay` `http`: `get` is not an HTTP method"), "{errors}");
+    assert!(errors.contains("unknown field `verb`"), "{errors}");
+    assert!(errors.contains("an `http` entry is a destination or a table"), "{errors}");
+    assert!(errors.contains("hint: for example http = [\"https://api.example.com\"]"), "{errors}");
+    let policy = parse_policy("[identities.bot]\nhttp = [\"https://api.pay.test/v1\"]\n").unwrap_err().join("\n");
+    assert!(
+        policy.contains(
+            "policy.toml:2:9: identity `bot` `http`: destination `https://api.pay.test/v1`: a destination has no path"
+        ),
+        "{policy}"
+    );
+}

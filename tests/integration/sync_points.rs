@@ -62,3 +62,53 @@ fn a_kill_just_before_or_just_after_any_sync_point_pays_once() {
     // The payment before and after it runs, the end: at least three syncs.
     assert!(killed >= 6, "only {killed} kills landed at sync points");
 }
+
+/// The CLI names a run as started ("resume it with ...") only once its start is durable,
+/// and only while it goes on: a run that ends in the same commit as its start is named by
+/// its report alone.
+#[test]
+fn a_run_is_named_started_only_once_its_start_is_durable() {
+    use std::io::{BufRead, BufReader};
+    let dir = crate::support::fresh_dir("named-started");
+    let db = dir.join("journal.db");
+    let wf = dir.join("slow.toml");
+    let text = format!(
+        "name = \"slow\"\n[[steps]]\nname = \"nap\"\ncomponent = {:?}\nbudget = {{ wall_time = \"30s\" }}\n",
+        tether_tests::artifacts::HOSTILE
+    );
+    std::fs::write(&wf, text).unwrap();
+    let wf = wf.display().to_string();
+
+    // Slow: the line comes while the step still sleeps, and the start is in the journal.
+    let input = json!({"mode": "sleep", "ms": 1500}).to_string();
+    let mut child = tether_cmd(&db)
+        .args(["run", &wf, "--input", &input, "--run-id", "run_slow"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut named = false;
+    // Read to the end: a closed pipe would fail the run's later output.
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if !named && line.contains("run run_slow started (resume it with `tether resume run_slow`") {
+            named = true;
+            assert!(child.try_wait().unwrap().is_none(), "named only after the run ended");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let path = db.display().to_string();
+            let durable = rt.block_on(tether_store::testing::try_count_events(&path, "run_slow", "run_started"));
+            assert_eq!(durable, Some(1), "named before its start was durable");
+        }
+    }
+    assert!(named, "a run that goes on is named as started");
+    assert!(child.wait().unwrap().success());
+
+    // Fast: one commit, and no "started" line; the report names the run.
+    let fast = json!({"mode": "sleep", "ms": 0}).to_string();
+    let o = tether_cmd(&db).args(["run", &wf, "--input", &fast, "--run-id", "run_fast"]).output().unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("started"), "{err}");
+    assert!(err.contains("run run_fast completed"), "{err}");
+}

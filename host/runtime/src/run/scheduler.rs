@@ -112,8 +112,9 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         })
     }
 
-    /// A new run: its id is given out (`Progress::RunStarted`) once its start is durable,
-    /// which a fast run's is only at its end.
+    /// A new run: its id is given out (`Progress::RunStarted`) once its start is durable
+    /// while the run goes on. A fast run's start is durable only with its end, and then
+    /// its report names it instead.
     pub(crate) fn announcing_start(mut self) -> Self {
         self.announce = true;
         self
@@ -438,8 +439,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         self.state.plan.run_budget.raised(&self.state.raises)
     }
 
-    fn report(mut self, status: RunStatus, output: Value, error: Option<RunError>) -> RunReport {
-        self.announce();
+    fn report(self, status: RunStatus, output: Value, error: Option<RunError>) -> RunReport {
         let totals = RunReport::totals_of(&self.reports, self.started.elapsed().as_micros() as u64);
         RunReport {
             run_id: self.journal.run_id.clone(),

@@ -16,7 +16,9 @@ use crate::step::LoadedStep;
 
 /// Progress of a run, for display.
 pub enum Progress<'a> {
-    /// The run's start is durable: from now on it can be resumed.
+    /// The run's start is durable and the run goes on: from now on it can be resumed.
+    /// Not given for a run whose start became durable only with its end (its report
+    /// names it).
     RunStarted {
         /// The run.
         run_id: &'a str,

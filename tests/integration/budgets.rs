@@ -63,6 +63,9 @@ fn a_usage_budget_pauses_the_run_and_a_raise_lets_it_finish() {
     let (code, again) = tether_json(&db, &["resume", &run, "--json"]);
     assert_eq!(code, Some(3), "{again}");
     assert!(!again["error"]["message"].as_str().unwrap().contains("tether"), "the report names no command: {again}");
+    // Scripts get the same next step as a field.
+    assert_eq!(again["next"]["what"], "raise it", "{again}");
+    assert_eq!(again["next"]["command"], format!("tether resume {run} --budget tokens=+N"), "{again}");
     let ev = events(&db, &run);
     assert_eq!(count(&ev, "run_paused"), 3, "each resume without a raise pauses again");
     assert_eq!(count(&ev, "step_attempt_started"), 2, "no new attempt without budget");
@@ -71,6 +74,7 @@ fn a_usage_budget_pauses_the_run_and_a_raise_lets_it_finish() {
     let (code, done) = tether_json(&db, &["resume", &run, "--budget", "tokens=+100", "--json"]);
     assert_eq!(code, Some(0), "{done}");
     assert_eq!(done["status"], "completed");
+    assert!(done.get("next").is_none(), "a run that ended has nothing next: {done}");
     let ev = events(&db, &run);
     let raised = ev.iter().find(|e| e["type"] == "budget_raised").unwrap();
     assert_eq!((raised["metric"].as_str(), raised["by"].as_f64()), (Some("tokens"), Some(100.0)));

@@ -187,6 +187,10 @@ fn each_verdict_is_journaled_with_its_rule_and_a_denied_call_reaches_the_guest()
     let (code, report) = r.run(1500.0, &[]);
     assert_eq!(code, Some(3), "{report}");
     assert_eq!(report["status"], "waiting");
+    assert_eq!(
+        (report["next"]["what"].as_str(), report["next"]["command"].as_str()),
+        (Some("decide"), Some("tether inbox"))
+    );
     let events = r.events(&run_id(&report));
     let v = tool_verdicts(&events);
     assert_eq!((v[0]["verdict"].as_str(), v[0]["gate"].as_str()), (Some("require_approval"), Some("large-payment")));

@@ -76,27 +76,51 @@ pub(crate) fn progress(out: &OutputArgs, total: usize) -> impl FnMut(Progress<'_
 /// including those run by an earlier process), with the command that continues a run
 /// that stopped for more; the exit code its status implies.
 pub(crate) async fn print_report(app: &App, report: &RunReport, out: &OutputArgs) -> Result<ExitCode, Failure> {
+    let next = next_step(app, report).await?;
     if out.json {
-        println!("{}", crate::output::json(report));
+        // Scripts get what a person reads after the summary: `next` names the command that
+        // continues a run that stopped for more (absent once the run ended).
+        let mut value = serde_json::to_value(report).expect("reports serialize");
+        if let (Some(next), Some(object)) = (next, value.as_object_mut()) {
+            object.insert("next".into(), serde_json::json!({ "what": next.what, "command": next.command }));
+        }
+        println!("{}", crate::output::json(&value));
     } else {
         output::run_summary(report);
-        let run = &report.run_id;
-        match report.status {
-            RunStatus::Waiting => {
-                eprintln!("  decide: `tether inbox`, then `tether approve {run} GATE --as NAME` (or reject)")
-            }
-            RunStatus::Paused => {
-                let view = app.show(run).await?;
-                let metric = view.paused.map_or_else(|| "METRIC".to_string(), |p| p.exceeded);
-                eprintln!("  raise it: `tether resume {run} --budget {metric}=+N`");
-            }
-            _ => {}
+        if let Some(next) = next {
+            eprintln!("  {}", next.line);
         }
     }
     Ok(match report.status {
         RunStatus::Completed | RunStatus::Skipped => ExitCode::SUCCESS,
         RunStatus::Failed | RunStatus::Compensated | RunStatus::CompensationFailed => ExitCode::from(1),
         RunStatus::Paused | RunStatus::Waiting => ExitCode::from(3),
+    })
+}
+
+/// What continues a run that stopped for more: what to do, the command that does it, and
+/// the line a person reads.
+struct Next {
+    what: &'static str,
+    command: String,
+    line: String,
+}
+
+async fn next_step(app: &App, report: &RunReport) -> Result<Option<Next>, Failure> {
+    let run = &report.run_id;
+    Ok(match report.status {
+        RunStatus::Waiting => Some(Next {
+            what: "decide",
+            command: "tether inbox".into(),
+            line: format!("decide: `tether inbox`, then `tether approve {run} GATE --as NAME` (or reject)"),
+        }),
+        RunStatus::Paused => {
+            let view = app.show(run).await?;
+            let metric = view.paused.map_or_else(|| "METRIC".to_string(), |p| p.exceeded);
+            let command = format!("tether resume {run} --budget {metric}=+N");
+            Some(Next { what: "raise it", line: format!("raise it: `{command}`"), command })
+        }
+        _ => None,
     })
 }
 

@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde_json::json;
 use tether_runtime::{Driver, LoadedWorkflow, Runtime, RuntimeConfig};
 use tether_store::{Durability, SqliteStore, StoreConfig};
-use tether_tests::{artifacts, cache_dir, repo_root};
+use tether_tests::{artifacts, cache_dir, peak_rss_mib, repo_root};
 use tether_types::{RunId, Workflow};
 
 const ROUNDS: usize = 5;
@@ -134,17 +134,6 @@ fn latency_without_journal(runtime: &Runtime, wf: &Arc<LoadedWorkflow>) {
         .collect();
     lat.sort_by(f64::total_cmp);
     println!("  for reference, the same 10 steps without a journal: median {:.2} ms", pct(&lat, 0.5));
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {

@@ -21,7 +21,7 @@ use std::time::Instant;
 use serde_json::json;
 use tether_runtime::{Driver, Runtime, RuntimeConfig};
 use tether_store::{Durability, SqliteStore, StoreConfig};
-use tether_tests::{artifacts, cache_dir, repo_root};
+use tether_tests::{artifacts, cache_dir, peak_rss_mib, repo_root};
 use tether_types::{RunId, Workflow};
 
 /// Counts every allocation this process makes (all threads: the writer's work counts).
@@ -150,17 +150,6 @@ fn in_flight(runtime: &Runtime, wf: &Arc<tether_runtime::LoadedWorkflow>, db: &P
             resident_by_mapping();
         }
     });
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
 }
 
 /// The largest resident mappings now, from /proc/self/smaps (`PROFILE_MAPS=1`).

@@ -79,6 +79,45 @@ fn two_resumes_of_one_run_started_together_execute_it_once() {
     );
 }
 
+/// Two processes started with one new run id at once. A run's start is not synced on its
+/// own (it goes with the run's first batch), so both may do pure work; the first append
+/// decides, and it always comes before the payment tool runs. Exactly one executes the
+/// run and pays; the other is told the run exists (2) or is being executed (4).
+#[test]
+fn two_starts_of_one_new_run_id_execute_it_once() {
+    let r = Refund::new("race-starts", "false", POLICY);
+    let input = json!({"order_id": "A-1", "amount": 30.0, "reason": "arrived damaged"}).to_string();
+    let wf = r.workflow();
+    let (mut exists, mut busy) = (0, 0);
+    for i in 0..trials() {
+        let run = format!("run_two-starts-{i}");
+        let args = ["run", wf.as_str(), "--input", input.as_str(), "--run-id", run.as_str(), "--json"];
+        let a = spawn(&r, &args);
+        let b = spawn(&r, &args);
+        let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+        let mut finished = 0;
+        for o in &outs {
+            match code(o) {
+                Some(0) => finished += 1,
+                Some(2) => {
+                    exists += 1;
+                    assert!(stderr(o).contains(&format!("run {run} already exists")), "{}", stderr(o));
+                }
+                Some(4) => {
+                    busy += 1;
+                    assert!(stderr(o).contains("is being executed by another host"), "{}", stderr(o));
+                }
+                other => panic!("start of {run} exited {other:?}: {}", stderr(o)),
+            }
+        }
+        assert_eq!(finished, 1, "run {run}: exactly one start executes it");
+        let events = assert_paid_once(&r, &run);
+        assert_eq!(of_type(&events, "run_started").len(), 1, "run {run}: one start in the journal");
+        assert_eq!(of_type(&events, "run_completed").len(), 1, "run {run}");
+    }
+    eprintln!("{} trials: the second start was told the run exists {exists} times, busy {busy} times", trials());
+}
+
 #[test]
 fn a_decision_racing_a_resume_continues_the_run_once() {
     let r = Refund::new("race-approve-resume", "output.amount > 100.0", POLICY);

@@ -30,3 +30,15 @@ pub fn runtime() -> &'static Runtime {
             .expect("the runtime starts")
     })
 }
+
+/// This process's peak resident memory so far (VmHWM), in MiB; 0 where /proc is absent.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}

@@ -172,19 +172,21 @@ impl RunJournal {
     /// Makes everything recorded so far durable, and waits for it: call it before
     /// anything that depends on the journal leaves the host.
     pub(crate) async fn sync(&self) -> Result<(), StoreError> {
-        crash_point::reached(crash_point::Side::Before);
-        self.append(false, true).await?;
-        self.wait_durable().await?;
-        crash_point::reached(crash_point::Side::After);
-        Ok(())
+        self.durable(false).await
     }
 
     /// Makes everything recorded so far durable and gives the run's lease up in the same
     /// commit, and waits for it: the run stops here (it ended, waits for a human, or is
     /// paused).
     pub(crate) async fn flush_final(&self) -> Result<(), StoreError> {
+        self.durable(true).await
+    }
+
+    /// Hands everything recorded to the store now (giving the lease up with it if `last`)
+    /// and waits until all of it is durable: a sync point, where a test may crash the host.
+    async fn durable(&self, last: bool) -> Result<(), StoreError> {
         crash_point::reached(crash_point::Side::Before);
-        self.append(true, true).await?;
+        self.append(last, true).await?;
         self.wait_durable().await?;
         crash_point::reached(crash_point::Side::After);
         Ok(())

@@ -10,6 +10,7 @@
 
 pub(crate) mod call_tool;
 pub(crate) mod checkpoint;
+pub(crate) mod egress;
 pub(crate) mod grants;
 pub(crate) mod served;
 pub(crate) mod tool;

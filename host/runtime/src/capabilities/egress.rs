@@ -89,6 +89,89 @@ async fn resolve(target: &Target, deadline: Instant) -> Result<Vec<SocketAddr>, 
     }
 }
 
+/// A request, whole: what the journal records and the guest sent.
+#[derive(Clone, Debug)]
+pub(crate) struct Exchange {
+    /// Its method.
+    pub(crate) method: http::Method,
+    /// Where it goes.
+    pub(crate) target: Target,
+    /// Path and query.
+    pub(crate) path_and_query: String,
+    /// Its headers (the host adds `host`, and credentials, when sending).
+    pub(crate) headers: http::HeaderMap,
+    /// Its body.
+    pub(crate) body: bytes::Bytes,
+}
+
+/// A response, whole, read up to a cap.
+#[derive(Clone, Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: bytes::Bytes,
+}
+
+/// Why an exchange failed after the connection was made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExchangeError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{target}: {reason}")]
+    Http { target: String, reason: String },
+    #[error("{target}: the response body passed its cap of {cap} bytes")]
+    TooLarge { target: String, cap: usize },
+    #[error("{target}: no answer within what is left of the attempt's wall time")]
+    Timeout { target: String },
+}
+
+/// Sends `exchange` over a checked connection (plain HTTP/1.1 here) and reads the whole
+/// answer, at most `cap` body bytes, before `deadline`. Redirects are answers like any
+/// other: the guest sees the 3xx.
+pub(crate) async fn send(
+    exchange: &Exchange,
+    networks: &[IpNet],
+    deadline: Instant,
+    cap: usize,
+) -> Result<Answer, ExchangeError> {
+    use http_body_util::{BodyExt, Full, Limited};
+    let target = exchange.target.to_string();
+    let http_err = |e: &dyn std::fmt::Display| ExchangeError::Http { target: target.clone(), reason: e.to_string() };
+    let timeout = |_| ExchangeError::Timeout { target: target.clone() };
+    let connected = connect(&exchange.target, networks, deadline).await?;
+    let io = wasmtime_wasi_http::io::TokioIo::new(connected.stream);
+    let (mut sender, conn) = tokio::time::timeout_at(deadline, hyper::client::conn::http1::handshake(io))
+        .await
+        .map_err(timeout)?
+        .map_err(|e| http_err(&e))?;
+    let driver = tokio::spawn(conn);
+    let mut request = http::Request::builder().method(exchange.method.clone()).uri(exchange.path_and_query.as_str());
+    for (name, value) in &exchange.headers {
+        request = request.header(name, value);
+    }
+    let host = match exchange.target.port == exchange.target.scheme.default_port() {
+        true => exchange.target.host.clone(),
+        false => format!("{}:{}", exchange.target.host, exchange.target.port),
+    };
+    let request =
+        request.header(http::header::HOST, host).body(Full::new(exchange.body.clone())).map_err(|e| http_err(&e))?;
+    let response = tokio::time::timeout_at(deadline, sender.send_request(request))
+        .await
+        .map_err(timeout)?
+        .map_err(|e| http_err(&e))?;
+    let (parts, body) = response.into_parts();
+    let body =
+        tokio::time::timeout_at(deadline, Limited::new(body, cap).collect()).await.map_err(timeout)?.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ExchangeError::TooLarge { target: target.clone(), cap }
+            } else {
+                http_err(&e)
+            }
+        })?;
+    driver.abort();
+    Ok(Answer { status: parts.status.as_u16(), headers: parts.headers, body: body.to_bytes() })
+}
+
 /// A deadline `left` from now.
 pub(crate) fn deadline_in(left: Duration) -> Instant {
     Instant::now() + left

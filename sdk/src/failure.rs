@@ -38,6 +38,10 @@ impl Failure {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(FailureKind::NotFound, message)
     }
+    /// A grant or the host refused the action.
+    pub fn denied(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Denied, message)
+    }
     /// A temporary condition that a retry may clear.
     pub fn transient(message: impl Into<String>) -> Self {
         Self::new(FailureKind::Transient, message)

@@ -86,6 +86,7 @@ compile_error!("tether-sdk: enable exactly one of the features `step` and `tool`
 compile_error!("tether-sdk: enable one of the features `step` (a workflow step) or `tool` (a tool)");
 
 mod failure;
+pub mod http;
 mod log;
 #[cfg(feature = "step")]
 mod step;
@@ -120,6 +121,16 @@ pub mod bindings {
         default_bindings_module: "tether_sdk::bindings",
         pub_export_macro: true,
         export_macro_name: "export_tool_bindings",
+    });
+}
+
+/// Generated `wasi:http` client bindings, for [`http`]. Not part of the stable API.
+#[doc(hidden)]
+pub mod http_bindings {
+    wit_bindgen::generate!({
+        path: "wit-http",
+        world: "tether:http-client/client",
+        generate_all,
     });
 }
 

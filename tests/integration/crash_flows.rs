@@ -5,7 +5,8 @@
 //! 1. A governed refund: identity grants (a directory, a non-secret and a secret
 //!    environment variable) and an approval gate decided by `tether approve`, whose
 //!    process continues the run and is itself killed at times. Some runs are killed right
-//!    after `run_started` is durable (the window where grants were once lost). Resumes
+//!    after `run_started` is durable (the window where grants were once lost), by the
+//!    host's own crash point at its first sync. Resumes
 //!    run WITHOUT `PAYMENTS_URL` in the environment: the value given at start must reach
 //!    the payment anyway. Every payment exactly once.
 //! 2. A saga: a `for_each` of effectful tool calls, a `route`, a step that fails on
@@ -114,8 +115,9 @@ struct RefundCounts {
     kills: u32,
     /// Kills of a host that was still running, in any process.
     landed: u32,
-    /// Submissions killed while still running, with `run_started` durable and the run not
-    /// yet waiting at its gate: the window where grants were once lost.
+    /// Submissions killed right after their first commit, the one that makes `run_started`
+    /// durable (the window where grants were once lost). Here it is also the commit in
+    /// which the run waits at its gate: a run's start goes with its first sync point.
     after_start: u32,
     /// Of those, how many had `run_started` durable but not yet `grants_applied`.
     started_without_grants: u32,
@@ -182,18 +184,22 @@ fn a_governed_refund_killed_anywhere_pays_once_with_the_grants_it_started_with()
         let url = format!("https://pay.example/{i}");
 
         // The submission: killed right after its start is durable, or at a random delay.
-        let child = submit(&run, &url).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        // A run's start is durable with its first sync point (here the commit in which it
+        // waits at its gate), so the host aborts itself right after that commit, as
+        // `kill -9` would (`TETHER_CRASH_AT_SYNC`), before it can report or exit.
         let early = if forcing { c.after_start == 0 } else { rng.below(2) == 0 };
         let running = if early {
-            kill_when(&db, &run, ("run_started", 1), Duration::ZERO, child)
+            let o = submit(&run, &url).env("TETHER_CRASH_AT_SYNC", "1:after").output().unwrap();
+            o.status.code().is_none()
         } else {
+            let child = submit(&run, &url).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
             kill_after(child, Duration::from_millis(rng.below(submit_ms)))
         };
         c.kills += 1;
         c.landed += u32::from(running);
         if running && early {
             let ev = events(&db, &run);
-            if has_event(&ev, "run_started") && !has_event(&ev, "run_waiting") {
+            if has_event(&ev, "run_started") {
                 c.after_start += 1;
                 c.started_without_grants += u32::from(!has_event(&ev, "grants_applied"));
             }

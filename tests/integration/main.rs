@@ -19,6 +19,8 @@ mod first_open;
 mod flow;
 mod governance;
 mod grants;
+mod http;
+mod http_server;
 mod inspect;
 mod journal;
 mod languages;

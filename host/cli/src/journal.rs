@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tether_app::AppError;
 use tether_types::event::{Event, EventKind, HostRead, ToolResult};
+use tether_types::exchange::HttpOutcome;
 use tether_types::store::RunIndexStatus;
 use tether_types::RunId;
 
@@ -148,6 +149,19 @@ fn detail(e: &Event) -> String {
                 }
             };
             format!("call {call}: {tool} -> {verdict}; fuel {}, {}", fuel(*f), micros(*wall_us))
+        }
+        EventKind::HttpExchanged { at, request, outcome, wall_us, .. } => {
+            let answer = match outcome {
+                HttpOutcome::Answer { status, body, .. } => format!("{status}, {} bytes", body.bytes),
+                HttpOutcome::Failed { error, message } => format!("{}: {message}", error.as_str()),
+            };
+            let key = request.headers.iter().find(|(n, _)| n == "idempotency-key");
+            let key = key.map(|(_, k)| format!(" (key {k})")).unwrap_or_default();
+            let credential = request.credential.as_deref().map(|c| format!(" with {c}")).unwrap_or_default();
+            format!("{at}: {} {}{key}{credential} -> {answer}; {}", request.method, request.url, micros(*wall_us))
+        }
+        EventKind::HttpSending { at, method, url, .. } => {
+            format!("{at}: {method} {url} leaving without an idempotency key")
         }
         EventKind::HostRead { read, .. } => match read {
             HostRead::WallClock { nanos } => format!("wall clock {nanos} ns"),

@@ -124,7 +124,8 @@ pub(crate) fn async_runtime() -> Result<Rt, Failure> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
-        .enable_time()
+        // Time for budgets and backoffs; I/O for outbound HTTP.
+        .enable_all()
         .build()
         .map(Rt)
         .map_err(|e| Failure::Internal(format!("cannot start the async runtime: {e}")))

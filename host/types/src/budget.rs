@@ -27,6 +27,11 @@ pub struct BudgetSpec {
     /// Bytes of secure random per attempt (steps only).
     #[serde(default, deserialize_with = "crate::units::size")]
     pub random_bytes: Option<u64>,
+    /// Outbound HTTP requests per attempt or tool call.
+    pub http_requests: Option<u32>,
+    /// Bytes of HTTP response bodies per attempt or tool call (each body is journaled).
+    #[serde(default, deserialize_with = "crate::units::size")]
+    pub http_bytes: Option<u64>,
 }
 
 impl BudgetSpec {
@@ -40,6 +45,8 @@ impl BudgetSpec {
             output: self.output.or(under.output),
             host_reads: self.host_reads.or(under.host_reads),
             random_bytes: self.random_bytes.or(under.random_bytes),
+            http_requests: self.http_requests.or(under.http_requests),
+            http_bytes: self.http_bytes.or(under.http_bytes),
         }
     }
 }
@@ -66,6 +73,31 @@ pub struct StepBudget {
     /// the bytes).
     #[serde(default = "default_random_bytes")]
     pub random_bytes: u64,
+    /// Outbound HTTP requests allowed (each is a journal event).
+    #[serde(default = "default_http_requests", skip_serializing_if = "is_default_http_requests")]
+    pub http_requests: u32,
+    /// Bytes of HTTP response bodies allowed in total; a response that would pass it is
+    /// refused, not cut (the journal holds every body the guest read, for replay).
+    #[serde(default = "default_http_bytes", skip_serializing_if = "is_default_http_bytes")]
+    pub http_bytes: u64,
+}
+
+fn default_http_requests() -> u32 {
+    StepBudget::DEFAULT.http_requests
+}
+
+fn default_http_bytes() -> u64 {
+    StepBudget::DEFAULT.http_bytes
+}
+
+// The HTTP fields are left out of a budget's JSON at their defaults, so plans (and their
+// digests) written before they existed read and hash the same.
+fn is_default_http_requests(n: &u32) -> bool {
+    *n == default_http_requests()
+}
+
+fn is_default_http_bytes(n: &u64) -> bool {
+    *n == default_http_bytes()
 }
 
 fn default_host_reads() -> u32 {
@@ -88,12 +120,18 @@ pub struct ToolBudget {
     pub memory: u64,
     /// Output bytes allowed.
     pub output: u64,
+    /// Outbound HTTP requests allowed.
+    #[serde(default = "default_http_requests", skip_serializing_if = "is_default_http_requests")]
+    pub http_requests: u32,
+    /// Bytes of HTTP response bodies allowed in total.
+    #[serde(default = "default_http_bytes", skip_serializing_if = "is_default_http_bytes")]
+    pub http_bytes: u64,
 }
 
 impl StepBudget {
     /// Defaults for a step when the manifest says nothing: about a second of CPU, 30 s of
-    /// wall time, 64 MiB, 32 tool calls, 1 MiB of output, 10,000 clock and random reads
-    /// and 64 KiB of secure random.
+    /// wall time, 64 MiB, 32 tool calls, 1 MiB of output, 10,000 clock and random reads,
+    /// 64 KiB of secure random, and 32 HTTP requests reading at most 8 MiB of responses.
     pub const DEFAULT: StepBudget = StepBudget {
         fuel: 10_000_000_000,
         wall_time: Duration::from_secs(30),
@@ -102,6 +140,8 @@ impl StepBudget {
         output: 1 << 20,
         host_reads: 10_000,
         random_bytes: 64 << 10,
+        http_requests: 32,
+        http_bytes: 8 << 20,
     };
 
     /// Fills `spec`'s gaps from the defaults.
@@ -115,14 +155,22 @@ impl StepBudget {
             output: spec.output.unwrap_or(d.output),
             host_reads: spec.host_reads.unwrap_or(d.host_reads),
             random_bytes: spec.random_bytes.unwrap_or(d.random_bytes),
+            http_requests: spec.http_requests.unwrap_or(d.http_requests),
+            http_bytes: spec.http_bytes.unwrap_or(d.http_bytes),
         }
     }
 }
 
 impl ToolBudget {
     /// Defaults for a tool call: a fifth of a step's CPU and 10 s of wall time.
-    pub const DEFAULT: ToolBudget =
-        ToolBudget { fuel: 2_000_000_000, wall_time: Duration::from_secs(10), memory: 64 << 20, output: 1 << 20 };
+    pub const DEFAULT: ToolBudget = ToolBudget {
+        fuel: 2_000_000_000,
+        wall_time: Duration::from_secs(10),
+        memory: 64 << 20,
+        output: 1 << 20,
+        http_requests: StepBudget::DEFAULT.http_requests,
+        http_bytes: StepBudget::DEFAULT.http_bytes,
+    };
 
     /// Fills `spec`'s gaps from the defaults.
     pub fn from_spec(spec: &BudgetSpec) -> ToolBudget {
@@ -132,6 +180,8 @@ impl ToolBudget {
             wall_time: spec.wall_time.unwrap_or(d.wall_time),
             memory: spec.memory.unwrap_or(d.memory),
             output: spec.output.unwrap_or(d.output),
+            http_requests: spec.http_requests.unwrap_or(d.http_requests),
+            http_bytes: spec.http_bytes.unwrap_or(d.http_bytes),
         }
     }
 }

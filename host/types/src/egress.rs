@@ -105,6 +105,10 @@ pub struct Destination {
 impl Destination {
     /// Whether a request to `target` goes where this destination allows.
     pub fn matches(&self, target: &Target) -> bool {
+        self.matches_scheme_and_port(target) && self.matches_host(target)
+    }
+
+    fn matches_scheme_and_port(&self, target: &Target) -> bool {
         let scheme = match self.scheme {
             SchemeSpec::Any => true,
             SchemeSpec::Only(s) => s == target.scheme,
@@ -114,7 +118,11 @@ impl Destination {
             PortSpec::Any => true,
             PortSpec::Range(lo, hi) => (lo..=hi).contains(&target.port),
         };
-        let host = match &self.host {
+        scheme && port
+    }
+
+    fn matches_host(&self, target: &Target) -> bool {
+        match &self.host {
             HostSpec::Any => true,
             HostSpec::Name(name) => *name == target.host,
             HostSpec::Under(domain) => {
@@ -123,8 +131,7 @@ impl Destination {
                     && target.host.as_bytes()[target.host.len() - domain.len() - 1] == b'.'
             }
             HostSpec::Net(net) => target.host.parse::<IpAddr>().is_ok_and(|ip| net.contains(&ip)),
-        };
-        scheme && port && host
+        }
     }
 
     /// The addresses outside the public internet this destination names explicitly (an
@@ -220,12 +227,95 @@ pub struct HttpGrant {
     /// A path prefix they must stay under (`/v1` allows `/v1` and `/v1/...`, not `/v10`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Whether the host adds an `Idempotency-Key` to requests whose method is not
+    /// idempotent (default yes). A server that refuses the header gets none; such a
+    /// request in flight at a crash is then not sent again (the attempt is `in_doubt`).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub idempotency_key: bool,
+    /// A secret the host adds to every request this grant allows, on the way out (policy
+    /// grants only: the guest never holds it, and the journal names it, never its value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<Credential>,
+}
+
+/// A secret bound to a destination: the host writes it into a header of each request the
+/// grant allows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// The variable of tether's own environment that holds it, read when a request
+    /// leaves (so a rotated secret takes effect without restarting runs).
+    pub secret: String,
+    /// The header it goes in, lower case (default `authorization`).
+    #[serde(default = "authorization")]
+    pub header: String,
+    /// How the header's value is written, `{secret}` standing for the secret (default
+    /// `Bearer {secret}`).
+    #[serde(default = "bearer")]
+    pub format: String,
+}
+
+fn authorization() -> String {
+    "authorization".into()
+}
+
+fn bearer() -> String {
+    "Bearer {secret}".into()
+}
+
+/// Headers a credential may not name: the host sets them itself, or they change how the
+/// request travels.
+const HOST_HEADERS: [&str; 8] =
+    ["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "idempotency-key"];
+
+impl Credential {
+    /// Its problems, if any.
+    pub fn check(&self) -> Result<(), String> {
+        if !crate::names::is_env_name(&self.secret) {
+            return Err(format!("credential secret `{}` is not an environment variable name", self.secret));
+        }
+        let header = &self.header;
+        if header.is_empty() || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!("credential header `{header}` is not a header name (letters, digits, `-`)"));
+        }
+        if HOST_HEADERS.contains(&header.to_ascii_lowercase().as_str()) {
+            return Err(format!("credential header `{header}` is one the host sets itself"));
+        }
+        if self.format.matches("{secret}").count() != 1 {
+            return Err(format!("credential format `{}` must hold `{{secret}}` exactly once", self.format));
+        }
+        Ok(())
+    }
+
+    /// The header's value with `value` in place of `{secret}`.
+    pub fn header_value(&self, value: &str) -> String {
+        self.format.replace("{secret}", value)
+    }
+
+    /// How the journal names it: `HEADER from SECRET`.
+    pub fn describe(&self) -> String {
+        format!("{} from {}", self.header.to_ascii_lowercase(), self.secret)
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 impl HttpGrant {
     /// Whether it allows a `method` request to `target` at `path` (the URL's path, without
     /// its query).
     pub fn allows(&self, method: &str, target: &Target, path: &str) -> bool {
+        self.allows_anywhere(method, target, path) && self.url.matches_host(target)
+    }
+
+    /// [`HttpGrant::allows`] for any host: whether its scheme, port, methods and path
+    /// allow the request.
+    fn allows_anywhere(&self, method: &str, target: &Target, path: &str) -> bool {
         let method_ok = self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method));
         let path_ok = match self.path.as_deref() {
             None | Some("/") => true,
@@ -234,11 +324,15 @@ impl HttpGrant {
                 path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
             }
         };
-        method_ok && path_ok && self.url.matches(target)
+        method_ok && path_ok && self.url.matches_scheme_and_port(target)
     }
 
-    /// Its problems, if any: methods that are not HTTP methods, a path that is not one.
+    /// Its problems, if any: methods that are not HTTP methods, a path that is not one, a
+    /// credential that cannot be written.
     pub fn check(&self) -> Result<(), String> {
+        if let Some(c) = &self.credential {
+            c.check()?;
+        }
         const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
         for m in &self.methods {
             if !METHODS.contains(&m.as_str()) {
@@ -311,12 +405,13 @@ pub fn check_request(
     Ok(())
 }
 
-/// The networks outside the public internet that the grants allowing `request` name
-/// explicitly (their destination's host is an address or a block).
+/// The networks outside the public internet that `grants` name explicitly (an address
+/// or a block as a destination's host) for requests like `request` (scheme, port,
+/// method and path): a name that resolves into one of them may be connected to.
 pub fn named_networks(request: Request<'_>, grants: &[HttpGrant]) -> Vec<IpNet> {
     grants
         .iter()
-        .filter(|g| g.allows(request.method, request.target, request.path))
+        .filter(|g| g.allows_anywhere(request.method, request.target, request.path))
         .filter_map(|g| g.url.network())
         .collect()
 }

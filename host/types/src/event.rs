@@ -86,6 +86,36 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         usage: std::collections::BTreeMap<String, f64>,
     },
+    /// An outbound HTTP request and what it got, journaled before the guest sees the
+    /// answer; resume and replay serve the answer and make no request.
+    HttpExchanged {
+        /// The step.
+        step: String,
+        /// Which request of the attempt (and of which tool call).
+        #[serde(flatten)]
+        at: crate::exchange::ExchangeAt,
+        /// The request.
+        request: crate::exchange::RecordedRequest,
+        /// The answer, or why there was none.
+        #[serde(flatten)]
+        outcome: crate::exchange::HttpOutcome,
+        /// Wall time of the exchange in microseconds.
+        wall_us: u64,
+    },
+    /// A request that is not safe to send twice is about to leave without an idempotency
+    /// key. Found without its `http_exchanged` after a crash, it makes the attempt fail
+    /// `in_doubt` rather than send it again.
+    HttpSending {
+        /// The step.
+        step: String,
+        /// Which request.
+        #[serde(flatten)]
+        at: crate::exchange::ExchangeAt,
+        /// Its method.
+        method: String,
+        /// Its URL.
+        url: String,
+    },
     /// The guest read a clock or asked for random data; replay serves the same value.
     HostRead {
         /// The step.
@@ -429,6 +459,8 @@ impl EventKind {
             EventKind::StepAttemptStarted { .. } => "step_attempt_started",
             EventKind::ToolCallRequested { .. } => "tool_call_requested",
             EventKind::ToolCallCompleted { .. } => "tool_call_completed",
+            EventKind::HttpExchanged { .. } => "http_exchanged",
+            EventKind::HttpSending { .. } => "http_sending",
             EventKind::HostRead { .. } => "host_read",
             EventKind::UsageReported { .. } => "usage_reported",
             EventKind::GuestLog { .. } => "guest_log",
@@ -464,6 +496,8 @@ impl EventKind {
             EventKind::StepAttemptStarted { step, .. }
             | EventKind::ToolCallRequested { step, .. }
             | EventKind::ToolCallCompleted { step, .. }
+            | EventKind::HttpExchanged { step, .. }
+            | EventKind::HttpSending { step, .. }
             | EventKind::HostRead { step, .. }
             | EventKind::UsageReported { step, .. }
             | EventKind::GuestLog { step, .. }
@@ -489,6 +523,8 @@ impl EventKind {
             self,
             EventKind::ToolCallRequested { .. }
                 | EventKind::ToolCallCompleted { .. }
+                | EventKind::HttpExchanged { .. }
+                | EventKind::HttpSending { .. }
                 | EventKind::HostRead { .. }
                 | EventKind::UsageReported { .. }
                 | EventKind::GuestLog { .. }

@@ -23,6 +23,13 @@ pub enum FailureClass {
     /// The step read the clock or random numbers more often, or drew more random
     /// bytes, than its budget allows (`host_reads`, `random_bytes`).
     HostReadsExceeded,
+    /// The step made more outbound HTTP requests, or read more response bytes, than its
+    /// budget allows (`http_requests`, `http_bytes`).
+    HttpBudgetExceeded,
+    /// A request that is not safe to repeat was in flight when its host stopped, and no
+    /// idempotency key lets the server recognise a repeat: whether it took effect is not
+    /// known, so it is not sent again. A person must look.
+    InDoubt,
     /// The step's output was larger than its output budget.
     OutputTooLarge,
     /// The step returned something that is not JSON.
@@ -53,7 +60,7 @@ pub enum FailureClass {
 
 impl FailureClass {
     /// Every class, in the order they are documented.
-    pub const ALL: [FailureClass; 17] = [
+    pub const ALL: [FailureClass; 19] = [
         Self::GuestError,
         Self::Trap,
         Self::FuelExhausted,
@@ -61,6 +68,8 @@ impl FailureClass {
         Self::MemoryExceeded,
         Self::ToolBudgetExceeded,
         Self::HostReadsExceeded,
+        Self::HttpBudgetExceeded,
+        Self::InDoubt,
         Self::OutputTooLarge,
         Self::InvalidOutput,
         Self::Denied,
@@ -83,6 +92,8 @@ impl FailureClass {
             Self::MemoryExceeded => "memory_exceeded",
             Self::ToolBudgetExceeded => "tool_budget_exceeded",
             Self::HostReadsExceeded => "host_reads_exceeded",
+            Self::HttpBudgetExceeded => "http_budget_exceeded",
+            Self::InDoubt => "in_doubt",
             Self::OutputTooLarge => "output_too_large",
             Self::InvalidOutput => "invalid_output",
             Self::Denied => "denied",

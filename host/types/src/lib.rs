@@ -7,6 +7,7 @@ pub mod budget;
 pub mod chain;
 pub mod egress;
 pub mod event;
+pub mod exchange;
 pub mod expr;
 pub mod failure;
 pub mod flow;

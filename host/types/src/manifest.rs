@@ -276,7 +276,7 @@ impl Workflow {
             let component = component_ref(&tool.component, &mut err);
             let dirs = check_dirs(&tool.dirs, &mut err);
             let env = check_env(&tool.env, &mut err);
-            let http = check_http(&tool.http, &format!("tool `{}`", name.get_ref()), &mut err);
+            let http = check_http(&tool.http, &format!("tool `{}`", name.get_ref()), false, &mut err);
             tools.insert(
                 name.get_ref().clone(),
                 ToolSpec { name: name.get_ref().clone(), component, budget, dirs, env, http },
@@ -391,7 +391,7 @@ impl Workflow {
                 approval,
                 dirs: check_dirs(&step.dirs, &mut err),
                 env: check_env(&step.env, &mut err),
-                http: check_http(&step.http, &format!("step `{name}`"), &mut err),
+                http: check_http(&step.http, &format!("step `{name}`"), false, &mut err),
                 compensate,
                 retry,
                 name: name.clone(),

@@ -1,6 +1,11 @@
 //! The rule for the names a workflow or policy gives (workflows, steps, tools, gates,
 //! identities), in one place: the manifest, the policy and the CLI's `--as` agree on it.
 
+/// Whether `name` can be an environment variable's name: letters, digits and `_`.
+pub fn is_env_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Checks a name: 1-64 lowercase letters, digits, `-` or `_`, starting with a letter or
 /// digit.
 pub fn check_name(name: &str) -> Result<(), String> {

@@ -188,6 +188,9 @@ pub enum Checkpoint {
     Step,
     /// After a step, before anything uses its output: the same, plus `output`.
     StepResult,
+    /// Before an outbound HTTP request leaves: `identity`, `step`, `tool` (empty when the
+    /// step makes it), `method`, `url`, `scheme`, `host`, `port`, `path`, `run`.
+    HttpRequest,
 }
 
 impl Checkpoint {
@@ -198,6 +201,7 @@ impl Checkpoint {
             Checkpoint::ToolResult => "tool_result",
             Checkpoint::Step => "step",
             Checkpoint::StepResult => "step_result",
+            Checkpoint::HttpRequest => "http_request",
         }
     }
 
@@ -205,6 +209,7 @@ impl Checkpoint {
     pub fn proposal(self) -> &'static str {
         match self {
             Checkpoint::ToolCall | Checkpoint::Step => "input",
+            Checkpoint::HttpRequest => "request",
             Checkpoint::ToolResult | Checkpoint::StepResult => "output",
         }
     }

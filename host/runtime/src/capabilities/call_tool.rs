@@ -25,6 +25,7 @@ use wasmtime::StoreContextMut;
 
 use crate::capabilities::checkpoint::{checkpoint, tool_vars};
 use crate::capabilities::grants::ToolCallView;
+use crate::capabilities::http::{HttpHooks, HttpScope};
 use crate::capabilities::served::{live, record_durably, serve, sync_before_effect};
 use crate::capabilities::tool::run_tool_call;
 use crate::durable::tape::lock;
@@ -204,9 +205,23 @@ async fn execute<T: ToolCallView>(
         output: budget.output,
     };
     let env = Arc::clone(&grants.env);
+    let http = HttpScope {
+        whose: format!("tool `{}`", call.name),
+        run_id: grants.run_id.clone(),
+        step: grants.step_name.clone(),
+        tool_call: Some(call.index),
+        asked: tool.spec.http.clone(),
+        identity: HttpScope::identity_grants(grants.governance.as_deref()),
+        deadline: Instant::now() + limits.wall_time,
+        max_requests: budget.http_requests,
+        max_bytes: budget.http_bytes,
+        tool: Some(call.name.clone()),
+        governance: grants.governance.clone(),
+    };
+    let http = HttpHooks::new(http, cx.data().tape().cloned());
     let engine = cx.engine().clone();
     let key = call.idempotency_key.clone();
-    let (outcome, stats) = run_tool_call(&engine, &tool, input, limits, key, &env).await;
+    let (outcome, stats) = run_tool_call(&engine, &tool, input, limits, key, &env, http).await;
     let name = &call.name;
     let result = match outcome {
         Ok(value) => ToolResult::Ok(value),

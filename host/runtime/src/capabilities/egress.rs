@@ -6,10 +6,9 @@
 //! itself, cannot be asked about addresses, and waits 600 s.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use ipnet::IpNet;
-use tether_types::egress::{address_allowed, AddressRefused, Target};
+use tether_types::egress::{address_allowed, AddressRefused, Scheme, Target};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -18,7 +17,8 @@ use tokio::time::Instant;
 pub(crate) struct Connected {
     /// The stream, with `TCP_NODELAY` set.
     pub(crate) stream: TcpStream,
-    /// The address it is connected to.
+    /// The address it is connected to (read by the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) address: SocketAddr,
 }
 
@@ -119,27 +119,65 @@ pub(crate) enum ExchangeError {
     Connect(#[from] ConnectError),
     #[error("{target}: {reason}")]
     Http { target: String, reason: String },
+    #[error("{target}: TLS failed: {reason}")]
+    Tls { target: String, reason: String },
     #[error("{target}: the response body passed its cap of {cap} bytes")]
     TooLarge { target: String, cap: usize },
     #[error("{target}: no answer within what is left of the attempt's wall time")]
     Timeout { target: String },
 }
 
-/// Sends `exchange` over a checked connection (plain HTTP/1.1 here) and reads the whole
-/// answer, at most `cap` body bytes, before `deadline`. Redirects are answers like any
-/// other: the guest sees the 3xx.
+/// Sends `exchange` over a checked connection (HTTP/1.1, over TLS for `https` with the
+/// host name as SNI and webpki's roots) and reads the whole answer, at most `cap` body
+/// bytes, before `deadline`. Redirects are answers like any other: the guest sees the 3xx.
 pub(crate) async fn send(
     exchange: &Exchange,
     networks: &[IpNet],
     deadline: Instant,
     cap: usize,
 ) -> Result<Answer, ExchangeError> {
+    let connected = connect(&exchange.target, networks, deadline).await?;
+    match exchange.target.scheme {
+        Scheme::Http => over(connected.stream, exchange, deadline, cap).await,
+        Scheme::Https => {
+            let target = exchange.target.to_string();
+            let tls_err =
+                |e: &dyn std::fmt::Display| ExchangeError::Tls { target: target.clone(), reason: e.to_string() };
+            let name =
+                rustls::pki_types::ServerName::try_from(exchange.target.host.clone()).map_err(|e| tls_err(&e))?;
+            let stream = tokio::time::timeout_at(deadline, tls_connector().connect(name, connected.stream))
+                .await
+                .map_err(|_| ExchangeError::Timeout { target: target.clone() })?
+                .map_err(|e| tls_err(&e))?;
+            over(stream, exchange, deadline, cap).await
+        }
+    }
+}
+
+/// One client configuration for the process: webpki's roots, built once.
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    static CONFIG: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+        std::sync::Arc::new(config.unwrap_or_else(|_| unreachable!("ring supports the default protocol versions")))
+    });
+    tokio_rustls::TlsConnector::from(std::sync::Arc::clone(config))
+}
+
+/// The exchange over an established stream.
+async fn over<S>(stream: S, exchange: &Exchange, deadline: Instant, cap: usize) -> Result<Answer, ExchangeError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     use http_body_util::{BodyExt, Full, Limited};
     let target = exchange.target.to_string();
     let http_err = |e: &dyn std::fmt::Display| ExchangeError::Http { target: target.clone(), reason: e.to_string() };
     let timeout = |_| ExchangeError::Timeout { target: target.clone() };
-    let connected = connect(&exchange.target, networks, deadline).await?;
-    let io = wasmtime_wasi_http::io::TokioIo::new(connected.stream);
+    let io = wasmtime_wasi_http::io::TokioIo::new(stream);
     let (mut sender, conn) = tokio::time::timeout_at(deadline, hyper::client::conn::http1::handshake(io))
         .await
         .map_err(timeout)?
@@ -170,11 +208,6 @@ pub(crate) async fn send(
         })?;
     driver.abort();
     Ok(Answer { status: parts.status.as_u16(), headers: parts.headers, body: body.to_bytes() })
-}
-
-/// A deadline `left` from now.
-pub(crate) fn deadline_in(left: Duration) -> Instant {
-    Instant::now() + left
 }
 
 #[cfg(test)]

@@ -12,5 +12,6 @@ pub(crate) mod call_tool;
 pub(crate) mod checkpoint;
 pub(crate) mod egress;
 pub(crate) mod grants;
+pub(crate) mod http;
 pub(crate) mod served;
 pub(crate) mod tool;

@@ -11,7 +11,9 @@ use tether_types::{FailureClass, StepFailure, StepStats, ToolBudget, ToolDescrip
 use wasmtime::component::Linker;
 use wasmtime::{Engine, StoreContextMut};
 use wasmtime_wasi::{WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::capabilities::http::HttpHooks;
 use crate::govern::env::EnvValues;
 use crate::sandbox::bindings::names;
 use crate::sandbox::bindings::tool::ToolPluginPre;
@@ -58,6 +60,15 @@ pub(crate) struct ToolState {
     sandbox: Sandbox,
     /// The call's idempotency key (`None` for `describe`).
     idempotency_key: Option<String>,
+    /// Its outbound HTTP, journaled on the calling step's tape.
+    http: HttpHooks,
+    http_ctx: WasiHttpCtx,
+}
+
+impl WasiHttpView for ToolState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http_ctx, table: self.sandbox.table(), hooks: &mut self.http }
+    }
 }
 
 impl WasiView for ToolState {
@@ -74,12 +85,17 @@ impl SandboxView for ToolState {
     fn sandbox_ref(&self) -> &Sandbox {
         &self.sandbox
     }
+
+    fn over_budget(&self) -> Option<(FailureClass, String)> {
+        self.http.stopped()
+    }
 }
 
-/// The linker of the `tool-plugin` world.
+/// The linker of the `tool-plugin` world: WASI, `wasi:http` and `tool-host`.
 pub(crate) fn tool_linker(engine: &Engine) -> wasmtime::Result<Linker<ToolState>> {
     let mut linker = Linker::new(engine);
     add_wasi(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     let mut host = linker.instance(names::TOOL_HOST)?;
     add_log_and_usage(&mut host)?;
     host.func_wrap("idempotency-key", |cx: StoreContextMut<'_, ToolState>, (): ()| {
@@ -96,11 +112,16 @@ pub(crate) async fn run_tool_call(
     limits: Limits,
     idempotency_key: String,
     env: &EnvValues,
+    http: HttpHooks,
 ) -> (Result<Value, StepFailure>, StepStats) {
     let setup =
         Setup { dirs: tool.dirs.clone(), env: env.for_grants(&tool.env), secrets: env.secrets(), ..Setup::default() };
-    let state = Sandbox::new(limits.memory, setup, |_| {})
-        .map(|sandbox| ToolState { sandbox, idempotency_key: Some(idempotency_key) });
+    let state = Sandbox::new(limits.memory, setup, |_| {}).map(|sandbox| ToolState {
+        sandbox,
+        idempotency_key: Some(idempotency_key),
+        http,
+        http_ctx: WasiHttpCtx::new(),
+    });
     run(engine, Export::Call(&tool.component.pre, &tool.spec.name), input, limits, state).await
 }
 
@@ -108,8 +129,12 @@ pub(crate) async fn run_tool_call(
 /// or its schemas are not JSON.
 pub(crate) async fn describe_tool(engine: &Engine, tool: &ToolComponent) -> Result<ToolDescriptor, StepFailure> {
     let limits = Limits::from(ToolBudget::DEFAULT);
-    let state = Sandbox::new(limits.memory, Setup::default(), |_| {})
-        .map(|sandbox| ToolState { sandbox, idempotency_key: None });
+    let state = Sandbox::new(limits.memory, Setup::default(), |_| {}).map(|sandbox| ToolState {
+        sandbox,
+        idempotency_key: None,
+        http: HttpHooks::none(),
+        http_ctx: WasiHttpCtx::new(),
+    });
     let (out, _) = run(engine, Export::Describe(&tool.pre), "", limits, state).await;
     serde_json::from_value(out?).map_err(|e| StepFailure::new(FailureClass::InvalidOutput, e.to_string()))
 }

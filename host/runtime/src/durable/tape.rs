@@ -8,11 +8,12 @@
 //! - Replay: everything is served from the journal and nothing is performed; any
 //!   interaction that differs from the recorded one, or goes past it, is a divergence.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tether_types::event::{EventKind, HostRead};
+use tether_types::exchange::ExchangeAt;
 use tether_types::LogLine;
 
 use crate::durable::journal::RunJournal;
@@ -62,6 +63,11 @@ pub(crate) trait TapeView: SandboxView {
 pub(crate) struct Tape {
     pub(crate) step: String,
     expected: VecDeque<(u64, EventKind)>,
+    /// Recorded HTTP exchanges, by which request they answer: requests run concurrently
+    /// with the guest, so their events are served by number, not by position.
+    exchanges: BTreeMap<ExchangeAt, (u64, EventKind)>,
+    /// Requests recorded as leaving without an idempotency key (`http_sending`).
+    sending: BTreeMap<ExchangeAt, u64>,
     mode: Mode,
     journal: Option<Arc<RunJournal>>,
     pub(crate) divergence: Option<Divergence>,
@@ -98,9 +104,27 @@ impl Tape {
         journal: Option<Arc<RunJournal>>,
     ) -> SharedTape {
         let has_output_lines = expected.iter().any(|(_, k)| is_output_line(k));
+        let mut exchanges = BTreeMap::new();
+        let mut sending = BTreeMap::new();
+        let expected = expected
+            .into_iter()
+            .filter_map(|(seq, kind)| match kind {
+                EventKind::HttpExchanged { at, .. } => {
+                    exchanges.insert(at, (seq, kind));
+                    None
+                }
+                EventKind::HttpSending { at, .. } => {
+                    sending.insert(at, seq);
+                    None
+                }
+                other => Some((seq, other)),
+            })
+            .collect();
         Arc::new(Mutex::new(Tape {
             step: step.to_string(),
-            expected: expected.into(),
+            expected,
+            exchanges,
+            sending,
             mode,
             journal,
             divergence: None,
@@ -153,9 +177,43 @@ impl Tape {
         }
     }
 
-    /// The recorded interactions not yet reached.
+    /// The recorded interactions not yet reached: in order, then the step's own HTTP
+    /// exchanges (a tool's are reached only if the call is run again).
     pub(crate) fn leftover(&self) -> Option<&(u64, EventKind)> {
-        self.expected.front()
+        self.expected.front().or_else(|| self.exchanges.iter().find(|(at, _)| at.tool_call.is_none()).map(|(_, e)| e))
+    }
+
+    /// What the journal holds for HTTP request `at`. A request the journal lacks while
+    /// replaying is a divergence (`Err`); `actual` describes it.
+    pub(crate) fn recorded_exchange(
+        &mut self,
+        at: ExchangeAt,
+        actual: impl FnOnce() -> EventKind,
+    ) -> Result<RecordedExchange, ()> {
+        if self.divergence.is_some() {
+            return Err(());
+        }
+        let sending = self.sending.remove(&at);
+        if let Some(recorded) = self.exchanges.remove(&at) {
+            self.matched += 1 + u64::from(sending.is_some());
+            return Ok(RecordedExchange::Answered(Box::new(recorded)));
+        }
+        match (sending, self.mode) {
+            (Some(seq), _) => {
+                self.matched += 1;
+                Ok(RecordedExchange::InFlight(seq))
+            }
+            (None, Mode::Live) => Ok(RecordedExchange::None),
+            (None, Mode::Replay) => {
+                self.diverge(None, actual());
+                Err(())
+            }
+        }
+    }
+
+    /// The guest made request `actual` where the journal holds `recorded`.
+    pub(crate) fn exchange_differs(&mut self, recorded: (u64, EventKind), actual: EventKind) {
+        self.diverge(Some(recorded), actual);
     }
 
     /// An interaction without a value to serve (a log line, a usage report).
@@ -345,6 +403,17 @@ impl Tape {
     }
 }
 
+/// What the journal holds for one HTTP request.
+pub(crate) enum RecordedExchange {
+    /// Its exchange: the request as recorded, and what it got.
+    Answered(Box<(u64, EventKind)>),
+    /// Only that it was leaving without an idempotency key (at this seq): it may or may
+    /// not have taken effect.
+    InFlight(u64),
+    /// Nothing: it is made now.
+    None,
+}
+
 /// A journaled line of stdout or stderr, or the host's notice of dropped lines.
 fn is_output_line(kind: &EventKind) -> bool {
     matches!(kind, EventKind::GuestLog { stream, .. } if matches!(stream.as_str(), "stdout" | "stderr" | "host"))
@@ -402,6 +471,65 @@ mod tests {
             t.read(|_| true, || HostRead::WallClock { nanos: 1 });
         }
         assert!(t.over_budget.as_deref().unwrap().contains("host_reads budget is 2"));
+    }
+}
+
+#[cfg(test)]
+mod exchanges {
+    use super::*;
+    use tether_types::exchange::{HttpError, HttpOutcome, RecordedBody, RecordedRequest};
+
+    fn exchanged(n: u32) -> EventKind {
+        EventKind::HttpExchanged {
+            step: "s".into(),
+            at: ExchangeAt { tool_call: None, exchange: n },
+            request: RecordedRequest {
+                method: "GET".into(),
+                url: format!("http://x/{n}"),
+                headers: vec![],
+                body: RecordedBody::of(b"", 0),
+                credential: None,
+            },
+            outcome: HttpOutcome::Failed { error: HttpError::Denied, message: String::new() },
+            wall_us: 0,
+        }
+    }
+
+    fn log(message: &str) -> EventKind {
+        EventKind::UsageReported { step: "s".into(), metric: message.into(), amount: 1.0 }
+    }
+
+    #[test]
+    fn exchanges_are_served_by_number_whatever_their_place_in_the_journal() {
+        // Request 1's answer was journaled before request 0's, and between two other
+        // interactions: each is still found by its number, and the others keep their order.
+        let recorded = vec![(3, log("a")), (4, exchanged(1)), (5, exchanged(0)), (6, log("b"))];
+        let tape = Tape::new("s", recorded, Mode::Replay, None);
+        let mut t = lock(&tape);
+        t.note_usage("a", 1.0);
+        let at = |n| ExchangeAt { tool_call: None, exchange: n };
+        assert!(matches!(t.recorded_exchange(at(0), || exchanged(0)), Ok(RecordedExchange::Answered(e)) if e.0 == 5));
+        assert_eq!(t.leftover().map(|(seq, _)| *seq), Some(6));
+        t.note_usage("b", 1.0);
+        assert_eq!(t.leftover().map(|(seq, _)| *seq), Some(4), "request 1 was not made again");
+        assert!(matches!(t.recorded_exchange(at(1), || exchanged(1)), Ok(RecordedExchange::Answered(_))));
+        assert!(t.leftover().is_none() && t.divergence.is_none());
+        // Replay: a request the journal lacks is a divergence.
+        assert!(t.recorded_exchange(at(2), || exchanged(2)).is_err());
+        assert_eq!(t.divergence.as_ref().map(|d| d.seq), Some(None));
+    }
+
+    #[test]
+    fn a_request_marked_as_leaving_without_its_answer_is_in_flight() {
+        let at = ExchangeAt { tool_call: Some(1), exchange: 0 };
+        let sending = EventKind::HttpSending { step: "s".into(), at, method: "POST".into(), url: "http://x".into() };
+        let tape = Tape::new("s", vec![(7, sending)], Mode::Live, None);
+        let mut t = lock(&tape);
+        assert!(t.leftover().is_none(), "a tool's marker is not the step's leftover");
+        assert!(matches!(t.recorded_exchange(at, || exchanged(0)), Ok(RecordedExchange::InFlight(7))));
+        // Live, with nothing recorded: made now.
+        let next = ExchangeAt { tool_call: Some(1), exchange: 1 };
+        assert!(matches!(t.recorded_exchange(next, || exchanged(1)), Ok(RecordedExchange::None)));
     }
 }
 

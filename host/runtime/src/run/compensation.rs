@@ -12,6 +12,7 @@ use tether_types::state::RunState;
 use tether_types::{RunError, RunId, RunStatus};
 use wasmtime::Engine;
 
+use crate::capabilities::http::HttpHooks;
 use crate::capabilities::tool::run_tool_call;
 use crate::durable::journal::RunJournal;
 use crate::govern::env::EnvValues;
@@ -79,7 +80,8 @@ async fn compensate(
             let limits = Limits::from(tool.spec.budget);
             (
                 format!("tool:{}", tool.spec.name),
-                run_tool_call(engine, tool, &payload, limits, idempotency, &EnvValues::default()).await,
+                run_tool_call(engine, tool, &payload, limits, idempotency, &EnvValues::default(), HttpHooks::none())
+                    .await,
             )
         }
         LoadedCompensation::Component(component) => {

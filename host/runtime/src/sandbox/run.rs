@@ -117,8 +117,8 @@ pub(crate) async fn run<T: SandboxView>(
     store.epoch_deadline_callback(move |mut cx| {
         // A clock read past the budget cannot fail by itself (wasmtime-wasi's clock
         // traits are infallible): it is not journaled, and the guest stops here.
-        if let Some(msg) = cx.data().over_read_budget() {
-            return Err(cx.data_mut().sandbox().trip(FailureClass::HostReadsExceeded, msg));
+        if let Some((class, msg)) = cx.data().over_budget() {
+            return Err(cx.data_mut().sandbox().trip(class, msg));
         }
         if Instant::now() >= deadline {
             Err(wasmtime::Error::new(WallClockExpired))
@@ -146,11 +146,10 @@ pub(crate) async fn run<T: SandboxView>(
         Ok(Phase::Call(Ok(Err(f)))) => Err(guest_failure(f)),
         Ok(Phase::Call(Ok(Ok(json)))) => check_output(json, limits.output),
     };
-    // A read past the budget that no check caught before the guest returned still ends it.
-    let outcome = match state.over_read_budget() {
-        Some(msg) if state.sandbox_ref().tripped.is_none() => {
-            Err(StepFailure::new(FailureClass::HostReadsExceeded, msg))
-        }
+    // A read or request past the budget that no check caught before the guest returned
+    // still ends it.
+    let outcome = match state.over_budget() {
+        Some((class, msg)) if state.sandbox_ref().tripped.is_none() => Err(StepFailure::new(class, msg)),
         _ => outcome,
     };
     // Guest text (a failure's message, a panic's note) leaves the sandbox here: without

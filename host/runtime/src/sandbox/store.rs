@@ -118,9 +118,11 @@ pub(crate) trait SandboxView: WasiView + 'static {
         None
     }
 
-    /// Why the attempt went past its budget of clock and random reads (counted where they
-    /// are served), if it did: checked at every epoch tick and when the attempt ends.
-    fn over_read_budget(&self) -> Option<String> {
+    /// Why the attempt must stop for a budget or a doubt counted outside the guest's
+    /// own calls (clock and random reads where they are served, HTTP requests running
+    /// beside it), with the class to end it with: checked at every epoch tick and when
+    /// the attempt ends.
+    fn over_budget(&self) -> Option<(FailureClass, String)> {
         None
     }
 }
@@ -169,6 +171,11 @@ impl Sandbox {
     /// The WASI context, for the store's `WasiView`.
     pub(crate) fn wasi(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+
+    /// The resource table, for `wasi:http`'s view of the store.
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 
     /// Ends the attempt with `class`: records why, and returns the error to trap with.

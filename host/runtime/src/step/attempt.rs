@@ -10,6 +10,7 @@ use tether_types::{StepBudget, StepFailure, StepStats};
 use wasmtime::Engine;
 
 use crate::capabilities::grants::ToolGrants;
+use crate::capabilities::http::{HttpHooks, HttpScope};
 use crate::durable::clocks::virtualize;
 use crate::durable::tape::{lock, SharedTape};
 use crate::govern::env::EnvValues;
@@ -46,12 +47,27 @@ pub(crate) async fn run_step_attempt(
 ) -> (Result<Value, StepFailure>, StepStats) {
     let b = ctx.budget;
     let seed = ctx.tape.as_ref().map(|_| format!("{}/{}", ctx.run_id, ctx.key));
+    let deadline = Instant::now() + b.wall_time;
+    let http = HttpScope {
+        whose: format!("step `{}`", step.spec.name),
+        run_id: ctx.run_id.clone(),
+        step: ctx.key.clone(),
+        tool_call: None,
+        asked: step.spec.http.clone(),
+        identity: HttpScope::identity_grants(ctx.governance.as_deref()),
+        deadline,
+        max_requests: b.http_requests,
+        max_bytes: b.http_bytes,
+        tool: None,
+        governance: ctx.governance.clone(),
+    };
+    let http = HttpHooks::new(http, ctx.tape.clone());
     let grants = ToolGrants {
         run_id: ctx.run_id,
         step_name: ctx.key,
         tools: Arc::clone(&step.tools),
         max_calls: b.tool_calls,
-        deadline: Instant::now() + b.wall_time,
+        deadline,
         // A tool's input can be as large as the step's own output may be.
         max_tool_input: b.output,
         refused_tools: Arc::clone(&step.refused_tools),
@@ -76,6 +92,6 @@ pub(crate) async fn run_step_attempt(
             virtualize(wasi, tape, seed);
         }
     })
-    .map(|sandbox| StepState { sandbox, tape, grants });
+    .map(|sandbox| StepState { sandbox, tape, grants, http, http_ctx: wasmtime_wasi_http::WasiHttpCtx::new() });
     run(engine, Export::Run(&step.component.pre), input, limits, state).await
 }

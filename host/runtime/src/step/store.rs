@@ -8,9 +8,11 @@ use tether_types::LogLine;
 use wasmtime::component::Linker;
 use wasmtime::Engine;
 use wasmtime_wasi::{WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capabilities::call_tool;
 use crate::capabilities::grants::{ToolCallView, ToolGrants};
+use crate::capabilities::http::HttpHooks;
 use crate::durable::clocks::add_random;
 use crate::durable::tape::{lock, SharedTape, TapeView};
 use crate::sandbox::bindings::names;
@@ -24,6 +26,15 @@ pub(crate) struct StepState {
     pub(crate) tape: Option<SharedTape>,
     /// What the step may call.
     pub(crate) grants: ToolGrants,
+    /// Its outbound HTTP.
+    pub(crate) http: HttpHooks,
+    pub(crate) http_ctx: WasiHttpCtx,
+}
+
+impl WasiHttpView for StepState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http_ctx, table: self.sandbox.table(), hooks: &mut self.http }
+    }
 }
 
 impl WasiView for StepState {
@@ -57,8 +68,9 @@ impl SandboxView for StepState {
         self.tape.as_ref().and_then(|t| lock(t).halted())
     }
 
-    fn over_read_budget(&self) -> Option<String> {
-        self.tape.as_ref().and_then(|t| lock(t).over_budget.clone())
+    fn over_budget(&self) -> Option<(tether_types::FailureClass, String)> {
+        let reads = self.tape.as_ref().and_then(|t| lock(t).over_budget.clone());
+        reads.map(|msg| (tether_types::FailureClass::HostReadsExceeded, msg)).or_else(|| self.http.stopped())
     }
 }
 
@@ -75,10 +87,12 @@ impl ToolCallView for StepState {
 }
 
 /// The linker of the `step-plugin` world: WASI, with secure random served through the
-/// tape, and `host` (`log`, `report-usage`, `call-tool`).
+/// tape, `wasi:http` (`capabilities/http.rs`), and `host` (`log`, `report-usage`,
+/// `call-tool`).
 pub(crate) fn step_linker(engine: &Engine) -> wasmtime::Result<Linker<StepState>> {
     let mut linker = Linker::new(engine);
     add_wasi(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     add_random(&mut linker)?;
     let mut host = linker.instance(names::HOST)?;
     add_log_and_usage(&mut host)?;

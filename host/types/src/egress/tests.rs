@@ -208,15 +208,21 @@ fn a_request_needs_the_steps_ask_and_the_identitys_grant_and_a_refusal_says_whic
 }
 
 #[test]
-fn only_the_grants_that_allow_a_request_lend_it_their_networks() {
-    let t = target("http://127.0.0.1:9000");
+fn networks_are_lent_by_grants_for_the_same_scheme_port_method_and_path_whatever_the_host() {
+    let t = target("http://api.test:9000");
     let grants = [
         grant("url = \"http://127.0.0.1:9000\"\nmethods = [\"GET\"]\n"),
-        grant("url = \"http://10.0.0.0/8:9000\"\n"),
+        grant("url = \"http://10.0.0.0/8:9000\"\npath = \"/x\"\n"),
+        grant("url = \"http://192.168.0.0/16:9001\"\n"),
+        grant("url = \"https://172.16.0.0/12:9000\"\n"),
         grant("url = \"http://api.test:9000\"\n"),
     ];
+    let net = |text: &str| text.parse::<IpNet>().unwrap();
+    // A name may resolve into a block a grant names for requests like it.
     let get = Request { method: "GET", target: &t, path: "/x" };
-    assert_eq!(named_networks(get, &grants), vec!["127.0.0.1/32".parse::<IpNet>().unwrap()]);
+    assert_eq!(named_networks(get, &grants), vec![net("127.0.0.1/32"), net("10.0.0.0/8")]);
     let post = Request { method: "POST", target: &t, path: "/x" };
-    assert!(named_networks(post, &grants).is_empty(), "the GET-only grant does not lend its address to a POST");
+    assert_eq!(named_networks(post, &grants), vec![net("10.0.0.0/8")], "the GET-only grant lends nothing to a POST");
+    let elsewhere = Request { method: "GET", target: &t, path: "/y" };
+    assert_eq!(named_networks(elsewhere, &grants), vec![net("127.0.0.1/32")], "the /x grant lends nothing to /y");
 }

@@ -45,6 +45,7 @@ pub(super) fn check_env(
 pub(super) fn check_http(
     http: &[Spanned<toml::Value>],
     whose: &str,
+    in_policy: bool,
     err: &mut impl FnMut(Range<usize>, String, Option<&str>),
 ) -> Vec<crate::egress::HttpGrant> {
     const HINT: &str = "for example http = [\"https://api.example.com\"], or \
@@ -52,9 +53,13 @@ pub(super) fn check_http(
     let mut grants = Vec::new();
     for h in http {
         let grant = match h.get_ref() {
-            toml::Value::String(text) => {
-                text.parse().map(|url| crate::egress::HttpGrant { url, methods: Vec::new(), path: None })
-            }
+            toml::Value::String(text) => text.parse().map(|url| crate::egress::HttpGrant {
+                url,
+                methods: Vec::new(),
+                path: None,
+                idempotency_key: true,
+                credential: None,
+            }),
             toml::Value::Table(_) => h.get_ref().clone().try_into::<crate::egress::HttpGrant>().map_err(|e| {
                 e.to_string().lines().next().unwrap_or_default().trim_start_matches("TOML parse error: ").to_string()
             }),
@@ -62,6 +67,11 @@ pub(super) fn check_http(
         }
         .and_then(|g| g.check().map(|()| g));
         match grant {
+            Ok(g) if g.credential.is_some() && !in_policy => err(
+                h.span(),
+                format!("{whose} `http`: a credential is bound to a destination by the policy, not the workflow"),
+                Some("move `credential` to the same destination under [identities.NAME] in the policy"),
+            ),
             Ok(g) => grants.push(g),
             Err(m) => err(h.span(), format!("{whose} `http`: {m}"), Some(HINT)),
         }

@@ -219,7 +219,7 @@ pub(super) fn check(raw: &RawPolicy, source: &Source, errors: &mut Vec<ManifestE
                 tool_calls: spec.tool_calls,
             }
         });
-        let http = super::checks::check_http(&id.http, &format!("identity `{}`", name.get_ref()), &mut err);
+        let http = super::checks::check_http(&id.http, &format!("identity `{}`", name.get_ref()), true, &mut err);
         let grants = IdentityGrants {
             tools: id.tools.clone(),
             dirs: id.dirs.iter().map(|d| DirAccess { host: d.host.clone(), write: d.write }).collect(),

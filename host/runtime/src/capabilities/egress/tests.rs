@@ -1,5 +1,10 @@
 use super::*;
+use std::time::Duration;
 use tether_types::egress::{AddressClass, Scheme};
+
+fn deadline_in(left: Duration) -> Instant {
+    Instant::now() + left
+}
 
 fn target(host: &str, port: u16) -> Target {
     Target { scheme: Scheme::Http, host: host.into(), port }

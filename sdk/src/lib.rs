@@ -85,9 +85,13 @@ compile_error!("tether-sdk: enable exactly one of the features `step` and `tool`
 #[cfg(not(any(feature = "step", feature = "tool")))]
 compile_error!("tether-sdk: enable one of the features `step` (a workflow step) or `tool` (a tool)");
 
+#[cfg(feature = "step")]
+pub mod agent;
 mod failure;
 pub mod http;
 mod log;
+#[cfg(feature = "step")]
+pub mod model;
 #[cfg(feature = "step")]
 mod step;
 #[cfg(feature = "tool")]
@@ -96,7 +100,7 @@ mod tool;
 pub use failure::{Failure, FailureKind};
 pub use log::{debug, error, info, log, report_usage, warn, Level};
 #[cfg(feature = "step")]
-pub use step::{call_tool, call_tool_raw, Step};
+pub use step::{call_tool, call_tool_raw, describe_tool, Step};
 #[cfg(feature = "tool")]
 pub use log::idempotency_key;
 #[cfg(feature = "tool")]

@@ -28,6 +28,12 @@ pub fn call_tool<I: Serialize, O: DeserializeOwned>(name: &str, input: &I) -> Re
         .map_err(|f| Failure::internal(f.message))
 }
 
+/// What the tool `name` says of itself (its `describe()`): name, description, input and
+/// output JSON Schemas, effect. Fails `Denied` if the step was not granted the tool.
+pub fn describe_tool(name: &str) -> Result<crate::bindings::tether::plugin::types::Descriptor, Failure> {
+    host::describe_tool(name).map_err(Failure::from)
+}
+
 /// Calls the tool `name` with JSON text and returns its JSON text output.
 pub fn call_tool_raw(name: &str, input: &str) -> Result<String, Failure> {
     host::call_tool(name, input).map_err(Failure::from)

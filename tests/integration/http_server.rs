@@ -46,6 +46,8 @@ impl Answer {
 #[derive(Default)]
 struct Shared {
     routes: HashMap<String, Answer>,
+    /// Answers given in turn, before `routes` (the last one stays).
+    scripts: HashMap<String, Vec<Answer>>,
     received: Vec<Received>,
 }
 
@@ -87,6 +89,12 @@ impl Server {
     /// Answers `path` (without its query) with `answer`.
     pub fn route(&self, path: &str, answer: Answer) -> &Server {
         self.shared.lock().unwrap().routes.insert(path.to_string(), answer);
+        self
+    }
+
+    /// Answers `path` with each of `answers` in turn, then with the last one.
+    pub fn script(&self, path: &str, answers: Vec<Answer>) -> &Server {
+        self.shared.lock().unwrap().scripts.insert(path.to_string(), answers);
         self
     }
 
@@ -135,7 +143,11 @@ fn serve(stream: TcpStream, shared: &Mutex<Shared>) {
     let answer = {
         let mut s = shared.lock().unwrap();
         s.received.push(Received { method, path: target.clone(), headers, body });
-        s.routes.get(&path).cloned()
+        match s.scripts.get_mut(&path) {
+            Some(script) if script.len() > 1 => Some(script.remove(0)),
+            Some(script) => script.first().cloned(),
+            None => s.routes.get(&path).cloned(),
+        }
     };
     let answer = answer.unwrap_or(Answer {
         status: 404,

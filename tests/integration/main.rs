@@ -25,6 +25,7 @@ mod inspect;
 mod journal;
 mod languages;
 mod leases;
+mod model;
 mod plugins;
 mod replay;
 mod retries;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tether_app::AppError;
 use tether_types::event::{Event, EventKind, HostRead, ToolResult};
 use tether_types::exchange::HttpOutcome;
+use tether_types::model::ModelOutcome;
 use tether_types::store::RunIndexStatus;
 use tether_types::RunId;
 
@@ -159,6 +160,27 @@ fn detail(e: &Event) -> String {
             let key = key.map(|(_, k)| format!(" (key {k})")).unwrap_or_default();
             let credential = request.credential.as_deref().map(|c| format!(" with {c}")).unwrap_or_default();
             format!("{at}: {} {}{key}{credential} -> {answer}; {}", request.method, request.url, micros(*wall_us))
+        }
+        EventKind::ModelCalled { call, request, outcome, usage, wall_us, .. } => {
+            let model = request["model"].as_str().unwrap_or("?");
+            let answer = match outcome {
+                ModelOutcome::Answer { answer } => {
+                    let message = &answer["choices"][0]["message"];
+                    let calls: Vec<&str> = message["tool_calls"]
+                        .as_array()
+                        .map(|c| c.iter().filter_map(|c| c["function"]["name"].as_str()).collect())
+                        .unwrap_or_default();
+                    if calls.is_empty() {
+                        format!("answered {}", short(&message["content"]))
+                    } else {
+                        format!("asks for {}", calls.join(", "))
+                    }
+                }
+                ModelOutcome::Failed { error, message } => format!("{}: {message}", error.as_str()),
+            };
+            let tokens = usage.get("tokens").map(|t| format!("; {t} tokens")).unwrap_or_default();
+            let cost = usage.get("cost_usd").map(|c| format!(", ${c:.6}")).unwrap_or_default();
+            format!("call {call}: {model} {answer}{tokens}{cost}; {}", micros(*wall_us))
         }
         EventKind::HttpSending { at, method, url, .. } => {
             format!("{at}: {method} {url} leaving without an idempotency key")

@@ -407,6 +407,7 @@ impl Runtime {
                 dirs: Vec::new(),
                 env: s.env.clone(),
                 http: s.http.clone(),
+                model: s.model,
             };
             let tools = granted(&s.tools, &tools);
             steps.push(Arc::new(LoadedStep::new(spec, Arc::new(component), tools, compensation, s.dirs.clone())));

@@ -32,6 +32,8 @@ pub struct BudgetSpec {
     /// Bytes of HTTP response bodies per attempt or tool call (each body is journaled).
     #[serde(default, deserialize_with = "crate::units::size")]
     pub http_bytes: Option<u64>,
+    /// Model calls per attempt (steps only).
+    pub model_calls: Option<u32>,
 }
 
 impl BudgetSpec {
@@ -47,6 +49,7 @@ impl BudgetSpec {
             random_bytes: self.random_bytes.or(under.random_bytes),
             http_requests: self.http_requests.or(under.http_requests),
             http_bytes: self.http_bytes.or(under.http_bytes),
+            model_calls: self.model_calls.or(under.model_calls),
         }
     }
 }
@@ -80,6 +83,17 @@ pub struct StepBudget {
     /// refused, not cut (the journal holds every body the guest read, for replay).
     #[serde(default = "default_http_bytes", skip_serializing_if = "is_default_http_bytes")]
     pub http_bytes: u64,
+    /// Model calls allowed (each is a journal event and a paid request).
+    #[serde(default = "default_model_calls", skip_serializing_if = "is_default_model_calls")]
+    pub model_calls: u32,
+}
+
+fn default_model_calls() -> u32 {
+    StepBudget::DEFAULT.model_calls
+}
+
+fn is_default_model_calls(n: &u32) -> bool {
+    *n == default_model_calls()
 }
 
 fn default_http_requests() -> u32 {
@@ -131,7 +145,8 @@ pub struct ToolBudget {
 impl StepBudget {
     /// Defaults for a step when the manifest says nothing: about a second of CPU, 30 s of
     /// wall time, 64 MiB, 32 tool calls, 1 MiB of output, 10,000 clock and random reads,
-    /// 64 KiB of secure random, and 32 HTTP requests reading at most 8 MiB of responses.
+    /// 64 KiB of secure random, 32 HTTP requests reading at most 8 MiB of responses, and
+    /// 16 model calls.
     pub const DEFAULT: StepBudget = StepBudget {
         fuel: 10_000_000_000,
         wall_time: Duration::from_secs(30),
@@ -142,6 +157,7 @@ impl StepBudget {
         random_bytes: 64 << 10,
         http_requests: 32,
         http_bytes: 8 << 20,
+        model_calls: 16,
     };
 
     /// Fills `spec`'s gaps from the defaults.
@@ -157,6 +173,7 @@ impl StepBudget {
             random_bytes: spec.random_bytes.unwrap_or(d.random_bytes),
             http_requests: spec.http_requests.unwrap_or(d.http_requests),
             http_bytes: spec.http_bytes.unwrap_or(d.http_bytes),
+            model_calls: spec.model_calls.unwrap_or(d.model_calls),
         }
     }
 }

@@ -102,6 +102,25 @@ pub enum EventKind {
         /// Wall time of the exchange in microseconds.
         wall_us: u64,
     },
+    /// A call of the operator's model and its answer, journaled before the step sees it;
+    /// resume and replay serve it. The tokens the provider reported (and their price) are
+    /// charged to the step and the run from here.
+    ModelCalled {
+        /// The step.
+        step: String,
+        /// Index of the call within the attempt, from 0.
+        call: u32,
+        /// The chat-completions request as sent (the key is never in it).
+        request: Value,
+        /// The answer, or why there was none.
+        #[serde(flatten)]
+        outcome: crate::model::ModelOutcome,
+        /// Usage charged: `tokens`, and `cost_usd` when the model has a price.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        usage: std::collections::BTreeMap<String, f64>,
+        /// Wall time of the call in microseconds.
+        wall_us: u64,
+    },
     /// A request that is not safe to send twice is about to leave without an idempotency
     /// key. Found without its `http_exchanged` after a crash, it makes the attempt fail
     /// `in_doubt` rather than send it again.
@@ -461,6 +480,7 @@ impl EventKind {
             EventKind::ToolCallCompleted { .. } => "tool_call_completed",
             EventKind::HttpExchanged { .. } => "http_exchanged",
             EventKind::HttpSending { .. } => "http_sending",
+            EventKind::ModelCalled { .. } => "model_called",
             EventKind::HostRead { .. } => "host_read",
             EventKind::UsageReported { .. } => "usage_reported",
             EventKind::GuestLog { .. } => "guest_log",
@@ -498,6 +518,7 @@ impl EventKind {
             | EventKind::ToolCallCompleted { step, .. }
             | EventKind::HttpExchanged { step, .. }
             | EventKind::HttpSending { step, .. }
+            | EventKind::ModelCalled { step, .. }
             | EventKind::HostRead { step, .. }
             | EventKind::UsageReported { step, .. }
             | EventKind::GuestLog { step, .. }
@@ -525,6 +546,7 @@ impl EventKind {
                 | EventKind::ToolCallCompleted { .. }
                 | EventKind::HttpExchanged { .. }
                 | EventKind::HttpSending { .. }
+                | EventKind::ModelCalled { .. }
                 | EventKind::HostRead { .. }
                 | EventKind::UsageReported { .. }
                 | EventKind::GuestLog { .. }

@@ -26,6 +26,8 @@ pub enum FailureClass {
     /// The step made more outbound HTTP requests, or read more response bytes, than its
     /// budget allows (`http_requests`, `http_bytes`).
     HttpBudgetExceeded,
+    /// The step asked the model more often than its `model_calls` budget allows.
+    ModelBudgetExceeded,
     /// A request that is not safe to repeat was in flight when its host stopped, and no
     /// idempotency key lets the server recognise a repeat: whether it took effect is not
     /// known, so it is not sent again. A person must look.
@@ -60,7 +62,7 @@ pub enum FailureClass {
 
 impl FailureClass {
     /// Every class, in the order they are documented.
-    pub const ALL: [FailureClass; 19] = [
+    pub const ALL: [FailureClass; 20] = [
         Self::GuestError,
         Self::Trap,
         Self::FuelExhausted,
@@ -69,6 +71,7 @@ impl FailureClass {
         Self::ToolBudgetExceeded,
         Self::HostReadsExceeded,
         Self::HttpBudgetExceeded,
+        Self::ModelBudgetExceeded,
         Self::InDoubt,
         Self::OutputTooLarge,
         Self::InvalidOutput,
@@ -93,6 +96,7 @@ impl FailureClass {
             Self::ToolBudgetExceeded => "tool_budget_exceeded",
             Self::HostReadsExceeded => "host_reads_exceeded",
             Self::HttpBudgetExceeded => "http_budget_exceeded",
+            Self::ModelBudgetExceeded => "model_budget_exceeded",
             Self::InDoubt => "in_doubt",
             Self::OutputTooLarge => "output_too_large",
             Self::InvalidOutput => "invalid_output",

@@ -13,6 +13,7 @@ pub mod failure;
 pub mod flow;
 pub mod ids;
 pub mod manifest;
+pub mod model;
 pub mod names;
 pub mod next;
 pub mod plan;

@@ -171,6 +171,8 @@ pub struct StepSpec {
     pub env: Vec<String>,
     /// Outbound HTTP the step asks for (allowed where its identity is granted it too).
     pub http: Vec<crate::egress::HttpGrant>,
+    /// Whether it asks for the operator's model (`model = true`).
+    pub model: bool,
     /// The gate its output must pass, if any.
     pub approval: Option<StepApproval>,
 }
@@ -392,6 +394,7 @@ impl Workflow {
                 dirs: check_dirs(&step.dirs, &mut err),
                 env: check_env(&step.env, &mut err),
                 http: check_http(&step.http, &format!("step `{name}`"), false, &mut err),
+                model: step.model,
                 compensate,
                 retry,
                 name: name.clone(),

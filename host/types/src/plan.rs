@@ -137,6 +137,9 @@ pub struct PlanStep {
     /// Outbound HTTP it asks for (allowed only where the run's identity is granted it too).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http: Vec<crate::egress::HttpGrant>,
+    /// Whether it asks for the operator's model.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub model: bool,
     /// The gate its output must pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<PlanApproval>,

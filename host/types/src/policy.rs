@@ -26,6 +26,9 @@ pub struct Policy {
     /// Rules, in order: the first whose checkpoint matches and whose `when` holds decides.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+    /// The model steps may call, when the operator configured one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<crate::model::ModelConfig>,
 }
 
 /// What one identity is granted. Anything not listed is denied.
@@ -43,6 +46,9 @@ pub struct IdentityGrants {
     /// Outbound HTTP its steps and tools may make (each also only where it asks for it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http: Vec<crate::egress::HttpGrant>,
+    /// Whether its steps may call the model (each also only where it asks for it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub model: bool,
     /// The most any one step attempt may use, whatever the workflow asks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetCeiling>,
@@ -322,7 +328,7 @@ impl Rules {
 impl Policy {
     /// Whether this policy says anything (an empty policy changes nothing).
     pub fn is_empty(&self) -> bool {
-        self.identities.is_empty() && self.gates.is_empty() && self.rules.is_empty()
+        self.identities.is_empty() && self.gates.is_empty() && self.rules.is_empty() && self.model.is_none()
     }
 
     /// Whether `identity` may decide `gate`.

@@ -71,6 +71,7 @@ pub fn plan_of(
                     dirs: resolved.dirs,
                     env: spec.env.clone(),
                     http: spec.http.clone(),
+                    model: spec.model,
                     approval: spec
                         .approval
                         .as_ref()

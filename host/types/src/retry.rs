@@ -38,7 +38,7 @@ impl RetryOn {
             "invalid_output" => RetryOn::InvalidOutput,
             "host_fault" => RetryOn::HostFault,
             "denied" | "fuel_exhausted" | "memory_exceeded" | "tool_budget_exceeded" | "host_reads_exceeded"
-            | "http_budget_exceeded" | "in_doubt" | "output_too_large" | "invalid_input" => {
+            | "http_budget_exceeded" | "model_budget_exceeded" | "in_doubt" | "output_too_large" | "invalid_input" => {
                 return Err(format!("`{name}` is never retried: another attempt would fail the same way"))
             }
             other => {

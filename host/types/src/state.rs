@@ -360,6 +360,11 @@ impl RunState {
                     EventKind::UsageReported { metric, amount, .. } => {
                         *self.used.usage.entry(metric.clone()).or_default() += amount
                     }
+                    EventKind::ModelCalled { usage, .. } => {
+                        for (m, a) in usage {
+                            *self.used.usage.entry(m.clone()).or_default() += a;
+                        }
+                    }
                     _ => {}
                 }
                 let open = k.step().and_then(|s| self.instances.get_mut(s)).and_then(|i| i.open.as_mut());

@@ -48,6 +48,12 @@ pub fn report_from_events(run_id: RunId, events: &[Event]) -> RunReport {
             EventKind::UsageReported { step, metric, amount } => {
                 *current.entry(step.clone()).or_default().usage.entry(metric.clone()).or_default() += amount
             }
+            EventKind::ModelCalled { step, usage, .. } => {
+                let current = current.entry(step.clone()).or_default();
+                for (m, a) in usage {
+                    *current.usage.entry(m.clone()).or_default() += a;
+                }
+            }
             EventKind::GuestLog { step, level, stream, tool, message } => current
                 .entry(step.clone())
                 .or_default()
@@ -140,6 +146,11 @@ pub fn usage_totals(events: &[Event]) -> BTreeMap<String, f64> {
     for e in events {
         match &e.kind {
             EventKind::UsageReported { metric, amount, .. } => *totals.entry(metric.clone()).or_default() += amount,
+            EventKind::ModelCalled { usage, .. } => {
+                for (m, a) in usage {
+                    *totals.entry(m.clone()).or_default() += a;
+                }
+            }
             EventKind::ToolCallCompleted { usage, .. } => {
                 for (m, a) in usage {
                     *totals.entry(m.clone()).or_default() += a;

@@ -23,6 +23,7 @@ use tether_types::{FailureClass, GuestFailureKind, ToolCallReport};
 use wasmtime::component::LinkerInstance;
 use wasmtime::StoreContextMut;
 
+use crate::capabilities::checkpoint::descriptor;
 use crate::capabilities::checkpoint::{checkpoint, tool_vars};
 use crate::capabilities::grants::ToolCallView;
 use crate::capabilities::http::{HttpHooks, HttpScope};
@@ -30,7 +31,7 @@ use crate::capabilities::served::{live, record_durably, serve, sync_before_effec
 use crate::capabilities::tool::run_tool_call;
 use crate::durable::tape::lock;
 use crate::govern::governance::{At, Pass};
-use crate::sandbox::bindings::Failure;
+use crate::sandbox::bindings::{Descriptor, Failure, FailureKind};
 use crate::sandbox::classify::wit_kind;
 use crate::sandbox::limits::Limits;
 
@@ -38,7 +39,26 @@ use crate::sandbox::limits::Limits;
 pub(crate) fn add_to_linker<T: ToolCallView>(host: &mut LinkerInstance<'_, T>) -> wasmtime::Result<()> {
     host.func_wrap_async("call-tool", |cx: StoreContextMut<'_, T>, (name, input): (String, String)| {
         Box::new(call_tool(cx, name, input))
+    })?;
+    host.func_wrap_async("describe-tool", |cx: StoreContextMut<'_, T>, (name,): (String,)| {
+        Box::new(describe_granted(cx, name))
     })
+}
+
+/// `host.describe-tool`: a granted tool's descriptor, asked of its component once per
+/// loaded workflow. Not journaled: a pinned component describes itself the same way
+/// every time, so resume and replay get what the run got.
+async fn describe_granted<T: ToolCallView>(
+    cx: StoreContextMut<'_, T>,
+    name: String,
+) -> wasmtime::Result<(Result<Descriptor, Failure>,)> {
+    let Some(tool) = cx.data().grants().tools.get(&name).cloned() else {
+        let shown: String = name.chars().take(64).collect();
+        let message = format!("tool `{shown}` is not granted to this step; list it in the step's `tools`");
+        return Ok((Err(Failure { kind: FailureKind::Denied, message }),));
+    };
+    let described = descriptor(cx.engine().clone(), &tool).await;
+    Ok((described.map_err(|message| Failure { kind: FailureKind::Internal, message }),))
 }
 
 /// One call, as the guest made it.

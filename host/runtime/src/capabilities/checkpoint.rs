@@ -18,6 +18,8 @@ use crate::capabilities::served::{record_durably, serve, served_or_live};
 use crate::capabilities::tool::{describe_tool, LoadedTool};
 use crate::durable::tape::lock;
 use crate::govern::governance::{approval_pass, verdict_pass, At, Governance, Pass};
+use crate::sandbox::bindings::{Descriptor, Effect};
+use tether_types::ToolDescriptor;
 
 /// The variables a tool-call rule sees (none without a policy). The tool's effect is
 /// asked of its component the first time a rule needs it.
@@ -38,17 +40,37 @@ pub(crate) async fn tool_vars<T: ToolCallView>(
 
 /// The tool's declared effect, or `unknown` if it cannot say.
 async fn effect(engine: wasmtime::Engine, tool: Arc<LoadedTool>) -> String {
+    match described(engine, &tool).await {
+        Ok(d) => serde_json::to_value(d.effect).ok().and_then(|v| v.as_str().map(String::from)),
+        Err(_) => None,
+    }
+    .unwrap_or_else(|| "unknown".into())
+}
+
+/// What the tool's `describe` said, asked once per loaded tool.
+async fn described(engine: wasmtime::Engine, tool: &LoadedTool) -> Result<ToolDescriptor, String> {
     let component = Arc::clone(&tool.component);
-    tool.effect
-        .get_or_init(|| async move {
-            match describe_tool(&engine, &component).await {
-                Ok(d) => serde_json::to_value(d.effect).ok().and_then(|v| v.as_str().map(String::from)),
-                Err(_) => None,
-            }
-            .unwrap_or_else(|| "unknown".into())
-        })
+    tool.described
+        .get_or_init(|| async move { describe_tool(&engine, &component).await.map_err(|f| f.to_string()) })
         .await
         .clone()
+}
+
+/// The tool's descriptor in the step world's types, for `describe-tool`.
+pub(crate) async fn descriptor(engine: wasmtime::Engine, tool: &LoadedTool) -> Result<Descriptor, String> {
+    let d =
+        described(engine, tool).await.map_err(|e| format!("tool `{}` cannot describe itself: {e}", tool.spec.name))?;
+    Ok(Descriptor {
+        name: d.name,
+        description: d.description,
+        input_schema: d.input_schema.to_string(),
+        output_schema: d.output_schema.to_string(),
+        effect: match d.effect {
+            tether_types::Effect::ReadOnly => Effect::ReadOnly,
+            tether_types::Effect::Idempotent => Effect::Idempotent,
+            tether_types::Effect::External => Effect::External,
+        },
+    })
 }
 
 /// The policy's verdict at a tool-call checkpoint: recorded, or decided now and

@@ -27,7 +27,14 @@ pub(crate) struct ToolGrants {
     pub(crate) governance: Option<Arc<Governance>>,
     /// Granted environment values, for the tools the step calls.
     pub(crate) env: Arc<EnvValues>,
+    /// The model, or why the step may not call it.
+    pub(crate) model: ModelAccess,
+    /// The `model_calls` budget.
+    pub(crate) max_model_calls: u32,
 }
+
+/// Whether a step may call the model: the operator's configuration, or why not.
+pub(crate) type ModelAccess = Result<Arc<tether_types::model::ModelConfig>, String>;
 
 /// A store's data that may call tools: a step's.
 pub(crate) trait ToolCallView: TapeView {

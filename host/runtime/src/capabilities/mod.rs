@@ -13,5 +13,6 @@ pub(crate) mod checkpoint;
 pub(crate) mod egress;
 pub(crate) mod grants;
 pub(crate) mod http;
+pub(crate) mod model;
 pub(crate) mod served;
 pub(crate) mod tool;

@@ -42,16 +42,16 @@ pub struct LoadedTool {
     pub dirs: Vec<DirGrant>,
     /// Environment variables it may read.
     pub env: Vec<EnvGrant>,
-    /// Its declared effect (`read-only`, `idempotent`, `external`), asked of the
-    /// component the first time a policy rule needs it.
-    pub(crate) effect: Arc<tokio::sync::OnceCell<String>>,
+    /// What its component's `describe` says (its declared effect for policy rules, its
+    /// schemas for `describe-tool`), asked the first time something needs it.
+    pub(crate) described: Arc<tokio::sync::OnceCell<Result<ToolDescriptor, String>>>,
 }
 
 impl LoadedTool {
     /// A tool with what it declared as its grants (before an identity narrows them).
     pub(crate) fn new(spec: ToolSpec, component: Arc<ToolComponent>, dirs: Vec<DirGrant>) -> LoadedTool {
         let env = spec.env.iter().map(|name| EnvGrant { name: name.clone(), secret: false }).collect();
-        LoadedTool { spec, component, dirs, env, effect: Arc::default() }
+        LoadedTool { spec, component, dirs, env, described: Arc::default() }
     }
 }
 

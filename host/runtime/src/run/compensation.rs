@@ -91,6 +91,8 @@ async fn compensate(
                 compensate: None,
                 retry: Default::default(),
                 env: Vec::new(),
+                http: Vec::new(),
+                model: false,
                 ..step.spec.clone()
             };
             let undo = LoadedStep::new(spec, Arc::clone(component), HashMap::new(), None, Vec::new());

@@ -26,6 +26,7 @@ pub(crate) use step::tether::plugin::types::{Descriptor, Effect, Failure, Failur
 pub(crate) mod names {
     pub const HOST: &str = "tether:plugin/host@0.1.0";
     pub const TOOL_HOST: &str = "tether:plugin/tool-host@0.1.0";
+    pub const MODEL: &str = "tether:plugin/model@0.1.0";
     pub const TYPES: &str = "tether:plugin/types@0.1.0";
     pub const STEP: &str = "tether:plugin/step@0.1.0";
     pub const TOOL: &str = "tether:plugin/tool@0.1.0";

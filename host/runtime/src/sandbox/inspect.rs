@@ -28,6 +28,12 @@ pub(crate) fn check_fit(engine: &Engine, component: &Component, world: World) ->
         if name == own_host || name == names::TYPES || name.starts_with("wasi:") {
             continue;
         }
+        if name == names::MODEL && world == World::Step {
+            continue;
+        }
+        if name == names::MODEL {
+            return Err(format!("imports `{name}`, which only steps get: a tool cannot call the model"));
+        }
         if name == other_host {
             return Err(format!("imports `{name}`, which only {other_role}s get; a {role} imports `{own_host}`"));
         }

@@ -94,6 +94,8 @@ pub(crate) struct Record {
     pub(crate) usage_reports: u32,
     pub(crate) tool_calls: Vec<ToolCallReport>,
     pub(crate) tool_fuel: u64,
+    /// Model calls made (served ones included).
+    pub(crate) model_calls: u32,
 }
 
 /// A store's data that holds a [`Sandbox`]. The hooks default to nothing: a store without
@@ -314,6 +316,17 @@ impl Record {
         let total = self.usage.get(metric).copied().unwrap_or(0.0) + amount;
         if !total.is_finite() {
             return Err(format!("usage amount {amount} would make the total of `{metric}` too large to count"));
+        }
+        self.usage.insert(metric.to_string(), total);
+        Ok(())
+    }
+
+    /// Charges usage the host measured itself (a model call's tokens and their price):
+    /// not a report, so not counted against the reports cap.
+    pub(crate) fn charge_usage(&mut self, metric: &str, amount: f64) -> Result<(), String> {
+        let total = self.usage.get(metric).copied().unwrap_or(0.0) + amount;
+        if !(amount.is_finite() && amount >= 0.0 && total.is_finite()) {
+            return Err(format!("the model's `{metric}` of {amount} cannot be counted"));
         }
         self.usage.insert(metric.to_string(), total);
         Ok(())

@@ -62,6 +62,7 @@ pub(crate) async fn run_step_attempt(
         governance: ctx.governance.clone(),
     };
     let http = HttpHooks::new(http, ctx.tape.clone());
+    let model = model_access(step, ctx.governance.as_deref());
     let grants = ToolGrants {
         run_id: ctx.run_id,
         step_name: ctx.key,
@@ -73,6 +74,8 @@ pub(crate) async fn run_step_attempt(
         refused_tools: Arc::clone(&step.refused_tools),
         governance: ctx.governance,
         env: Arc::clone(&ctx.env),
+        model,
+        max_model_calls: b.model_calls,
     };
     let limits = Limits { fuel: b.fuel, wall_time: b.wall_time, memory: b.memory, output: b.output };
     if let Some(t) = &ctx.tape {
@@ -94,4 +97,27 @@ pub(crate) async fn run_step_attempt(
     })
     .map(|sandbox| StepState { sandbox, tape, grants, http, http_ctx: wasmtime_wasi_http::WasiHttpCtx::new() });
     run(engine, Export::Run(&step.component.pre), input, limits, state).await
+}
+
+/// Whether the step may call the model: it asked for it, the policy configures one, and
+/// (under a policy with identities) its identity is granted it.
+fn model_access(step: &LoadedStep, governance: Option<&Governance>) -> crate::capabilities::grants::ModelAccess {
+    let name = &step.spec.name;
+    if !step.spec.model {
+        return Err(format!("step `{name}` does not ask for the model; add `model = true` to it in the workflow"));
+    }
+    let Some(gov) = governance else {
+        return Err("no model is configured: add a [model] table to the run's policy".into());
+    };
+    let Some(config) = &gov.policy.model else {
+        return Err("no model is configured: add a [model] table to the run's policy".into());
+    };
+    let granted = gov.policy.identities.is_empty() || gov.policy.identities.get(&gov.identity).is_some_and(|g| g.model);
+    if !granted {
+        return Err(format!(
+            "identity `{}` is not granted the model; add `model = true` under [identities.{}] in the policy",
+            gov.identity, gov.identity
+        ));
+    }
+    Ok(Arc::new(config.clone()))
 }

@@ -87,8 +87,8 @@ impl ToolCallView for StepState {
 }
 
 /// The linker of the `step-plugin` world: WASI, with secure random served through the
-/// tape, `wasi:http` (`capabilities/http.rs`), and `host` (`log`, `report-usage`,
-/// `call-tool`).
+/// tape, `wasi:http` (`capabilities/http.rs`), `host` (`log`, `report-usage`,
+/// `call-tool`) and `model` (`capabilities/model.rs`).
 pub(crate) fn step_linker(engine: &Engine) -> wasmtime::Result<Linker<StepState>> {
     let mut linker = Linker::new(engine);
     add_wasi(&mut linker)?;
@@ -97,5 +97,7 @@ pub(crate) fn step_linker(engine: &Engine) -> wasmtime::Result<Linker<StepState>
     let mut host = linker.instance(names::HOST)?;
     add_log_and_usage(&mut host)?;
     call_tool::add_to_linker(&mut host)?;
+    let mut model = linker.instance(names::MODEL)?;
+    crate::capabilities::model::add_to_linker(&mut model)?;
     Ok(linker)
 }

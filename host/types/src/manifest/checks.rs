@@ -108,6 +108,9 @@ pub(super) fn step_only_field(spec: &BudgetSpec) -> Option<String> {
     if spec.tool_calls.is_some() {
         return Some("`tool_calls` does not apply to tools: a tool cannot call tools".into());
     }
+    if spec.model_calls.is_some() {
+        return Some("`model_calls` does not apply to tools: only steps call the model".into());
+    }
     let field = if spec.host_reads.is_some() {
         "host_reads"
     } else if spec.random_bytes.is_some() {

@@ -48,6 +48,8 @@ pub(super) struct RawPolicy {
     gates: BTreeMap<Spanned<String>, RawGate>,
     #[serde(default)]
     rules: Vec<RawRule>,
+    #[serde(default)]
+    model: Option<Spanned<crate::model::ModelConfig>>,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +63,8 @@ struct RawIdentity {
     env: Vec<Spanned<RawEnv>>,
     #[serde(default)]
     http: Vec<Spanned<toml::Value>>,
+    #[serde(default)]
+    model: bool,
     #[serde(default)]
     budget: Option<Spanned<BudgetSpec>>,
     #[serde(default)]
@@ -160,6 +164,13 @@ impl ParsedPolicy {
             }
         }
         self.policy.rules.extend(other.policy.rules);
+        match (&self.policy.model, other.policy.model) {
+            (Some(_), Some(_)) => {
+                return Err(format!("{other_file}: [model] is also declared in the workflow's [policy]"));
+            }
+            (None, model) => self.policy.model = model,
+            (Some(_), None) => {}
+        }
         self.gate_refs.extend(other.gate_refs);
         Ok(self)
     }
@@ -225,10 +236,18 @@ pub(super) fn check(raw: &RawPolicy, source: &Source, errors: &mut Vec<ManifestE
             dirs: id.dirs.iter().map(|d| DirAccess { host: d.host.clone(), write: d.write }).collect(),
             env,
             http,
+            model: id.model,
             budget,
             approves: id.approves.clone(),
         };
         parsed.policy.identities.insert(name.get_ref().clone(), grants);
+    }
+    if let Some(model) = &raw.model {
+        for problem in model.get_ref().problems() {
+            let hint = "for example [model] url = \"https://api.openai.com/v1\", key = \"OPENAI_API_KEY\", models = [\"gpt-4o-mini\"]";
+            err(model.span(), format!("[model]: {problem}"), Some(hint));
+        }
+        parsed.policy.model = Some(model.get_ref().clone());
     }
     for (name, g) in &raw.gates {
         if let Err(m) = check_name(name.get_ref()) {

@@ -124,6 +124,8 @@ pub(super) struct RawStep {
     #[serde(default)]
     pub(super) http: Vec<Spanned<toml::Value>>,
     #[serde(default)]
+    pub(super) model: bool,
+    #[serde(default)]
     pub(super) approval: Option<RawApproval>,
 }
 

@@ -1,0 +1,160 @@
+//! Model calls and agent steps against a real OpenAI-compatible server on 127.0.0.1 with
+//! scripted answers (tool calls, then an answer, with usage), through the real `tether`
+//! executable: the agent loop's tool calls go through `call-tool`, every turn is
+//! journaled, replay needs no server, and tokens are charged from the provider's count.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use tether_tests::artifacts;
+
+use crate::http_server::{Answer, Server};
+use crate::support::{fresh_dir, tether_cmd};
+
+const KEY: &str = "sk-test-model-7d1e";
+
+/// A chat completion as a provider sends it.
+fn completion(message: Value, finish: &str, (prompt, completion): (u32, u32)) -> Answer {
+    Answer::json(
+        200,
+        &json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000u32, "model": "test-model",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        }),
+    )
+}
+
+fn tool_call(id: &str, name: &str, arguments: Value) -> Value {
+    json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments.to_string()}})
+}
+
+/// The agent fixture with the echo tool, `step_extra` added to the step, a policy with
+/// `[model]` at `server` and `policy_extra`, and `run_extra` (a `[run]` table) if any.
+fn agent_workflow(
+    name: &str,
+    server: &Server,
+    step_extra: &str,
+    policy_extra: &str,
+    run_extra: &str,
+) -> (PathBuf, String) {
+    let dir = fresh_dir(name);
+    let wf = dir.join("wf.toml");
+    std::fs::write(
+        &wf,
+        format!(
+            "name = \"agent\"\npolicy_file = \"policy.toml\"\n{run_extra}\n[tools.echo]\ncomponent = {:?}\n[[steps]]\nname = \"agent\"\ncomponent = {:?}\ntools = [\"echo\"]\n{step_extra}\n",
+            artifacts::ECHO_TOOL,
+            artifacts::AGENT_STEP
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        format!(
+            "[model]\nurl = \"{}\"\nkey = \"TEST_MODEL_KEY\"\nmodels = [\"test-model\", \"big-model\"]\nprices = {{ \"test-model\" = {{ input = 1.0, output = 2.0 }} }}\n{policy_extra}",
+            server.url("/v1")
+        ),
+    )
+    .unwrap();
+    (dir.join("journal.db"), wf.display().to_string())
+}
+
+fn tether(db: &Path, args: &[&str]) -> (Option<i32>, Value, String) {
+    let o = tether_cmd(db).env("TEST_MODEL_KEY", KEY).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    let v = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (o.status.code(), v, format!("{stdout}{}", String::from_utf8_lossy(&o.stderr)))
+}
+
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+#[test]
+fn an_agent_calls_its_tools_through_call_tool_answers_and_replays_without_the_model() {
+    let server = Server::start();
+    server.script(
+        "/v1/chat/completions",
+        vec![
+            completion(json!({"role": "assistant", "content": null, "tool_calls": [tool_call("c1", "echo", json!({"order": 7}))]}), "tool_calls", (40, 10)),
+            completion(json!({"role": "assistant", "content": "Order 7 is on its way."}), "stop", (60, 8)),
+        ],
+    );
+    let (db, wf) = agent_workflow("model-agent", &server, "model = true", "", "");
+    let input = json!({"system": "You help.", "user": "Where is order 7?", "tools": ["echo"]});
+    let (code, report, out) = tether(&db, &["run", &wf, "--input", &input.to_string(), "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(report["output"], json!({"answer": "Order 7 is on its way.", "calls": [["echo", true]], "turns": 2}));
+
+    let received = server.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].headers["authorization"], format!("Bearer {KEY}"));
+    let first: Value = serde_json::from_slice(&received[0].body).unwrap();
+    assert_eq!(first["model"], "test-model");
+    assert_eq!(first["tools"][0]["function"]["name"], "echo", "the tool's describe() is the model's tool list");
+    assert!(first["tools"][0]["function"]["description"].as_str().unwrap().starts_with("Echoes its input"));
+    let second: Value = serde_json::from_slice(&received[1].body).unwrap();
+    let messages = second["messages"].as_array().unwrap();
+    let tool_message = messages.iter().find(|m| m["role"] == "tool").expect("the tool's result went back");
+    assert_eq!(tool_message["tool_call_id"], "c1");
+    assert_eq!(serde_json::from_str::<Value>(tool_message["content"].as_str().unwrap()).unwrap(), json!({"order": 7}));
+
+    let run_id = report["run_id"].as_str().unwrap();
+    let (_, events, _) = tether(&db, &["history", run_id, "--json"]);
+    let events = events.as_array().unwrap();
+    let calls = of_type(events, "model_called");
+    assert_eq!(calls.len(), 2, "one event per model turn");
+    assert_eq!(calls[0]["usage"]["tokens"], 50.0);
+    assert_eq!(calls[1]["usage"]["cost_usd"], (60.0 * 1.0 + 8.0 * 2.0) / 1e6);
+    assert_eq!(of_type(events, "tool_call_completed").len(), 1, "the model's tool call went through call-tool");
+    assert_eq!(report["totals"]["usage"]["tokens"], 118.0);
+    assert!(!serde_json::to_string(events).unwrap().contains(KEY), "the key is not in the journal");
+
+    drop(server);
+    let (code, _, out) = tether(&db, &["replay", run_id]);
+    assert_eq!(code, Some(0), "replay with the model's server stopped: {out}");
+}
+
+#[test]
+fn tokens_are_charged_from_the_providers_count_whatever_the_guest_reports() {
+    let server = Server::start();
+    server.route("/v1/chat/completions", completion(json!({"role": "assistant", "content": "ok"}), "stop", (300, 200)));
+    let run = "[run]\nbudget = { usage = { tokens = 400 } }";
+    let (db, wf) = agent_workflow("model-tokens", &server, "model = true", "", run);
+    let input = json!({"user": "hi", "ask": {"max_tokens": 1000}, "report_tokens": 1.0});
+    let (code, report, out) = tether(&db, &["run", &wf, "--input", &input.to_string(), "--json"]);
+    // 500 tokens counted by the provider: past the run's 400, so the run pauses.
+    assert_eq!(code, Some(3), "{out}");
+    assert_eq!(report["status"], "paused", "{report}");
+    let sent: Value = serde_json::from_slice(&server.received()[0].body).unwrap();
+    assert!(sent["max_completion_tokens"].as_u64().unwrap() <= 399, "max_tokens capped by the budget: {sent}");
+}
+
+#[test]
+fn a_step_that_did_not_ask_or_an_identity_not_granted_cannot_call_the_model() {
+    let server = Server::start();
+    server.route("/v1/chat/completions", completion(json!({"role": "assistant", "content": "ok"}), "stop", (1, 1)));
+    let ask = json!({"user": "hi", "ask": {}}).to_string();
+    let (db, wf) = agent_workflow("model-not-asked", &server, "", "", "");
+    let (code, report, out) = tether(&db, &["run", &wf, "--input", &ask, "--json"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(report["error"]["class"], "denied", "{report}");
+    assert!(report["error"]["message"].as_str().unwrap().contains("add `model = true`"), "{report}");
+
+    let ids = "[identities.local]\ntools = [\"echo\"]\n";
+    let (db, wf) = agent_workflow("model-not-granted", &server, "model = true", ids, "");
+    let (code, report, out) = tether(&db, &["run", &wf, "--input", &ask, "--json"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        report["error"]["message"].as_str().unwrap().contains("identity `local` is not granted the model"),
+        "{report}"
+    );
+
+    let big = json!({"user": "hi", "ask": {"model": "gpt-99"}}).to_string();
+    let (db, wf) = agent_workflow("model-not-allowed", &server, "model = true", "", "");
+    let (code, report, out) = tether(&db, &["run", &wf, "--input", &big, "--json"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(report["error"]["message"].as_str().unwrap().contains("allowed: test-model, big-model"), "{report}");
+    assert!(server.received().is_empty(), "nothing reached the model");
+}

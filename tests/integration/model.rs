@@ -158,3 +158,66 @@ fn a_step_that_did_not_ask_or_an_identity_not_granted_cannot_call_the_model() {
     assert!(report["error"]["message"].as_str().unwrap().contains("allowed: test-model, big-model"), "{report}");
     assert!(server.received().is_empty(), "nothing reached the model");
 }
+
+#[test]
+fn the_support_agent_example_runs_waits_for_the_refund_approval_and_replays() {
+    let server = Server::start();
+    server.script(
+        "/v1/chat/completions",
+        vec![
+            completion(json!({"role": "assistant", "content": null, "tool_calls": [tool_call("a", "customer-lookup", json!({"email": "ada@example.com"}))]}), "tool_calls", (200, 20)),
+            completion(json!({"role": "assistant", "content": null, "tool_calls": [tool_call("b", "kb-search", json!({"query": "refund damaged order"}))]}), "tool_calls", (300, 20)),
+            completion(json!({"role": "assistant", "content": null, "tool_calls": [tool_call("c", "payments", json!({"order_id": "A-1042", "amount": 42.5}))]}), "tool_calls", (400, 20)),
+            completion(json!({"role": "assistant", "content": "Sorry about the screen, Ada: 42.50 is on its way back to you."}), "stop", (500, 30)),
+        ],
+    );
+    let root = tether_tests::repo_root().join("plugins/workflows");
+    let wf = root.join("support-agent.toml").display().to_string();
+    let input = format!("@{}", root.join("damaged-order.json").display());
+    let db = fresh_dir("model-support-agent").join("journal.db");
+    let env = |c: &mut std::process::Command| {
+        c.env("TETHER_MODEL_URL", server.url("/v1"))
+            .env("TETHER_MODEL_KEY", KEY)
+            .env("PAYMENTS_URL", "https://pay.example/agent");
+    };
+    let mut run = tether_cmd(&db);
+    env(&mut run);
+    let o = run.args(["run", &wf, "--input", &input, "--json"]).output().unwrap();
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "the refund waits for a person: {report} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(server.received().len(), 3, "three model turns before the refund");
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+
+    let mut approve = tether_cmd(&db);
+    env(&mut approve);
+    let o = approve.args(["approve", &run_id, "refund", "--as", "alice", "--json"]).output().unwrap();
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert_eq!(o.status.code(), Some(0), "{report} {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(report["output"]["reply"], "Sorry about the screen, Ada: 42.50 is on its way back to you.");
+    let actions: Vec<&str> =
+        report["output"]["actions"].as_array().unwrap().iter().map(|a| a["tool"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["customer-lookup", "kb-search", "payments"]);
+    assert!(report["output"]["actions"].as_array().unwrap().iter().all(|a| a["ok"] == true), "{report}");
+    assert_eq!(
+        server.received().len(),
+        4,
+        "the turns before the approval were served from the journal, not asked again"
+    );
+    assert_eq!(report["totals"]["usage"]["tokens"], 1490.0);
+
+    let (_, events, _) = tether(&db, &["history", &run_id, "--json"]);
+    let events = events.as_array().unwrap();
+    assert_eq!(of_type(events, "model_called").len(), 4);
+    assert_eq!(of_type(events, "approval_decided").len(), 1);
+    let paid = of_type(events, "tool_call_completed").into_iter().filter(|e| e["tool"] == "payments").count();
+    assert_eq!(paid, 1, "paid once");
+
+    drop(server);
+    let (code, _, out) = tether(&db, &["replay", &run_id]);
+    assert_eq!(code, Some(0), "the whole agent run replays without the model: {out}");
+}

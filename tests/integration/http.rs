@@ -397,3 +397,16 @@ fn a_workflow_cannot_bind_a_credential_itself() {
     assert!(err.contains("a credential is bound to a destination by the policy, not the workflow"), "{err}");
     assert!(err.contains("wf.toml:5:"), "the error names the line: {err}");
 }
+
+#[test]
+fn a_server_slower_than_the_attempt_ends_the_step_at_its_deadline() {
+    let server = Server::start();
+    server.route("/slow", Answer::json(200, &json!({})).after(Duration::from_secs(20)));
+    let (db, wf) = http_workflow("http-deadline", &format!("\"{}\"", server.url("")), "wall_time = \"1s\"");
+    let started = Instant::now();
+    let (code, report) = run(&db, &wf, json!({"requests": [get(&server.url("/slow"))]}));
+    let took = started.elapsed();
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["error"]["class"], "timed_out", "{report}");
+    assert!(took < Duration::from_secs(10), "the host waited {took:?} for a 1s attempt");
+}

@@ -43,8 +43,13 @@ impl Answer {
     }
 }
 
+/// Answers a request from what it holds.
+type Responder = Arc<dyn Fn(&Received) -> Answer + Send + Sync>;
+
 #[derive(Default)]
 struct Shared {
+    /// Answers computed from the request, before scripts and routes.
+    responders: HashMap<String, Responder>,
     routes: HashMap<String, Answer>,
     /// Answers given in turn, before `routes` (the last one stays).
     scripts: HashMap<String, Vec<Answer>>,
@@ -98,6 +103,12 @@ impl Server {
         self
     }
 
+    /// Answers `path` with what `respond` makes of each request.
+    pub fn respond(&self, path: &str, respond: impl Fn(&Received) -> Answer + Send + Sync + 'static) -> &Server {
+        self.shared.lock().unwrap().responders.insert(path.to_string(), Arc::new(respond));
+        self
+    }
+
     /// Every request received so far.
     pub fn received(&self) -> Vec<Received> {
         self.shared.lock().unwrap().received.clone()
@@ -142,11 +153,18 @@ fn serve(stream: TcpStream, shared: &Mutex<Shared>) {
     let path = target.split('?').next().unwrap_or_default().to_string();
     let answer = {
         let mut s = shared.lock().unwrap();
-        s.received.push(Received { method, path: target.clone(), headers, body });
-        match s.scripts.get_mut(&path) {
-            Some(script) if script.len() > 1 => Some(script.remove(0)),
-            Some(script) => script.first().cloned(),
-            None => s.routes.get(&path).cloned(),
+        let received = Received { method, path: target.clone(), headers, body };
+        let responder = s.responders.get(&path).cloned();
+        s.received.push(received.clone());
+        if let Some(respond) = responder {
+            drop(s);
+            Some(respond(&received))
+        } else {
+            match s.scripts.get_mut(&path) {
+                Some(script) if script.len() > 1 => Some(script.remove(0)),
+                Some(script) => script.first().cloned(),
+                None => s.routes.get(&path).cloned(),
+            }
         }
     };
     let answer = answer.unwrap_or(Answer {

@@ -221,3 +221,135 @@ fn the_support_agent_example_runs_waits_for_the_refund_approval_and_replays() {
     let (code, _, out) = tether(&db, &["replay", &run_id]);
     assert_eq!(code, Some(0), "the whole agent run replays without the model: {out}");
 }
+
+/// The support agent's model for the crash test: each answer follows from the
+/// conversation it is sent (how many turns it already holds), so a request sent again
+/// after a kill gets the same answer.
+fn scripted_support_model() -> Server {
+    let server = Server::start();
+    let turns = [
+        completion(
+            json!({"role": "assistant", "content": null, "tool_calls": [tool_call("a", "customer-lookup", json!({"email": "ada@example.com"}))]}),
+            "tool_calls",
+            (200, 20),
+        ),
+        completion(
+            json!({"role": "assistant", "content": null, "tool_calls": [tool_call("b", "kb-search", json!({"query": "refund damaged order"}))]}),
+            "tool_calls",
+            (300, 20),
+        ),
+        completion(
+            json!({"role": "assistant", "content": null, "tool_calls": [tool_call("c", "payments", json!({"order_id": "A-1042", "amount": 42.5}))]}),
+            "tool_calls",
+            (400, 20),
+        ),
+        completion(json!({"role": "assistant", "content": "Refunded 42.50."}), "stop", (500, 30)),
+    ];
+    server.respond("/v1/chat/completions", move |r| {
+        let request: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        let done = request["messages"].as_array().map_or(0, |m| m.iter().filter(|m| m["role"] == "assistant").count());
+        turns[done.min(turns.len() - 1)].clone()
+    });
+    server
+}
+
+#[test]
+fn the_support_agent_killed_anywhere_pays_once_answers_the_same_and_replays() {
+    use crate::chaos::{env_u64, kill_after, seed, Rng};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let server = scripted_support_model();
+    let root = tether_tests::repo_root().join("plugins/workflows");
+    let wf = root.join("support-agent.toml").display().to_string();
+    let input = format!("@{}", root.join("damaged-order.json").display());
+    let db = fresh_dir("model-support-agent-crash").join("journal.db");
+    let url = server.url("/v1");
+    let cmd = |args: &[&str]| {
+        let mut c = tether_cmd(&db);
+        c.env("TETHER_MODEL_URL", &url).env("TETHER_MODEL_KEY", KEY).env("PAYMENTS_URL", "https://pay.example/agent");
+        c.args(args);
+        c
+    };
+    let seed = seed();
+    let runs = env_u64("TETHER_AGENT_CRASH_RUNS").unwrap_or(8);
+    eprintln!("agent crash: seed {seed}, {runs} killed runs (reproduce with TETHER_CRASH_SEED={seed})");
+    let mut rng = Rng(seed);
+
+    // Crash-free: the time to the gate and from the approval to the end, and the answer.
+    let started = Instant::now();
+    let o = cmd(&["run", &wf, "--input", &input, "--run-id", "run_agent-reference", "--json"]).output().unwrap();
+    let to_gate = started.elapsed();
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    let started = Instant::now();
+    let o = cmd(&["approve", "run_agent-reference", "refund", "--as", "alice", "--json"]).output().unwrap();
+    let to_end = started.elapsed();
+    let reference: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(reference["status"], "completed", "{reference}");
+    let gate_ms = (to_gate.as_millis() as u64 * 3 / 2).max(20);
+    let end_ms = (to_end.as_millis() as u64 * 3 / 2).max(20);
+
+    let mut ids = vec!["run_agent-reference".to_string()];
+    let (mut kills, mut landed) = (0, 0);
+    for i in 0..runs {
+        let run = format!("run_agent-{seed}-{i}");
+        let child = cmd(&["run", &wf, "--input", &input, "--run-id", &run, "--json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        landed += u32::from(kill_after(child, Duration::from_millis(rng.below(gate_ms))));
+        kills += 1;
+        let mut report = Value::Null;
+        for attempt in 0.. {
+            assert!(attempt < 30, "run {run} (seed {seed}) did not end");
+            // To the gate (or the end): resume, sometimes killed; submit again if the
+            // run never became durable.
+            let o = cmd(&["resume", &run, "--json"]).output().unwrap();
+            let code = o.status.code();
+            if code == Some(2) && String::from_utf8_lossy(&o.stderr).contains("unknown run") {
+                let o = cmd(&["run", &wf, "--input", &input, "--run-id", &run, "--json"]).output().unwrap();
+                assert_eq!(o.status.code(), Some(3), "resubmitting {run}: {}", String::from_utf8_lossy(&o.stderr));
+            } else if code == Some(0) {
+                report = serde_json::from_slice(&o.stdout).unwrap();
+                break;
+            } else {
+                assert_eq!(code, Some(3), "resume {run} (seed {seed}): {}", String::from_utf8_lossy(&o.stderr));
+            }
+            // Waiting at the gate: approve, sometimes killed while it continues the run.
+            if rng.below(2) == 0 {
+                let child = cmd(&["approve", &run, "refund", "--as", "alice"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                landed += u32::from(kill_after(child, Duration::from_millis(rng.below(end_ms))));
+                kills += 1;
+                continue;
+            }
+            let o = cmd(&["approve", &run, "refund", "--as", "alice", "--json"]).output().unwrap();
+            match o.status.code() {
+                Some(0) => {
+                    report = serde_json::from_slice(&o.stdout).unwrap();
+                    break;
+                }
+                Some(2) if String::from_utf8_lossy(&o.stderr).contains("already decided") => {}
+                other => panic!("approve {run} exited {other:?} (seed {seed}): {}", String::from_utf8_lossy(&o.stderr)),
+            }
+        }
+        assert_eq!(report["status"], "completed", "run {run} (seed {seed}): {report}");
+        assert_eq!(report["output"], reference["output"], "run {run} (seed {seed})");
+        ids.push(run);
+    }
+    let ledger = std::fs::read_to_string(root.join("support-ledger/refunds.log")).unwrap_or_default();
+    for run in &ids {
+        let paid = ledger.lines().filter(|l| l.starts_with(&format!("{run}/"))).count();
+        assert_eq!(paid, 1, "run {run} (seed {seed}) paid {paid} times");
+        let (code, _, out) = tether(&db, &["replay", run]);
+        assert_eq!(code, Some(0), "replay {run} (seed {seed}): {out}");
+    }
+    eprintln!(
+        "agent crash: {} runs, {kills} kills ({landed} while running); every run paid once and replays",
+        ids.len()
+    );
+}

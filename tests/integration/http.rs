@@ -410,3 +410,86 @@ fn a_server_slower_than_the_attempt_ends_the_step_at_its_deadline() {
     assert_eq!(report["error"]["class"], "timed_out", "{report}");
     assert!(took < Duration::from_secs(10), "the host waited {took:?} for a 1s attempt");
 }
+
+/// The hostile step calling the HTTP tool `api`, which asks for `http`; `policy` (if any)
+/// is the run's policy, for identity `bot`.
+fn tool_workflow(name: &str, http: &str, policy: Option<&str>) -> (PathBuf, String) {
+    let dir = fresh_dir(name);
+    let wf = dir.join("wf.toml");
+    let governed = if policy.is_some() { "identity = \"bot\"\npolicy_file = \"policy.toml\"\n" } else { "" };
+    std::fs::write(
+        &wf,
+        format!(
+            "name = \"http-tool\"\n{governed}[tools.api]\ncomponent = {:?}\nhttp = [{http}]\nbudget = {{ wall_time = \"60s\" }}\n[[steps]]\nname = \"call\"\ncomponent = {:?}\ntools = [\"api\"]\nbudget = {{ wall_time = \"60s\" }}\n",
+            artifacts::HTTP_TOOL,
+            artifacts::HOSTILE
+        ),
+    )
+    .unwrap();
+    if let Some(p) = policy {
+        std::fs::write(dir.join("policy.toml"), p).unwrap();
+    }
+    (dir.join("journal.db"), wf.display().to_string())
+}
+
+fn tool_input(requests: Value) -> Value {
+    json!({"mode": "call-tool", "tool": "api", "input": {"requests": requests}})
+}
+
+#[test]
+fn a_tools_requests_are_journaled_with_its_call_and_replayed_without_the_network() {
+    let server = Server::start();
+    server.route("/v1/x", Answer::json(200, &json!({"x": 1})));
+    let (db, wf) = tool_workflow("http-tool", &format!("\"{}\"", server.url("")), None);
+    let (code, report) = run(&db, &wf, tool_input(json!([get(&server.url("/v1/x")), get("http://10.0.0.1/")])));
+    assert_eq!(code, Some(0), "{report}");
+    let answers = &report["output"]["tool_output"]["answers"];
+    assert_eq!(answers[0]["status"], 200, "{report}");
+    assert_eq!(answers[1]["kind"], "Denied", "{report}");
+    let run_id = report["run_id"].as_str().unwrap();
+    let events = history(&db, run_id);
+    let ex = exchanges(&events);
+    assert_eq!(ex.len(), 2);
+    assert!(ex.iter().all(|e| e["tool_call"] == 0), "each names the tool call that made it: {ex:?}");
+    assert!(ex[1]["message"].as_str().unwrap().contains("tool `api`"), "{}", ex[1]);
+    drop(server);
+    let o = tether_cmd(&db).args(["replay", run_id]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_tool_killed_in_the_middle_of_a_post_sends_it_again_with_the_same_key_and_its_credential() {
+    let server = Server::start();
+    server.route("/v1/refunds", Answer::json(201, &json!({"id": 9})).after(Duration::from_secs(30)));
+    let policy = format!(
+        "[identities.bot]\ntools = [\"api\"]\nhttp = [{{ url = \"{}\", credential = {{ secret = \"TEST_API_KEY\", header = \"x-api-key\", format = \"{{secret}}\" }} }}]\n",
+        server.url("")
+    );
+    let (db, wf) = tool_workflow("http-tool-kill", &format!("\"{}\"", server.url("")), Some(&policy));
+    let input = tool_input(json!([{"method": "POST", "url": server.url("/v1/refunds"), "body": "{}"}]));
+    let mut child = tether_cmd(&db)
+        .env("TEST_API_KEY", SECRET)
+        .args(["run", &wf, "--input", &input.to_string(), "--run-id", "run_tool-kill", "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.received().is_empty() {
+        assert!(Instant::now() < deadline && matches!(child.try_wait(), Ok(None)), "the request never arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    server.route("/v1/refunds", Answer::json(201, &json!({"id": 9})));
+    let o = tether_cmd(&db).env("TEST_API_KEY", SECRET).args(["resume", "run_tool-kill", "--json"]).output().unwrap();
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert_eq!(o.status.code(), Some(0), "{report} {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(report["output"]["tool_output"]["answers"][0]["status"], 201, "{report}");
+    let received = server.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].headers["idempotency-key"], "run_tool-kill/call/0/http/0");
+    assert_eq!(received[1].headers["idempotency-key"], received[0].headers["idempotency-key"]);
+    assert!(received.iter().all(|r| r.headers["x-api-key"] == SECRET), "the credential went with both");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(SECRET));
+}

@@ -132,8 +132,8 @@ pub mod bindings {
 #[doc(hidden)]
 pub mod http_bindings {
     wit_bindgen::generate!({
-        path: "wit-http",
-        world: "tether:http-client/client",
+        path: "../wit",
+        world: "tether:plugin/http-client",
         generate_all,
     });
 }

@@ -493,3 +493,34 @@ fn a_tool_killed_in_the_middle_of_a_post_sends_it_again_with_the_same_key_and_it
     assert!(received.iter().all(|r| r.headers["x-api-key"] == SECRET), "the credential went with both");
     assert!(!String::from_utf8_lossy(&o.stdout).contains(SECRET));
 }
+
+#[test]
+fn a_python_step_makes_granted_requests_with_its_toolchains_own_wasi_http() {
+    let server = Server::start();
+    server.route("/status", Answer::json(200, &json!({"up": true})));
+    let dir = fresh_dir("http-python");
+    let wf = dir.join("wf.toml");
+    std::fs::write(
+        &wf,
+        format!(
+            "name = \"py\"\n[[steps]]\nname = \"fetch\"\ncomponent = {:?}\nhttp = [\"{}\"]\nbudget = {{ memory = \"128MiB\" }}\n",
+            artifacts::FETCH,
+            server.url("")
+        ),
+    )
+    .unwrap();
+    let (db, wf) = (dir.join("journal.db"), wf.display().to_string());
+    let (code, report) = run(&db, &wf, json!({"url": server.url("/status")}));
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["output"], json!({"status": 200, "body": json!({"up": true}).to_string()}));
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    assert_eq!(exchanges(&history(&db, &run_id)).len(), 1);
+
+    let (code, report) = run(&db, &wf, json!({"url": "http://127.0.0.1:9/elsewhere"}));
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["error"]["class"], "denied", "{report}");
+    assert_eq!(server.received().len(), 1);
+    drop(server);
+    let o = tether_cmd(&db).args(["replay", &run_id]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}

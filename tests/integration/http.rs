@@ -524,3 +524,65 @@ fn a_python_step_makes_granted_requests_with_its_toolchains_own_wasi_http() {
     let o = tether_cmd(&db).args(["replay", &run_id]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Identity `bot` may reach `server`; every POST waits at gate `payments` for alice.
+fn approval_policy(server: &Server) -> String {
+    format!("[identities.bot]\nhttp = [\"{}\"]\n{APPROVALS}", server.url(""))
+}
+
+const APPROVALS: &str = "\n[identities.alice]\napproves = [\"payments\"]\n\n[gates.payments]\napprovals = 1\n\n[[rules]]\nname = \"posts-need-a-person\"\non = \"http_request\"\nwhen = \"method == 'POST'\"\nverdict = \"require_approval\"\ngate = \"payments\"\n";
+
+#[test]
+fn a_request_a_rule_gates_waits_for_a_person_and_leaves_only_once_approved() {
+    let server = Server::start();
+    server.route("/v1/charges", Answer::json(201, &json!({"charged": true})));
+    server.route("/v1/status", Answer::json(200, &json!({})));
+    let (db, wf) = governed_workflow("http-approval", &format!("\"{}\"", server.url("")), &approval_policy(&server));
+    let requests = json!([get(&server.url("/v1/status")), {"method": "POST", "url": server.url("/v1/charges"), "body": "{\"amount\":5}"}]);
+    let input = json!({ "requests": requests }).to_string();
+    let o =
+        tether_cmd(&db).args(["run", &wf, "--input", &input, "--run-id", "run_http-gate", "--json"]).output().unwrap();
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(3), "the POST waits: {report}");
+    assert_eq!(report["status"], "waiting", "{report}");
+    let received = server.received();
+    assert_eq!(received.len(), 1, "only the GET left before the approval");
+    assert_eq!(received[0].method, "GET");
+    let events = history(&db, "run_http-gate");
+    let asked = events.iter().find(|e| e["type"] == "approval_requested").expect("an approval request");
+    assert_eq!(asked["id"], "fetch/http/1@http_request");
+    assert_eq!(asked["proposal"]["method"], "POST");
+
+    let o = tether_cmd(&db).args(["approve", "run_http-gate", "payments", "--as", "alice", "--json"]).output().unwrap();
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert_eq!(o.status.code(), Some(0), "{report} {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(report["output"]["answers"][1]["status"], 201, "{report}");
+    let received = server.received();
+    assert_eq!(received.len(), 2, "the GET was served from the journal, the POST left once");
+    assert_eq!(received[1].method, "POST");
+    let o = tether_cmd(&db).args(["replay", "run_http-gate"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(server.received().len(), 2);
+}
+
+#[test]
+fn a_rejected_request_is_refused_to_the_guest_and_never_leaves() {
+    let server = Server::start();
+    server.route("/v1/charges", Answer::json(201, &json!({})));
+    let (db, wf) = governed_workflow("http-rejected", &format!("\"{}\"", server.url("")), &approval_policy(&server));
+    let input = json!({"requests": [{"method": "POST", "url": server.url("/v1/charges")}]}).to_string();
+    let o =
+        tether_cmd(&db).args(["run", &wf, "--input", &input, "--run-id", "run_http-no", "--json"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = tether_cmd(&db)
+        .args(["reject", "run_http-no", "payments", "--as", "alice", "--comment", "not today", "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert_eq!(o.status.code(), Some(0), "{report} {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(report["output"]["answers"][0]["kind"], "Denied", "{report}");
+    assert!(server.received().is_empty(), "a rejected request left");
+    let ex = history(&db, "run_http-no");
+    let msg = exchanges(&ex)[0]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("rejected by alice at gate `payments`: not today"), "{msg}");
+}

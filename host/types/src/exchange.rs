@@ -161,6 +161,18 @@ impl HttpError {
     }
 }
 
+/// The suffix of the id of every approval of an HTTP request.
+pub const APPROVAL_SUFFIX: &str = "@http_request";
+
+/// The id of the approval of request `at` of the run of step `step`:
+/// `STEP/http/N@http_request`, or `STEP/CALL/http/N@http_request` for a tool's.
+pub fn approval_id(step: &str, at: ExchangeAt) -> String {
+    match at.tool_call {
+        Some(call) => format!("{step}/{call}/http/{}{APPROVAL_SUFFIX}", at.exchange),
+        None => format!("{step}/http/{}{APPROVAL_SUFFIX}", at.exchange),
+    }
+}
+
 /// Methods a server may receive twice with the effect of once (RFC 9110, 9.2.2): a
 /// request with one of them that was in flight at a crash is sent again.
 pub fn is_idempotent(method: &str) -> bool {

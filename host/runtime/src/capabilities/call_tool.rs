@@ -242,6 +242,13 @@ async fn execute<T: ToolCallView>(
     let engine = cx.engine().clone();
     let key = call.idempotency_key.clone();
     let (outcome, stats) = run_tool_call(&engine, &tool, input, limits, key, &env, http).await;
+    // A request of the tool's waits for a person: so does the step, with nothing of the
+    // call recorded; it runs again, from the journal, once the request is decided.
+    if let Err(f) = &outcome {
+        if f.class == FailureClass::AwaitingApproval {
+            return Err(cx.data_mut().sandbox().trip(FailureClass::AwaitingApproval, f.message.clone()));
+        }
+    }
     let name = &call.name;
     let result = match outcome {
         Ok(value) => ToolResult::Ok(value),

@@ -28,15 +28,17 @@ use serde_json::Value;
 use tether_types::egress::{check_request, named_networks, Credential, HttpGrant, Request, Scheme, Target};
 use tether_types::event::EventKind;
 use tether_types::exchange::{
-    idempotency_key, is_idempotent, ExchangeAt, HttpError, HttpOutcome, RecordedBody, RecordedRequest,
+    approval_id, idempotency_key, is_idempotent, ExchangeAt, HttpError, HttpOutcome, RecordedBody, RecordedRequest,
     REQUEST_BODY_KEPT,
 };
-use tether_types::policy::{vars, Checkpoint, Verdict};
+use tether_types::policy::{vars, Checkpoint, RequestAt, Verdict};
+use tether_types::state::{Approval, ApprovalOutcome};
 use tether_types::FailureClass;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::capabilities::egress::{self, Exchange, ExchangeError};
 use crate::durable::tape::{lock, RecordedExchange, SharedTape};
+use crate::durable::time::now_us;
 use crate::govern::governance::Governance;
 
 /// Largest request body the host takes from a guest.
@@ -93,7 +95,26 @@ pub(crate) struct HttpHooks {
     /// Response bytes read so far, served ones included.
     bytes_read: Arc<AtomicU64>,
     /// Why the attempt must stop, set by a request (see `SandboxView::over_budget`).
-    stop: Arc<Mutex<Option<(FailureClass, String)>>>,
+    stop: Arc<Stop>,
+}
+
+/// Why the attempt must stop, and the signal that wakes the sandbox to stop it at once
+/// (the guest may be blocked waiting for the answer).
+#[derive(Default)]
+pub(crate) struct Stop {
+    why: Mutex<Option<(FailureClass, String)>>,
+    signal: Arc<tokio::sync::Notify>,
+}
+
+impl Stop {
+    fn set(&self, class: FailureClass, msg: String) {
+        self.why.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert((class, msg));
+        self.signal.notify_one();
+    }
+
+    fn get(&self) -> Option<(FailureClass, String)> {
+        self.why.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl HttpHooks {
@@ -109,7 +130,12 @@ impl HttpHooks {
 
     /// Why the attempt must stop, if a request said so.
     pub(crate) fn stopped(&self) -> Option<(FailureClass, String)> {
-        self.stop.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.stop.get()
+    }
+
+    /// Notified when a request stops the attempt.
+    pub(crate) fn stop_signal(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.stop.signal)
     }
 }
 
@@ -140,7 +166,7 @@ impl WasiHttpHooks for HttpHooks {
                 "{} made more than {} HTTP requests; its http_requests budget is {}",
                 scope.whose, scope.max_requests, scope.max_requests
             );
-            self.stop.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert((FailureClass::HttpBudgetExceeded, msg));
+            self.stop.set(FailureClass::HttpBudgetExceeded, msg);
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let call = Call {
@@ -151,8 +177,15 @@ impl WasiHttpHooks for HttpHooks {
             stop: Arc::clone(&self.stop),
         };
         Box::new(async move {
-            let outcome = call.exchange(request).await?;
-            Ok((answer_for_guest(outcome)?, Box::new(async { Ok(()) }) as Box<_>))
+            match call.exchange(request).await {
+                Ok(outcome) => Ok((answer_for_guest(outcome)?, Box::new(async { Ok(()) }) as Box<_>)),
+                // Waiting for a person: the guest must not see any answer, so none comes;
+                // the sandbox is stopped from outside (see `Stop`).
+                Err(_) if matches!(call.stop.get(), Some((FailureClass::AwaitingApproval, _))) => {
+                    std::future::pending().await
+                }
+                Err(e) => Err(e),
+            }
         })
     }
 }
@@ -163,7 +196,7 @@ struct Call {
     at: ExchangeAt,
     tape: Option<SharedTape>,
     bytes_read: Arc<AtomicU64>,
-    stop: Arc<Mutex<Option<(FailureClass, String)>>>,
+    stop: Arc<Stop>,
 }
 
 /// A request as the guest made it, whole.
@@ -209,6 +242,10 @@ impl Call {
                 if let HttpOutcome::Answer { body, .. } = outcome {
                     self.bytes_read.fetch_add(body.bytes, Ordering::Relaxed);
                 }
+                // Its approval, if it had one, is served with it.
+                if let Some(t) = &self.tape {
+                    lock(t).http_approval(&approval_id(&self.scope.step, self.at));
+                }
                 return Ok(outcome.clone());
             }
             RecordedExchange::InFlight(seq) => {
@@ -223,7 +260,11 @@ impl Call {
             RecordedExchange::None => {}
         }
         let started = Instant::now();
-        let outcome = match refused.or_else(|| self.refusal(&taken)) {
+        let refused = match refused.or_else(|| self.refusal(&taken)) {
+            Some(failed) => Some(failed),
+            None => self.checkpoint(&taken).await?,
+        };
+        let outcome = match refused {
             Some(failed) => failed,
             None => self.send(&taken, &recorded_request).await?,
         };
@@ -295,9 +336,6 @@ impl Call {
         if let Err(msg) = check_request(request, &s.whose, &s.asked, identity) {
             return Some(failed(HttpError::Denied, msg));
         }
-        if let Some(denied) = self.rule_denies(request) {
-            return Some(failed(HttpError::Denied, denied));
-        }
         let credential = self.credential_for(taken)?;
         if taken.headers.contains_key(credential.header.as_str()) {
             let msg = format!(
@@ -311,37 +349,102 @@ impl Call {
         None
     }
 
-    /// What the policy's rules at `http_request` say, if one denies the request. A rule
-    /// that requires approval denies it too, saying so: approvals of single requests are
-    /// not taken (put the request in a tool, and gate the tool call).
-    fn rule_denies(&self, request: Request<'_>) -> Option<String> {
-        let gov = self.scope.governance.as_ref()?;
+    /// The policy's rules at `http_request`: `None` to go on, or the outcome of a request
+    /// a rule denies or a person rejected. A rule that requires approval raises it (once,
+    /// durably) and stops the attempt until it is decided; the run waits holding no
+    /// sandbox, and the request is made when the attempt runs again, approved. An
+    /// approver's edit does not change the request: it is sent as the guest made it.
+    async fn checkpoint(&self, taken: &Taken) -> wasmtime_wasi_http::Result<Option<HttpOutcome>> {
+        let (Some(gov), Some(target)) = (self.scope.governance.as_ref(), taken.target.as_ref()) else {
+            return Ok(None);
+        };
         if !gov.rules.any_at(Checkpoint::HttpRequest) {
-            return None;
+            return Ok(None);
         }
-        let t = request.target;
+        let request = Request { method: &taken.method, target, path: path_of(&taken.path_and_query) };
         let step = tether_types::flow::step_of(&self.scope.step).to_string();
         let vars = vars(&[
             ("identity", Value::String(gov.identity.clone())),
             ("step", Value::String(step)),
             ("tool", Value::String(self.scope.tool.clone().unwrap_or_default())),
             ("method", Value::String(request.method.to_string())),
-            ("url", Value::String(format!("{t}{}", request.path))),
-            ("scheme", Value::String(t.scheme.to_string())),
-            ("host", Value::String(t.host.clone())),
-            ("port", Value::from(t.port)),
+            ("url", Value::String(format!("{target}{}", request.path))),
+            ("scheme", Value::String(target.scheme.to_string())),
+            ("host", Value::String(target.host.clone())),
+            ("port", Value::from(target.port)),
             ("path", Value::String(request.path.to_string())),
             ("run", serde_json::json!({"workflow": gov.workflow, "input": gov.run_input})),
         ]);
         let ruling = gov.rules.decide(Checkpoint::HttpRequest, &vars);
         let rule = ruling.rule.unwrap_or_default();
         match ruling.verdict {
-            Verdict::Allow => None,
-            Verdict::Deny => Some(format!("{request}: denied by rule `{rule}` at the `http_request` checkpoint")),
-            Verdict::RequireApproval => Some(format!(
-                "{request}: rule `{rule}` requires approval at the `http_request` checkpoint, which single \
-                 requests cannot wait for; make the request in a tool and gate the tool call (on = \"tool_call\")"
-            )),
+            Verdict::Allow => Ok(None),
+            Verdict::Deny => {
+                let msg = format!("{request}: denied by rule `{rule}` at the `http_request` checkpoint");
+                Ok(Some(failed(HttpError::Denied, msg)))
+            }
+            Verdict::RequireApproval => {
+                let gate = ruling.gate.unwrap_or_default();
+                let proposal = serde_json::json!({
+                    "method": taken.method,
+                    "url": taken.url,
+                    "body": String::from_utf8_lossy(&taken.body[..taken.body.len().min(1024)]),
+                });
+                self.approval(gov, &gate, request, proposal, &vars).await
+            }
+        }
+    }
+
+    /// The approval of this request at `gate`: recorded, or raised now; decided by
+    /// people (recorded), or by the gate itself once its record earned it.
+    async fn approval(
+        &self,
+        gov: &Governance,
+        gate: &str,
+        request: Request<'_>,
+        proposal: Value,
+        vars: &serde_json::Map<String, Value>,
+    ) -> wasmtime_wasi_http::Result<Option<HttpOutcome>> {
+        let id = approval_id(&self.scope.step, self.at);
+        let recorded = self.tape.as_ref().map(|t| lock(t).http_approval(&id)).unwrap_or_default();
+        let mut recorded = recorded.into_iter();
+        let requested = match recorded.next() {
+            Some(r @ EventKind::ApprovalRequested { .. }) => r,
+            Some(_) => {
+                return Err(
+                    self.halt(FailureClass::HostFault, format!("the journal holds {id} decided but never requested"))
+                )
+            }
+            None => {
+                let at =
+                    RequestAt { step: &self.scope.step, call: Some(self.at.exchange), on: Checkpoint::HttpRequest };
+                let mut r = gov.policy.request(gate, at, proposal, vars, now_us());
+                if let EventKind::ApprovalRequested { id: own, .. } = &mut r {
+                    own.clone_from(&id);
+                }
+                self.journal_durably(r.clone()).await?;
+                r
+            }
+        };
+        let Some(mut pending) = Approval::requested(&requested) else {
+            return Err(self.halt(FailureClass::HostFault, format!("the journal's request {id} cannot be read")));
+        };
+        for decided in recorded {
+            pending.decide(&decided);
+        }
+        if pending.outcome.is_none() {
+            if let Some(decided) = gov.auto_decision(&requested) {
+                self.journal_durably(decided.clone()).await?;
+                pending.decide(&decided);
+            }
+        }
+        match pending.outcome {
+            Some(ApprovalOutcome::Approved(_)) => Ok(None),
+            Some(ApprovalOutcome::Rejected { by, comment }) => {
+                let why = comment.map(|c| format!(": {c}")).unwrap_or_default();
+                Ok(Some(failed(HttpError::Denied, format!("{request}: rejected by {by} at gate `{gate}`{why}"))))
+            }
+            None => Err(self.halt(FailureClass::AwaitingApproval, format!("waiting for approval of {id}"))),
         }
     }
 
@@ -448,7 +551,7 @@ impl Call {
 
     /// Stops the attempt with `class`; the guest's request fails meanwhile.
     fn halt(&self, class: FailureClass, msg: String) -> wasmtime_wasi_http::Error {
-        self.stop.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert((class, msg.clone()));
+        self.stop.set(class, msg.clone());
         wasmtime_wasi_http::Error::InternalError(Some(msg))
     }
 }

@@ -89,6 +89,10 @@ impl SandboxView for ToolState {
     fn over_budget(&self) -> Option<(FailureClass, String)> {
         self.http.stopped()
     }
+
+    fn stop_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.http.stop_signal())
+    }
 }
 
 /// The linker of the `tool-plugin` world: WASI, `wasi:http` and `tool-host`.

@@ -68,6 +68,9 @@ pub(crate) struct Tape {
     exchanges: BTreeMap<ExchangeAt, (u64, EventKind)>,
     /// Requests recorded as leaving without an idempotency key (`http_sending`).
     sending: BTreeMap<ExchangeAt, u64>,
+    /// Approval requests and decisions of HTTP requests, by approval id: raised beside
+    /// the guest too, so served by id.
+    http_approvals: BTreeMap<String, Vec<EventKind>>,
     mode: Mode,
     journal: Option<Arc<RunJournal>>,
     pub(crate) divergence: Option<Divergence>,
@@ -106,9 +109,16 @@ impl Tape {
         let has_output_lines = expected.iter().any(|(_, k)| is_output_line(k));
         let mut exchanges = BTreeMap::new();
         let mut sending = BTreeMap::new();
+        let mut http_approvals: BTreeMap<String, Vec<EventKind>> = BTreeMap::new();
         let expected = expected
             .into_iter()
             .filter_map(|(seq, kind)| match kind {
+                EventKind::ApprovalRequested { ref id, .. } | EventKind::ApprovalDecided { ref id, .. }
+                    if id.ends_with(tether_types::exchange::APPROVAL_SUFFIX) =>
+                {
+                    http_approvals.entry(id.clone()).or_default().push(kind);
+                    None
+                }
                 EventKind::HttpExchanged { at, .. } => {
                     exchanges.insert(at, (seq, kind));
                     None
@@ -125,6 +135,7 @@ impl Tape {
             expected,
             exchanges,
             sending,
+            http_approvals,
             mode,
             journal,
             divergence: None,
@@ -209,6 +220,14 @@ impl Tape {
                 Err(())
             }
         }
+    }
+
+    /// What the journal holds of approval `id` of an HTTP request: its request and
+    /// decisions, in order (taken: each is served once).
+    pub(crate) fn http_approval(&mut self, id: &str) -> Vec<EventKind> {
+        let recorded = self.http_approvals.remove(id).unwrap_or_default();
+        self.matched += recorded.len() as u64;
+        recorded
     }
 
     /// The guest made request `actual` where the journal holds `recorded`.

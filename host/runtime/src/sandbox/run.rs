@@ -63,6 +63,8 @@ impl<T: Send + 'static> Export<'_, T> {
 enum Phase {
     Instantiate(wasmtime::Error),
     Call(wasmtime::Result<Result<String, Failure>>),
+    /// Stopped from beside the guest (see `SandboxView::stop_signal`).
+    Stopped,
 }
 
 /// The descriptor as JSON text, so it goes through the same output checks as any call;
@@ -130,7 +132,21 @@ pub(crate) async fn run<T: SandboxView>(
     });
     store.set_hostcall_fuel(hostcall_limit(&limits));
 
-    let phase = tokio::time::timeout(limits.wall_time, export.instantiate_and_call(&mut store, input)).await;
+    let stop = store.data().stop_signal();
+    let phase = {
+        let call = tokio::time::timeout(limits.wall_time, export.instantiate_and_call(&mut store, input));
+        let stopped = async {
+            match &stop {
+                Some(signal) => signal.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        // Stopped from beside the guest: why is in `over_budget`, checked below.
+        tokio::select! {
+            phase = call => phase,
+            () = stopped => Ok(Phase::Stopped),
+        }
+    };
     let wall_us = start.elapsed().as_micros() as u64;
     let remaining = if metered { store.get_fuel().unwrap_or(0) } else { 0 };
     let state = store.data_mut();
@@ -145,6 +161,7 @@ pub(crate) async fn run<T: SandboxView>(
         Ok(Phase::Call(Err(e))) => Err(classify(e, sandbox, &limits, false)),
         Ok(Phase::Call(Ok(Err(f)))) => Err(guest_failure(f)),
         Ok(Phase::Call(Ok(Ok(json)))) => check_output(json, limits.output),
+        Ok(Phase::Stopped) => Err(StepFailure::new(FailureClass::HostFault, "stopped with no reason given")),
     };
     // A read or request past the budget that no check caught before the guest returned
     // still ends it.

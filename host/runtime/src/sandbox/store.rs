@@ -127,6 +127,13 @@ pub(crate) trait SandboxView: WasiView + 'static {
     fn over_budget(&self) -> Option<(FailureClass, String)> {
         None
     }
+
+    /// Notified when something beside the guest (an HTTP request) must stop the attempt
+    /// at once, even while the guest is blocked in a host call; [`Self::over_budget`]
+    /// then says why.
+    fn stop_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 impl Sandbox {

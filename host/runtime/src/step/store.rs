@@ -68,6 +68,10 @@ impl SandboxView for StepState {
         self.tape.as_ref().and_then(|t| lock(t).halted())
     }
 
+    fn stop_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        Some(self.http.stop_signal())
+    }
+
     fn over_budget(&self) -> Option<(tether_types::FailureClass, String)> {
         let reads = self.tape.as_ref().and_then(|t| lock(t).over_budget.clone());
         reads.map(|msg| (tether_types::FailureClass::HostReadsExceeded, msg)).or_else(|| self.http.stopped())

@@ -95,6 +95,53 @@ fn the_c_templates_build_and_run() {
 }
 
 #[test]
+fn the_api_tool_template_calls_an_api_with_the_credential_the_policy_binds() {
+    use crate::http_server::{Answer, Server};
+    let server = Server::start();
+    server.route("/v1/today", Answer::json(200, &serde_json::json!({"sky": "clear"})));
+    let root = fresh_dir("template-api-tool");
+    let db = root.join("journal.db");
+    new_project(&db, &root.join("weather"), "api-tool", "weather", "rust");
+    std::fs::write(
+        root.join("wf.toml"),
+        format!(
+            "name = \"api\"\nidentity = \"me\"\npolicy_file = \"policy.toml\"\n[tools.weather]\ncomponent = \"weather/weather.wasm\"\n\
+             env = [\"API_URL\"]\nhttp = [\"{url}\"]\n[[steps]]\nname = \"ask\"\ncomponent = {:?}\ntools = [\"weather\"]\n",
+            tether_tests::artifacts::HOSTILE,
+            url = server.url("")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("policy.toml"),
+        format!(
+            "[identities.me]\ntools = [\"weather\"]\nenv = [\"API_URL\"]\n\
+             http = [{{ url = \"{}\", credential = {{ secret = \"API_TOKEN\" }} }}]\n",
+            server.url("")
+        ),
+    )
+    .unwrap();
+    let input = r#"{"mode": "call-tool", "tool": "weather", "input": {"path": "/v1/today"}}"#;
+    let o = tether_cmd(&db)
+        .current_dir(&root)
+        .env("API_URL", server.url(""))
+        .env("API_TOKEN", "tok-7f3a")
+        .args(["run", "wf.toml", "--input", input, "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("no JSON; stderr:\n{}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(o.status.code(), Some(0), "{report}");
+    assert_eq!(report["output"]["tool_output"], serde_json::json!({"status": 200, "body": {"sky": "clear"}}));
+    let received = server.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].headers["authorization"], "Bearer tok-7f3a", "the host added the bound credential");
+    let o = tether_cmd(&db).args(["new", "api-tool", "w2", "--lang", "python"]).current_dir(&root).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("use --lang rust"));
+}
+
+#[test]
 fn bad_names_languages_and_directories_are_usage_errors() {
     let root = fresh_dir("template-bad");
     let db = root.join("journal.db");

@@ -38,6 +38,8 @@ pub enum Kind {
     Step,
     /// A tool that steps call.
     Tool,
+    /// A tool that calls an HTTP API, whose credential the policy binds (Rust).
+    ApiTool,
 }
 
 /// A project to create.
@@ -59,10 +61,18 @@ pub fn project_files(name: &str, lang: Lang, kind: Kind) -> Result<Vec<(String, 
     let (world, memory) = match kind {
         Kind::Step => ("step-plugin", if lang == Lang::Python { "64MiB" } else { "32MiB" }),
         Kind::Tool => ("tool-plugin", "32MiB"),
+        Kind::ApiTool if lang == Lang::Rust => ("tool-plugin-http", "32MiB"),
+        Kind::ApiTool => {
+            return Err(AppError::BadInput(format!(
+                "the api-tool template is written in Rust: use --lang rust (a {} tool calls an API with its \
+                 toolchain's own wasi:http, see the README's Outbound HTTP)",
+                lang.as_str()
+            )))
+        }
     };
     let kind_text = match kind {
         Kind::Step => "step",
-        Kind::Tool => "tool",
+        Kind::Tool | Kind::ApiTool => "tool",
     };
     let fill = |text: &str| {
         text.replace("{{usage}}", usage(kind))
@@ -148,8 +158,22 @@ fn files(lang: Lang, kind: Kind) -> Vec<File> {
             files.push(match kind {
                 Kind::Step => Text("src/lib.rs", template!("rust/step/src/lib.rs")),
                 Kind::Tool => Text("src/lib.rs", template!("rust/tool/src/lib.rs")),
+                Kind::ApiTool => Text("src/lib.rs", template!("rust/http-tool/src/lib.rs")),
             });
+            if kind == Kind::ApiTool {
+                files.extend([
+                    Text("wit/http.wit", repo!("wit/http.wit")),
+                    Text("wit/deps/http.wit", repo!("wit/deps/http.wit")),
+                    Text("wit/deps/io.wit", repo!("wit/deps/io.wit")),
+                    Text("wit/deps/clocks.wit", repo!("wit/deps/clocks.wit")),
+                    Text("wit/deps/random.wit", repo!("wit/deps/random.wit")),
+                    Text("wit/deps/cli.wit", repo!("wit/deps/cli.wit")),
+                    Text("wit/deps/filesystem.wit", repo!("wit/deps/filesystem.wit")),
+                    Text("wit/deps/sockets.wit", repo!("wit/deps/sockets.wit")),
+                ]);
+            }
         }
+        (_, Kind::ApiTool) => {}
         (Lang::Python, Kind::Step) => files.push(Text("app.py", template!("python/step/app.py"))),
         (Lang::Python, Kind::Tool) => files.push(Text("app.py", template!("python/tool/app.py"))),
         (Lang::Js, Kind::Step) => files.push(Text("step.js", template!("js/step/step.js"))),
@@ -170,7 +194,8 @@ fn files(lang: Lang, kind: Kind) -> Vec<File> {
                         repo_bytes!("sdk/c/step_plugin/step_plugin_component_type.o"),
                     ),
                 ],
-                Kind::Tool => [
+                // (An api-tool in C was refused by `project_files`.)
+                Kind::Tool | Kind::ApiTool => [
                     Text("tool.c", template!("c/tool/tool.c")),
                     Text("bindings/tool_plugin.c", repo!("sdk/c/tool_plugin/tool_plugin.c")),
                     Text("bindings/tool_plugin.h", repo!("sdk/c/tool_plugin/tool_plugin.h")),
@@ -206,6 +231,18 @@ fn usage(kind: Kind) -> &'static str {
              `try.toml` is a one-step workflow. The step greets `name`; with `\"tool\": \"NAME\"` in its\n\
              input it also calls that tool (declare the tool in the workflow and grant it to the step\n\
              with `tools = [\"NAME\"]`)."
+        }
+        Kind::ApiTool => {
+            "```sh\ntether inspect {{name}}.wasm    # its world, and what describe() returns\n```\n\n\
+             It GETs `API_URL` + the `path` of its input. Declare it, grant it the API, and let the\n\
+             policy bind the API's token to it (the tool never holds the token: the host adds it):\n\n\
+             ```toml\n# workflow.toml\nidentity = \"me\"\npolicy_file = \"policy.toml\"\n\n\
+             [tools.{{name}}]\ncomponent = \"{{name}}.wasm\"\nenv = [\"API_URL\"]\n\
+             http = [\"https://api.example.com\"]\n\n[[steps]]\nname = \"...\"\ncomponent = \"...\"\n\
+             tools = [\"{{name}}\"]\n\n# policy.toml\n[identities.me]\ntools = [\"{{name}}\"]\n\
+             env = [\"API_URL\"]\nhttp = [{ url = \"https://api.example.com\", credential = { secret = \"API_TOKEN\" } }]\n```\n\n\
+             Run tether with `API_URL` and `API_TOKEN` in its environment. Every request is checked\n\
+             against both grants and journaled (the token's name, never its value)."
         }
         Kind::Tool => {
             "```sh\ntether inspect {{name}}.wasm    # its world, and what describe() returns\n```\n\n\

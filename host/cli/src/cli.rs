@@ -160,6 +160,8 @@ pub(crate) enum NewKind {
     Step,
     /// A tool that steps call.
     Tool,
+    /// A tool that calls an HTTP API with a credential the policy binds (Rust).
+    ApiTool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

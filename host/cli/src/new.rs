@@ -20,15 +20,17 @@ pub(crate) fn new(args: NewArgs) -> Result<ExitCode, Failure> {
     let kind = match args.kind {
         NewKind::Step => Kind::Step,
         NewKind::Tool => Kind::Tool,
+        NewKind::ApiTool => Kind::ApiTool,
     };
     let project = NewProject { name: args.name.clone(), lang, kind, dir: dir.clone() };
     create_project(&project)?;
     let kind_text = if kind == Kind::Step { "step" } else { "tool" };
+
     println!("created {} ({kind_text} in {}) in {}", args.name, lang.as_str(), dir.display());
     println!("next:\n  cd {}\n  ./build.sh", dir.display());
     match kind {
         Kind::Step => println!("  tether run try.toml --input '{{\"name\": \"Ada\"}}'"),
-        Kind::Tool => println!("  tether inspect {}.wasm", args.name),
+        Kind::Tool | Kind::ApiTool => println!("  tether inspect {}.wasm", args.name),
     }
     println!("README.md has the prerequisites, failure semantics and how to deploy it.");
     Ok(ExitCode::SUCCESS)

@@ -586,3 +586,30 @@ fn a_rejected_request_is_refused_to_the_guest_and_never_leaves() {
     let msg = exchanges(&ex)[0]["message"].as_str().unwrap().to_string();
     assert!(msg.contains("rejected by alice at gate `payments`: not today"), "{msg}");
 }
+
+#[test]
+fn a_runs_http_requests_budget_pauses_it_and_a_raise_lets_it_finish() {
+    let server = Server::start();
+    server.route("/", Answer::json(200, &json!({})));
+    let (db, wf) = http_workflow("http-run-budget", &format!("\"{}\"", server.url("")), "");
+    let text = std::fs::read_to_string(&wf).unwrap();
+    std::fs::write(
+        &wf,
+        text.replacen("name = \"http\"\n", "name = \"http\"\n[run]\nbudget = { http_requests = 2 }\n", 1),
+    )
+    .unwrap();
+    let input = json!({"requests": [get(&server.url("/"))], "loop": 3}).to_string();
+    let o = tether_cmd(&db)
+        .args(["run", &wf, "--input", &input, "--run-id", "run_http-budget", "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(3), "{report}");
+    assert_eq!(report["status"], "paused", "{report}");
+    assert_eq!(server.received().len(), 2, "no request past the run's budget");
+    let paused = history(&db, "run_http-budget").into_iter().find(|e| e["type"] == "run_paused").unwrap();
+    assert_eq!(paused["exceeded"], "http_requests", "{paused}");
+    let (code, report) = tether_json(&db, &["resume", "run_http-budget", "--budget", "http_requests=+10", "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["output"]["answers"].as_array().unwrap().len(), 3, "{report}");
+}

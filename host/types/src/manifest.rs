@@ -430,6 +430,7 @@ impl Workflow {
                     fuel: r.fuel,
                     wall_time: r.wall_time,
                     tool_calls: r.tool_calls,
+                    http_requests: r.http_requests,
                     usage: r.usage.clone(),
                 }
             }

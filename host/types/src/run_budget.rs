@@ -20,6 +20,9 @@ pub struct RunBudget {
     /// Tool calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<u64>,
+    /// Outbound HTTP requests, of steps and tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_requests: Option<u64>,
     /// Reported usage, per metric (for example `tokens`, `cost_usd`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub usage: BTreeMap<String, f64>,
@@ -34,6 +37,9 @@ pub struct RunUsage {
     pub wall_us: u64,
     /// Tool calls made.
     pub tool_calls: u64,
+    /// Outbound HTTP requests made.
+    #[serde(default)]
+    pub http_requests: u64,
     /// Reported usage per metric.
     pub usage: BTreeMap<String, f64>,
 }
@@ -59,6 +65,8 @@ pub struct Remaining {
     pub wall_time: Option<Duration>,
     /// Tool calls.
     pub tool_calls: Option<u64>,
+    /// HTTP requests.
+    pub http_requests: Option<u64>,
     /// Usage per metric.
     pub usage: BTreeMap<String, f64>,
 }
@@ -72,6 +80,7 @@ impl Remaining {
             fuel: self.fuel.map(|f| f.div_ceil(n)),
             wall_time: self.wall_time.map(|w| Duration::from_micros((w.as_micros() as u64).div_ceil(n))),
             tool_calls: self.tool_calls.map(|t| t.div_ceil(n)),
+            http_requests: self.http_requests.map(|h| h.div_ceil(n)),
             usage: self.usage.iter().map(|(m, a)| (m.clone(), a / n as f64)).collect(),
         }
     }
@@ -90,6 +99,7 @@ impl RunBudget {
                 "fuel" => b.fuel = b.fuel.map(|f| f.saturating_add(*by as u64)),
                 "wall_time" => b.wall_time = b.wall_time.map(|w| w + Duration::from_millis(*by as u64)),
                 "tool_calls" => b.tool_calls = b.tool_calls.map(|t| t.saturating_add(*by as u64)),
+                "http_requests" => b.http_requests = b.http_requests.map(|h| h.saturating_add(*by as u64)),
                 other => {
                     if let Some(limit) = b.usage.get_mut(other) {
                         // Saturating, like the counts above: raises never make a limit
@@ -119,6 +129,11 @@ impl RunBudget {
                 return Err(("tool_calls".into(), used.tool_calls as f64, t as f64));
             }
         }
+        if let Some(h) = self.http_requests {
+            if used.http_requests >= h {
+                return Err(("http_requests".into(), used.http_requests as f64, h as f64));
+            }
+        }
         let mut usage = BTreeMap::new();
         for (metric, limit) in &self.usage {
             let u = used.usage.get(metric).copied().unwrap_or(0.0);
@@ -131,6 +146,7 @@ impl RunBudget {
             fuel: self.fuel.map(|f| f - used.fuel),
             wall_time: self.wall_time.map(|w| w - Duration::from_micros(used.wall_us)),
             tool_calls: self.tool_calls.map(|t| t - used.tool_calls),
+            http_requests: self.http_requests.map(|h| h - used.http_requests),
             usage,
         })
     }
@@ -141,6 +157,7 @@ impl RunBudget {
             "fuel" => self.fuel.is_some(),
             "wall_time" => self.wall_time.is_some(),
             "tool_calls" => self.tool_calls.is_some(),
+            "http_requests" => self.http_requests.is_some(),
             other => self.usage.contains_key(other),
         }
     }
@@ -170,12 +187,14 @@ pub struct Capped {
     pub wall_time: bool,
     /// Tool calls.
     pub tool_calls: bool,
+    /// HTTP requests.
+    pub http_requests: bool,
 }
 
 impl Capped {
     /// Whether any limit was clipped.
     pub fn any(&self) -> bool {
-        self.fuel || self.wall_time || self.tool_calls
+        self.fuel || self.wall_time || self.tool_calls || self.http_requests
     }
 
     /// Whether this failure is the run's budget running out rather than the step's.
@@ -185,6 +204,7 @@ impl Capped {
             crate::FailureClass::FuelExhausted => self.fuel,
             crate::FailureClass::TimedOut => self.wall_time,
             crate::FailureClass::ToolBudgetExceeded => self.tool_calls,
+            crate::FailureClass::HttpBudgetExceeded => self.http_requests,
             _ => false,
         }
     }
@@ -195,6 +215,7 @@ impl Capped {
             crate::FailureClass::FuelExhausted => "fuel",
             crate::FailureClass::TimedOut => "wall_time",
             crate::FailureClass::ToolBudgetExceeded => "tool_calls",
+            crate::FailureClass::HttpBudgetExceeded => "http_requests",
             _ => "usage",
         };
         (what.to_string(), 0.0, 0.0)
@@ -252,6 +273,10 @@ impl AttemptLimits {
             budget.tool_calls = t as u32;
             capped.tool_calls = true;
         }
+        if let Some(h) = remaining.http_requests.filter(|h| *h < u64::from(budget.http_requests)) {
+            budget.http_requests = h as u32;
+            capped.http_requests = true;
+        }
         AttemptLimits { budget, usage: remaining.usage.clone(), capped }
     }
 
@@ -261,6 +286,7 @@ impl AttemptLimits {
             fuel: self.budget.fuel,
             wall_us: self.budget.wall_time.as_micros() as u64,
             tool_calls: u64::from(self.budget.tool_calls),
+            http_requests: u64::from(self.budget.http_requests),
             usage: self.usage.clone(),
         }
     }

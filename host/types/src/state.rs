@@ -360,6 +360,7 @@ impl RunState {
                     EventKind::UsageReported { metric, amount, .. } => {
                         *self.used.usage.entry(metric.clone()).or_default() += amount
                     }
+                    EventKind::HttpExchanged { .. } => self.used.http_requests += 1,
                     EventKind::ModelCalled { usage, .. } => {
                         for (m, a) in usage {
                             *self.used.usage.entry(m.clone()).or_default() += a;

@@ -453,6 +453,9 @@ fn budget_names(b: &RunBudget) -> String {
     if b.tool_calls.is_some() {
         names.push("tool_calls".into());
     }
+    if b.http_requests.is_some() {
+        names.push("http_requests".into());
+    }
     names.extend(b.usage.keys().cloned());
     if names.is_empty() {
         "none".into()

@@ -428,6 +428,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             total.fuel = total.fuel.saturating_add(held.fuel);
             total.wall_us = total.wall_us.saturating_add(held.wall_us);
             total.tool_calls = total.tool_calls.saturating_add(held.tool_calls);
+            total.http_requests = total.http_requests.saturating_add(held.http_requests);
             for (metric, amount) in &held.usage {
                 *total.usage.entry(metric.clone()).or_default() += amount;
             }

@@ -60,6 +60,7 @@ pub(super) struct RawRunBudget {
     #[serde(default, deserialize_with = "crate::units::duration")]
     pub(super) wall_time: Option<std::time::Duration>,
     pub(super) tool_calls: Option<u64>,
+    pub(super) http_requests: Option<u64>,
     #[serde(default)]
     pub(super) usage: BTreeMap<String, f64>,
 }

@@ -613,3 +613,29 @@ fn a_runs_http_requests_budget_pauses_it_and_a_raise_lets_it_finish() {
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["output"]["answers"].as_array().unwrap().len(), 3, "{report}");
 }
+
+#[test]
+fn a_replay_whose_component_makes_another_request_diverges_at_that_exchange() {
+    let server = Server::start();
+    server.route("/a", Answer::json(200, &json!({"a": 1})));
+    server.route("/b", Answer::json(200, &json!({"b": 2})));
+    let (db, wf) = http_workflow("http-diverge", &format!("\"{}\"", server.url("")), "memory = \"128MiB\"");
+    // Recorded with the Python step, which reads `url`; replayed with the Rust fixture,
+    // which reads `requests`.
+    let text = std::fs::read_to_string(&wf).unwrap().replace(artifacts::HTTP_STEP, artifacts::FETCH);
+    std::fs::write(&wf, text).unwrap();
+    let input = json!({"url": server.url("/a"), "requests": [get(&server.url("/b"))]});
+    let (code, report) = run(&db, &wf, input);
+    assert_eq!(code, Some(0), "{report}");
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    let seq = exchanges(&history(&db, &run_id))[0]["seq"].as_u64().unwrap();
+    let with = format!("fetch={}", artifacts::HTTP_STEP);
+    let (code, replay) = tether_json(&db, &["replay", &run_id, "--with", &with, "--json"]);
+    assert_eq!(code, Some(1), "{replay}");
+    let d = &replay["divergence"];
+    assert_eq!(d["seq"].as_u64(), Some(seq), "{replay}");
+    assert_eq!(d["expected"]["request"]["url"], server.url("/a"));
+    assert_eq!(d["actual"]["type"], "http_exchanged");
+    assert_eq!(d["actual"]["request"]["url"], server.url("/b"));
+    assert_eq!(server.received().len(), 1, "replay made no request");
+}

@@ -353,3 +353,28 @@ fn the_support_agent_killed_anywhere_pays_once_answers_the_same_and_replays() {
         ids.len()
     );
 }
+
+const MODEL_RULES: &str = "[identities.local]\ntools = [\"echo\"]\nmodel = true\n\n[identities.alice]\napproves = [\"models\"]\n\n[gates.models]\napprovals = 1\n\n[[rules]]\nname = \"big-needs-a-person\"\non = \"model_call\"\nwhen = \"model == 'big-model'\"\nverdict = \"require_approval\"\ngate = \"models\"\n\n[[rules]]\nname = \"no-echo-for-models\"\non = \"model_call\"\nwhen = \"'echo' in tools\"\nverdict = \"deny\"\n";
+
+#[test]
+fn model_call_rules_deny_a_call_or_make_it_wait_for_a_person() {
+    let server = Server::start();
+    server.route("/v1/chat/completions", completion(json!({"role": "assistant", "content": "ok"}), "stop", (3, 1)));
+    let (db, wf) = agent_workflow("model-rules", &server, "model = true", MODEL_RULES, "");
+    let denied = json!({"user": "hi", "tools": ["echo"]}).to_string();
+    let (code, report, out) = tether(&db, &["run", &wf, "--input", &denied, "--json"]);
+    assert_eq!(code, Some(1), "{out}");
+    let msg = report["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("denied by rule `no-echo-for-models` at the `model_call` checkpoint"), "{report}");
+    assert!(server.received().is_empty());
+
+    let big = json!({"user": "hi", "ask": {"model": "big-model"}}).to_string();
+    let (code, report, out) = tether(&db, &["run", &wf, "--input", &big, "--run-id", "run_big-model", "--json"]);
+    assert_eq!(code, Some(3), "the call waits for a person: {out}");
+    assert_eq!(report["status"], "waiting");
+    assert!(server.received().is_empty(), "nothing reached the model before the approval");
+    let (code, report, out) = tether(&db, &["approve", "run_big-model", "models", "--as", "alice", "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(report["output"]["answer"], "ok");
+    assert_eq!(server.received().len(), 1);
+}

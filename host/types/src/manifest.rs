@@ -431,6 +431,7 @@ impl Workflow {
                     wall_time: r.wall_time,
                     tool_calls: r.tool_calls,
                     http_requests: r.http_requests,
+                    http_bytes: r.http_bytes,
                     usage: r.usage.clone(),
                 }
             }

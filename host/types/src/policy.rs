@@ -197,6 +197,9 @@ pub enum Checkpoint {
     /// Before an outbound HTTP request leaves: `identity`, `step`, `tool` (empty when the
     /// step makes it), `method`, `url`, `scheme`, `host`, `port`, `path`, `run`.
     HttpRequest,
+    /// Before a model call: `identity`, `step`, `model`, `tools` (the names offered to the
+    /// model), `run`.
+    ModelCall,
 }
 
 impl Checkpoint {
@@ -208,6 +211,7 @@ impl Checkpoint {
             Checkpoint::Step => "step",
             Checkpoint::StepResult => "step_result",
             Checkpoint::HttpRequest => "http_request",
+            Checkpoint::ModelCall => "model_call",
         }
     }
 
@@ -215,7 +219,7 @@ impl Checkpoint {
     pub fn proposal(self) -> &'static str {
         match self {
             Checkpoint::ToolCall | Checkpoint::Step => "input",
-            Checkpoint::HttpRequest => "request",
+            Checkpoint::HttpRequest | Checkpoint::ModelCall => "request",
             Checkpoint::ToolResult | Checkpoint::StepResult => "output",
         }
     }

@@ -23,6 +23,9 @@ pub struct RunBudget {
     /// Outbound HTTP requests, of steps and tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_requests: Option<u64>,
+    /// Bytes of HTTP response bodies, of steps and tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_bytes: Option<u64>,
     /// Reported usage, per metric (for example `tokens`, `cost_usd`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub usage: BTreeMap<String, f64>,
@@ -40,6 +43,9 @@ pub struct RunUsage {
     /// Outbound HTTP requests made.
     #[serde(default)]
     pub http_requests: u64,
+    /// Bytes of HTTP response bodies read.
+    #[serde(default)]
+    pub http_bytes: u64,
     /// Reported usage per metric.
     pub usage: BTreeMap<String, f64>,
 }
@@ -67,6 +73,8 @@ pub struct Remaining {
     pub tool_calls: Option<u64>,
     /// HTTP requests.
     pub http_requests: Option<u64>,
+    /// HTTP response bytes.
+    pub http_bytes: Option<u64>,
     /// Usage per metric.
     pub usage: BTreeMap<String, f64>,
 }
@@ -81,6 +89,7 @@ impl Remaining {
             wall_time: self.wall_time.map(|w| Duration::from_micros((w.as_micros() as u64).div_ceil(n))),
             tool_calls: self.tool_calls.map(|t| t.div_ceil(n)),
             http_requests: self.http_requests.map(|h| h.div_ceil(n)),
+            http_bytes: self.http_bytes.map(|h| h.div_ceil(n)),
             usage: self.usage.iter().map(|(m, a)| (m.clone(), a / n as f64)).collect(),
         }
     }
@@ -100,6 +109,7 @@ impl RunBudget {
                 "wall_time" => b.wall_time = b.wall_time.map(|w| w + Duration::from_millis(*by as u64)),
                 "tool_calls" => b.tool_calls = b.tool_calls.map(|t| t.saturating_add(*by as u64)),
                 "http_requests" => b.http_requests = b.http_requests.map(|h| h.saturating_add(*by as u64)),
+                "http_bytes" => b.http_bytes = b.http_bytes.map(|h| h.saturating_add(*by as u64)),
                 other => {
                     if let Some(limit) = b.usage.get_mut(other) {
                         // Saturating, like the counts above: raises never make a limit
@@ -134,6 +144,11 @@ impl RunBudget {
                 return Err(("http_requests".into(), used.http_requests as f64, h as f64));
             }
         }
+        if let Some(h) = self.http_bytes {
+            if used.http_bytes >= h {
+                return Err(("http_bytes".into(), used.http_bytes as f64, h as f64));
+            }
+        }
         let mut usage = BTreeMap::new();
         for (metric, limit) in &self.usage {
             let u = used.usage.get(metric).copied().unwrap_or(0.0);
@@ -147,6 +162,7 @@ impl RunBudget {
             wall_time: self.wall_time.map(|w| w - Duration::from_micros(used.wall_us)),
             tool_calls: self.tool_calls.map(|t| t - used.tool_calls),
             http_requests: self.http_requests.map(|h| h - used.http_requests),
+            http_bytes: self.http_bytes.map(|h| h - used.http_bytes),
             usage,
         })
     }
@@ -158,6 +174,7 @@ impl RunBudget {
             "wall_time" => self.wall_time.is_some(),
             "tool_calls" => self.tool_calls.is_some(),
             "http_requests" => self.http_requests.is_some(),
+            "http_bytes" => self.http_bytes.is_some(),
             other => self.usage.contains_key(other),
         }
     }
@@ -277,6 +294,11 @@ impl AttemptLimits {
             budget.http_requests = h as u32;
             capped.http_requests = true;
         }
+        // A response larger than what is left is refused to the guest, not cut; the run
+        // pauses when an attempt would start with nothing left.
+        if let Some(h) = remaining.http_bytes.filter(|h| *h < budget.http_bytes) {
+            budget.http_bytes = h;
+        }
         AttemptLimits { budget, usage: remaining.usage.clone(), capped }
     }
 
@@ -287,6 +309,7 @@ impl AttemptLimits {
             wall_us: self.budget.wall_time.as_micros() as u64,
             tool_calls: u64::from(self.budget.tool_calls),
             http_requests: u64::from(self.budget.http_requests),
+            http_bytes: self.budget.http_bytes,
             usage: self.usage.clone(),
         }
     }

@@ -360,7 +360,12 @@ impl RunState {
                     EventKind::UsageReported { metric, amount, .. } => {
                         *self.used.usage.entry(metric.clone()).or_default() += amount
                     }
-                    EventKind::HttpExchanged { .. } => self.used.http_requests += 1,
+                    EventKind::HttpExchanged { outcome, .. } => {
+                        self.used.http_requests += 1;
+                        if let crate::exchange::HttpOutcome::Answer { body, .. } = outcome {
+                            self.used.http_bytes = self.used.http_bytes.saturating_add(body.bytes);
+                        }
+                    }
                     EventKind::ModelCalled { usage, .. } => {
                         for (m, a) in usage {
                             *self.used.usage.entry(m.clone()).or_default() += a;

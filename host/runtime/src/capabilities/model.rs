@@ -32,11 +32,16 @@ use tether_types::FailureClass;
 use wasmtime::component::LinkerInstance;
 use wasmtime::StoreContextMut;
 
+use crate::capabilities::checkpoint::checkpoint;
 use crate::capabilities::egress::{self, Exchange};
 use crate::capabilities::grants::ToolCallView;
 use crate::capabilities::served::{record_durably, serve, sync_before_effect};
+use crate::govern::governance::Pass;
 use crate::sandbox::bindings::step::tether::plugin::model::{ChatAnswer, ChatRequest, Message, ToolCall, Usage};
 use crate::sandbox::bindings::{Failure, FailureKind};
+use crate::sandbox::classify::wit_kind;
+use tether_types::event::ToolResult;
+use tether_types::policy::Checkpoint;
 
 /// Largest answer read from the provider.
 const ANSWER_CAP: usize = 4 << 20;
@@ -70,6 +75,19 @@ async fn complete<T: ToolCallView>(
         Ok(m) => m,
         Err(why) => return Ok((Err(failure(FailureKind::Denied, why)),)),
     };
+    // The policy's rules at `model_call`: allow, deny, or wait for a person (the request
+    // is sent as the step made it; an approver's edit does not change it).
+    let vars = model_vars(cx.data(), &model, &asked);
+    let proposal = serde_json::json!({
+        "model": model,
+        "messages": asked.messages.len(),
+        "tools": asked.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+    });
+    if let Pass::Refuse(ToolResult::Err { kind, message, .. }) =
+        checkpoint(&mut cx, (&step, call), Checkpoint::ModelCall, &vars, proposal).await?
+    {
+        return Ok((Err(failure(wit_kind(kind), message)),));
+    }
     let tokens_left = tokens_left(cx.data_mut());
     if tokens_left == Some(0) {
         let msg = "asked the model with no `tokens` left in the run's budget".to_string();
@@ -120,6 +138,21 @@ async fn complete<T: ToolCallView>(
     }
     sandbox.check_usage_limits()?;
     Ok((answer_for_guest(outcome),))
+}
+
+/// The variables a `model_call` rule sees (none without a policy).
+fn model_vars<T: ToolCallView>(state: &T, model: &str, asked: &ChatRequest) -> serde_json::Map<String, Value> {
+    let grants = state.grants();
+    let Some(gov) = &grants.governance else { return serde_json::Map::new() };
+    let step = tether_types::flow::step_of(&grants.step_name).to_string();
+    let tools: Vec<Value> = asked.tools.iter().map(|t| Value::String(t.name.clone())).collect();
+    tether_types::policy::vars(&[
+        ("identity", Value::String(gov.identity.clone())),
+        ("step", Value::String(step)),
+        ("model", Value::String(model.to_string())),
+        ("tools", Value::Array(tools)),
+        ("run", serde_json::json!({"workflow": gov.workflow, "input": gov.run_input})),
+    ])
 }
 
 /// What the run's `tokens` budget has left for this attempt, if it has one.

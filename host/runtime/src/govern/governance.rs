@@ -35,10 +35,10 @@ pub(crate) enum Pass {
 pub(crate) type At<'a> = (&'a str, u32);
 
 impl Governance {
-    /// Whether `on` is decided at all: every call's verdict is journaled, the result's
-    /// only where rules look at it.
+    /// Whether `on` is decided at all: every tool call's verdict is journaled; a tool's
+    /// result and a model call only where rules look at them.
     pub(crate) fn checks(&self, on: Checkpoint) -> bool {
-        on != Checkpoint::ToolResult || self.rules.any_at(on)
+        on == Checkpoint::ToolCall || self.rules.any_at(on)
     }
 
     /// The variables a tool-call rule sees: `identity`, `step`, `tool`, `effect`, `input`, `run`.

@@ -456,6 +456,9 @@ fn budget_names(b: &RunBudget) -> String {
     if b.http_requests.is_some() {
         names.push("http_requests".into());
     }
+    if b.http_bytes.is_some() {
+        names.push("http_bytes".into());
+    }
     names.extend(b.usage.keys().cloned());
     if names.is_empty() {
         "none".into()

@@ -429,6 +429,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             total.wall_us = total.wall_us.saturating_add(held.wall_us);
             total.tool_calls = total.tool_calls.saturating_add(held.tool_calls);
             total.http_requests = total.http_requests.saturating_add(held.http_requests);
+            total.http_bytes = total.http_bytes.saturating_add(held.http_bytes);
             for (metric, amount) in &held.usage {
                 *total.usage.entry(metric.clone()).or_default() += amount;
             }

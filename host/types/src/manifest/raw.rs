@@ -61,6 +61,8 @@ pub(super) struct RawRunBudget {
     pub(super) wall_time: Option<std::time::Duration>,
     pub(super) tool_calls: Option<u64>,
     pub(super) http_requests: Option<u64>,
+    #[serde(default, deserialize_with = "crate::units::size")]
+    pub(super) http_bytes: Option<u64>,
     #[serde(default)]
     pub(super) usage: BTreeMap<String, f64>,
 }

@@ -173,22 +173,6 @@ fn main() {
     println!("model call round trip, {MODEL_CALLS} calls per round, microseconds:");
     println!("  bare POST from the host:         median {}, p99 {}", summary(mbare_med), summary(mbare_p99));
     println!("  journaled model.complete:        median {}, p99 {}", summary(model_med), summary(model_p99));
-    println!("  fdatasync floor (a journaled request waits for two commits): {:.0} us", fdatasync_floor_us());
-}
-
-/// Median fdatasync after a 4 KiB append, in microseconds.
-fn fdatasync_floor_us() -> f64 {
-    let path = repo_root().join("target").join("bench-journal").join("fsync-probe");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
-    let mut v: Vec<f64> = (0..200)
-        .map(|_| {
-            f.write_all(&[0u8; 4096]).unwrap();
-            let t = Instant::now();
-            f.sync_data().unwrap();
-            t.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    let _ = std::fs::remove_file(&path);
-    v.sort_by(f64::total_cmp);
-    pct(&v, 0.5)
+    let floor = tether_tests::fdatasync_floor_us(&repo_root().join("target").join("bench-journal"));
+    println!("  fdatasync floor (a journaled request waits for two commits): {floor:.0} us");
 }

@@ -102,23 +102,10 @@ fn latency(runtime: &Runtime, wf: &Arc<LoadedWorkflow>, durability: Durability) 
     });
 }
 
-/// The disk's floor: median fdatasync after a 4 KiB append, in ms. A durable commit
-/// cannot be faster, so a pure run of 10 steps (one commit: its start, steps and end
-/// together) cannot be faster than one of these.
+/// The disk's floor in ms: a durable commit cannot be faster, so a pure run of 10 steps
+/// (one commit: its start, steps and end together) cannot be faster than one of these.
 fn fdatasync_floor_ms() -> f64 {
-    use std::io::Write;
-    let path = dir().join("fsync-probe");
-    let mut f = std::fs::File::create(&path).unwrap();
-    let mut lat: Vec<f64> = (0..300)
-        .map(|_| {
-            f.write_all(&[7u8; 4096]).unwrap();
-            let t = Instant::now();
-            f.sync_data().unwrap();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    lat.sort_by(f64::total_cmp);
-    pct(&lat, 0.5)
+    tether_tests::fdatasync_floor_us(&dir()) / 1e3
 }
 
 /// The same 10 steps with no journal at all: what the journal adds is the difference.

@@ -192,10 +192,15 @@ fn a_response_larger_than_what_the_budget_has_left_is_refused_not_cut() {
     assert_eq!(exchanges(&events)[0]["error"], "response_too_large");
 }
 
-/// Starts a run in the background, kills it once the server has received `n` requests,
-/// and returns the run id.
+/// Starts run `run` in the background (with `env` set) and kills it once the server has
+/// received its first request.
 fn kill_during_request(db: &Path, wf: &str, input: Value, server: &Server, run: &str) {
+    kill_during_request_with(db, wf, input, server, run, &[]);
+}
+
+fn kill_during_request_with(db: &Path, wf: &str, input: Value, server: &Server, run: &str, env: &[(&str, &str)]) {
     let mut child = tether_cmd(db)
+        .envs(env.iter().copied())
         .args(["run", wf, "--input", &input.to_string(), "--run-id", run, "--json"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -467,20 +472,7 @@ fn a_tool_killed_in_the_middle_of_a_post_sends_it_again_with_the_same_key_and_it
     );
     let (db, wf) = tool_workflow("http-tool-kill", &format!("\"{}\"", server.url("")), Some(&policy));
     let input = tool_input(json!([{"method": "POST", "url": server.url("/v1/refunds"), "body": "{}"}]));
-    let mut child = tether_cmd(&db)
-        .env("TEST_API_KEY", SECRET)
-        .args(["run", &wf, "--input", &input.to_string(), "--run-id", "run_tool-kill", "--json"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while server.received().is_empty() {
-        assert!(Instant::now() < deadline && matches!(child.try_wait(), Ok(None)), "the request never arrived");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_during_request_with(&db, &wf, input, &server, "run_tool-kill", &[("TEST_API_KEY", SECRET)]);
     server.route("/v1/refunds", Answer::json(201, &json!({"id": 9})));
     let o = tether_cmd(&db).env("TEST_API_KEY", SECRET).args(["resume", "run_tool-kill", "--json"]).output().unwrap();
     let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);

@@ -97,6 +97,8 @@ fn requests_no_grant_allows_are_refused_and_the_refusal_names_the_grant_to_add()
         get(&other.url("/v1/ok")),
         get(&https),
         get("http://example.invalid/v1/ok"),
+        get(&server.url("/v1/../admin")),
+        {"method": "GET", "url": server.url("/v1/ok"), "headers": [["X-HTTP-Method-Override", "DELETE"]]},
     ]);
     let (code, report) = run(&db, &wf, json!({ "requests": requests }));
     assert_eq!(code, Some(0), "{report}");
@@ -110,7 +112,9 @@ fn requests_no_grant_allows_are_refused_and_the_refusal_names_the_grant_to_add()
 
     let events = history(&db, report["run_id"].as_str().unwrap());
     let ex = exchanges(&events);
-    assert_eq!(ex.len(), 7);
+    assert_eq!(ex.len(), 9);
+    assert!(ex[7]["message"].as_str().unwrap().contains("`..` segments"), "{}", ex[7]);
+    assert!(ex[8]["message"].as_str().unwrap().contains("x-http-method-override"), "{}", ex[8]);
     let post = &ex[1];
     assert_eq!(post["outcome"], "failed");
     assert_eq!(post["error"], "denied");
@@ -300,6 +304,7 @@ fn a_credential_is_added_on_the_way_out_and_neither_the_guest_nor_the_journal_ho
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let received = server.received();
     assert_eq!(received[0].headers["authorization"], format!("Bearer {SECRET}"), "the host added the credential");
+    assert_eq!(received[0].headers["accept-encoding"], "identity", "an echo cannot come back compressed");
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     let run_id = report["run_id"].as_str().unwrap();
     let events = history(&db, run_id);
@@ -630,4 +635,104 @@ fn a_replay_whose_component_makes_another_request_diverges_at_that_exchange() {
     assert_eq!(d["actual"]["type"], "http_exchanged");
     assert_eq!(d["actual"]["request"]["url"], server.url("/b"));
     assert_eq!(server.received().len(), 1, "replay made no request");
+}
+
+#[test]
+fn an_encoded_answer_to_a_credentialed_request_is_refused() {
+    let server = Server::start();
+    let mut gz = Answer::json(200, &json!({}));
+    gz.headers.push(("content-encoding".into(), "gzip".into()));
+    server.route("/v1/me", gz);
+    let policy = format!(
+        "[identities.bot]\nhttp = [{{ url = \"{}\", credential = {{ secret = \"TEST_API_KEY\" }} }}]\n",
+        server.url("")
+    );
+    let (db, wf) = governed_workflow("http-credential-gzip", &format!("\"{}\"", server.url("")), &policy);
+    let input = json!({"requests": [{"url": server.url("/v1/me"), "headers": [["accept-encoding", "gzip"], ["range", "bytes=3-9"]]}]});
+    let o = tether_cmd(&db)
+        .env("TEST_API_KEY", SECRET)
+        .args(["run", &wf, "--input", &input.to_string(), "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["output"]["answers"][0]["kind"], "Transient", "{report}");
+    let received = server.received();
+    assert_eq!(received[0].headers["accept-encoding"], "identity");
+    assert!(!received[0].headers.contains_key("range"), "a range would bring the credential back in pieces");
+    let msg = exchanges(&history(&db, report["run_id"].as_str().unwrap()))[0]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("came gzip"), "{msg}");
+}
+
+#[test]
+fn an_unkeyed_post_that_gets_no_answer_fails_in_doubt_and_is_not_retried() {
+    let server = Server::start();
+    server.route("/v1/charges", Answer { status: 0, headers: vec![], body: vec![], delay: Duration::ZERO });
+    let grant = format!("{{ url = \"{}\", idempotency_key = false }}", server.url(""));
+    let (db, wf) = http_workflow("http-no-answer", &grant, "");
+    let text = std::fs::read_to_string(&wf).unwrap();
+    std::fs::write(
+        &wf,
+        format!("{text}retry = {{ max_attempts = 3, on = [\"trap\", \"host_fault\", \"timed_out\"] }}\n"),
+    )
+    .unwrap();
+    let input = json!({"requests": [{"method": "POST", "url": server.url("/v1/charges"), "body": "{}"}]});
+    let (code, report) = run(&db, &wf, input);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["error"]["class"], "in_doubt", "{report}");
+    assert_eq!(server.received().len(), 1, "a request in doubt is sent once");
+}
+
+#[test]
+fn an_approval_that_edits_a_request_refuses_it() {
+    let server = Server::start();
+    server.route("/v1/charges", Answer::json(201, &json!({})));
+    let (db, wf) =
+        governed_workflow("http-approval-edit", &format!("\"{}\"", server.url("")), &approval_policy(&server));
+    let input = json!({"requests": [{"method": "POST", "url": server.url("/v1/charges"), "body": "{\"amount\":5}"}]})
+        .to_string();
+    let o =
+        tether_cmd(&db).args(["run", &wf, "--input", &input, "--run-id", "run_http-edit", "--json"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stdout));
+    let asked = history(&db, "run_http-edit").into_iter().find(|e| e["type"] == "approval_requested").unwrap();
+    let mut edited = asked["proposal"].clone();
+    edited["body"] = json!("{\"amount\":1}");
+    let o = tether_cmd(&db)
+        .args(["approve", "run_http-edit", "payments", "--as", "alice", "--payload", &edited.to_string(), "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert_eq!(o.status.code(), Some(0), "{report} {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(report["output"]["answers"][0]["kind"], "Denied", "{report}");
+    assert!(server.received().is_empty(), "an edited approval sent the request");
+}
+
+#[test]
+fn a_granted_secret_in_a_request_or_its_answer_is_journaled_as_secret_and_replays() {
+    let server = Server::start();
+    server.route("/echo", Answer::json(200, &json!({"seen": "tok-9c1d4e"})));
+    let policy = format!(
+        "[identities.bot]\nenv = [{{ name = \"TEST_ENV_TOKEN\", secret = true }}]\nhttp = [\"{}\"]\n",
+        server.url("")
+    );
+    let (db, wf) = governed_workflow("http-env-secret", &format!("\"{}\"", server.url("")), &policy);
+    let text = std::fs::read_to_string(&wf).unwrap().replace("http = [", "env = [\"TEST_ENV_TOKEN\"]\nhttp = [");
+    std::fs::write(&wf, text).unwrap();
+    let input = json!({"requests": [{"url": server.url("/echo"), "headers": [["x-token", "tok-9c1d4e"]]}]});
+    let o = tether_cmd(&db)
+        .env("TEST_ENV_TOKEN", "tok-9c1d4e")
+        .args(["run", &wf, "--input", &input.to_string(), "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{report}");
+    assert_eq!(report["output"]["answers"][0]["body"], json!({"seen": "[secret]"}).to_string(), "{report}");
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    // The run's input is the caller's own text; every event after it shows the secret's name.
+    let events = history(&db, &run_id);
+    let after_start: Vec<&Value> = events.iter().filter(|e| e["type"] != "run_started").collect();
+    assert!(!serde_json::to_string(&after_start).unwrap().contains("tok-9c1d4e"), "{after_start:?}");
+    assert_eq!(exchanges(&events)[0]["request"]["headers"][0][1], "[secret]");
+    drop(server);
+    let o = tether_cmd(&db).env("TEST_ENV_TOKEN", "tok-9c1d4e").args(["replay", &run_id]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
 }

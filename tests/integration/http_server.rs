@@ -18,7 +18,7 @@ pub struct Received {
     pub body: Vec<u8>,
 }
 
-/// A scripted answer.
+/// A scripted answer (status 0: close the connection without answering).
 #[derive(Clone, Debug)]
 pub struct Answer {
     pub status: u16,
@@ -174,6 +174,10 @@ fn serve(stream: TcpStream, shared: &Mutex<Shared>) {
         delay: Duration::ZERO,
     });
     std::thread::sleep(answer.delay);
+    if answer.status == 0 {
+        // Closes without answering: the request arrived, its fate unknown to the client.
+        return;
+    }
     let mut out =
         format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n", answer.status, answer.body.len());
     for (n, v) in &answer.headers {

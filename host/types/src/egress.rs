@@ -332,6 +332,13 @@ impl HttpGrant {
     pub fn check(&self) -> Result<(), String> {
         if let Some(c) = &self.credential {
             c.check()?;
+            if self.url.scheme == SchemeSpec::Any {
+                return Err(format!(
+                    "a credential is bound to `{}`, which allows any scheme: write the destination with \
+                     https:// (or http:// where plain HTTP is meant) so it never goes out unencrypted by accident",
+                    self.url
+                ));
+            }
         }
         const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
         for m in &self.methods {
@@ -375,6 +382,35 @@ impl fmt::Display for Request<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}{}", self.method.to_ascii_uppercase(), self.target, self.path)
     }
+}
+
+/// Headers that make some servers act on another method or path than the request line's,
+/// which the grants checked: refused on every request.
+const OVERRIDE_HEADERS: [&str; 7] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-host",
+    "forwarded",
+];
+
+/// Why a request's path or headers could reach something other than what the grants
+/// were checked against: `.` or `..` segments (also percent-encoded), an encoded `/` or
+/// `\`, a backslash, or a header that overrides the method or path.
+pub fn evasion<'a>(path: &str, mut header_names: impl Iterator<Item = &'a str>) -> Option<String> {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
+        return Some(format!("path `{path}` holds an encoded `/` or a `\\`; write it plainly"));
+    }
+    let decoded = lower.replace("%2e", ".");
+    if decoded.split('/').any(|seg| seg == "." || seg == "..") {
+        return Some(format!("path `{path}` has `.` or `..` segments; write the path the server should see"));
+    }
+    header_names
+        .find(|n| OVERRIDE_HEADERS.contains(&n.to_ascii_lowercase().as_str()))
+        .map(|n| format!("header `{n}` would make the server act on another method or path; it is refused"))
 }
 
 /// Whether `request` may leave the host: the step or tool (`whose`) must ask for it, and
@@ -503,7 +539,9 @@ pub enum AddressClass {
     Multicast,
     /// "This network" and unspecified: 0/8, ::.
     Unspecified,
-    /// Reserved for future use and broadcast: 240/4.
+    /// Reserved for future use, broadcast, protocol assignments (192.0.0/24, where some
+    /// clouds' metadata lives), and IPv6 transition forms tether does not look inside
+    /// (Teredo 2001::/32, the deprecated IPv4-compatible ::/96 and site-local fec0::/10).
     Reserved,
 }
 
@@ -545,13 +583,14 @@ fn in6(ip: Ipv6Addr, net: &str) -> bool {
 }
 
 fn class_v4(ip: Ipv4Addr) -> AddressClass {
-    const CLASSES: [(&str, AddressClass); 9] = [
+    const CLASSES: [(&str, AddressClass); 10] = [
         ("0.0.0.0/8", AddressClass::Unspecified),
         ("10.0.0.0/8", AddressClass::Private),
         ("100.64.0.0/10", AddressClass::SharedNat),
         ("127.0.0.0/8", AddressClass::Loopback),
         ("169.254.0.0/16", AddressClass::LinkLocal),
         ("172.16.0.0/12", AddressClass::Private),
+        ("192.0.0.0/24", AddressClass::Reserved),
         ("192.168.0.0/16", AddressClass::Private),
         ("224.0.0.0/4", AddressClass::Multicast),
         ("240.0.0.0/4", AddressClass::Reserved),
@@ -566,23 +605,32 @@ fn class_v6(ip: Ipv6Addr) -> AddressClass {
     if ip.is_loopback() {
         return AddressClass::Loopback;
     }
-    const CLASSES: [(&str, AddressClass); 3] = [
+    const CLASSES: [(&str, AddressClass); 7] = [
+        ("::/96", AddressClass::Reserved),
+        ("::ffff:0:0:0/96", AddressClass::Reserved),
+        ("2001::/32", AddressClass::Reserved),
         ("fc00::/7", AddressClass::UniqueLocal),
         ("fe80::/10", AddressClass::LinkLocal),
+        ("fec0::/10", AddressClass::Reserved),
         ("ff00::/8", AddressClass::Multicast),
     ];
     CLASSES.iter().find(|(net, _)| in6(ip, net)).map_or(AddressClass::Public, |(_, class)| *class)
 }
 
-/// The IPv4 address an IPv6 address carries: mapped (`::ffff:0:0/96`) or NAT64
-/// (`64:ff9b::/96`, and the local-use `64:ff9b:1::/48`).
+/// The IPv4 address an IPv6 address carries: mapped (`::ffff:0:0/96`), NAT64
+/// (`64:ff9b::/96`; the local-use `64:ff9b:1::/48` is classed by the IPv4 address in its
+/// last 32 bits, as a /96 prefix there would carry it) or 6to4 (`2002:AABB:CCDD::/48`).
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(v4);
     }
     let s = ip.segments();
+    let octets = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    if s[0] == 0x2002 {
+        return Some(octets(s[1], s[2]));
+    }
     let nat64 = (s[0], s[1]) == (0x64, 0xff9b) && (s[2..6] == [0, 0, 0, 0] || s[2] == 1);
-    nat64.then(|| Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8))
+    nat64.then(|| octets(s[6], s[7]))
 }
 
 /// Why a resolved address may not be connected to.

@@ -48,11 +48,24 @@ pub struct RecordedBody {
 }
 
 impl RecordedBody {
-    /// `body`, keeping at most `kept` of its bytes (cut on a character boundary).
+    /// `body`, keeping at most `kept` of its bytes (cut on a character boundary). Text
+    /// whose JSON escapes would make it larger than base64 is kept as base64, so an
+    /// event's size stays within a third more than the body's.
     pub fn of(body: &[u8], kept: usize) -> RecordedBody {
         let sha256 = hex::encode(Sha256::digest(body));
         let mut part = &body[..body.len().min(kept)];
+        // What JSON's escapes add to a text: `\"`, `\\`, `\n` one byte, `\u00XX` five.
+        let escaped = |t: &str| -> usize {
+            t.bytes()
+                .map(|b| match b {
+                    b'"' | b'\\' | b'\n' | b'\r' | b'\t' => 1,
+                    0..=0x1f => 5,
+                    _ => 0,
+                })
+                .sum()
+        };
         let (text, base64) = match std::str::from_utf8(part) {
+            Ok(t) if escaped(t) > t.len() / 3 => (None, Some(base64::engine::general_purpose::STANDARD.encode(part))),
             Ok(t) => (Some(t.to_string()), None),
             Err(e) if part.len() < body.len() && e.error_len().is_none() => {
                 // Cut inside a character: keep the text up to it.
@@ -204,6 +217,17 @@ mod tests {
         let mut damaged = RecordedBody::of(b"hello", usize::MAX);
         damaged.text = Some("hellO".into());
         assert!(damaged.whole().unwrap_err().contains("5 bytes"));
+    }
+
+    #[test]
+    fn text_that_escapes_heavily_is_kept_as_base64() {
+        let quotes = "\"".repeat(3000);
+        let recorded = RecordedBody::of(quotes.as_bytes(), usize::MAX);
+        assert!(recorded.base64.is_some());
+        let event_bytes = serde_json::to_string(&recorded).unwrap().len();
+        assert!(event_bytes < 3000 * 4 / 3 + 200, "{event_bytes}");
+        assert_eq!(recorded.whole().unwrap(), quotes.as_bytes());
+        assert!(RecordedBody::of(b"{\"a\": \"plain json\"}", usize::MAX).text.is_some());
     }
 
     #[test]

@@ -206,12 +206,14 @@ pub struct Capped {
     pub tool_calls: bool,
     /// HTTP requests.
     pub http_requests: bool,
+    /// HTTP response bytes (running out refuses an answer; it never ends the attempt).
+    pub http_bytes: bool,
 }
 
 impl Capped {
     /// Whether any limit was clipped.
     pub fn any(&self) -> bool {
-        self.fuel || self.wall_time || self.tool_calls || self.http_requests
+        self.fuel || self.wall_time || self.tool_calls || self.http_requests || self.http_bytes
     }
 
     /// Whether this failure is the run's budget running out rather than the step's.
@@ -298,6 +300,7 @@ impl AttemptLimits {
         // pauses when an attempt would start with nothing left.
         if let Some(h) = remaining.http_bytes.filter(|h| *h < budget.http_bytes) {
             budget.http_bytes = h;
+            capped.http_bytes = true;
         }
         AttemptLimits { budget, usage: remaining.usage.clone(), capped }
     }

@@ -237,6 +237,7 @@ async fn execute<T: ToolCallView>(
         max_bytes: budget.http_bytes,
         tool: Some(call.name.clone()),
         governance: grants.governance.clone(),
+        secrets: grants.env.secrets(),
     };
     let http = HttpHooks::new(http, cx.data().tape().cloned());
     let engine = cx.engine().clone();
@@ -244,9 +245,11 @@ async fn execute<T: ToolCallView>(
     let (outcome, stats) = run_tool_call(&engine, &tool, input, limits, key, &env, http).await;
     // A request of the tool's waits for a person: so does the step, with nothing of the
     // call recorded; it runs again, from the journal, once the request is decided.
+    // A request of the tool's in doubt is the step's: the call must not simply be made
+    // again (by an agent, say) with a new request number.
     if let Err(f) = &outcome {
-        if f.class == FailureClass::AwaitingApproval {
-            return Err(cx.data_mut().sandbox().trip(FailureClass::AwaitingApproval, f.message.clone()));
+        if matches!(f.class, FailureClass::AwaitingApproval | FailureClass::InDoubt) {
+            return Err(cx.data_mut().sandbox().trip(f.class, f.message.clone()));
         }
     }
     let name = &call.name;

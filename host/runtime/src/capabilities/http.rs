@@ -25,7 +25,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value;
-use tether_types::egress::{check_request, named_networks, Credential, HttpGrant, Request, Scheme, Target};
+use tether_types::egress::{check_request, evasion, named_networks, Credential, HttpGrant, Request, Scheme, Target};
 use tether_types::event::EventKind;
 use tether_types::exchange::{
     approval_id, idempotency_key, is_idempotent, ExchangeAt, HttpError, HttpOutcome, RecordedBody, RecordedRequest,
@@ -43,6 +43,10 @@ use crate::govern::governance::Governance;
 
 /// Largest request body the host takes from a guest.
 pub(crate) const REQUEST_BODY_CAP: usize = 8 << 20;
+
+/// Largest answer body one request may read, whatever its budget has left: the whole
+/// body goes into one journal event, which must stay well under the journal's largest.
+pub(crate) const RESPONSE_BODY_CAP: u64 = 4 << 20;
 
 /// What one step attempt or tool call may reach, and where its exchanges are journaled.
 pub(crate) struct HttpScope {
@@ -68,6 +72,9 @@ pub(crate) struct HttpScope {
     pub(crate) tool: Option<String>,
     /// The run's policy and identity, when it has a policy.
     pub(crate) governance: Option<Arc<Governance>>,
+    /// Values of granted secrets: the journal shows `[secret]` in their place, so requests
+    /// are compared, and answers given, as the journal holds them.
+    pub(crate) secrets: Arc<Vec<String>>,
 }
 
 impl HttpScope {
@@ -92,8 +99,10 @@ pub(crate) struct HttpHooks {
     tape: Option<SharedTape>,
     /// The number the next request gets.
     next: u32,
-    /// Response bytes read so far, served ones included.
-    bytes_read: Arc<AtomicU64>,
+    /// Response bytes read so far (served ones included), and held by requests in
+    /// flight: each claims what it may read before it leaves, so requests made at once
+    /// cannot together read past the budget.
+    bytes_held: Arc<AtomicU64>,
     /// Why the attempt must stop, set by a request (see `SandboxView::over_budget`).
     stop: Arc<Stop>,
 }
@@ -120,12 +129,12 @@ impl Stop {
 impl HttpHooks {
     /// Hooks for a store whose requests `scope` governs, journaled on `tape`.
     pub(crate) fn new(scope: HttpScope, tape: Option<SharedTape>) -> HttpHooks {
-        HttpHooks { scope: Some(Arc::new(scope)), tape, next: 0, bytes_read: Arc::default(), stop: Arc::default() }
+        HttpHooks { scope: Some(Arc::new(scope)), tape, next: 0, bytes_held: Arc::default(), stop: Arc::default() }
     }
 
     /// Hooks that refuse every request.
     pub(crate) fn none() -> HttpHooks {
-        HttpHooks { scope: None, tape: None, next: 0, bytes_read: Arc::default(), stop: Arc::default() }
+        HttpHooks { scope: None, tape: None, next: 0, bytes_held: Arc::default(), stop: Arc::default() }
     }
 
     /// Why the attempt must stop, if a request said so.
@@ -173,7 +182,7 @@ impl WasiHttpHooks for HttpHooks {
             scope,
             at,
             tape: self.tape.clone(),
-            bytes_read: Arc::clone(&self.bytes_read),
+            bytes_held: Arc::clone(&self.bytes_held),
             stop: Arc::clone(&self.stop),
         };
         Box::new(async move {
@@ -195,7 +204,7 @@ struct Call {
     scope: Arc<HttpScope>,
     at: ExchangeAt,
     tape: Option<SharedTape>,
-    bytes_read: Arc<AtomicU64>,
+    bytes_held: Arc<AtomicU64>,
     stop: Arc<Stop>,
 }
 
@@ -218,7 +227,7 @@ impl Call {
             Ok(taken) => (taken, None),
             Err((taken, failed)) => (taken, Some(failed)),
         };
-        let recorded_request = self.record_request(&taken);
+        let recorded_request = as_journaled(&self.record_request(&taken), &self.scope.secrets);
         let event = |outcome: HttpOutcome, wall_us: u64| EventKind::HttpExchanged {
             step: self.scope.step.clone(),
             at: self.at,
@@ -240,7 +249,7 @@ impl Call {
                     return Err(wasmtime_wasi_http::Error::InternalError(Some("diverged from the journal".into())));
                 }
                 if let HttpOutcome::Answer { body, .. } = outcome {
-                    self.bytes_read.fetch_add(body.bytes, Ordering::Relaxed);
+                    self.bytes_held.fetch_add(body.bytes, Ordering::Relaxed);
                 }
                 // Its approval, if it had one, is served with it.
                 if let Some(t) = &self.tape {
@@ -262,7 +271,7 @@ impl Call {
         let started = Instant::now();
         let refused = match refused.or_else(|| self.refusal(&taken)) {
             Some(failed) => Some(failed),
-            None => self.checkpoint(&taken).await?,
+            None => self.checkpoint(&taken, &recorded_request).await?,
         };
         let outcome = match refused {
             Some(failed) => failed,
@@ -336,6 +345,9 @@ impl Call {
         if let Err(msg) = check_request(request, &s.whose, &s.asked, identity) {
             return Some(failed(HttpError::Denied, msg));
         }
+        if let Some(why) = evasion(&taken.path_and_query, taken.headers.keys().map(|n| n.as_str())) {
+            return Some(failed(HttpError::Denied, format!("{request}: {why}")));
+        }
         let credential = self.credential_for(taken)?;
         if taken.headers.contains_key(credential.header.as_str()) {
             let msg = format!(
@@ -354,7 +366,11 @@ impl Call {
     /// durably) and stops the attempt until it is decided; the run waits holding no
     /// sandbox, and the request is made when the attempt runs again, approved. An
     /// approver's edit does not change the request: it is sent as the guest made it.
-    async fn checkpoint(&self, taken: &Taken) -> wasmtime_wasi_http::Result<Option<HttpOutcome>> {
+    async fn checkpoint(
+        &self,
+        taken: &Taken,
+        recorded: &RecordedRequest,
+    ) -> wasmtime_wasi_http::Result<Option<HttpOutcome>> {
         let (Some(gov), Some(target)) = (self.scope.governance.as_ref(), taken.target.as_ref()) else {
             return Ok(None);
         };
@@ -385,10 +401,14 @@ impl Call {
             }
             Verdict::RequireApproval => {
                 let gate = ruling.gate.unwrap_or_default();
+                // What a person approves is this request exactly: its digest is checked
+                // when the attempt runs again, so another request cannot ride on it.
                 let proposal = serde_json::json!({
-                    "method": taken.method,
-                    "url": taken.url,
-                    "body": String::from_utf8_lossy(&taken.body[..taken.body.len().min(1024)]),
+                    "method": recorded.method,
+                    "url": recorded.url,
+                    "body": recorded.body.text.as_deref().map(|t| t.chars().take(1024).collect::<String>()),
+                    "body_bytes": recorded.body.bytes,
+                    "request_sha256": request_digest(recorded),
                 });
                 self.approval(gov, &gate, request, proposal, &vars).await
             }
@@ -418,7 +438,7 @@ impl Call {
             None => {
                 let at =
                     RequestAt { step: &self.scope.step, call: Some(self.at.exchange), on: Checkpoint::HttpRequest };
-                let mut r = gov.policy.request(gate, at, proposal, vars, now_us());
+                let mut r = gov.policy.request(gate, at, proposal.clone(), vars, now_us());
                 if let EventKind::ApprovalRequested { id: own, .. } = &mut r {
                     own.clone_from(&id);
                 }
@@ -429,6 +449,10 @@ impl Call {
         let Some(mut pending) = Approval::requested(&requested) else {
             return Err(self.halt(FailureClass::HostFault, format!("the journal's request {id} cannot be read")));
         };
+        if pending.proposal["request_sha256"] != proposal["request_sha256"] {
+            let msg = format!("{request} is not the request approved as {id}: the component is not deterministic");
+            return Err(self.halt(FailureClass::HostFault, msg));
+        }
         for decided in recorded {
             pending.decide(&decided);
         }
@@ -439,7 +463,14 @@ impl Call {
             }
         }
         match pending.outcome {
-            Some(ApprovalOutcome::Approved(_)) => Ok(None),
+            Some(ApprovalOutcome::Approved(payload)) if payload == proposal => Ok(None),
+            Some(ApprovalOutcome::Approved(_)) => Ok(Some(failed(
+                HttpError::Denied,
+                format!(
+                    "{request}: approved at gate `{gate}` with an edit; a request is sent only as the step made \
+                     it, so an edited approval refuses it (approve it unedited, or reject it)"
+                ),
+            ))),
             Some(ApprovalOutcome::Rejected { by, comment }) => {
                 let why = comment.map(|c| format!(": {c}")).unwrap_or_default();
                 Ok(Some(failed(HttpError::Denied, format!("{request}: rejected by {by} at gate `{gate}`{why}"))))
@@ -469,7 +500,6 @@ impl Call {
         }
         // The request may act on the world: the run up to it is durable first.
         self.sync().await?;
-        let left = self.scope.max_bytes.saturating_sub(self.bytes_read.load(Ordering::Relaxed));
         let mut headers = taken.headers.clone();
         if let Some((_, key)) = recorded.headers.iter().find(|(n, _)| n == "idempotency-key") {
             if let Ok(value) = http::HeaderValue::from_str(key) {
@@ -499,33 +529,111 @@ impl Call {
             };
             header_value.set_sensitive(true);
             headers.insert(name, header_value);
+            // An answer that echoes the credential must not bring it back hidden from the
+            // scrub below: not compressed, not in pieces.
+            headers.remove(http::header::RANGE);
+            headers.remove(http::header::IF_RANGE);
+            headers.insert(http::header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
             secret = Some((value, credential.secret.clone()));
         }
+        let Ok(method) = http::Method::from_bytes(taken.method.as_bytes()) else {
+            return Ok(failed(HttpError::InvalidRequest, format!("`{}` is not an HTTP method", taken.method)));
+        };
         let exchange = Exchange {
-            method: http::Method::from_bytes(taken.method.as_bytes()).unwrap_or(http::Method::GET),
-            target,
+            method,
+            target: target.clone(),
             path_and_query: taken.path_and_query.clone(),
             headers,
             body: taken.body.clone(),
         };
         let deadline = tokio::time::Instant::from_std(self.scope.deadline);
-        let cap = usize::try_from(left).unwrap_or(usize::MAX);
-        Ok(match egress::send(&exchange, &networks, deadline, cap).await {
+        let claimed = self.claim_bytes();
+        let sent = egress::send(&exchange, &networks, deadline, usize::try_from(claimed).unwrap_or(usize::MAX)).await;
+        let outcome = match sent {
             Ok(answer) => {
-                self.bytes_read.fetch_add(answer.body.len() as u64, Ordering::Relaxed);
-                let mut headers = header_pairs(&answer.headers);
-                let mut body = answer.body.to_vec();
-                if let Some((value, name)) = &secret {
-                    let mark = format!("[secret {name}]");
-                    for (_, v) in &mut headers {
-                        *v = v.replace(value.as_str(), &mark);
-                    }
-                    body = replace_bytes(&body, value.as_bytes(), mark.as_bytes());
+                let encoded =
+                    answer.headers.get(http::header::CONTENT_ENCODING).filter(|e| e.as_bytes() != b"identity");
+                match (&secret, encoded) {
+                    (Some(_), Some(e)) => failed(
+                        HttpError::Protocol,
+                        format!(
+                            "{request}: the answer came {} although the host asked for it plain; it is refused, \
+                             since it could carry the credential back hidden",
+                            String::from_utf8_lossy(e.as_bytes())
+                        ),
+                    ),
+                    _ => self.answer(answer, secret.as_ref()),
                 }
-                HttpOutcome::Answer { status: answer.status, headers, body: RecordedBody::of(&body, usize::MAX) }
             }
-            Err(e) => failed(error_class(&e), e.to_string()),
-        })
+            Err(e) => {
+                let after_connect = matches!(e, ExchangeError::Timeout { .. } | ExchangeError::Http { .. });
+                let unkeyed =
+                    !is_idempotent(&taken.method) && !recorded.headers.iter().any(|(n, _)| n == "idempotency-key");
+                if unkeyed && after_connect {
+                    // It may have taken effect: never sent again, by a retry or anyone.
+                    let msg = format!(
+                        "{request} was sent without an idempotency key and got no answer ({e}): whether it \
+                         took effect is not known, so it is not sent again; check the server"
+                    );
+                    let outcome = failed(error_class(&e), msg.clone());
+                    self.release_bytes(claimed, &outcome);
+                    return Err(self.halt(FailureClass::InDoubt, msg));
+                }
+                failed(error_class(&e), e.to_string())
+            }
+        };
+        self.release_bytes(claimed, &outcome);
+        Ok(outcome)
+    }
+
+    /// Claims what this request may read of the `http_bytes` budget (at most
+    /// [`RESPONSE_BODY_CAP`]).
+    fn claim_bytes(&self) -> u64 {
+        let max = self.scope.max_bytes;
+        let mut claimed = 0;
+        let _ = self.bytes_held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            claimed = max.saturating_sub(held).min(RESPONSE_BODY_CAP);
+            Some(held.saturating_add(claimed))
+        });
+        claimed
+    }
+
+    /// Gives back what a request claimed, and counts what its answer holds as recorded
+    /// (as a served answer is counted).
+    fn release_bytes(&self, claimed: u64, outcome: &HttpOutcome) {
+        let read = match outcome {
+            HttpOutcome::Answer { body, .. } => body.bytes,
+            HttpOutcome::Failed { .. } => 0,
+        };
+        let _ = self.bytes_held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            Some(held.saturating_sub(claimed).saturating_add(read))
+        });
+    }
+
+    /// The answer as the journal holds it and the guest gets it: the credential the host
+    /// added, if the server echoes it, replaced by `[secret NAME]`; granted secrets by
+    /// `[secret]`.
+    fn answer(&self, answer: egress::Answer, secret: Option<&(String, String)>) -> HttpOutcome {
+        let mut headers = header_pairs(&answer.headers);
+        let mut body = answer.body.to_vec();
+        let mut marks: Vec<(&str, String)> = Vec::new();
+        if let Some((value, name)) = secret {
+            marks.push((value.as_str(), format!("[secret {name}]")));
+        }
+        for value in self.scope.secrets.iter().filter(|v| !v.is_empty()) {
+            marks.push((value.as_str(), crate::redact::REDACTED.to_string()));
+        }
+        for (value, mark) in &marks {
+            for (_, v) in &mut headers {
+                if v.contains(value) {
+                    *v = v.replace(value, mark);
+                }
+            }
+            if memchr::memmem::find(&body, value.as_bytes()).is_some() {
+                body = replace_bytes(&body, value.as_bytes(), mark.as_bytes());
+            }
+        }
+        HttpOutcome::Answer { status: answer.status, headers, body: RecordedBody::of(&body, usize::MAX) }
     }
 
     fn journal_live(&self, event: EventKind) {
@@ -606,23 +714,40 @@ async fn take(request: http::Request<WasiBody>, deadline: tokio::time::Instant) 
 }
 
 /// `haystack` with every `needle` replaced (a server that echoes a credential back must
-/// not hand it to the guest, nor to the journal).
+/// not hand it to the guest, nor to the journal). Linear in the haystack.
 fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
     if needle.is_empty() {
         return haystack.to_vec();
     }
     let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
+    let mut last = 0;
+    for at in memchr::memmem::find_iter(haystack, needle) {
+        if at < last {
+            continue;
         }
+        out.extend_from_slice(&haystack[last..at]);
+        out.extend_from_slice(with);
+        last = at + needle.len();
     }
+    out.extend_from_slice(&haystack[last..]);
     out
+}
+
+/// `value` as the journal will hold it: granted secrets replaced by `[secret]`, as the
+/// journal does when it seals an event. A live request is compared with a recorded one
+/// in this form.
+fn as_journaled<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(value: &T, secrets: &[String]) -> T {
+    let Ok(text) = serde_json::to_string(value) else { return value.clone() };
+    match crate::redact::redact(&text, secrets) {
+        Some(clean) => serde_json::from_str(&clean).unwrap_or_else(|_| value.clone()),
+        None => value.clone(),
+    }
+}
+
+/// sha256 of a request as journaled, hex: what an approval approves.
+fn request_digest(request: &RecordedRequest) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(serde_json::to_vec(request).unwrap_or_default()))
 }
 
 fn path_of(path_and_query: &str) -> &str {

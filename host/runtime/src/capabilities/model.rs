@@ -46,6 +46,12 @@ use tether_types::policy::Checkpoint;
 /// Largest answer read from the provider.
 const ANSWER_CAP: usize = 4 << 20;
 
+/// Largest request sent to the provider (its JSON): it is journaled whole.
+const REQUEST_CAP: usize = 2 << 20;
+
+/// Bytes of JSON per token, for an estimate where the provider reports none.
+const BYTES_PER_TOKEN: usize = 4;
+
 /// Adds `complete` to the step's `model` interface.
 pub(crate) fn add_to_linker<T: ToolCallView>(model: &mut LinkerInstance<'_, T>) -> wasmtime::Result<()> {
     model.func_wrap_async("complete", |cx: StoreContextMut<'_, T>, (request,): (ChatRequest,)| {
@@ -83,10 +89,14 @@ async fn complete<T: ToolCallView>(
         "messages": asked.messages.len(),
         "tools": asked.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
     });
-    if let Pass::Refuse(ToolResult::Err { kind, message, .. }) =
-        checkpoint(&mut cx, (&step, call), Checkpoint::ModelCall, &vars, proposal).await?
-    {
-        return Ok((Err(failure(wit_kind(kind), message)),));
+    match checkpoint(&mut cx, (&step, call), Checkpoint::ModelCall, &vars, proposal).await? {
+        Pass::Refuse(ToolResult::Err { kind, message, .. }) => return Ok((Err(failure(wit_kind(kind), message)),)),
+        Pass::Go(Some(_)) => {
+            let msg = "approved with an edit; a model call is made only as the step asked it, so an edited \
+                       approval refuses it (approve it unedited, or reject it)";
+            return Ok((Err(failure(FailureKind::Denied, msg.into())),));
+        }
+        Pass::Go(None) | Pass::Refuse(ToolResult::Ok(_)) => {}
     }
     let tokens_left = tokens_left(cx.data_mut());
     if tokens_left == Some(0) {
@@ -94,7 +104,24 @@ async fn complete<T: ToolCallView>(
         return Err(cx.data_mut().sandbox().trip(FailureClass::RunBudgetExceeded, msg));
     }
     let request = wire_request(&asked, &model, tokens_left);
-    let request_json = serde_json::to_value(&request).unwrap_or(Value::Null);
+    let request_json = match serde_json::to_value(&request) {
+        Ok(v) => v,
+        Err(e) => return Ok((Err(failure(FailureKind::InvalidInput, format!("the request cannot be written: {e}"))),)),
+    };
+    let request_bytes = request_json.to_string().len();
+    if request_bytes > REQUEST_CAP {
+        let msg = format!("the request is {request_bytes} bytes; a model call takes at most {REQUEST_CAP}");
+        return Ok((Err(failure(FailureKind::InvalidInput, msg)),));
+    }
+    // The prompt alone must fit what the run's budget has left.
+    if tokens_left.is_some_and(|left| request_bytes / BYTES_PER_TOKEN >= left as usize) {
+        let msg = format!(
+            "a prompt of about {} tokens does not fit the {} the run's `tokens` budget has left",
+            request_bytes / BYTES_PER_TOKEN,
+            tokens_left.unwrap_or(0)
+        );
+        return Err(cx.data_mut().sandbox().trip(FailureClass::RunBudgetExceeded, msg));
+    }
     let actual = |outcome: ModelOutcome| EventKind::ModelCalled {
         step: step.clone(),
         call,
@@ -112,7 +139,7 @@ async fn complete<T: ToolCallView>(
             let deadline = tokio::time::Instant::from_std(cx.data().grants().deadline);
             let started = Instant::now();
             let outcome = send(&config, &request_json, deadline).await;
-            let usage = charge(&config, &model, &outcome);
+            let usage = charge(&config, &model, &outcome, request_bytes);
             let event = EventKind::ModelCalled {
                 step: step.clone(),
                 call,
@@ -315,13 +342,26 @@ fn split(url: &str) -> Option<(Target, String)> {
     Some((Target { scheme, host, port }, path))
 }
 
-/// The usage to charge for an outcome: the provider's token count, and its price.
-fn charge(config: &ModelConfig, model: &str, outcome: &ModelOutcome) -> BTreeMap<String, f64> {
+/// The usage to charge for an outcome: the provider's token count, and its price. A
+/// provider that reports none is charged an estimate from the sizes of the request and
+/// the answer (a budget must not be open to a server that does not count).
+fn charge(config: &ModelConfig, model: &str, outcome: &ModelOutcome, request_bytes: usize) -> BTreeMap<String, f64> {
     let mut usage = BTreeMap::new();
     let ModelOutcome::Answer { answer } = outcome else { return usage };
     let Ok(parsed) = serde_json::from_value::<CreateChatCompletionResponse>(answer.clone()) else { return usage };
-    let Some(u) = parsed.usage else { return usage };
-    let (prompt, completion) = (u64::from(u.prompt_tokens), u64::from(u.completion_tokens));
+    let (prompt, completion) = match parsed.usage {
+        Some(u) => (u64::from(u.prompt_tokens), u64::from(u.completion_tokens)),
+        None => {
+            let answer_bytes = answer.to_string().len();
+            ((request_bytes / BYTES_PER_TOKEN) as u64, (answer_bytes / BYTES_PER_TOKEN) as u64)
+        }
+    };
+    let u = async_openai::types::chat::CompletionUsage {
+        prompt_tokens: prompt.min(u64::from(u32::MAX)) as u32,
+        completion_tokens: completion.min(u64::from(u32::MAX)) as u32,
+        total_tokens: (prompt + completion).min(u64::from(u32::MAX)) as u32,
+        ..Default::default()
+    };
     let total = u64::from(u.total_tokens).max(prompt + completion);
     usage.insert("tokens".to_string(), total as f64);
     if let Some(cost) = config.cost(model, prompt, completion) {

@@ -81,6 +81,9 @@ pub(crate) struct Tape {
     /// Whether the journal holds stdout or stderr lines for this attempt (journals
     /// written before they were recorded have none; replay then does not compare them).
     has_output_lines: bool,
+    /// The attempt has ended: what a request still running beside it would journal now
+    /// belongs to no attempt, and is dropped.
+    closed: bool,
 }
 
 /// Clock and random reads of one attempt against the step's `host_reads` and
@@ -143,6 +146,7 @@ impl Tape {
             reads: ReadCount::UNLIMITED,
             over_budget: None,
             has_output_lines,
+            closed: false,
         }))
     }
 
@@ -176,6 +180,9 @@ impl Tape {
     }
 
     fn emit(&mut self, kind: EventKind) {
+        if self.closed {
+            return;
+        }
         if let Some(j) = &self.journal {
             j.record(kind);
         }
@@ -188,10 +195,16 @@ impl Tape {
         }
     }
 
-    /// The recorded interactions not yet reached: in order, then the step's own HTTP
-    /// exchanges (a tool's are reached only if the call is run again).
+    /// The attempt has ended; nothing more is journaled for it.
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// The recorded interactions not yet reached, in order. HTTP exchanges are not among
+    /// them: a request the guest made without awaiting its answer may not have been served
+    /// before the attempt ended, and that is not a divergence.
     pub(crate) fn leftover(&self) -> Option<&(u64, EventKind)> {
-        self.expected.front().or_else(|| self.exchanges.iter().find(|(at, _)| at.tool_call.is_none()).map(|(_, e)| e))
+        self.expected.front()
     }
 
     /// What the journal holds for HTTP request `at`. A request the journal lacks while
@@ -530,7 +543,7 @@ mod exchanges {
         assert!(matches!(t.recorded_exchange(at(0), || exchanged(0)), Ok(RecordedExchange::Answered(e)) if e.0 == 5));
         assert_eq!(t.leftover().map(|(seq, _)| *seq), Some(6));
         t.note_usage("b", 1.0);
-        assert_eq!(t.leftover().map(|(seq, _)| *seq), Some(4), "request 1 was not made again");
+        assert!(t.leftover().is_none(), "an exchange not served is no leftover");
         assert!(matches!(t.recorded_exchange(at(1), || exchanged(1)), Ok(RecordedExchange::Answered(_))));
         assert!(t.leftover().is_none() && t.divergence.is_none());
         // Replay: a request the journal lacks is a divergence.
@@ -544,7 +557,7 @@ mod exchanges {
         let sending = EventKind::HttpSending { step: "s".into(), at, method: "POST".into(), url: "http://x".into() };
         let tape = Tape::new("s", vec![(7, sending)], Mode::Live, None);
         let mut t = lock(&tape);
-        assert!(t.leftover().is_none(), "a tool's marker is not the step's leftover");
+        assert!(t.leftover().is_none(), "a marker is no leftover");
         assert!(matches!(t.recorded_exchange(at, || exchanged(0)), Ok(RecordedExchange::InFlight(7))));
         // Live, with nothing recorded: made now.
         let next = ExchangeAt { tool_call: Some(1), exchange: 1 };

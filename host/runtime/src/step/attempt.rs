@@ -60,6 +60,7 @@ pub(crate) async fn run_step_attempt(
         max_bytes: b.http_bytes,
         tool: None,
         governance: ctx.governance.clone(),
+        secrets: ctx.env.secrets(),
     };
     let http = HttpHooks::new(http, ctx.tape.clone());
     let model = model_access(step, ctx.governance.as_deref());
@@ -89,6 +90,7 @@ pub(crate) async fn run_step_attempt(
         usage_limits: ctx.usage_limits,
     };
     let tape = ctx.tape;
+    let closing = tape.clone();
     // Journaled attempts read clocks and random numbers through their tape.
     let state = Sandbox::new(limits.memory, setup, |wasi| {
         if let (Some(tape), Some(seed)) = (&tape, &seed) {
@@ -96,7 +98,12 @@ pub(crate) async fn run_step_attempt(
         }
     })
     .map(|sandbox| StepState { sandbox, tape, grants, http, http_ctx: wasmtime_wasi_http::WasiHttpCtx::new() });
-    run(engine, Export::Run(&step.component.pre), input, limits, state).await
+    let ended = run(engine, Export::Run(&step.component.pre), input, limits, state).await;
+    // A request still running beside the guest journals nothing more for this attempt.
+    if let Some(t) = &closing {
+        lock(t).close();
+    }
+    ended
 }
 
 /// Whether the step may call the model: it asked for it, the policy configures one, and

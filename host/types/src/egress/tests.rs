@@ -226,3 +226,39 @@ fn networks_are_lent_by_grants_for_the_same_scheme_port_method_and_path_whatever
     let elsewhere = Request { method: "GET", target: &t, path: "/y" };
     assert_eq!(named_networks(elsewhere, &grants), vec![net("127.0.0.1/32")], "the /x grant lends nothing to /y");
 }
+
+#[test]
+fn paths_and_headers_that_would_reach_around_a_grant_are_named() {
+    let none = |path: &str| evasion(path, std::iter::empty());
+    assert!(none("/v1/customers/42").is_none());
+    assert!(none("/v1/../admin").unwrap().contains("`..` segments"));
+    assert!(none("/v1/%2E%2e/admin").is_some());
+    assert!(none("/v1/./x").is_some());
+    assert!(none("/v1%2fadmin").unwrap().contains("encoded `/`"));
+    assert!(none("/v1\\admin").is_some());
+    let headers = ["content-type", "X-HTTP-Method-Override"];
+    assert!(evasion("/v1", headers.iter().copied()).unwrap().contains("X-HTTP-Method-Override"));
+}
+
+#[test]
+fn metadata_and_transition_addresses_are_not_public() {
+    for (ip, class) in [
+        ("192.0.0.192", AddressClass::Reserved),
+        ("::7f00:1", AddressClass::Reserved),
+        ("2001:0:4136:e378::1", AddressClass::Reserved),
+        ("fec0::1", AddressClass::Reserved),
+        ("2002:7f00:1::1", AddressClass::Loopback),
+        ("2002:a9fe:a9fe::1", AddressClass::LinkLocal),
+        ("2002:0808:0808::1", AddressClass::Public),
+    ] {
+        assert_eq!(AddressClass::of(ip.parse().unwrap()), class, "{ip}");
+    }
+}
+
+#[test]
+fn a_credential_needs_a_destination_with_its_scheme_written_out() {
+    let g = grant("url = \"*://api.example.com\"\ncredential = { secret = \"K\" }\n");
+    assert!(g.check().unwrap_err().contains("allows any scheme"));
+    let g = grant("url = \"https://api.example.com\"\ncredential = { secret = \"K\" }\n");
+    assert!(g.check().is_ok());
+}

@@ -736,3 +736,22 @@ fn a_granted_secret_in_a_request_or_its_answer_is_journaled_as_secret_and_replay
     let o = tether_cmd(&db).env("TEST_ENV_TOKEN", "tok-9c1d4e").args(["replay", &run_id]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+#[test]
+fn a_tools_requests_draw_on_the_calling_steps_http_budget() {
+    let server = Server::start();
+    server.route("/x", Answer::json(200, &json!({})));
+    let (db, wf) = tool_workflow("http-tool-budget", &format!("\"{}\"", server.url("")), None);
+    let text = std::fs::read_to_string(&wf).unwrap();
+    let text = text.replacen(
+        "tools = [\"api\"]\nbudget = { wall_time = \"60s\" }",
+        "tools = [\"api\"]\nbudget = { wall_time = \"60s\", http_requests = 2 }",
+        1,
+    );
+    std::fs::write(&wf, text).unwrap();
+    let (code, report) =
+        run(&db, &wf, tool_input(json!([get(&server.url("/x")), get(&server.url("/x")), get(&server.url("/x"))])));
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report["error"]["message"].as_str().unwrap().contains("http_budget_exceeded"), "{report}");
+    assert_eq!(server.received().len(), 2, "the tool could not make more requests than its step may");
+}

@@ -239,7 +239,7 @@ async fn execute<T: ToolCallView>(
         governance: grants.governance.clone(),
         secrets: grants.env.secrets(),
     };
-    let http = HttpHooks::new(http, cx.data().tape().cloned());
+    let http = HttpHooks::within(http, cx.data().tape().cloned(), cx.data().http_budget());
     let engine = cx.engine().clone();
     let key = call.idempotency_key.clone();
     let (outcome, stats) = run_tool_call(&engine, &tool, input, limits, key, &env, http).await;

@@ -40,4 +40,7 @@ pub(crate) type ModelAccess = Result<Arc<tether_types::model::ModelConfig>, Stri
 pub(crate) trait ToolCallView: TapeView {
     /// What the step may call.
     fn grants(&self) -> &ToolGrants;
+
+    /// The attempt's HTTP budget, which its tools' requests draw on.
+    fn http_budget(&self) -> Arc<crate::capabilities::http::AttemptBudget>;
 }

@@ -103,6 +103,8 @@ pub(crate) struct HttpHooks {
     /// flight: each claims what it may read before it leaves, so requests made at once
     /// cannot together read past the budget.
     bytes_held: Arc<AtomicU64>,
+    /// The step attempt's budget, which its tools' requests draw on too.
+    attempt: Arc<AttemptBudget>,
     /// Why the attempt must stop, set by a request (see `SandboxView::over_budget`).
     stop: Arc<Stop>,
 }
@@ -126,15 +128,53 @@ impl Stop {
     }
 }
 
+/// What a step attempt may request and read over HTTP, its tools' requests included,
+/// and what it has so far.
+#[derive(Default)]
+pub(crate) struct AttemptBudget {
+    requests: std::sync::atomic::AtomicU32,
+    bytes_held: AtomicU64,
+    max_requests: u32,
+    max_bytes: u64,
+}
+
 impl HttpHooks {
-    /// Hooks for a store whose requests `scope` governs, journaled on `tape`.
+    /// Hooks for a step attempt's store, whose requests `scope` governs, journaled on
+    /// `tape`; its budget is the attempt's.
     pub(crate) fn new(scope: HttpScope, tape: Option<SharedTape>) -> HttpHooks {
-        HttpHooks { scope: Some(Arc::new(scope)), tape, next: 0, bytes_held: Arc::default(), stop: Arc::default() }
+        let attempt =
+            AttemptBudget { max_requests: scope.max_requests, max_bytes: scope.max_bytes, ..Default::default() };
+        HttpHooks::within(scope, tape, Arc::new(attempt))
+    }
+
+    /// Hooks for a tool call's store: its own budget, within what the calling step's
+    /// attempt has left (`attempt`).
+    pub(crate) fn within(scope: HttpScope, tape: Option<SharedTape>, attempt: Arc<AttemptBudget>) -> HttpHooks {
+        HttpHooks {
+            scope: Some(Arc::new(scope)),
+            tape,
+            next: 0,
+            bytes_held: Arc::default(),
+            attempt,
+            stop: Arc::default(),
+        }
     }
 
     /// Hooks that refuse every request.
     pub(crate) fn none() -> HttpHooks {
-        HttpHooks { scope: None, tape: None, next: 0, bytes_held: Arc::default(), stop: Arc::default() }
+        HttpHooks {
+            scope: None,
+            tape: None,
+            next: 0,
+            bytes_held: Arc::default(),
+            attempt: Arc::default(),
+            stop: Arc::default(),
+        }
+    }
+
+    /// The attempt's budget, for the tools the step calls.
+    pub(crate) fn attempt(&self) -> Arc<AttemptBudget> {
+        Arc::clone(&self.attempt)
     }
 
     /// Why the attempt must stop, if a request said so.
@@ -170,11 +210,20 @@ impl WasiHttpHooks for HttpHooks {
         };
         let at = ExchangeAt { tool_call: scope.tool_call, exchange: self.next };
         self.next = self.next.saturating_add(1);
-        if at.exchange >= scope.max_requests {
-            let msg = format!(
+        let over = if at.exchange >= scope.max_requests {
+            Some(format!(
                 "{} made more than {} HTTP requests; its http_requests budget is {}",
                 scope.whose, scope.max_requests, scope.max_requests
-            );
+            ))
+        } else if self.attempt.requests.fetch_add(1, Ordering::AcqRel) >= self.attempt.max_requests {
+            Some(format!(
+                "{} made a request past the calling step's http_requests budget of {} (its tools' requests count too)",
+                scope.whose, self.attempt.max_requests
+            ))
+        } else {
+            None
+        };
+        if let Some(msg) = over {
             self.stop.set(FailureClass::HttpBudgetExceeded, msg);
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
@@ -183,6 +232,7 @@ impl WasiHttpHooks for HttpHooks {
             at,
             tape: self.tape.clone(),
             bytes_held: Arc::clone(&self.bytes_held),
+            attempt: Arc::clone(&self.attempt),
             stop: Arc::clone(&self.stop),
         };
         Box::new(async move {
@@ -205,6 +255,7 @@ struct Call {
     at: ExchangeAt,
     tape: Option<SharedTape>,
     bytes_held: Arc<AtomicU64>,
+    attempt: Arc<AttemptBudget>,
     stop: Arc<Stop>,
 }
 
@@ -250,6 +301,7 @@ impl Call {
                 }
                 if let HttpOutcome::Answer { body, .. } = outcome {
                     self.bytes_held.fetch_add(body.bytes, Ordering::Relaxed);
+                    self.attempt.bytes_held.fetch_add(body.bytes, Ordering::Relaxed);
                 }
                 // Its approval, if it had one, is served with it.
                 if let Some(t) = &self.tape {
@@ -586,15 +638,21 @@ impl Call {
         Ok(outcome)
     }
 
-    /// Claims what this request may read of the `http_bytes` budget (at most
-    /// [`RESPONSE_BODY_CAP`]).
+    /// Claims what this request may read of its `http_bytes` budget and of the step
+    /// attempt's (at most [`RESPONSE_BODY_CAP`]).
     fn claim_bytes(&self) -> u64 {
-        let max = self.scope.max_bytes;
-        let mut claimed = 0;
-        let _ = self.bytes_held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-            claimed = max.saturating_sub(held).min(RESPONSE_BODY_CAP);
-            Some(held.saturating_add(claimed))
-        });
+        let claim = |held: &AtomicU64, max: u64, cap: u64| {
+            let mut claimed = 0;
+            let _ = held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                claimed = max.saturating_sub(h).min(cap);
+                Some(h.saturating_add(claimed))
+            });
+            claimed
+        };
+        let own = claim(&self.bytes_held, self.scope.max_bytes, RESPONSE_BODY_CAP);
+        let claimed = claim(&self.attempt.bytes_held, self.attempt.max_bytes, own);
+        // What the attempt could not give back to this request's own claim.
+        self.bytes_held.fetch_sub(own - claimed, Ordering::AcqRel);
         claimed
     }
 
@@ -605,9 +663,11 @@ impl Call {
             HttpOutcome::Answer { body, .. } => body.bytes,
             HttpOutcome::Failed { .. } => 0,
         };
-        let _ = self.bytes_held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-            Some(held.saturating_sub(claimed).saturating_add(read))
-        });
+        for held in [&self.bytes_held, &self.attempt.bytes_held] {
+            let _ = held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                Some(h.saturating_sub(claimed).saturating_add(read))
+            });
+        }
     }
 
     /// The answer as the journal holds it and the guest gets it: the credential the host

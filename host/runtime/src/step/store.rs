@@ -88,6 +88,10 @@ impl ToolCallView for StepState {
     fn grants(&self) -> &ToolGrants {
         &self.grants
     }
+
+    fn http_budget(&self) -> std::sync::Arc<crate::capabilities::http::AttemptBudget> {
+        self.http.attempt()
+    }
 }
 
 /// The linker of the `step-plugin` world: WASI, with secure random served through the

@@ -29,6 +29,7 @@ mod model;
 mod plugins;
 mod replay;
 mod retries;
+mod serve;
 mod show;
 mod structure;
 mod support;

@@ -137,6 +137,21 @@ pub(crate) enum Command {
     ///
     /// Example: tether new step summarize-ticket --lang python
     New(NewArgs),
+    /// Serve the HTTP API on a journal: runs, a run, its events, health
+    /// (`GET /healthz`, `GET /v1/runs`, `GET /v1/runs/{id}`, `GET /v1/runs/{id}/events`).
+    ///
+    /// Prints `listening on http://ADDRESS` first; stops on SIGTERM or Ctrl-C once
+    /// requests under way are answered. Errors are JSON: {"error": {"code", "message", "field"}}.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// The address to listen on (port 0: any free port, printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) listen: String,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
 }
 
 #[derive(Args)]

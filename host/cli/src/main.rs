@@ -13,6 +13,7 @@ mod new;
 mod output;
 mod plugin;
 mod run;
+mod serve;
 mod setup;
 mod show;
 mod stats;
@@ -108,6 +109,7 @@ fn main() -> ExitCode {
         cli::Command::Sweep(args) => govern::sweep(args),
         cli::Command::Plugin(command) => plugin::plugin(command),
         cli::Command::New(args) => new::new(args),
+        cli::Command::Serve(args) => serve::serve(args),
     };
     let (kind, code, msg) = match result {
         Ok(code) => return code,

@@ -112,3 +112,29 @@ fn the_api_answers_runs_a_run_and_its_events_and_stops_on_sigterm() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn the_api_lists_pending_approvals_and_stats_as_the_cli_does() {
+    let dir = fresh_dir("serve-approvals");
+    let db = dir.join("journal.db");
+    let wf = repo_root().join("plugins/workflows/refund.toml").display().to_string();
+    let input = format!("@{}", repo_root().join("plugins/workflows/refund-request.json").display());
+    let (code, waiting) = tether_json(&db, &["run", &wf, "--input", &input, "--run-id", "run_waits", "--json"]);
+    assert_eq!(code, Some(3), "{waiting}");
+
+    let served = Served::start(&db);
+    let (status, approvals) = served.get("/v1/approvals?state=pending");
+    assert_eq!(status, 200, "{approvals}");
+    let (_, inbox) = tether_json(&db, &["inbox", "--json"]);
+    assert_eq!(approvals["approvals"], inbox, "the API and the CLI show the same requests");
+    assert_eq!(approvals["approvals"][0]["run_id"], "run_waits");
+    assert_eq!(approvals["approvals"][0]["gate"], "refund");
+    let (status, body) = served.get("/v1/approvals?state=decided");
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("state")), "{body}");
+
+    let (status, stats) = served.get("/v1/stats");
+    assert_eq!(status, 200, "{stats}");
+    let (_, cli_stats) = tether_json(&db, &["stats", "--json"]);
+    assert_eq!(stats, cli_stats, "the API and the CLI count the same");
+    assert_eq!(stats["runs"], 1);
+}

@@ -26,6 +26,19 @@ pub struct Pending {
     pub approval: Approval,
 }
 
+impl Pending {
+    /// The request as `tether inbox --json` and the HTTP API show it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let a = &self.approval;
+        serde_json::json!({
+            "run_id": self.run_id, "workflow": self.workflow, "request": a.id, "gate": a.gate,
+            "step": a.step, "call": a.call, "on": a.on, "proposal": a.proposal,
+            "approvals_needed": a.needed, "approved_by": a.approvers, "class": a.class,
+            "since_us": self.since_us, "deadline_us": a.deadline_us, "on_timeout": a.on_timeout,
+        })
+    }
+}
+
 /// A decision someone takes on a request.
 #[derive(Clone, Debug)]
 pub struct DecisionRequest {

@@ -137,8 +137,9 @@ pub(crate) enum Command {
     ///
     /// Example: tether new step summarize-ticket --lang python
     New(NewArgs),
-    /// Serve the HTTP API on a journal: runs, a run, its events, health
-    /// (`GET /healthz`, `GET /v1/runs`, `GET /v1/runs/{id}`, `GET /v1/runs/{id}/events`).
+    /// Serve the HTTP API on a journal: runs, a run, its events, pending approvals, stats,
+    /// health (`GET /healthz`, `/v1/runs`, `/v1/runs/{id}`, `/v1/runs/{id}/events`,
+    /// `/v1/approvals`, `/v1/stats`).
     ///
     /// Prints `listening on http://ADDRESS` first; stops on SIGTERM or Ctrl-C once
     /// requests under way are answered. Errors are JSON: {"error": {"code", "message", "field"}}.

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tether_app::{App, AppError, Continued, DecisionRequest, OverrideRequest};
 use tether_types::policy::Decision;
 use tether_types::state::ApprovalOutcome;
@@ -21,18 +21,7 @@ pub(crate) fn inbox(args: InboxArgs) -> Result<ExitCode, Failure> {
     crate::setup::async_runtime()?.block_on(async {
         let all = args.db.reader().await?.inbox().await?;
         if args.json {
-            let list: Vec<Value> = all
-                .iter()
-                .map(|p| {
-                    let a = &p.approval;
-                    json!({
-                        "run_id": p.run_id, "workflow": p.workflow, "request": a.id, "gate": a.gate,
-                        "step": a.step, "call": a.call, "on": a.on, "proposal": a.proposal,
-                        "approvals_needed": a.needed, "approved_by": a.approvers, "class": a.class,
-                        "since_us": p.since_us, "deadline_us": a.deadline_us, "on_timeout": a.on_timeout,
-                    })
-                })
-                .collect();
+            let list: Vec<Value> = all.iter().map(tether_app::Pending::to_json).collect();
             println!("{}", crate::output::json(&list));
             return Ok(ExitCode::SUCCESS);
         }

@@ -1,6 +1,6 @@
 //! `tether serve`: the HTTP API over the application layer, in the same binary as the
 //! CLI and on the same journal. This first part reads: runs, one run, its events by
-//! sequence number, and the health checks; every answer is JSON, and every error a JSON
+//! sequence number, the pending approvals, stats, and the health check; every answer is JSON, and every error a JSON
 //! object with a stable `code` and a message.
 //!
 //! Handlers call the application (`tether_app::App`) and nothing below it, as the CLI
@@ -29,6 +29,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/runs", get(runs))
         .route("/v1/runs/{id}", get(run))
         .route("/v1/runs/{id}/events", get(events))
+        .route("/v1/approvals", get(approvals))
+        .route("/v1/stats", get(stats))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
         .with_state(app)
 }
@@ -150,6 +152,54 @@ async fn events(
         doc["next_after"] = Value::from(page.last().map_or(after, |e| e.seq));
     }
     Ok(Json(doc))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalsQuery {
+    state: Option<String>,
+}
+
+/// `GET /v1/approvals?state=pending`: the requests waiting for a decision, oldest first
+/// (as `tether inbox --json`).
+async fn approvals(
+    State(app): State<Arc<App>>,
+    q: Result<Query<ApprovalsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
+    if let Some(state) = q.state.as_deref().filter(|s| *s != "pending") {
+        return Err(ApiError::bad("state", format!("state `{state}`: only `pending` is listed")));
+    }
+    let pending: Vec<Value> = app.inbox().await?.iter().map(tether_app::Pending::to_json).collect();
+    Ok(Json(json!({ "approvals": pending })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    workflow: Option<String>,
+    since_us: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/stats?workflow=&since_us=&limit=`: run counts, latencies, gates (as
+/// `tether stats --json`).
+async fn stats(
+    State(app): State<Arc<App>>,
+    q: Result<Query<StatsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
+    // Stats read many runs: their own default and bound (as `tether stats`).
+    let limit = match q.limit {
+        None => 10_000,
+        Some(n) if (1..=100_000).contains(&n) => n,
+        Some(n) => return Err(ApiError::bad("limit", format!("limit {n} is outside 1..=100000"))),
+    };
+    let filter = tether_app::StatsFilter { workflow: q.workflow, since_us: q.since_us, limit };
+    let stats = app.stats(&filter).await?;
+    serde_json::to_value(stats)
+        .map(Json)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
 }
 
 fn query_error(e: QueryRejection) -> ApiError {

@@ -755,3 +755,72 @@ fn a_tools_requests_draw_on_the_calling_steps_http_budget() {
     assert!(report["error"]["message"].as_str().unwrap().contains("http_budget_exceeded"), "{report}");
     assert_eq!(server.received().len(), 2, "the tool could not make more requests than its step may");
 }
+
+/// A step's POST and GET, killed by the host's own crash point just before or just after
+/// sync `n`, then continued; `false` if the run has fewer syncs.
+fn http_killed_at(n: u32, side: &str) -> bool {
+    let server = Server::start();
+    server.route("/v1/refunds", Answer::json(201, &json!({"id": 3})));
+    server.route("/v1/status", Answer::json(200, &json!({"ok": true})));
+    let (db, wf) = http_workflow(&format!("http-sync-{n}-{side}"), &format!("\"{}\"", server.url("")), "");
+    let run = format!("run_http-sync-{n}-{side}");
+    let input = json!({"requests": [
+        {"method": "POST", "url": server.url("/v1/refunds"), "body": "{\"amount\":3}"},
+        get(&server.url("/v1/status")),
+    ]})
+    .to_string();
+    let start = ["run", wf.as_str(), "--input", input.as_str(), "--run-id", run.as_str(), "--json"];
+    let o = tether_cmd(&db).env("TETHER_CRASH_AT_SYNC", format!("{n}:{side}")).args(start).output().unwrap();
+    if o.status.code() == Some(0) {
+        return false;
+    }
+    assert_eq!(
+        o.status.code(),
+        None,
+        "sync {n} {side}: the host did not abort: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = tether_cmd(&db).args(["resume", &run, "--json"]).output().unwrap();
+    let o = if String::from_utf8_lossy(&o.stderr).contains("unknown run") {
+        tether_cmd(&db).args(start).output().unwrap()
+    } else {
+        o
+    };
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "sync {n} {side}: continuing: {report} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(report["output"]["answers"][0]["status"], 201, "sync {n} {side}: {report}");
+    assert_eq!(report["output"]["answers"][1]["status"], 200, "sync {n} {side}: {report}");
+    let posts: Vec<_> = server.received().into_iter().filter(|r| r.method == "POST").collect();
+    assert!(!posts.is_empty() && posts.len() <= 2, "sync {n} {side}: {} POSTs", posts.len());
+    let key = format!("{run}/fetch/http/0");
+    assert!(posts.iter().all(|p| p.headers["idempotency-key"] == key), "sync {n} {side}: a repeat without its key");
+    assert_eq!(exchanges(&history(&db, &run)).len(), 2, "sync {n} {side}: one event per exchange");
+    for check in [vec!["verify", run.as_str()], vec!["replay", run.as_str()]] {
+        let o = tether_cmd(&db).args(&check).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "sync {n} {side}: {check:?}: {}", String::from_utf8_lossy(&o.stdout));
+    }
+    true
+}
+
+#[test]
+fn a_kill_just_before_or_just_after_any_sync_of_an_http_step_loses_and_repeats_nothing_unkeyed() {
+    let mut killed = 0;
+    for n in 1..=10 {
+        let before = http_killed_at(n, "before");
+        let after = http_killed_at(n, "after");
+        assert_eq!(before, after, "sync {n} was reached on one side only");
+        if !before {
+            break;
+        }
+        killed += 2;
+    }
+    assert!(
+        killed >= 6,
+        "an HTTP step crosses at least three syncs (before each request, after each answer); killed {killed}"
+    );
+}

@@ -67,6 +67,7 @@ fn started() -> EventKind {
         plan: serde_json::json!({}),
         input: serde_json::json!({}),
         identity: "test".into(),
+        origin: None,
     }
 }
 
@@ -500,6 +501,7 @@ pub(crate) async fn components_and_plugins_are_kept_and_pinned_by_unfinished_run
         plan,
         input: serde_json::json!({}),
         identity: "test".into(),
+        origin: None,
     };
     let fence = Fence { owner: "host-a".into(), epoch: 1 };
     let run = RunId::from_suffix("pin").unwrap();

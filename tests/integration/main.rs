@@ -30,6 +30,8 @@ mod plugins;
 mod replay;
 mod retries;
 mod serve;
+mod serve_runs;
+mod served;
 mod show;
 mod structure;
 mod support;

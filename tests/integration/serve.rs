@@ -2,54 +2,13 @@
 //! runs, one run, its events page by page, JSON errors with stable codes, and a clean
 //! stop on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tether_tests::repo_root;
 
-use crate::support::{fresh_dir, tether_cmd, tether_json};
-
-/// A running `tether serve` and its address.
-struct Served {
-    child: Child,
-    address: String,
-}
-
-impl Served {
-    fn start(db: &std::path::Path) -> Served {
-        let mut child = tether_cmd(db)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let address = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{line}")).to_string();
-        Served { child, address }
-    }
-
-    /// GET `path`: (status, JSON body or the text as a string).
-    fn get(&self, path: &str) -> (u16, Value) {
-        let mut s = TcpStream::connect(&self.address).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n", self.address).unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (status, serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string())))
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::served::{token, Served};
+use crate::support::{fresh_dir, tether_json};
 
 #[test]
 fn the_api_answers_runs_a_run_and_its_events_and_stops_on_sigterm() {
@@ -60,12 +19,19 @@ fn the_api_answers_runs_a_run_and_its_events_and_stops_on_sigterm() {
     let (code, report) = tether_json(&db, &["run", &wf, "--input", &input, "--run-id", "run_served", "--json"]);
     assert_eq!(code, Some(0), "{report}");
 
-    let mut served = Served::start(&db);
+    let viewer = token(&db, "viewer", "vera", &["viewer"]);
+    let mut served = Served::start(&db, &[]);
     assert_eq!(served.get("/healthz"), (200, json!("ok")));
-    let (status, runs) = served.get("/v1/runs?status=completed&limit=10");
+    assert_eq!(served.get("/readyz"), (200, json!("ready")));
+    let (status, body) = served.get("/v1/runs");
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthenticated")), "{body}");
+    let (status, body) = served.get_as("tether_0000", "/v1/runs");
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthenticated")), "{body}");
+    let served_get = |path: &str| served.get_as(&viewer, path);
+    let (status, runs) = served_get("/v1/runs?status=completed&limit=10");
     assert_eq!(status, 200, "{runs}");
     assert_eq!(runs["runs"][0]["run_id"], "run_served", "{runs}");
-    let (status, run) = served.get("/v1/runs/run_serv");
+    let (status, run) = served_get("/v1/runs/run_serv");
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["output"], report["output"]);
@@ -75,7 +41,7 @@ fn the_api_answers_runs_a_run_and_its_events_and_stops_on_sigterm() {
     let mut seen = Vec::new();
     let mut after = 0;
     loop {
-        let (status, page) = served.get(&format!("/v1/runs/run_served/events?after={after}&limit=5"));
+        let (status, page) = served_get(&format!("/v1/runs/run_served/events?after={after}&limit=5"));
         assert_eq!(status, 200, "{page}");
         seen.extend(page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()));
         match page["next_after"].as_u64() {
@@ -93,24 +59,14 @@ fn the_api_answers_runs_a_run_and_its_events_and_stops_on_sigterm() {
         ("/v1/runs?bogus=1", 400, "invalid_request"),
         ("/v1/nothing", 404, "not_found"),
     ] {
-        let (s, body) = served.get(path);
+        let (s, body) = served_get(path);
         assert_eq!((s, body["error"]["code"].as_str()), (status, Some(code)), "{path}: {body}");
         assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{path}: {body}");
     }
-    assert_eq!(served.get("/v1/runs?limit=0").1["error"]["field"], "limit");
+    assert_eq!(served_get("/v1/runs?limit=0").1["error"]["field"], "limit");
 
     // SIGTERM: a clean stop.
-    let pid = served.child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = served.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "tether serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(served.terminate(Duration::from_secs(10)), Some(0));
 }
 
 #[test]
@@ -122,17 +78,24 @@ fn the_api_lists_pending_approvals_and_stats_as_the_cli_does() {
     let (code, waiting) = tether_json(&db, &["run", &wf, "--input", &input, "--run-id", "run_waits", "--json"]);
     assert_eq!(code, Some(3), "{waiting}");
 
-    let served = Served::start(&db);
-    let (status, approvals) = served.get("/v1/approvals?state=pending");
+    let viewer = token(&db, "viewer", "vera", &["viewer"]);
+    let served = Served::start(&db, &[]);
+    let served_get = |path: &str| served.get_as(&viewer, path);
+    let (status, approvals) = served_get("/v1/approvals?state=pending");
     assert_eq!(status, 200, "{approvals}");
     let (_, inbox) = tether_json(&db, &["inbox", "--json"]);
-    assert_eq!(approvals["approvals"], inbox, "the API and the CLI show the same requests");
+    // The API adds each request's id, which its decision is posted to.
+    let mut listed = approvals["approvals"].clone();
+    assert_eq!(listed[0]["id"].as_str(), Some(format!("run_waits:{}", inbox[0]["request"].as_str().unwrap()).as_str()));
+    listed[0].as_object_mut().unwrap().remove("id");
+    listed[0].as_object_mut().unwrap().remove("decide");
+    assert_eq!(listed, inbox, "the API and the CLI show the same requests");
     assert_eq!(approvals["approvals"][0]["run_id"], "run_waits");
     assert_eq!(approvals["approvals"][0]["gate"], "refund");
-    let (status, body) = served.get("/v1/approvals?state=decided");
+    let (status, body) = served_get("/v1/approvals?state=decided");
     assert_eq!((status, body["error"]["field"].as_str()), (400, Some("state")), "{body}");
 
-    let (status, stats) = served.get("/v1/stats");
+    let (status, stats) = served_get("/v1/stats");
     assert_eq!(status, 200, "{stats}");
     let (_, cli_stats) = tether_json(&db, &["stats", "--json"]);
     assert_eq!(stats, cli_stats, "the API and the CLI count the same");

@@ -22,6 +22,9 @@ pub struct Pending {
     pub workflow: String,
     /// When the request was made (microseconds since the Unix epoch).
     pub since_us: u64,
+    /// The sequence number of the last event that changed the request: a decision made
+    /// on what was seen names it, and is refused if the request has changed since.
+    pub version: u64,
     /// The request.
     pub approval: Approval,
 }
@@ -35,6 +38,7 @@ impl Pending {
             "step": a.step, "call": a.call, "on": a.on, "proposal": a.proposal,
             "approvals_needed": a.needed, "approved_by": a.approvers, "class": a.class,
             "since_us": self.since_us, "deadline_us": a.deadline_us, "on_timeout": a.on_timeout,
+            "version": self.version,
         })
     }
 }
@@ -54,6 +58,9 @@ pub struct DecisionRequest {
     pub payload: Option<Value>,
     /// Why.
     pub comment: Option<String>,
+    /// The request's version the decider saw ([`Pending::version`]), if known: the
+    /// decision is refused if the request changed since.
+    pub version: Option<u64>,
 }
 
 /// A decision as recorded.
@@ -102,6 +109,7 @@ impl App {
                 run_id: summary.run_id.clone(),
                 workflow: state.plan.workflow.clone(),
                 since_us: requested_at(&events, &a.id),
+                version: version(&events, &a.id),
                 approval: a.clone(),
             }));
         }
@@ -142,6 +150,10 @@ impl App {
                 return Err(ended());
             }
             check_approver(&state, &request.identity, &approval.gate)?;
+            let now = version(events, &approval.id);
+            if let Some(seen) = request.version.filter(|seen| *seen != now) {
+                return Err(AppError::Stale { run: run_id.to_string(), request: approval.id.clone(), seen, now });
+            }
             if request.decision == Decision::Approve && approval.approvers.contains(&request.identity) {
                 return Err(AppError::AlreadyApproved {
                     identity: request.identity.clone(),
@@ -247,6 +259,18 @@ fn requested_at(events: &[Event], id: &str) -> u64 {
         .rev()
         .find(|e| matches!(&e.kind, EventKind::ApprovalRequested { id: i, .. } if i == id))
         .map_or(0, |e| e.at_us)
+}
+
+/// A request's version: the sequence number of the last event that changed it.
+fn version(events: &[Event], id: &str) -> u64 {
+    events
+        .iter()
+        .rev()
+        .find(|e| match &e.kind {
+            EventKind::ApprovalRequested { id: i, .. } | EventKind::ApprovalDecided { id: i, .. } => i == id,
+            _ => false,
+        })
+        .map_or(0, |e| e.seq)
 }
 
 /// Who decided a request, from its `approval_decided` events.

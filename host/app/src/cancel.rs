@@ -102,9 +102,10 @@ impl App {
         }
     }
 
-    /// Journals the cancel under the run's lease. A run cancelled before and not yet
-    /// ended is left as it is, to be finished: `Ok(Some(who cancelled it))`.
-    async fn record_cancel(&self, run: &RunId, request: &CancelRequest) -> Result<Option<String>, AppError> {
+    /// Journals the cancel under the run's lease, without undoing anything yet (a
+    /// continue of the run does). A run cancelled before and not yet ended is left as it
+    /// is, to be finished: `Ok(Some(who cancelled it))`.
+    pub async fn record_cancel(&self, run: &RunId, request: &CancelRequest) -> Result<Option<String>, AppError> {
         let mut earlier = None;
         tether_runtime::append_with(&self.store, self.leases, run.as_str(), |events| {
             let state = RunState::fold(run.as_str(), events)?;

@@ -147,6 +147,24 @@ pub enum AppError {
     /// Running, resuming or replaying failed in the host.
     #[error(transparent)]
     Driver(DriverError),
+    /// The request changed after the decider read it (someone else decided or edited it).
+    #[error(
+        "run {run}: request {request} changed since version {seen} (it is at version {now}); read it again and \
+         decide on what it is now"
+    )]
+    Stale {
+        /// The run.
+        run: String,
+        /// The request.
+        request: String,
+        /// The version the decider saw.
+        seen: u64,
+        /// Its version now.
+        now: u64,
+    },
+    /// The service is stopping and takes no new work.
+    #[error("the service is stopping and takes no new work; ask again once it is back")]
+    Stopping,
 }
 
 /// What an error means for whoever asked: their mistake, a busy run, or the host's fault.
@@ -156,6 +174,13 @@ pub enum ErrorKind {
     Usage,
     /// Another host executes the run: wait, or ask later.
     Busy,
+    /// The request does not fit the run as it is now (decided, ended, changed): read it
+    /// again.
+    Conflict,
+    /// The identity may not do this.
+    Forbidden,
+    /// The service cannot take it now (it is stopping): ask again later.
+    Unavailable,
     /// The host or the journal failed.
     Internal,
 }
@@ -165,6 +190,14 @@ impl AppError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             AppError::Busy(_) => ErrorKind::Busy,
+            AppError::RunEnded { .. }
+            | AppError::AlreadyDecided { .. }
+            | AppError::AlreadyApproved { .. }
+            | AppError::AlreadyOverridden { .. }
+            | AppError::Stale { .. } => ErrorKind::Conflict,
+            AppError::NotApprover { .. } | AppError::UnknownIdentity { .. } => ErrorKind::Forbidden,
+            AppError::Stopping => ErrorKind::Unavailable,
+            AppError::Driver(DriverError::Stopped) => ErrorKind::Unavailable,
             AppError::Corrupt(_) => ErrorKind::Internal,
             AppError::Store(e) => store_kind(e),
             AppError::Driver(DriverError::Store(e)) => store_kind(e),
@@ -181,6 +214,33 @@ impl AppError {
     }
 }
 
+impl AppError {
+    /// A stable name for the error, for scripts and the API's `code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::UnknownRun { .. } => "unknown_run",
+            AppError::AmbiguousRun { .. } => "ambiguous_run",
+            AppError::RunEnded { .. } => "run_ended",
+            AppError::NoRequest { .. } => "no_request",
+            AppError::SeveralRequests { .. } => "several_requests",
+            AppError::AlreadyDecided { .. } => "already_decided",
+            AppError::UnknownIdentity { .. } => "unknown_identity",
+            AppError::NotApprover { .. } => "not_approver",
+            AppError::AlreadyApproved { .. } => "already_approved",
+            AppError::NotAutomatic { .. } => "not_automatic",
+            AppError::AlreadyOverridden { .. } => "already_overridden",
+            AppError::BadPayload { .. } => "bad_payload",
+            AppError::Stale { .. } => "stale_decision",
+            AppError::Stopping | AppError::Driver(DriverError::Stopped) => "stopping",
+            _ => match self.kind() {
+                ErrorKind::Busy => "busy",
+                ErrorKind::Internal => "internal",
+                _ => "invalid_request",
+            },
+        }
+    }
+}
+
 fn store_kind(e: &StoreError) -> ErrorKind {
     match e {
         StoreError::UnknownRun(_)
@@ -190,7 +250,9 @@ fn store_kind(e: &StoreError) -> ErrorKind {
         | StoreError::NewerSchema(_)
         | StoreError::PluginConflict { .. }
         | StoreError::PluginInUse { .. }
-        | StoreError::UnknownPlugin(_) => ErrorKind::Usage,
+        | StoreError::UnknownPlugin(_)
+        | StoreError::TokenExists(_)
+        | StoreError::UnknownToken(_) => ErrorKind::Usage,
         _ => ErrorKind::Internal,
     }
 }

@@ -17,7 +17,9 @@ mod runs;
 mod show;
 mod start;
 mod stats;
+mod tokens;
 mod verify;
+mod worker;
 
 use std::sync::{Arc, OnceLock};
 
@@ -31,7 +33,9 @@ pub use plugins::{Deploy, Deployed};
 pub use show::{NextStep, Paused, RunView, StepView, Totals, WaitingOn};
 pub use start::{new_run_id, stored_components, Continued, Prepared, StartRequest};
 pub use stats::{GateStats, Stats, StatsFilter, StepLatency};
+pub use tokens::{NewToken, Refused};
 pub use verify::Checked;
+pub use worker::{Stopped, Submitted, Worker, WorkerConfig};
 
 /// Every use case, over one journal.
 pub struct App {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tether_runtime::{DriverError, LoadedWorkflow, Progress, ReplayReport, Runtime, StoredComponents};
+use tether_runtime::{DriverError, LoadedWorkflow, Progress, ReplayReport, Runtime, StartOptions, StoredComponents};
 use tether_types::store::JournalStore;
 use tether_types::{RunId, RunReport, Workflow};
 
@@ -76,6 +76,19 @@ impl App {
     pub async fn start(&self, run: Prepared, progress: impl FnMut(Progress<'_>)) -> Result<RunReport, AppError> {
         let driver = self.driver()?;
         driver.start(&run.workflow, run.run_id.clone(), run.input, &run.identity, progress).await?;
+        self.report(&run.run_id).await
+    }
+
+    /// [`App::start`] for a service: with where the run came from, a slot to wait for
+    /// once its start is durable, and the service's drain.
+    pub async fn start_with(
+        &self,
+        run: Prepared,
+        options: StartOptions,
+        progress: impl FnMut(Progress<'_>),
+    ) -> Result<RunReport, AppError> {
+        let driver = self.driver()?;
+        driver.start_with(&run.workflow, run.run_id.clone(), run.input, &run.identity, options, progress).await?;
         self.report(&run.run_id).await
     }
 

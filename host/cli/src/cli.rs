@@ -137,13 +137,27 @@ pub(crate) enum Command {
     ///
     /// Example: tether new step summarize-ticket --lang python
     New(NewArgs),
-    /// Serve the HTTP API on a journal: runs, a run, its events, pending approvals, stats,
-    /// health (`GET /healthz`, `/v1/runs`, `/v1/runs/{id}`, `/v1/runs/{id}/events`,
-    /// `/v1/approvals`, `/v1/stats`).
+    /// Run tether as a service: the HTTP API, executing runs, firing timers.
     ///
-    /// Prints `listening on http://ADDRESS` first; stops on SIGTERM or Ctrl-C once
-    /// requests under way are answered. Errors are JSON: {"error": {"code", "message", "field"}}.
+    /// One process executes the runs it is given (`POST /v1/runs`, by workflow name from
+    /// --workflows DIR) up to --concurrency at once, continues waiting runs whose approval
+    /// deadline passed or whose requests were decided, and takes over interrupted runs
+    /// nobody executes (at start and every second). Every /v1 endpoint needs an API
+    /// token (`tether token create`); its identity is who acts.
+    ///
+    /// Prints `listening on http://ADDRESS` first. On SIGTERM or Ctrl-C it stops taking
+    /// work, lets running attempts end for up to --grace, and leaves every run durable
+    /// for the next start. Errors are JSON: {"error": {"code", "message", "field"}}.
     Serve(ServeArgs),
+    /// Make, list and revoke API tokens for `tether serve`.
+    ///
+    /// A token acts as one identity with roles: viewer (read), runner (start runs),
+    /// approver (decide), operator (also cancel, resume), admin (everything). The token
+    /// is printed once; the journal keeps only its hash.
+    ///
+    /// Example: tether token create alice-laptop --identity alice --role approver
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
 #[derive(Args)]
@@ -151,6 +165,63 @@ pub(crate) struct ServeArgs {
     /// The address to listen on (port 0: any free port, printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub(crate) listen: String,
+    /// A directory of workflow files (*.toml); runs are started of them by name.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) workflows: Option<PathBuf>,
+    /// Runs executing at once; more wait their turn, their start already durable.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) concurrency: usize,
+    /// How long running attempts get to end on SIGTERM before they are interrupted
+    /// (interrupted attempts are run again from the journal on the next start).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub(crate) grace: String,
+    #[command(flatten)]
+    pub(crate) host: HostArgs,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Make a token and print it (once: only its hash is kept).
+    Create(TokenCreateArgs),
+    /// List tokens: name, identity, roles, when made, expiry, revocation.
+    List(TokenListArgs),
+    /// Revoke a token by name: it stops working at once.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct TokenCreateArgs {
+    /// A unique name for the token (who or what holds it), such as alice-laptop.
+    pub(crate) name: String,
+    /// The identity it acts as (decisions are made as this identity).
+    #[arg(long)]
+    pub(crate) identity: String,
+    /// A role: viewer, runner, approver, operator or admin (repeat for several).
+    #[arg(long = "role", value_name = "ROLE", required = true)]
+    pub(crate) roles: Vec<String>,
+    /// Make it stop working after this long (such as 90d) [default: never].
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) expires_in: Option<String>,
+    /// Print the token and its record as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct TokenListArgs {
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct TokenRevokeArgs {
+    /// The token's name.
+    pub(crate) name: String,
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }

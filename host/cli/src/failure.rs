@@ -60,8 +60,8 @@ pub(crate) fn app_failure(e: AppError) -> Failure {
         (_, None) => e.to_string(),
     };
     match e.kind() {
-        ErrorKind::Usage => Failure::Usage(message),
-        ErrorKind::Busy => Failure::Busy(message),
+        ErrorKind::Usage | ErrorKind::Conflict | ErrorKind::Forbidden => Failure::Usage(message),
+        ErrorKind::Busy | ErrorKind::Unavailable => Failure::Busy(message),
         ErrorKind::Internal => Failure::Internal(message),
     }
 }

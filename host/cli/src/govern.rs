@@ -72,6 +72,7 @@ fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Resul
             decision,
             payload,
             comment: args.comment.clone(),
+            version: None,
         };
         let decided = app.decide(request).await.map_err(|e| match e {
             AppError::RunEnded { .. } => Failure::usage(format!("{e}; its requests can no longer be decided")),

@@ -17,6 +17,7 @@ mod serve;
 mod setup;
 mod show;
 mod stats;
+mod token;
 mod validate;
 mod verify;
 
@@ -60,20 +61,6 @@ fn journal_flags_last(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStri
 
 fn main() -> ExitCode {
     restore_sigpipe();
-    // Warnings and errors from the host (not the guests: their logs are journaled) go to
-    // stderr as `warning: ...`; TETHER_LOG=debug shows more.
-    let level = match std::env::var("TETHER_LOG").as_deref() {
-        Ok("debug") => tracing::Level::DEBUG,
-        Ok("info") => tracing::Level::INFO,
-        _ => tracing::Level::WARN,
-    };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .without_time()
-        .with_target(false)
-        .with_ansi(false)
-        .init();
     let json = std::env::args_os().any(|a| a == "--json");
     let cli = match cli::Cli::try_parse_from(journal_flags_last(std::env::args_os().collect())) {
         Ok(cli) => cli,
@@ -83,6 +70,24 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    // Warnings and errors from the host (not the guests: their logs are journaled) go to
+    // stderr as `warning: ...`; a server also says what it does on its own (runs taken
+    // over, deadlines fired). TETHER_LOG=debug shows more.
+    let serving = matches!(cli.command, cli::Command::Serve(_));
+    let level = match std::env::var("TETHER_LOG").as_deref() {
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("info") => tracing::Level::INFO,
+        Ok("warn") => tracing::Level::WARN,
+        _ if serving => tracing::Level::INFO,
+        _ => tracing::Level::WARN,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .init();
     let result = match cli.command {
         cli::Command::Run(args) => run::run(args),
         cli::Command::Resume(args) => run::resume(args),
@@ -110,6 +115,7 @@ fn main() -> ExitCode {
         cli::Command::Plugin(command) => plugin::plugin(command),
         cli::Command::New(args) => new::new(args),
         cli::Command::Serve(args) => serve::serve(args),
+        cli::Command::Token(command) => token::token(command),
     };
     let (kind, code, msg) = match result {
         Ok(code) => return code,

@@ -1,29 +1,53 @@
-//! `tether serve`: the HTTP API on a journal, until SIGTERM or Ctrl-C. Prints the address
-//! it listens on first (with `--listen 127.0.0.1:0`, the port it was given).
+//! `tether serve`: the HTTP API and a worker on a journal, until SIGTERM or Ctrl-C.
+//! Prints the address it listens on first (with `--listen 127.0.0.1:0`, the port it was
+//! given), then what it does at start (runs taken over) and at its stop.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use tether_app::App;
+use tether_app::{Worker, WorkerConfig};
+use tether_server::{Server, Workflows};
 
 use crate::cli::ServeArgs;
 use crate::Failure;
 
 pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
+    let grace = humantime::parse_duration(&args.grace)
+        .map_err(|e| Failure::usage(format!("--grace `{}`: {e}; write a duration such as 30s", args.grace)))?;
+    if args.concurrency == 0 {
+        return Err(Failure::usage("--concurrency must be at least 1"));
+    }
+    let workflows = match &args.workflows {
+        Some(dir) => Workflows::load(dir).map_err(|e| Failure::usage(format!("--workflows: {e}")))?,
+        None => Workflows::default(),
+    };
     crate::setup::async_runtime()?.block_on(async {
-        let store = args.db.open().await?;
-        let app = Arc::new(App::new(store, tether_runtime::RuntimeConfig::default(), Default::default()));
+        let app = Arc::new(args.host.app(crate::setup::leases(std::time::Duration::ZERO)?, true).await?);
+        let config = WorkerConfig { concurrency: args.concurrency, grace, ..WorkerConfig::default() };
+        let worker = Worker::new(app, config);
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|e| Failure::usage(format!("--listen {}: cannot listen there: {e}", args.listen)))?;
         let address = listener.local_addr().map_err(|e| Failure::Internal(e.to_string()))?;
+        let names = workflows.names();
         println!("listening on http://{address}");
         let _ = std::io::stdout().flush();
-        tether_server::serve(app, listener, stopped())
+        if !names.is_empty() {
+            eprintln!("workflows: {}", names.join(", "));
+        }
+        let timers = tokio::spawn(Arc::clone(&worker).run_timers());
+        let server = Arc::new(Server { worker: Arc::clone(&worker), workflows });
+        tether_server::serve(server, listener, stopped())
             .await
             .map_err(|e| Failure::Internal(format!("the server stopped: {e}")))?;
-        eprintln!("stopped: requests under way were answered");
+        eprintln!("stopping: no new work; running attempts get up to {}", humantime::format_duration(grace));
+        let stopped = worker.stop().await;
+        let _ = timers.await;
+        eprintln!(
+            "stopped: {} run(s) settled, {} interrupted (the next start takes them over)",
+            stopped.settled, stopped.interrupted
+        );
         Ok(ExitCode::SUCCESS)
     })
 }

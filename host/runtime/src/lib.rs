@@ -33,14 +33,14 @@ mod sandbox;
 mod step;
 
 pub use capabilities::tool::{LoadedTool, ToolComponent};
-pub use durable::lease::{owner_id, LeaseConfig, TakeError};
+pub use durable::lease::{free_to_take, owner_id, LeaseConfig, TakeError};
 pub use durable::tape::Divergence;
 pub use govern::env::EnvValues;
 pub use identity::apply_identity;
 pub use inspect::{ComponentInfo, WorldFit};
 pub use load::{LoadError, LoadedWorkflow, StoredComponents};
 pub use plugin::PreparedPlugin;
-pub use run::driver::{append_with, Driver, DriverError, ReplayReport};
+pub use run::driver::{append_with, Drain, Driver, DriverError, ReplayReport, StartOptions};
 pub use run::workflow::{Progress, StepRun};
 pub use runtime::Runtime;
 pub use sandbox::cache::{AotCache, CompileNotice};

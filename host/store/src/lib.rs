@@ -14,6 +14,7 @@ mod leases;
 mod open;
 mod plugins;
 mod sqlite;
+mod tokens;
 mod writer;
 
 #[doc(hidden)]

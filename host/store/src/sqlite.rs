@@ -4,10 +4,11 @@ use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Row, SqlitePool};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use tether_types::access::TokenRecord;
 use tether_types::chain::StoredEvent;
 use tether_types::store::{
     Append, AppendAck, CancelRequests, Components, Journal, Lease, LeaseTake, Leases, PluginAdded, PluginRecord,
-    Plugins, RunHead, RunIndex, RunIndexStatus, RunRecord, RunSummary, StoreError, Upkeep,
+    Plugins, RunHead, RunIndex, RunIndexStatus, RunRecord, RunSummary, StoreError, Tokens, Upkeep,
 };
 
 use tokio::sync::{mpsc, oneshot};
@@ -15,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::db;
 use crate::leases::{LeaseOp, LeaseReply};
 use crate::open::{connect_options, open_and_migrate, StoreConfig};
+use crate::tokens::TokenOp;
 use crate::writer::{self, Request};
 
 /// The journal in one SQLite file. Cheap to clone.
@@ -257,6 +259,50 @@ impl Leases for SqliteStore {
 
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.lease_op(LeaseOp::Release(lease.clone())).await.map(|_| ())
+    }
+
+    async fn lease(&self, run_id: &str) -> Result<Option<Lease>, StoreError> {
+        let row: Option<(String, i64, i64)> =
+            sqlx::query_as("SELECT owner, epoch, expires_us FROM run_leases WHERE run_id = ?")
+                .bind(run_id)
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(db)?;
+        Ok(row.map(|(owner, epoch, expires_us)| Lease {
+            run_id: run_id.into(),
+            owner,
+            epoch: epoch as u64,
+            expires_us: expires_us as u64,
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl Tokens for SqliteStore {
+    async fn add_token(&self, token: &TokenRecord, hash: &str) -> Result<(), StoreError> {
+        self.token_op(TokenOp::Add(Box::new(token.clone()), hash.into())).await.map(|_| ())
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        crate::tokens::list(&self.readers).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        crate::tokens::by_hash(&self.readers, hash).await
+    }
+
+    async fn revoke_token(&self, name: &str, at_us: u64) -> Result<TokenRecord, StoreError> {
+        self.token_op(TokenOp::Revoke(name.into(), at_us))
+            .await?
+            .ok_or_else(|| StoreError::Database("a revocation was not answered".into()))
+    }
+}
+
+impl SqliteStore {
+    async fn token_op(&self, op: TokenOp) -> Result<Option<TokenRecord>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer.send(Request::Token(op, tx)).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 }
 

@@ -34,6 +34,8 @@ pub(crate) enum Request {
     /// Plugin changes are rare and each is its own transaction (see `crate::plugins`).
     AddPlugin(Box<PluginRecord>, Vec<u8>, Reply<PluginAdded>),
     RemovePlugin(String, String, Reply<PluginRecord>),
+    /// API token changes: rare, each alone (see `crate::tokens`).
+    Token(crate::tokens::TokenOp, Reply<Option<tether_types::access::TokenRecord>>),
     /// A cancel request for a run another host executes (run, by, reason); alone too.
     AskCancel(String, String, Option<String>, Reply<bool>),
     /// Checkpoint the write-ahead log into the database file, then stop.
@@ -83,7 +85,14 @@ fn refuse_poisoned(batch: &mut Vec<Request>, poisoned: &HashMap<Writer, StoreErr
 
 /// Whether a request is written on its own rather than batched.
 fn alone(r: &Request) -> bool {
-    matches!(r, Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::AskCancel(..) | Request::Close(..))
+    matches!(
+        r,
+        Request::AddPlugin(..)
+            | Request::RemovePlugin(..)
+            | Request::Token(..)
+            | Request::AskCancel(..)
+            | Request::Close(..)
+    )
 }
 
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>, commits: Arc<AtomicU64>) {
@@ -107,6 +116,14 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>, commit
             }
             Request::RemovePlugin(name, version, tx) => {
                 let result = crate::plugins::remove(&mut conn, &name, &version).await;
+                if result.is_ok() {
+                    committed();
+                }
+                let _ = tx.send(result);
+                continue;
+            }
+            Request::Token(op, tx) => {
+                let result = crate::tokens::apply(&mut conn, op).await;
                 if result.is_ok() {
                     committed();
                 }
@@ -199,7 +216,11 @@ fn ack(r: Request, result: Result<Outcome, StoreError>) {
             }));
         }
         // Never batched: `run` answers them one at a time.
-        Request::AddPlugin(..) | Request::RemovePlugin(..) | Request::AskCancel(..) | Request::Close(..) => {}
+        Request::AddPlugin(..)
+        | Request::RemovePlugin(..)
+        | Request::Token(..)
+        | Request::AskCancel(..)
+        | Request::Close(..) => {}
     }
 }
 

@@ -12,6 +12,20 @@ use serde_json::Value;
 use crate::failure::StepFailure;
 use crate::report::{LogLevel, RunError};
 
+/// What started a run that a server took in: journaled with its start, so history says
+/// who or what asked for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// `api`, `schedule` or `webhook`.
+    pub via: String,
+    /// The authenticated identity that asked (the API token's), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The idempotency key, schedule tick or webhook delivery id the run id was derived from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
 /// What happened. Doc comments say which state transition each event causes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -28,6 +42,10 @@ pub enum EventKind {
         input: Value,
         /// Who started it.
         identity: String,
+        /// What started it, when not a person at the command line: the API (with the
+        /// token's identity and the caller's idempotency key), a schedule, a webhook.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<Origin>,
     },
     /// The host process picked an interrupted run up again. No state change.
     RunResumed {

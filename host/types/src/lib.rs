@@ -2,6 +2,7 @@
 //! manifest and the reports a run produces. Nothing here performs I/O, so the parser and
 //! the rules it enforces can be tested without a file system or an engine.
 
+pub mod access;
 pub mod autonomy;
 pub mod budget;
 pub mod chain;
@@ -34,7 +35,7 @@ pub mod units;
 
 pub use budget::{BudgetSpec, StepBudget, ToolBudget};
 pub use chain::{Chain, JournalError, SealedEvent, StoredEvent};
-pub use event::{Event, EventKind, HostRead, ToolResult};
+pub use event::{Event, EventKind, HostRead, Origin, ToolResult};
 pub use failure::{FailureClass, GuestFailureKind, StepFailure};
 pub use ids::RunId;
 pub use manifest::{Compensation, ManifestError, ManifestErrors, StepSpec, ToolSpec, Workflow};

@@ -276,6 +276,12 @@ pub enum StoreError {
     /// No such plugin.
     #[error("no plugin {0} is deployed")]
     UnknownPlugin(String),
+    /// A token by this name exists.
+    #[error("a token named `{0}` exists already; pick another name, or revoke it first")]
+    TokenExists(String),
+    /// No token has this name.
+    #[error("no token is named `{0}`")]
+    UnknownToken(String),
     /// The database failed.
     #[error("journal database error: {0}")]
     Database(String),
@@ -284,9 +290,12 @@ pub enum StoreError {
 /// A durable journal: every role a backend plays. Callers hold `Arc<dyn JournalStore>`
 /// and use the role they need (bring its trait into scope); a backend implements each
 /// role and gets this trait for free. Every backend passes one conformance suite.
-pub trait JournalStore: Journal + RunIndex + Components + Plugins + Leases + CancelRequests + Upkeep {}
+pub trait JournalStore: Journal + RunIndex + Components + Plugins + Leases + CancelRequests + Tokens + Upkeep {}
 
-impl<T: Journal + RunIndex + Components + Plugins + Leases + CancelRequests + Upkeep + ?Sized> JournalStore for T {}
+impl<T: Journal + RunIndex + Components + Plugins + Leases + CancelRequests + Tokens + Upkeep + ?Sized> JournalStore
+    for T
+{
+}
 
 /// The journal itself: each run's events, appended durably under its lease, and read back.
 #[async_trait::async_trait]
@@ -371,6 +380,9 @@ pub trait Leases: Send + Sync {
     async fn renew_lease(&self, lease: &Lease, ttl_ms: u64) -> Result<Lease, StoreError>;
     /// Gives a lease up (the run stays as its journal says); nothing if no longer held.
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+    /// The run's lease as it stands (an empty `owner` once given up), read without
+    /// writing: to find runs nobody executes without taking every lease to see.
+    async fn lease(&self, run_id: &str) -> Result<Option<Lease>, StoreError>;
 }
 
 /// Cancel requests, for a run another host executes.
@@ -381,6 +393,20 @@ pub trait CancelRequests: Send + Sync {
     async fn request_cancel(&self, run_id: &str, by: &str, reason: Option<&str>) -> Result<bool, StoreError>;
     /// The cancel request for `run_id`, if any: who asked, and why.
     async fn cancel_request(&self, run_id: &str) -> Result<Option<(String, Option<String>)>, StoreError>;
+}
+
+/// API tokens, kept by their hash (see [`crate::access`]).
+#[async_trait::async_trait]
+pub trait Tokens: Send + Sync {
+    /// Keeps a new token; `TokenExists` if its name is taken.
+    async fn add_token(&self, token: &crate::access::TokenRecord, hash: &str) -> Result<(), StoreError>;
+    /// Every token, revoked ones too, by name.
+    async fn tokens(&self) -> Result<Vec<crate::access::TokenRecord>, StoreError>;
+    /// The token with this hash, if any.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<crate::access::TokenRecord>, StoreError>;
+    /// Revokes a token by name (at `at_us`); `UnknownToken` if there is none. Revoking a
+    /// revoked token keeps its first revocation time.
+    async fn revoke_token(&self, name: &str, at_us: u64) -> Result<crate::access::TokenRecord, StoreError>;
 }
 
 /// Keeping the journal: copies and a clean close.

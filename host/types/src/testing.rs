@@ -214,6 +214,7 @@ pub(crate) fn run_started(plan: &Plan, input: Value) -> EventKind {
         plan: serde_json::to_value(plan).expect("plans serialize"),
         input,
         identity: "bot".into(),
+        origin: None,
     }
 }
 

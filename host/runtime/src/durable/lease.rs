@@ -81,6 +81,15 @@ fn known_dead(owner: &str) -> bool {
     start_ticks(pid) != Some(start)
 }
 
+/// Whether a run could be taken now without waiting: nobody holds its lease, it has
+/// lapsed, or its holder is a process on this machine that is gone. Read only.
+pub async fn free_to_take(store: &dyn JournalStore, run_id: &str) -> Result<bool, StoreError> {
+    Ok(match store.lease(run_id).await? {
+        None => true,
+        Some(lease) => lease.owner.is_empty() || lease.expires_us <= now_us() || known_dead(&lease.owner),
+    })
+}
+
 /// Why a run could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum TakeError {

@@ -49,6 +49,53 @@ pub struct ReplayReport {
     pub divergence: Option<Divergence>,
 }
 
+/// What a service adds to a run's start.
+#[derive(Default)]
+pub struct StartOptions {
+    /// Where the run came from, journaled with its start.
+    pub origin: Option<tether_types::Origin>,
+    /// Awaited once the run's start is durable (and announced with
+    /// `Progress::RunStarted`) and before its first step: a slot under the service's
+    /// concurrency limit.
+    pub admission: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    /// Stops the run at its next attempt boundary when the service stops.
+    pub drain: Option<Drain>,
+}
+
+/// A service's graceful stop, shared by the runs it executes: once started, no run starts
+/// another attempt; each stops (with [`DriverError::Stopped`]) when its running attempts
+/// end, durable and with its lease given up, for a host to resume.
+#[derive(Clone, Debug)]
+pub struct Drain(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Drain {
+    /// Starts draining every run that shares this drain.
+    pub fn start(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether draining has started.
+    pub fn started(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes once draining has started.
+    pub async fn wait(&self) {
+        let mut rx = self.receiver();
+        let _ = rx.wait_for(|on| *on).await;
+    }
+
+    fn receiver(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+}
+
 /// Runs, resumes and replays workflows against a journal.
 #[derive(Clone)]
 pub struct Driver {
@@ -90,6 +137,20 @@ impl Driver {
         identity: &str,
         progress: impl FnMut(Progress<'_>),
     ) -> Result<RunReport, DriverError> {
+        self.start_with(workflow, run_id, input, identity, StartOptions::default(), progress).await
+    }
+
+    /// [`Driver::start`], with what a service adds: where the run came from, and a slot
+    /// to wait for between its durable start and its first step.
+    pub async fn start_with(
+        &self,
+        workflow: &LoadedWorkflow,
+        run_id: RunId,
+        input: Value,
+        identity: &str,
+        options: StartOptions,
+        progress: impl FnMut(Progress<'_>),
+    ) -> Result<RunReport, DriverError> {
         let undo = workflow.steps.iter().filter_map(|s| match &s.compensation {
             Some(LoadedCompensation::Component(c)) => Some((&c.digest, &c.wasm)),
             _ => None,
@@ -107,8 +168,11 @@ impl Driver {
         }
         // The common case, a new run id: its first append takes the lease, one commit.
         let mut progress = progress;
+        let mut options = options;
         let lease = RunLease::for_new_run(&self.store, run_id.as_str(), self.leases);
-        let result = self.start_leased(workflow, run_id.clone(), input.clone(), identity, &mut progress, &lease).await;
+        let result = self
+            .start_leased(workflow, run_id.clone(), input.clone(), identity, &mut options, &mut progress, &lease)
+            .await;
         // Refused before it was taken: someone else has a lease on this run id.
         let held_elsewhere = !lease.taken() && matches!(&result, Err(DriverError::Store(StoreError::LeaseLost { .. })));
         lease.release().await;
@@ -117,18 +181,21 @@ impl Driver {
         }
         // The run id has a lease already: a run by that id exists, or is starting elsewhere.
         let lease = RunLease::take(&self.store, run_id.as_str(), self.leases).await?;
-        let result = Box::pin(self.start_leased(workflow, run_id, input, identity, &mut progress, &lease)).await;
+        let result =
+            Box::pin(self.start_leased(workflow, run_id, input, identity, &mut options, &mut progress, &lease)).await;
         lease.release().await;
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn start_leased(
         &self,
         workflow: &LoadedWorkflow,
         run_id: RunId,
         input: Value,
         identity: &str,
-        progress: impl FnMut(Progress<'_>),
+        options: &mut StartOptions,
+        mut progress: impl FnMut(Progress<'_>),
         lease: &RunLease,
     ) -> Result<RunReport, DriverError> {
         let journal = Arc::new(RunJournal::new(run_id, Arc::clone(&self.store), Chain::new(), lease));
@@ -139,6 +206,7 @@ impl Driver {
             plan: recorded.json.clone(),
             input: input.clone(),
             identity: identity.to_string(),
+            origin: options.origin.clone(),
         });
         let env = EnvValues::new(workflow, None);
         journal.set_secrets(env.secrets());
@@ -159,15 +227,23 @@ impl Driver {
             state.apply(seq, &kind).map_err(|reason| DriverError::Load(format!("event {seq}: {reason}")))?;
         }
         let governance = self.governance(&state).await?;
-        Scheduler::new(self.runtime.engine_ref().clone(), workflow, journal, state, progress)?
+        let admission = options.admission.take();
+        let announced = admission.is_some();
+        if let Some(admitted) = admission {
+            // A service answers with the run's id once its start is durable, then the run
+            // waits its turn; a crash meanwhile leaves an interrupted run to take over.
+            journal.sync().await.map_err(|e| start_error(e, input_bytes))?;
+            progress(Progress::RunStarted { run_id: journal.run_id.as_str() });
+            admitted.await;
+        }
+        let scheduler = Scheduler::new(self.runtime.engine_ref().clone(), workflow, journal, state, progress)?
             .with(governance, env)
-            .announcing_start()
-            .run()
-            .await
-            .map_err(|e| match e {
-                DriverError::Store(e) => start_error(e, input_bytes),
-                other => other,
-            })
+            .draining_on(options.drain.as_ref().map(Drain::receiver));
+        let scheduler = if announced { scheduler } else { scheduler.announcing_start() };
+        scheduler.run().await.map_err(|e| match e {
+            DriverError::Store(e) => start_error(e, input_bytes),
+            other => other,
+        })
     }
 
     /// Continues an interrupted run from its journal. Completed steps are not run again;
@@ -179,8 +255,19 @@ impl Driver {
         raises: &[(String, f64)],
         progress: impl FnMut(Progress<'_>),
     ) -> Result<RunReport, DriverError> {
+        self.resume_with(run_id, raises, None, progress).await
+    }
+
+    /// [`Driver::resume`], stopping at the next attempt boundary when `drain` starts.
+    pub async fn resume_with(
+        &self,
+        run_id: &str,
+        raises: &[(String, f64)],
+        drain: Option<&Drain>,
+        progress: impl FnMut(Progress<'_>),
+    ) -> Result<RunReport, DriverError> {
         let lease = RunLease::take(&self.store, run_id, self.leases).await?;
-        let result = self.resume_leased(run_id, raises, progress, &lease).await;
+        let result = self.resume_leased(run_id, raises, drain, progress, &lease).await;
         lease.release().await;
         result
     }
@@ -189,6 +276,7 @@ impl Driver {
         &self,
         run_id: &str,
         raises: &[(String, f64)],
+        drain: Option<&Drain>,
         progress: impl FnMut(Progress<'_>),
         lease: &RunLease,
     ) -> Result<RunReport, DriverError> {
@@ -238,6 +326,7 @@ impl Driver {
         let governance = self.governance(&state).await?;
         Scheduler::new(self.runtime.engine_ref().clone(), &workflow, journal, state, progress)?
             .with(governance, env)
+            .draining_on(drain.map(Drain::receiver))
             .run()
             .await
     }

@@ -47,6 +47,10 @@ pub enum DriverError {
     /// Another live host is executing the run.
     #[error(transparent)]
     Busy(TakeError),
+    /// The host is stopping: the run's attempts that were running ended, nothing new was
+    /// started, and the run is left, durable, for a host to resume.
+    #[error("the host is stopping; the run is left to resume")]
+    Stopped,
 }
 
 impl From<TakeError> for DriverError {

@@ -75,6 +75,9 @@ pub(crate) struct Scheduler<'a, P> {
     poll_timer: Pin<Box<tokio::time::Sleep>>,
     /// Set for a new run until `Progress::RunStarted` is given: once its start is durable.
     announce: bool,
+    /// Turns `true` when the host is stopping: no attempt starts after that, and once the
+    /// running ones end the run is left, durable, for a host to resume.
+    drain: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
@@ -109,7 +112,18 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             send_armed: false,
             poll_timer: Box::pin(tokio::time::sleep(CANCEL_POLL)),
             announce: false,
+            drain: None,
         })
+    }
+
+    /// Stops starting attempts once `drain` turns `true` (see [`crate::Drain`]).
+    pub(crate) fn draining_on(mut self, drain: Option<tokio::sync::watch::Receiver<bool>>) -> Self {
+        self.drain = drain;
+        self
+    }
+
+    fn draining(&self) -> bool {
+        self.drain.as_ref().is_some_and(|d| *d.borrow())
     }
 
     /// A new run: its id is given out (`Progress::RunStarted`) once its start is durable
@@ -152,7 +166,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         }
         let end = loop {
             self.announce();
-            let next = if self.pausing.is_some() {
+            let next = if self.pausing.is_some() || self.draining() {
                 Next::Run(Vec::new())
             } else {
                 self.flow.next(&self.state, &self.busy, now_us())
@@ -199,6 +213,11 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                 if self.pausing.is_some() {
                     break Ok(Value::Null);
                 }
+                if self.draining() {
+                    // Everything recorded is made durable; the driver gives the lease up.
+                    self.journal.sync().await?;
+                    return Err(DriverError::Stopped);
+                }
                 break Err(RunError {
                     class: FailureClass::HostFault,
                     step: String::new(),
@@ -216,8 +235,12 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
                 (false, true) => self.send_armed = false,
                 _ => {}
             }
+            let mut drain = self.drain.clone().filter(|d| !*d.borrow());
             let joined = tokio::select! {
                 joined = self.running.join_next() => joined,
+                // Looked at again at the top: nothing new starts, and the run stops once
+                // its running attempts end.
+                () = drained(drain.as_mut()), if drain.is_some() => continue,
                 () = self.send_timer.as_mut(), if self.send_armed => {
                     self.send_armed = false;
                     self.journal.send().await?;
@@ -505,6 +528,17 @@ async fn live_attempt(
         (outcome, _) => outcome,
     };
     (outcome, stats)
+}
+
+/// Completes when the drain turns on (never, if its sender is gone).
+async fn drained(drain: Option<&mut tokio::sync::watch::Receiver<bool>>) {
+    let on = match drain {
+        Some(d) => d.wait_for(|on| *on).await.is_ok(),
+        None => false,
+    };
+    if !on {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Sleeps until a wall-clock time (microseconds since the Unix epoch); a durable backoff

@@ -42,6 +42,7 @@ fn malformed_journals_are_refused_with_the_event_and_the_reason() {
         plan: json!({"workflow": "t", "steps": "none"}),
         input: json!({}),
         identity: "bot".into(),
+        origin: None,
     }]);
     assert_eq!(bad_plan.seq, 1);
     assert!(bad_plan.reason.starts_with("bad plan: "), "{}", bad_plan.reason);
@@ -87,6 +88,7 @@ fn a_plan_recorded_before_needs_existed_chains_its_steps() {
         plan: recorded,
         input: json!({}),
         identity: "bot".into(),
+        origin: None,
     };
     let state = RunState::fold("r", &journal(vec![start])).unwrap();
     assert_eq!(state.plan.needs_of("a"), &[] as &[String]);

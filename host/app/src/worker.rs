@@ -1,0 +1,422 @@
+//! A worker: the long-lived host that `tether serve` runs.
+//!
+//! It executes runs under a concurrency limit, continues what the journal says is due
+//! without anyone running a sweep (an approval's deadline passed, a request decided),
+//! takes over interrupted runs whose host is gone (at start, and whenever one is found),
+//! and stops gracefully: nothing new is taken, no run starts another attempt, running
+//! attempts get a grace period to end, and each run is left durable with its lease given
+//! up, for the next worker to resume.
+//!
+//! One process takes a run's lease once: a run this worker executes is never taken
+//! again here (the lease's owner is the process, so a second take would succeed and
+//! fence the first out). A wake-up for a run it executes is remembered and acted on
+//! when the run stops.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tether_runtime::{Drain, DriverError, Progress, StartOptions};
+use tether_types::store::RunIndexStatus;
+use tether_types::{Origin, RunId};
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::{App, AppError, Prepared};
+
+/// How a worker works.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerConfig {
+    /// Runs executing at once; more wait for a slot (their start is durable meanwhile).
+    pub concurrency: usize,
+    /// How often interrupted runs are looked for, and due deadlines fired.
+    pub tick: Duration,
+    /// How often every waiting run's deadlines are read again (decisions made through
+    /// this worker continue their run at once).
+    pub rescan: Duration,
+    /// How long running attempts get to end when the worker stops.
+    pub grace: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 32,
+            tick: Duration::from_secs(1),
+            rescan: Duration::from_secs(10),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What submitting a run came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// A new run; its start is durable.
+    Started(RunId),
+    /// A run by this id exists already (a repeated idempotency key): nothing new started.
+    Existing(RunId),
+}
+
+/// How the worker's stop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stopped {
+    /// Runs that stopped within the grace period (ended, waiting, or left at an attempt
+    /// boundary).
+    pub settled: usize,
+    /// Runs whose attempts were still running at the grace period's end: interrupted,
+    /// to be resumed from their journal.
+    pub interrupted: usize,
+}
+
+/// A long-lived host of runs. See the module documentation.
+pub struct Worker {
+    app: Arc<App>,
+    config: WorkerConfig,
+    slots: Arc<Semaphore>,
+    /// Runs this worker executes now; `true` once a wake-up came meanwhile.
+    held: Mutex<HashMap<String, bool>>,
+    tasks: TaskTracker,
+    drain: Drain,
+    /// Cancelled when the grace period ends: run tasks still going are dropped.
+    hard_stop: CancellationToken,
+    /// Deadlines of waiting runs, from the last rescan: when each is due.
+    deadlines: Mutex<BTreeMap<u64, Vec<RunId>>>,
+    wake_timers: Notify,
+}
+
+impl Worker {
+    /// A worker over `app`. Nothing happens until [`Worker::run_timers`] is spawned and
+    /// runs are submitted or woken.
+    pub fn new(app: Arc<App>, config: WorkerConfig) -> Arc<Worker> {
+        Arc::new(Worker {
+            app,
+            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            config,
+            held: Mutex::default(),
+            tasks: TaskTracker::new(),
+            drain: Drain::default(),
+            hard_stop: CancellationToken::new(),
+            deadlines: Mutex::default(),
+            wake_timers: Notify::new(),
+        })
+    }
+
+    /// The application the worker executes runs with.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Whether the worker is stopping (it takes no new work).
+    pub fn stopping(&self) -> bool {
+        self.drain.started()
+    }
+
+    /// Runs executing here now, and runs waiting for a slot.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.held).len()
+    }
+
+    /// Starts a prepared run. Returns once its start is durable (or it failed to start);
+    /// it then executes here when a slot is free. A run id that exists already (a
+    /// repeated idempotency key) starts nothing and is returned as [`Submitted::Existing`].
+    pub async fn submit(self: &Arc<Self>, run: Prepared, origin: Origin) -> Result<Submitted, AppError> {
+        if self.stopping() {
+            return Err(AppError::Stopping);
+        }
+        let id = run.run_id.clone();
+        if !self.hold(&id) {
+            return Ok(Submitted::Existing(id));
+        }
+        match self.app.store().run_record(id.as_str()).await {
+            Ok(record) if record.index_status.is_none() => {}
+            found => {
+                self.release(&id);
+                found?;
+                return Ok(Submitted::Existing(id));
+            }
+        }
+        let (started_tx, started) = oneshot::channel::<Result<(), AppError>>();
+        let worker = Arc::clone(self);
+        // The slot the run takes once its start is durable, given back when its task ends.
+        let slot: Arc<Mutex<Option<OwnedSemaphorePermit>>> = Arc::default();
+        let (slots, taken, drain) = (Arc::clone(&self.slots), Arc::clone(&slot), self.drain.clone());
+        let options = StartOptions {
+            origin: Some(origin),
+            // A stop while it waits lets it go at once: it then starts no attempt.
+            admission: Some(Box::pin(async move {
+                tokio::select! {
+                    permit = slots.acquire_owned() => *lock(&taken) = permit.ok(),
+                    () = drain.wait() => {}
+                }
+            })),
+            drain: Some(self.drain.clone()),
+        };
+        let task_id = id.clone();
+        self.tasks.spawn(async move {
+            let mut started_tx = Some(started_tx);
+            let progress = |p: Progress<'_>| {
+                if let (Progress::RunStarted { .. }, Some(tx)) = (p, started_tx.take()) {
+                    let _ = tx.send(Ok(()));
+                }
+            };
+            let work = worker.app.start_with(run, options, progress);
+            let result = tokio::select! {
+                r = work => Some(r),
+                () = worker.hard_stop.cancelled() => None,
+            };
+            lock(&slot).take();
+            if let Some(Ok(report)) = &result {
+                worker.note_waiting(report).await;
+            }
+            if let Some(Err(e)) = result {
+                // Refused before its start was durable: the caller is told. After that,
+                // the run's journal says what happened.
+                match started_tx.take() {
+                    Some(tx) => {
+                        let _ = tx.send(Err(e));
+                    }
+                    None => log_stop(&task_id, &e),
+                }
+            }
+            if worker.release(&task_id) {
+                worker.wake(task_id, Vec::new());
+            }
+        });
+        match started.await {
+            Ok(Ok(())) => Ok(Submitted::Started(id)),
+            // Started by another host with the same id meanwhile.
+            Ok(Err(AppError::Driver(DriverError::Exists(_)))) => Ok(Submitted::Existing(id)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(AppError::Corrupt(format!("run {id}: its task ended before its start was durable"))),
+        }
+    }
+
+    /// Continues a run here if nobody executes it: after a decision or a cancel, when a
+    /// deadline passed, or an interrupted run was found. A run this worker executes now
+    /// is continued again when it stops. `raises` add to its run budgets.
+    pub fn wake(self: &Arc<Self>, run: RunId, raises: Vec<(String, f64)>) {
+        if self.stopping() {
+            return;
+        }
+        if !self.hold(&run) {
+            if let Some(again) = lock(&self.held).get_mut(run.as_str()) {
+                *again = true;
+            }
+            return;
+        }
+        let worker = Arc::clone(self);
+        self.tasks.spawn(async move {
+            let mut raises = raises;
+            loop {
+                let permit = tokio::select! {
+                    permit = worker.slots.acquire() => permit,
+                    () = worker.drain.wait() => break,
+                };
+                let Ok(permit) = permit else { break };
+                let work = async {
+                    let driver = worker.app.driver()?;
+                    Ok::<_, AppError>(driver.resume_with(run.as_str(), &raises, Some(&worker.drain), |_| {}).await?)
+                };
+                let result = tokio::select! {
+                    r = work => Some(r),
+                    () = worker.hard_stop.cancelled() => None,
+                };
+                drop(permit);
+                match result {
+                    Some(Ok(report)) => worker.note_waiting(&report).await,
+                    Some(Err(e)) => log_stop(&run, &e),
+                    None => {}
+                }
+                raises = Vec::new();
+                // Woken again while it ran: look once more (it may have stopped to wait
+                // just as a decision came).
+                let again = lock(&worker.held).get_mut(run.as_str()).map(std::mem::take).unwrap_or(false);
+                if !again || worker.stopping() {
+                    break;
+                }
+            }
+            if worker.release(&run) {
+                worker.wake(run, Vec::new());
+            }
+        });
+    }
+
+    /// Does `work` on a run (records a decision or a cancel) while this worker is not
+    /// executing it, and keeps the worker from taking it meanwhile: this process owns
+    /// every lease it takes, so two takes here would fence each other out. A run
+    /// executing here is `Busy`, as it is for any other host; a cancel is asked for
+    /// instead (see [`crate::App::cancel`]).
+    pub async fn exclusive<T>(
+        self: &Arc<Self>,
+        run: &RunId,
+        work: impl std::future::Future<Output = Result<T, AppError>>,
+    ) -> Result<T, AppError> {
+        if !self.hold(run) {
+            return Err(AppError::Busy(format!(
+                "run {run} is executing on this server now; ask again once it waits or stops"
+            )));
+        }
+        let result = work.await;
+        if self.release(run) {
+            self.wake(run.clone(), Vec::new());
+        }
+        result
+    }
+
+    /// Whether this worker executes the run now.
+    pub fn executes(&self, run: &RunId) -> bool {
+        lock(&self.held).contains_key(run.as_str())
+    }
+
+    /// Looks for work the journal says is due, until the worker stops: interrupted runs
+    /// nobody executes (every `tick`), and waiting runs whose deadline passed or whose
+    /// requests are all decided (read every `rescan`, fired on time in between).
+    pub async fn run_timers(self: Arc<Self>) {
+        let mut next_rescan = tokio::time::Instant::now();
+        loop {
+            if self.stopping() {
+                return;
+            }
+            if let Err(e) = self.take_over().await {
+                tracing::warn!("looking for interrupted runs: {e}");
+            }
+            if tokio::time::Instant::now() >= next_rescan {
+                if let Err(e) = self.rescan().await {
+                    tracing::warn!("reading waiting runs' deadlines: {e}");
+                }
+                next_rescan = tokio::time::Instant::now() + self.config.rescan;
+            }
+            self.fire_due();
+            let sleep = self.until_next_due().min(self.config.tick);
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = self.wake_timers.notified() => {}
+            }
+        }
+    }
+
+    /// Stops: takes nothing new, lets running attempts end for up to the grace period
+    /// (no run starts another), then interrupts what is left. Every run is left with its
+    /// journal durable, to be resumed by the next worker.
+    pub async fn stop(&self) -> Stopped {
+        self.drain.start();
+        self.wake_timers.notify_one();
+        self.tasks.close();
+        let before = self.in_flight();
+        if tokio::time::timeout(self.config.grace, self.tasks.wait()).await.is_err() {
+            let interrupted = self.in_flight();
+            self.hard_stop.cancel();
+            self.tasks.wait().await;
+            return Stopped { settled: before - interrupted, interrupted };
+        }
+        Stopped { settled: before, interrupted: 0 }
+    }
+
+    /// Runs left interrupted (index `running`) that nobody executes: continued here.
+    async fn take_over(self: &Arc<Self>) -> Result<(), AppError> {
+        let store = self.app.store();
+        for summary in store.runs(Some(RunIndexStatus::Running), 10_000).await? {
+            if lock(&self.held).contains_key(&summary.run_id) {
+                continue;
+            }
+            if tether_runtime::free_to_take(store.as_ref(), &summary.run_id).await? {
+                let run = RunId::try_from(summary.run_id).map_err(AppError::Corrupt)?;
+                tracing::info!("run {run}: interrupted and held by nobody; taking it over");
+                self.wake(run, Vec::new());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every waiting run: those that can go on now are woken, the others' earliest
+    /// deadlines noted.
+    async fn rescan(self: &Arc<Self>) -> Result<(), AppError> {
+        let mut deadlines: BTreeMap<u64, Vec<RunId>> = BTreeMap::new();
+        let now = now_us();
+        for summary in self.app.store().runs(Some(RunIndexStatus::Waiting), 100_000).await? {
+            let run = RunId::try_from(summary.run_id).map_err(AppError::Corrupt)?;
+            let (state, _) = self.app.state(&run).await?;
+            let decided =
+                state.approvals.values().any(|a| a.outcome.is_some()) && state.pending_approvals().next().is_none();
+            let due = state.pending_approvals().filter_map(|a| a.deadline_us).min();
+            match due {
+                _ if decided => self.wake(run, Vec::new()),
+                Some(at) if at <= now => self.wake(run, Vec::new()),
+                Some(at) => deadlines.entry(at).or_default().push(run),
+                None => {}
+            }
+        }
+        *lock(&self.deadlines) = deadlines;
+        Ok(())
+    }
+
+    /// A run that stopped to wait for people: its earliest deadline is noted, so it is
+    /// fired on time without waiting for the next rescan.
+    async fn note_waiting(&self, report: &tether_types::RunReport) {
+        if report.status != tether_types::RunStatus::Waiting {
+            return;
+        }
+        match self.app.state(&report.run_id).await {
+            Ok((state, _)) => {
+                if let Some(at) = state.pending_approvals().filter_map(|a| a.deadline_us).min() {
+                    lock(&self.deadlines).entry(at).or_default().push(report.run_id.clone());
+                    self.wake_timers.notify_one();
+                }
+            }
+            Err(e) => tracing::warn!("run {}: reading its deadlines: {e}", report.run_id),
+        }
+    }
+
+    fn fire_due(self: &Arc<Self>) {
+        let now = now_us();
+        let due: Vec<RunId> = {
+            let mut deadlines = lock(&self.deadlines);
+            let later = deadlines.split_off(&(now + 1));
+            std::mem::replace(&mut *deadlines, later).into_values().flatten().collect()
+        };
+        for run in due {
+            tracing::info!("run {run}: an approval deadline passed; taking its default decision");
+            self.wake(run, Vec::new());
+        }
+    }
+
+    fn until_next_due(&self) -> Duration {
+        let now = now_us();
+        lock(&self.deadlines).keys().next().map_or(Duration::MAX, |at| Duration::from_micros(at.saturating_sub(now)))
+    }
+
+    /// Marks a run as executing here; `false` if it is already.
+    fn hold(&self, run: &RunId) -> bool {
+        let mut held = lock(&self.held);
+        if held.contains_key(run.as_str()) {
+            return false;
+        }
+        held.insert(run.to_string(), false);
+        true
+    }
+
+    /// Forgets that the run executes here; `true` if it was woken meanwhile.
+    fn release(&self, run: &RunId) -> bool {
+        lock(&self.held).remove(run.as_str()).unwrap_or(false)
+    }
+}
+
+/// A run task's end that is not the run's own outcome (which its journal holds).
+fn log_stop(run: &RunId, e: &AppError) {
+    match e {
+        AppError::Busy(_) => tracing::debug!("run {run}: another host executes it"),
+        AppError::Driver(DriverError::Stopped) => tracing::info!("run {run}: left to resume (the worker is stopping)"),
+        other => tracing::warn!("run {run}: {other}"),
+    }
+}
+
+/// Microseconds since the Unix epoch, as the journal's deadlines are written.
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

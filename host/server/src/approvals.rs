@@ -1,0 +1,123 @@
+//! Approvals: the pending requests, and decisions on them made as the caller's identity.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tether_app::DecisionRequest;
+use tether_types::access::Role;
+use tether_types::policy::Decision;
+
+use crate::auth::Caller;
+use crate::error::{body_error, query_error, ApiError};
+use crate::Server;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    state: Option<String>,
+}
+
+/// `GET /v1/approvals?state=pending`: the requests waiting for a decision, oldest first
+/// (as `tether inbox --json`), each with its `id` and the path its decision is posted
+/// to (`decide`: the id percent-encoded, as request ids hold `/`).
+pub(crate) async fn list(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let Query(q) = q.map_err(query_error)?;
+    if let Some(state) = q.state.as_deref().filter(|s| *s != "pending") {
+        return Err(ApiError::bad("state", format!("state `{state}`: only `pending` is listed")));
+    }
+    let pending: Vec<Value> = server
+        .worker
+        .app()
+        .inbox()
+        .await?
+        .iter()
+        .map(|p| {
+            let mut v = p.to_json();
+            let id = format!("{}:{}", p.run_id, p.approval.id);
+            v["decide"] = Value::from(format!("/v1/approvals/{}/decision", encode_segment(&id)));
+            v["id"] = Value::from(id);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "approvals": pending })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecisionBody {
+    /// `approve` or `reject`.
+    decision: String,
+    /// An edited proposal (approvals only).
+    payload: Option<Value>,
+    comment: Option<String>,
+    /// The request's `version` the decider saw: refused (409) if it changed since.
+    version: Option<u64>,
+}
+
+/// `POST /v1/approvals/{RUN:REQUEST}/decision` with `{"decision": "approve" | "reject",
+/// "payload"?, "comment"?, "version"?}`, decided as the caller's identity (the run's
+/// policy says whether that identity may decide the gate). When the request is settled
+/// the run continues here.
+pub(crate) async fn decide(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<DecisionBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Approver)?;
+    let Json(body) = body.map_err(body_error)?;
+    let decision = match body.decision.as_str() {
+        "approve" => Decision::Approve,
+        "reject" => Decision::Reject,
+        other => return Err(ApiError::bad("decision", format!("`{other}`: decide `approve` or `reject`"))),
+    };
+    if decision == Decision::Reject && body.payload.is_some() {
+        return Err(ApiError::bad("payload", "only an approval carries an edited proposal"));
+    }
+    let Some((run, request)) = id.split_once(':') else {
+        return Err(ApiError::not_found("no_request", format!("`{id}` is not an approval id (RUN_ID:REQUEST)")));
+    };
+    let app = server.worker.app();
+    let run_id = app.resolve_run(run).await?;
+    let request = DecisionRequest {
+        run: run_id.to_string(),
+        gate: request.to_string(),
+        identity: caller.identity.clone(),
+        decision,
+        payload: body.payload,
+        comment: body.comment,
+        version: body.version,
+    };
+    let decided = server.worker.exclusive(&run_id, app.decide(request)).await?;
+    let continues = decided.settles();
+    if continues {
+        server.worker.wake(run_id.clone(), Vec::new());
+    }
+    let after = &decided.after;
+    Ok(Json(json!({
+        "run_id": run_id.as_str(), "request": after.id, "gate": after.gate, "by": caller.identity,
+        "decision": body.decision, "approved_by": after.approvers, "approvals_needed": after.needed,
+        "settled": after.outcome.is_some(), "continues": continues,
+    })))
+}
+
+/// `text` as one URL path segment: the characters a path gives meaning to, encoded.
+fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'@' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

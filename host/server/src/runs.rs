@@ -1,0 +1,304 @@
+//! Runs: list, one, its events, start, cancel, resume; and stats.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tether_app::{AppError, StartRequest, Submitted};
+use tether_types::access::Role;
+use tether_types::store::RunIndexStatus;
+use tether_types::{Origin, RunId};
+
+use crate::auth::Caller;
+use crate::error::{body_error, query_error, ApiError};
+use crate::{limit, Server};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/runs?status=&limit=`: the newest runs first.
+pub(crate) async fn list(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let Query(q) = q.map_err(query_error)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(RunIndexStatus::parse(s).ok_or_else(|| {
+            ApiError::bad(
+                "status",
+                format!("`{s}` is not a run status (running, waiting, paused, completed, failed, ...)"),
+            )
+        })?),
+    };
+    let runs = server.worker.app().runs(status, limit(q.limit)?).await?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+/// `GET /v1/runs/{id}`: one run at a glance, as `tether show` gives it.
+pub(crate) async fn one(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let app = server.worker.app();
+    let run = app.resolve_run(&id).await?;
+    let view = app.show(&run).await?;
+    serde_json::to_value(view).map(Json).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    after: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/runs/{id}/events?after=SEQ&limit=N`: the run's events after `SEQ`, in order;
+/// `next_after` is what to ask for next (absent when there is nothing more now).
+pub(crate) async fn events(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let Query(q) = q.map_err(query_error)?;
+    let app = server.worker.app();
+    let run = app.resolve_run(&id).await?;
+    let limit = limit(q.limit)? as usize;
+    let after = q.after.unwrap_or(0);
+    let all = app.events(&run).await?;
+    let page: Vec<_> = all.iter().filter(|e| e.seq > after).take(limit).collect();
+    let more = all.iter().filter(|e| e.seq > after).count() > page.len();
+    let mut doc = json!({ "run_id": run.as_str(), "events": page });
+    if more {
+        doc["next_after"] = Value::from(page.last().map_or(after, |e| e.seq));
+    }
+    Ok(Json(doc))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubmitBody {
+    workflow: String,
+    #[serde(default)]
+    input: Value,
+}
+
+/// Longest idempotency key taken.
+const KEY_MAX: usize = 255;
+
+/// `POST /v1/runs` with `{"workflow": NAME, "input": ...}` and, optionally, an
+/// `Idempotency-Key` header: 201 with the new run once its start is durable; with a key
+/// seen before (from the same identity, for the same workflow), 200 with that run and
+/// nothing new started. The run acts as the workflow's identity, or else the caller's.
+pub(crate) async fn submit(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Json<SubmitBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Runner)?;
+    let Json(body) = body.map_err(body_error)?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= KEY_MAX && k.chars().all(|c| c.is_ascii_graphic()))
+                .ok_or_else(|| {
+                    ApiError::bad("Idempotency-Key", format!("use 1 to {KEY_MAX} visible ASCII characters"))
+                })?
+                .to_string(),
+        ),
+    };
+    let Some(registered) = server.workflows.get(&body.workflow) else {
+        let names = server.workflows.names();
+        let registered =
+            if names.is_empty() { "none; start the server with --workflows DIR".into() } else { names.join(", ") };
+        return Err(ApiError::not_found(
+            "unknown_workflow",
+            format!("no workflow `{}` is registered (registered: {registered})", body.workflow),
+        ));
+    };
+    let run_id = key.as_deref().map(|k| keyed_run_id(&caller.identity, &body.workflow, k));
+    let app = server.worker.app();
+    if let Some(id) = &run_id {
+        if let Some(found) = existing(&server, id).await? {
+            return Ok(found);
+        }
+    }
+    let workflow = registered.workflow.clone();
+    let identity = workflow.identity.clone().unwrap_or_else(|| caller.identity.clone());
+    let request = StartRequest {
+        workflow,
+        base: registered.base.clone(),
+        policy_file: None,
+        identity: Some(identity),
+        input: body.input,
+        run_id: run_id.clone(),
+    };
+    let prepared = app.prepare(request).await?;
+    let origin = Origin { via: "api".into(), by: Some(caller.identity.clone()), key };
+    match server.worker.submit(prepared, origin).await? {
+        Submitted::Started(id) => {
+            Ok((StatusCode::CREATED, Json(json!({ "run_id": id.as_str(), "created": true }))).into_response())
+        }
+        Submitted::Existing(id) => existing(&server, &id).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::CONFLICT, "busy", format!("run {id} is being started by another request"))
+        }),
+    }
+}
+
+/// The run by this id, answered as an idempotent repeat (200), if it exists.
+async fn existing(server: &Server, id: &RunId) -> Result<Option<Response>, ApiError> {
+    match server.worker.app().show(id).await {
+        Ok(view) => {
+            let status = serde_json::to_value(&view).map_err(|e| ApiError::internal(e.to_string()))?["status"].clone();
+            Ok(Some(Json(json!({ "run_id": id.as_str(), "created": false, "status": status })).into_response()))
+        }
+        Err(AppError::UnknownRun { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The run id an idempotency key stands for: the same key from the same identity for
+/// the same workflow is the same run, on every server sharing the journal.
+fn keyed_run_id(identity: &str, workflow: &str, key: &str) -> RunId {
+    let digest = Sha256::digest(format!("api\0{identity}\0{workflow}\0{key}").as_bytes());
+    RunId::from_suffix(&hex::encode(&digest[..16])).expect("hex is a valid run id suffix")
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CancelBody {
+    reason: Option<String>,
+}
+
+/// `POST /v1/runs/{id}/cancel` with an optional `{"reason": ...}`: the cancel is
+/// journaled as the caller's identity and the run is undone (202). A run executing here
+/// is asked to cancel, which it does within a fraction of a second.
+pub(crate) async fn cancel(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<CancelBody>>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator)?;
+    let reason = body.and_then(|Json(b)| b.reason);
+    let app = server.worker.app();
+    let run = app.resolve_run(&id).await?;
+    let request = tether_app::CancelRequest {
+        run: run.to_string(),
+        identity: caller.identity.clone(),
+        reason: reason.clone(),
+        wait: std::time::Duration::ZERO,
+    };
+    let asked = if server.worker.executes(&run) {
+        app.store().request_cancel(run.as_str(), &caller.identity, reason.as_deref()).await.map_err(AppError::from)?;
+        true
+    } else {
+        match server.worker.exclusive(&run, app.record_cancel(&run, &request)).await {
+            Ok(_) => {
+                server.worker.wake(run.clone(), Vec::new());
+                false
+            }
+            // Another host executes it: it picks the request up.
+            Err(AppError::Busy(_)) => {
+                app.store()
+                    .request_cancel(run.as_str(), &caller.identity, reason.as_deref())
+                    .await
+                    .map_err(AppError::from)?;
+                true
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let state = if asked { "requested" } else { "recorded" };
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run.as_str(), "cancel": state, "by": caller.identity })))
+        .into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResumeBody {
+    /// Raises to run budgets: metric to amount (`wall_time` in milliseconds).
+    #[serde(default)]
+    budget: std::collections::BTreeMap<String, f64>,
+}
+
+/// `POST /v1/runs/{id}/resume` with optional `{"budget": {"tokens": 5000}}`: continues
+/// an interrupted or paused run here (202); the raises are journaled with the resume.
+pub(crate) async fn resume(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<ResumeBody>>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator)?;
+    let budget = body.map(|Json(b)| b.budget).unwrap_or_default();
+    let app = server.worker.app();
+    let run = app.resolve_run(&id).await?;
+    let (state, events) = app.state(&run).await?;
+    if state.outcome.is_some() {
+        let status = tether_types::state::index_status(&events).as_str().to_string();
+        return Err(AppError::RunEnded { run: run.to_string(), status }.into());
+    }
+    let mut raises = Vec::new();
+    for (metric, by) in budget {
+        if !(by.is_finite() && by > 0.0) {
+            return Err(ApiError::bad("budget", format!("budget `{metric}`: raise it by a positive number")));
+        }
+        if !state.plan.run_budget.raisable(&metric) {
+            return Err(ApiError::bad("budget", format!("this run has no `{metric}` budget to raise")));
+        }
+        raises.push((metric, by));
+    }
+    if server.worker.executes(&run) {
+        return Err(AppError::Busy(format!("run {run} is executing on this server now")).into());
+    }
+    server.worker.wake(run.clone(), raises);
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run.as_str(), "resumed": true }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatsQuery {
+    workflow: Option<String>,
+    since_us: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/stats?workflow=&since_us=&limit=`: run counts, latencies, gates (as
+/// `tether stats --json`).
+pub(crate) async fn stats(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    q: Result<Query<StatsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let Query(q) = q.map_err(query_error)?;
+    // Stats read many runs: their own default and bound (as `tether stats`).
+    let limit = match q.limit {
+        None => 10_000,
+        Some(n) if (1..=100_000).contains(&n) => n,
+        Some(n) => return Err(ApiError::bad("limit", format!("limit {n} is outside 1..=100000"))),
+    };
+    let filter = tether_app::StatsFilter { workflow: q.workflow, since_us: q.since_us, limit };
+    let stats = server.worker.app().stats(&filter).await?;
+    serde_json::to_value(stats).map(Json).map_err(|e| ApiError::internal(e.to_string()))
+}

@@ -247,11 +247,15 @@ fn every_role_reaches_exactly_the_endpoints_it_is_allowed() {
 }
 
 fn flaky_workflow(dir: &std::path::Path) {
+    flaky_workflow_with(dir, "2s");
+}
+
+fn flaky_workflow_with(dir: &std::path::Path, backoff: &str) {
     std::fs::create_dir_all(dir.join("ledger")).unwrap();
     let text = format!(
         "name = \"flaky\"\n[tools.ledger]\ncomponent = {:?}\ndirs = [{{ host = \"ledger\", guest = \"/ledger\", write = true }}]\n\
          [[steps]]\nname = \"call-upstream\"\ncomponent = {:?}\ntools = [\"ledger\"]\n\
-         retry = {{ max_attempts = 3, initial_backoff = \"2s\", jitter = 0.0 }}\n",
+         retry = {{ max_attempts = 3, initial_backoff = {backoff:?}, jitter = 0.0 }}\n",
         artifacts::LEDGER_TOOL,
         artifacts::FLAKY_STEP
     );
@@ -298,4 +302,39 @@ fn a_server_killed_with_runs_in_backoff_is_restarted_and_every_run_completes_on_
     assert!(served.log().contains("taking it over"), "{}", served.log());
     assert_eq!(served.terminate(Duration::from_secs(30)), Some(0));
     assert!(served.log().contains("stopped:"), "{}", served.log());
+}
+
+#[test]
+fn sigterm_stops_at_once_during_a_backoff_and_the_next_start_finishes_the_run() {
+    let dir = fresh_dir("serve-drain");
+    let db = dir.join("journal.db");
+    flaky_workflow_with(&dir, "4s");
+    let runner = token(&db, "ci", "ci-bot", &["runner"]);
+    let workflows = dir.display().to_string();
+    let mut served = Served::start(&db, &["--workflows", &workflows]);
+    let (status, created) =
+        served.post_as(&runner, "/v1/runs", &json!({"workflow": "flaky", "input": {"succeed_on": 2}}));
+    assert_eq!(status, 201, "{created}");
+    let run = created["run_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while of_type(&events(&db, &run), "retry_scheduled").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no backoff began:\n{}", served.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A backoff is not an attempt: the server stops at once, starting nothing new.
+    let asked = std::time::Instant::now();
+    assert_eq!(served.terminate(Duration::from_secs(30)), Some(0));
+    assert!(asked.elapsed() < Duration::from_secs(3), "the stop waited for the backoff: {:?}", asked.elapsed());
+    assert!(served.log().contains("1 run(s) settled, 0 interrupted"), "{}", served.log());
+    let events_now = events(&db, &run);
+    assert_eq!(of_type(&events_now, "step_attempt_started").len(), 1, "no attempt began during the stop");
+    let (_, runs) = tether_json(&db, &["runs", "--json"]);
+    assert_eq!(runs[0]["status"], "running", "left for the next start: {runs}");
+
+    let served = Served::start(&db, &["--workflows", &workflows]);
+    let view = served.wait_status(&runner, &run, "completed", Duration::from_secs(60));
+    assert_eq!(view["output"]["succeeded_on_try"], 2, "{view}");
+    let events = events(&db, &run);
+    let not_before = of_type(&events, "retry_scheduled")[0]["not_before_us"].as_u64().unwrap();
+    assert!(of_type(&events, "step_attempt_started")[1]["at_us"].as_u64().unwrap() >= not_before);
 }

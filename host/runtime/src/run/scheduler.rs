@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -78,6 +79,10 @@ pub(crate) struct Scheduler<'a, P> {
     /// Turns `true` when the host is stopping: no attempt starts after that, and once the
     /// running ones end the run is left, durable, for a host to resume.
     drain: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Attempts launched to start after a retry's backoff: set once each has begun. A
+    /// drain withdraws those that have not (their retry is journaled; a resume waits
+    /// out what is left of the backoff).
+    backoffs: Vec<(Arc<AtomicBool>, tokio::task::AbortHandle)>,
 }
 
 impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
@@ -113,6 +118,7 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             poll_timer: Box::pin(tokio::time::sleep(CANCEL_POLL)),
             announce: false,
             drain: None,
+            backoffs: Vec::new(),
         })
     }
 
@@ -166,6 +172,9 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         }
         let end = loop {
             self.announce();
+            if self.draining() {
+                self.withdraw_backoffs();
+            }
             let next = if self.pausing.is_some() || self.draining() {
                 Next::Run(Vec::new())
             } else {
@@ -256,6 +265,8 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             };
             let finished = match joined {
                 Some(Ok(f)) => f,
+                // Withdrawn while it waited out a backoff: the host is stopping.
+                Some(Err(e)) if e.is_cancelled() && self.draining() => continue,
                 Some(Err(e)) => return Err(DriverError::Load(format!("an attempt's task failed: {e}"))),
                 None => continue,
             };
@@ -335,9 +346,12 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
         let engine = self.engine.clone();
         let journal = Arc::clone(&self.journal);
         let run = RunContext { governance: self.governance.clone(), env: Arc::clone(&self.env) };
-        self.running.spawn(async move {
+        let begun = Arc::new(AtomicBool::new(launch.not_before_us.is_none()));
+        let began = Arc::clone(&begun);
+        let handle = self.running.spawn(async move {
             if let Some(t) = launch.not_before_us {
                 wait_until(t).await;
+                began.store(true, Ordering::Release);
             }
             let Launch { key, input, attempt, resume, .. } = launch;
             if resume.is_none() {
@@ -354,6 +368,19 @@ impl<'a, P: FnMut(Progress<'_>)> Scheduler<'a, P> {
             let (outcome, stats) = live_attempt(&engine, &step, &key, &input, expected, &journal, &limits, run).await;
             Finished { key, step, attempt, outcome, stats, capped: limits.capped }
         });
+        if !begun.load(Ordering::Acquire) {
+            self.backoffs.retain(|(begun, _)| !begun.load(Ordering::Acquire));
+            self.backoffs.push((begun, handle));
+        }
+    }
+
+    /// Aborts the attempts still waiting out a backoff (see `backoffs`).
+    fn withdraw_backoffs(&mut self) {
+        for (begun, handle) in self.backoffs.drain(..) {
+            if !begun.load(Ordering::Acquire) {
+                handle.abort();
+            }
+        }
     }
 
     /// Records an attempt's end (and its retry, if it gets one), durably, as

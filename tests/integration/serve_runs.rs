@@ -146,6 +146,32 @@ fn two_approvers_decide_as_their_tokens_and_stale_or_unauthorized_decisions_are_
     assert_eq!(r.ledger().lines().count(), 1, "paid once: {}", r.ledger());
     let (status, body) = served.post_as(&bob, &path, &approve(now));
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("already_decided")), "{body}");
+
+    // What happened shows in /metrics, with no run id among the labels.
+    let (status, text) = served.get_as(&viewer, "/metrics");
+    assert_eq!(status, 200, "{text}");
+    let text = text.as_str().unwrap().to_string();
+    for expected in [
+        "tether_runs_ended_total{workflow=\"refund-serve-dual\",outcome=\"waiting\"} 1",
+        "tether_runs_ended_total{workflow=\"refund-serve-dual\",outcome=\"completed\"} 1",
+        "tether_approval_decisions_total{gate=\"large-payment\",decision=\"approve\"} 2",
+        "tether_step_duration_seconds_count{workflow=\"refund-serve-dual\"} 2",
+        "tether_runs{status=\"completed\"} 1",
+        "tether_runs{status=\"waiting\"} 0",
+        "tether_approvals_pending 0",
+        "tether_gate_decisions{gate=\"large-payment\"} 1",
+        "tether_gate_override_ratio{gate=\"large-payment\"} 0.0",
+    ] {
+        assert!(text.lines().any(|l| l == expected), "no `{expected}` in:\n{text}");
+    }
+    assert!(!text.contains("run_"), "a run id is a label:\n{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        assert!(value.parse::<f64>().is_ok() && series.starts_with("tether_"), "not a sample: {line}");
+    }
+    let (status, _) = served.get("/metrics");
+    assert_eq!(status, 401);
 }
 
 #[test]

@@ -9,6 +9,7 @@
 mod approvals;
 mod cancel;
 mod error;
+pub mod metrics;
 pub mod new;
 mod plugins;
 pub mod policy;

@@ -39,6 +39,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Its workflow's name.
+    pub fn workflow_name(&self) -> &str {
+        &self.workflow.name
+    }
+
     /// How many steps its plan has.
     pub fn steps(&self) -> usize {
         self.workflow.plan.steps.len()

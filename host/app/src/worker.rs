@@ -23,6 +23,7 @@ use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::metrics::Metrics;
 use crate::{App, AppError, Prepared};
 
 /// How a worker works.
@@ -84,6 +85,7 @@ pub struct Worker {
     /// Deadlines of waiting runs, from the last rescan: when each is due.
     deadlines: Mutex<BTreeMap<u64, Vec<RunId>>>,
     wake_timers: Notify,
+    metrics: Metrics,
 }
 
 impl Worker {
@@ -100,12 +102,18 @@ impl Worker {
             hard_stop: CancellationToken::new(),
             deadlines: Mutex::default(),
             wake_timers: Notify::new(),
+            metrics: Metrics::default(),
         })
     }
 
     /// The application the worker executes runs with.
     pub fn app(&self) -> &Arc<App> {
         &self.app
+    }
+
+    /// What the worker counts, for `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Whether the worker is stopping (it takes no new work).
@@ -154,12 +162,18 @@ impl Worker {
             drain: Some(self.drain.clone()),
         };
         let task_id = id.clone();
+        let workflow = run.workflow_name().to_string();
         self.tasks.spawn(async move {
             let mut started_tx = Some(started_tx);
-            let progress = |p: Progress<'_>| {
-                if let (Progress::RunStarted { .. }, Some(tx)) = (p, started_tx.take()) {
-                    let _ = tx.send(Ok(()));
+            let metrics = &worker.metrics;
+            let progress = |p: Progress<'_>| match p {
+                Progress::RunStarted { .. } => {
+                    if let Some(tx) = started_tx.take() {
+                        let _ = tx.send(Ok(()));
+                    }
                 }
+                Progress::StepFinished { report, .. } => metrics.step_finished(&workflow, &report.stats),
+                Progress::StepStarted { .. } => {}
             };
             let work = worker.app.start_with(run, options, progress);
             let result = tokio::select! {
@@ -168,6 +182,7 @@ impl Worker {
             };
             lock(&slot).take();
             if let Some(Ok(report)) = &result {
+                worker.metrics.run_stopped(&workflow, report.status);
                 worker.note_waiting(report).await;
             }
             if let Some(Err(e)) = result {
@@ -209,15 +224,25 @@ impl Worker {
         let worker = Arc::clone(self);
         self.tasks.spawn(async move {
             let mut raises = raises;
+            let workflow = match worker.app.state(&run).await {
+                Ok((state, _)) => state.plan.workflow.clone(),
+                Err(_) => String::new(),
+            };
             loop {
                 let permit = tokio::select! {
                     permit = worker.slots.acquire() => permit,
                     () = worker.drain.wait() => break,
                 };
                 let Ok(permit) = permit else { break };
+                let metrics = &worker.metrics;
+                let progress = |p: Progress<'_>| {
+                    if let Progress::StepFinished { report, .. } = p {
+                        metrics.step_finished(&workflow, &report.stats);
+                    }
+                };
                 let work = async {
                     let driver = worker.app.driver()?;
-                    Ok::<_, AppError>(driver.resume_with(run.as_str(), &raises, Some(&worker.drain), |_| {}).await?)
+                    Ok::<_, AppError>(driver.resume_with(run.as_str(), &raises, Some(&worker.drain), progress).await?)
                 };
                 let result = tokio::select! {
                     r = work => Some(r),
@@ -225,7 +250,10 @@ impl Worker {
                 };
                 drop(permit);
                 match result {
-                    Some(Ok(report)) => worker.note_waiting(&report).await,
+                    Some(Ok(report)) => {
+                        worker.metrics.run_stopped(&workflow, report.status);
+                        worker.note_waiting(&report).await
+                    }
                     Some(Err(e)) => log_stop(&run, &e),
                     None => {}
                 }

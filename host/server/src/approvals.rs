@@ -98,6 +98,7 @@ pub(crate) async fn decide(
         version: body.version,
     };
     let decided = server.worker.exclusive(&run_id, app.decide(request)).await?;
+    server.worker.metrics().decided(&decided.after.gate, decision == Decision::Approve);
     let continues = decided.settles();
     if continues {
         server.worker.wake(run_id.clone(), Vec::new());

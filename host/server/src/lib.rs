@@ -45,6 +45,7 @@ pub fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .route("/v1/runs", get(runs::list).post(runs::submit))
         .route("/v1/runs/{id}", get(runs::one))
         .route("/v1/runs/{id}/events", get(runs::events))
@@ -79,6 +80,16 @@ async fn ready(State(server): State<Arc<Server>>) -> Result<&'static str, ApiErr
         return Err(ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "stopping", "the server is stopping"));
     }
     Ok("ready")
+}
+
+/// `GET /metrics` (viewer): the OpenMetrics text exposition (see `tether_app::metrics`).
+async fn metrics(State(server): State<Arc<Server>>, caller: Caller) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    caller.require(Role::Viewer)?;
+    let worker = &server.worker;
+    let text = worker.metrics().render(worker.app(), worker.in_flight()).await?;
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
 /// `GET /v1/workflows`: the workflows runs can be started of.

@@ -358,9 +358,22 @@ fn sigterm_stops_at_once_during_a_backoff_and_the_next_start_finishes_the_run() 
     assert_eq!(runs[0]["status"], "running", "left for the next start: {runs}");
 
     let served = Served::start(&db, &["--workflows", &workflows]);
+    // Followed live as server-sent events until the run ends, from where a reconnecting
+    // client left off (`Last-Event-ID`).
+    let accept = [("accept", "text/event-stream"), ("last-event-id", "1")];
+    let (status, stream) = served.call("GET", &format!("/v1/runs/{run}/events"), Some(&runner), None, &accept);
+    assert_eq!(status, 200, "{stream}");
+    let stream = stream.as_str().unwrap().to_string();
+    let ids: Vec<u64> = stream.lines().filter_map(|l| l.strip_prefix("id: ")).map(|i| i.parse().unwrap()).collect();
+    let kinds: Vec<&str> = stream.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
     let view = served.wait_status(&runner, &run, "completed", Duration::from_secs(60));
     assert_eq!(view["output"]["succeeded_on_try"], 2, "{view}");
     let events = events(&db, &run);
+    let all: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).filter(|s| *s > 1).collect();
+    assert_eq!(ids, all, "every event after the first, once, in order:\n{stream}");
+    assert_eq!(kinds.last(), Some(&"end"), "{stream}");
+    assert!(kinds.contains(&"run_resumed") && kinds.contains(&"run_completed"), "{stream}");
+    assert!(stream.contains(r#""status":"completed""#), "{stream}");
     let not_before = of_type(&events, "retry_scheduled")[0]["not_before_us"].as_u64().unwrap();
     assert!(of_type(&events, "step_attempt_started")[1]["at_us"].as_u64().unwrap() >= not_before);
 }

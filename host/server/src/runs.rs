@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -68,18 +69,31 @@ pub(crate) struct EventsQuery {
 }
 
 /// `GET /v1/runs/{id}/events?after=SEQ&limit=N`: the run's events after `SEQ`, in order;
-/// `next_after` is what to ask for next (absent when there is nothing more now).
+/// `next_after` is what to ask for next (absent when there is nothing more now). With
+/// `Accept: text/event-stream`, the same events as server-sent events that follow the
+/// run live (see [`follow`]).
 pub(crate) async fn events(
     State(server): State<Arc<Server>>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     q: Result<Query<EventsQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let Query(q) = q.map_err(query_error)?;
     let app = server.worker.app();
     let run = app.resolve_run(&id).await?;
     let limit = limit(q.limit)? as usize;
+    let streaming = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if streaming {
+        // A reconnecting client says where it was with `Last-Event-ID`.
+        let resumed = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let after = resumed.or(q.after).unwrap_or(0);
+        return Ok(follow(server, run, after).into_response());
+    }
     let after = q.after.unwrap_or(0);
     let all = app.events(&run).await?;
     let page: Vec<_> = all.iter().filter(|e| e.seq > after).take(limit).collect();
@@ -88,7 +102,65 @@ pub(crate) async fn events(
     if more {
         doc["next_after"] = Value::from(page.last().map_or(after, |e| e.seq));
     }
-    Ok(Json(doc))
+    Ok(Json(doc).into_response())
+}
+
+/// How often a followed run's journal is read for new events.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A run's events after `after` as server-sent events (`id` the sequence number, `event`
+/// the event's type, `data` the event as JSON), following the run until it ends; then
+/// one `end` event with its status. Waiting and paused runs are followed too: they may
+/// go on. A comment is sent every 15 s so proxies keep the stream open.
+fn follow(
+    server: Arc<Server>,
+    run: RunId,
+    after: u64,
+) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
+    struct Cursor {
+        server: Arc<Server>,
+        run: RunId,
+        after: u64,
+        queued: std::collections::VecDeque<SseEvent>,
+        ended: bool,
+    }
+    let start = Cursor { server, run, after, queued: Default::default(), ended: false };
+    let stream = futures_util::stream::unfold(start, |mut c| async move {
+        loop {
+            if let Some(next) = c.queued.pop_front() {
+                return Some((Ok(next), c));
+            }
+            if c.ended {
+                return None;
+            }
+            let app = c.server.worker.app();
+            match app.events(&c.run).await {
+                Ok(events) => {
+                    let after = c.after;
+                    for e in events.iter().filter(|e| e.seq > after) {
+                        let data = serde_json::to_string(e).unwrap_or_default();
+                        c.queued.push_back(SseEvent::default().id(e.seq.to_string()).event(e.kind.name()).data(data));
+                        c.after = e.seq;
+                    }
+                    let status = tether_types::state::index_status(&events);
+                    if status.is_final() {
+                        let data = json!({ "run_id": c.run.as_str(), "status": status.as_str() }).to_string();
+                        c.queued.push_back(SseEvent::default().event("end").data(data));
+                        c.ended = true;
+                    }
+                }
+                Err(e) => {
+                    let data = json!({ "error": { "code": e.code(), "message": e.to_string() } }).to_string();
+                    c.queued.push_back(SseEvent::default().event("error").data(data));
+                    c.ended = true;
+                }
+            }
+            if c.queued.is_empty() {
+                tokio::time::sleep(FOLLOW_POLL).await;
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
 }
 
 #[derive(Deserialize)]

@@ -51,6 +51,11 @@ impl RunIndexStatus {
         }
     }
 
+    /// Whether the run is over: nothing more will happen to it.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Compensated | Self::CompensationFailed | Self::Cancelled)
+    }
+
     /// Parses a stored or user-given name.
     pub fn parse(s: &str) -> Option<Self> {
         match s {

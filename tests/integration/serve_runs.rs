@@ -147,6 +147,16 @@ fn two_approvers_decide_as_their_tokens_and_stale_or_unauthorized_decisions_are_
     let (status, body) = served.post_as(&bob, &path, &approve(now));
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("already_decided")), "{body}");
 
+    // The gates' records: the large-payment gate decided once, the refund gate never.
+    let (status, gates) = served.get_as(&viewer, "/v1/gates?workflow=refund-serve-dual");
+    assert_eq!(status, 200, "{gates}");
+    let gate = |name: &str| gates["gates"].as_array().unwrap().iter().find(|g| g["gate"] == name).cloned().unwrap();
+    let large = gate("large-payment");
+    assert_eq!((large["spec"]["approvals"].as_u64(), large["records"][0]["decisions"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(large["records"][0]["override_rate"], 0.0);
+    assert_eq!(large["records"][0]["relaxed"], false);
+    assert_eq!(gate("refund")["records"][0]["decisions"], 0);
+
     // What happened shows in /metrics, with no run id among the labels.
     let (status, text) = served.get_as(&viewer, "/metrics");
     assert_eq!(status, 200, "{text}");
@@ -376,4 +386,32 @@ fn sigterm_stops_at_once_during_a_backoff_and_the_next_start_finishes_the_run() 
     assert!(stream.contains(r#""status":"completed""#), "{stream}");
     let not_before = of_type(&events, "retry_scheduled")[0]["not_before_us"].as_u64().unwrap();
     assert!(of_type(&events, "step_attempt_started")[1]["at_us"].as_u64().unwrap() >= not_before);
+}
+
+#[test]
+fn an_operator_deploys_a_plugin_over_the_api_and_others_may_only_list_it() {
+    let dir = fresh_dir("serve-plugins");
+    let db = dir.join("journal.db");
+    let ops = token(&db, "ops", "olga", &["operator"]);
+    let runner = token(&db, "ci", "ci-bot", &["runner"]);
+    let served = Served::start(&db, &[]);
+    let wasm = std::fs::read(artifacts::TRIVIAL).unwrap();
+    let wasm_type = [("content-type", "application/wasm")];
+    let path = "/v1/plugins?name=trivial&version=1.0.0";
+    let (status, body) = served.send("POST", path, Some(&runner), Some(&wasm), &wasm_type);
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let (status, deployed) = served.send("POST", path, Some(&ops), Some(&wasm), &wasm_type);
+    assert_eq!(status, 201, "{deployed}");
+    assert_eq!(deployed["plugin"]["world"], "step-plugin", "{deployed}");
+    let (status, again) = served.send("POST", path, Some(&ops), Some(&wasm), &wasm_type);
+    assert_eq!(status, 200, "the same component again changes nothing: {again}");
+    let (status, bad) =
+        served.send("POST", "/v1/plugins?name=junk&version=1.0.0", Some(&ops), Some(b"\0asm junk"), &wasm_type);
+    assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("invalid_request")), "{bad}");
+    let (status, listed) = served.get_as(&runner, "/v1/plugins");
+    assert_eq!(status, 200, "{listed}");
+    let names: Vec<&str> = listed["plugins"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["trivial"]);
+    let (_, cli) = tether_json(&db, &["plugin", "list", "--json"]);
+    assert_eq!(cli[0]["digest"], listed["plugins"][0]["digest"], "{cli}");
 }

@@ -58,13 +58,29 @@ impl Served {
         self.call("POST", path, Some(token), Some(&body.to_string()), &[])
     }
 
-    /// One request: (status, JSON body, or the text as a JSON string).
+    /// One request with a JSON body: (status, JSON body, or the text as a JSON string).
     pub fn call(
         &self,
         method: &str,
         path: &str,
         token: Option<&str>,
         body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut all = headers.to_vec();
+        if body.is_some() {
+            all.push(("content-type", "application/json"));
+        }
+        self.send(method, path, token, body.map(str::as_bytes), &all)
+    }
+
+    /// One request with any body and headers.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
         let mut s = TcpStream::connect(&self.address).unwrap();
@@ -76,13 +92,13 @@ impl Served {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         if let Some(b) = body {
-            head.push_str(&format!("content-type: application/json\r\ncontent-length: {}\r\n", b.len()));
+            head.push_str(&format!("content-length: {}\r\n", b.len()));
         }
         head.push_str("\r\n");
         s.write_all(head.as_bytes()).unwrap();
         if let Some(b) = body {
             // A server that refuses a large body early may close before it is all sent.
-            let _ = s.write_all(b.as_bytes());
+            let _ = s.write_all(b);
         }
         let mut raw = Vec::new();
         let _ = s.read_to_end(&mut raw);

@@ -10,6 +10,7 @@
 mod approvals;
 mod auth;
 mod error;
+mod plugins;
 mod runs;
 mod workflows;
 
@@ -54,6 +55,11 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}/decision", post(approvals::decide))
         .route("/v1/workflows", get(list_workflows))
+        .route(
+            "/v1/plugins",
+            get(plugins::list).post(plugins::deploy).layer(DefaultBodyLimit::max(plugins::COMPONENT_LIMIT)),
+        )
+        .route("/v1/gates", get(plugins::gates))
         .route("/v1/stats", get(runs::stats))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -198,13 +198,18 @@ fn the_server_fires_an_approval_deadline_with_nobody_sweeping_and_cancels_a_run_
     served.wait_status(&ops, &run, "waiting", Duration::from_secs(60));
     // Nobody decides; the gate's default (reject) is taken by the server at the deadline.
     let view = served.wait_status(&ops, &run, "failed", Duration::from_secs(30));
-    let decided = of_type(&events(&r.db, &run), "approval_decided").into_iter().cloned().collect::<Vec<_>>();
+    let journal = events(&r.db, &run);
+    let decided = of_type(&journal, "approval_decided").into_iter().cloned().collect::<Vec<_>>();
     assert_eq!(
         (decided[0]["by"].as_str(), decided[0]["decision"].as_str()),
         (Some("deadline"), Some("reject")),
         "{view}"
     );
     assert!(r.ledger().is_empty());
+    // Fired on time by the server itself, not found later by a periodic scan.
+    let deadline_us = of_type(&journal, "approval_requested")[0]["deadline_us"].as_u64().unwrap();
+    let late_us = decided[0]["at_us"].as_u64().unwrap().saturating_sub(deadline_us);
+    assert!(late_us < 2_000_000, "the deadline was taken {late_us} µs late");
 
     // A second run, cancelled while it waits: journaled as the operator, then undone.
     let (_, created) = served.post_as(&ops, "/v1/runs", &body);
@@ -265,7 +270,7 @@ fn every_role_reaches_exactly_the_endpoints_it_is_allowed() {
         for (role, token) in &tokens {
             let (status, answer) = served.call(method, path, Some(token), body, &[]);
             if allows(role, needed) {
-                assert!(status != 401 && status != 403, "{role} {method} {path}: {status} {answer}");
+                assert!(![401, 403, 500].contains(&status), "{role} {method} {path}: {status} {answer}");
             } else {
                 assert_eq!(
                     (status, answer["error"]["code"].as_str()),
@@ -414,4 +419,36 @@ fn an_operator_deploys_a_plugin_over_the_api_and_others_may_only_list_it() {
     assert_eq!(names, ["trivial"]);
     let (_, cli) = tether_json(&db, &["plugin", "list", "--json"]);
     assert_eq!(cli[0]["digest"], listed["plugins"][0]["digest"], "{cli}");
+}
+
+#[test]
+fn a_run_executing_on_the_server_is_cancelled_through_the_api() {
+    let dir = fresh_dir("serve-cancel-live");
+    let db = dir.join("journal.db");
+    flaky_workflow_with(&dir, "30s");
+    let ops = token(&db, "ops", "olga", &["operator"]);
+    let workflows = dir.display().to_string();
+    let served = Served::start(&db, &["--workflows", &workflows]);
+    let (status, created) = served.post_as(&ops, "/v1/runs", &json!({"workflow": "flaky", "input": {"succeed_on": 2}}));
+    assert_eq!(status, 201, "{created}");
+    let run = created["run_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while of_type(&events(&db, &run), "retry_scheduled").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no backoff began:\n{}", served.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The server holds the run (in its 30 s backoff): the cancel is asked for, and the
+    // run ends cancelled long before the backoff would have ended.
+    let (status, body) = served.call("POST", &format!("/v1/runs/{run}/cancel"), Some(&ops), Some("not json"), &[]);
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("body")), "{body}");
+    let (status, cancelled) =
+        served.post_as(&ops, &format!("/v1/runs/{run}/cancel"), &json!({"reason": "customer withdrew"}));
+    assert_eq!((status, cancelled["cancel"].as_str()), (202, Some("requested")), "{cancelled}");
+    served.wait_status(&ops, &run, "cancelled", Duration::from_secs(10));
+    let journal = events(&db, &run);
+    let cancel = of_type(&journal, "run_cancelled");
+    assert_eq!((cancel[0]["by"].as_str(), cancel[0]["reason"].as_str()), (Some("olga"), Some("customer withdrew")));
+    assert_eq!(of_type(&journal, "step_attempt_started").len(), 1, "the retry never ran");
+    let (code, verified) = tether_json(&db, &["verify", &run, "--json"]);
+    assert_eq!(code, Some(0), "{verified}");
 }

@@ -16,6 +16,7 @@ mod plugins;
 pub mod policy;
 mod proposal;
 mod runs;
+pub mod schedule;
 mod show;
 mod start;
 mod stats;

@@ -86,6 +86,9 @@ pub struct Worker {
     deadlines: Mutex<BTreeMap<u64, Vec<RunId>>>,
     wake_timers: Notify,
     metrics: Metrics,
+    /// Runs whose continuing failed in the host, with how often and when to try again:
+    /// taken over with a growing pause rather than every tick.
+    failures: Mutex<HashMap<String, (u32, tokio::time::Instant)>>,
 }
 
 impl Worker {
@@ -103,6 +106,7 @@ impl Worker {
             deadlines: Mutex::default(),
             wake_timers: Notify::new(),
             metrics: Metrics::default(),
+            failures: Mutex::default(),
         })
     }
 
@@ -134,16 +138,11 @@ impl Worker {
             return Err(AppError::Stopping);
         }
         let id = run.run_id.clone();
-        if !self.hold(&id) {
+        let Some(held) = self.hold(&id, false) else {
             return Ok(Submitted::Existing(id));
-        }
-        match self.app.store().run_record(id.as_str()).await {
-            Ok(record) if record.index_status.is_none() => {}
-            found => {
-                self.release(&id);
-                found?;
-                return Ok(Submitted::Existing(id));
-            }
+        };
+        if self.app.store().run_record(id.as_str()).await?.index_status.is_some() {
+            return Ok(Submitted::Existing(id));
         }
         let (started_tx, started) = oneshot::channel::<Result<(), AppError>>();
         let worker = Arc::clone(self);
@@ -164,6 +163,7 @@ impl Worker {
         let task_id = id.clone();
         let workflow = run.workflow_name().to_string();
         self.tasks.spawn(async move {
+            let held = held;
             let mut started_tx = Some(started_tx);
             let metrics = &worker.metrics;
             let progress = |p: Progress<'_>| match p {
@@ -181,28 +181,28 @@ impl Worker {
                 () = worker.hard_stop.cancelled() => None,
             };
             lock(&slot).take();
-            if let Some(Ok(report)) = &result {
-                worker.metrics.run_stopped(&workflow, report.status);
-                worker.note_waiting(report).await;
-            }
-            if let Some(Err(e)) = result {
+            // Not executing any more: decisions may be taken on it from here.
+            drop(held);
+            match result {
+                Some(Ok(report)) => {
+                    worker.metrics.run_stopped(&workflow, report.status);
+                    worker.note_waiting(&report).await;
+                }
                 // Refused before its start was durable: the caller is told. After that,
                 // the run's journal says what happened.
-                match started_tx.take() {
+                Some(Err(e)) => match started_tx.take() {
                     Some(tx) => {
                         let _ = tx.send(Err(e));
                     }
-                    None => log_stop(&task_id, &e),
-                }
-            }
-            if worker.release(&task_id) {
-                worker.wake(task_id, Vec::new());
+                    None => worker.failed(&task_id, &e),
+                },
+                None => {}
             }
         });
         match started.await {
             Ok(Ok(())) => Ok(Submitted::Started(id)),
             // Started by another host with the same id meanwhile.
-            Ok(Err(AppError::Driver(DriverError::Exists(_)))) => Ok(Submitted::Existing(id)),
+            Ok(Err(AppError::Driver(DriverError::Exists(_)) | AppError::Busy(_))) => Ok(Submitted::Existing(id)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(AppError::Corrupt(format!("run {id}: its task ended before its start was durable"))),
         }
@@ -210,19 +210,16 @@ impl Worker {
 
     /// Continues a run here if nobody executes it: after a decision or a cancel, when a
     /// deadline passed, or an interrupted run was found. A run this worker executes now
-    /// is continued again when it stops. `raises` add to its run budgets.
-    pub fn wake(self: &Arc<Self>, run: RunId, raises: Vec<(String, f64)>) {
+    /// is continued again when it stops (its raises are then not applied: `false`).
+    /// `false` too once the worker is stopping. `raises` add to its run budgets.
+    pub fn wake(self: &Arc<Self>, run: RunId, raises: Vec<(String, f64)>) -> bool {
         if self.stopping() {
-            return;
+            return false;
         }
-        if !self.hold(&run) {
-            if let Some(again) = lock(&self.held).get_mut(run.as_str()) {
-                *again = true;
-            }
-            return;
-        }
+        let Some(held) = self.hold(&run, true) else { return raises.is_empty() };
         let worker = Arc::clone(self);
         self.tasks.spawn(async move {
+            let held = held;
             let mut raises = raises;
             let workflow = match worker.app.state(&run).await {
                 Ok((state, _)) => state.plan.workflow.clone(),
@@ -249,26 +246,27 @@ impl Worker {
                     () = worker.hard_stop.cancelled() => None,
                 };
                 drop(permit);
-                match result {
-                    Some(Ok(report)) => {
-                        worker.metrics.run_stopped(&workflow, report.status);
-                        worker.note_waiting(&report).await
-                    }
-                    Some(Err(e)) => log_stop(&run, &e),
-                    None => {}
-                }
                 raises = Vec::new();
                 // Woken again while it ran: look once more (it may have stopped to wait
                 // just as a decision came).
                 let again = lock(&worker.held).get_mut(run.as_str()).map(std::mem::take).unwrap_or(false);
-                if !again || worker.stopping() {
-                    break;
+                if again && !worker.stopping() && result.as_ref().is_some_and(|r| r.is_ok()) {
+                    continue;
                 }
-            }
-            if worker.release(&run) {
-                worker.wake(run, Vec::new());
+                drop(held);
+                match result {
+                    Some(Ok(report)) => {
+                        worker.metrics.run_stopped(&workflow, report.status);
+                        lock(&worker.failures).remove(run.as_str());
+                        worker.note_waiting(&report).await;
+                    }
+                    Some(Err(e)) => worker.failed(&run, &e),
+                    None => {}
+                }
+                break;
             }
         });
+        true
     }
 
     /// Does `work` on a run (records a decision or a cancel) while this worker is not
@@ -281,15 +279,13 @@ impl Worker {
         run: &RunId,
         work: impl std::future::Future<Output = Result<T, AppError>>,
     ) -> Result<T, AppError> {
-        if !self.hold(run) {
+        let Some(held) = self.hold(run, false) else {
             return Err(AppError::Busy(format!(
                 "run {run} is executing on this server now; ask again once it waits or stops"
             )));
-        }
+        };
         let result = work.await;
-        if self.release(run) {
-            self.wake(run.clone(), Vec::new());
-        }
+        drop(held);
         result
     }
 
@@ -337,7 +333,7 @@ impl Worker {
             let interrupted = self.in_flight();
             self.hard_stop.cancel();
             self.tasks.wait().await;
-            return Stopped { settled: before - interrupted, interrupted };
+            return Stopped { settled: before.saturating_sub(interrupted), interrupted };
         }
         Stopped { settled: before, interrupted: 0 }
     }
@@ -345,8 +341,12 @@ impl Worker {
     /// Runs left interrupted (index `running`) that nobody executes: continued here.
     async fn take_over(self: &Arc<Self>) -> Result<(), AppError> {
         let store = self.app.store();
+        let now = tokio::time::Instant::now();
         for summary in store.runs(Some(RunIndexStatus::Running), 10_000).await? {
             if lock(&self.held).contains_key(&summary.run_id) {
+                continue;
+            }
+            if lock(&self.failures).get(&summary.run_id).is_some_and(|(_, retry_at)| *retry_at > now) {
                 continue;
             }
             if tether_runtime::free_to_take(store.as_ref(), &summary.run_id).await? {
@@ -363,20 +363,53 @@ impl Worker {
     async fn rescan(self: &Arc<Self>) -> Result<(), AppError> {
         let mut deadlines: BTreeMap<u64, Vec<RunId>> = BTreeMap::new();
         let now = now_us();
-        for summary in self.app.store().runs(Some(RunIndexStatus::Waiting), 100_000).await? {
-            let run = RunId::try_from(summary.run_id).map_err(AppError::Corrupt)?;
-            let (state, _) = self.app.state(&run).await?;
+        let store = self.app.store();
+        // A cancel asked for while another host (or this one) executed a run that then
+        // stopped to wait or pause: it is finished here.
+        for summary in store.runs(Some(RunIndexStatus::Paused), 100_000).await? {
+            if store.cancel_request(&summary.run_id).await?.is_some() {
+                let run = RunId::try_from(summary.run_id).map_err(AppError::Corrupt)?;
+                self.wake(run, Vec::new());
+            }
+        }
+        for summary in store.runs(Some(RunIndexStatus::Waiting), 100_000).await? {
+            let Ok(run) = RunId::try_from(summary.run_id.clone()) else { continue };
+            if store.cancel_request(run.as_str()).await?.is_some() {
+                self.wake(run, Vec::new());
+                continue;
+            }
+            // One unreadable run must not keep the others' deadlines from firing.
+            let state = match self.app.state(&run).await {
+                Ok((state, _)) => state,
+                Err(e) => {
+                    tracing::warn!("run {run}: cannot read it to find its deadlines: {e}");
+                    continue;
+                }
+            };
             let decided =
                 state.approvals.values().any(|a| a.outcome.is_some()) && state.pending_approvals().next().is_none();
             let due = state.pending_approvals().filter_map(|a| a.deadline_us).min();
             match due {
-                _ if decided => self.wake(run, Vec::new()),
-                Some(at) if at <= now => self.wake(run, Vec::new()),
+                _ if decided => {
+                    self.wake(run, Vec::new());
+                }
+                Some(at) if at <= now => {
+                    self.wake(run, Vec::new());
+                }
                 Some(at) => deadlines.entry(at).or_default().push(run),
                 None => {}
             }
         }
-        *lock(&self.deadlines) = deadlines;
+        // Deadlines noted meanwhile by runs that stopped to wait are kept.
+        let mut current = lock(&self.deadlines);
+        for (at, runs) in deadlines {
+            let known = current.entry(at).or_default();
+            for run in runs {
+                if !known.contains(&run) {
+                    known.push(run);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -415,14 +448,21 @@ impl Worker {
         lock(&self.deadlines).keys().next().map_or(Duration::MAX, |at| Duration::from_micros(at.saturating_sub(now)))
     }
 
-    /// Marks a run as executing here; `false` if it is already.
-    fn hold(&self, run: &RunId) -> bool {
-        let mut held = lock(&self.held);
-        if held.contains_key(run.as_str()) {
-            return false;
+    /// Marks a run as executing here, until the guard is dropped; `None` if it is
+    /// already, and then a wake-up is noted for when it stops (if `note_wake`).
+    fn hold(self: &Arc<Self>, run: &RunId, note_wake: bool) -> Option<Held> {
+        match lock(&self.held).entry(run.to_string()) {
+            std::collections::hash_map::Entry::Occupied(mut again) => {
+                if note_wake {
+                    *again.get_mut() = true;
+                }
+                None
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(false);
+                Some(Held { worker: Arc::clone(self), run: run.clone() })
+            }
         }
-        held.insert(run.to_string(), false);
-        true
     }
 
     /// Forgets that the run executes here; `true` if it was woken meanwhile.
@@ -431,12 +471,41 @@ impl Worker {
     }
 }
 
-/// A run task's end that is not the run's own outcome (which its journal holds).
-fn log_stop(run: &RunId, e: &AppError) {
-    match e {
-        AppError::Busy(_) => tracing::debug!("run {run}: another host executes it"),
-        AppError::Driver(DriverError::Stopped) => tracing::info!("run {run}: left to resume (the worker is stopping)"),
-        other => tracing::warn!("run {run}: {other}"),
+/// A run marked as executing here; the mark goes (and a wake-up that came meanwhile is
+/// acted on) when the guard is dropped, however the holder ends: finished, failed, or
+/// dropped with the request that held it (a client that hung up).
+struct Held {
+    worker: Arc<Worker>,
+    run: RunId,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.worker.release(&self.run) {
+            self.worker.wake(self.run.clone(), Vec::new());
+        }
+    }
+}
+
+impl Worker {
+    /// A run task ended without the run's own outcome (which its journal holds): a run
+    /// that failed in the host is tried again after a pause that doubles each time, up
+    /// to 5 minutes, so a run that cannot go on does not fill the journal with resumes.
+    fn failed(&self, run: &RunId, e: &AppError) {
+        match e {
+            AppError::Busy(_) => tracing::debug!("run {run}: another host executes it"),
+            AppError::Driver(DriverError::Stopped) => {
+                tracing::info!("run {run}: left to resume (the worker is stopping)")
+            }
+            other => {
+                let mut failures = lock(&self.failures);
+                let (count, retry_at) = failures.entry(run.to_string()).or_insert((0, tokio::time::Instant::now()));
+                *count += 1;
+                let pause = Duration::from_secs(1 << (*count).min(8)).min(Duration::from_secs(300));
+                *retry_at = tokio::time::Instant::now() + pause;
+                tracing::warn!("run {run}: {other} (tried {count} time(s); next try in {}s)", pause.as_secs());
+            }
+        }
     }
 }
 

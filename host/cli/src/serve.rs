@@ -38,12 +38,30 @@ pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
         }
         let timers = tokio::spawn(Arc::clone(&worker).run_timers());
         let server = Arc::new(Server { worker: Arc::clone(&worker), workflows });
-        tether_server::serve(server, listener, stopped())
-            .await
-            .map_err(|e| Failure::Internal(format!("the server stopped: {e}")))?;
+        let (close_http, http_closed) = tokio::sync::oneshot::channel::<()>();
+        let mut http = tokio::spawn(tether_server::serve(server, listener, async {
+            let _ = http_closed.await;
+        }));
+        tokio::select! {
+            () = stopped() => {}
+            ended = &mut http => {
+                let why = match ended {
+                    Ok(Err(e)) => e.to_string(),
+                    Ok(Ok(())) => "it ended".into(),
+                    Err(e) => e.to_string(),
+                };
+                return Err(Failure::Internal(format!("the server stopped: {why}")));
+            }
+        }
+        // Draining starts at once, while the HTTP server answers what is under way (and
+        // takes no new connection); streams that follow runs end with the drain.
         eprintln!("stopping: no new work; running attempts get up to {}", humantime::format_duration(grace));
+        let _ = close_http.send(());
         let stopped = worker.stop().await;
         let _ = timers.await;
+        if tokio::time::timeout(std::time::Duration::from_secs(5), http).await.is_err() {
+            eprintln!("stopping: connections still open after the drain were closed");
+        }
         eprintln!(
             "stopped: {} run(s) settled, {} interrupted (the next start takes them over)",
             stopped.settled, stopped.interrupted

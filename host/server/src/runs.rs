@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -130,7 +131,7 @@ fn follow(
             if let Some(next) = c.queued.pop_front() {
                 return Some((Ok(next), c));
             }
-            if c.ended {
+            if c.ended || c.server.worker.stopping() {
                 return None;
             }
             let app = c.server.worker.app();
@@ -268,10 +269,10 @@ pub(crate) async fn cancel(
     State(server): State<Arc<Server>>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<CancelBody>>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
-    let reason = body.and_then(|Json(b)| b.reason);
+    let CancelBody { reason } = optional_body(&body)?;
     let app = server.worker.app();
     let run = app.resolve_run(&id).await?;
     let request = tether_app::CancelRequest {
@@ -280,29 +281,37 @@ pub(crate) async fn cancel(
         reason: reason.clone(),
         wait: std::time::Duration::ZERO,
     };
-    let asked = if server.worker.executes(&run) {
-        app.store().request_cancel(run.as_str(), &caller.identity, reason.as_deref()).await.map_err(AppError::from)?;
-        true
+    let recorded = if server.worker.executes(&run) {
+        Err(AppError::Busy(String::new()))
     } else {
-        match server.worker.exclusive(&run, app.record_cancel(&run, &request)).await {
-            Ok(_) => {
-                server.worker.wake(run.clone(), Vec::new());
-                false
-            }
-            // Another host executes it: it picks the request up.
-            Err(AppError::Busy(_)) => {
-                app.store()
-                    .request_cancel(run.as_str(), &caller.identity, reason.as_deref())
-                    .await
-                    .map_err(AppError::from)?;
-                true
-            }
-            Err(e) => return Err(e.into()),
-        }
+        server.worker.exclusive(&run, app.record_cancel(&run, &request)).await
     };
+    let asked = match recorded {
+        Ok(_) => false,
+        // Executing here or on another host: it is asked, and picks the request up
+        // while it runs, or when it is next continued.
+        Err(AppError::Busy(_)) => {
+            app.store()
+                .request_cancel(run.as_str(), &caller.identity, reason.as_deref())
+                .await
+                .map_err(AppError::from)?;
+            true
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Undone here now, or (executing here) once it stops, if it has not seen the request.
+    server.worker.wake(run.clone(), Vec::new());
     let state = if asked { "requested" } else { "recorded" };
     Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run.as_str(), "cancel": state, "by": caller.identity })))
         .into_response())
+}
+
+/// A JSON body that may be left out (empty): the default when it is.
+fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad("body", format!("the body is not the JSON expected: {e}")))
 }
 
 #[derive(Deserialize, Default)]
@@ -319,10 +328,10 @@ pub(crate) async fn resume(
     State(server): State<Arc<Server>>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<ResumeBody>>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
-    let budget = body.map(|Json(b)| b.budget).unwrap_or_default();
+    let ResumeBody { budget } = optional_body(&body)?;
     let app = server.worker.app();
     let run = app.resolve_run(&id).await?;
     let (state, events) = app.state(&run).await?;
@@ -340,10 +349,12 @@ pub(crate) async fn resume(
         }
         raises.push((metric, by));
     }
-    if server.worker.executes(&run) {
+    if server.worker.stopping() {
+        return Err(AppError::Stopping.into());
+    }
+    if server.worker.executes(&run) || !server.worker.wake(run.clone(), raises) {
         return Err(AppError::Busy(format!("run {run} is executing on this server now")).into());
     }
-    server.worker.wake(run.clone(), raises);
     Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run.as_str(), "resumed": true }))).into_response())
 }
 

@@ -227,14 +227,17 @@ impl Driver {
             state.apply(seq, &kind).map_err(|reason| DriverError::Load(format!("event {seq}: {reason}")))?;
         }
         let governance = self.governance(&state).await?;
-        let admission = options.admission.take();
-        let announced = admission.is_some();
-        if let Some(admitted) = admission {
+        let announced = options.admission.is_some();
+        if announced {
             // A service answers with the run's id once its start is durable, then the run
             // waits its turn; a crash meanwhile leaves an interrupted run to take over.
+            // (Taken only once the start is durable: a start retried under another lease
+            // still waits for its slot.)
             journal.sync().await.map_err(|e| start_error(e, input_bytes))?;
             progress(Progress::RunStarted { run_id: journal.run_id.as_str() });
-            admitted.await;
+            if let Some(admitted) = options.admission.take() {
+                admitted.await;
+            }
         }
         let scheduler = Scheduler::new(self.runtime.engine_ref().clone(), workflow, journal, state, progress)?
             .with(governance, env)

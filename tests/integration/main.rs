@@ -31,6 +31,7 @@ mod replay;
 mod retries;
 mod serve;
 mod serve_runs;
+mod serve_triggers;
 mod served;
 mod show;
 mod structure;

@@ -125,6 +125,11 @@ impl Worker {
         self.drain.started()
     }
 
+    /// Completes once the worker is stopping.
+    pub async fn stopped(&self) {
+        self.drain.wait().await;
+    }
+
     /// Runs executing here now, and runs waiting for a slot.
     pub fn in_flight(&self) -> usize {
         lock(&self.held).len()

@@ -162,19 +162,25 @@ pub(crate) enum Command {
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
-    /// The address to listen on (port 0: any free port, printed).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub(crate) listen: String,
+    /// The operator's configuration (TOML): listen, db, workflows, concurrency, grace,
+    /// [secrets], [[schedules]] and [[webhooks]]; flags given here win over it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// The address to listen on (port 0: any free port, printed) [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub(crate) listen: Option<String>,
     /// A directory of workflow files (*.toml); runs are started of them by name.
     #[arg(long, value_name = "DIR")]
     pub(crate) workflows: Option<PathBuf>,
-    /// Runs executing at once; more wait their turn, their start already durable.
-    #[arg(long, default_value_t = 32)]
-    pub(crate) concurrency: usize,
+    /// Runs executing at once; more wait their turn, their start already durable
+    /// [default: 32].
+    #[arg(long)]
+    pub(crate) concurrency: Option<usize>,
     /// How long running attempts get to end on SIGTERM before they are interrupted
-    /// (interrupted attempts are run again from the journal on the next start).
-    #[arg(long, value_name = "DURATION", default_value = "30s")]
-    pub(crate) grace: String,
+    /// (interrupted attempts are run again from the journal on the next start)
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) grace: Option<String>,
     #[command(flatten)]
     pub(crate) host: HostArgs,
 }

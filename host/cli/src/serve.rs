@@ -1,34 +1,78 @@
-//! `tether serve`: the HTTP API and a worker on a journal, until SIGTERM or Ctrl-C.
-//! Prints the address it listens on first (with `--listen 127.0.0.1:0`, the port it was
-//! given), then what it does at start (runs taken over) and at its stop.
+//! `tether serve`: the HTTP API, a worker, schedules and webhooks on a journal, until
+//! SIGTERM or Ctrl-C. Prints the address it listens on first (with `--listen
+//! 127.0.0.1:0`, the port it was given), then what it does on its own.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use tether_app::schedule::Schedule;
 use tether_app::{Worker, WorkerConfig};
+use tether_server::config::ServeConfig;
 use tether_server::{Server, Workflows};
 
 use crate::cli::ServeArgs;
 use crate::Failure;
 
-pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
-    let grace = humantime::parse_duration(&args.grace)
-        .map_err(|e| Failure::usage(format!("--grace `{}`: {e}; write a duration such as 30s", args.grace)))?;
-    if args.concurrency == 0 {
-        return Err(Failure::usage("--concurrency must be at least 1"));
+pub(crate) fn serve(mut args: ServeArgs) -> Result<ExitCode, Failure> {
+    let config = match &args.config {
+        Some(path) => ServeConfig::load(path).map_err(|e| Failure::usage(format!("--config {e}")))?,
+        None => ServeConfig::default(),
+    };
+    let listen = args.listen.clone().or(config.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let grace_text = args.grace.clone().or(config.grace.clone()).unwrap_or_else(|| "30s".into());
+    let grace = humantime::parse_duration(&grace_text)
+        .map_err(|e| Failure::usage(format!("grace `{grace_text}`: {e}; write a duration such as 30s")))?;
+    let concurrency = args.concurrency.or(config.concurrency).unwrap_or(32);
+    if concurrency == 0 {
+        return Err(Failure::usage("concurrency must be at least 1"));
     }
-    let workflows = match &args.workflows {
-        Some(dir) => Workflows::load(dir).map_err(|e| Failure::usage(format!("--workflows: {e}")))?,
+    if args.host.db.db.is_none() {
+        args.host.db.db = config.db.clone();
+    }
+    let workflows = match args.workflows.as_ref().or(config.workflows.as_ref()) {
+        Some(dir) => Workflows::load(dir).map_err(|e| Failure::usage(format!("workflows: {e}")))?,
         None => Workflows::default(),
     };
+    // The server holds the secrets: put into its environment before any thread starts,
+    // where grants and credentials read them.
+    for (name, value) in config.secret_values().map_err(|e| Failure::usage(format!("--config: {e}")))? {
+        std::env::set_var(name, value);
+    }
+    let mut schedules = Vec::new();
+    for spec in config.schedules.clone() {
+        let schedule = Schedule::parse(spec).map_err(|e| Failure::usage(format!("--config: {e}")))?;
+        if workflows.get(&schedule.spec.workflow).is_none() {
+            return Err(Failure::usage(format!(
+                "--config: schedule `{}`: no workflow `{}` is registered (--workflows DIR)",
+                schedule.spec.name, schedule.spec.workflow
+            )));
+        }
+        schedules.push(schedule);
+    }
+    let mut hooks = BTreeMap::new();
+    for hook in config.webhooks.clone() {
+        if workflows.get(&hook.workflow).is_none() {
+            return Err(Failure::usage(format!(
+                "--config: webhook `{}`: no workflow `{}` is registered (--workflows DIR)",
+                hook.name, hook.workflow
+            )));
+        }
+        if std::env::var(&hook.secret).map_or(true, |v| v.is_empty()) {
+            return Err(Failure::usage(format!(
+                "--config: webhook `{}`: its secret `{}` is neither in [secrets] nor set in the environment",
+                hook.name, hook.secret
+            )));
+        }
+        hooks.insert(hook.name.clone(), hook);
+    }
     crate::setup::async_runtime()?.block_on(async {
         let app = Arc::new(args.host.app(crate::setup::leases(std::time::Duration::ZERO)?, true).await?);
-        let config = WorkerConfig { concurrency: args.concurrency, grace, ..WorkerConfig::default() };
-        let worker = Worker::new(app, config);
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let worker = Worker::new(app, WorkerConfig { concurrency, grace, ..WorkerConfig::default() });
+        let listener = tokio::net::TcpListener::bind(&listen)
             .await
-            .map_err(|e| Failure::usage(format!("--listen {}: cannot listen there: {e}", args.listen)))?;
+            .map_err(|e| Failure::usage(format!("listen {listen}: cannot listen there: {e}")))?;
         let address = listener.local_addr().map_err(|e| Failure::Internal(e.to_string()))?;
         let names = workflows.names();
         println!("listening on http://{address}");
@@ -36,8 +80,12 @@ pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
         if !names.is_empty() {
             eprintln!("workflows: {}", names.join(", "));
         }
+        for s in &schedules {
+            eprintln!("schedule {}: `{}` runs {} ({} overlap)", s.spec.name, s.spec.cron, s.spec.workflow, overlap(s));
+        }
         let timers = tokio::spawn(Arc::clone(&worker).run_timers());
-        let server = Arc::new(Server { worker: Arc::clone(&worker), workflows });
+        let server = Arc::new(Server { worker: Arc::clone(&worker), workflows, hooks });
+        let ticking = tokio::spawn(tether_server::triggers::run_schedules(Arc::clone(&server), schedules));
         let (close_http, http_closed) = tokio::sync::oneshot::channel::<()>();
         let mut http = tokio::spawn(tether_server::serve(server, listener, async {
             let _ = http_closed.await;
@@ -59,6 +107,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
         let _ = close_http.send(());
         let stopped = worker.stop().await;
         let _ = timers.await;
+        let _ = ticking.await;
         if tokio::time::timeout(std::time::Duration::from_secs(5), http).await.is_err() {
             eprintln!("stopping: connections still open after the drain were closed");
         }
@@ -68,6 +117,13 @@ pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
         );
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn overlap(s: &Schedule) -> &'static str {
+    match s.spec.overlap {
+        tether_app::schedule::Overlap::Skip => "skip",
+        tether_app::schedule::Overlap::Allow => "allow",
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT).

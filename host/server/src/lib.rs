@@ -9,9 +9,11 @@
 
 mod approvals;
 mod auth;
+pub mod config;
 mod error;
 mod plugins;
 mod runs;
+pub mod triggers;
 mod workflows;
 
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub struct Server {
     pub worker: Arc<Worker>,
     /// Workflows runs are started of, by name.
     pub workflows: Workflows,
+    /// Webhooks, by name.
+    pub hooks: std::collections::BTreeMap<String, config::WebhookSpec>,
 }
 
 /// The API's routes.
@@ -47,6 +51,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/hooks/{name}", post(triggers::hook))
         .route("/v1/runs", get(runs::list).post(runs::submit))
         .route("/v1/runs/{id}", get(runs::one))
         .route("/v1/runs/{id}/events", get(runs::events))

@@ -30,6 +30,7 @@ mod plugins;
 mod replay;
 mod retries;
 mod serve;
+mod serve_client;
 mod serve_runs;
 mod serve_triggers;
 mod served;

@@ -2,7 +2,7 @@
 //! who still must decide and by when, or the budget that ran out), its steps and totals,
 //! and what continues it. Read from the journal alone.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tether_types::event::{Event, EventKind};
 use tether_types::state::{index_status, RunState};
@@ -38,7 +38,7 @@ impl App {
 use tether_types::units::rfc3339;
 
 /// What `show` prints, and its `--json` document.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct RunView {
     /// The run.
     pub run_id: String,
@@ -47,7 +47,7 @@ pub struct RunView {
     /// Who it acts as.
     pub identity: String,
     /// Its status in the run index.
-    pub status: &'static str,
+    pub status: String,
     /// RFC 3339.
     pub started: String,
     /// RFC 3339, once over.
@@ -76,7 +76,7 @@ pub struct RunView {
 }
 
 /// An approval request not yet decided.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct WaitingOn {
     /// The request.
     pub approval: String,
@@ -95,13 +95,13 @@ pub struct WaitingOn {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline: Option<String>,
     /// The decision taken at the deadline.
-    pub on_timeout: &'static str,
+    pub on_timeout: String,
     /// What is proposed.
     pub proposal: Value,
 }
 
 /// Where a paused run stopped.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Paused {
     /// The step (key) it is at.
     pub step: String,
@@ -110,18 +110,18 @@ pub struct Paused {
 }
 
 /// One run of a step.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct StepView {
     /// The step (key) it is at.
     pub step: String,
     /// Its status in the run index.
-    pub status: &'static str,
+    pub status: String,
     /// Attempts made.
     pub attempts: u32,
 }
 
 /// What a run used.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Totals {
     /// Fuel, steps and tools.
     pub fuel: u64,
@@ -158,7 +158,7 @@ fn view(run: &str, state: &RunState, events: &[Event]) -> RunView {
             needed: a.needed,
             approved_by: a.approvers.clone(),
             deadline: a.deadline_us.map(rfc3339),
-            on_timeout: a.on_timeout.as_str(),
+            on_timeout: a.on_timeout.as_str().to_string(),
             proposal: a.proposal.clone(),
         })
         .collect();
@@ -194,20 +194,14 @@ fn view(run: &str, state: &RunState, events: &[Event]) -> RunView {
                 }
                 (None, _) => ("skipped", 0),
             };
-            StepView { step: key.to_string(), status, attempts }
+            StepView { step: key.to_string(), status: status.to_string(), attempts }
         })
         .collect();
-    let next = match status {
-        RunIndexStatus::Waiting => waiting_on.first().map(|p| NextStep::Decide { request: p.approval.clone() }),
-        RunIndexStatus::Paused => Some(NextStep::RaiseBudget { metric: paused.as_ref().map(|p| p.exceeded.clone()) }),
-        RunIndexStatus::Running => Some(NextStep::Resume),
-        _ => None,
-    };
-    RunView {
+    let mut view = RunView {
         run_id: run.to_string(),
         workflow,
         identity: state.identity.clone(),
-        status: status.as_str(),
+        status: status.as_str().to_string(),
         started: rfc3339(started_us),
         finished: over.then(|| rfc3339(events.last().map_or(0, |e| e.at_us))),
         input: state.input.clone(),
@@ -222,6 +216,25 @@ fn view(run: &str, state: &RunState, events: &[Event]) -> RunView {
             tool_calls: state.used.tool_calls,
             usage: state.used.usage.clone(),
         },
-        next,
+        next: None,
+    };
+    view.next = view.next_step();
+    view
+}
+
+impl RunView {
+    /// What continues the run, from what the view shows (so a view read over the API
+    /// gives the same as one made here).
+    pub fn next_step(&self) -> Option<NextStep> {
+        match RunIndexStatus::parse(&self.status)? {
+            RunIndexStatus::Waiting => {
+                self.waiting_on.first().map(|p| NextStep::Decide { request: p.approval.clone() })
+            }
+            RunIndexStatus::Paused => {
+                Some(NextStep::RaiseBudget { metric: self.paused.as_ref().map(|p| p.exceeded.clone()) })
+            }
+            RunIndexStatus::Running => Some(NextStep::Resume),
+            _ => None,
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tether_types::autonomy::{outcomes, OutcomeKind};
 use tether_types::policy::RESERVED_IDENTITIES;
 use tether_types::{Event, EventKind, RunId};
@@ -39,7 +39,7 @@ impl App {
 }
 
 /// Everything `stats` reports.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Stats {
     /// Runs counted.
     pub runs: u32,
@@ -68,7 +68,7 @@ pub struct Stats {
 }
 
 /// How long a step's completed attempts took.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct StepLatency {
     /// Completed attempts measured.
     pub count: usize,
@@ -79,7 +79,7 @@ pub struct StepLatency {
 }
 
 /// A gate's decisions.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct GateStats {
     /// Human decisions.
     pub decisions: u32,

@@ -9,18 +9,19 @@ use crate::cli::CancelArgs;
 use crate::failure::Failure;
 
 pub(crate) fn cancel(args: CancelArgs) -> Result<ExitCode, Failure> {
+    let identity = crate::cli::required_identity(&args.identity)?;
     let wait = args.wait.duration(std::time::Duration::from_secs(30))?;
     crate::setup::async_runtime()?.block_on(async {
         // The lease is taken at once or not at all: a live holder gets a request instead.
         let app = args.host.app(crate::setup::leases(std::time::Duration::ZERO)?, false).await?;
         let request =
-            CancelRequest { run: args.run.clone(), identity: args.identity.clone(), reason: args.reason.clone(), wait };
+            CancelRequest { run: args.run.clone(), identity: identity.clone(), reason: args.reason.clone(), wait };
         let note = |n: CancelNote<'_>| match n {
             CancelNote::Recorded { run, earlier: Some(by) } => {
                 eprintln!("run {run} was cancelled by {by}; finishing that")
             }
             CancelNote::Recorded { run, earlier: None } => {
-                eprintln!("run {run}: cancelled by {}; undoing its completed steps", args.identity)
+                eprintln!("run {run}: cancelled by {identity}; undoing its completed steps")
             }
             CancelNote::AskedHolder { run, wait } => eprintln!(
                 "run {run} is being executed by another process: asked it to cancel the run; waiting up to {}",

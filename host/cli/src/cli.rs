@@ -369,6 +369,8 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) output: OutputArgs,
     #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    #[command(flatten)]
     pub(crate) host: HostArgs,
 }
 
@@ -425,6 +427,8 @@ pub(crate) struct RunsArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    #[command(flatten)]
     pub(crate) db: DbArgs,
 }
 
@@ -436,6 +440,8 @@ pub(crate) struct ShowArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    #[command(flatten)]
     pub(crate) db: DbArgs,
 }
 
@@ -446,6 +452,8 @@ pub(crate) struct HistoryArgs {
     /// Print the full events as JSON (stable field names, for export).
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }
@@ -476,9 +484,9 @@ pub(crate) struct BackupArgs {
 pub(crate) struct CancelArgs {
     /// The run id, or a unique start of it.
     pub(crate) run: String,
-    /// Who cancels it (recorded).
+    /// Who cancels it, recorded (with --server, leave it out: the token's identity).
     #[arg(long = "as", value_name = "NAME", value_parser = identity_name)]
-    pub(crate) identity: String,
+    pub(crate) identity: Option<String>,
     /// Why (recorded).
     #[arg(long)]
     pub(crate) reason: Option<String>,
@@ -486,6 +494,8 @@ pub(crate) struct CancelArgs {
     pub(crate) wait: WaitArgs,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
     #[command(flatten)]
     pub(crate) host: HostArgs,
 }
@@ -514,6 +524,23 @@ pub(crate) struct InspectArgs {
     pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) host: CacheArgs,
+}
+
+/// `--as NAME`, which a command on a local journal needs.
+pub(crate) fn required_identity(identity: &Option<String>) -> Result<String, crate::Failure> {
+    identity.clone().ok_or_else(|| {
+        crate::Failure::usage(
+            "say who acts with --as NAME (an identity of the run's policy), or use --server with a token",
+        )
+    })
+}
+
+#[derive(Args)]
+pub(crate) struct ServerArgs {
+    /// Ask a `tether serve` at this URL instead of opening a journal (needs TETHER_TOKEN)
+    /// [default: $TETHER_SERVER].
+    #[arg(long, value_name = "URL")]
+    pub(crate) server: Option<String>,
 }
 
 #[derive(Args)]
@@ -563,6 +590,8 @@ pub(crate) struct InboxArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    #[command(flatten)]
     pub(crate) db: DbArgs,
 }
 
@@ -572,9 +601,10 @@ pub(crate) struct DecideArgs {
     pub(crate) run: String,
     /// The gate (or the request id, `KEY@CHECKPOINT`, when the run waits at the gate twice).
     pub(crate) gate: String,
-    /// Who decides: an identity of the run's policy allowed to decide this gate.
+    /// Who decides: an identity of the run's policy allowed to decide this gate (with
+    /// --server, leave it out: the token's identity decides).
     #[arg(long = "as", value_name = "NAME", value_parser = identity_name)]
-    pub(crate) identity: String,
+    pub(crate) identity: Option<String>,
     /// Why, for the record.
     #[arg(long)]
     pub(crate) comment: Option<String>,
@@ -585,6 +615,8 @@ pub(crate) struct DecideArgs {
     pub(crate) wait: WaitArgs,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
     #[command(flatten)]
     pub(crate) host: HostArgs,
 }
@@ -637,6 +669,8 @@ pub(crate) struct StatsArgs {
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }

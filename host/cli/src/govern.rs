@@ -20,33 +20,44 @@ use crate::Failure;
 pub(crate) fn inbox(args: InboxArgs) -> Result<ExitCode, Failure> {
     crate::setup::async_runtime()?.block_on(async {
         let all = args.db.reader().await?.inbox().await?;
-        if args.json {
-            let list: Vec<Value> = all.iter().map(tether_app::Pending::to_json).collect();
-            println!("{}", crate::output::json(&list));
-            return Ok(ExitCode::SUCCESS);
-        }
-        if all.is_empty() {
-            eprintln!("no run is waiting for an approval");
-            return Ok(ExitCode::SUCCESS);
-        }
-        for p in &all {
-            let a = &p.approval;
-            let deadline = a
-                .deadline_us
-                .map(|d| format!(", deadline {} UTC (then {})", utc(d), a.on_timeout.as_str()))
-                .unwrap_or_default();
-            let votes = if a.approvers.is_empty() {
-                String::new()
-            } else {
-                format!(", approved so far by {}", a.approvers.join(", "))
-            };
-            println!("{}  {}  gate {}  ({})", p.run_id, a.id, a.gate, p.workflow);
-            println!("    needs {} approval(s){votes}; waiting since {} UTC{deadline}", a.needed, utc(p.since_us));
-            println!("    proposes {}: {}", a.on.proposal(), sanitize(&a.proposal.to_string()));
-            println!("    decide: tether approve {} {} --as NAME   (or tether reject ...)", p.run_id, a.gate);
-        }
+        let list: Vec<Value> = all.iter().map(tether_app::Pending::to_json).collect();
+        print_inbox(&list, args.json);
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Prints the pending requests (in the shape of `tether inbox --json`) as `tether inbox`
+/// does.
+pub(crate) fn print_inbox(list: &[Value], json: bool) {
+    if json {
+        println!("{}", crate::output::json(&list));
+        return;
+    }
+    if list.is_empty() {
+        eprintln!("no run is waiting for an approval");
+        return;
+    }
+    let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    for p in list {
+        let deadline = p["deadline_us"]
+            .as_u64()
+            .map(|d| format!(", deadline {} UTC (then {})", utc(d), text(&p["on_timeout"])))
+            .unwrap_or_default();
+        let approvers: Vec<String> = p["approved_by"].as_array().into_iter().flatten().map(text).collect();
+        let votes =
+            if approvers.is_empty() { String::new() } else { format!(", approved so far by {}", approvers.join(", ")) };
+        let on = serde_json::from_value::<tether_types::policy::Checkpoint>(p["on"].clone())
+            .map_or("proposal", |c| c.proposal());
+        let (run, gate) = (text(&p["run_id"]), text(&p["gate"]));
+        println!("{run}  {}  gate {gate}  ({})", text(&p["request"]), text(&p["workflow"]));
+        println!(
+            "    needs {} approval(s){votes}; waiting since {} UTC{deadline}",
+            p["approvals_needed"].as_u64().unwrap_or(1),
+            utc(p["since_us"].as_u64().unwrap_or(0))
+        );
+        println!("    proposes {on}: {}", sanitize(&p["proposal"].to_string()));
+        println!("    decide: tether approve {run} {gate} --as NAME   (or tether reject ...)");
+    }
 }
 
 pub(crate) fn approve(args: ApproveArgs) -> Result<ExitCode, Failure> {
@@ -61,6 +72,7 @@ pub(crate) fn reject(args: DecideArgs) -> Result<ExitCode, Failure> {
 /// Records a decision (checked by the application on the journal as it is under the
 /// run's lease), then continues the run here, or leaves it to the process that holds it.
 fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Result<ExitCode, Failure> {
+    let identity = crate::cli::required_identity(&args.identity)?;
     let rt = crate::setup::async_runtime()?;
     let leases = args.wait.leases(std::time::Duration::from_secs(10))?;
     rt.block_on(async {
@@ -68,7 +80,7 @@ fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Resul
         let request = DecisionRequest {
             run: args.run.clone(),
             gate: args.gate.clone(),
-            identity: args.identity.clone(),
+            identity: identity.clone(),
             decision,
             payload,
             comment: args.comment.clone(),
@@ -84,7 +96,7 @@ fn decide(args: DecideArgs, decision: Decision, payload: Option<Value>) -> Resul
             Some(ApprovalOutcome::Approved(_)) => "approved".into(),
             Some(ApprovalOutcome::Rejected { .. }) => "rejected".into(),
         };
-        eprintln!("run {run_id}: {} by {}: {what}", before.id, args.identity);
+        eprintln!("run {run_id}: {} by {identity}: {what}", before.id);
         // Continue unless the run is over or another decision is still needed (a host
         // killed while the run waited left it `running`; continuing is what resumes it).
         if !decided.settles() || args.no_continue {
@@ -169,7 +181,7 @@ pub(crate) fn sweep(args: SweepArgs) -> Result<ExitCode, Failure> {
 }
 
 /// JSON text, or `@FILE`.
-fn read_json(arg: &str, flag: &str) -> Result<Value, Failure> {
+pub(crate) fn read_json(arg: &str, flag: &str) -> Result<Value, Failure> {
     let text = match arg.strip_prefix('@') {
         Some(path) => crate::files::read_text(Path::new(path), crate::files::JSON_LIMIT, flag)?,
         None => arg.to_string(),

@@ -26,44 +26,49 @@ pub(crate) fn runs(args: RunsArgs) -> Result<ExitCode, Failure> {
     };
     crate::setup::async_runtime()?.block_on(async {
         let runs = args.db.reader().await?.runs(status, args.limit).await?;
-        if args.json {
-            // The stored fields, plus times in RFC 3339 and the duration in milliseconds.
-            let list: Vec<serde_json::Value> = runs
-                .iter()
-                .map(|r| {
-                    let mut v = serde_json::to_value(r).expect("run summaries serialize");
-                    v["started"] = crate::output::rfc3339(r.started_us).into();
-                    if let Some(f) = r.finished_us {
-                        v["finished"] = crate::output::rfc3339(f).into();
-                        v["duration_ms"] = (f.saturating_sub(r.started_us) as f64 / 1e3).into();
-                    }
-                    v
-                })
-                .collect();
-            println!("{}", crate::output::json(&list));
-            return Ok(ExitCode::SUCCESS);
-        }
-        if runs.is_empty() {
-            eprintln!("no runs");
-        }
-        let width = crate::output::terminal_width();
-        let header =
-            format!("{:<37} {:<20} {:<10} {:<20} {:>10}", "RUN", "WORKFLOW", "STATUS", "STARTED (UTC)", "DURATION");
-        println!("{}", crate::output::fit(header, width));
-        for r in runs {
-            let duration = r.finished_us.map(|f| micros(f.saturating_sub(r.started_us))).unwrap_or_else(|| "-".into());
-            let line = format!(
-                "{:<37} {:<20} {:<10} {:<20} {:>10}",
-                r.run_id,
-                sanitize(&r.workflow),
-                r.status.as_str(),
-                utc(r.started_us),
-                duration
-            );
-            println!("{}", crate::output::fit(line, width));
-        }
+        print_runs(&runs, args.json);
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Prints runs as `tether runs` does (JSON: the stored fields, plus times in RFC 3339
+/// and the duration in milliseconds).
+pub(crate) fn print_runs(runs: &[tether_types::store::RunSummary], json: bool) {
+    if json {
+        let list: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).expect("run summaries serialize");
+                v["started"] = crate::output::rfc3339(r.started_us).into();
+                if let Some(f) = r.finished_us {
+                    v["finished"] = crate::output::rfc3339(f).into();
+                    v["duration_ms"] = (f.saturating_sub(r.started_us) as f64 / 1e3).into();
+                }
+                v
+            })
+            .collect();
+        println!("{}", crate::output::json(&list));
+        return;
+    }
+    if runs.is_empty() {
+        eprintln!("no runs");
+    }
+    let width = crate::output::terminal_width();
+    let header =
+        format!("{:<37} {:<20} {:<10} {:<20} {:>10}", "RUN", "WORKFLOW", "STATUS", "STARTED (UTC)", "DURATION");
+    println!("{}", crate::output::fit(header, width));
+    for r in runs {
+        let duration = r.finished_us.map(|f| micros(f.saturating_sub(r.started_us))).unwrap_or_else(|| "-".into());
+        let line = format!(
+            "{:<37} {:<20} {:<10} {:<20} {:>10}",
+            r.run_id,
+            sanitize(&r.workflow),
+            r.status.as_str(),
+            utc(r.started_us),
+            duration
+        );
+        println!("{}", crate::output::fit(line, width));
+    }
 }
 
 pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
@@ -71,55 +76,60 @@ pub(crate) fn history(args: HistoryArgs) -> Result<ExitCode, Failure> {
         let app = args.db.reader().await?;
         let run = app.resolve_run(&args.run).await?;
         let events = app.events(&run).await?;
-        if args.json {
-            // The events as journaled, each with its time in RFC 3339 beside `at_us`.
-            let list: Vec<serde_json::Value> = events
-                .iter()
-                .map(|e| {
-                    let mut v = serde_json::to_value(e).expect("events serialize");
-                    v["at"] = crate::output::rfc3339(e.at_us).into();
-                    v
-                })
-                .collect();
-            println!("{}", crate::output::json(&list));
-            return Ok(ExitCode::SUCCESS);
-        }
-        let t0 = events.first().map_or(0, |e| e.at_us);
-        let run_identity = match events.first().map(|e| &e.kind) {
-            Some(EventKind::RunStarted { identity, .. }) => identity.clone(),
-            _ => "-".into(),
-        };
-        // On a terminal each event is one line, its detail cut to the width.
-        let width = crate::output::terminal_width();
-        let header = format!("{:>5}  {:>10}  {:<12} {:<16} {:<20} DETAIL", "SEQ", "TIME", "IDENTITY", "STEP", "EVENT");
-        println!("{}", crate::output::fit(header, width));
-        for e in &events {
-            let at = micros(e.at_us.saturating_sub(t0));
-            let step = e.kind.step().unwrap_or("-");
-            // Who acted: the approver for a decision, the host for its own events, the
-            // run's identity for everything done on its behalf.
-            let who = match &e.kind {
-                EventKind::ApprovalDecided { by, .. }
-                | EventKind::ApprovalOverridden { by, .. }
-                | EventKind::RunCancelled { by, .. } => by.as_str(),
-                EventKind::RunResumed { .. } | EventKind::RunWaiting { .. } | EventKind::RunPaused { .. } => {
-                    tether_types::policy::BY_HOST
-                }
-                _ => run_identity.as_str(),
-            };
-            let line = format!(
-                "{:>5}  {:>10}  {:<12} {:<16} {:<20} {}",
-                e.seq,
-                at,
-                sanitize(who),
-                sanitize(step),
-                e.kind.name(),
-                sanitize(&detail(e))
-            );
-            println!("{}", crate::output::fit(line, width));
-        }
+        print_history(&events, args.json);
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Prints a run's events as `tether history` does (JSON: as journaled, each with its time
+/// in RFC 3339 beside `at_us`).
+pub(crate) fn print_history(events: &[Event], json: bool) {
+    if json {
+        let list: Vec<serde_json::Value> = events
+            .iter()
+            .map(|e| {
+                let mut v = serde_json::to_value(e).expect("events serialize");
+                v["at"] = crate::output::rfc3339(e.at_us).into();
+                v
+            })
+            .collect();
+        println!("{}", crate::output::json(&list));
+        return;
+    }
+    let t0 = events.first().map_or(0, |e| e.at_us);
+    let run_identity = match events.first().map(|e| &e.kind) {
+        Some(EventKind::RunStarted { identity, .. }) => identity.clone(),
+        _ => "-".into(),
+    };
+    // On a terminal each event is one line, its detail cut to the width.
+    let width = crate::output::terminal_width();
+    let header = format!("{:>5}  {:>10}  {:<12} {:<16} {:<20} DETAIL", "SEQ", "TIME", "IDENTITY", "STEP", "EVENT");
+    println!("{}", crate::output::fit(header, width));
+    for e in events {
+        let at = micros(e.at_us.saturating_sub(t0));
+        let step = e.kind.step().unwrap_or("-");
+        // Who acted: the approver for a decision, the host for its own events, the
+        // run's identity for everything done on its behalf.
+        let who = match &e.kind {
+            EventKind::ApprovalDecided { by, .. }
+            | EventKind::ApprovalOverridden { by, .. }
+            | EventKind::RunCancelled { by, .. } => by.as_str(),
+            EventKind::RunResumed { .. } | EventKind::RunWaiting { .. } | EventKind::RunPaused { .. } => {
+                tether_types::policy::BY_HOST
+            }
+            _ => run_identity.as_str(),
+        };
+        let line = format!(
+            "{:>5}  {:>10}  {:<12} {:<16} {:<20} {}",
+            e.seq,
+            at,
+            sanitize(who),
+            sanitize(step),
+            e.kind.name(),
+            sanitize(&detail(e))
+        );
+        println!("{}", crate::output::fit(line, width));
+    }
 }
 
 fn detail(e: &Event) -> String {

@@ -4,6 +4,7 @@
 
 mod cancel;
 mod cli;
+mod client;
 mod failure;
 mod files;
 mod govern;
@@ -12,6 +13,7 @@ mod journal;
 mod new;
 mod output;
 mod plugin;
+mod remote;
 mod run;
 mod serve;
 mod setup;
@@ -89,16 +91,16 @@ fn main() -> ExitCode {
         .with_ansi(false)
         .init();
     let result = match cli.command {
-        cli::Command::Run(args) => run::run(args),
+        cli::Command::Run(args) => client::try_run(&args).unwrap_or_else(|| run::run(args)),
         cli::Command::Resume(args) => run::resume(args),
         cli::Command::Replay(args) => journal::replay(args),
-        cli::Command::Runs(args) => journal::runs(args),
-        cli::Command::History(args) => journal::history(args),
-        cli::Command::Show(args) => show::show(args),
+        cli::Command::Runs(args) => client::try_runs(&args).unwrap_or_else(|| journal::runs(args)),
+        cli::Command::History(args) => client::try_history(&args).unwrap_or_else(|| journal::history(args)),
+        cli::Command::Show(args) => client::try_show(&args).unwrap_or_else(|| show::show(args)),
         cli::Command::Verify(args) => journal::verify(args),
         cli::Command::Backup(args) => journal::backup(args),
         cli::Command::Migrate(args) => journal::migrate(args),
-        cli::Command::Cancel(args) => cancel::cancel(args),
+        cli::Command::Cancel(args) => client::try_cancel(&args).unwrap_or_else(|| cancel::cancel(args)),
         cli::Command::Completions(args) => {
             use clap::CommandFactory;
             clap_complete::generate(args.shell, &mut cli::Cli::command(), "tether", &mut std::io::stdout());
@@ -106,11 +108,13 @@ fn main() -> ExitCode {
         }
         cli::Command::Inspect(args) => inspect::inspect(args),
         cli::Command::Validate(args) => validate::validate(args),
-        cli::Command::Inbox(args) => govern::inbox(args),
-        cli::Command::Approve(args) => govern::approve(args),
-        cli::Command::Reject(args) => govern::reject(args),
+        cli::Command::Inbox(args) => client::try_inbox(&args).unwrap_or_else(|| govern::inbox(args)),
+        cli::Command::Approve(args) => {
+            client::try_decide(&args.decide, true, args.payload.as_deref()).unwrap_or_else(|| govern::approve(args))
+        }
+        cli::Command::Reject(args) => client::try_decide(&args, false, None).unwrap_or_else(|| govern::reject(args)),
         cli::Command::Override(args) => govern::override_auto(args),
-        cli::Command::Stats(args) => stats::stats(args),
+        cli::Command::Stats(args) => client::try_stats(&args).unwrap_or_else(|| stats::stats(args)),
         cli::Command::Sweep(args) => govern::sweep(args),
         cli::Command::Plugin(command) => plugin::plugin(command),
         cli::Command::New(args) => new::new(args),

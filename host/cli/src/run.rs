@@ -76,7 +76,16 @@ pub(crate) fn progress(out: &OutputArgs, total: usize) -> impl FnMut(Progress<'_
 /// including those run by an earlier process), with the command that continues a run
 /// that stopped for more; the exit code its status implies.
 pub(crate) async fn print_report(app: &App, report: &RunReport, out: &OutputArgs) -> Result<ExitCode, Failure> {
-    let next = next_step(app, report).await?;
+    let paused_on = match report.status {
+        RunStatus::Paused => app.show(&report.run_id).await?.paused.map(|p| p.exceeded),
+        _ => None,
+    };
+    Ok(print_report_with(report, out, paused_on))
+}
+
+/// [`print_report`], told which budget a paused run ran out of.
+pub(crate) fn print_report_with(report: &RunReport, out: &OutputArgs, paused_on: Option<String>) -> ExitCode {
+    let next = next_step(report, paused_on);
     if out.json {
         // Scripts get what a person reads after the summary: `next` names the command that
         // continues a run that stopped for more (absent once the run ended).
@@ -91,11 +100,11 @@ pub(crate) async fn print_report(app: &App, report: &RunReport, out: &OutputArgs
             eprintln!("  {}", next.line);
         }
     }
-    Ok(match report.status {
+    match report.status {
         RunStatus::Completed | RunStatus::Skipped => ExitCode::SUCCESS,
         RunStatus::Failed | RunStatus::Compensated | RunStatus::CompensationFailed => ExitCode::from(1),
         RunStatus::Paused | RunStatus::Waiting => ExitCode::from(3),
-    })
+    }
 }
 
 /// What continues a run that stopped for more: what to do, the command that does it, and
@@ -106,22 +115,21 @@ struct Next {
     line: String,
 }
 
-async fn next_step(app: &App, report: &RunReport) -> Result<Option<Next>, Failure> {
+fn next_step(report: &RunReport, paused_on: Option<String>) -> Option<Next> {
     let run = &report.run_id;
-    Ok(match report.status {
+    match report.status {
         RunStatus::Waiting => Some(Next {
             what: "decide",
             command: "tether inbox".into(),
             line: format!("decide: `tether inbox`, then `tether approve {run} GATE --as NAME` (or reject)"),
         }),
         RunStatus::Paused => {
-            let view = app.show(run).await?;
-            let metric = view.paused.map_or_else(|| "METRIC".to_string(), |p| p.exceeded);
+            let metric = paused_on.unwrap_or_else(|| "METRIC".to_string());
             let command = format!("tether resume {run} --budget {metric}=+N");
             Some(Next { what: "raise it", line: format!("raise it: `{command}`"), command })
         }
         _ => None,
-    })
+    }
 }
 
 /// How many steps the run's plan has, for progress lines.
@@ -150,7 +158,7 @@ fn parse_raises(args: &[String]) -> Result<Vec<(String, f64)>, Failure> {
 }
 
 /// `--input`: JSON text, `@FILE`, or `@-` for stdin. Must be JSON.
-fn read_input(arg: &str) -> Result<serde_json::Value, Failure> {
+pub(crate) fn read_input(arg: &str) -> Result<serde_json::Value, Failure> {
     let (text, origin) = match arg.strip_prefix('@') {
         Some("-") => (crate::files::read_stdin(crate::files::JSON_LIMIT, "the input")?, "stdin".to_string()),
         Some(path) => {

@@ -15,18 +15,24 @@ pub(crate) fn show(args: ShowArgs) -> Result<ExitCode, Failure> {
         let app = args.db.reader().await?;
         let run = app.resolve_run(&args.run).await?;
         let view = app.show(&run).await?;
-        let next = view.next.as_ref().map(|n| next_command(run.as_str(), n));
-        if args.json {
-            let mut doc = serde_json::to_value(&view).map_err(|e| Failure::Internal(e.to_string()))?;
-            if let Some(next) = &next {
-                doc["next"] = next.clone().into();
-            }
-            println!("{}", json(&doc));
-        } else {
-            print_text(&view, next.as_deref());
-        }
+        print_view(&view, args.json)?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Prints a run's view as `tether show` does, with the command that continues it.
+pub(crate) fn print_view(view: &RunView, json_out: bool) -> Result<(), Failure> {
+    let next = view.next.as_ref().map(|n| next_command(&view.run_id, n));
+    if json_out {
+        let mut doc = serde_json::to_value(view).map_err(|e| Failure::Internal(e.to_string()))?;
+        if let Some(next) = &next {
+            doc["next"] = next.clone().into();
+        }
+        println!("{}", json(&doc));
+    } else {
+        print_text(view, next.as_deref());
+    }
+    Ok(())
 }
 
 /// The command that continues the run.

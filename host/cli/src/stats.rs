@@ -21,7 +21,7 @@ pub(crate) fn stats(args: StatsArgs) -> Result<ExitCode, Failure> {
     })
 }
 
-fn print(s: &Stats) {
+pub(crate) fn print(s: &Stats) {
     let pct = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
     println!(
         "runs: {} ({} finished, {} waiting for a human, {} cancelled)",
@@ -63,7 +63,7 @@ fn print(s: &Stats) {
 }
 
 /// `24h`, `7days` (that long ago), or a UTC date or time.
-fn parse_since(text: &str) -> Result<u64, Failure> {
+pub(crate) fn parse_since(text: &str) -> Result<u64, Failure> {
     let now = std::time::SystemTime::now();
     let at = match humantime::parse_duration(text) {
         Ok(d) => now.checked_sub(d).unwrap_or(std::time::UNIX_EPOCH),

@@ -68,7 +68,15 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/stats", get(runs::stats))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // A handler that panics answers 500 like any internal error; the server goes on.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(server)
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    tracing::error!("a request handler panicked; the request was answered 500 and the server goes on");
+    ApiError::internal("the server failed on this request (it goes on; please report this)").into_response()
 }
 
 /// Serves the API on `listener` until `shutdown` completes; requests under way finish.

@@ -101,3 +101,43 @@ fn the_api_lists_pending_approvals_and_stats_as_the_cli_does() {
     assert_eq!(stats, cli_stats, "the API and the CLI count the same");
     assert_eq!(stats["runs"], 1);
 }
+
+/// The toolchains' schemathesis (installed by the test command, scripts/guest-toolchains).
+fn schemathesis() -> std::path::PathBuf {
+    let dir = std::env::var_os("TETHER_TOOLCHAINS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/toolchains"));
+    dir.join("py/bin/schemathesis")
+}
+
+#[test]
+fn the_live_server_holds_to_its_openapi_document_under_property_based_requests() {
+    let tester = schemathesis();
+    assert!(tester.exists(), "{} is missing: run the tests with scripts/test, which installs it", tester.display());
+    let r = crate::governance::Refund::new("serve-openapi", "output.amount > 100.0", crate::governance::POLICY);
+    let admin = token(&r.db, "admin", "alice", &["admin"]);
+    let dir = r.dir.display().to_string();
+    let served = Served::start(&r.db, &["--workflows", &dir]);
+    let (status, doc) = served.get("/v1/openapi.json");
+    assert_eq!(status, 200, "{doc}");
+    assert!(doc["paths"]["/v1/runs"]["post"].is_object(), "{doc}");
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer", "{doc}");
+
+    let url = format!("http://{}/v1/openapi.json", served.address);
+    let header = format!("Authorization: Bearer {admin}");
+    let o = std::process::Command::new(&tester)
+        .current_dir(&r.dir)
+        .args(["run", &url, "-H", &header, "--max-examples", "12", "--workers", "1", "--seed", "7"])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        .args(["--phases", "examples,coverage,fuzzing", "--no-color", "--request-timeout", "20"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "schemathesis found the server breaking its document:\n{said}\n{}", served.log());
+    // The server went on answering throughout.
+    assert_eq!(served.get("/healthz"), (200, json!("ok")));
+}

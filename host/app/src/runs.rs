@@ -2,7 +2,7 @@
 //! index, a run's verified events, its folded state and its report.
 
 use tether_types::state::RunState;
-use tether_types::store::{RunIndexStatus, RunSummary};
+use tether_types::store::{RunIndexStatus, RunQuery, RunSummary};
 use tether_types::{Event, RunId, RunReport};
 
 use crate::{App, AppError};
@@ -14,6 +14,12 @@ impl App {
     /// The run `given` names: itself if the journal has it, else the one run whose id
     /// starts with it.
     pub async fn resolve_run(&self, given: &str) -> Result<RunId, AppError> {
+        // A whole id, the common case, is one indexed lookup.
+        if given.starts_with(RunId::PREFIX) && self.store.run_record(given).await?.index_status.is_some() {
+            if let Ok(id) = RunId::try_from(given.to_string()) {
+                return Ok(id);
+            }
+        }
         let ids = self.store.run_ids().await?;
         let found = if ids.iter().any(|id| id == given) {
             given.to_string()
@@ -35,6 +41,11 @@ impl App {
     /// Runs in the index, newest first, optionally of one status.
     pub async fn runs(&self, status: Option<RunIndexStatus>, limit: u32) -> Result<Vec<RunSummary>, AppError> {
         Ok(self.store.runs(status, limit).await?)
+    }
+
+    /// A page of the run index, newest first (see [`RunQuery`]).
+    pub async fn runs_page(&self, query: &RunQuery) -> Result<Vec<RunSummary>, AppError> {
+        Ok(self.store.runs_page(query).await?)
     }
 
     /// A run's events, its hash chain verified.

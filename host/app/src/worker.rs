@@ -89,6 +89,9 @@ pub struct Worker {
     /// Runs whose continuing failed in the host, with how often and when to try again:
     /// taken over with a growing pause rather than every tick.
     failures: Mutex<HashMap<String, (u32, tokio::time::Instant)>>,
+    /// Counts runs that stopped here (ended, waited, paused): what follows a run waits on
+    /// it, so it sees the run's end at once rather than at its next look.
+    stops: tokio::sync::watch::Sender<u64>,
 }
 
 impl Worker {
@@ -107,6 +110,7 @@ impl Worker {
             wake_timers: Notify::new(),
             metrics: Metrics::default(),
             failures: Mutex::default(),
+            stops: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -123,6 +127,11 @@ impl Worker {
     /// Whether the worker is stopping (it takes no new work).
     pub fn stopping(&self) -> bool {
         self.drain.started()
+    }
+
+    /// Changes each time a run stops here (see `stops`).
+    pub fn stops(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.stops.subscribe()
     }
 
     /// Completes once the worker is stopping.
@@ -486,6 +495,7 @@ struct Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
+        self.worker.stops.send_modify(|n| *n += 1);
         if self.worker.release(&self.run) {
             self.worker.wake(self.run.clone(), Vec::new());
         }

@@ -13,17 +13,23 @@ use tether_types::policy::Decision;
 
 use crate::auth::Caller;
 use crate::error::{body_error, query_error, ApiError};
+#[allow(unused_imports)]
+use crate::openapi::ErrorBody;
 use crate::Server;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
+    /// Only `pending` is listed.
+    #[param(pattern = "^pending$")]
     state: Option<String>,
 }
 
 /// `GET /v1/approvals?state=pending`: the requests waiting for a decision, oldest first
 /// (as `tether inbox --json`), each with its `id` and the path its decision is posted
 /// to (`decide`: the id percent-encoded, as request ids hold `/`).
+#[utoipa::path(get, path = "/v1/approvals", tag = "approvals", params(ListQuery), responses((status = 200, description = "Requests waiting for a decision, oldest first", body = Object), (status = 400, description = "A parameter or the body is wrong", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub(crate) async fn list(
     State(server): State<Arc<Server>>,
     caller: Caller,
@@ -51,10 +57,11 @@ pub(crate) async fn list(
     Ok(Json(json!({ "approvals": pending })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DecisionBody {
     /// `approve` or `reject`.
+    #[schema(pattern = "^(approve|reject)$")]
     decision: String,
     /// An edited proposal (approvals only).
     payload: Option<Value>,
@@ -67,6 +74,7 @@ pub(crate) struct DecisionBody {
 /// "payload"?, "comment"?, "version"?}`, decided as the caller's identity (the run's
 /// policy says whether that identity may decide the gate). When the request is settled
 /// the run continues here.
+#[utoipa::path(post, path = "/v1/approvals/{id}/decision", tag = "approvals", params(("id" = String, Path, description = "RUN_ID:REQUEST, percent-encoded")), request_body = DecisionBody, responses((status = 200, description = "Recorded as the token's identity", body = Object), (status = 404, description = "No such run or request", body = ErrorBody), (status = 409, description = "Decided already, stale, or the run ended", body = ErrorBody), (status = 413, description = "The body is too large", body = ErrorBody), (status = 415, description = "The body is not JSON", body = ErrorBody), (status = 400, description = "A parameter or the body is wrong", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub(crate) async fn decide(
     State(server): State<Arc<Server>>,
     caller: Caller,

@@ -11,6 +11,7 @@ mod approvals;
 mod auth;
 pub mod config;
 mod error;
+mod openapi;
 mod plugins;
 mod runs;
 pub mod triggers;
@@ -21,6 +22,8 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+#[allow(unused_imports)]
+use openapi::ErrorBody;
 use serde_json::{json, Value};
 use tether_app::Worker;
 use tether_types::access::Role;
@@ -51,6 +54,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/hooks/{name}", post(triggers::hook))
         .route("/v1/runs", get(runs::list).post(runs::submit))
         .route("/v1/runs/{id}", get(runs::one))
@@ -94,6 +98,7 @@ pub async fn serve(
 }
 
 /// `GET /readyz`: 200 while the server takes work, 503 once it is stopping.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "Taking work", body = String), (status = 503, description = "Stopping", body = ErrorBody)))]
 async fn ready(State(server): State<Arc<Server>>) -> Result<&'static str, ApiError> {
     if server.worker.stopping() {
         return Err(ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "stopping", "the server is stopping"));
@@ -102,6 +107,7 @@ async fn ready(State(server): State<Arc<Server>>) -> Result<&'static str, ApiErr
 }
 
 /// `GET /metrics` (viewer): the OpenMetrics text exposition (see `tether_app::metrics`).
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text"), (status = 401, description = "No usable token", body = ErrorBody)), security(("bearer" = [])))]
 async fn metrics(State(server): State<Arc<Server>>, caller: Caller) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     caller.require(Role::Viewer)?;
@@ -112,6 +118,7 @@ async fn metrics(State(server): State<Arc<Server>>, caller: Caller) -> Result<ax
 }
 
 /// `GET /v1/workflows`: the workflows runs can be started of.
+#[utoipa::path(get, path = "/v1/workflows", tag = "runs", responses((status = 200, description = "Registered workflows", body = Object), (status = 401, description = "No usable token", body = ErrorBody)), security(("bearer" = [])))]
 async fn list_workflows(State(server): State<Arc<Server>>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
     let list: Vec<Value> = server

@@ -16,18 +16,22 @@ use tether_types::store::PluginAdded;
 
 use crate::auth::Caller;
 use crate::error::{query_error, ApiError};
+#[allow(unused_imports)]
+use crate::openapi::ErrorBody;
 use crate::Server;
 
 /// Largest component `POST /v1/plugins` takes (a Python component is tens of MB).
 pub const COMPONENT_LIMIT: usize = 128 * 1024 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     name: Option<String>,
 }
 
 /// `GET /v1/plugins?name=`: deployed plugins (as `tether plugin list --json`).
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", params(ListQuery), responses((status = 200, description = "Deployed plugins", body = Object), (status = 400, description = "A parameter or the body is wrong", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub(crate) async fn list(
     State(server): State<Arc<Server>>,
     caller: Caller,
@@ -39,7 +43,8 @@ pub(crate) async fn list(
     Ok(Json(json!({ "plugins": plugins })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeployQuery {
     name: Option<String>,
@@ -50,6 +55,7 @@ pub(crate) struct DeployQuery {
 /// checked against the plugin worlds, compiled, and deployed as NAME@VERSION (201; 200
 /// if that very component was deployed under it already). The version may come from
 /// the component's own metadata instead.
+#[utoipa::path(post, path = "/v1/plugins", tag = "plugins", params(DeployQuery), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component's bytes (a .wasm file; any content type is taken)"), responses((status = 201, description = "Deployed", body = Object), (status = 200, description = "That component was deployed under this name and version already", body = Object), (status = 409, description = "The name and version mean another component", body = ErrorBody), (status = 413, description = "The component is too large", body = ErrorBody), (status = 400, description = "A parameter or the body is wrong", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub(crate) async fn deploy(
     State(server): State<Arc<Server>>,
     caller: Caller,
@@ -82,7 +88,8 @@ pub(crate) async fn deploy(
     Ok((status, Json(json!({ "plugin": deployed.record }))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GatesQuery {
     workflow: Option<String>,
@@ -90,6 +97,7 @@ pub(crate) struct GatesQuery {
 
 /// `GET /v1/gates?workflow=`: each gate's settings, track record and whether it
 /// approves by itself now.
+#[utoipa::path(get, path = "/v1/gates", tag = "gates", params(GatesQuery), responses((status = 200, description = "Each gate's settings and track record", body = Object), (status = 400, description = "A parameter or the body is wrong", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub(crate) async fn gates(
     State(server): State<Arc<Server>>,
     caller: Caller,

@@ -14,21 +14,35 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tether_app::{AppError, StartRequest, Submitted};
 use tether_types::access::Role;
-use tether_types::store::RunIndexStatus;
+use tether_types::store::{RunIndexStatus, RunQuery};
 use tether_types::{Origin, RunId};
 
 use crate::auth::Caller;
 use crate::error::{body_error, query_error, ApiError};
+#[allow(unused_imports)]
+use crate::openapi::ErrorBody;
 use crate::{limit, Server};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
+    /// Only runs with this status.
+    #[param(pattern = "^(running|waiting|paused|completed|failed|compensated|compensation_failed|cancelled)$")]
     status: Option<String>,
+    /// Only runs of this workflow.
+    workflow: Option<String>,
+    /// Where the previous page ended (its `next_cursor`).
+    #[param(pattern = "^[0-9]+[.]run_[A-Za-z0-9_-]+$")]
+    cursor: Option<String>,
+    /// At most this many (1 to 1000, 100 if not given).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
-/// `GET /v1/runs?status=&limit=`: the newest runs first.
+/// `GET /v1/runs?status=&workflow=&cursor=&limit=`: the newest runs first, a page at a
+/// time; `next_cursor` (present when the page is full) asks for the next page.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(ListQuery), responses((status = 200, description = "The newest runs first, a page at a time", body = Object), (status = 400, description = "A parameter or the body is wrong", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub(crate) async fn list(
     State(server): State<Arc<Server>>,
     caller: Caller,
@@ -45,11 +59,28 @@ pub(crate) async fn list(
             )
         })?),
     };
-    let runs = server.worker.app().runs(status, limit(q.limit)?).await?;
-    Ok(Json(json!({ "runs": runs })))
+    let before = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            c.split_once('.')
+                .and_then(|(us, id)| Some((us.parse::<u64>().ok()?, RunId::try_from(id.to_string()).ok()?.to_string())))
+                .ok_or_else(|| ApiError::bad("cursor", "give the `next_cursor` of the previous page"))?,
+        ),
+    };
+    let limit = limit(q.limit)?;
+    let query = RunQuery { status, workflow: q.workflow, before, limit };
+    let runs = server.worker.app().runs_page(&query).await?;
+    let mut doc = json!({ "runs": runs });
+    if runs.len() == limit as usize {
+        if let Some(last) = runs.last() {
+            doc["next_cursor"] = Value::from(format!("{}.{}", last.started_us, last.run_id));
+        }
+    }
+    Ok(Json(doc))
 }
 
 /// `GET /v1/runs/{id}`: one run at a glance, as `tether show` gives it.
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "A run id, or a unique start of one")), responses((status = 200, description = "The run at a glance", body = Object), (status = 404, description = "No such run", body = ErrorBody), (status = 400, description = "A parameter or the body is wrong", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub(crate) async fn one(
     State(server): State<Arc<Server>>,
     caller: Caller,
@@ -62,10 +93,14 @@ pub(crate) async fn one(
     serde_json::to_value(view).map(Json).map_err(|e| ApiError::internal(e.to_string()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
+    /// Events after this sequence number.
     after: Option<u64>,
+    /// At most this many (1 to 1000, 100 if not given).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -73,6 +108,7 @@ pub(crate) struct EventsQuery {
 /// `next_after` is what to ask for next (absent when there is nothing more now). With
 /// `Accept: text/event-stream`, the same events as server-sent events that follow the
 /// run live (see [`follow`]).
+#[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs", params(("id" = String, Path, description = "A run id, or a unique start of one"), EventsQuery), responses((status = 200, description = "Events after `after`, in order (or, with Accept: text/event-stream, a live stream)", body = Object), (status = 404, description = "No such run", body = ErrorBody), (status = 400, description = "A parameter or the body is wrong", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub(crate) async fn events(
     State(server): State<Arc<Server>>,
     caller: Caller,
@@ -157,14 +193,19 @@ fn follow(
                 }
             }
             if c.queued.is_empty() {
-                tokio::time::sleep(FOLLOW_POLL).await;
+                // A run that stops on this server is seen at once; others at the next look.
+                let mut stops = c.server.worker.stops();
+                tokio::select! {
+                    () = tokio::time::sleep(FOLLOW_POLL) => {}
+                    _ = stops.changed() => {}
+                }
             }
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubmitBody {
     workflow: String,
@@ -179,6 +220,7 @@ const KEY_MAX: usize = 255;
 /// `Idempotency-Key` header: 201 with the new run once its start is durable; with a key
 /// seen before (from the same identity, for the same workflow), 200 with that run and
 /// nothing new started. The run acts as the workflow's identity, or else the caller's.
+#[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = SubmitBody, params(("Idempotency-Key" = Option<String>, Header, description = "A key seen before returns its run")), responses((status = 201, description = "Started; its start is durable", body = Object), (status = 200, description = "The run this idempotency key started before", body = Object), (status = 404, description = "No such workflow", body = ErrorBody), (status = 409, description = "Busy", body = ErrorBody), (status = 413, description = "The body is too large", body = ErrorBody), (status = 415, description = "The body is not JSON", body = ErrorBody), (status = 503, description = "The server is stopping", body = ErrorBody), (status = 400, description = "A parameter or the body is wrong", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub(crate) async fn submit(
     State(server): State<Arc<Server>>,
     caller: Caller,
@@ -256,7 +298,7 @@ fn keyed_run_id(identity: &str, workflow: &str, key: &str) -> RunId {
     RunId::from_suffix(&hex::encode(&digest[..16])).expect("hex is a valid run id suffix")
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CancelBody {
     reason: Option<String>,
@@ -265,6 +307,7 @@ pub(crate) struct CancelBody {
 /// `POST /v1/runs/{id}/cancel` with an optional `{"reason": ...}`: the cancel is
 /// journaled as the caller's identity and the run is undone (202). A run executing here
 /// is asked to cancel, which it does within a fraction of a second.
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "A run id, or a unique start of one")), request_body(content = Option<CancelBody>), responses((status = 202, description = "Recorded, or asked of the host executing it", body = Object), (status = 404, description = "No such run", body = ErrorBody), (status = 409, description = "The run has ended", body = ErrorBody), (status = 400, description = "A parameter or the body is wrong", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub(crate) async fn cancel(
     State(server): State<Arc<Server>>,
     caller: Caller,
@@ -308,13 +351,14 @@ pub(crate) async fn cancel(
 
 /// A JSON body that may be left out (empty): the default when it is.
 fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let text = body.trim_ascii();
+    if text.is_empty() || text == b"null" {
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| ApiError::bad("body", format!("the body is not the JSON expected: {e}")))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResumeBody {
     /// Raises to run budgets: metric to amount (`wall_time` in milliseconds).
@@ -324,6 +368,7 @@ pub(crate) struct ResumeBody {
 
 /// `POST /v1/runs/{id}/resume` with optional `{"budget": {"tokens": 5000}}`: continues
 /// an interrupted or paused run here (202); the raises are journaled with the resume.
+#[utoipa::path(post, path = "/v1/runs/{id}/resume", tag = "runs", params(("id" = String, Path, description = "A run id, or a unique start of one")), request_body(content = Option<ResumeBody>), responses((status = 202, description = "Continued on this server", body = Object), (status = 404, description = "No such run", body = ErrorBody), (status = 409, description = "The run has ended, or executes now", body = ErrorBody), (status = 503, description = "The server is stopping", body = ErrorBody), (status = 400, description = "A parameter or the body is wrong", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub(crate) async fn resume(
     State(server): State<Arc<Server>>,
     caller: Caller,
@@ -358,16 +403,22 @@ pub(crate) async fn resume(
     Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run.as_str(), "resumed": true }))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StatsQuery {
+    /// Only runs of this workflow.
     workflow: Option<String>,
+    /// Only runs started at or after this time (microseconds since the Unix epoch).
     since_us: Option<u64>,
+    /// At most this many runs, newest first (1 to 100000, 10000 if not given).
+    #[param(minimum = 1, maximum = 100000)]
     limit: Option<u32>,
 }
 
 /// `GET /v1/stats?workflow=&since_us=&limit=`: run counts, latencies, gates (as
 /// `tether stats --json`).
+#[utoipa::path(get, path = "/v1/stats", tag = "runs", params(StatsQuery), responses((status = 200, description = "Run counts, latencies, gates", body = Object), (status = 400, description = "A parameter or the body is wrong", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub(crate) async fn stats(
     State(server): State<Arc<Server>>,
     caller: Caller,

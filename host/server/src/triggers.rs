@@ -18,6 +18,8 @@ use tether_app::{AppError, StartRequest, Submitted};
 use tether_types::{Origin, RunId};
 
 use crate::error::ApiError;
+#[allow(unused_imports)]
+use crate::openapi::ErrorBody;
 use crate::Server;
 
 /// Fires `schedules` until the server stops: at start, the latest tick missed within
@@ -119,6 +121,7 @@ async fn start(
 /// (`X-Tether-Signature: sha256=HEX`, the HMAC-SHA256 of the body). Its JSON body is the
 /// run's input; 202 with the run id. A delivery id seen before (`X-Tether-Delivery`)
 /// starts nothing new. Needs no API token: the signature is the caller's proof.
+#[utoipa::path(post, path = "/hooks/{name}", tag = "triggers", params(("name" = String, Path, description = "The webhook's name"), ("X-Tether-Signature" = Option<String>, Header, description = "sha256=HEX: the HMAC-SHA256 of the body"), ("X-Tether-Delivery" = Option<String>, Header, description = "A delivery id seen before starts nothing new")), request_body = Object, responses((status = 202, description = "The run the delivery started (or started before)", body = Object), (status = 400, description = "The body is not JSON", body = ErrorBody), (status = 401, description = "The signature is missing or wrong", body = ErrorBody), (status = 404, description = "No such webhook", body = ErrorBody), (status = 503, description = "The server is stopping", body = ErrorBody)))]
 pub(crate) async fn hook(
     State(server): State<Arc<Server>>,
     Path(name): Path<String>,

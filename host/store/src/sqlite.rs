@@ -8,7 +8,7 @@ use tether_types::access::TokenRecord;
 use tether_types::chain::StoredEvent;
 use tether_types::store::{
     Append, AppendAck, CancelRequests, Components, Journal, Lease, LeaseTake, Leases, PluginAdded, PluginRecord,
-    Plugins, RunHead, RunIndex, RunIndexStatus, RunRecord, RunSummary, StoreError, Tokens, Upkeep,
+    Plugins, RunHead, RunIndex, RunIndexStatus, RunQuery, RunRecord, RunSummary, StoreError, Tokens, Upkeep,
 };
 
 use tokio::sync::{mpsc, oneshot};
@@ -120,11 +120,24 @@ impl Journal for SqliteStore {
 #[async_trait::async_trait]
 impl RunIndex for SqliteStore {
     async fn runs(&self, status: Option<RunIndexStatus>, limit: u32) -> Result<Vec<RunSummary>, StoreError> {
+        self.runs_page(&RunQuery { status, limit, ..RunQuery::default() }).await
+    }
+
+    async fn runs_page(&self, q: &RunQuery) -> Result<Vec<RunSummary>, StoreError> {
         let sql = "SELECT run_id, workflow, status, identity, started_us, finished_us FROM runs \
-                   WHERE (?1 IS NULL OR status = ?1) ORDER BY started_us DESC LIMIT ?2";
+                   WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) \
+                   AND (?3 IS NULL OR started_us < ?3 OR (started_us = ?3 AND run_id < ?4)) \
+                   ORDER BY started_us DESC, run_id DESC LIMIT ?5";
+        let (before_us, before_id) = match &q.before {
+            Some((us, id)) => (Some(*us as i64), Some(id.as_str())),
+            None => (None, None),
+        };
         let rows = sqlx::query(sql)
-            .bind(status.map(RunIndexStatus::as_str))
-            .bind(limit as i64)
+            .bind(q.status.map(RunIndexStatus::as_str))
+            .bind(q.workflow.as_deref())
+            .bind(before_us)
+            .bind(before_id)
+            .bind(q.limit as i64)
             .fetch_all(&self.readers)
             .await
             .map_err(db)?;

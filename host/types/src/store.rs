@@ -25,6 +25,19 @@ pub struct RunSummary {
     pub finished_us: Option<u64>,
 }
 
+/// Which runs a page of the run index holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunQuery {
+    /// Only runs with this status.
+    pub status: Option<RunIndexStatus>,
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs older than this one (its start time and id): the previous page's last.
+    pub before: Option<(u64, String)>,
+    /// At most this many.
+    pub limit: u32,
+}
+
 /// Resolves when a queued append is durable, or refused.
 pub type AppendAck = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>;
 
@@ -327,6 +340,8 @@ pub trait Journal: Send + Sync {
 pub trait RunIndex: Send + Sync {
     /// The run index, newest first, optionally only one status, at most `limit` rows.
     async fn runs(&self, status: Option<RunIndexStatus>, limit: u32) -> Result<Vec<RunSummary>, StoreError>;
+    /// A page of the run index, newest first: what `query` selects, after its cursor.
+    async fn runs_page(&self, query: &RunQuery) -> Result<Vec<RunSummary>, StoreError>;
     /// The approval events (requested, decided, overridden) of every run of `workflow`,
     /// as (run id, event), each run's in order: the gates' track records are built from them.
     async fn gate_events(&self, workflow: &str) -> Result<Vec<(String, StoredEvent)>, StoreError>;

@@ -419,6 +419,71 @@ fn an_operator_deploys_a_plugin_over_the_api_and_others_may_only_list_it() {
     assert_eq!(names, ["trivial"]);
     let (_, cli) = tether_json(&db, &["plugin", "list", "--json"]);
     assert_eq!(cli[0]["digest"], listed["plugins"][0]["digest"], "{cli}");
+
+    // A deployed step plugin runs as a one-step workflow.
+    let (status, created) = served.post_as(&runner, "/v1/runs", &json!({"plugin": "trivial@1.0.0", "input": {"x": 1}}));
+    assert_eq!(status, 201, "{created}");
+    let run = created["run_id"].as_str().unwrap().to_string();
+    let view = served.wait_status(&runner, &run, "completed", Duration::from_secs(60));
+    assert_eq!(view["output"], json!({"x": 1}), "{view}");
+    let (status, body) = served.post_as(&runner, "/v1/runs", &json!({"plugin": "trivial@9.9.9"}));
+    assert_eq!(status, 400, "an unknown version: {body}");
+    let (status, body) = served.post_as(&runner, "/v1/runs", &json!({"plugin": "trivial@1.0.0", "workflow": "x"}));
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("body")), "{body}");
+    // Without a workflows directory there is nowhere to register a workflow.
+    let workflow = "name = \"echo\"\n[[steps]]\nname = \"echo\"\ncomponent = \"trivial@1.0.0\"\n";
+    let toml = [("content-type", "application/toml")];
+    let (status, body) = served.send("POST", "/v1/workflows", Some(&ops), Some(workflow.as_bytes()), &toml);
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("no_workflows_directory")), "{body}");
+}
+
+#[test]
+fn an_operator_registers_a_workflow_over_the_api_and_it_outlives_a_restart() {
+    let dir = fresh_dir("serve-register");
+    let db = dir.join("journal.db");
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    let ops = token(&db, "ops", "olga", &["operator"]);
+    let runner = token(&db, "ci", "ci-bot", &["runner"]);
+    let o = crate::support::tether_cmd(&db)
+        .args(["plugin", "add", artifacts::TRIVIAL, "--name", "trivial", "--version", "1.0.0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", crate::support::output(&o));
+    let workflows = dir.join("workflows").display().to_string();
+    let mut served = Served::start(&db, &["--workflows", &workflows]);
+    let toml = [("content-type", "application/toml")];
+    let workflow = "name = \"echo\"\n[[steps]]\nname = \"first\"\ncomponent = \"trivial@1.0.0\"\n";
+    let (status, body) = served.send("POST", "/v1/workflows", Some(&runner), Some(workflow.as_bytes()), &toml);
+    assert_eq!(status, 403, "a runner may not register: {body}");
+    for (bad, what) in [
+        ("name = \"broken\"\n[[steps]]\nname = \"s\"\n", "a step without a component"),
+        ("name = \"x\"\n[[steps]]\nname = \"s\"\ncomponent = \"absent@1.0.0\"\n", "a plugin not deployed"),
+        ("not toml at all [", "not TOML"),
+    ] {
+        let (status, body) = served.send("POST", "/v1/workflows", Some(&ops), Some(bad.as_bytes()), &toml);
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{what}: {body}");
+    }
+    let (status, body) = served.send("POST", "/v1/workflows", Some(&ops), Some(workflow.as_bytes()), &toml);
+    assert_eq!((status, body["replaced"].as_bool()), (201, Some(false)), "{body}");
+    let (status, created) = served.post_as(&runner, "/v1/runs", &json!({"workflow": "echo", "input": {"n": 1}}));
+    assert_eq!(status, 201, "{created}");
+    let first = created["run_id"].as_str().unwrap().to_string();
+    served.wait_status(&runner, &first, "completed", Duration::from_secs(60));
+
+    // Replaced, then still there after a restart: the file is in the workflows directory.
+    let second = workflow.replace("first", "second");
+    let (status, body) = served.send("POST", "/v1/workflows", Some(&ops), Some(second.as_bytes()), &toml);
+    assert_eq!((status, body["replaced"].as_bool()), (200, Some(true)), "{body}");
+    assert_eq!(served.terminate(Duration::from_secs(30)), Some(0));
+    let served = Served::start(&db, &["--workflows", &workflows]);
+    let (_, listed) = served.get_as(&runner, "/v1/workflows");
+    assert_eq!(listed["workflows"][0]["steps"], json!(["second"]), "{listed}");
+    let (_, created) = served.post_as(&runner, "/v1/runs", &json!({"workflow": "echo", "input": {"n": 2}}));
+    let run = created["run_id"].as_str().unwrap().to_string();
+    served.wait_status(&runner, &run, "completed", Duration::from_secs(60));
+    // The first run keeps the workflow it pinned.
+    let started = &events(&db, &first)[0];
+    assert_eq!(started["plan"]["steps"][0]["name"], "first", "{started}");
 }
 
 #[test]
@@ -451,4 +516,45 @@ fn a_run_executing_on_the_server_is_cancelled_through_the_api() {
     assert_eq!(of_type(&journal, "step_attempt_started").len(), 1, "the retry never ran");
     let (code, verified) = tether_json(&db, &["verify", &run, "--json"]);
     assert_eq!(code, Some(0), "{verified}");
+}
+
+#[test]
+fn a_paused_run_is_resumed_over_the_api_with_a_raise_journaled_as_the_operator() {
+    let dir = fresh_dir("serve-resume");
+    let db = dir.join("journal.db");
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    let steps: String = (1..=3)
+        .map(|k| {
+            format!(
+                "[[steps]]\nname = \"s{k}\"\ncomponent = {:?}\nbudget = {{ fuel = 100_000_000_000 }}\n",
+                artifacts::HOSTILE
+            )
+        })
+        .collect();
+    let text = format!("name = \"budgeted\"\n[run]\nbudget = {{ usage = {{ tokens = 50 }} }}\n{steps}");
+    std::fs::write(dir.join("workflows/budgeted.toml"), text).unwrap();
+    let ops = token(&db, "ops", "olga", &["operator"]);
+    let workflows = dir.join("workflows").display().to_string();
+    let served = Served::start(&db, &["--workflows", &workflows]);
+    let input = json!({"mode": "usage-flood", "n": 30});
+    let (status, created) = served.post_as(&ops, "/v1/runs", &json!({"workflow": "budgeted", "input": input}));
+    assert_eq!(status, 201, "{created}");
+    let run = created["run_id"].as_str().unwrap().to_string();
+    served.wait_status(&ops, &run, "paused", Duration::from_secs(60));
+
+    let path = format!("/v1/runs/{run}/resume");
+    let (status, body) = served.post_as(&ops, &path, &json!({"budget": {"fuel": 5}}));
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("budget")), "no fuel budget: {body}");
+    let (status, body) = served.post_as(&ops, &path, &json!({"budget": {"tokens": -5}}));
+    assert_eq!(status, 400, "{body}");
+    let (status, resumed) = served.post_as(&ops, &path, &json!({"budget": {"tokens": 100}}));
+    assert_eq!(status, 202, "{resumed}");
+    served.wait_status(&ops, &run, "completed", Duration::from_secs(60));
+    let journal = events(&db, &run);
+    let raised = of_type(&journal, "budget_raised");
+    assert_eq!(raised.len(), 1, "{journal:?}");
+    assert_eq!((raised[0]["metric"].as_str(), raised[0]["by"].as_f64()), (Some("tokens"), Some(100.0)));
+    assert_eq!(raised[0]["requested_by"], "olga", "who raised it is journaled");
+    let (status, body) = served.post_as(&ops, &path, &json!({}));
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("run_ended")), "{body}");
 }

@@ -227,6 +227,16 @@ impl Worker {
     /// is continued again when it stops (its raises are then not applied: `false`).
     /// `false` too once the worker is stopping. `raises` add to its run budgets.
     pub fn wake(self: &Arc<Self>, run: RunId, raises: Vec<(String, f64)>) -> bool {
+        self.wake_raising(run, raises, None)
+    }
+
+    /// [`Worker::wake`], the raises journaled as asked for by `requested_by`.
+    pub fn wake_raising(
+        self: &Arc<Self>,
+        run: RunId,
+        raises: Vec<(String, f64)>,
+        requested_by: Option<String>,
+    ) -> bool {
         if self.stopping() {
             return false;
         }
@@ -253,7 +263,10 @@ impl Worker {
                 };
                 let work = async {
                     let driver = worker.app.driver()?;
-                    Ok::<_, AppError>(driver.resume_with(run.as_str(), &raises, Some(&worker.drain), progress).await?)
+                    let who = requested_by.as_deref().filter(|_| !raises.is_empty());
+                    Ok::<_, AppError>(
+                        driver.resume_with(run.as_str(), &raises, who, Some(&worker.drain), progress).await?,
+                    )
                 };
                 let result = tokio::select! {
                     r = work => Some(r),

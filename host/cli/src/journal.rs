@@ -222,7 +222,10 @@ fn detail(e: &Event) -> String {
         EventKind::RunPaused { exceeded, used, limit, .. } => {
             format!("paused: the run's `{exceeded}` budget is used up ({used} of {limit})")
         }
-        EventKind::BudgetRaised { metric, by } => format!("`{metric}` budget raised by {by}"),
+        EventKind::BudgetRaised { metric, by, requested_by } => match requested_by {
+            Some(who) => format!("`{metric}` budget raised by {by} (asked by {who})"),
+            None => format!("`{metric}` budget raised by {by}"),
+        },
         EventKind::CompensationBegun { error } if error.class == tether_types::FailureClass::Cancelled => {
             "cancelled; undoing completed steps in reverse order".to_string()
         }

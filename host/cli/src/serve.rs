@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tether_app::schedule::Schedule;
 use tether_app::{Worker, WorkerConfig};
 use tether_server::config::ServeConfig;
-use tether_server::{Server, Workflows};
+use tether_server::{Registry, Server, Workflows};
 
 use crate::cli::ServeArgs;
 use crate::Failure;
@@ -31,7 +31,8 @@ pub(crate) fn serve(mut args: ServeArgs) -> Result<ExitCode, Failure> {
     if args.host.db.db.is_none() {
         args.host.db.db = config.db.clone();
     }
-    let workflows = match args.workflows.as_ref().or(config.workflows.as_ref()) {
+    let workflows_dir = args.workflows.clone().or(config.workflows.clone());
+    let workflows = match &workflows_dir {
         Some(dir) => Workflows::load(dir).map_err(|e| Failure::usage(format!("workflows: {e}")))?,
         None => Workflows::default(),
     };
@@ -84,6 +85,7 @@ pub(crate) fn serve(mut args: ServeArgs) -> Result<ExitCode, Failure> {
             eprintln!("schedule {}: `{}` runs {} ({} overlap)", s.spec.name, s.spec.cron, s.spec.workflow, overlap(s));
         }
         let timers = tokio::spawn(Arc::clone(&worker).run_timers());
+        let workflows = Registry::new(workflows_dir, workflows);
         let server = Arc::new(Server { worker: Arc::clone(&worker), workflows, hooks });
         let ticking = tokio::spawn(tether_server::triggers::run_schedules(Arc::clone(&server), schedules));
         let (close_http, http_closed) = tokio::sync::oneshot::channel::<()>();

@@ -30,7 +30,7 @@ use tether_types::access::Role;
 
 pub use auth::Caller;
 pub use error::ApiError;
-pub use workflows::{Registered, Workflows};
+pub use workflows::{Registered, Registry, Workflows};
 
 /// Most runs or events one page holds.
 pub const PAGE_MAX: u32 = 1000;
@@ -43,7 +43,7 @@ pub struct Server {
     /// Executes runs.
     pub worker: Arc<Worker>,
     /// Workflows runs are started of, by name.
-    pub workflows: Workflows,
+    pub workflows: Registry,
     /// Webhooks, by name.
     pub hooks: std::collections::BTreeMap<String, config::WebhookSpec>,
 }
@@ -63,7 +63,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/runs/{id}/resume", post(runs::resume))
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}/decision", post(approvals::decide))
-        .route("/v1/workflows", get(list_workflows))
+        .route("/v1/workflows", get(list_workflows).post(runs::register))
         .route(
             "/v1/plugins",
             get(plugins::list).post(plugins::deploy).layer(DefaultBodyLimit::max(plugins::COMPONENT_LIMIT)),
@@ -123,6 +123,7 @@ async fn list_workflows(State(server): State<Arc<Server>>, caller: Caller) -> Re
     caller.require(Role::Viewer)?;
     let list: Vec<Value> = server
         .workflows
+        .list()
         .iter()
         .map(|r| {
             let w = &r.workflow;

@@ -47,6 +47,7 @@ impl Modify for BearerAuth {
         crate::runs::one,
         crate::runs::events,
         crate::runs::submit,
+        crate::runs::register,
         crate::runs::cancel,
         crate::runs::resume,
         crate::runs::stats,

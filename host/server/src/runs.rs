@@ -208,7 +208,11 @@ fn follow(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubmitBody {
-    workflow: String,
+    /// A registered workflow, by name (see `GET /v1/workflows`).
+    workflow: Option<String>,
+    /// Or a deployed step plugin, `NAME@VERSION`, run as a one-step workflow.
+    plugin: Option<String>,
+    /// The run's input.
     #[serde(default)]
     input: Value,
 }
@@ -216,11 +220,12 @@ pub(crate) struct SubmitBody {
 /// Longest idempotency key taken.
 const KEY_MAX: usize = 255;
 
-/// `POST /v1/runs` with `{"workflow": NAME, "input": ...}` and, optionally, an
-/// `Idempotency-Key` header: 201 with the new run once its start is durable; with a key
-/// seen before (from the same identity, for the same workflow), 200 with that run and
-/// nothing new started. The run acts as the workflow's identity, or else the caller's.
 #[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = SubmitBody, params(("Idempotency-Key" = Option<String>, Header, description = "A key seen before returns its run")), responses((status = 201, description = "Started; its start is durable", body = Object), (status = 200, description = "The run this idempotency key started before", body = Object), (status = 404, description = "No such workflow", body = ErrorBody), (status = 409, description = "Busy", body = ErrorBody), (status = 413, description = "The body is too large", body = ErrorBody), (status = 415, description = "The body is not JSON", body = ErrorBody), (status = 503, description = "The server is stopping", body = ErrorBody), (status = 400, description = "A parameter or the body is wrong", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
+/// `POST /v1/runs` with `{"workflow": NAME, "input": ...}` (or `{"plugin": NAME@VERSION,
+/// ...}`) and, optionally, an `Idempotency-Key` header: 201 with the new run once its
+/// start is durable; with a key seen before (from the same identity, for the same
+/// workflow), 200 with that run and nothing new started. The run acts as the workflow's
+/// identity, or else the caller's.
 pub(crate) async fn submit(
     State(server): State<Arc<Server>>,
     caller: Caller,
@@ -241,16 +246,26 @@ pub(crate) async fn submit(
                 .to_string(),
         ),
     };
-    let Some(registered) = server.workflows.get(&body.workflow) else {
-        let names = server.workflows.names();
-        let registered =
-            if names.is_empty() { "none; start the server with --workflows DIR".into() } else { names.join(", ") };
-        return Err(ApiError::not_found(
-            "unknown_workflow",
-            format!("no workflow `{}` is registered (registered: {registered})", body.workflow),
-        ));
+    let (scope, registered) = match (&body.workflow, &body.plugin) {
+        (Some(name), None) => {
+            let Some(registered) = server.workflows.get(name) else {
+                let names = server.workflows.names();
+                let registered = if names.is_empty() {
+                    "none; start the server with --workflows DIR".into()
+                } else {
+                    names.join(", ")
+                };
+                return Err(ApiError::not_found(
+                    "unknown_workflow",
+                    format!("no workflow `{name}` is registered (registered: {registered})"),
+                ));
+            };
+            (name.clone(), registered)
+        }
+        (None, Some(plugin)) => (format!("plugin:{plugin}"), one_step(plugin)?),
+        _ => return Err(ApiError::bad("body", "name either a `workflow` or a `plugin` (NAME@VERSION) to run")),
     };
-    let run_id = key.as_deref().map(|k| keyed_run_id(&caller.identity, &body.workflow, k));
+    let run_id = key.as_deref().map(|k| keyed_run_id(&caller.identity, &scope, k));
     let app = server.worker.app();
     if let Some(id) = &run_id {
         if let Some(found) = existing(&server, id).await? {
@@ -277,6 +292,52 @@ pub(crate) async fn submit(
             ApiError::new(StatusCode::CONFLICT, "busy", format!("run {id} is being started by another request"))
         }),
     }
+}
+
+/// A deployed step plugin as a one-step workflow named after it.
+fn one_step(plugin: &str) -> Result<crate::Registered, ApiError> {
+    let (name, _) = tether_types::plugin_ref::parse(plugin)
+        .map_err(|e| ApiError::bad("plugin", format!("`{plugin}`: {e} (write NAME@VERSION)")))?;
+    let text = format!("name = {name:?}\n[[steps]]\nname = {name:?}\ncomponent = {plugin:?}\n");
+    let workflow = tether_types::Workflow::parse(plugin, &text).map_err(|e| ApiError::bad("plugin", e.to_string()))?;
+    Ok(crate::Registered { workflow, base: std::path::PathBuf::new(), file: std::path::PathBuf::new() })
+}
+
+#[utoipa::path(post, path = "/v1/workflows", tag = "runs", request_body(content = String, content_type = "text/plain", description = "The workflow file (TOML; any content type is taken)"), responses((status = 201, description = "Registered", body = Object), (status = 200, description = "Replaced the workflow of that name", body = Object), (status = 400, description = "The workflow does not parse or load", body = ErrorBody), (status = 401, description = "No usable token", body = ErrorBody), (status = 403, description = "The token's role does not allow it", body = ErrorBody), (status = 409, description = "The server has no workflows directory", body = ErrorBody)), security(("bearer" = [])))]
+/// `POST /v1/workflows` with a workflow file (TOML) as the body: checked (parsed, its
+/// policy assembled, its components resolved and compiled) and registered under its
+/// name, written into the server's workflows directory so the next start has it too.
+/// Its components are best named as deployed plugins (`NAME@VERSION`); relative paths
+/// are taken from that directory. Runs started before keep the workflow they pinned.
+pub(crate) async fn register(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator)?;
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad("body", "the workflow file must be UTF-8 TOML"))?;
+    let registered = server.workflows.parse(text).map_err(|e| {
+        if e.contains("no workflows directory") {
+            ApiError::new(StatusCode::CONFLICT, "no_workflows_directory", e)
+        } else {
+            ApiError::bad("body", e)
+        }
+    })?;
+    // It must load as a run of it would: components resolved and compiled, the policy read.
+    let check = StartRequest {
+        workflow: registered.workflow.clone(),
+        base: registered.base.clone(),
+        policy_file: None,
+        identity: None,
+        input: Value::Null,
+        run_id: None,
+    };
+    server.worker.app().prepare(check).await?;
+    let name = registered.workflow.name.clone();
+    let replaced = server.workflows.commit(registered, text).map_err(ApiError::internal)?;
+    tracing::info!("workflow {name} registered by {}", caller.identity);
+    let status = if replaced { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(json!({ "workflow": name, "replaced": replaced }))).into_response())
 }
 
 /// The run by this id, answered as an idempotent repeat (200), if it exists.
@@ -397,7 +458,7 @@ pub(crate) async fn resume(
     if server.worker.stopping() {
         return Err(AppError::Stopping.into());
     }
-    if server.worker.executes(&run) || !server.worker.wake(run.clone(), raises) {
+    if server.worker.executes(&run) || !server.worker.wake_raising(run.clone(), raises, Some(caller.identity.clone())) {
         return Err(AppError::Busy(format!("run {run} is executing on this server now")).into());
     }
     Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run.as_str(), "resumed": true }))).into_response())

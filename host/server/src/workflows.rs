@@ -74,3 +74,73 @@ impl Workflows {
         self.by_name.keys().cloned().collect()
     }
 }
+
+/// The workflows a server starts runs of: those read from its directory at start, and
+/// those registered since through the API, which are written into that directory (so
+/// the next start reads them too).
+#[derive(Debug, Default)]
+pub struct Registry {
+    dir: Option<PathBuf>,
+    current: std::sync::RwLock<Workflows>,
+}
+
+impl Registry {
+    /// The registry over `dir` (if the server has one), holding `loaded`.
+    pub fn new(dir: Option<PathBuf>, loaded: Workflows) -> Registry {
+        Registry { dir, current: std::sync::RwLock::new(loaded) }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Workflows> {
+        self.current.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The workflow by name.
+    pub fn get(&self, name: &str) -> Option<Registered> {
+        self.read().get(name).cloned()
+    }
+
+    /// Every registered workflow, by name.
+    pub fn list(&self) -> Vec<Registered> {
+        self.read().iter().cloned().collect()
+    }
+
+    /// Their names.
+    pub fn names(&self) -> Vec<String> {
+        self.read().names()
+    }
+
+    /// A workflow sent to be registered, parsed: where it would be written. Not yet
+    /// registered: see [`Registry::commit`].
+    pub fn parse(&self, text: &str) -> Result<Registered, String> {
+        let Some(dir) = &self.dir else {
+            return Err(
+                "this server has no workflows directory to register workflows in (start it with --workflows DIR)"
+                    .into(),
+            );
+        };
+        let workflow = Workflow::parse("the workflow sent", text).map_err(|e| e.to_string())?;
+        // Replacing a workflow rewrites its file; a new one gets `NAME.toml`.
+        let file = match self.get(&workflow.name) {
+            Some(existing) => existing.file,
+            None => dir.join(format!("{}.toml", workflow.name)),
+        };
+        if self.get(&workflow.name).is_none() && file.exists() {
+            return Err(format!(
+                "{} exists and is not a workflow this server registered; rename the workflow",
+                file.display()
+            ));
+        }
+        Ok(Registered { workflow, base: dir.clone(), file })
+    }
+
+    /// Writes a parsed workflow's file (whole, or not at all) and registers it; `true` if
+    /// it replaced one by that name.
+    pub fn commit(&self, registered: Registered, text: &str) -> Result<bool, String> {
+        let partial = registered.file.with_extension("toml.partial");
+        std::fs::write(&partial, text)
+            .and_then(|()| std::fs::rename(&partial, &registered.file))
+            .map_err(|e| format!("{}: cannot write it: {e}", registered.file.display()))?;
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        Ok(current.by_name.insert(registered.workflow.name.clone(), registered).is_some())
+    }
+}

@@ -247,6 +247,9 @@ pub enum EventKind {
         metric: String,
         /// By how much (milliseconds for `wall_time`).
         by: f64,
+        /// Who asked for it, when known (an API token's identity).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requested_by: Option<String>,
     },
     /// The run failed and completed steps will be undone, in reverse order of completion.
     CompensationBegun {

@@ -443,7 +443,7 @@ impl RunState {
             EventKind::RunWaiting { .. } => self.waiting = true,
             EventKind::RunCancelled { by, reason } => self.cancelled = Some((by.clone(), reason.clone())),
             EventKind::GrantsApplied { env, .. } => self.env.clone_from(env),
-            EventKind::BudgetRaised { metric, by } => *self.raises.entry(metric.clone()).or_default() += by,
+            EventKind::BudgetRaised { metric, by, .. } => *self.raises.entry(metric.clone()).or_default() += by,
             EventKind::RunCompleted { output } => self.outcome = Some(Ok(output.clone())),
             EventKind::RunFailed { error } => self.outcome = Some(Err(error.clone())),
             EventKind::RunStarted { .. } => return Err("a second run_started".into()),

@@ -258,19 +258,21 @@ impl Driver {
         raises: &[(String, f64)],
         progress: impl FnMut(Progress<'_>),
     ) -> Result<RunReport, DriverError> {
-        self.resume_with(run_id, raises, None, progress).await
+        self.resume_with(run_id, raises, None, None, progress).await
     }
 
-    /// [`Driver::resume`], stopping at the next attempt boundary when `drain` starts.
+    /// [`Driver::resume`], with the raises journaled as asked for by `requested_by`,
+    /// stopping at the next attempt boundary when `drain` starts.
     pub async fn resume_with(
         &self,
         run_id: &str,
         raises: &[(String, f64)],
+        requested_by: Option<&str>,
         drain: Option<&Drain>,
         progress: impl FnMut(Progress<'_>),
     ) -> Result<RunReport, DriverError> {
         let lease = RunLease::take(&self.store, run_id, self.leases).await?;
-        let result = self.resume_leased(run_id, raises, drain, progress, &lease).await;
+        let result = self.resume_leased(run_id, (raises, requested_by), drain, progress, &lease).await;
         lease.release().await;
         result
     }
@@ -278,7 +280,7 @@ impl Driver {
     async fn resume_leased(
         &self,
         run_id: &str,
-        raises: &[(String, f64)],
+        (raises, requested_by): (&[(String, f64)], Option<&str>),
         drain: Option<&Drain>,
         progress: impl FnMut(Progress<'_>),
         lease: &RunLease,
@@ -314,7 +316,11 @@ impl Driver {
         }
         journal.record(EventKind::RunResumed { pid: std::process::id() });
         for (metric, by) in raises {
-            journal.record(EventKind::BudgetRaised { metric: metric.clone(), by: *by });
+            journal.record(EventKind::BudgetRaised {
+                metric: metric.clone(),
+                by: *by,
+                requested_by: requested_by.map(str::to_string),
+            });
         }
         // A cancel asked for while another host had the run, which stopped before it saw it.
         if state.cancelled.is_none() {

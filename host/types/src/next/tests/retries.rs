@@ -153,7 +153,10 @@ fn a_run_budget_running_out_is_no_failure_and_the_step_gets_a_fresh_attempt() {
     let again = run.launches();
     assert_eq!((again[0].key.as_str(), again[0].attempt, again[0].resume.as_ref()), ("a", 2, None));
     // Resumed with the budget raised.
-    run.apply([EventKind::RunResumed { pid: 1 }, EventKind::BudgetRaised { metric: "fuel".into(), by: 50.0 }]);
+    run.apply([
+        EventKind::RunResumed { pid: 1 },
+        EventKind::BudgetRaised { metric: "fuel".into(), by: 50.0, requested_by: None },
+    ]);
     assert_eq!(run.state.paused, None);
     assert_eq!(budget(&run).unwrap().fuel, Some(30));
     run.start(&["a"]);

@@ -341,6 +341,12 @@ fn a_server_killed_with_runs_in_backoff_is_restarted_and_every_run_completes_on_
         assert_eq!(code, Some(0), "{verified}");
     }
     assert!(served.log().contains("taking it over"), "{}", served.log());
+    // Each run's effect happened once, though its host was killed and another took it over.
+    let effects = std::fs::read_to_string(dir.join("ledger/effects.log")).unwrap();
+    for run in &runs {
+        assert_eq!(effects.lines().filter(|l| l.contains(run.as_str())).count(), 1, "{run}: {effects}");
+    }
+    assert_eq!(effects.lines().count(), runs.len(), "{effects}");
     assert_eq!(served.terminate(Duration::from_secs(30)), Some(0));
     assert!(served.log().contains("stopped:"), "{}", served.log());
 }

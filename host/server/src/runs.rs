@@ -171,6 +171,8 @@ fn follow(
                 return None;
             }
             let app = c.server.worker.app();
+            // Watched from before the read, so a stop right after it is not missed.
+            let mut stops = c.server.worker.stops();
             match app.events(&c.run).await {
                 Ok(events) => {
                     let after = c.after;
@@ -194,7 +196,6 @@ fn follow(
             }
             if c.queued.is_empty() {
                 // A run that stops on this server is seen at once; others at the next look.
-                let mut stops = c.server.worker.stops();
                 tokio::select! {
                     () = tokio::time::sleep(FOLLOW_POLL) => {}
                     _ = stops.changed() => {}

@@ -39,4 +39,5 @@ mod structure;
 mod support;
 mod sync_points;
 mod templates;
+mod ui;
 mod verify;

@@ -62,12 +62,13 @@ pub(crate) async fn list(
 pub(crate) struct DecisionBody {
     /// `approve` or `reject`.
     #[schema(pattern = "^(approve|reject)$")]
-    decision: String,
+    pub(crate) decision: String,
     /// An edited proposal (approvals only).
-    payload: Option<Value>,
-    comment: Option<String>,
+    pub(crate) payload: Option<Value>,
+    /// Why, for the record.
+    pub(crate) comment: Option<String>,
     /// The request's `version` the decider saw: refused (409) if it changed since.
-    version: Option<u64>,
+    pub(crate) version: Option<u64>,
 }
 
 /// `POST /v1/approvals/{RUN:REQUEST}/decision` with `{"decision": "approve" | "reject",
@@ -83,6 +84,17 @@ pub(crate) async fn decide(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Approver)?;
     let Json(body) = body.map_err(body_error)?;
+    decide_as(&server, &caller.identity, &id, body).await.map(Json)
+}
+
+/// A decision on request `id` (`RUN:REQUEST`) made as `identity`: recorded under the
+/// run's lease, and the run continued here once the request is settled.
+pub(crate) async fn decide_as(
+    server: &Arc<Server>,
+    identity: &str,
+    id: &str,
+    body: DecisionBody,
+) -> Result<Value, ApiError> {
     let decision = match body.decision.as_str() {
         "approve" => Decision::Approve,
         "reject" => Decision::Reject,
@@ -99,7 +111,7 @@ pub(crate) async fn decide(
     let request = DecisionRequest {
         run: run_id.to_string(),
         gate: request.to_string(),
-        identity: caller.identity.clone(),
+        identity: identity.to_string(),
         decision,
         payload: body.payload,
         comment: body.comment,
@@ -112,11 +124,11 @@ pub(crate) async fn decide(
         server.worker.wake(run_id.clone(), Vec::new());
     }
     let after = &decided.after;
-    Ok(Json(json!({
-        "run_id": run_id.as_str(), "request": after.id, "gate": after.gate, "by": caller.identity,
+    Ok(json!({
+        "run_id": run_id.as_str(), "request": after.id, "gate": after.gate, "by": identity,
         "decision": body.decision, "approved_by": after.approvers, "approvals_needed": after.needed,
         "settled": after.outcome.is_some(), "continues": continues,
-    })))
+    }))
 }
 
 /// `text` as one URL path segment: the characters a path gives meaning to, encoded.

@@ -15,6 +15,7 @@ mod openapi;
 mod plugins;
 mod runs;
 pub mod triggers;
+pub mod ui;
 mod workflows;
 
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub struct Server {
     pub workflows: Registry,
     /// Webhooks, by name.
     pub hooks: std::collections::BTreeMap<String, config::WebhookSpec>,
+    /// The web UI's open sessions.
+    pub sessions: ui::Sessions,
 }
 
 /// The API's routes.
@@ -70,6 +73,7 @@ pub fn router(server: Arc<Server>) -> Router {
         )
         .route("/v1/gates", get(plugins::gates))
         .route("/v1/stats", get(runs::stats))
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // A handler that panics answers 500 like any internal error; the server goes on.

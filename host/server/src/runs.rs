@@ -68,7 +68,7 @@ pub(crate) async fn list(
         ),
     };
     let limit = limit(q.limit)?;
-    let query = RunQuery { status, workflow: q.workflow, before, limit };
+    let query = RunQuery { status, workflow: q.workflow, id_prefix: None, before, limit };
     let runs = server.worker.app().runs_page(&query).await?;
     let mut doc = json!({ "runs": runs });
     if runs.len() == limit as usize {
@@ -378,11 +378,23 @@ pub(crate) async fn cancel(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
     let CancelBody { reason } = optional_body(&body)?;
+    let answer = cancel_as(&server, &caller.identity, &id, reason).await?;
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// A cancel of run `id` made as `identity`: recorded and undone here, or asked of the
+/// host that executes it.
+pub(crate) async fn cancel_as(
+    server: &Arc<Server>,
+    identity: &str,
+    id: &str,
+    reason: Option<String>,
+) -> Result<Value, ApiError> {
     let app = server.worker.app();
-    let run = app.resolve_run(&id).await?;
+    let run = app.resolve_run(id).await?;
     let request = tether_app::CancelRequest {
         run: run.to_string(),
-        identity: caller.identity.clone(),
+        identity: identity.to_string(),
         reason: reason.clone(),
         wait: std::time::Duration::ZERO,
     };
@@ -396,10 +408,7 @@ pub(crate) async fn cancel(
         // Executing here or on another host: it is asked, and picks the request up
         // while it runs, or when it is next continued.
         Err(AppError::Busy(_)) => {
-            app.store()
-                .request_cancel(run.as_str(), &caller.identity, reason.as_deref())
-                .await
-                .map_err(AppError::from)?;
+            app.store().request_cancel(run.as_str(), identity, reason.as_deref()).await.map_err(AppError::from)?;
             true
         }
         Err(e) => return Err(e.into()),
@@ -407,8 +416,7 @@ pub(crate) async fn cancel(
     // Undone here now, or (executing here) once it stops, if it has not seen the request.
     server.worker.wake(run.clone(), Vec::new());
     let state = if asked { "requested" } else { "recorded" };
-    Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run.as_str(), "cancel": state, "by": caller.identity })))
-        .into_response())
+    Ok(json!({ "run_id": run.as_str(), "cancel": state, "by": identity }))
 }
 
 /// A JSON body that may be left out (empty): the default when it is.
@@ -439,8 +447,19 @@ pub(crate) async fn resume(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Operator)?;
     let ResumeBody { budget } = optional_body(&body)?;
+    let answer = resume_as(&server, &caller.identity, &id, budget).await?;
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// Continues run `id` here, its budgets raised by `budget` as asked by `identity`.
+pub(crate) async fn resume_as(
+    server: &Arc<Server>,
+    identity: &str,
+    id: &str,
+    budget: std::collections::BTreeMap<String, f64>,
+) -> Result<Value, ApiError> {
     let app = server.worker.app();
-    let run = app.resolve_run(&id).await?;
+    let run = app.resolve_run(id).await?;
     let (state, events) = app.state(&run).await?;
     if state.outcome.is_some() {
         let status = tether_types::state::index_status(&events).as_str().to_string();
@@ -459,10 +478,10 @@ pub(crate) async fn resume(
     if server.worker.stopping() {
         return Err(AppError::Stopping.into());
     }
-    if server.worker.executes(&run) || !server.worker.wake_raising(run.clone(), raises, Some(caller.identity.clone())) {
+    if server.worker.executes(&run) || !server.worker.wake_raising(run.clone(), raises, Some(identity.to_string())) {
         return Err(AppError::Busy(format!("run {run} is executing on this server now")).into());
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run.as_str(), "resumed": true }))).into_response())
+    Ok(json!({ "run_id": run.as_str(), "resumed": true }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -127,7 +127,13 @@ impl RunIndex for SqliteStore {
         let sql = "SELECT run_id, workflow, status, identity, started_us, finished_us FROM runs \
                    WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) \
                    AND (?3 IS NULL OR started_us < ?3 OR (started_us = ?3 AND run_id < ?4)) \
+                   AND (?6 IS NULL OR run_id LIKE ?6 ESCAPE '\\') \
                    ORDER BY started_us DESC, run_id DESC LIMIT ?5";
+        // A prefix is matched literally: `%` and `_` in it are not wildcards.
+        let prefix = q
+            .id_prefix
+            .as_ref()
+            .map(|p| format!("{}%", p.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
         let (before_us, before_id) = match &q.before {
             Some((us, id)) => (Some(*us as i64), Some(id.as_str())),
             None => (None, None),
@@ -138,6 +144,7 @@ impl RunIndex for SqliteStore {
             .bind(before_us)
             .bind(before_id)
             .bind(q.limit as i64)
+            .bind(prefix)
             .fetch_all(&self.readers)
             .await
             .map_err(db)?;

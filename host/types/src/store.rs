@@ -32,6 +32,8 @@ pub struct RunQuery {
     pub status: Option<RunIndexStatus>,
     /// Only runs of this workflow.
     pub workflow: Option<String>,
+    /// Only runs whose id starts with this.
+    pub id_prefix: Option<String>,
     /// Only runs older than this one (its start time and id): the previous page's last.
     pub before: Option<(u64, String)>,
     /// At most this many.

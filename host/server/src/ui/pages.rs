@@ -1,0 +1,469 @@
+//! The UI's pages, rendered on the server (maud escapes everything interpolated, so no
+//! text a guest or a person wrote is ever taken as HTML).
+
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde_json::Value;
+use tether_types::access::Role;
+use tether_types::event::{Event, EventKind};
+
+use super::session::Viewer;
+use super::url_encode;
+
+/// A whole page: the header with what the viewer may see, then `body`.
+pub(crate) fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · tether" }
+                link rel="stylesheet" href="/ui/assets/style.css";
+                script src="/ui/assets/htmx.min.js" defer {}
+            }
+            body {
+                header {
+                    a.brand href="/ui/runs" { "tether" }
+                    @if let Some(v) = viewer {
+                        nav {
+                            a href="/ui/runs" { "Runs" }
+                            a href="/ui/inbox" { "Inbox" }
+                            a href="/ui/gates" { "Gates" }
+                            a href="/ui/stats" { "Stats" }
+                        }
+                        form.logout method="post" action="/ui/logout" {
+                            input type="hidden" name="csrf" value=(v.csrf);
+                            span.who { (v.identity) " (" (roles(v)) ")" }
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+fn roles(v: &Viewer) -> String {
+    v.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// The login form.
+pub(crate) fn login(next: &str, failed: Option<&str>) -> Markup {
+    page(
+        "Log in",
+        None,
+        html! {
+            @if let Some(why) = failed { p.error role="alert" { (why) } }
+            form.login method="post" action="/ui/login" {
+                label for="token" { "API token" }
+                input #token type="password" name="token" autocomplete="current-password" required autofocus;
+                input type="hidden" name="next" value=(next);
+                button type="submit" { "Log in" }
+            }
+            p.hint { "Make a token with " code { "tether token create NAME --identity WHO --role ROLE" } "." }
+        },
+    )
+}
+
+/// A status as a coloured badge.
+pub(crate) fn status(s: &str) -> Markup {
+    html! { span class={ "status " (s) } { (s) } }
+}
+
+/// The runs table (also the live fragment the page refreshes).
+pub(crate) fn runs_table(runs: &[Value], refresh: &str, older: Option<&str>) -> Markup {
+    html! {
+        div #runs hx-get=(refresh) hx-trigger="every 3s" hx-swap="outerHTML" {
+            @if runs.is_empty() { p.empty { "No runs match." } }
+            @else {
+                table.runs {
+                    thead { tr { th { "Run" } th { "Workflow" } th { "Status" } th { "Started (UTC)" } th { "Identity" } } }
+                    tbody {
+                        @for r in runs {
+                            @let id = r["run_id"].as_str().unwrap_or("-");
+                            tr {
+                                td { a href={ "/ui/runs/" (url_encode(id)) } { code { (id) } } }
+                                td { (r["workflow"].as_str().unwrap_or("-")) }
+                                td { (status(r["status"].as_str().unwrap_or("-"))) }
+                                td { (time(r["started_us"].as_u64())) }
+                                td { (r["identity"].as_str().unwrap_or("-")) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(older) = older { p { a.more href=(older) { "Older runs →" } } }
+        }
+    }
+}
+
+/// The runs page: filters, then the table.
+pub(crate) fn runs(viewer: &Viewer, filters: &Filters, table: Markup) -> Markup {
+    const STATUSES: [&str; 8] =
+        ["running", "waiting", "paused", "completed", "failed", "compensated", "compensation_failed", "cancelled"];
+    page(
+        "Runs",
+        Some(viewer),
+        html! {
+            form.filters method="get" action="/ui/runs" {
+                label { "Status "
+                    select name="status" {
+                        option value="" { "any" }
+                        @for s in STATUSES { option value=(s) selected[filters.status.as_deref() == Some(s)] { (s) } }
+                    }
+                }
+                label { "Workflow " input type="text" name="workflow" value=(filters.workflow.clone().unwrap_or_default()); }
+                label { "Run id starts with " input type="search" name="q" value=(filters.q.clone().unwrap_or_default()); }
+                button type="submit" { "Filter" }
+            }
+            (table)
+        },
+    )
+}
+
+/// What the runs page is filtered by.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct Filters {
+    pub(crate) status: Option<String>,
+    pub(crate) workflow: Option<String>,
+    pub(crate) q: Option<String>,
+    pub(crate) cursor: Option<String>,
+}
+
+fn time(us: Option<u64>) -> String {
+    match us {
+        Some(us) => tether_types::units::rfc3339(us).replace('T', " ").chars().take(19).collect(),
+        None => "-".into(),
+    }
+}
+
+fn json(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// One run: at a glance, its timeline, and its events from the newest.
+pub(crate) fn run(
+    viewer: &Viewer,
+    view: &Value,
+    events: &[Event],
+    older: Option<u64>,
+    total: usize,
+    all: &[Event],
+) -> Markup {
+    let id = view["run_id"].as_str().unwrap_or("-");
+    let state = view["status"].as_str().unwrap_or("-");
+    page(
+        &format!("Run {id}"),
+        Some(viewer),
+        html! {
+            section.summary {
+                p { (status(state)) " " b { (view["workflow"].as_str().unwrap_or("-")) } " as " (view["identity"].as_str().unwrap_or("-"))
+                    " · started " (view["started"].as_str().unwrap_or("-")) }
+                @if let Some(waiting) = view["waiting_on"].as_array().filter(|w| !w.is_empty()) {
+                    p.waiting { "Waiting on: "
+                        @for w in waiting { span.request { (w["gate"].as_str().unwrap_or("-")) " (" (w["approval"].as_str().unwrap_or("-")) ")" } " " }
+                        a href="/ui/inbox" { "decide in the inbox" }
+                    }
+                }
+                @if let Some(paused) = view.get("paused") { p.paused { "Paused: the " (paused["exceeded"].as_str().unwrap_or("-")) " budget ran out" } }
+                (meters(view))
+                @if viewer.may(Role::Operator) && !matches!(state, "completed" | "failed" | "compensated" | "compensation_failed" | "cancelled") {
+                    div.actions {
+                        form method="post" action={ "/ui/runs/" (url_encode(id)) "/cancel" } {
+                            input type="hidden" name="csrf" value=(viewer.csrf);
+                            input type="text" name="reason" placeholder="why (recorded)";
+                            button.danger type="submit" { "Cancel run" }
+                        }
+                        @if matches!(state, "paused" | "running") {
+                            form method="post" action={ "/ui/runs/" (url_encode(id)) "/resume" } {
+                                input type="hidden" name="csrf" value=(viewer.csrf);
+                                button type="submit" { "Resume" }
+                            }
+                        }
+                    }
+                }
+            }
+            section.io {
+                details open { summary { "Input" } pre { (json(&view["input"])) } }
+                @if let Some(out) = view.get("output") { details open { summary { "Output" } pre { (json(out)) } } }
+                @if let Some(err) = view.get("error") { details open { summary { "Error" } pre.error { (json(err)) } } }
+            }
+            section {
+                h2 { "Timeline" }
+                (timeline(all))
+            }
+            section {
+                h2 { "Events (" (total) ")" }
+                table.events {
+                    thead { tr { th { "Seq" } th { "Time (UTC)" } th { "Step" } th { "Event" } th { "Detail" } } }
+                    tbody {
+                        @for e in events.iter().rev() {
+                            tr {
+                                td { (e.seq) }
+                                td { (time(Some(e.at_us))) }
+                                td { (e.kind.step().unwrap_or("-")) }
+                                td { code { (e.kind.name()) } }
+                                td.detail { (detail(&e.kind)) }
+                            }
+                        }
+                    }
+                }
+                @if let Some(before) = older {
+                    p { a.more href={ "/ui/runs/" (url_encode(id)) "?before=" (before) } { "Load earlier events" } }
+                }
+            }
+        },
+    )
+}
+
+/// Budget meters: what the run used against its run budget, where it has one.
+fn meters(view: &Value) -> Markup {
+    let totals = &view["totals"];
+    html! {
+        dl.meters {
+            dt { "Fuel" } dd { (totals["fuel"].as_u64().unwrap_or(0)) }
+            dt { "Wall time" } dd { (format!("{:.1} ms", totals["wall_ms"].as_f64().unwrap_or(0.0))) }
+            dt { "Tool calls" } dd { (totals["tool_calls"].as_u64().unwrap_or(0)) }
+            @if let Some(usage) = totals["usage"].as_object() {
+                @for (k, v) in usage { dt { (k) } dd { (v) } }
+            }
+        }
+    }
+}
+
+fn detail(kind: &EventKind) -> String {
+    let text = serde_json::to_value(kind).map(|mut v| {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("type");
+            o.remove("plan");
+        }
+        v.to_string()
+    });
+    let text = text.unwrap_or_default();
+    if text.chars().count() > 240 {
+        format!("{}…", text.chars().take(240).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// The run as a timeline: one row per step (and per fan-out item and loop iteration),
+/// attempts as bars coloured by outcome, backoff waits, approval waits, and tool, HTTP
+/// and model calls as marks. Server-rendered SVG.
+pub(crate) fn timeline(events: &[Event]) -> Markup {
+    let Some(first) = events.first() else { return html! { p.empty { "No events." } } };
+    let t0 = first.at_us;
+    let t1 = events.iter().map(|e| e.at_us).max().unwrap_or(t0).max(t0 + 1);
+    let mut rows: Vec<String> = Vec::new();
+    let row = |rows: &mut Vec<String>, key: &str| -> usize {
+        rows.iter().position(|r| r == key).unwrap_or_else(|| {
+            rows.push(key.to_string());
+            rows.len() - 1
+        })
+    };
+    // (row, from, to, class, title)
+    let mut bars: Vec<(usize, u64, u64, &str, String)> = Vec::new();
+    let mut marks: Vec<(usize, u64, &str, String)> = Vec::new();
+    let mut open: std::collections::HashMap<String, (u64, u32)> = Default::default();
+    let mut asked: std::collections::HashMap<String, (usize, u64)> = Default::default();
+    for e in events {
+        match &e.kind {
+            EventKind::StepAttemptStarted { step, attempt, .. } => {
+                row(&mut rows, step);
+                open.insert(step.clone(), (e.at_us, *attempt));
+            }
+            EventKind::StepCompleted { step, .. } | EventKind::StepFailed { step, .. } => {
+                let r = row(&mut rows, step);
+                let (from, attempt) = open.remove(step).unwrap_or((e.at_us, 0));
+                let (class, word) = if matches!(e.kind, EventKind::StepCompleted { .. }) {
+                    ("ok", "completed")
+                } else {
+                    ("failed", "failed")
+                };
+                bars.push((r, from, e.at_us, class, format!("{step}: attempt {attempt} {word}")));
+            }
+            EventKind::RetryScheduled { step, not_before_us, .. } => {
+                let r = row(&mut rows, step);
+                bars.push((
+                    r,
+                    e.at_us,
+                    (*not_before_us).min(t1),
+                    "backoff",
+                    format!("{step}: backoff before the next attempt"),
+                ));
+            }
+            EventKind::ApprovalRequested { id, step, .. } => {
+                let r = row(&mut rows, step);
+                asked.insert(id.clone(), (r, e.at_us));
+            }
+            EventKind::ApprovalDecided { id, by, decision, .. } => {
+                if let Some((r, from)) = asked.remove(id) {
+                    bars.push((r, from, e.at_us, "approval", format!("{id}: {} by {by}", decision.as_str())));
+                }
+            }
+            EventKind::ToolCallCompleted { .. } | EventKind::HttpExchanged { .. } | EventKind::ModelCalled { .. } => {
+                if let Some(step) = e.kind.step() {
+                    let r = row(&mut rows, step);
+                    marks.push((r, e.at_us, e.kind.name(), e.kind.name().replace('_', " ")));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (step, (from, attempt)) in &open {
+        let r = row(&mut rows, step);
+        bars.push((r, *from, t1, "open", format!("{step}: attempt {attempt}, not ended")));
+    }
+    for (id, (r, from)) in &asked {
+        bars.push((*r, *from, t1, "approval waiting", format!("{id}: waiting for a decision")));
+    }
+    let (label_w, width, row_h) = (160.0, 640.0, 22.0);
+    let x = |us: u64| label_w + (us.saturating_sub(t0) as f64 / (t1 - t0) as f64) * width;
+    let height = row_h * rows.len().max(1) as f64 + 20.0;
+    html! {
+        div.timeline {
+            svg viewBox={ "0 0 " (label_w + width + 10.0) " " (height) } role="img" aria-label="Timeline of the run's steps" {
+                @for (i, key) in rows.iter().enumerate() {
+                    text x="4" y=(row_h * i as f64 + 15.0) class="label" { (key) }
+                }
+                @for (r, from, to, class, title) in &bars {
+                    rect class={ "bar " (class) } x=(format!("{:.1}", x(*from))) y=(row_h * *r as f64 + 4.0)
+                        width=(format!("{:.1}", (x(*to) - x(*from)).max(2.0))) height="14" {
+                        title { (title) }
+                    }
+                }
+                @for (r, at, class, title) in &marks {
+                    circle class={ "mark " (class) } cx=(format!("{:.1}", x(*at))) cy=(row_h * *r as f64 + 11.0) r="4" {
+                        title { (title) }
+                    }
+                }
+                text x=(label_w) y=(height - 4.0) class="axis" { "0" }
+                text x=(label_w + width) y=(height - 4.0) class="axis" text-anchor="end" {
+                    (format!("{:.1} s", (t1 - t0) as f64 / 1e6))
+                }
+            }
+        }
+    }
+}
+
+/// The inbox: each pending request with its proposal, who else must decide, its
+/// deadline; approve (optionally with an edited proposal) or reject, with a comment.
+pub(crate) fn inbox(viewer: &Viewer, pending: &[Value], notice: Option<&str>) -> Markup {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+    page(
+        "Inbox",
+        Some(viewer),
+        html! {
+            @if let Some(n) = notice { p.notice role="status" { (n) } }
+            @if pending.is_empty() { p.empty { "Nothing is waiting for a decision." } }
+            @for p in pending {
+                @let overdue = p["deadline_us"].as_u64().is_some_and(|d| d <= now);
+                @let id = format!("{}:{}", p["run_id"].as_str().unwrap_or(""), p["request"].as_str().unwrap_or(""));
+                article class={ "request" @if overdue { " overdue" } } {
+                    h2 { (p["gate"].as_str().unwrap_or("-")) " · " a href={ "/ui/runs/" (url_encode(p["run_id"].as_str().unwrap_or(""))) } { code { (p["run_id"].as_str().unwrap_or("-")) } } }
+                    p { (p["workflow"].as_str().unwrap_or("-")) " · step " (p["step"].as_str().unwrap_or("-"))
+                        " · needs " (p["approvals_needed"].as_u64().unwrap_or(1)) " approval(s)"
+                        @if let Some(by) = p["approved_by"].as_array().filter(|a| !a.is_empty()) {
+                            ", approved so far by " (by.iter().filter_map(|b| b.as_str()).collect::<Vec<_>>().join(", "))
+                        }
+                    }
+                    @if let Some(d) = p["deadline_us"].as_u64() {
+                        p.deadline { @if overdue { b { "Overdue: " } } "deadline " (time(Some(d))) " UTC, then " (p["on_timeout"].as_str().unwrap_or("-")) }
+                    }
+                    pre.proposal { (json(&p["proposal"])) }
+                    @if viewer.may(Role::Approver) {
+                        form.decide method="post" action="/ui/decide" {
+                            input type="hidden" name="csrf" value=(viewer.csrf);
+                            input type="hidden" name="id" value=(id);
+                            input type="hidden" name="version" value=(p["version"].as_u64().unwrap_or(0));
+                            label { "Comment " input type="text" name="comment"; }
+                            details { summary { "Edit the proposal" }
+                                textarea name="payload" rows="6" data-original=(json(&p["proposal"])) { (json(&p["proposal"])) }
+                            }
+                            button.approve type="submit" name="decision" value="approve" { "Approve" }
+                            button.reject type="submit" name="decision" value="reject" { "Reject" }
+                        }
+                    }
+                }
+            }
+            (PreEscaped(EDIT_CHECK))
+        },
+    )
+}
+
+/// Checks an edited proposal is JSON before the form is sent (the server checks it
+/// against the original's shape again).
+const EDIT_CHECK: &str = r#"<script>
+document.addEventListener('submit', function (ev) {
+  var area = ev.target.querySelector('textarea[name=payload]');
+  if (!area) return;
+  if (area.value.trim() === area.dataset.original.trim()) { area.disabled = true; return; }
+  try { JSON.parse(area.value); } catch (e) { ev.preventDefault(); alert('The edited proposal is not valid JSON: ' + e.message); }
+});
+</script>"#;
+
+/// The gates: each gate's track record and whether it approves by itself now.
+pub(crate) fn gates(viewer: &Viewer, gates: &[Value]) -> Markup {
+    page(
+        "Gates",
+        Some(viewer),
+        html! {
+            @if gates.is_empty() { p.empty { "No run has met a gate yet." } }
+            @for g in gates {
+                article.gate {
+                    h2 { (g["gate"].as_str().unwrap_or("-")) " · " (g["workflow"].as_str().unwrap_or("-")) }
+                    p { (g["spec"]["approvals"].as_u64().unwrap_or(1)) " approval(s)"
+                        @if let Some(relax) = g["spec"].get("relax_after") {
+                            " · relaxes after " (relax["decisions"].as_u64().unwrap_or(0)) " decisions with at most "
+                            (format!("{:.0}%", relax["max_override_rate"].as_f64().unwrap_or(0.0) * 100.0)) " overridden"
+                        } @else { " · never relaxes" }
+                    }
+                    table {
+                        thead { tr { th { "Class" } th { "Decisions" } th { "Approved" } th { "Overrides" } th { "Override rate" } th { "Automatic" } th { "Now" } } }
+                        tbody {
+                            @for r in g["records"].as_array().into_iter().flatten() {
+                                tr {
+                                    td { (r["class"].as_str().unwrap_or("all")) }
+                                    td { (r["decisions"]) } td { (r["approved"]) } td { (r["overrides"]) }
+                                    td { (format!("{:.1}%", r["override_rate"].as_f64().unwrap_or(0.0) * 100.0)) }
+                                    td { (r["auto_approved"]) }
+                                    td { @if r["relaxed"] == true { span.status.completed { "relaxed" } }
+                                         @else { span.status.waiting { (r["decisions_to_go"]) " to go" } } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The stats: rates and step latencies.
+pub(crate) fn stats(viewer: &Viewer, s: &Value) -> Markup {
+    let pct = |v: &Value| v.as_f64().map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
+    page(
+        "Stats",
+        Some(viewer),
+        html! {
+            dl.meters {
+                dt { "Runs" } dd { (s["runs"]) }
+                dt { "Success rate" } dd { (pct(&s["success_rate"])) }
+                dt { "Escalation rate" } dd { (pct(&s["escalation_rate"])) }
+                dt { "Rollback rate" } dd { (pct(&s["rollback_rate"])) }
+                dt { "Waiting" } dd { (s["waiting"]) }
+            }
+            table {
+                thead { tr { th { "Step" } th { "Count" } th { "Median" } th { "p95" } } }
+                tbody {
+                    @for (step, l) in s["steps"].as_object().into_iter().flatten() {
+                        tr { td { (step) } td { (l["count"]) }
+                             td { (format!("{:.2} ms", l["median_us"].as_f64().unwrap_or(0.0) / 1e3)) }
+                             td { (format!("{:.2} ms", l["p95_us"].as_f64().unwrap_or(0.0) / 1e3)) } }
+                    }
+                }
+            }
+        },
+    )
+}

@@ -40,4 +40,5 @@ mod support;
 mod sync_points;
 mod templates;
 mod ui;
+mod ui_browser;
 mod verify;

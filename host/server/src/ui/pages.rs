@@ -157,6 +157,10 @@ pub(crate) fn run(
         &format!("Run {id}"),
         Some(viewer),
         html! {
+            @let over = matches!(state, "completed" | "failed" | "compensated" | "compensation_failed" | "cancelled");
+            // Until the run is over the page refreshes itself (summary, timeline, events).
+            div #live hx-get=[(!over).then(|| format!("/ui/runs/{}", url_encode(id)))]
+                hx-trigger=[(!over).then_some("every 2s")] hx-select="#live" hx-swap="outerHTML" {
             section.summary {
                 p { (status(state)) " " b { (view["workflow"].as_str().unwrap_or("-")) } " as " (view["identity"].as_str().unwrap_or("-"))
                     " · started " (view["started"].as_str().unwrap_or("-")) }
@@ -212,6 +216,7 @@ pub(crate) fn run(
                 @if let Some(before) = older {
                     p { a.more href={ "/ui/runs/" (url_encode(id)) "?before=" (before) } { "Load earlier events" } }
                 }
+            }
             }
         },
     )

@@ -138,6 +138,9 @@ fn the_ui_logs_in_shows_what_roles_allow_escapes_everything_and_decides_through_
     assert_eq!((decided["by"].as_str(), decided["comment"].as_str()), (Some("alice"), Some("photos <ok>")));
     let (_, _, page) = raw(&served, "GET", &format!("/ui/runs/{run}"), Some(&ally), None);
     assert!(page.contains("photos &lt;ok&gt;"), "the comment is escaped on the run page");
+    // The workflow's graph, with the path this run took.
+    assert!(page.contains("aria-label=\"The workflow's steps and what each needs\""), "{page}");
+    assert!(page.contains("<g class=\"node completed\"><rect") && page.contains(">issue<"), "{page}");
 
     // Gates and stats render; logging out ends the session.
     let (status, _, gates) = raw(&served, "GET", "/ui/gates", Some(&ally), None);

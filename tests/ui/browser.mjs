@@ -107,6 +107,7 @@ try {
   await alice.goto(BASE + '/ui/gates');
   const gate = alice.locator('article.gate', { hasText: 'refund' });
   await gate.locator('.status.completed', { hasText: 'relaxed' }).waitFor({ timeout: 10000 });
+  if ((await gate.locator('svg.trend polyline').count()) !== 1) fail('no override-rate chart on the gates page');
   await shot(alice, 'gates');
   const auto = await start(400, 'same again');
   await until('the relaxed gate approves by itself', async () => (await status(auto)) === 'completed');

@@ -34,6 +34,9 @@ pub struct GateRecord {
     pub relaxed: bool,
     /// Human decisions still needed before it may relax (0 once it has enough).
     pub decisions_to_go: u32,
+    /// The override rate after each human decision, oldest first (the last 200): how
+    /// the gate earned, or lost, its autonomy.
+    pub trend: Vec<f64>,
 }
 
 impl App {
@@ -68,7 +71,9 @@ impl App {
                     .into_iter()
                     .map(|class| {
                         let r = record(&outcomes, gate, class.as_deref());
-                        gate_record(r, spec.relax_after.as_ref())
+                        let mut view = gate_record(r, spec.relax_after.as_ref());
+                        view.trend = trend(&outcomes, gate, class.as_deref());
+                        view
                     })
                     .collect();
                 views.push(GateView { workflow: name.clone(), gate: gate.clone(), spec: spec.clone(), records });
@@ -81,5 +86,20 @@ impl App {
 fn gate_record(record: TrackRecord, relax: Option<&Relax>) -> GateRecord {
     let relaxed = relax.is_some_and(|r| record.meets(r));
     let decisions_to_go = relax.map_or(0, |r| r.decisions.saturating_sub(record.decisions));
-    GateRecord { record, relaxed, decisions_to_go }
+    GateRecord { record, relaxed, decisions_to_go, trend: Vec::new() }
+}
+
+/// The override rate after each human decision at `gate` (for `class`), the last 200.
+fn trend(outcomes: &[tether_types::autonomy::Outcome], gate: &str, class: Option<&str>) -> Vec<f64> {
+    let (mut decisions, mut overrides) = (0u32, 0u32);
+    let mut rates = Vec::new();
+    for o in outcomes.iter().filter(|o| o.gate == gate && (class.is_none() || o.class.as_deref() == class)) {
+        if o.kind.is_human() {
+            decisions += 1;
+            overrides += u32::from(o.kind.is_override());
+            rates.push(f64::from(overrides) / f64::from(decisions));
+        }
+    }
+    let skip = rates.len().saturating_sub(200);
+    rates.split_off(skip)
 }

@@ -194,6 +194,10 @@ pub(crate) fn run(
                 @if let Some(err) = view.get("error") { details open { summary { "Error" } pre.error { (json(err)) } } }
             }
             section {
+                h2 { "Workflow" }
+                (graph(plan_of(all), view["steps"].as_array().map_or(&[][..], Vec::as_slice)))
+            }
+            section {
                 h2 { "Timeline" }
                 (timeline(all))
             }
@@ -220,6 +224,15 @@ pub(crate) fn run(
             }
         },
     )
+}
+
+/// The plan a run pinned when it started.
+fn plan_of(events: &[Event]) -> &Value {
+    static NONE: Value = Value::Null;
+    match events.first().map(|e| &e.kind) {
+        Some(EventKind::RunStarted { plan, .. }) => plan,
+        _ => &NONE,
+    }
 }
 
 /// Budget meters: what the run used against its run budget, where it has one.
@@ -434,8 +447,10 @@ pub(crate) fn gates(viewer: &Viewer, gates: &[Value]) -> Markup {
                                     td { (format!("{:.1}%", r["override_rate"].as_f64().unwrap_or(0.0) * 100.0)) }
                                     td { (r["auto_approved"]) }
                                     td { @if r["relaxed"] == true { span.status.completed { "relaxed" } }
+                                         @else if g["spec"].get("relax_after").is_none() { span.status { "people decide" } }
                                          @else { span.status.waiting { (r["decisions_to_go"]) " to go" } } }
                                 }
+                                tr { td colspan="7" { (trend_chart(r, g["spec"]["relax_after"]["max_override_rate"].as_f64())) } }
                             }
                         }
                     }
@@ -471,4 +486,99 @@ pub(crate) fn stats(viewer: &Viewer, s: &Value) -> Markup {
             }
         },
     )
+}
+
+/// The override rate after each decision as a line, with the relax rule's ceiling dashed.
+fn trend_chart(record: &Value, ceiling: Option<f64>) -> Markup {
+    let points: Vec<f64> = record["trend"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+    if points.len() < 2 {
+        return html! { span.hint { "The override rate is charted from the second decision." } };
+    }
+    let (w, h) = (600.0, 80.0);
+    let step = w / (points.len() - 1) as f64;
+    let y = |rate: f64| h - rate.clamp(0.0, 1.0) * h;
+    let line: Vec<String> =
+        points.iter().enumerate().map(|(i, r)| format!("{:.1},{:.1}", i as f64 * step, y(*r))).collect();
+    html! {
+        svg.trend viewBox={ "0 0 " (w) " " (h + 14.0) } role="img"
+            aria-label={ "Override rate after each of " (points.len()) " decisions, now " (format!("{:.0}%", points.last().unwrap_or(&0.0) * 100.0)) } {
+            @if let Some(c) = ceiling {
+                line.ceiling x1="0" x2=(w) y1=(format!("{:.1}", y(c))) y2=(format!("{:.1}", y(c))) {}
+            }
+            polyline.rate points=(line.join(" ")) {}
+            text x="0" y=(h + 12.0) class="axis" { "decision 1" }
+            text x=(w) y=(h + 12.0) class="axis" text-anchor="end" { "decision " (points.len()) }
+        }
+    }
+}
+
+/// The workflow as a graph: steps in columns by what they need, the ones this run
+/// reached coloured by how they ended.
+pub(crate) fn graph(plan: &Value, steps: &[Value]) -> Markup {
+    let list: Vec<&Value> = plan["steps"].as_array().into_iter().flatten().collect();
+    if list.is_empty() {
+        return html! {};
+    }
+    let names: Vec<&str> = list.iter().map(|s| s["name"].as_str().unwrap_or("-")).collect();
+    // A step without `needs` follows the step before it.
+    let needs: Vec<Vec<usize>> = list
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match s["needs"].as_array() {
+            Some(n) => n.iter().filter_map(|d| d.as_str()).filter_map(|d| names.iter().position(|x| *x == d)).collect(),
+            None if i > 0 => vec![i - 1],
+            None => Vec::new(),
+        })
+        .collect();
+    let mut depth = vec![0usize; list.len()];
+    for i in 0..list.len() {
+        depth[i] = needs[i].iter().filter(|d| **d < i).map(|d| depth[*d] + 1).max().unwrap_or(0);
+    }
+    let mut row_of = vec![0usize; list.len()];
+    let mut used: std::collections::HashMap<usize, usize> = Default::default();
+    for i in 0..list.len() {
+        let r = used.entry(depth[i]).or_default();
+        row_of[i] = *r;
+        *r += 1;
+    }
+    let status_of = |name: &str| -> &str {
+        // A fan-out item or loop iteration (`step[2]`) counts for its step.
+        let mut found = "";
+        for s in steps {
+            let key = s["step"].as_str().unwrap_or("");
+            if key == name || key.strip_prefix(name).is_some_and(|rest| rest.starts_with('[')) {
+                found = s["status"].as_str().unwrap_or("");
+            }
+        }
+        found
+    };
+    let (cw, rh, bw, bh) = (170.0, 46.0, 140.0, 28.0);
+    let cols = depth.iter().max().map_or(1, |d| d + 1);
+    let rows = used.values().max().copied().unwrap_or(1);
+    let pos = |i: usize| (10.0 + depth[i] as f64 * cw, 10.0 + row_of[i] as f64 * rh);
+    html! {
+        div.graph {
+            svg viewBox={ "0 0 " (cols as f64 * cw + 20.0) " " (rows as f64 * rh + 20.0) } role="img" aria-label="The workflow's steps and what each needs" {
+                @for (i, deps) in needs.iter().enumerate() {
+                    @for d in deps {
+                        @let ((x1, y1), (x2, y2)) = (pos(*d), pos(i));
+                        line.edge x1=(x1 + bw) y1=(y1 + bh / 2.0) x2=(x2) y2=(y2 + bh / 2.0) {}
+                    }
+                }
+                @for (i, name) in names.iter().enumerate() {
+                    @let (x, y) = pos(i);
+                    @let st = status_of(name);
+                    g class={ "node " (st) } {
+                        rect x=(x) y=(y) width=(bw) height=(bh) rx="6" {}
+                        text x=(x + 8.0) y=(y + 18.0) {
+                            (name)
+                            @if !list[i]["for_each"].is_null() { " (each)" }
+                            @if let Some(l) = list[i]["in_loop"].as_str() { " (loop " (l) ")" }
+                        }
+                        title { (name) ": " (if st.is_empty() { "not reached" } else { st }) }
+                    }
+                }
+            }
+        }
+    }
 }

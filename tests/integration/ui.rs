@@ -146,8 +146,14 @@ fn the_ui_logs_in_shows_what_roles_allow_escapes_everything_and_decides_through_
     let (status, _, gates) = raw(&served, "GET", "/ui/gates", Some(&ally), None);
     assert_eq!(status, 200);
     assert!(gates.contains("refund") && gates.contains("Override rate"), "{gates}");
-    let (status, _, _) = raw(&served, "GET", "/ui/stats", Some(&ally), None);
+    let (status, _, stats) = raw(&served, "GET", "/ui/stats?period=all", Some(&ally), None);
     assert_eq!(status, 200);
+    assert!(
+        stats.contains("aria-label=\"Success, escalation and rollback rates\"") && stats.contains("Latency by step"),
+        "{stats}"
+    );
+    let (status, _, _) = raw(&served, "GET", "/ui/stats?period=sometimes", Some(&ally), None);
+    assert_eq!(status, 400);
     let (_, _, any) = raw(&served, "GET", "/ui/runs", Some(&ally), None);
     let (status, head, _) = raw(&served, "POST", "/ui/logout", Some(&ally), Some(&format!("csrf={}", csrf(&any))));
     assert_eq!(status, 303);

@@ -44,15 +44,22 @@ const shot = async (page, name) => {
   }
   await page.setViewportSize({ width: 1280, height: 900 });
 };
-const login = async (token) => {
+const login = async (token, { keyboard = false } = {}) => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   page.on('dialog', (d) => fail(`a dialog opened: ${d.message()}`));
   await page.goto(BASE + '/ui/runs');
   if (!page.url().includes('/ui/login')) fail(`not sent to log in: ${page.url()}`);
-  await page.fill('#token', token);
-  await page.click('button[type=submit]');
-  await page.waitForURL('**/ui/runs');
+  if (keyboard) {
+    // The token field has the focus; Enter sends the form.
+    await page.keyboard.type(token);
+    await page.keyboard.press('Enter');
+  } else {
+    await page.fill('#token', token);
+    await page.click('button[type=submit]');
+  }
+  await page.waitForURL((url) => url.pathname === '/ui/runs');
+  await page.waitForLoadState('load');
   return page;
 };
 
@@ -113,6 +120,20 @@ try {
   await until('the relaxed gate approves by itself', async () => (await status(auto)) === 'completed');
   console.log('ok: the gate relaxed after its record met the rule');
 
+  // A reviewer finds the automatic approval wrong and overrides it from the gates page:
+  // the gate is re-armed, and people decide again.
+  await alice.goto(BASE + '/ui/gates');
+  const item = alice.locator('ul.automatic li', { hasText: auto });
+  await item.locator('input[name=comment]').fill('should have been checked');
+  await item.locator('button.danger').click();
+  await alice.waitForURL('**/ui/gates');
+  await alice.locator('ul.automatic li', { hasText: auto }).locator('.status.failed', { hasText: 'overridden' }).waitFor();
+  const regate = alice.locator('article.gate', { hasText: 'refund' }).first();
+  if ((await regate.locator('.status.completed', { hasText: 'relaxed' }).count()) !== 0) fail('the gate is still relaxed after an override');
+  const overrides = (await api(VERA, 'GET', `/v1/runs/${auto}/events?limit=1000`)).body.events.filter((e) => e.type === 'approval_overridden');
+  if (overrides.length !== 1 || overrides[0].by !== 'alice') fail(`the override was journaled as ${JSON.stringify(overrides)}`);
+  console.log('ok: an automatic approval overridden from the gates page re-armed the gate');
+
   // A guest's markup is shown as text, never run.
   const hostile = await start(50, '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned=2">');
   await until('the hostile run completes', async () => (await status(hostile)) === 'completed');
@@ -120,7 +141,8 @@ try {
   if (await alice.evaluate(() => window.__pwned !== undefined)) fail('markup from the input ran');
   if (!(await alice.isVisible('text=<script>window.__pwned = 1</script>'))) fail('the markup is not shown as text');
   await shot(alice, 'run-with-markup');
-  await alice.goto(BASE + '/ui/stats');
+  await alice.goto(BASE + '/ui/stats?period=all');
+  if ((await alice.locator('svg.bars').count()) < 1) fail('no charts on the stats page');
   await shot(alice, 'stats');
   console.log('ok: markup shown as text');
 
@@ -128,7 +150,16 @@ try {
   // (The refund gate has relaxed; a payment above 1000 still needs two people.)
   const waiting = await start(2000, 'pending');
   await until('a run waits for the viewer', async () => (await status(waiting)) === 'waiting');
-  const vera = await login(VERA);
+  const vera = await login(VERA, { keyboard: true });
+  // The navigation is reachable by keyboard: Tab from the top reaches the inbox link.
+  let reached = false;
+  for (let i = 0; i < 6 && !reached; i++) {
+    await vera.keyboard.press('Tab');
+    reached = await vera.evaluate(() => document.activeElement?.getAttribute('href') === '/ui/inbox');
+  }
+  if (!reached) fail(`the inbox link is not reachable with Tab (focus: ${await vera.evaluate(() => document.activeElement?.outerHTML.slice(0, 80))})`);
+  await vera.keyboard.press('Enter');
+  await vera.waitForURL('**/ui/inbox');
   await vera.goto(BASE + '/ui/inbox');
   if (!(await vera.isVisible(`text=${waiting}`))) fail('the viewer does not see the request');
   if ((await vera.locator('button.approve').count()) !== 0) fail('a viewer is offered an approve button');

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use tether_types::autonomy::{record, TrackRecord};
+use tether_types::autonomy::{record, OutcomeKind, TrackRecord};
 use tether_types::policy::{GateSpec, Relax};
 use tether_types::RunId;
 
@@ -22,6 +22,22 @@ pub struct GateView {
     pub spec: GateSpec,
     /// Its track records: one, or one per class seen.
     pub records: Vec<GateRecord>,
+    /// Its latest automatic approvals (the last 20, newest first): a reviewer may
+    /// override one, which re-arms the gate.
+    pub automatic: Vec<AutoApproval>,
+}
+
+/// A request a relaxed gate approved by itself.
+#[derive(Clone, Debug, Serialize)]
+pub struct AutoApproval {
+    /// The run.
+    pub run_id: String,
+    /// The request.
+    pub request: String,
+    /// When (microseconds since the Unix epoch).
+    pub at_us: u64,
+    /// Whether a reviewer has overridden it.
+    pub overridden: bool,
 }
 
 /// A gate's track record (for one class), and whether it has earned autonomy.
@@ -76,7 +92,30 @@ impl App {
                         view
                     })
                     .collect();
-                views.push(GateView { workflow: name.clone(), gate: gate.clone(), spec: spec.clone(), records });
+                let overridden = |o: &tether_types::autonomy::Outcome| {
+                    outcomes
+                        .iter()
+                        .any(|x| x.id == o.id && x.run_id == o.run_id && x.kind == OutcomeKind::AutoOverridden)
+                };
+                let automatic = outcomes
+                    .iter()
+                    .rev()
+                    .filter(|o| o.gate == *gate && o.kind == OutcomeKind::AutoApproved)
+                    .take(20)
+                    .map(|o| AutoApproval {
+                        run_id: o.run_id.clone(),
+                        request: o.id.clone(),
+                        at_us: o.at_us,
+                        overridden: overridden(o),
+                    })
+                    .collect();
+                views.push(GateView {
+                    workflow: name.clone(),
+                    gate: gate.clone(),
+                    spec: spec.clone(),
+                    records,
+                    automatic,
+                });
             }
         }
         Ok(views)

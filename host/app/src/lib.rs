@@ -32,7 +32,7 @@ use tether_types::store::JournalStore;
 pub use approvals::{Decided, DecisionRequest, OverrideRequest, Pending};
 pub use cancel::{CancelNote, CancelRequest, Cancelled};
 pub use error::{AppError, ErrorKind};
-pub use gates::{GateRecord, GateView};
+pub use gates::{AutoApproval, GateRecord, GateView};
 pub use plugins::{Deploy, Deployed};
 pub use show::{NextStep, Paused, RunView, StepView, Totals, WaitingOn};
 pub use start::{new_run_id, stored_components, Continued, Prepared, StartRequest};

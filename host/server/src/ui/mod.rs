@@ -49,6 +49,7 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
         .route("/ui/inbox", get(inbox))
         .route("/ui/decide", post(decide))
         .route("/ui/gates", get(gates))
+        .route("/ui/override", post(override_auto))
         .route("/ui/stats", get(stats))
 }
 
@@ -289,10 +290,64 @@ async fn gates(State(server): State<Arc<Server>>, viewer: Viewer) -> Response {
     }
 }
 
-async fn stats(State(server): State<Arc<Server>>, viewer: Viewer) -> Response {
-    let filter = tether_app::StatsFilter { limit: 10_000, ..Default::default() };
+#[derive(Deserialize)]
+struct Period {
+    period: Option<String>,
+}
+
+async fn stats(State(server): State<Arc<Server>>, viewer: Viewer, Query(p): Query<Period>) -> Response {
+    let period = p.period.unwrap_or_else(|| "7d".into());
+    let since_us = match period.as_str() {
+        "all" => None,
+        other => {
+            let Ok(back) = humantime::parse_duration(other) else {
+                return error_page(Some(&viewer), ApiError::bad("period", format!("`{other}` is not a period")));
+            };
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+            Some(now.saturating_sub(back.as_micros() as u64))
+        }
+    };
+    let filter = tether_app::StatsFilter { since_us, limit: 10_000, ..Default::default() };
     match server.worker.app().stats(&filter).await {
-        Ok(s) => pages::stats(&viewer, &serde_json::to_value(s).unwrap_or_default()).into_response(),
+        Ok(s) => pages::stats(&viewer, &serde_json::to_value(s).unwrap_or_default(), &period).into_response(),
         Err(e) => error_page(Some(&viewer), e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct OverrideForm {
+    csrf: String,
+    run: String,
+    request: String,
+    comment: Option<String>,
+}
+
+/// `POST /ui/override`: a reviewer records that a relaxed gate's automatic approval was
+/// wrong; it counts against the gate once and re-arms it.
+async fn override_auto(State(server): State<Arc<Server>>, viewer: Viewer, Form(form): Form<OverrideForm>) -> Response {
+    if !viewer.csrf_ok(&form.csrf) {
+        return session::csrf_refused();
+    }
+    if !viewer.may(Role::Approver) {
+        return forbidden(&viewer, "override automatic approvals");
+    }
+    let app = server.worker.app();
+    let result = async {
+        let run = app.resolve_run(&form.run).await?;
+        let request = tether_app::OverrideRequest {
+            run: run.to_string(),
+            gate: form.request.clone(),
+            identity: viewer.identity.clone(),
+            payload: None,
+            comment: form.comment.filter(|c| !c.trim().is_empty()),
+        };
+        server.worker.exclusive(&run, app.override_auto(request)).await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::to("/ui/gates").into_response(),
+        Err(e) => error_page(Some(&viewer), e),
     }
 }

@@ -454,35 +454,85 @@ pub(crate) fn gates(viewer: &Viewer, gates: &[Value]) -> Markup {
                             }
                         }
                     }
+                    @if let Some(auto) = g["automatic"].as_array().filter(|a| !a.is_empty()) {
+                        h3 { "Approved by the gate itself" }
+                        ul.automatic {
+                            @for a in auto {
+                                li {
+                                    a href={ "/ui/runs/" (url_encode(a["run_id"].as_str().unwrap_or(""))) } { code { (a["run_id"].as_str().unwrap_or("-")) } }
+                                    " " (a["request"].as_str().unwrap_or("-")) " · " (time(a["at_us"].as_u64())) " "
+                                    @if a["overridden"] == true { span.status.failed { "overridden" } }
+                                    @else if viewer.may(Role::Approver) {
+                                        form.override method="post" action="/ui/override" {
+                                            input type="hidden" name="csrf" value=(viewer.csrf);
+                                            input type="hidden" name="run" value=(a["run_id"].as_str().unwrap_or(""));
+                                            input type="hidden" name="request" value=(a["request"].as_str().unwrap_or(""));
+                                            input type="text" name="comment" placeholder="why it was wrong" required;
+                                            button.danger type="submit" { "Override" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         },
     )
 }
 
-/// The stats: rates and step latencies.
-pub(crate) fn stats(viewer: &Viewer, s: &Value) -> Markup {
+/// The stats over a chosen period: rates as bars, usage (cost, tokens) per successful
+/// run, and each step's latency (median and p95) as bars.
+pub(crate) fn stats(viewer: &Viewer, s: &Value, period: &str) -> Markup {
     let pct = |v: &Value| v.as_f64().map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
+    let rates =
+        [("Success", &s["success_rate"]), ("Escalation", &s["escalation_rate"]), ("Rollback", &s["rollback_rate"])];
+    let steps: Vec<(&String, &Value)> = s["steps"].as_object().into_iter().flatten().collect();
+    let slowest = steps.iter().filter_map(|(_, l)| l["p95_us"].as_f64()).fold(1.0, f64::max);
     page(
         "Stats",
         Some(viewer),
         html! {
-            dl.meters {
-                dt { "Runs" } dd { (s["runs"]) }
-                dt { "Success rate" } dd { (pct(&s["success_rate"])) }
-                dt { "Escalation rate" } dd { (pct(&s["escalation_rate"])) }
-                dt { "Rollback rate" } dd { (pct(&s["rollback_rate"])) }
-                dt { "Waiting" } dd { (s["waiting"]) }
-            }
-            table {
-                thead { tr { th { "Step" } th { "Count" } th { "Median" } th { "p95" } } }
-                tbody {
-                    @for (step, l) in s["steps"].as_object().into_iter().flatten() {
-                        tr { td { (step) } td { (l["count"]) }
-                             td { (format!("{:.2} ms", l["median_us"].as_f64().unwrap_or(0.0) / 1e3)) }
-                             td { (format!("{:.2} ms", l["p95_us"].as_f64().unwrap_or(0.0) / 1e3)) } }
+            form.filters method="get" action="/ui/stats" {
+                label { "Period "
+                    select name="period" {
+                        @for (value, label) in [("1d", "last day"), ("7d", "last 7 days"), ("30d", "last 30 days"), ("all", "all runs")] {
+                            option value=(value) selected[period == value] { (label) }
+                        }
                     }
                 }
+                button type="submit" { "Show" }
+            }
+            dl.meters {
+                dt { "Runs" } dd { (s["runs"]) }
+                dt { "Finished" } dd { (s["finished"]) }
+                dt { "Waiting" } dd { (s["waiting"]) }
+                dt { "Cancelled" } dd { (s["cancelled"]) }
+                @if let Some(f) = s["fuel_per_success"].as_f64() { dt { "Fuel per successful run" } dd { (format!("{f:.0}")) } }
+                @for (metric, v) in s["usage_per_success"].as_object().into_iter().flatten() {
+                    dt { (metric) " per successful run" } dd { (format!("{:.4}", v.as_f64().unwrap_or(0.0))) }
+                }
+            }
+            svg.bars viewBox="0 0 420 80" role="img" aria-label="Success, escalation and rollback rates" {
+                @for (i, (label, v)) in rates.iter().enumerate() {
+                    text x="0" y=(i as f64 * 24.0 + 15.0) { (label) }
+                    rect class={ "bar r" (i) } x="90" y=(i as f64 * 24.0 + 4.0) width=(format!("{:.1}", v.as_f64().unwrap_or(0.0) * 260.0)) height="14" {}
+                    text x=(format!("{:.1}", 96.0 + v.as_f64().unwrap_or(0.0) * 260.0)) y=(i as f64 * 24.0 + 15.0) { (pct(v)) }
+                }
+            }
+            h2 { "Latency by step" }
+            @if steps.is_empty() { p.empty { "No step completed in this period." } }
+            @else {
+                svg.bars viewBox={ "0 0 620 " (steps.len() as f64 * 24.0 + 8.0) } role="img" aria-label="Median and 95th percentile latency of each step" {
+                    @for (i, (step, l)) in steps.iter().enumerate() {
+                        @let (median, p95) = (l["median_us"].as_f64().unwrap_or(0.0), l["p95_us"].as_f64().unwrap_or(0.0));
+                        text x="0" y=(i as f64 * 24.0 + 15.0) { (step) }
+                        rect class="bar p95" x="160" y=(i as f64 * 24.0 + 4.0) width=(format!("{:.1}", p95 / slowest * 340.0)) height="14" {}
+                        rect class="bar median" x="160" y=(i as f64 * 24.0 + 4.0) width=(format!("{:.1}", median / slowest * 340.0)) height="14" {}
+                        text x="510" y=(i as f64 * 24.0 + 15.0) { (format!("{:.2} / {:.2} ms", median / 1e3, p95 / 1e3)) }
+                    }
+                }
+                p.hint { "Dark: median; light: 95th percentile." }
             }
         },
     )

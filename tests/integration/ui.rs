@@ -78,7 +78,7 @@ fn the_ui_logs_in_shows_what_roles_allow_escapes_everything_and_decides_through_
     // Nothing without a session: the login page, which names where to go after.
     let (status, head, _) = raw(&served, "GET", "/ui/runs?status=waiting", None, None);
     assert_eq!(status, 303);
-    assert_eq!(header(&head, "location"), Some("/ui/login?next=/ui/runs%3Fstatus%3Dwaiting"));
+    assert_eq!(header(&head, "location"), Some("/ui/login?next=%2Fui%2Fruns%3Fstatus%3Dwaiting"));
     let (status, head, _) = raw(&served, "POST", "/ui/login", None, Some("token=tether_nope"));
     assert_eq!(status, 303);
     assert!(header(&head, "location").unwrap().contains("failed="), "{head}");

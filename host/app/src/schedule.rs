@@ -135,9 +135,9 @@ pub fn from_us(us: u64) -> DateTime<Utc> {
 mod tests {
     use super::*;
 
-    fn schedule(cron: &str, zone: Option<&str>) -> Schedule {
+    fn parse(cron: &str, zone: Option<&str>, name: &str) -> Result<Schedule, String> {
         Schedule::parse(ScheduleSpec {
-            name: "nightly".into(),
+            name: name.into(),
             workflow: "w".into(),
             cron: cron.into(),
             timezone: zone.map(str::to_string),
@@ -145,7 +145,10 @@ mod tests {
             input: Value::Null,
             catch_up: None,
         })
-        .unwrap()
+    }
+
+    fn schedule(cron: &str, zone: Option<&str>) -> Schedule {
+        parse(cron, zone, "nightly").unwrap()
     }
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -181,18 +184,7 @@ mod tests {
 
     #[test]
     fn bad_patterns_zones_and_names_are_named() {
-        let bad = |cron: &str, zone: Option<&str>, name: &str| {
-            Schedule::parse(ScheduleSpec {
-                name: name.into(),
-                workflow: "w".into(),
-                cron: cron.into(),
-                timezone: zone.map(str::to_string),
-                overlap: Overlap::Skip,
-                input: Value::Null,
-                catch_up: None,
-            })
-            .unwrap_err()
-        };
+        let bad = |cron: &str, zone: Option<&str>, name: &str| parse(cron, zone, name).unwrap_err();
         assert!(bad("61 * * * *", None, "n").contains("schedule `n`: cron `61 * * * *`"));
         assert!(bad("* * * * *", Some("Mars/Olympus"), "n").contains("timezone `Mars/Olympus`"));
         assert!(bad("* * * * *", None, "a b").contains("name it"));

@@ -8,8 +8,9 @@ use tether_types::event::Event;
 use tether_types::store::{RunIndexStatus, RunSummary};
 
 use crate::cli::{CancelArgs, DecideArgs, HistoryArgs, InboxArgs, RunArgs, RunsArgs, ServerArgs, ShowArgs, StatsArgs};
-use crate::remote::{query, segment, Remote};
+use crate::remote::Remote;
 use crate::Failure;
+use tether_server::path_segment as segment;
 
 /// The server to ask, if the command names one (`--server` or `TETHER_SERVER`).
 fn server(args: &ServerArgs) -> Result<Option<Remote>, Failure> {
@@ -179,7 +180,7 @@ pub(crate) fn stats(
     block_on(async {
         let mut path = format!("/v1/stats?limit={limit}");
         if let Some(w) = workflow {
-            path.push_str(&format!("&workflow={}", query(w)));
+            path.push_str(&format!("&workflow={}", segment(w)));
         }
         if let Some(s) = since_us {
             path.push_str(&format!("&since_us={s}"));

@@ -131,20 +131,3 @@ fn tls_connector() -> tokio_rustls::TlsConnector {
         .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions"));
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
-
-/// `text` as one URL path segment.
-pub(crate) fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'@' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// `text` as a URL query value.
-pub(crate) fn query(text: &str) -> String {
-    segment(text)
-}

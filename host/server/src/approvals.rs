@@ -49,7 +49,7 @@ pub(crate) async fn list(
         .map(|p| {
             let mut v = p.to_json();
             let id = format!("{}:{}", p.run_id, p.approval.id);
-            v["decide"] = Value::from(format!("/v1/approvals/{}/decision", encode_segment(&id)));
+            v["decide"] = Value::from(format!("/v1/approvals/{}/decision", crate::path_segment(&id)));
             v["id"] = Value::from(id);
             v
         })
@@ -129,16 +129,4 @@ pub(crate) async fn decide_as(
         "decision": body.decision, "approved_by": after.approvers, "approvals_needed": after.needed,
         "settled": after.outcome.is_some(), "continues": continues,
     }))
-}
-
-/// `text` as one URL path segment: the characters a path gives meaning to, encoded.
-fn encode_segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'@' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }

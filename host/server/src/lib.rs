@@ -140,6 +140,19 @@ async fn list_workflows(State(server): State<Arc<Server>>, caller: Caller) -> Re
     Ok(Json(json!({ "workflows": list })))
 }
 
+/// `text` as one URL path segment (or query value): every byte but the unreserved ones
+/// and `:` and `@` percent-encoded. Request ids hold `/`; a run id never does.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'@' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 fn limit(asked: Option<u32>) -> Result<u32, ApiError> {
     match asked {
         None => Ok(100),

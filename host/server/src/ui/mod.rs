@@ -55,14 +55,7 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
 
 /// `text` for a URL's path segment or query value.
 pub(crate) fn url_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    crate::path_segment(text)
 }
 
 /// An error as a page: what went wrong, with a way back.

@@ -51,7 +51,9 @@ const login = async (token, { keyboard = false } = {}) => {
   await page.goto(BASE + '/ui/runs');
   if (!page.url().includes('/ui/login')) fail(`not sent to log in: ${page.url()}`);
   if (keyboard) {
-    // The token field has the focus; Enter sends the form.
+    // The token field takes the focus by itself (once the page has loaded); Enter sends
+    // the form.
+    await page.waitForFunction(() => document.activeElement?.id === 'token', null, { timeout: 10000 });
     await page.keyboard.type(token);
     await page.keyboard.press('Enter');
   } else {

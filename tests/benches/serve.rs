@@ -12,14 +12,14 @@
 //!   backoff, so all are held at once) and with 10,000 runs waiting for approval (no
 //!   instance is held for a waiting run).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod served;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use served::{summary, Server};
 use tether_runtime::{Driver, Runtime, RuntimeConfig};
 use tether_store::{SqliteStore, StoreConfig};
 use tether_tests::{artifacts, cache_dir, repo_root};
@@ -35,111 +35,10 @@ fn dir() -> PathBuf {
     d
 }
 
-fn tether(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tether"));
-    c.env("TETHER_CACHE_DIR", cache_dir())
-        .env("TETHER_DATABASE_URL", dir.join("journal.db"))
-        .env_remove("RUST_BACKTRACE");
-    c
-}
-
 fn ten_steps() -> String {
     let steps: String =
         (0..10).map(|i| format!("[[steps]]\nname = \"s{i}\"\ncomponent = {:?}\n", artifacts::TRIVIAL)).collect();
     format!("name = \"ten\"\n{steps}")
-}
-
-struct Server {
-    child: Child,
-    address: String,
-    token: String,
-}
-
-impl Server {
-    fn start(dir: &Path, concurrency: usize) -> Server {
-        let o =
-            tether(dir).args(["token", "create", "bench", "--identity", "bench", "--role", "admin"]).output().unwrap();
-        let token = String::from_utf8(o.stdout).unwrap().trim().to_string();
-        let workflows = dir.join("workflows").display().to_string();
-        let concurrency = concurrency.to_string();
-        let mut child = tether(dir)
-            .args(["serve", "--listen", "127.0.0.1:0", "--workflows", &workflows, "--concurrency", &concurrency])
-            .env("TETHER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
-        Server { child, address, token }
-    }
-
-    fn request(&self, method: &str, path: &str, body: Option<&str>, accept: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(&self.address).unwrap();
-        s.set_nodelay(true).unwrap();
-        let body = body.unwrap_or("");
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\nauthorization: Bearer {}\r\naccept: {accept}\r\n\
-             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            self.address,
-            self.token,
-            body.len()
-        )
-        .unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
-        (head.split_whitespace().nth(1).unwrap().parse().unwrap(), rest.to_string())
-    }
-
-    /// Submits a run of `workflow`: its id.
-    fn submit(&self, workflow: &str) -> String {
-        let (status, body) = self.request("POST", "/v1/runs", Some(&json!({"workflow": workflow}).to_string()), "*/*");
-        assert_eq!(status, 201, "{body}");
-        serde_json::from_str::<Value>(&body).unwrap()["run_id"].as_str().unwrap().to_string()
-    }
-
-    /// Follows a run's events until its `end`; its final status.
-    fn follow(&self, run: &str) -> String {
-        let (status, stream) = self.request("GET", &format!("/v1/runs/{run}/events"), None, "text/event-stream");
-        assert_eq!(status, 200);
-        let end = stream.split("event: end").nth(1).expect("the stream ends with the run");
-        end.split("\"status\":\"").nth(1).unwrap().split('"').next().unwrap().to_string()
-    }
-
-    fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap();
-        kb / 1024.0
-    }
-
-    fn count(&self, status: &str) -> usize {
-        let (_, body) = self.request("GET", &format!("/v1/runs?status={status}&limit=1000"), None, "*/*");
-        serde_json::from_str::<Value>(&body).unwrap()["runs"].as_array().unwrap().len()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn summary(mut v: Vec<f64>) -> (f64, f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (percentile(&v, 0.5), percentile(&v, 0.99), v[0], v[v.len() - 1])
 }
 
 fn main() {

@@ -33,6 +33,15 @@ impl App {
         let (state, events) = self.state(run).await?;
         Ok(view(run.as_str(), &state, &events))
     }
+
+    /// A run's view and its verified events, from one read of its journal.
+    pub async fn show_with_events(
+        &self,
+        run: &tether_types::RunId,
+    ) -> Result<(RunView, Vec<tether_types::Event>), AppError> {
+        let (state, events) = self.state(run).await?;
+        Ok((view(run.as_str(), &state, &events), events))
+    }
 }
 
 use tether_types::units::rfc3339;
@@ -166,9 +175,10 @@ fn view(run: &str, state: &RunState, events: &[Event]) -> RunView {
         state.paused.as_ref().map(|(step, exceeded)| Paused { step: step.clone(), exceeded: exceeded.clone() });
     // Each run of a step (and each skip), in the order the journal first names it.
     let mut keys: Vec<&str> = Vec::new();
+    let mut named = std::collections::HashSet::new();
     for e in events {
         if let EventKind::StepAttemptStarted { step, .. } | EventKind::StepSkipped { step, .. } = &e.kind {
-            if !keys.contains(&step.as_str()) {
+            if named.insert(step.as_str()) {
                 keys.push(step);
             }
         }

@@ -3,8 +3,10 @@
 //! asset from outside. What a page offers follows the logged-in token's roles; every
 //! form carries a CSRF token; everything a guest or a person wrote is escaped.
 
+mod graph;
 pub(crate) mod pages;
 pub(crate) mod session;
+mod timeline;
 
 use std::sync::Arc;
 
@@ -146,8 +148,8 @@ async fn run_page(
     let app = server.worker.app();
     let result = async {
         let run = app.resolve_run(&id).await?;
-        let view = serde_json::to_value(app.show(&run).await?).unwrap_or_default();
-        let all = app.events(&run).await?;
+        let (view, all) = app.show_with_events(&run).await?;
+        let view = serde_json::to_value(view).unwrap_or_default();
         let total = all.len();
         // The newest page first; "earlier" pages go back by sequence number.
         let end = q.before.map_or(total, |b| all.iter().position(|e| e.seq >= b).unwrap_or(total));

@@ -6,7 +6,9 @@ use serde_json::Value;
 use tether_types::access::Role;
 use tether_types::event::{Event, EventKind};
 
+use super::graph::graph;
 use super::session::Viewer;
+use super::timeline::timeline;
 use super::url_encode;
 
 /// A whole page: the header with what the viewer may see, then `body`.
@@ -158,9 +160,11 @@ pub(crate) fn run(
         Some(viewer),
         html! {
             @let over = matches!(state, "completed" | "failed" | "compensated" | "compensation_failed" | "cancelled");
-            // Until the run is over the page refreshes itself (summary, timeline, events).
+            // Until the run is over the page refreshes itself (summary, timeline, events);
+            // a long journal less often, as each refresh reads it whole.
+            @let every = if total > 10_000 { "every 10s" } else { "every 2s" };
             div #live hx-get=[(!over).then(|| format!("/ui/runs/{}", url_encode(id)))]
-                hx-trigger=[(!over).then_some("every 2s")] hx-select="#live" hx-swap="outerHTML" {
+                hx-trigger=[(!over).then_some(every)] hx-select="#live" hx-swap="outerHTML" {
             section.summary {
                 p { (status(state)) " " b { (view["workflow"].as_str().unwrap_or("-")) } " as " (view["identity"].as_str().unwrap_or("-"))
                     " · started " (view["started"].as_str().unwrap_or("-")) }
@@ -195,7 +199,7 @@ pub(crate) fn run(
             }
             section {
                 h2 { "Workflow" }
-                (graph(plan_of(all), view["steps"].as_array().map_or(&[][..], Vec::as_slice)))
+                (graph(all, view["steps"].as_array().map_or(&[][..], Vec::as_slice)))
             }
             section {
                 h2 { "Timeline" }
@@ -226,15 +230,6 @@ pub(crate) fn run(
     )
 }
 
-/// The plan a run pinned when it started.
-fn plan_of(events: &[Event]) -> &Value {
-    static NONE: Value = Value::Null;
-    match events.first().map(|e| &e.kind) {
-        Some(EventKind::RunStarted { plan, .. }) => plan,
-        _ => &NONE,
-    }
-}
-
 /// Budget meters: what the run used against its run budget, where it has one.
 fn meters(view: &Value) -> Markup {
     let totals = &view["totals"];
@@ -263,105 +258,6 @@ fn detail(kind: &EventKind) -> String {
         format!("{}…", text.chars().take(240).collect::<String>())
     } else {
         text
-    }
-}
-
-/// The run as a timeline: one row per step (and per fan-out item and loop iteration),
-/// attempts as bars coloured by outcome, backoff waits, approval waits, and tool, HTTP
-/// and model calls as marks. Server-rendered SVG.
-pub(crate) fn timeline(events: &[Event]) -> Markup {
-    let Some(first) = events.first() else { return html! { p.empty { "No events." } } };
-    let t0 = first.at_us;
-    let t1 = events.iter().map(|e| e.at_us).max().unwrap_or(t0).max(t0 + 1);
-    let mut rows: Vec<String> = Vec::new();
-    let row = |rows: &mut Vec<String>, key: &str| -> usize {
-        rows.iter().position(|r| r == key).unwrap_or_else(|| {
-            rows.push(key.to_string());
-            rows.len() - 1
-        })
-    };
-    // (row, from, to, class, title)
-    let mut bars: Vec<(usize, u64, u64, &str, String)> = Vec::new();
-    let mut marks: Vec<(usize, u64, &str, String)> = Vec::new();
-    let mut open: std::collections::HashMap<String, (u64, u32)> = Default::default();
-    let mut asked: std::collections::HashMap<String, (usize, u64)> = Default::default();
-    for e in events {
-        match &e.kind {
-            EventKind::StepAttemptStarted { step, attempt, .. } => {
-                row(&mut rows, step);
-                open.insert(step.clone(), (e.at_us, *attempt));
-            }
-            EventKind::StepCompleted { step, .. } | EventKind::StepFailed { step, .. } => {
-                let r = row(&mut rows, step);
-                let (from, attempt) = open.remove(step).unwrap_or((e.at_us, 0));
-                let (class, word) = if matches!(e.kind, EventKind::StepCompleted { .. }) {
-                    ("ok", "completed")
-                } else {
-                    ("failed", "failed")
-                };
-                bars.push((r, from, e.at_us, class, format!("{step}: attempt {attempt} {word}")));
-            }
-            EventKind::RetryScheduled { step, not_before_us, .. } => {
-                let r = row(&mut rows, step);
-                bars.push((
-                    r,
-                    e.at_us,
-                    (*not_before_us).min(t1),
-                    "backoff",
-                    format!("{step}: backoff before the next attempt"),
-                ));
-            }
-            EventKind::ApprovalRequested { id, step, .. } => {
-                let r = row(&mut rows, step);
-                asked.insert(id.clone(), (r, e.at_us));
-            }
-            EventKind::ApprovalDecided { id, by, decision, .. } => {
-                if let Some((r, from)) = asked.remove(id) {
-                    bars.push((r, from, e.at_us, "approval", format!("{id}: {} by {by}", decision.as_str())));
-                }
-            }
-            EventKind::ToolCallCompleted { .. } | EventKind::HttpExchanged { .. } | EventKind::ModelCalled { .. } => {
-                if let Some(step) = e.kind.step() {
-                    let r = row(&mut rows, step);
-                    marks.push((r, e.at_us, e.kind.name(), e.kind.name().replace('_', " ")));
-                }
-            }
-            _ => {}
-        }
-    }
-    for (step, (from, attempt)) in &open {
-        let r = row(&mut rows, step);
-        bars.push((r, *from, t1, "open", format!("{step}: attempt {attempt}, not ended")));
-    }
-    for (id, (r, from)) in &asked {
-        bars.push((*r, *from, t1, "approval waiting", format!("{id}: waiting for a decision")));
-    }
-    let (label_w, width, row_h) = (160.0, 640.0, 22.0);
-    let x = |us: u64| label_w + (us.saturating_sub(t0) as f64 / (t1 - t0) as f64) * width;
-    let height = row_h * rows.len().max(1) as f64 + 20.0;
-    html! {
-        div.timeline {
-            svg viewBox={ "0 0 " (label_w + width + 10.0) " " (height) } role="img" aria-label="Timeline of the run's steps" {
-                @for (i, key) in rows.iter().enumerate() {
-                    text x="4" y=(row_h * i as f64 + 15.0) class="label" { (key) }
-                }
-                @for (r, from, to, class, title) in &bars {
-                    rect class={ "bar " (class) } x=(format!("{:.1}", x(*from))) y=(row_h * *r as f64 + 4.0)
-                        width=(format!("{:.1}", (x(*to) - x(*from)).max(2.0))) height="14" {
-                        title { (title) }
-                    }
-                }
-                @for (r, at, class, title) in &marks {
-                    circle class={ "mark " (class) } cx=(format!("{:.1}", x(*at))) cy=(row_h * *r as f64 + 11.0) r="4" {
-                        title { (title) }
-                    }
-                }
-                text x=(label_w) y=(height - 4.0) class="axis" { "0" }
-                text x=(label_w + width) y=(height - 4.0) class="axis" text-anchor="end" {
-                    (format!("{:.1} s", (t1 - t0) as f64 / 1e6))
-                }
-            }
-        }
     }
 }
 
@@ -558,77 +454,6 @@ fn trend_chart(record: &Value, ceiling: Option<f64>) -> Markup {
             polyline.rate points=(line.join(" ")) {}
             text x="0" y=(h + 12.0) class="axis" { "decision 1" }
             text x=(w) y=(h + 12.0) class="axis" text-anchor="end" { "decision " (points.len()) }
-        }
-    }
-}
-
-/// The workflow as a graph: steps in columns by what they need, the ones this run
-/// reached coloured by how they ended.
-pub(crate) fn graph(plan: &Value, steps: &[Value]) -> Markup {
-    let list: Vec<&Value> = plan["steps"].as_array().into_iter().flatten().collect();
-    if list.is_empty() {
-        return html! {};
-    }
-    let names: Vec<&str> = list.iter().map(|s| s["name"].as_str().unwrap_or("-")).collect();
-    // A step without `needs` follows the step before it.
-    let needs: Vec<Vec<usize>> = list
-        .iter()
-        .enumerate()
-        .map(|(i, s)| match s["needs"].as_array() {
-            Some(n) => n.iter().filter_map(|d| d.as_str()).filter_map(|d| names.iter().position(|x| *x == d)).collect(),
-            None if i > 0 => vec![i - 1],
-            None => Vec::new(),
-        })
-        .collect();
-    let mut depth = vec![0usize; list.len()];
-    for i in 0..list.len() {
-        depth[i] = needs[i].iter().filter(|d| **d < i).map(|d| depth[*d] + 1).max().unwrap_or(0);
-    }
-    let mut row_of = vec![0usize; list.len()];
-    let mut used: std::collections::HashMap<usize, usize> = Default::default();
-    for i in 0..list.len() {
-        let r = used.entry(depth[i]).or_default();
-        row_of[i] = *r;
-        *r += 1;
-    }
-    let status_of = |name: &str| -> &str {
-        // A fan-out item or loop iteration (`step[2]`) counts for its step.
-        let mut found = "";
-        for s in steps {
-            let key = s["step"].as_str().unwrap_or("");
-            if key == name || key.strip_prefix(name).is_some_and(|rest| rest.starts_with('[')) {
-                found = s["status"].as_str().unwrap_or("");
-            }
-        }
-        found
-    };
-    let (cw, rh, bw, bh) = (170.0, 46.0, 140.0, 28.0);
-    let cols = depth.iter().max().map_or(1, |d| d + 1);
-    let rows = used.values().max().copied().unwrap_or(1);
-    let pos = |i: usize| (10.0 + depth[i] as f64 * cw, 10.0 + row_of[i] as f64 * rh);
-    html! {
-        div.graph {
-            svg viewBox={ "0 0 " (cols as f64 * cw + 20.0) " " (rows as f64 * rh + 20.0) } role="img" aria-label="The workflow's steps and what each needs" {
-                @for (i, deps) in needs.iter().enumerate() {
-                    @for d in deps {
-                        @let ((x1, y1), (x2, y2)) = (pos(*d), pos(i));
-                        line.edge x1=(x1 + bw) y1=(y1 + bh / 2.0) x2=(x2) y2=(y2 + bh / 2.0) {}
-                    }
-                }
-                @for (i, name) in names.iter().enumerate() {
-                    @let (x, y) = pos(i);
-                    @let st = status_of(name);
-                    g class={ "node " (st) } {
-                        rect x=(x) y=(y) width=(bw) height=(bh) rx="6" {}
-                        text x=(x + 8.0) y=(y + 18.0) {
-                            (name)
-                            @if !list[i]["for_each"].is_null() { " (each)" }
-                            @if let Some(l) = list[i]["in_loop"].as_str() { " (loop " (l) ")" }
-                        }
-                        title { (name) ": " (if st.is_empty() { "not reached" } else { st }) }
-                    }
-                }
-            }
         }
     }
 }

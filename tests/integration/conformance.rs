@@ -7,10 +7,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tether_types::chain::{verify_and_decode, Chain};
+use tether_types::chain::{verify_and_decode, verify_and_decode_after, Chain, JournalError};
 use tether_types::event::EventKind;
 use tether_types::store::{
-    Append, Fence, JournalStore, LeaseChange, LeaseTake, PluginAdded, PluginRecord, RunIndexStatus, StoreError,
+    Append, Fence, JournalStore, LeaseChange, LeaseTake, PluginAdded, PluginRecord, RunIndexStatus, RunQuery,
+    StoreError,
 };
 use tether_types::RunId;
 
@@ -55,6 +56,8 @@ macro_rules! conformance_suite {
             components_and_plugins_are_kept_and_pinned_by_unfinished_runs,
             a_cancel_request_is_kept_once_for_the_executing_host,
             appends_queued_behind_a_refused_one_are_refused,
+            a_page_of_a_journal_is_read_alone_and_ties_to_its_chain,
+            the_run_index_pages_by_status_workflow_and_literal_id_prefix,
         );
     };
 }
@@ -553,4 +556,114 @@ pub(crate) async fn appends_queued_behind_a_refused_one_are_refused(backend: &Ba
     assert!(b.await.is_err(), "an append queued behind a refused one was written");
     let events = store.events(run.as_str()).await.unwrap();
     assert_eq!(events.len(), 1, "the journal holds only what was written in order");
+}
+
+pub(crate) async fn a_page_of_a_journal_is_read_alone_and_ties_to_its_chain(backend: &Backend) {
+    let store = (backend.fresh)("pages", None).await;
+    let run = RunId::from_suffix("long").unwrap();
+    let fence = take(&*store, run.as_str(), "host-a", 60_000).await;
+    let mut chain = Chain::new();
+    let mut events = vec![chain.seal(&started(), 1)];
+    events.extend((0..40).map(|i| chain.seal(&usage(i), 2 + i as u64)));
+    store.append(Append { lease: LeaseChange::Keep, run_id: run.clone(), fence, events }).await.unwrap();
+    let all = store.events(run.as_str()).await.unwrap();
+    assert_eq!(store.last_event(run.as_str()).await.unwrap(), (41, all[40].hash.clone()));
+    let page = store.events_between(run.as_str(), 11, 20).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), (11..=20).collect::<Vec<_>>());
+    let decoded = verify_and_decode_after(run.as_str(), (10, &all[9].hash), &page).unwrap();
+    assert_eq!(decoded[0].kind, usage(9), "seq 11 is the tenth usage report");
+    // Tied to the wrong event, or with an event missing, the page is refused.
+    let wrong = verify_and_decode_after(run.as_str(), (10, &all[8].hash), &page);
+    assert_eq!(wrong, Err(JournalError::BrokenChain { run: "run_long".into(), seq: 11 }));
+    let gap = verify_and_decode_after(run.as_str(), (10, &all[9].hash), &page[1..]);
+    assert!(matches!(gap, Err(JournalError::Gap { expected: 11, found: 12, .. })), "{gap:?}");
+    assert_eq!(store.events_between(run.as_str(), 39, 99).await.unwrap().len(), 3, "a range past the end is cut");
+    assert!(store.events_between(run.as_str(), 42, 50).await.unwrap().is_empty());
+    assert!(matches!(store.last_event("run_nope").await, Err(StoreError::UnknownRun(_))));
+}
+
+pub(crate) async fn the_run_index_pages_by_status_workflow_and_literal_id_prefix(backend: &Backend) {
+    let store = (backend.fresh)("paging", None).await;
+    // 30 runs: every third of workflow `b`, every fifth left running; ids `a-0`, `ab1`,
+    // `a-2`, ...: a prefix's `_` and `%` must match literally, not as wildcards.
+    for i in 0..30u64 {
+        let suffix = if i % 2 == 0 { format!("a-{i}") } else { format!("ab{i}") };
+        let run = RunId::from_suffix(&suffix).unwrap();
+        let fence = take(&*store, run.as_str(), "host-a", 60_000).await;
+        let mut chain = Chain::new();
+        let workflow = if i % 3 == 0 { "b" } else { "a" };
+        let start = EventKind::RunStarted {
+            workflow: workflow.into(),
+            workflow_digest: "d".into(),
+            plan: serde_json::json!({}),
+            input: serde_json::json!({}),
+            identity: "test".into(),
+            origin: None,
+        };
+        let mut events = vec![chain.seal(&start, 1_000 + i)];
+        if i % 5 != 0 {
+            events.push(chain.seal(&EventKind::RunCompleted { output: serde_json::json!(i) }, 2_000 + i));
+        }
+        store.append(Append { lease: LeaseChange::Keep, run_id: run, fence, events }).await.unwrap();
+    }
+    let ids = |q: RunQuery| {
+        let store = Arc::clone(&store);
+        async move { store.runs_page(&q).await.unwrap().into_iter().map(|r| r.run_id).collect::<Vec<_>>() }
+    };
+    let all = ids(RunQuery { limit: 100, ..RunQuery::default() }).await;
+    assert_eq!(all.len(), 30);
+    assert_eq!(all[0], "run_ab29", "newest first");
+    // Pages by cursor add up to the whole list, whatever the filter.
+    for (status, workflow) in [
+        (None, None),
+        (Some(RunIndexStatus::Completed), None),
+        (None, Some("b")),
+        (Some(RunIndexStatus::Running), Some("b")),
+    ] {
+        let want: Vec<String> = store
+            .runs_page(&RunQuery { status, workflow: workflow.map(str::to_string), limit: 100, ..RunQuery::default() })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect();
+        let mut got = Vec::new();
+        let mut before = None;
+        loop {
+            let q = RunQuery {
+                status,
+                workflow: workflow.map(str::to_string),
+                before: before.clone(),
+                limit: 4,
+                ..RunQuery::default()
+            };
+            let page = store.runs_page(&q).await.unwrap();
+            got.extend(page.iter().map(|r| r.run_id.clone()));
+            match page.last() {
+                Some(last) if page.len() == 4 => before = Some((last.started_us, last.run_id.clone())),
+                _ => break,
+            }
+        }
+        assert_eq!(got, want, "{status:?} {workflow:?}");
+        let expected = (0..30u64).filter(|i| {
+            status.is_none_or(|s| (s == RunIndexStatus::Running) == (i % 5 == 0))
+                && workflow.is_none_or(|w| (w == "b") == (i % 3 == 0))
+        });
+        assert_eq!(want.len(), expected.count(), "{status:?} {workflow:?}");
+    }
+    let prefix = |p: &str| RunQuery { id_prefix: Some(p.into()), limit: 100, ..RunQuery::default() };
+    assert_eq!(ids(prefix("run_a-")).await.len(), 15);
+    assert!(ids(prefix("run_a_")).await.is_empty(), "`_` is matched literally");
+    assert_eq!(ids(prefix("run_ab2")).await, vec!["run_ab29", "run_ab27", "run_ab25", "run_ab23", "run_ab21"]);
+    assert_eq!(ids(prefix("run_a-1")).await, vec!["run_a-18", "run_a-16", "run_a-14", "run_a-12", "run_a-10"]);
+    assert!(ids(prefix("run_a%")).await.is_empty(), "`%` is matched literally");
+    assert!(ids(prefix("run_zz")).await.is_empty());
+    let q = RunQuery {
+        id_prefix: Some("run_a-".into()),
+        status: Some(RunIndexStatus::Running),
+        workflow: Some("b".into()),
+        limit: 100,
+        ..RunQuery::default()
+    };
+    assert_eq!(ids(q).await, vec!["run_a-0"], "every filter at once");
 }

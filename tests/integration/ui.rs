@@ -170,3 +170,60 @@ fn the_ui_logs_in_shows_what_roles_allow_escapes_everything_and_decides_through_
     assert_eq!((status, header(&head, "content-type")), (200, Some("text/javascript")));
     assert!(body.starts_with("var htmx="));
 }
+
+/// The `<td>` of each event row's sequence number on a run page, in page order.
+fn seqs(page: &str) -> Vec<u64> {
+    let events = page.split("<table class=\"events\">").nth(1).unwrap_or("");
+    events.split("<tr><td>").skip(1).filter_map(|r| r.split('<').next()?.parse().ok()).collect()
+}
+
+#[test]
+fn a_long_runs_events_are_paged_from_the_newest_and_a_page_tampered_with_is_refused() {
+    let dir = crate::support::fresh_dir("ui-long-run");
+    let db = dir.join("journal.db");
+    let wf = dir.join("flood.toml");
+    let text = format!(
+        "name = \"flood\"\n[tools.echo]\ncomponent = {echo:?}\n[[steps]]\nname = \"calls\"\ncomponent = {hostile:?}\n\
+         tools = [\"echo\"]\ninput = \"{{'mode': 'tool-flood', 'n': 150}}\"\nbudget = {{ tool_calls = 200 }}\n",
+        echo = tether_tests::artifacts::ECHO_TOOL,
+        hostile = tether_tests::artifacts::HOSTILE
+    );
+    std::fs::write(&wf, text).unwrap();
+    let (code, report) = crate::support::tether_json(&db, &["run", &wf.display().to_string(), "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    let run = report["run_id"].as_str().unwrap().to_string();
+    let (_, history) = crate::support::tether_json(&db, &["history", &run, "--json"]);
+    let total = history.as_array().unwrap().len() as u64;
+    assert!(total > 300, "{total} events");
+    let viewer = token(&db, "vera", "vera", &["viewer"]);
+    let served = Served::start(&db, &[]);
+    let vera = login(&served, &viewer);
+
+    // The newest 200 first, newest at the top, with a link to the ones before.
+    let (status, _, page) = raw(&served, "GET", &format!("/ui/runs/{run}"), Some(&vera), None);
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("Events ({total})")), "{page}");
+    assert_eq!(seqs(&page), (total - 199..=total).rev().collect::<Vec<_>>());
+    let earlier = format!("/ui/runs/{run}?before={}", total - 199);
+    assert!(page.contains(&earlier.replace('&', "&amp;")), "a link to the earlier events");
+    // The timeline merges the 150 calls into marks that count them.
+    assert!(page.contains("calls; tool echo (call"), "{page}");
+    // Drawn again from what was kept: the same page.
+    let (_, _, again) = raw(&served, "GET", &format!("/ui/runs/{run}"), Some(&vera), None);
+    assert_eq!(again, page);
+
+    let (_, _, before) = raw(&served, "GET", &earlier, Some(&vera), None);
+    assert_eq!(seqs(&before), (1..total - 199).rev().collect::<Vec<_>>(), "the rest, down to the first");
+    assert!(!before.contains("Load earlier events"), "nothing before the first event");
+
+    // An event edited in the journal: the page holding it is refused, by the chain,
+    // even though the run's drawing was kept.
+    let seq = total - 5;
+    let path = db.display().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let original = rt.block_on(tether_store::testing::payload(&path, &run, seq));
+    rt.block_on(tether_store::testing::tamper_payload(&path, &run, seq, &original.replace("\"i\":", "\"j\":")));
+    let (status, _, refused) = raw(&served, "GET", &format!("/ui/runs/{run}"), Some(&vera), None);
+    assert_eq!(status, 500, "{refused}");
+    assert!(refused.contains(&format!("the hash chain is broken at event {seq}")), "{refused}");
+}

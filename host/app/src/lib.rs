@@ -34,6 +34,7 @@ pub use cancel::{CancelNote, CancelRequest, Cancelled};
 pub use error::{AppError, ErrorKind};
 pub use gates::{AutoApproval, GateRecord, GateView};
 pub use plugins::{Deploy, Deployed};
+pub use runs::EventsPage;
 pub use show::{NextStep, Paused, RunView, StepView, Totals, WaitingOn};
 pub use start::{new_run_id, stored_components, Continued, Prepared, StartRequest};
 pub use stats::{GateStats, Stats, StatsFilter, StepLatency};

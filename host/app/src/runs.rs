@@ -54,6 +54,25 @@ impl App {
         Ok(tether_types::chain::verify_and_decode(run.as_str(), &rows)?)
     }
 
+    /// A page of a run's events, oldest first: at most `limit` of those before seq
+    /// `before` (the newest when none). Only the page is read, and it is checked to
+    /// continue the hash chain from the event before it.
+    pub async fn events_page(&self, run: &RunId, before: Option<u64>, limit: u64) -> Result<EventsPage, AppError> {
+        let last = self.store.last_event(run.as_str()).await?;
+        let end = before.map_or(last.0, |b| b.saturating_sub(1).min(last.0));
+        let start = end.saturating_sub(limit.max(1) - 1).max(1);
+        if end == 0 {
+            return Ok(EventsPage { events: Vec::new(), last, older: None });
+        }
+        let rows = self.store.events_between(run.as_str(), start.saturating_sub(1).max(1), end).await?;
+        let (anchor, page) = match rows.split_first() {
+            Some((first, rest)) if start > 1 => ((first.seq, first.hash.as_str()), rest),
+            _ => ((0, tether_types::chain::GENESIS_HASH), &rows[..]),
+        };
+        let events = tether_types::chain::verify_and_decode_after(run.as_str(), anchor, page)?;
+        Ok(EventsPage { events, last, older: (start > 1).then_some(start) })
+    }
+
     /// A run's state, folded from its verified events.
     pub async fn state(&self, run: &RunId) -> Result<(RunState, Vec<Event>), AppError> {
         let events = self.events(run).await?;
@@ -72,4 +91,14 @@ impl App {
         let events = self.events(run).await?;
         Ok(tether_types::timeline::report_from_events(run.clone(), &events))
     }
+}
+
+/// A page of a run's events.
+pub struct EventsPage {
+    /// The events, oldest first.
+    pub events: Vec<Event>,
+    /// The run's last event now: its seq (the number of events) and hash.
+    pub last: (u64, String),
+    /// The `before` that asks for the page before this one, if there is one.
+    pub older: Option<u64>,
 }

@@ -86,7 +86,13 @@ pub(crate) fn serve(mut args: ServeArgs) -> Result<ExitCode, Failure> {
         }
         let timers = tokio::spawn(Arc::clone(&worker).run_timers());
         let workflows = Registry::new(workflows_dir, workflows);
-        let server = Arc::new(Server { worker: Arc::clone(&worker), workflows, hooks, sessions: Default::default() });
+        let server = Arc::new(Server {
+            worker: Arc::clone(&worker),
+            workflows,
+            hooks,
+            sessions: Default::default(),
+            pages: Default::default(),
+        });
         let ticking = tokio::spawn(tether_server::triggers::run_schedules(Arc::clone(&server), schedules));
         let (close_http, http_closed) = tokio::sync::oneshot::channel::<()>();
         let mut http = tokio::spawn(tether_server::serve(server, listener, async {

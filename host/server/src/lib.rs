@@ -49,6 +49,8 @@ pub struct Server {
     pub hooks: std::collections::BTreeMap<String, config::WebhookSpec>,
     /// The web UI's open sessions.
     pub sessions: ui::Sessions,
+    /// The web UI's drawings of the runs looked at last.
+    pub pages: ui::RunPages,
 }
 
 /// The API's routes.

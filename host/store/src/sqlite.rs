@@ -106,6 +106,29 @@ impl Journal for SqliteStore {
         rows.iter().map(|r| stored_event(r, 0)).collect()
     }
 
+    async fn events_between(&self, run_id: &str, from: u64, to: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_us, kind, payload, hash FROM events WHERE run_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+        )
+        .bind(run_id)
+        .bind(from.min(i64::MAX as u64) as i64)
+        .bind(to.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)?;
+        rows.iter().map(|r| stored_event(r, 0)).collect()
+    }
+
+    async fn last_event(&self, run_id: &str) -> Result<(u64, String), StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1")
+            .bind(run_id)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::UnknownRun(run_id.to_string()))?;
+        Ok((row.try_get::<i64, _>(0).map_err(db)? as u64, row.try_get(1).map_err(db)?))
+    }
+
     async fn run_ids(&self) -> Result<Vec<String>, StoreError> {
         sqlx::query_scalar(
             "SELECT run_id FROM events WHERE seq = 1 UNION SELECT run_id FROM runs \
@@ -124,30 +147,34 @@ impl RunIndex for SqliteStore {
     }
 
     async fn runs_page(&self, q: &RunQuery) -> Result<Vec<RunSummary>, StoreError> {
-        let sql = "SELECT run_id, workflow, status, identity, started_us, finished_us FROM runs \
-                   WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) \
-                   AND (?3 IS NULL OR started_us < ?3 OR (started_us = ?3 AND run_id < ?4)) \
-                   AND (?6 IS NULL OR run_id LIKE ?6 ESCAPE '\\') \
-                   ORDER BY started_us DESC, run_id DESC LIMIT ?5";
-        // A prefix is matched literally: `%` and `_` in it are not wildcards.
-        let prefix = q
-            .id_prefix
-            .as_ref()
-            .map(|p| format!("{}%", p.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
-        let (before_us, before_id) = match &q.before {
-            Some((us, id)) => (Some(*us as i64), Some(id.as_str())),
-            None => (None, None),
-        };
-        let rows = sqlx::query(sql)
-            .bind(q.status.map(RunIndexStatus::as_str))
-            .bind(q.workflow.as_deref())
-            .bind(before_us)
-            .bind(before_id)
-            .bind(q.limit as i64)
-            .bind(prefix)
-            .fetch_all(&self.readers)
-            .await
-            .map_err(db)?;
+        // Only the filters given are in the statement, so SQLite can answer each from its
+        // index (status or workflow with the start time, the id's primary key for a
+        // prefix) rather than walk every run: a rare status on 100,000 runs stays a lookup.
+        let mut sql = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT run_id, workflow, status, identity, started_us, finished_us FROM runs WHERE 1",
+        );
+        if let Some(status) = q.status {
+            sql.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(workflow) = &q.workflow {
+            sql.push(" AND workflow = ").push_bind(workflow.as_str());
+        }
+        if let Some((us, id)) = &q.before {
+            let us = *us as i64;
+            sql.push(" AND (started_us < ").push_bind(us);
+            sql.push(" OR (started_us = ").push_bind(us).push(" AND run_id < ").push_bind(id.as_str()).push("))");
+        }
+        if let Some(prefix) = q.id_prefix.as_deref().filter(|p| !p.is_empty()) {
+            // A range on the key: every id starting with `prefix` sorts at or after it and
+            // before the prefix with its last character raised. Matched literally (`%`
+            // and `_` are not wildcards).
+            sql.push(" AND run_id >= ").push_bind(prefix);
+            if let Some(end) = prefix_end(prefix) {
+                sql.push(" AND run_id < ").push_bind(end);
+            }
+        }
+        sql.push(" ORDER BY started_us DESC, run_id DESC LIMIT ").push_bind(q.limit as i64);
+        let rows = sql.build().fetch_all(&self.readers).await.map_err(db)?;
         rows.iter()
             .map(|r| {
                 let status: String = r.try_get(2).map_err(db)?;
@@ -369,6 +396,19 @@ fn stopped() -> StoreError {
 }
 
 /// An event row whose `seq, at_us, kind, payload, hash` start at column `first`.
+/// The smallest string above every string starting with `prefix`: `prefix` with its last
+/// character raised by one (none if it cannot be).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(last as u32 + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 fn stored_event(r: &sqlx::sqlite::SqliteRow, first: usize) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         seq: r.try_get::<i64, _>(first).map_err(db)? as u64,

@@ -130,10 +130,21 @@ pub enum JournalError {
 /// Checks the chain and decodes every event. The first problem is reported with its
 /// sequence number.
 pub fn verify_and_decode(run: &str, rows: &[StoredEvent]) -> Result<Vec<Event>, JournalError> {
-    let mut prev = GENESIS_HASH.to_string();
+    verify_and_decode_after(run, (0, GENESIS_HASH), rows)
+}
+
+/// Checks that `rows` continue the chain from the event `after` (its seq and hash; seq 0
+/// and the genesis hash for the start of a journal) and decodes them: a page of a long
+/// journal, tied to an event already trusted.
+pub fn verify_and_decode_after(
+    run: &str,
+    after: (u64, &str),
+    rows: &[StoredEvent],
+) -> Result<Vec<Event>, JournalError> {
+    let mut prev = after.1.to_string();
     let mut events = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
-        let expected = i as u64 + 1;
+        let expected = after.0 + i as u64 + 1;
         if row.seq != expected {
             return Err(JournalError::Gap { run: run.into(), expected, found: row.seq });
         }

@@ -332,6 +332,12 @@ pub trait Journal: Send + Sync {
     fn max_event_bytes(&self) -> usize;
     /// Every event of a run, in order. `UnknownRun` if it has none.
     async fn events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+    /// A run's events with `from <= seq <= to`, in order: a page of a long journal
+    /// without reading the rest. Empty when none is in that range.
+    async fn events_between(&self, run_id: &str, from: u64, to: u64) -> Result<Vec<StoredEvent>, StoreError>;
+    /// A run's last event: its seq and hash (what changes whenever the run does).
+    /// `UnknownRun` if it has none.
+    async fn last_event(&self, run_id: &str) -> Result<(u64, String), StoreError>;
     /// Every run id the store knows of, from the journal, the index and the head anchors.
     async fn run_ids(&self) -> Result<Vec<String>, StoreError>;
 }

@@ -3,6 +3,7 @@
 //! asset from outside. What a page offers follows the logged-in token's roles; every
 //! form carries a CSRF token; everything a guest or a person wrote is escaped.
 
+mod drawn;
 mod graph;
 pub(crate) mod pages;
 pub(crate) mod session;
@@ -22,6 +23,7 @@ use tether_types::store::{RunIndexStatus, RunQuery};
 
 use crate::error::ApiError;
 use crate::Server;
+pub use drawn::RunPages;
 use pages::Filters;
 pub use session::Sessions;
 use session::Viewer;
@@ -32,7 +34,7 @@ const STYLE: &str = include_str!("style.css");
 /// Runs on one page of the runs list.
 const RUNS_PAGE: u32 = 50;
 /// Events on one page of a run's event list (the newest first).
-const EVENTS_PAGE: usize = 200;
+const EVENTS_PAGE: u64 = 200;
 
 /// The UI's routes.
 pub(crate) fn routes() -> Router<Arc<Server>> {
@@ -148,14 +150,27 @@ async fn run_page(
     let app = server.worker.app();
     let result = async {
         let run = app.resolve_run(&id).await?;
-        let (view, all) = app.show_with_events(&run).await?;
-        let view = serde_json::to_value(view).unwrap_or_default();
-        let total = all.len();
-        // The newest page first; "earlier" pages go back by sequence number.
-        let end = q.before.map_or(total, |b| all.iter().position(|e| e.seq >= b).unwrap_or(total));
-        let start = end.saturating_sub(EVENTS_PAGE);
-        let older = (start > 0).then(|| all[start].seq);
-        Ok::<_, ApiError>(pages::run(&viewer, &view, &all[start..end], older, total, &all))
+        let page = app.events_page(&run, q.before, EVENTS_PAGE).await?;
+        // The summary, graph and timeline need the whole journal: drawn once per state
+        // of the run and kept, so a long run's later views read only the page shown.
+        let drawn = match server.pages.get(run.as_str(), &page.last) {
+            Some(drawn) => drawn,
+            None => {
+                let (view, all) = app.show_with_events(&run).await?;
+                let view = serde_json::to_value(view).unwrap_or_default();
+                let steps = view["steps"].as_array().map_or(&[][..], Vec::as_slice);
+                let drawn = Arc::new(drawn::Drawn {
+                    run: run.as_str().to_string(),
+                    last: all.last().map(|e| (e.seq, e.hash.clone())).unwrap_or_default(),
+                    graph: graph::graph(&all, steps).into_string(),
+                    timeline: timeline::timeline(&all).into_string(),
+                    view,
+                });
+                server.pages.keep(Arc::clone(&drawn));
+                drawn
+            }
+        };
+        Ok::<_, ApiError>(pages::run(&viewer, &drawn, &page))
     }
     .await;
     match result {

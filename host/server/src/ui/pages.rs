@@ -4,11 +4,12 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde_json::Value;
 use tether_types::access::Role;
-use tether_types::event::{Event, EventKind};
+use tether_types::event::EventKind;
 
-use super::graph::graph;
+use tether_app::EventsPage;
+
+use super::drawn::Drawn;
 use super::session::Viewer;
-use super::timeline::timeline;
 use super::url_encode;
 
 /// A whole page: the header with what the viewer may see, then `body`.
@@ -144,15 +145,13 @@ fn json(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-/// One run: at a glance, its timeline, and its events from the newest.
-pub(crate) fn run(
-    viewer: &Viewer,
-    view: &Value,
-    events: &[Event],
-    older: Option<u64>,
-    total: usize,
-    all: &[Event],
-) -> Markup {
+/// One run: at a glance, its graph and timeline (`drawn`), and a page of its events from
+/// the newest.
+pub(crate) fn run(viewer: &Viewer, drawn: &Drawn, shown: &EventsPage) -> Markup {
+    let view = &drawn.view;
+    let total = shown.last.0;
+    let events = &shown.events;
+    let older = shown.older;
     let id = view["run_id"].as_str().unwrap_or("-");
     let state = view["status"].as_str().unwrap_or("-");
     page(
@@ -199,11 +198,11 @@ pub(crate) fn run(
             }
             section {
                 h2 { "Workflow" }
-                (graph(all, view["steps"].as_array().map_or(&[][..], Vec::as_slice)))
+                (PreEscaped(&drawn.graph))
             }
             section {
                 h2 { "Timeline" }
-                (timeline(all))
+                (PreEscaped(&drawn.timeline))
             }
             section {
                 h2 { "Events (" (total) ")" }

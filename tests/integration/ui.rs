@@ -183,7 +183,7 @@ fn a_long_runs_events_are_paged_from_the_newest_and_a_page_tampered_with_is_refu
     let db = dir.join("journal.db");
     let wf = dir.join("flood.toml");
     let text = format!(
-        "name = \"flood\"\n[tools.echo]\ncomponent = {echo:?}\n[[steps]]\nname = \"calls\"\ncomponent = {hostile:?}\n\
+        "name = \"flood\"\n[run]\nbudget = {{ tool_calls = 500, usage = {{ tokens = 9 }} }}\n[tools.echo]\ncomponent = {echo:?}\n[[steps]]\nname = \"calls\"\ncomponent = {hostile:?}\n\
          tools = [\"echo\"]\ninput = \"{{'mode': 'tool-flood', 'n': 150}}\"\nbudget = {{ tool_calls = 200 }}\n",
         echo = tether_tests::artifacts::ECHO_TOOL,
         hostile = tether_tests::artifacts::HOSTILE
@@ -206,6 +206,9 @@ fn a_long_runs_events_are_paged_from_the_newest_and_a_page_tampered_with_is_refu
     assert_eq!(seqs(&page), (total - 199..=total).rev().collect::<Vec<_>>());
     let earlier = format!("/ui/runs/{run}?before={}", total - 199);
     assert!(page.contains(&earlier.replace('&', "&amp;")), "a link to the earlier events");
+    // What the run used against its budget.
+    assert!(page.contains("<dt>Tool calls</dt><dd>150 of 500<br><meter"), "{page}");
+    assert!(page.contains("<dt>tokens</dt><dd>0 of 9<br>"), "a budgeted metric not yet used: {page}");
     // The timeline merges the 150 calls into marks that count them.
     assert!(page.contains("calls; tool echo (call"), "{page}");
     // Drawn again from what was kept: the same page.

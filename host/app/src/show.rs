@@ -140,6 +140,9 @@ pub struct Totals {
     pub tool_calls: u64,
     /// Reported usage, per metric.
     pub usage: std::collections::BTreeMap<String, f64>,
+    /// The run budget these count against, with its raises (absent when the run has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<tether_types::run_budget::RunBudget>,
 }
 
 fn view(run: &str, state: &RunState, events: &[Event]) -> RunView {
@@ -225,6 +228,8 @@ fn view(run: &str, state: &RunState, events: &[Event]) -> RunView {
             wall_ms: state.used.wall_us as f64 / 1e3,
             tool_calls: state.used.tool_calls,
             usage: state.used.usage.clone(),
+            limits: Some(state.plan.run_budget.raised(&state.raises))
+                .filter(|b| *b != tether_types::run_budget::RunBudget::default()),
         },
         next: None,
     };

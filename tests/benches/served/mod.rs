@@ -28,8 +28,13 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path, concurrency: usize) -> Server {
-        let o =
-            tether(dir).args(["token", "create", "bench", "--identity", "bench", "--role", "admin"]).output().unwrap();
+        let o = {
+            // A token of its own per server started on the journal.
+            static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let name =
+                format!("bench-{}-{}", std::process::id(), STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            tether(dir).args(["token", "create", &name, "--identity", "bench", "--role", "admin"]).output().unwrap()
+        };
         let token = String::from_utf8(o.stdout).unwrap().trim().to_string();
         let workflows = dir.join("workflows").display().to_string();
         let concurrency = concurrency.to_string();

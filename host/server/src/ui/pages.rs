@@ -229,16 +229,46 @@ pub(crate) fn run(viewer: &Viewer, drawn: &Drawn, shown: &EventsPage) -> Markup 
     )
 }
 
-/// Budget meters: what the run used against its run budget, where it has one.
+/// Budget meters: what the run used, against its run budget (with raises) where it has one.
 fn meters(view: &Value) -> Markup {
     let totals = &view["totals"];
+    let limits = &totals["limits"];
+    let mut rows: Vec<(String, f64, Option<f64>, String)> = vec![
+        ("Fuel".into(), totals["fuel"].as_f64().unwrap_or(0.0), limits["fuel"].as_f64(), String::new()),
+        // The budget's wall time is in milliseconds, like the total.
+        ("Wall time".into(), totals["wall_ms"].as_f64().unwrap_or(0.0), limits["wall_time"].as_f64(), " ms".into()),
+        (
+            "Tool calls".into(),
+            totals["tool_calls"].as_f64().unwrap_or(0.0),
+            limits["tool_calls"].as_f64(),
+            String::new(),
+        ),
+    ];
+    let usage = totals["usage"].as_object().cloned().unwrap_or_default();
+    let mut metrics: Vec<&String> = usage.keys().collect();
+    let limited = limits["usage"].as_object().cloned().unwrap_or_default();
+    metrics.extend(limited.keys().filter(|k| !usage.contains_key(*k)));
+    for k in metrics {
+        rows.push((
+            k.clone(),
+            usage.get(k).and_then(Value::as_f64).unwrap_or(0.0),
+            limited.get(k).and_then(Value::as_f64),
+            String::new(),
+        ));
+    }
+    let number = |v: f64| if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.0}") } else { format!("{v:.2}") };
     html! {
         dl.meters {
-            dt { "Fuel" } dd { (totals["fuel"].as_u64().unwrap_or(0)) }
-            dt { "Wall time" } dd { (format!("{:.1} ms", totals["wall_ms"].as_f64().unwrap_or(0.0))) }
-            dt { "Tool calls" } dd { (totals["tool_calls"].as_u64().unwrap_or(0)) }
-            @if let Some(usage) = totals["usage"].as_object() {
-                @for (k, v) in usage { dt { (k) } dd { (v) } }
+            @for (name, used, limit, unit) in &rows {
+                dt { (name) }
+                dd {
+                    (number(*used)) (unit)
+                    @if let Some(limit) = limit {
+                        " of " (number(*limit)) (unit)
+                        br;
+                        meter min="0" max=(limit) high=(limit * 0.8) optimum="0" value=(used.min(*limit)) aria-label={ (name) " used of its budget" } {}
+                    }
+                }
             }
         }
     }

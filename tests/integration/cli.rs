@@ -325,8 +325,6 @@ fn reading_commands_never_create_a_journal() {
 fn a_journal_url_of_another_backend_is_refused_by_name_not_taken_for_a_path() {
     let dir = scratch("db-schemes");
     for (url, expected) in [
-        ("postgres://u:p@localhost/tether", "PostgreSQL journals are not supported by this build yet"),
-        ("postgresql://localhost/tether", "PostgreSQL journals are not supported by this build yet"),
         ("mysql://localhost/tether", "`mysql:` is not a journal backend"),
         ("http://example.com/db", "`http:` is not a journal backend"),
         ("", "the journal URL is empty"),

@@ -58,6 +58,7 @@ macro_rules! conformance_suite {
             appends_queued_behind_a_refused_one_are_refused,
             a_page_of_a_journal_is_read_alone_and_ties_to_its_chain,
             the_run_index_pages_by_status_workflow_and_literal_id_prefix,
+            status_changes_of_one_run_queued_together_all_count_in_order,
         );
     };
 }
@@ -666,4 +667,40 @@ pub(crate) async fn the_run_index_pages_by_status_workflow_and_literal_id_prefix
         ..RunQuery::default()
     };
     assert_eq!(ids(q).await, vec!["run_a-0"], "every filter at once");
+}
+
+pub(crate) async fn status_changes_of_one_run_queued_together_all_count_in_order(backend: &Backend) {
+    let store = (backend.fresh)("together", None).await;
+    let waiting = || EventKind::RunWaiting { approvals: vec!["a".into()] };
+    let resumed = || EventKind::RunResumed { pid: 1 };
+    // Runs whose appends are queued back to back (so they share a commit): waiting then
+    // resumed ends `running`; waiting, resumed, waiting ends `waiting`. Whichever single
+    // change a store kept, one of the two would be wrong.
+    let patterns: [(&str, Vec<EventKind>, RunIndexStatus); 2] = [
+        ("wr", vec![waiting(), resumed()], RunIndexStatus::Running),
+        ("wrw", vec![waiting(), resumed(), waiting()], RunIndexStatus::Waiting),
+    ];
+    for (name, kinds, want) in patterns {
+        for i in 0..10 {
+            let run = RunId::from_suffix(&format!("{name}{i}")).unwrap();
+            let fence = take(&*store, run.as_str(), "host-a", 60_000).await;
+            let mut chain = Chain::new();
+            let first = vec![chain.seal(&started(), 1)];
+            store
+                .append(Append { lease: LeaseChange::Keep, run_id: run.clone(), fence: fence.clone(), events: first })
+                .await
+                .unwrap();
+            let mut acks = Vec::new();
+            for (k, kind) in kinds.iter().enumerate() {
+                let events = vec![chain.seal(kind, 2 + k as u64)];
+                let append = Append { lease: LeaseChange::Keep, run_id: run.clone(), fence: fence.clone(), events };
+                acks.push(store.enqueue(append).await.unwrap());
+            }
+            for ack in acks {
+                ack.await.unwrap();
+            }
+            let row = store.runs(None, 1000).await.unwrap().into_iter().find(|r| r.run_id == run.as_str()).unwrap();
+            assert_eq!(row.status, want, "{run}: {kinds:?}");
+        }
+    }
 }

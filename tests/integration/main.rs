@@ -23,6 +23,7 @@ mod http;
 mod http_server;
 mod inspect;
 mod journal;
+mod journal_pg;
 mod languages;
 mod leases;
 mod model;

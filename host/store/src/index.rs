@@ -103,7 +103,20 @@ pub(crate) fn push_index(q: &mut QueryBuilder<Sqlite>, appends: &[&Append]) {
         q.push(") AS v WHERE");
         exists(q, 3);
     }
-    for chunk in changes.chunks(ROWS_PER_STATEMENT) {
+    // An UPDATE ... FROM changes a row once, whichever of its matching rows SQLite picks:
+    // a run with several appends in the batch gets one statement per append, in order
+    // (round k holds each run's k-th change). Nearly always there is one round.
+    let mut rounds: Vec<Vec<StatusChange>> = Vec::new();
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for change in changes {
+        let round = seen.entry(change.append.run_id.as_str()).or_default();
+        if rounds.len() <= *round {
+            rounds.push(Vec::new());
+        }
+        rounds[*round].push(change);
+        *round += 1;
+    }
+    for chunk in rounds.iter().flat_map(|round| round.chunks(ROWS_PER_STATEMENT)) {
         q.push(" UPDATE runs SET status = v.column2, finished_us = coalesce(v.column3, runs.finished_us) FROM (");
         q.push_values(chunk, |mut b, c| {
             b.push_bind(c.append.run_id.as_str())

@@ -62,11 +62,13 @@ pub fn sqlite_file(url: &str) -> Result<PathBuf, StoreError> {
         None => {
             if let Some(scheme) = url_scheme(url) {
                 let what = match scheme.as_str() {
-                    "postgres" | "postgresql" => "PostgreSQL journals are not supported by this build yet".to_string(),
+                    "postgres" | "postgresql" => {
+                        "a PostgreSQL journal names no SQLite file (open it with `tether_store::open`)".to_string()
+                    }
                     other => format!("`{other}:` is not a journal backend"),
                 };
                 return Err(StoreError::BadUrl(format!(
-                    "journal URL `{url}`: {what}; give a SQLite file path or `sqlite:PATH`"
+                    "journal URL `{url}`: {what}; give a SQLite file path, `sqlite:PATH` or `postgres://...`"
                 )));
             }
             url

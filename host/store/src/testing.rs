@@ -143,3 +143,21 @@ pub async fn try_count_events(path: &str, run_id: &str, kind: &str) -> Option<i6
         .await
         .ok()
 }
+
+/// The URL of database `name` on the PostgreSQL server `server` (a URL naming any database).
+pub fn postgres_database_url(server: &str, name: &str) -> String {
+    let base = server.split('?').next().unwrap_or(server);
+    let at = base.rfind('/').filter(|i| *i > "postgres://".len()).unwrap_or(base.len());
+    format!("{}/{name}", &base[..at])
+}
+
+/// Drops database `name` on `server` if it exists and creates it empty.
+pub async fn recreate_postgres_database(server: &str, name: &str) {
+    let mut c = sqlx::PgConnection::connect(server).await.expect("the test PostgreSQL server answers");
+    // Names are the tests' own (letters, digits, `_`); quoted all the same.
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+        .execute(&mut c)
+        .await
+        .expect("drop");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut c).await.expect("create");
+}

@@ -1,0 +1,182 @@
+//! Run leases on PostgreSQL: who may write a run. Times are the server's
+//! (`tether_now_us()`), so every host on the journal judges expiry alike.
+//!
+//! A lease change runs in the writer's batch transaction, after the appends queued
+//! before it. Taking reads the row `FOR UPDATE`: an append in flight holds the row
+//! `FOR SHARE` (see `journal.rs`), so a take-over waits for that append's commit and the
+//! new holder reads a journal that already holds it.
+
+use sqlx::{PgConnection, Row};
+use tether_types::chain::GENESIS_HASH;
+use tether_types::store::{Append, Lease, LeaseTake, StoreError};
+
+use crate::error::db;
+use crate::leases::{LeaseOp, LeaseReply};
+
+/// A lifetime in microseconds, bounded so that adding it to the clock cannot overflow.
+pub(super) fn ttl_us(ttl_ms: u64) -> i64 {
+    ttl_ms.saturating_mul(1000).min(i64::MAX as u64 / 4) as i64
+}
+
+/// Applies a lease change in the caller's transaction. The inner `Err` refuses it (a
+/// renewal of a lease that was taken over); the outer one fails the transaction.
+pub(super) async fn apply(conn: &mut PgConnection, op: &LeaseOp) -> Result<Result<LeaseReply, StoreError>, StoreError> {
+    Ok(Ok(match op {
+        LeaseOp::Take { run_id, owner, ttl_ms, breaking } => {
+            LeaseReply::Take(take(conn, run_id, owner, *ttl_ms, *breaking).await?)
+        }
+        LeaseOp::Renew(lease, ttl_ms) => {
+            let renewed: Option<i64> = sqlx::query_scalar(
+                "UPDATE run_leases SET expires_us = tether_now_us() + $4 \
+                 WHERE run_id = $1 AND owner = $2 AND epoch = $3 AND owner <> '' RETURNING expires_us",
+            )
+            .bind(&lease.run_id)
+            .bind(&lease.owner)
+            .bind(lease.epoch as i64)
+            .bind(ttl_us(*ttl_ms))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+            match renewed {
+                Some(expires_us) => LeaseReply::Renewed(Lease { expires_us: expires_us as u64, ..lease.clone() }),
+                None => return Ok(Err(lost(conn, &lease.run_id, lease.epoch).await?)),
+            }
+        }
+        LeaseOp::Release(lease) => {
+            // A run that never got its first event (an unknown id resumed, a start that
+            // failed before writing) leaves nothing behind.
+            let sql = "DELETE FROM run_leases WHERE run_id = $1 AND owner = $2 AND epoch = $3 \
+                       AND NOT EXISTS (SELECT 1 FROM events WHERE run_id = $1)";
+            on_lease(conn, sql, lease).await?;
+            let sql =
+                "UPDATE run_leases SET owner = '', expires_us = 0 WHERE run_id = $1 AND owner = $2 AND epoch = $3";
+            on_lease(conn, sql, lease).await?;
+            LeaseReply::Released
+        }
+    }))
+}
+
+/// Runs `sql` with the lease's run, owner and epoch as `$1`..`$3`.
+async fn on_lease(conn: &mut PgConnection, sql: &'static str, lease: &Lease) -> Result<(), StoreError> {
+    sqlx::query(sql)
+        .bind(&lease.run_id)
+        .bind(&lease.owner)
+        .bind(lease.epoch as i64)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+async fn take(
+    conn: &mut PgConnection,
+    run_id: &str,
+    owner: &str,
+    ttl_ms: u64,
+    breaking: Option<u64>,
+) -> Result<LeaseTake, StoreError> {
+    let taken = |epoch: i64, expires_us: i64| {
+        LeaseTake::Taken(Lease {
+            run_id: run_id.into(),
+            owner: owner.into(),
+            epoch: epoch as u64,
+            expires_us: expires_us as u64,
+        })
+    };
+    // Twice at most: a new run's row that another process inserts between our read and
+    // our insert is read (and locked) on the second pass.
+    for _ in 0..2 {
+        let row = sqlx::query(
+            "SELECT owner, epoch, expires_us, expires_us <= tether_now_us() FROM run_leases \
+             WHERE run_id = $1 FOR UPDATE",
+        )
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else {
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO run_leases (run_id, owner, epoch, expires_us, head_seq, head_hash) \
+                 VALUES ($1, $2, 1, tether_now_us() + $3, 0, $4) ON CONFLICT (run_id) DO NOTHING RETURNING expires_us",
+            )
+            .bind(run_id)
+            .bind(owner)
+            .bind(ttl_us(ttl_ms))
+            .bind(GENESIS_HASH)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+            match inserted {
+                Some(expires_us) => return Ok(taken(1, expires_us)),
+                None => continue,
+            }
+        };
+        let holder: String = row.try_get(0).map_err(db)?;
+        let epoch: i64 = row.try_get(1).map_err(db)?;
+        let until: i64 = row.try_get(2).map_err(db)?;
+        let lapsed: bool = row.try_get(3).map_err(db)?;
+        let free = holder.is_empty() || holder == owner || lapsed || breaking == Some(epoch as u64);
+        if !free {
+            let held = Lease { run_id: run_id.into(), owner: holder, epoch: epoch as u64, expires_us: until as u64 };
+            return Ok(LeaseTake::Held(held));
+        }
+        let (epoch, expires_us): (i64, i64) = sqlx::query_as(
+            "UPDATE run_leases SET owner = $2, epoch = epoch + 1, expires_us = tether_now_us() + $3 \
+             WHERE run_id = $1 RETURNING epoch, expires_us",
+        )
+        .bind(run_id)
+        .bind(owner)
+        .bind(ttl_us(ttl_ms))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+        return Ok(taken(epoch, expires_us));
+    }
+    Err(StoreError::Database(format!("run {run_id}: its lease row changed under two attempts to take it")))
+}
+
+/// Why an append was refused: its lease was taken over (or released), or the journal no
+/// longer ends where the writer thought.
+pub(super) async fn why_refused(conn: &mut PgConnection, append: &Append) -> Result<StoreError, StoreError> {
+    let first = append.events.first().map_or((0, ""), |e| (e.seq, e.kind));
+    let row: Option<(String, i64)> = sqlx::query_as("SELECT owner, epoch FROM run_leases WHERE run_id = $1")
+        .bind(append.run_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    let run = append.run_id.to_string();
+    let Some((holder, epoch)) = row else {
+        return Ok(StoreError::LeaseLost { run, epoch: append.fence.epoch, holder: "nobody".into(), holder_epoch: 0 });
+    };
+    let epoch = epoch as u64;
+    if holder != append.fence.owner || epoch != append.fence.epoch {
+        return Ok(StoreError::LeaseLost {
+            run,
+            epoch: append.fence.epoch,
+            holder: if holder.is_empty() { "nobody (released)".into() } else { holder },
+            holder_epoch: epoch,
+        });
+    }
+    let head: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE run_id = $1")
+        .bind(append.run_id.as_str())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(StoreError::Conflict { run, seq: first.0, kind: first.1.to_string(), head: head.unwrap_or(0) as u64 })
+}
+
+/// The refusal of a renewal: who holds the lease now.
+async fn lost(conn: &mut PgConnection, run_id: &str, epoch: u64) -> Result<StoreError, StoreError> {
+    let row: Option<(String, i64)> = sqlx::query_as("SELECT owner, epoch FROM run_leases WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    let (holder, holder_epoch) = row.map_or(("nobody".to_string(), 0), |(o, e)| (o, e as u64));
+    Ok(StoreError::LeaseLost {
+        run: run_id.into(),
+        epoch,
+        holder: if holder.is_empty() { "nobody (released)".into() } else { holder },
+        holder_epoch,
+    })
+}

@@ -1,0 +1,328 @@
+//! [`PostgresStore`]: the journal in a PostgreSQL database, for hosts on several machines
+//! sharing one journal.
+//!
+//! The same roles as the SQLite store, with the same guarantees: one writer task per
+//! store commits whatever has queued up as one transaction (group commit, `writer.rs`);
+//! every append is fenced by its run's lease in the INSERT that writes it
+//! (`journal.rs`); the run index follows the written events in the same transaction
+//! (`index.rs`); leases are judged by the server's clock (`leases.rs`). Reads, plugins,
+//! tokens and cancel requests use the connection pool directly.
+
+mod cancels;
+mod index;
+mod journal;
+mod leases;
+mod open;
+mod plugins;
+mod runs;
+mod tokens;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use sqlx::{PgPool, Row};
+use tether_types::access::TokenRecord;
+use tether_types::chain::StoredEvent;
+use tether_types::store::{
+    Append, AppendAck, CancelRequests, Components, Journal, Lease, LeaseTake, Leases, PluginAdded, PluginRecord,
+    Plugins, RunIndex, RunIndexStatus, RunQuery, RunRecord, RunSummary, StoreError, Tokens, Upkeep,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::db;
+use crate::leases::{LeaseOp, LeaseReply};
+use crate::StoreConfig;
+use journal::stored_event;
+use writer::Request;
+
+/// The journal in a PostgreSQL database (`postgres://` or `postgresql://`). Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    writer: mpsc::Sender<Request>,
+    pool: PgPool,
+    max_event_bytes: usize,
+    /// The database, as messages name it (no password).
+    shown: String,
+    /// Transactions the writer committed.
+    commits: Arc<AtomicU64>,
+}
+
+impl PostgresStore {
+    /// Connects, checks that the database holds a tether journal (or nothing) not newer
+    /// than this tether, and migrates it. Must be called inside a tokio runtime: the
+    /// writer task is spawned on it.
+    pub async fn open(config: &StoreConfig) -> Result<PostgresStore, StoreError> {
+        let (pool, shown) = open::open(config).await?;
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = writer::spawn(pool.clone(), Arc::clone(&commits));
+        Ok(PostgresStore { writer, pool, max_event_bytes: config.max_event_bytes, shown, commits })
+    }
+
+    /// How many transactions this store's writer has committed since it was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    fn check_sizes(&self, append: &Append) -> Result<(), StoreError> {
+        match append.events.iter().find(|e| e.payload.len() > self.max_event_bytes) {
+            Some(e) => Err(StoreError::PayloadTooLarge {
+                run: append.run_id.to_string(),
+                seq: e.seq,
+                kind: e.kind.to_string(),
+                size: e.payload.len(),
+                cap: self.max_event_bytes,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer.send(make(tx)).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    async fn lease_op(&self, op: LeaseOp) -> Result<LeaseReply, StoreError> {
+        self.send(|tx| Request::Lease(op, tx)).await
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Database("the journal writer stopped".into())
+}
+
+#[async_trait::async_trait]
+impl Journal for PostgresStore {
+    async fn append(&self, append: Append) -> Result<(), StoreError> {
+        self.enqueue(append).await?.await
+    }
+
+    async fn enqueue(&self, append: Append) -> Result<AppendAck, StoreError> {
+        self.check_sizes(&append)?;
+        let (tx, rx) = oneshot::channel();
+        self.writer.send(Request::Append(append, tx)).await.map_err(|_| stopped())?;
+        Ok(Box::pin(async move { rx.await.map_err(|_| stopped())? }))
+    }
+
+    fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
+    }
+
+    async fn events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query("SELECT seq, at_us, kind, payload, hash FROM events WHERE run_id = $1 ORDER BY seq")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        if rows.is_empty() {
+            return Err(StoreError::UnknownRun(run_id.to_string()));
+        }
+        rows.iter().map(|r| stored_event(r, 0)).collect()
+    }
+
+    async fn events_between(&self, run_id: &str, from: u64, to: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_us, kind, payload, hash FROM events WHERE run_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
+        )
+        .bind(run_id)
+        .bind(from.min(i64::MAX as u64) as i64)
+        .bind(to.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(|r| stored_event(r, 0)).collect()
+    }
+
+    async fn last_event(&self, run_id: &str) -> Result<(u64, String), StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM events WHERE run_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::UnknownRun(run_id.to_string()))?;
+        Ok((row.try_get::<i64, _>(0).map_err(db)? as u64, row.try_get(1).map_err(db)?))
+    }
+
+    async fn run_ids(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT run_id FROM events WHERE seq = 1 UNION SELECT run_id FROM runs \
+             UNION SELECT run_id FROM run_leases WHERE head_seq > 0 ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
+}
+
+#[async_trait::async_trait]
+impl RunIndex for PostgresStore {
+    async fn runs(&self, status: Option<RunIndexStatus>, limit: u32) -> Result<Vec<RunSummary>, StoreError> {
+        self.runs_page(&RunQuery { status, limit, ..RunQuery::default() }).await
+    }
+
+    async fn runs_page(&self, q: &RunQuery) -> Result<Vec<RunSummary>, StoreError> {
+        runs::page(&self.pool, q).await
+    }
+
+    async fn gate_events(&self, workflow: &str) -> Result<Vec<(String, StoredEvent)>, StoreError> {
+        runs::gate_events(&self.pool, workflow).await
+    }
+
+    async fn run_record(&self, run_id: &str) -> Result<RunRecord, StoreError> {
+        runs::record(&self.pool, run_id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Components for PostgresStore {
+    async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError> {
+        // Committed by itself: the caller awaits it before any append that names it.
+        if self.has_component(digest).await? {
+            return Ok(());
+        }
+        sqlx::query("INSERT INTO components (digest, wasm) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING")
+            .bind(digest)
+            .bind(wasm)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar("SELECT wasm FROM components WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn has_component(&self, digest: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM components WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(row.is_some())
+    }
+}
+
+#[async_trait::async_trait]
+impl Plugins for PostgresStore {
+    async fn add_plugin(&self, plugin: &PluginRecord, wasm: &[u8]) -> Result<PluginAdded, StoreError> {
+        plugins::add(&self.pool, plugin, wasm).await
+    }
+
+    async fn plugins(&self, name: Option<&str>) -> Result<Vec<PluginRecord>, StoreError> {
+        plugins::list(&self.pool, name).await
+    }
+
+    async fn remove_plugin(&self, name: &str, version: &str) -> Result<PluginRecord, StoreError> {
+        plugins::remove(&self.pool, name, version).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Leases for PostgresStore {
+    async fn take_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl_ms: u64,
+        breaking: Option<u64>,
+    ) -> Result<LeaseTake, StoreError> {
+        let op = LeaseOp::Take { run_id: run_id.into(), owner: owner.into(), ttl_ms, breaking };
+        match self.lease_op(op).await? {
+            LeaseReply::Take(t) => Ok(t),
+            _ => Err(stopped()),
+        }
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64) -> Result<Lease, StoreError> {
+        match self.lease_op(LeaseOp::Renew(lease.clone(), ttl_ms)).await? {
+            LeaseReply::Renewed(l) => Ok(l),
+            _ => Err(stopped()),
+        }
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.lease_op(LeaseOp::Release(lease.clone())).await.map(|_| ())
+    }
+
+    async fn lease(&self, run_id: &str) -> Result<Option<Lease>, StoreError> {
+        let row: Option<(String, i64, i64)> =
+            sqlx::query_as("SELECT owner, epoch, expires_us FROM run_leases WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(row.map(|(owner, epoch, expires_us)| Lease {
+            run_id: run_id.into(),
+            owner,
+            epoch: epoch as u64,
+            expires_us: expires_us as u64,
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl Tokens for PostgresStore {
+    async fn add_token(&self, token: &TokenRecord, hash: &str) -> Result<(), StoreError> {
+        tokens::add(&self.pool, token, hash).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        tokens::list(&self.pool).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        tokens::by_hash(&self.pool, hash).await
+    }
+
+    async fn revoke_token(&self, name: &str, at_us: u64) -> Result<TokenRecord, StoreError> {
+        tokens::revoke(&self.pool, name, at_us).await
+    }
+}
+
+#[async_trait::async_trait]
+impl CancelRequests for PostgresStore {
+    async fn request_cancel(&self, run_id: &str, by: &str, reason: Option<&str>) -> Result<bool, StoreError> {
+        cancels::request(&self.pool, run_id, by, reason).await
+    }
+
+    async fn cancel_request(&self, run_id: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
+        cancels::requested(&self.pool, run_id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Upkeep for PostgresStore {
+    async fn backup(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        // A consistent copy of a live PostgreSQL database is the server's own tools' job
+        // (they copy every table in one snapshot, in a format they restore).
+        Err(StoreError::BadUrl(format!(
+            "tether backup copies SQLite journals; back up the {} with PostgreSQL's own tools, for example \
+             `pg_dump --format=custom --file {} DATABASE_URL` (restored with pg_restore)",
+            self.shown,
+            path.display()
+        )))
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        // Everything queued before the close is written first; a store closed already
+        // (its writer gone) has nothing left to write.
+        let result = match self.send(Request::Close).await {
+            Err(_) if self.writer.is_closed() => Ok(()),
+            other => other,
+        };
+        self.pool.close().await;
+        result
+    }
+}

@@ -1,0 +1,46 @@
+//! The PostgreSQL journal store on a real server: the conformance suite every backend
+//! passes. The server is the one `scripts/test` starts (its URL in `TETHER_TEST_POSTGRES`);
+//! each case gets a database of its own, named for the case and this test process.
+
+use std::sync::Arc;
+
+use tether_store::{testing, StoreConfig};
+use tether_types::store::JournalStore;
+
+use crate::conformance::{conformance_suite, Backend};
+
+/// The test server's URL. Required: the README's test command starts a server.
+fn server() -> String {
+    std::env::var("TETHER_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "TETHER_TEST_POSTGRES is not set: run the tests with scripts/test, which starts a \
+             PostgreSQL server, or set it to a server's URL (postgres://USER@HOST:PORT/DB)"
+        )
+    })
+}
+
+/// The URL of this process's database for the case `name`.
+fn database(name: &str) -> String {
+    testing::postgres_database_url(&server(), &format!("t{}_{name}", std::process::id()))
+}
+
+async fn open(name: &str, cap: Option<usize>) -> Arc<dyn JournalStore> {
+    let mut config = StoreConfig::new(database(name));
+    if let Some(cap) = cap {
+        config.max_event_bytes = cap;
+    }
+    tether_store::open(&config).await.unwrap()
+}
+
+/// A fresh database per case on the test server.
+const POSTGRES: Backend = Backend {
+    fresh: |name, cap| {
+        Box::pin(async move {
+            testing::recreate_postgres_database(&server(), &format!("t{}_{name}", std::process::id())).await;
+            open(name, cap).await
+        })
+    },
+    reopen: |name| Box::pin(async move { open(name, None).await }),
+};
+
+conformance_suite!(POSTGRES);

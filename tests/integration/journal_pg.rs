@@ -19,6 +19,14 @@ fn server() -> String {
     })
 }
 
+/// A fresh, empty database `name` (of this test process) on the test server: its URL.
+pub(crate) fn fresh_database(name: &str) -> String {
+    let full = format!("t{}_{name}", std::process::id());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(testing::recreate_postgres_database(&server(), &full));
+    testing::postgres_database_url(&server(), &full)
+}
+
 /// The URL of this process's database for the case `name`.
 fn database(name: &str) -> String {
     testing::postgres_database_url(&server(), &format!("t{}_{name}", std::process::id()))

@@ -43,3 +43,4 @@ mod templates;
 mod ui;
 mod ui_browser;
 mod verify;
+mod workers_pg;

@@ -20,8 +20,14 @@ pub struct Served {
 impl Served {
     /// Starts `tether serve` on `db` with `extra` arguments; returns once it listens.
     pub fn start(db: &Path, extra: &[&str]) -> Served {
-        let log = unique(db);
+        Served::start_with(db, unique(db), &[], extra)
+    }
+
+    /// Starts `tether serve` on the journal `db` (a path or a URL) with `env` and `extra`
+    /// arguments, its stderr to `log`; returns once it listens.
+    pub fn start_with(db: &Path, log: PathBuf, env: &[(&str, &str)], extra: &[&str]) -> Served {
         let mut child = tether_cmd(db)
+            .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())

@@ -377,6 +377,12 @@ impl Worker {
                 continue;
             }
             if tether_runtime::free_to_take(store.as_ref(), &summary.run_id).await? {
+                // A run that ended between the list and the lease read (its last append
+                // gives the lease up) is not interrupted: read its status again.
+                let status = store.run_record(&summary.run_id).await?.index_status;
+                if status.as_deref() != Some(RunIndexStatus::Running.as_str()) {
+                    continue;
+                }
                 let run = RunId::try_from(summary.run_id).map_err(AppError::Corrupt)?;
                 tracing::info!("run {run}: interrupted and held by nobody; taking it over");
                 self.wake(run, Vec::new());

@@ -273,6 +273,9 @@ impl RunJournal {
             Append { run_id: self.run_id.clone(), fence: self.fence.clone(), events, lease }
         };
         let change = append.lease;
+        if change.releases() {
+            self.lease.releasing.store(true, Ordering::Release);
+        }
         let ack = match self.store.enqueue(append).await {
             Ok(ack) => ack,
             Err(e) => {

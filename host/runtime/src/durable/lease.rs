@@ -123,6 +123,11 @@ pub(crate) struct LeaseState {
     pub(crate) take_with_first_append: Mutex<Option<u64>>,
     /// Set once an append gave the lease up with the run's last events.
     pub(crate) released: AtomicBool,
+    /// Set once an append that gives the lease up is handed to the store: renewing
+    /// stops, as the lease is over whether that append is written (released) or
+    /// refused (lost). A renewal racing its commit would find the lease released by
+    /// this very host and take that for a take-over.
+    pub(crate) releasing: AtomicBool,
 }
 
 /// A lease this process holds, renewed in the background until released.
@@ -232,12 +237,13 @@ async fn renew(store: Arc<dyn JournalStore>, current: Arc<Mutex<Lease>>, state: 
         if lock(&state.take_with_first_append).is_some() {
             continue; // Not in the store yet: the run's first append takes it.
         }
-        if state.released.load(Ordering::Acquire) {
+        if state.released.load(Ordering::Acquire) || state.releasing.load(Ordering::Acquire) {
             return;
         }
         let lease = lock(&current).clone();
         match store.renew_lease(&lease, ttl_ms).await {
             Ok(renewed) => *lock(&current) = renewed,
+            Err(StoreError::LeaseLost { .. }) if state.releasing.load(Ordering::Acquire) => return,
             Err(e @ StoreError::LeaseLost { .. }) => {
                 tracing::warn!("{e}");
                 let _ = state.lost.set(e);

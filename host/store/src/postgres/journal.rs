@@ -116,6 +116,7 @@ pub(super) async fn release(conn: &mut PgConnection, written: &[&Append]) -> Res
     if releasing.is_empty() {
         return Ok(());
     }
+
     let (mut runs, mut owners, mut epochs, mut seqs, mut hashes) = (vec![], vec![], vec![], vec![], vec![]);
     for a in &releasing {
         let Some(last) = a.events.last() else { continue };

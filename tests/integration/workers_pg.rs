@@ -1,0 +1,203 @@
+//! Several `tether serve` workers on one PostgreSQL journal, as on several machines (each
+//! names itself with `TETHER_HOST_ID`, so none can tell that another's process died and
+//! each waits for a lease to lapse): runs shared between them, a worker SIGKILLed in the
+//! middle of steps whose runs the others take over with every effect once, and a worker
+//! frozen past its leases (SIGSTOP) that cannot write when it wakes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tether_tests::artifacts;
+
+use crate::served::{token, Served};
+use crate::support::{fresh_dir, tether_json};
+
+const STEPS: u32 = 4;
+const LEASE_TTL: &str = "2s";
+
+/// A workflow of durable steps that each record two ledger entries (an external effect,
+/// at most once per idempotency key) with CPU work around them.
+fn workflow(dir: &Path) {
+    std::fs::create_dir_all(dir.join("ledger")).unwrap();
+    let steps: String = (1..=STEPS)
+        .map(|k| {
+            format!("[[steps]]\nname = \"s{k}\"\ncomponent = {:?}\ntools = [\"ledger\"]\n", artifacts::DURABLE_STEP)
+        })
+        .collect();
+    let text = format!(
+        "name = \"shared\"\n[tools.ledger]\ncomponent = {:?}\ndirs = [{{ host = \"ledger\", guest = \"/ledger\", write = true }}]\n{steps}",
+        artifacts::LEDGER_TOOL
+    );
+    std::fs::write(dir.join("shared.toml"), text).unwrap();
+}
+
+/// Worker `name` on the journal `url`, with short leases.
+fn worker(url: &Path, dir: &Path, name: &str) -> Served {
+    let workflows = dir.display().to_string();
+    let log = dir.join(format!("{name}.log"));
+    let env = [("TETHER_HOST_ID", name), ("TETHER_LEASE_TTL", LEASE_TTL), ("TETHER_LOG", "info")];
+    Served::start_with(url, log, &env, &["--workflows", &workflows, "--concurrency", "8"])
+}
+
+fn events(url: &Path, run: &str) -> Vec<Value> {
+    let (code, v) = tether_json(url, &["history", run, "--json"]);
+    assert_eq!(code, Some(0), "{v}");
+    v.as_array().unwrap().clone()
+}
+
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+/// Every ledger entry, by idempotency key, with how many times it was recorded.
+fn effects(dir: &Path) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    let log = std::fs::read_to_string(dir.join("ledger/effects.log")).unwrap_or_default();
+    for line in log.lines() {
+        *seen.entry(line.split_whitespace().next().unwrap_or("").to_string()).or_default() += 1;
+    }
+    seen
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64
+}
+
+#[test]
+fn three_workers_share_runs_and_a_killed_workers_runs_are_taken_over_with_every_effect_once() {
+    let url = PathBuf::from(crate::journal_pg::fresh_database("workers_kill"));
+    let dir = fresh_dir("workers-kill");
+    workflow(&dir);
+    let runner = token(&url, "ci", "ci-bot", &["runner"]);
+    let mut workers: Vec<Served> = ["worker-a", "worker-b", "worker-c"].iter().map(|n| worker(&url, &dir, n)).collect();
+
+    // 30 runs, submitted round-robin, each step spinning long enough that many are in
+    // the middle of a step at any moment.
+    let input = json!({"n": 1, "trail": [], "spin": 10_000_000});
+    let mut runs = Vec::new();
+    for i in 0..30 {
+        let (status, created) =
+            workers[i % 3].post_as(&runner, "/v1/runs", &json!({"workflow": "shared", "input": input}));
+        assert_eq!(status, 201, "{created}");
+        runs.push(created["run_id"].as_str().unwrap().to_string());
+    }
+    // Kill worker A while its runs are mid-step: one of its steps has begun and not ended
+    // (asked of A itself, which answers at once: an attempt in flight shows as
+    // `interrupted` in a run's view).
+    let a_runs: Vec<&String> = runs.iter().step_by(3).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mid_step = |run: &str| {
+        let (_, view) = workers[0].get_as(&runner, &format!("/v1/runs/{run}"));
+        view["steps"].as_array().is_some_and(|s| s.iter().any(|s| s["status"] == "interrupted"))
+    };
+    while !a_runs.iter().any(|r| mid_step(r)) {
+        assert!(Instant::now() < deadline, "worker A began nothing:\n{}", workers[0].log());
+    }
+    let killed_us = now_us();
+    workers[0].kill();
+    let unfinished = a_runs.iter().filter(|r| of_type(&events(&url, r), "run_completed").is_empty()).count();
+    eprintln!("worker A killed with {unfinished} of its runs unfinished");
+
+    // The others finish every run, worker A's included, once its leases lapse.
+    for run in &runs {
+        workers[1].wait_status(&runner, run, "completed", Duration::from_secs(90));
+    }
+    let expected: Vec<String> = (1..=STEPS).flat_map(|k| [format!("step{k}-a"), format!("step{k}-b")]).collect();
+    let mut taken_over = Vec::new();
+    for run in &runs {
+        let ev = events(&url, run);
+        let done = of_type(&ev, "run_completed");
+        assert_eq!(done[0]["output"]["trail"], json!(expected), "{run}");
+        // A step that completed was never begun again.
+        let mut completed = std::collections::HashSet::new();
+        for e in &ev {
+            let step = e["step"].as_str().unwrap_or("");
+            match e["type"].as_str() {
+                Some("step_completed") => assert!(completed.insert(step.to_string()), "{run}: {step} completed twice"),
+                Some("step_attempt_started") => assert!(!completed.contains(step), "{run}: {step} ran again"),
+                _ => {}
+            }
+        }
+        let resumed: Vec<u64> = of_type(&ev, "run_resumed").iter().filter_map(|e| e["at_us"].as_u64()).collect();
+        if let Some(at) = resumed.iter().find(|at| **at > killed_us) {
+            taken_over.push((at - killed_us) as f64 / 1e3);
+        }
+        let (code, verified) = tether_json(&url, &["verify", run, "--json"]);
+        assert_eq!(code, Some(0), "{verified}");
+    }
+    assert!(!taken_over.is_empty(), "no run of the killed worker was taken over");
+    // Every effect once: 8 entries per run, each key recorded once.
+    let seen = effects(&dir);
+    assert_eq!(seen.len(), runs.len() * 2 * STEPS as usize, "{seen:?}");
+    assert!(seen.values().all(|n| *n == 1), "an effect was recorded twice: {seen:?}");
+    taken_over.sort_by(f64::total_cmp);
+    eprintln!(
+        "{} run(s) taken over after the kill, in {:.0}-{:.0} ms (lease {LEASE_TTL})",
+        taken_over.len(),
+        taken_over[0],
+        taken_over[taken_over.len() - 1]
+    );
+    // Taken over within about a lease period (plus the 1 s scan), not left stranded.
+    assert!(taken_over[taken_over.len() - 1] < 6_000.0, "{taken_over:?}");
+    let others: String = workers[1..].iter().map(Served::log).collect();
+    assert!(others.contains("taking it over"), "{others}");
+}
+
+#[test]
+fn a_worker_frozen_past_its_leases_cannot_write_when_it_wakes_and_the_runs_finish_once() {
+    let url = PathBuf::from(crate::journal_pg::fresh_database("workers_stop"));
+    let dir = fresh_dir("workers-stop");
+    workflow(&dir);
+    let runner = token(&url, "ci", "ci-bot", &["runner"]);
+    let mut a = worker(&url, &dir, "worker-a");
+    let input = json!({"n": 1, "trail": [], "spin": 20_000_000});
+    let mut runs = Vec::new();
+    for _ in 0..4 {
+        let (status, created) = a.post_as(&runner, "/v1/runs", &json!({"workflow": "shared", "input": input}));
+        assert_eq!(status, 201, "{created}");
+        runs.push(created["run_id"].as_str().unwrap().to_string());
+    }
+    // Freeze A in the middle of its steps, past its leases; B takes the runs over.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while runs.iter().all(|r| of_type(&events(&url, r), "step_attempt_started").is_empty()) {
+        assert!(Instant::now() < deadline, "worker A began nothing:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = a.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let b = worker(&url, &dir, "worker-b");
+    for run in &runs {
+        b.wait_status(&runner, run, "completed", Duration::from_secs(120));
+    }
+    // A wakes: whatever it was doing, its appends are refused by the fence.
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_secs(3));
+    let expected: Vec<String> = (1..=STEPS).flat_map(|k| [format!("step{k}-a"), format!("step{k}-b")]).collect();
+    for run in &runs {
+        let ev = events(&url, run);
+        assert_eq!(of_type(&ev, "run_completed").len(), 1, "{run}: {ev:?}");
+        assert_eq!(ev.last().unwrap()["type"], "run_completed", "{run}: nothing after the end: {ev:?}");
+        assert_eq!(of_type(&ev, "run_completed")[0]["output"]["trail"], json!(expected));
+        let (code, verified) = tether_json(&url, &["verify", run, "--json"]);
+        assert_eq!(code, Some(0), "{verified}");
+    }
+    // Each effect was claimed once: the ledger's record of a key is made by exactly one
+    // call (an atomic link). Its aggregate log is not compared here: a call frozen inside
+    // the tool goes on when its process wakes (no fence reaches into a tool already
+    // running), and the ledger's repair of a missing log line may then run twice.
+    let claimed = std::fs::read_dir(dir.join("ledger/keys"))
+        .unwrap()
+        .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+        .count();
+    assert_eq!(claimed, runs.len() * 2 * STEPS as usize);
+    assert!(effects(&dir).len() == claimed, "every claimed effect is in the ledger's log");
+    // A is still serving (it re-joins), or it has stopped: never a panic, never a write.
+    let log = a.log();
+    assert!(!log.contains("panicked"), "{log}");
+    if a.child.try_wait().unwrap().is_none() {
+        let (code, _) = a.get("/healthz");
+        assert_eq!(code, 200, "{log}");
+    }
+}

@@ -201,3 +201,110 @@ fn a_worker_frozen_past_its_leases_cannot_write_when_it_wakes_and_the_runs_finis
         assert_eq!(code, 200, "{log}");
     }
 }
+
+#[test]
+fn a_schedule_fired_by_three_workers_runs_once_per_tick() {
+    let url = PathBuf::from(crate::journal_pg::fresh_database("workers_cron"));
+    let dir = fresh_dir("workers-cron");
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    let workflow = format!("name = \"tick\"\n[[steps]]\nname = \"echo\"\ncomponent = {:?}\n", artifacts::TRIVIAL);
+    std::fs::write(dir.join("workflows/tick.toml"), workflow).unwrap();
+    let config = dir.join("serve.toml");
+    std::fs::write(
+        &config,
+        "workflows = \"workflows\"\n[[schedules]]\nname = \"every-second\"\nworkflow = \"tick\"\n\
+         cron = \"* * * * * *\"\noverlap = \"allow\"\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let start = |name: &str| {
+        let env = [("TETHER_HOST_ID", name), ("TETHER_LEASE_TTL", LEASE_TTL)];
+        Served::start_with(&url, dir.join(format!("{name}.log")), &env, &["--config", &config])
+    };
+    let workers: Vec<Served> = ["worker-a", "worker-b", "worker-c"].iter().map(|n| start(n)).collect();
+    std::thread::sleep(Duration::from_millis(5500));
+    drop(workers);
+    let (code, runs) = tether_json(&url, &["runs", "--json", "--limit", "1000"]);
+    assert_eq!(code, Some(0), "{runs}");
+    let runs = runs.as_array().unwrap();
+    assert!(runs.len() >= 4, "a tick a second for 5.5 s: {runs:?}");
+    let mut ticks = std::collections::BTreeSet::new();
+    for r in runs {
+        let ev = events(&url, r["run_id"].as_str().unwrap());
+        let origin = &ev[0]["origin"];
+        assert_eq!(origin["via"], "schedule", "{origin}");
+        assert!(ticks.insert(origin["key"].as_str().unwrap().to_string()), "a tick ran twice: {origin}");
+    }
+}
+
+/// A PostgreSQL server of this test's own (to stop and start under running workers),
+/// stopped when dropped.
+struct OwnServer(PathBuf);
+
+impl OwnServer {
+    fn start(dir: &Path) -> (OwnServer, String) {
+        let o = std::process::Command::new(tether_tests::repo_root().join("scripts/postgres-server"))
+            .args(["start", &dir.display().to_string()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", crate::support::output(&o));
+        (OwnServer(dir.to_path_buf()), String::from_utf8(o.stdout).unwrap().trim().to_string())
+    }
+
+    fn control(&self, command: &str) {
+        let o = std::process::Command::new(tether_tests::repo_root().join("scripts/postgres-server"))
+            .args([command, &self.0.display().to_string()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{command}: {}", crate::support::output(&o));
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(tether_tests::repo_root().join("scripts/postgres-server"))
+            .args(["stop", &self.0.display().to_string()])
+            .output();
+    }
+}
+
+#[test]
+fn workers_carry_on_when_the_postgres_server_restarts_under_them() {
+    let dir = fresh_dir("workers-restart");
+    workflow(&dir);
+    let (server, url) = OwnServer::start(&dir.join("postgres"));
+    let url = PathBuf::from(url);
+    let runner = token(&url, "ci", "ci-bot", &["runner"]);
+    let workers: Vec<Served> = ["worker-a", "worker-b"].iter().map(|n| worker(&url, &dir, n)).collect();
+    let input = json!({"n": 1, "trail": [], "spin": 10_000_000});
+    let mut runs = Vec::new();
+    for i in 0..10 {
+        let (status, created) =
+            workers[i % 2].post_as(&runner, "/v1/runs", &json!({"workflow": "shared", "input": input}));
+        assert_eq!(status, 201, "{created}");
+        runs.push(created["run_id"].as_str().unwrap().to_string());
+    }
+    // Down for three seconds while steps run, then up again on its port.
+    server.control("stop");
+    std::thread::sleep(Duration::from_secs(3));
+    server.control("resume");
+    for run in &runs {
+        workers[1].wait_status(&runner, run, "completed", Duration::from_secs(120));
+    }
+    let expected: Vec<String> = (1..=STEPS).flat_map(|k| [format!("step{k}-a"), format!("step{k}-b")]).collect();
+    for run in &runs {
+        let ev = events(&url, run);
+        assert_eq!(of_type(&ev, "run_completed")[0]["output"]["trail"], json!(expected), "{run}");
+        let (code, verified) = tether_json(&url, &["verify", run, "--json"]);
+        assert_eq!(code, Some(0), "{verified}");
+    }
+    let seen = effects(&dir);
+    assert_eq!(seen.len(), runs.len() * 2 * STEPS as usize, "{seen:?}");
+    assert!(seen.values().all(|n| *n == 1), "an effect was recorded twice: {seen:?}");
+    // Both still serve: a new run through each completes.
+    for w in &workers {
+        let (status, created) = w.post_as(&runner, "/v1/runs", &json!({"workflow": "shared", "input": input}));
+        assert_eq!(status, 201, "{created}\n{}", w.log());
+        w.wait_status(&runner, created["run_id"].as_str().unwrap(), "completed", Duration::from_secs(60));
+    }
+}

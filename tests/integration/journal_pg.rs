@@ -52,3 +52,22 @@ const POSTGRES: Backend = Backend {
 };
 
 conformance_suite!(POSTGRES);
+
+#[test]
+fn migrate_prepares_a_new_postgres_journal_and_never_prints_its_password() {
+    let url = fresh_database("migrate");
+    let with_password = url.replacen("tether@", "tether:s3cret@", 1);
+    let o =
+        crate::support::tether_cmd(std::path::Path::new(&with_password)).args(["migrate", "--json"]).output().unwrap();
+    let out = crate::support::output(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(!out.contains("s3cret"), "the password was printed: {out}");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["ready"], true, "{report}");
+    assert!(report["journal"].as_str().unwrap().starts_with("PostgreSQL database `t"), "{report}");
+    // Migrated once: a second migrate changes nothing, and reading commands work on it.
+    let o = crate::support::tether_cmd(std::path::Path::new(&url)).args(["migrate"]).output().unwrap();
+    assert!(o.status.success(), "{}", crate::support::output(&o));
+    let (code, runs) = crate::support::tether_json(std::path::Path::new(&url), &["runs", "--json"]);
+    assert_eq!((code, runs), (Some(0), serde_json::json!([])));
+}

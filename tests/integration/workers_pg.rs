@@ -97,6 +97,12 @@ fn three_workers_share_runs_and_a_killed_workers_runs_are_taken_over_with_every_
     }
     let killed_us = now_us();
     workers[0].kill();
+    // Its leases are still there, lapsing: `tether workers` names it with its runs.
+    let (code, held) = tether_json(&url, &["workers", "--json"]);
+    assert_eq!(code, Some(0), "{held}");
+    let a = held.as_array().unwrap().iter().find(|w| w["host"] == "worker-a").cloned();
+    let a = a.unwrap_or_else(|| panic!("worker A's leases are not listed: {held}"));
+    assert!(!a["runs"].as_array().unwrap().is_empty() && a["pid"].is_u64(), "{a}");
     let unfinished = a_runs.iter().filter(|r| of_type(&events(&url, r), "run_completed").is_empty()).count();
     eprintln!("worker A killed with {unfinished} of its runs unfinished");
 
@@ -128,6 +134,8 @@ fn three_workers_share_runs_and_a_killed_workers_runs_are_taken_over_with_every_
         assert_eq!(code, Some(0), "{verified}");
     }
     assert!(!taken_over.is_empty(), "no run of the killed worker was taken over");
+    let (_, held) = tether_json(&url, &["workers", "--json"]);
+    assert_eq!(held, json!([]), "every run is over: nobody holds one");
     // Every effect once: 8 entries per run, each key recorded once.
     let seen = effects(&dir);
     assert_eq!(seen.len(), runs.len() * 2 * STEPS as usize, "{seen:?}");

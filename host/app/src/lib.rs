@@ -23,6 +23,7 @@ mod stats;
 mod tokens;
 mod verify;
 mod worker;
+mod workers;
 
 use std::sync::{Arc, OnceLock};
 
@@ -41,6 +42,7 @@ pub use stats::{GateStats, Stats, StatsFilter, StepLatency};
 pub use tokens::{NewToken, Refused};
 pub use verify::Checked;
 pub use worker::{Stopped, Submitted, Worker, WorkerConfig};
+pub use workers::{HeldRun, WorkerView};
 
 /// Every use case, over one journal.
 pub struct App {

@@ -76,6 +76,13 @@ pub(crate) enum Command {
     ///
     /// Example: tether migrate --db /var/lib/tether/journal.db
     Migrate(MigrateArgs),
+    /// List the hosts executing runs now: each lease owner (host, pid), the runs it holds
+    /// and when each lease lapses unless renewed, by the journal's clock. A worker whose
+    /// every lease has lapsed is marked: it stopped renewing (killed, frozen or cut off),
+    /// and the next worker that looks takes its runs over.
+    ///
+    /// Example: tether workers --db postgres://tether@db:5432/journal
+    Workers(WorkersArgs),
     /// Cancel a run: journaled with who and why; nothing more starts, its completed steps
     /// are undone (as for a failure) and it ends `cancelled`. A waiting, paused or
     /// interrupted run is cancelled here, at once. A run another live process is executing
@@ -508,6 +515,15 @@ pub(crate) struct CompletionsArgs {
 
 #[derive(Args)]
 pub(crate) struct MigrateArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct WorkersArgs {
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,

@@ -369,7 +369,7 @@ pub(crate) fn backup(args: BackupArgs) -> Result<ExitCode, Failure> {
 pub(crate) fn migrate(args: crate::cli::MigrateArgs) -> Result<ExitCode, Failure> {
     crate::setup::async_runtime()?.block_on(async {
         args.db.open().await?;
-        let url = args.db.db.clone().unwrap_or_else(tether_store::default_database_url);
+        let url = tether_store::describe_url(&args.db.db.clone().unwrap_or_else(tether_store::default_database_url));
         if args.json {
             println!("{}", crate::output::json(&serde_json::json!({"journal": url, "ready": true})));
         } else {

@@ -22,6 +22,7 @@ mod stats;
 mod token;
 mod validate;
 mod verify;
+mod workers;
 
 use std::process::ExitCode;
 
@@ -100,6 +101,7 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => journal::verify(args),
         cli::Command::Backup(args) => journal::backup(args),
         cli::Command::Migrate(args) => journal::migrate(args),
+        cli::Command::Workers(args) => workers::workers(args),
         cli::Command::Cancel(args) => client::try_cancel(&args).unwrap_or_else(|| cancel::cancel(args)),
         cli::Command::Completions(args) => {
             use clap::CommandFactory;

@@ -20,6 +20,23 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn JournalStore>, StoreEr
     Ok(Arc::new(SqliteStore::open(config).await?))
 }
 
+/// How messages name the journal `url`: a PostgreSQL URL without its password (as
+/// `PostgreSQL database `DB` at HOST:PORT`), anything else as given.
+pub fn describe_url(url: &str) -> String {
+    if !is_postgres(url) {
+        return url.to_string();
+    }
+    match <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url) {
+        Ok(o) => format!(
+            "PostgreSQL database `{}` at {}:{}",
+            o.get_database().unwrap_or(o.get_username()),
+            o.get_host(),
+            o.get_port()
+        ),
+        Err(_) => "a PostgreSQL database (its URL does not parse)".into(),
+    }
+}
+
 /// Whether `url` names a PostgreSQL database (the scheme in any case, as URLs allow).
 fn is_postgres(url: &str) -> bool {
     let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
@@ -38,5 +55,12 @@ mod tests {
         assert!(!is_postgres("sqlite:/tmp/postgres://x"));
         assert!(!is_postgres("/var/lib/tether/postgres.db"));
         assert!(!is_postgres("mysql://h/db"));
+    }
+
+    #[test]
+    fn a_postgres_url_is_described_without_its_password() {
+        let shown = super::describe_url("postgres://tether:s3cret@db.internal:5433/journal");
+        assert_eq!(shown, "PostgreSQL database `journal` at db.internal:5433");
+        assert_eq!(super::describe_url("/var/lib/tether/journal.db"), "/var/lib/tether/journal.db");
     }
 }

@@ -26,7 +26,7 @@ mod writer;
 #[doc(hidden)]
 pub mod testing;
 
-pub use backend::open;
+pub use backend::{describe_url, open};
 pub use open::{default_database_url, sqlite_file, Durability, StoreConfig};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

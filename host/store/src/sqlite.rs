@@ -322,6 +322,25 @@ impl Leases for SqliteStore {
             expires_us: expires_us as u64,
         }))
     }
+
+    async fn held_leases(&self) -> Result<(u64, Vec<Lease>), StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT run_id, owner, epoch, expires_us FROM run_leases WHERE owner <> '' ORDER BY owner, run_id",
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db)?;
+        let leases = rows
+            .into_iter()
+            .map(|(run_id, owner, epoch, expires_us)| Lease {
+                run_id,
+                owner,
+                epoch: epoch as u64,
+                expires_us: expires_us as u64,
+            })
+            .collect();
+        Ok((crate::leases::now_us(), leases))
+    }
 }
 
 #[async_trait::async_trait]

@@ -406,6 +406,10 @@ pub trait Leases: Send + Sync {
     /// The run's lease as it stands (an empty `owner` once given up), read without
     /// writing: to find runs nobody executes without taking every lease to see.
     async fn lease(&self, run_id: &str) -> Result<Option<Lease>, StoreError>;
+    /// Every lease a host holds now (not given up), by owner then run, with the store's
+    /// clock (microseconds since the Unix epoch) to judge which have lapsed: who is
+    /// executing what (`tether workers`).
+    async fn held_leases(&self) -> Result<(u64, Vec<Lease>), StoreError>;
 }
 
 /// Cancel requests, for a run another host executes.

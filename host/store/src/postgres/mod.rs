@@ -270,6 +270,26 @@ impl Leases for PostgresStore {
             expires_us: expires_us as u64,
         }))
     }
+
+    async fn held_leases(&self) -> Result<(u64, Vec<Lease>), StoreError> {
+        let now: i64 = sqlx::query_scalar("SELECT tether_now_us()").fetch_one(&self.pool).await.map_err(db)?;
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT run_id, owner, epoch, expires_us FROM run_leases WHERE owner <> '' ORDER BY owner, run_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let leases = rows
+            .into_iter()
+            .map(|(run_id, owner, epoch, expires_us)| Lease {
+                run_id,
+                owner,
+                epoch: epoch as u64,
+                expires_us: expires_us as u64,
+            })
+            .collect();
+        Ok((now as u64, leases))
+    }
 }
 
 #[async_trait::async_trait]

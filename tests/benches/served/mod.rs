@@ -12,10 +12,13 @@ use tether_tests::cache_dir;
 
 /// The `tether` binary this bench was built with, on `dir`'s journal.
 pub fn tether(dir: &Path) -> Command {
+    tether_on(&dir.join("journal.db").display().to_string())
+}
+
+/// The `tether` binary this bench was built with, on the journal `url` (a path or URL).
+pub fn tether_on(url: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tether"));
-    c.env("TETHER_CACHE_DIR", cache_dir())
-        .env("TETHER_DATABASE_URL", dir.join("journal.db"))
-        .env_remove("RUST_BACKTRACE");
+    c.env("TETHER_CACHE_DIR", cache_dir()).env("TETHER_DATABASE_URL", url).env_remove("RUST_BACKTRACE");
     c
 }
 
@@ -28,6 +31,16 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path, concurrency: usize) -> Server {
+        Server::start_on(&dir.join("journal.db").display().to_string(), dir, concurrency, &[])
+    }
+
+    /// A server on the journal `url`, serving `dir/workflows`, with `env` set.
+    pub fn start_on(url: &str, dir: &Path, concurrency: usize, env: &[(&str, &str)]) -> Server {
+        let tether = |_: &Path| {
+            let mut c = tether_on(url);
+            c.envs(env.iter().copied());
+            c
+        };
         let o = {
             // A token of its own per server started on the journal.
             static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -316,3 +316,41 @@ fn workers_carry_on_when_the_postgres_server_restarts_under_them() {
         w.wait_status(&runner, created["run_id"].as_str().unwrap(), "completed", Duration::from_secs(60));
     }
 }
+
+#[test]
+fn a_decision_made_elsewhere_is_pushed_and_a_worker_continues_the_run_at_once() {
+    let r = crate::governance::Refund::new("workers-decide", "output.amount > 100.0", crate::governance::POLICY);
+    let url = PathBuf::from(crate::journal_pg::fresh_database("workers_decide"));
+    let runner = token(&url, "ci", "ci-bot", &["runner"]);
+    let workflows = r.dir.display().to_string();
+    let start = |name: &str| {
+        let env = [("TETHER_HOST_ID", name), ("TETHER_LEASE_TTL", LEASE_TTL)];
+        Served::start_with(&url, r.dir.join(format!("{name}.log")), &env, &["--workflows", &workflows])
+    };
+    let (a, b) = (start("worker-a"), start("worker-b"));
+    let input = json!({"order_id": "A-1", "amount": 500.0, "reason": "arrived damaged"});
+    let (status, created) =
+        a.post_as(&runner, "/v1/runs", &json!({"workflow": "refund-workers-decide", "input": input}));
+    assert_eq!(status, 201, "{created}");
+    let run = created["run_id"].as_str().unwrap().to_string();
+    a.wait_status(&runner, &run, "waiting", Duration::from_secs(60));
+    // Both rescan every 10 s. Decided by a process of its own that does not continue the
+    // run, it goes on at once on a worker, told by the journal.
+    std::thread::sleep(Duration::from_secs(1));
+    let decided = Instant::now();
+    let o = crate::support::tether_cmd(&url)
+        .args(["approve", &run, "refund", "--as", "alice", "--no-continue"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", crate::support::output(&o));
+    b.wait_status(&runner, &run, "completed", Duration::from_secs(30));
+    let took = decided.elapsed();
+    assert!(took < Duration::from_secs(5), "continued {took:?} after the decision (the rescan is every 10 s)");
+    let ev = events(&url, &run);
+    let resumed = of_type(&ev, "run_resumed");
+    assert_eq!(resumed.len(), 1, "continued once: {ev:?}");
+    let by = resumed[0]["pid"].as_u64().unwrap() as u32;
+    assert!(by == a.child.id() || by == b.child.id(), "continued by a worker, not by the deciding process: {ev:?}");
+    let (code, verified) = tether_json(&url, &["verify", &run, "--json"]);
+    assert_eq!(code, Some(0), "{verified}");
+}

@@ -85,6 +85,8 @@ pub struct Worker {
     /// Deadlines of waiting runs, from the last rescan: when each is due.
     deadlines: Mutex<BTreeMap<u64, Vec<RunId>>>,
     wake_timers: Notify,
+    /// Set when another process decided a waiting run's approval: rescan now.
+    rescan_soon: std::sync::atomic::AtomicBool,
     metrics: Metrics,
     /// Runs whose continuing failed in the host, with how often and when to try again:
     /// taken over with a growing pause rather than every tick.
@@ -108,6 +110,7 @@ impl Worker {
             hard_stop: CancellationToken::new(),
             deadlines: Mutex::default(),
             wake_timers: Notify::new(),
+            rescan_soon: std::sync::atomic::AtomicBool::new(false),
             metrics: Metrics::default(),
             failures: Mutex::default(),
             stops: tokio::sync::watch::Sender::new(0),
@@ -326,6 +329,18 @@ impl Worker {
     /// requests are all decided (read every `rescan`, fired on time in between).
     pub async fn run_timers(self: Arc<Self>) {
         let mut next_rescan = tokio::time::Instant::now();
+        // A decision made by another process on the journal is pushed where the store
+        // can (PostgreSQL): the rescan runs at once instead of at its next turn.
+        let me = Arc::downgrade(&self);
+        let pushed = self.app.store().on_wakeup(Box::new(move |_run| {
+            if let Some(worker) = me.upgrade() {
+                worker.rescan_soon.store(true, std::sync::atomic::Ordering::Release);
+                worker.wake_timers.notify_one();
+            }
+        }));
+        if pushed {
+            tracing::debug!("decisions made elsewhere are pushed to this worker");
+        }
         loop {
             if self.stopping() {
                 return;
@@ -333,7 +348,8 @@ impl Worker {
             if let Err(e) = self.take_over().await {
                 tracing::warn!("looking for interrupted runs: {e}");
             }
-            if tokio::time::Instant::now() >= next_rescan {
+            let soon = self.rescan_soon.swap(false, std::sync::atomic::Ordering::AcqRel);
+            if soon || tokio::time::Instant::now() >= next_rescan {
                 if let Err(e) = self.rescan().await {
                     tracing::warn!("reading waiting runs' deadlines: {e}");
                 }

@@ -340,6 +340,14 @@ pub trait Journal: Send + Sync {
     async fn last_event(&self, run_id: &str) -> Result<(u64, String), StoreError>;
     /// Every run id the store knows of, from the journal, the index and the head anchors.
     async fn run_ids(&self) -> Result<Vec<String>, StoreError>;
+    /// Calls `wake` with a run's id whenever any process on this journal decides one of
+    /// the run's approvals, so that a waiting run continues at once on whichever host
+    /// picks it up. `false` where the store cannot push this (the caller's periodic
+    /// rescan of waiting runs finds them instead).
+    fn on_wakeup(&self, wake: Box<dyn Fn(String) + Send + Sync>) -> bool {
+        let _ = wake;
+        false
+    }
 }
 
 /// The run index: one row per run, kept from the events as they are written (see

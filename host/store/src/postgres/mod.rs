@@ -115,6 +115,34 @@ impl Journal for PostgresStore {
         self.max_event_bytes
     }
 
+    fn on_wakeup(&self, wake: Box<dyn Fn(String) + Send + Sync>) -> bool {
+        let pool = self.pool.clone();
+        let shown = self.shown.clone();
+        tokio::spawn(async move {
+            // A connection of its own, listening; reconnected after a failure (the
+            // decisions made meanwhile are found by the rescan).
+            loop {
+                match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(mut listener) => match listener.listen("tether_wake").await {
+                        Ok(()) => loop {
+                            match listener.recv().await {
+                                Ok(notice) => wake(notice.payload().to_string()),
+                                Err(e) => {
+                                    tracing::warn!("{shown}: listening for decisions: {e}");
+                                    break;
+                                }
+                            }
+                        },
+                        Err(e) => tracing::warn!("{shown}: listening for decisions: {e}"),
+                    },
+                    Err(e) => tracing::warn!("{shown}: listening for decisions: {e}"),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+        true
+    }
+
     async fn events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query("SELECT seq, at_us, kind, payload, hash FROM events WHERE run_id = $1 ORDER BY seq")
             .bind(run_id)

@@ -218,6 +218,9 @@ async fn write(pool: &PgPool, batch: &[Request]) -> Result<Vec<Outcome>, StoreEr
             }
         }
     };
+    if let Ok(outcomes) = &result {
+        notify_decided(&mut conn, batch, outcomes).await;
+    }
     match result {
         Ok(outcomes) => Ok(outcomes),
         // A position already taken, under a lease that holds: another writer raced.
@@ -254,4 +257,30 @@ async fn write_in(conn: &mut PgConnection, batch: &[Request], appends: &[&Append
         });
     }
     Ok(outcomes)
+}
+
+/// Tells every process listening on the journal about runs whose approvals were just
+/// decided (`NOTIFY tether_wake`, once committed). Best effort: a notice lost with a
+/// dropped connection is found by the listeners' periodic rescan.
+async fn notify_decided(conn: &mut PgConnection, batch: &[Request], outcomes: &[Outcome]) {
+    let runs: Vec<&str> = batch
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(r, o)| match (r, o) {
+            (Request::Append(a, _), Outcome::Done) if a.events.iter().any(|e| e.kind == "approval_decided") => {
+                Some(a.run_id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    let notified = sqlx::query("SELECT pg_notify('tether_wake', r) FROM unnest($1::text[]) AS r")
+        .bind(runs)
+        .execute(&mut *conn)
+        .await;
+    if let Err(e) = notified {
+        tracing::debug!("telling other hosts of a decision: {e}");
+    }
 }

@@ -581,6 +581,9 @@ pub(crate) async fn a_page_of_a_journal_is_read_alone_and_ties_to_its_chain(back
     assert_eq!(store.events_between(run.as_str(), 39, 99).await.unwrap().len(), 3, "a range past the end is cut");
     assert!(store.events_between(run.as_str(), 42, 50).await.unwrap().is_empty());
     assert!(matches!(store.last_event("run_nope").await, Err(StoreError::UnknownRun(_))));
+    // The store's clock, which leases are judged by, is a clock: here, this machine's time.
+    let local = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    assert!(store.clock_us().await.unwrap().abs_diff(local) < 5_000_000);
 }
 
 pub(crate) async fn the_run_index_pages_by_status_workflow_and_literal_id_prefix(backend: &Backend) {

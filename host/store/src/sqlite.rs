@@ -341,6 +341,10 @@ impl Leases for SqliteStore {
             .collect();
         Ok((crate::leases::now_us(), leases))
     }
+
+    async fn clock_us(&self) -> Result<u64, StoreError> {
+        Ok(crate::leases::now_us())
+    }
 }
 
 #[async_trait::async_trait]

@@ -418,6 +418,10 @@ pub trait Leases: Send + Sync {
     /// clock (microseconds since the Unix epoch) to judge which have lapsed: who is
     /// executing what (`tether workers`).
     async fn held_leases(&self) -> Result<(u64, Vec<Lease>), StoreError>;
+    /// The store's clock, microseconds since the Unix epoch: what lease expiries are
+    /// written and judged by (a shared database server's, so that hosts whose clocks
+    /// differ agree on when a lease has lapsed).
+    async fn clock_us(&self) -> Result<u64, StoreError>;
 }
 
 /// Cancel requests, for a run another host executes.

@@ -82,11 +82,13 @@ fn known_dead(owner: &str) -> bool {
 }
 
 /// Whether a run could be taken now without waiting: nobody holds its lease, it has
-/// lapsed, or its holder is a process on this machine that is gone. Read only.
+/// lapsed (by the store's clock, as the store judges a take), or its holder is a process
+/// on this machine that is gone. Read only.
 pub async fn free_to_take(store: &dyn JournalStore, run_id: &str) -> Result<bool, StoreError> {
     Ok(match store.lease(run_id).await? {
         None => true,
-        Some(lease) => lease.owner.is_empty() || lease.expires_us <= now_us() || known_dead(&lease.owner),
+        Some(lease) if lease.owner.is_empty() || known_dead(&lease.owner) => true,
+        Some(lease) => lease.expires_us <= store.clock_us().await?,
     })
 }
 

@@ -318,6 +318,11 @@ impl Leases for PostgresStore {
             .collect();
         Ok((now as u64, leases))
     }
+
+    async fn clock_us(&self) -> Result<u64, StoreError> {
+        let now: i64 = sqlx::query_scalar("SELECT tether_now_us()").fetch_one(&self.pool).await.map_err(db)?;
+        Ok(now as u64)
+    }
 }
 
 #[async_trait::async_trait]

@@ -55,7 +55,7 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let _ = std::process::Command::new(repo_root().join("scripts/postgres-server"))
-            .args(["stop", &self.0.display().to_string()])
+            .args(["destroy", &self.0.display().to_string()])
             .output();
     }
 }

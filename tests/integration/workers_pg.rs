@@ -271,7 +271,7 @@ impl OwnServer {
 impl Drop for OwnServer {
     fn drop(&mut self) {
         let _ = std::process::Command::new(tether_tests::repo_root().join("scripts/postgres-server"))
-            .args(["stop", &self.0.display().to_string()])
+            .args(["destroy", &self.0.display().to_string()])
             .output();
     }
 }

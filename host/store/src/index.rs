@@ -148,3 +148,17 @@ fn exists(q: &mut QueryBuilder<Sqlite>, at: usize) {
         at + 1
     ));
 }
+
+/// The smallest string above every string starting with `prefix`: `prefix` with its last
+/// character raised by one (none if it cannot be). Both stores find the runs whose id
+/// starts with a prefix as the key range `[prefix, prefix_end)`.
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(last as u32 + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}

@@ -169,7 +169,7 @@ impl RunIndex for SqliteStore {
             // before the prefix with its last character raised. Matched literally (`%`
             // and `_` are not wildcards).
             sql.push(" AND run_id >= ").push_bind(prefix);
-            if let Some(end) = prefix_end(prefix) {
+            if let Some(end) = crate::index::prefix_end(prefix) {
                 sql.push(" AND run_id < ").push_bind(end);
             }
         }
@@ -419,19 +419,6 @@ fn stopped() -> StoreError {
 }
 
 /// An event row whose `seq, at_us, kind, payload, hash` start at column `first`.
-/// The smallest string above every string starting with `prefix`: `prefix` with its last
-/// character raised by one (none if it cannot be).
-fn prefix_end(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        if let Some(next) = char::from_u32(last as u32 + 1) {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
-}
-
 fn stored_event(r: &sqlx::sqlite::SqliteRow, first: usize) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         seq: r.try_get::<i64, _>(first).map_err(db)? as u64,

@@ -31,7 +31,7 @@ pub(super) async fn page(pool: &PgPool, q: &RunQuery) -> Result<Vec<RunSummary>,
         // before the prefix with its last character raised (bytewise: the column is
         // `COLLATE "C"`). Matched literally (`%` and `_` are not wildcards).
         sql.push(" AND run_id >= ").push_bind(prefix);
-        if let Some(end) = prefix_end(prefix) {
+        if let Some(end) = crate::index::prefix_end(prefix) {
             sql.push(" AND run_id < ").push_bind(end);
         }
     }
@@ -59,19 +59,6 @@ pub(super) async fn page(pool: &PgPool, q: &RunQuery) -> Result<Vec<RunSummary>,
             })
         })
         .collect()
-}
-
-/// The smallest string above every string starting with `prefix`: `prefix` with its last
-/// character raised by one (none if it cannot be).
-fn prefix_end(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        if let Some(next) = char::from_u32(last as u32 + 1) {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
 }
 
 /// The approval events of every run of `workflow`, each run's in order.
@@ -104,7 +91,7 @@ pub(super) async fn record(pool: &PgPool, run_id: &str) -> Result<RunRecord, Sto
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_end;
+    use crate::index::prefix_end;
 
     #[test]
     fn a_prefix_ends_where_its_last_character_is_raised() {

@@ -59,6 +59,8 @@ macro_rules! conformance_suite {
             a_page_of_a_journal_is_read_alone_and_ties_to_its_chain,
             the_run_index_pages_by_status_workflow_and_literal_id_prefix,
             status_changes_of_one_run_queued_together_all_count_in_order,
+            one_heartbeat_keeps_every_lease_of_its_host_and_a_stale_one_loses_them,
+            claims_share_interrupted_runs_out_and_take_only_free_running_ones,
         );
     };
 }
@@ -200,7 +202,7 @@ pub(crate) async fn a_host_whose_lease_was_taken_over_cannot_append_again(backen
         LeaseTake::Held(h) => assert_eq!((h.owner.as_str(), h.epoch), ("host-a", 1)),
         LeaseTake::Taken(_) => panic!("a live lease was taken"),
     }
-    // Once it lapses (A stopped renewing: paused, partitioned, killed), B takes it.
+    // Once it lapses (A never beat: paused, partitioned, killed), B takes it.
     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     let b = take(&*store, run.as_str(), "host-b", 60_000).await;
     assert_eq!(b.epoch, 2, "every take-over increases the epoch");
@@ -215,8 +217,6 @@ pub(crate) async fn a_host_whose_lease_was_taken_over_cannot_append_again(backen
     let err = store.append(stale).await.unwrap_err();
     assert!(matches!(&err, StoreError::LeaseLost { epoch: 1, holder_epoch: 2, .. }), "{err}");
     assert!(err.to_string().contains("host-b"), "the message names the new holder: {err}");
-    let lease = tether_types::store::Lease { run_id: run.to_string(), owner: a.owner.clone(), epoch: 1, expires_us: 0 };
-    assert!(matches!(store.renew_lease(&lease, 1000).await, Err(StoreError::LeaseLost { .. })));
 
     // B continues the chain; the journal holds B's event and not A's.
     store
@@ -706,4 +706,109 @@ pub(crate) async fn status_changes_of_one_run_queued_together_all_count_in_order
             assert_eq!(row.status, want, "{run}: {kinds:?}");
         }
     }
+}
+
+/// A run started by `owner` under a lease lasting `ttl_ms` (its index row: running).
+async fn running_run(store: &dyn JournalStore, suffix: &str, owner: &str, ttl_ms: u64, at_us: u64) -> (RunId, Chain) {
+    let run = RunId::from_suffix(suffix).unwrap();
+    let mut chain = Chain::new();
+    let fence = Fence { owner: owner.into(), epoch: 1 };
+    let first = vec![chain.seal(&started(), at_us)];
+    let lease = LeaseChange::TakeNew { ttl_ms };
+    store.append(Append { lease, run_id: run.clone(), fence, events: first }).await.unwrap();
+    (run, chain)
+}
+
+pub(crate) async fn one_heartbeat_keeps_every_lease_of_its_host_and_a_stale_one_loses_them(backend: &Backend) {
+    let store = (backend.fresh)("heartbeat", None).await;
+    // A takes two runs with leases of their own that last 300 ms, then beats for a minute.
+    let (one, mut chain) = running_run(&*store, "beat1", "host-a", 300, 1).await;
+    let (two, _) = running_run(&*store, "beat2", "host-a", 300, 2).await;
+    let first = store.heartbeat("host-a", 60_000).await.unwrap();
+    assert_eq!(first.lapsed_since_us, None, "a first beat has nothing to have lapsed");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // Past their own expiry, the heartbeat keeps both: B is refused each, and reads when
+    // they lapse as the heartbeat's expiry.
+    for run in [&one, &two] {
+        match store.take_lease(run.as_str(), "host-b", 60_000, None).await.unwrap() {
+            LeaseTake::Held(h) => assert_eq!((h.owner.as_str(), h.expires_us), ("host-a", first.expires_us)),
+            LeaseTake::Taken(_) => panic!("{run}: a lease kept by its host's heartbeat was taken"),
+        }
+        assert_eq!(store.lease(run.as_str()).await.unwrap().unwrap().expires_us, first.expires_us);
+    }
+    assert!(store.claim_interrupted("host-b", 60_000, 10, &[]).await.unwrap().is_empty(), "nothing is free");
+    let (clock, hosts) = store.hosts().await.unwrap();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!((hosts[0].owner.as_str(), hosts[0].expires_us), ("host-a", first.expires_us));
+    assert!(hosts[0].since_us <= hosts[0].beat_us && hosts[0].beat_us <= clock);
+
+    // A stops beating (its last beat lasted 50 ms): B takes one run over.
+    store.heartbeat("host-a", 50).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    let b = take(&*store, one.as_str(), "host-b", 60_000).await;
+    assert_eq!(b.epoch, 2);
+    // A wakes: its next beat says it had lapsed, and it cannot write the run B took.
+    let again = store.heartbeat("host-a", 60_000).await.unwrap();
+    let since = again.lapsed_since_us.expect("the beat after a lapse says so");
+    assert!(since <= store.clock_us().await.unwrap());
+    let stale = Append {
+        lease: LeaseChange::Keep,
+        run_id: one.clone(),
+        fence: Fence { owner: "host-a".into(), epoch: 1 },
+        events: vec![chain.seal(&usage(1), 5)],
+    };
+    assert!(matches!(store.append(stale).await, Err(StoreError::LeaseLost { holder_epoch: 2, .. })));
+    // The run nobody took is A's again, kept by the new beat.
+    let (_, held) = store.held_leases().await.unwrap();
+    let mine: Vec<(&str, &str)> = held.iter().map(|l| (l.run_id.as_str(), l.owner.as_str())).collect();
+    assert_eq!(mine, [(two.as_str(), "host-a"), (one.as_str(), "host-b")], "by owner, then run");
+    // A leaves: no heartbeat row, and its run lapses with the lease's own expiry (past).
+    store.leave("host-a").await.unwrap();
+    assert!(store.hosts().await.unwrap().1.is_empty());
+    assert_eq!(take(&*store, two.as_str(), "host-c", 60_000).await.epoch, 2);
+}
+
+pub(crate) async fn claims_share_interrupted_runs_out_and_take_only_free_running_ones(backend: &Backend) {
+    let store = (backend.fresh)("claims", None).await;
+    // Twelve runs left running by a host that died (short leases, no heartbeat) ...
+    let mut dead = Vec::new();
+    for i in 0..12u64 {
+        dead.push(running_run(&*store, &format!("dead{i:02}"), "host-dead", 1, 100 + i).await.0);
+    }
+    // ... one running under a live host's heartbeat, and one ended (its lease released).
+    let (live, _) = running_run(&*store, "live", "host-live", 1, 1).await;
+    store.heartbeat("host-live", 60_000).await.unwrap();
+    let (ended, mut chain) = running_run(&*store, "ended", "host-dead", 60_000, 2).await;
+    let last = vec![chain.seal(&EventKind::RunCompleted { output: serde_json::json!(1) }, 3)];
+    let fence = Fence { owner: "host-dead".into(), epoch: 1 };
+    store.append(Append { lease: LeaseChange::Release, run_id: ended.clone(), fence, events: last }).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    // A claim takes the oldest first, up to its limit, and passes over what it skips.
+    let skip = vec![dead[0].to_string()];
+    let first = store.claim_interrupted("host-a", 60_000, 2, &skip).await.unwrap();
+    let ids: Vec<&str> = first.iter().map(|l| l.run_id.as_str()).collect();
+    assert_eq!(ids, [dead[1].as_str(), dead[2].as_str()]);
+    assert!(first.iter().all(|l| l.owner == "host-a" && l.epoch == 2));
+
+    // Two hosts (each with its own handle, as two processes) claiming at once divide the
+    // rest between them: each run to one.
+    let other = (backend.reopen)("claims").await;
+    let (b, c) = tokio::join!(
+        store.claim_interrupted("host-b", 60_000, 100, &[]),
+        other.claim_interrupted("host-c", 60_000, 100, &[]),
+    );
+    let (b, c) = (b.unwrap(), c.unwrap());
+    let mut all: Vec<&str> = b.iter().chain(&c).map(|l| l.run_id.as_str()).collect();
+    all.sort_unstable();
+    let mut rest: Vec<&str> = dead.iter().map(|r| r.as_str()).filter(|r| !ids.contains(r)).collect();
+    rest.sort_unstable();
+    assert_eq!(all, rest, "every free running run claimed once: host-b {b:?}, host-c {c:?}");
+    // What each claimed is its own now; the live host's and the ended run are untouched.
+    for l in b.iter().chain(&c) {
+        assert_eq!(store.lease(&l.run_id).await.unwrap().unwrap().owner, l.owner);
+    }
+    assert_eq!(store.lease(live.as_str()).await.unwrap().unwrap().owner, "host-live");
+    assert_eq!(store.lease(ended.as_str()).await.unwrap().unwrap().owner, "");
+    assert!(store.claim_interrupted("host-d", 60_000, 100, &[]).await.unwrap().is_empty());
 }

@@ -134,8 +134,13 @@ fn three_workers_share_runs_and_a_killed_workers_runs_are_taken_over_with_every_
         assert_eq!(code, Some(0), "{verified}");
     }
     assert!(!taken_over.is_empty(), "no run of the killed worker was taken over");
-    let (_, held) = tether_json(&url, &["workers", "--json"]);
-    assert_eq!(held, json!([]), "every run is over: nobody holds one");
+    // Every run is over: nobody holds one. B and C are listed by their heartbeats, live;
+    // A's heartbeat has lapsed.
+    let (_, hosts) = tether_json(&url, &["workers", "--json"]);
+    let hosts = hosts.as_array().unwrap();
+    assert!(hosts.iter().all(|w| w["runs"] == json!([])), "{hosts:?}");
+    let lapsed = |name: &str| hosts.iter().find(|w| w["host"] == name).map(|w| w["lapsed"].as_bool().unwrap());
+    assert_eq!((lapsed("worker-a"), lapsed("worker-b"), lapsed("worker-c")), (Some(true), Some(false), Some(false)));
     // Every effect once: 8 entries per run, each key recorded once.
     let seen = effects(&dir);
     assert_eq!(seen.len(), runs.len() * 2 * STEPS as usize, "{seen:?}");
@@ -150,7 +155,7 @@ fn three_workers_share_runs_and_a_killed_workers_runs_are_taken_over_with_every_
     // Taken over within about a lease period (plus the 1 s scan), not left stranded.
     assert!(taken_over[taken_over.len() - 1] < 6_000.0, "{taken_over:?}");
     let others: String = workers[1..].iter().map(Served::log).collect();
-    assert!(others.contains("taking it over"), "{others}");
+    assert!(others.contains("taken over (lease epoch"), "{others}");
 }
 
 #[test]

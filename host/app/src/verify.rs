@@ -1,6 +1,6 @@
 //! Verifying: what can be wrong with a recorded run, each named. A run's journal
 //! must hold an intact hash chain, reach the head anchored when the run was last given
-//! up or its lease renewed (exactly, once given up: a cut tail shows), and agree with
+//! up (exactly: a cut tail shows), and agree with
 //! its row in the run index (an edited status or a missing row shows).
 
 use serde::Serialize;

@@ -2,8 +2,9 @@
 //!
 //! It executes runs under a concurrency limit, continues what the journal says is due
 //! without anyone running a sweep (an approval's deadline passed, a request decided),
-//! takes over interrupted runs whose host is gone (at start, and whenever one is found),
-//! and stops gracefully: nothing new is taken, no run starts another attempt, running
+//! takes over interrupted runs whose host is gone (claimed from the store, as many as it
+//! has free slots, so workers looking at once share them out), keeps its presence on
+//! the journal with one heartbeat for all its runs, and stops gracefully: nothing new is taken, no run starts another attempt, running
 //! attempts get a grace period to end, and each run is left durable with its lease given
 //! up, for the next worker to resume.
 //!
@@ -94,13 +95,18 @@ pub struct Worker {
     /// Counts runs that stopped here (ended, waited, paused): what follows a run waits on
     /// it, so it sees the run's end at once rather than at its next look.
     stops: tokio::sync::watch::Sender<u64>,
+    /// This process's heartbeat on the journal, kept for the worker's life (so that it is
+    /// listed as live while idle).
+    presence: Arc<tether_runtime::Presence>,
 }
 
 impl Worker {
     /// A worker over `app`. Nothing happens until [`Worker::run_timers`] is spawned and
     /// runs are submitted or woken.
     pub fn new(app: Arc<App>, config: WorkerConfig) -> Arc<Worker> {
+        let presence = tether_runtime::presence(app.store(), app.leases().ttl);
         Arc::new(Worker {
+            presence,
             app,
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
             config,
@@ -328,18 +334,22 @@ impl Worker {
     /// nobody executes (every `tick`), and waiting runs whose deadline passed or whose
     /// requests are all decided (read every `rescan`, fired on time in between).
     pub async fn run_timers(self: Arc<Self>) {
+        self.presence.beat_now(self.app.leases().ttl).await;
         let mut next_rescan = tokio::time::Instant::now();
-        // A decision made by another process on the journal is pushed where the store
-        // can (PostgreSQL): the rescan runs at once instead of at its next turn.
+        // Work made by another process on the journal is pushed where the store can
+        // (PostgreSQL): a decision or a run that stopped to wait makes the rescan run at
+        // once instead of at its next turn; a run given up unfinished is claimed at once.
         let me = Arc::downgrade(&self);
-        let pushed = self.app.store().on_wakeup(Box::new(move |_run| {
+        let pushed = self.app.store().on_wakeup(Box::new(move |wakeup| {
             if let Some(worker) = me.upgrade() {
-                worker.rescan_soon.store(true, std::sync::atomic::Ordering::Release);
+                if !matches!(wakeup, tether_types::store::Wakeup::Interrupted(_)) {
+                    worker.rescan_soon.store(true, std::sync::atomic::Ordering::Release);
+                }
                 worker.wake_timers.notify_one();
             }
         }));
         if pushed {
-            tracing::debug!("decisions made elsewhere are pushed to this worker");
+            tracing::debug!("work made elsewhere is pushed to this worker");
         }
         loop {
             if self.stopping() {
@@ -350,6 +360,9 @@ impl Worker {
             }
             let soon = self.rescan_soon.swap(false, std::sync::atomic::Ordering::AcqRel);
             if soon || tokio::time::Instant::now() >= next_rescan {
+                if let Err(e) = self.take_over_from_the_dead().await {
+                    tracing::warn!("looking for runs of hosts that are gone: {e}");
+                }
                 if let Err(e) = self.rescan().await {
                     tracing::warn!("reading waiting runs' deadlines: {e}");
                 }
@@ -372,37 +385,59 @@ impl Worker {
         self.wake_timers.notify_one();
         self.tasks.close();
         let before = self.in_flight();
-        if tokio::time::timeout(self.config.grace, self.tasks.wait()).await.is_err() {
+        let stopped = if tokio::time::timeout(self.config.grace, self.tasks.wait()).await.is_err() {
             let interrupted = self.in_flight();
             self.hard_stop.cancel();
             self.tasks.wait().await;
-            return Stopped { settled: before.saturating_sub(interrupted), interrupted };
-        }
-        Stopped { settled: before, interrupted: 0 }
+            Stopped { settled: before.saturating_sub(interrupted), interrupted }
+        } else {
+            Stopped { settled: before, interrupted: 0 }
+        };
+        // Every run here gave its lease up: others need not wait for this host's
+        // heartbeat to lapse, and `tether workers` no longer lists it.
+        self.presence.leave().await;
+        stopped
     }
 
-    /// Runs left interrupted (index `running`) that nobody executes: continued here.
+    /// Runs left interrupted (index `running`) that nobody executes, claimed from the
+    /// store up to this worker's free slots and continued here. Runs whose continuing
+    /// failed here lately are left to their pause (and to other workers).
     async fn take_over(self: &Arc<Self>) -> Result<(), AppError> {
         let store = self.app.store();
         let now = tokio::time::Instant::now();
-        for summary in store.runs(Some(RunIndexStatus::Running), 10_000).await? {
-            if lock(&self.held).contains_key(&summary.run_id) {
+        let waiting: Vec<String> =
+            lock(&self.failures).iter().filter(|(_, (_, at))| *at > now).map(|(run, _)| run.clone()).collect();
+        let ttl_ms = self.app.leases().ttl.as_millis().max(1) as u64;
+        let free = self.slots.available_permits();
+        let owner = tether_runtime::owner_id();
+        for lease in store.claim_interrupted(owner, ttl_ms, free, &waiting).await? {
+            let run = RunId::try_from(lease.run_id.clone()).map_err(AppError::Corrupt)?;
+            tracing::info!("run {run}: interrupted and held by nobody; taken over (lease epoch {})", lease.epoch);
+            if !self.wake(run, Vec::new()) {
+                // Stopping: give it back for the next worker.
+                store.release_lease(&lease).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Interrupted runs whose holder is a process on this machine that is gone (killed):
+    /// taken over at once rather than when its heartbeat lapses. Read at start and with
+    /// every rescan.
+    async fn take_over_from_the_dead(self: &Arc<Self>) -> Result<(), AppError> {
+        let store = self.app.store();
+        let (_, held) = store.held_leases().await?;
+        for lease in held {
+            if !tether_runtime::known_dead(&lease.owner) || lock(&self.held).contains_key(&lease.run_id) {
                 continue;
             }
-            if lock(&self.failures).get(&summary.run_id).is_some_and(|(_, retry_at)| *retry_at > now) {
+            let status = store.run_record(&lease.run_id).await?.index_status;
+            if status.as_deref() != Some(RunIndexStatus::Running.as_str()) {
                 continue;
             }
-            if tether_runtime::free_to_take(store.as_ref(), &summary.run_id).await? {
-                // A run that ended between the list and the lease read (its last append
-                // gives the lease up) is not interrupted: read its status again.
-                let status = store.run_record(&summary.run_id).await?.index_status;
-                if status.as_deref() != Some(RunIndexStatus::Running.as_str()) {
-                    continue;
-                }
-                let run = RunId::try_from(summary.run_id).map_err(AppError::Corrupt)?;
-                tracing::info!("run {run}: interrupted and held by nobody; taking it over");
-                self.wake(run, Vec::new());
-            }
+            let run = RunId::try_from(lease.run_id).map_err(AppError::Corrupt)?;
+            tracing::info!("run {run}: its host {} is gone; taking it over", lease.owner);
+            self.wake(run, Vec::new());
         }
         Ok(())
     }

@@ -1,13 +1,13 @@
-//! Who is executing what: every host holding run leases now, from the journal's leases
-//! and judged by the journal's clock (`tether workers`). A worker that holds nothing is
-//! not listed: liveness is a lease, not a registration.
+//! Who is executing what (`tether workers`): every host with a heartbeat on the journal,
+//! and every host holding run leases, judged by the journal's clock. A host whose
+//! heartbeat has lapsed is marked: the next worker that looks takes its runs over.
 
 use serde::Serialize;
-use tether_types::store::Lease;
+use tether_types::store::{HostBeat, Lease};
 
 use crate::{App, AppError};
 
-/// A host holding leases.
+/// A host on the journal.
 #[derive(Clone, Debug, Serialize)]
 pub struct WorkerView {
     /// The lease owner: `HOST/pid:PID/start:TICKS`.
@@ -17,8 +17,14 @@ pub struct WorkerView {
     /// Its process id, when the owner names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
-    /// Whether every one of its leases has lapsed (it stopped renewing: dead, frozen or
-    /// cut off); its runs go to the next host that looks.
+    /// Milliseconds since its last heartbeat; `None` if it has none (it left, or holds
+    /// leases it took without beating yet).
+    pub beat_ms_ago: Option<i64>,
+    /// Milliseconds since its first heartbeat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub up_ms: Option<i64>,
+    /// Whether its heartbeat (and every lease it holds) has lapsed: dead, frozen or cut
+    /// off. Its runs go to the next worker that looks.
     pub lapsed: bool,
     /// The runs it holds.
     pub runs: Vec<HeldRun>,
@@ -31,41 +37,51 @@ pub struct HeldRun {
     pub run_id: String,
     /// The lease's epoch.
     pub epoch: u64,
-    /// Milliseconds until the lease lapses unless renewed (negative: lapsed that long ago).
+    /// Milliseconds until the lease lapses unless its holder beats again (negative:
+    /// lapsed that long ago).
     pub lapses_in_ms: i64,
 }
 
 impl App {
-    /// Every host holding run leases now, by owner.
+    /// Every host on the journal, by owner.
     pub async fn workers(&self) -> Result<Vec<WorkerView>, AppError> {
-        let (now_us, leases) = self.store.held_leases().await?;
-        Ok(group(now_us, leases))
+        let (now_us, hosts) = self.store.hosts().await?;
+        let (_, leases) = self.store.held_leases().await?;
+        Ok(group(now_us, hosts, leases))
     }
 }
 
-fn group(now_us: u64, leases: Vec<Lease>) -> Vec<WorkerView> {
-    let mut workers: Vec<WorkerView> = Vec::new();
-    for lease in leases {
-        let run = HeldRun {
-            run_id: lease.run_id,
-            epoch: lease.epoch,
-            lapses_in_ms: (lease.expires_us as i64 - now_us as i64) / 1000,
-        };
-        match workers.last_mut() {
-            Some(w) if w.owner == lease.owner => w.runs.push(run),
-            _ => {
-                let mut parts = lease.owner.rsplitn(3, '/');
-                let (_, pid, host) = (parts.next(), parts.next(), parts.next());
-                let pid = pid.and_then(|p| p.strip_prefix("pid:")).and_then(|p| p.parse().ok());
-                let host = host.unwrap_or(&lease.owner).to_string();
-                workers.push(WorkerView { owner: lease.owner, host, pid, lapsed: false, runs: vec![run] });
-            }
+fn group(now_us: u64, hosts: Vec<HostBeat>, leases: Vec<Lease>) -> Vec<WorkerView> {
+    let ms = |later: u64, earlier: u64| (later as i64 - earlier as i64) / 1000;
+    let mut workers: std::collections::BTreeMap<String, WorkerView> = std::collections::BTreeMap::new();
+    let view = |owner: &str| {
+        let mut parts = owner.rsplitn(3, '/');
+        let (_, pid, host) = (parts.next(), parts.next(), parts.next());
+        WorkerView {
+            owner: owner.to_string(),
+            host: host.unwrap_or(owner).to_string(),
+            pid: pid.and_then(|p| p.strip_prefix("pid:")).and_then(|p| p.parse().ok()),
+            beat_ms_ago: None,
+            up_ms: None,
+            lapsed: true,
+            runs: Vec::new(),
         }
+    };
+    for h in hosts {
+        let w = workers.entry(h.owner.clone()).or_insert_with(|| view(&h.owner));
+        w.beat_ms_ago = Some(ms(now_us, h.beat_us));
+        w.up_ms = Some(ms(now_us, h.since_us));
+        w.lapsed = h.expires_us <= now_us;
     }
-    for w in &mut workers {
-        w.lapsed = w.runs.iter().all(|r| r.lapses_in_ms <= 0);
+    for lease in leases {
+        let w = workers.entry(lease.owner.clone()).or_insert_with(|| view(&lease.owner));
+        let lapses_in_ms = ms(lease.expires_us, now_us);
+        if lapses_in_ms > 0 {
+            w.lapsed = false;
+        }
+        w.runs.push(HeldRun { run_id: lease.run_id, epoch: lease.epoch, lapses_in_ms });
     }
-    workers
+    workers.into_values().collect()
 }
 
 #[cfg(test)]
@@ -76,22 +92,35 @@ mod tests {
         Lease { run_id: run.into(), owner: owner.into(), epoch: 1, expires_us }
     }
 
+    fn beat(owner: &str, beat_us: u64, expires_us: u64) -> HostBeat {
+        HostBeat { owner: owner.into(), since_us: beat_us - 60_000_000, beat_us, expires_us }
+    }
+
     #[test]
-    fn leases_are_grouped_by_owner_and_a_worker_whose_every_lease_lapsed_is_marked() {
-        let now = 10_000_000;
+    fn hosts_are_listed_with_their_runs_and_one_whose_heartbeat_lapsed_is_marked() {
+        let now = 100_000_000;
         let workers = group(
             now,
             vec![
-                lease("run_a", "worker-a/pid:7/start:9", now + 1_500_000),
-                lease("run_b", "worker-a/pid:7/start:9", now - 1),
-                lease("run_c", "worker-b/pid:8/start:3", now - 2_000_000),
+                beat("worker-a/pid:7/start:9", now - 2_000_000, now + 28_000_000),
+                beat("worker-b/pid:8/start:3", now - 40_000_000, now - 10_000_000),
+                beat("worker-c/pid:9/start:1", now - 1_000_000, now + 29_000_000),
+            ],
+            vec![
+                lease("run_a", "worker-a/pid:7/start:9", now + 28_000_000),
+                lease("run_b", "worker-a/pid:7/start:9", now + 28_000_000),
+                lease("run_c", "worker-b/pid:8/start:3", now - 10_000_000),
+                lease("run_d", "old-host/pid:5/start:2", now + 5_000_000),
             ],
         );
-        assert_eq!(workers.len(), 2);
-        assert_eq!((workers[0].host.as_str(), workers[0].pid, workers[0].runs.len()), ("worker-a", Some(7), 2));
-        assert_eq!(workers[0].runs[0].lapses_in_ms, 1500);
-        assert!(!workers[0].lapsed, "one lease still live");
-        assert!(workers[1].lapsed);
-        assert_eq!(workers[1].runs[0].lapses_in_ms, -2000);
+        let owners: Vec<&str> = workers.iter().map(|w| w.host.as_str()).collect();
+        assert_eq!(owners, ["old-host", "worker-a", "worker-b", "worker-c"]);
+        let a = &workers[1];
+        assert_eq!((a.pid, a.runs.len(), a.beat_ms_ago, a.lapsed), (Some(7), 2, Some(2000), false));
+        assert_eq!(a.runs[0].lapses_in_ms, 28_000);
+        assert!(workers[2].lapsed, "a heartbeat 40 s old with a 30 s lifetime has lapsed");
+        assert_eq!(workers[2].runs[0].lapses_in_ms, -10_000);
+        assert!(workers[3].runs.is_empty() && !workers[3].lapsed, "an idle worker is listed, live");
+        assert_eq!((workers[0].beat_ms_ago, workers[0].lapsed), (None, false), "a lease's own expiry keeps it");
     }
 }

@@ -76,10 +76,11 @@ pub(crate) enum Command {
     ///
     /// Example: tether migrate --db /var/lib/tether/journal.db
     Migrate(MigrateArgs),
-    /// List the hosts executing runs now: each lease owner (host, pid), the runs it holds
-    /// and when each lease lapses unless renewed, by the journal's clock. A worker whose
-    /// every lease has lapsed is marked: it stopped renewing (killed, frozen or cut off),
-    /// and the next worker that looks takes its runs over.
+    /// List the hosts on the journal: each worker or command (host, pid) with its last
+    /// heartbeat, the runs it holds and when each lease lapses unless it beats again, by
+    /// the journal's clock. A host whose heartbeat has lapsed is marked: it was killed,
+    /// frozen or cut off, and the next worker that looks takes its runs over. A worker
+    /// beats every third of $TETHER_LEASE_TTL (30s by default) and leaves when it stops.
     ///
     /// Example: tether workers --db postgres://tether@db:5432/journal
     Workers(WorkersArgs),

@@ -1,4 +1,4 @@
-//! `tether workers`: the hosts executing runs now, from the journal's leases.
+//! `tether workers`: the hosts on the journal (their heartbeats) and the runs each holds.
 
 use std::process::ExitCode;
 
@@ -13,11 +13,15 @@ pub(crate) fn workers(args: WorkersArgs) -> Result<ExitCode, Failure> {
             return Ok(ExitCode::SUCCESS);
         }
         if workers.is_empty() {
-            println!("no host holds a run now");
+            println!("no host is on this journal now");
         }
         for w in &workers {
-            let state = if w.lapsed { "  (every lease lapsed: its runs go to the next host that looks)" } else { "" };
-            println!("{}  {} run(s){state}", w.owner, w.runs.len());
+            let beat = match w.beat_ms_ago {
+                Some(ago) => format!("last heartbeat {:.1}s ago", ago as f64 / 1e3),
+                None => "no heartbeat".into(),
+            };
+            let state = if w.lapsed { "  LAPSED: its runs go to the next worker that looks" } else { "" };
+            println!("{}  {beat}  {} run(s){state}", crate::output::sanitize(&w.owner), w.runs.len());
             for r in &w.runs {
                 let when = if r.lapses_in_ms > 0 {
                     format!("lapses in {:.1}s", r.lapses_in_ms as f64 / 1e3)

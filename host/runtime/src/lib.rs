@@ -33,7 +33,9 @@ mod sandbox;
 mod step;
 
 pub use capabilities::tool::{LoadedTool, ToolComponent};
-pub use durable::lease::{free_to_take, owner_id, LeaseConfig, TakeError};
+pub use durable::lease::{free_to_take, LeaseConfig, TakeError};
+pub use durable::owner::{known_dead, owner_id};
+pub use durable::presence::{presence, Presence};
 pub use durable::tape::Divergence;
 pub use govern::env::EnvValues;
 pub use identity::apply_identity;

@@ -1,8 +1,8 @@
 //! Run leases and heads: who may write a run, and where its journal ends.
 //!
 //! A lease is taken atomically (in a `BEGIN IMMEDIATE` transaction on the writer
-//! connection, batched with other writes), renewed while its owner works, and released
-//! when the run stops. Every
+//! connection, batched with other writes), kept alive by its owner's heartbeat (one row
+//! per host in `hosts`, not a write per run), and released when the run stops. Every
 //! append advances the run's head with one conditional `UPDATE` that checks the owner,
 //! the epoch and the previous head together; zero rows changed means the append is
 //! refused, and a second query says why. Times are the store's clock (here: this
@@ -11,75 +11,97 @@
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tether_types::chain::SealedEvent;
 use tether_types::chain::GENESIS_HASH;
-use tether_types::store::{Append, Lease, LeaseTake, StoreError};
+use tether_types::store::{Append, Heartbeat, Lease, LeaseTake, StoreError};
 
 use crate::error::db;
 
 /// A lease change, written by the writer task in its own transaction.
 pub(crate) enum LeaseOp {
     Take { run_id: String, owner: String, ttl_ms: u64, breaking: Option<u64> },
-    Renew(Lease, u64),
     Release(Lease),
+    Claim { owner: String, ttl_ms: u64, limit: usize, skip: Vec<String> },
+    Beat { owner: String, ttl_ms: u64 },
+    Leave(String),
 }
 
 /// What a lease change did.
 pub(crate) enum LeaseReply {
     Take(LeaseTake),
-    Renewed(Lease),
     Released,
+    Claimed(Vec<Lease>),
+    Beat(Heartbeat),
+    Left,
 }
+
+/// Hosts silent this long that hold no lease are forgotten by the next heartbeat.
+pub(crate) const FORGET_HOSTS_AFTER_US: u64 = 3_600 * 1_000_000;
+
+/// When a lease lapses: at once for a released one (0), else the later of its own expiry
+/// and its holder's heartbeat. `l` is `run_leases`. (A macro, so that the statements
+/// using it stay constant text.)
+macro_rules! until {
+    () => {
+        "CASE WHEN l.owner = '' THEN 0 ELSE MAX(l.expires_us, COALESCE((SELECT h.expires_us FROM hosts h \
+         WHERE h.owner = l.owner), 0)) END"
+    };
+}
+
+/// A run's lease as it stands: run, owner, epoch, and when it lapses.
+pub(crate) const LEASE_OF_RUN: &str =
+    concat!("SELECT l.run_id, l.owner, l.epoch, ", until!(), " FROM run_leases l WHERE l.run_id = ?");
+/// How many interrupted runs `?1` could claim now (`?2`: the store's clock): read first,
+/// so that a host looking every second writes nothing when there is nothing to take.
+pub(crate) const CLAIMABLE: &str = concat!(
+    "SELECT COUNT(*) FROM runs r JOIN run_leases l ON l.run_id = r.run_id \
+     WHERE r.status = 'running' AND l.owner <> ?1 AND ",
+    until!(),
+    " <= ?2"
+);
+/// Every lease held now, by owner then run.
+pub(crate) const HELD_LEASES: &str = concat!(
+    "SELECT l.run_id, l.owner, l.epoch, ",
+    until!(),
+    " FROM run_leases l WHERE l.owner <> '' ORDER BY l.owner, l.run_id"
+);
 
 /// Microseconds since the Unix epoch: the store's clock.
 pub(crate) fn now_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Applies a lease change in the caller's transaction. The inner `Err` refuses it (a
-/// renewal of a lease that was taken over); the outer one fails the transaction.
-pub(crate) async fn apply(
-    conn: &mut SqliteConnection,
-    op: &LeaseOp,
-) -> Result<Result<LeaseReply, StoreError>, StoreError> {
-    Ok(Ok(match op {
+/// Applies a lease change in the caller's transaction; `Err` fails the transaction.
+pub(crate) async fn apply(conn: &mut SqliteConnection, op: &LeaseOp) -> Result<LeaseReply, StoreError> {
+    Ok(match op {
         LeaseOp::Take { run_id, owner, ttl_ms, breaking } => {
             LeaseReply::Take(take(conn, run_id, owner, *ttl_ms, *breaking).await?)
         }
-        LeaseOp::Renew(lease, ttl_ms) => {
-            let expires_us = now_us() + ttl_ms * 1000;
-            let sql =
-                "UPDATE run_leases SET expires_us = ?4 WHERE run_id = ?1 AND owner = ?2 AND epoch = ?3 AND owner <> ''";
-            if on_lease(conn, sql, lease, Some(expires_us)).await? == 0 {
-                return Ok(Err(lost(conn, &lease.run_id, lease.epoch).await));
-            }
-            LeaseReply::Renewed(Lease { expires_us, ..lease.clone() })
+        LeaseOp::Claim { owner, ttl_ms, limit, skip } => {
+            LeaseReply::Claimed(claim(conn, owner, *ttl_ms, *limit, skip).await?)
+        }
+        LeaseOp::Beat { owner, ttl_ms } => LeaseReply::Beat(beat(conn, owner, *ttl_ms).await?),
+        LeaseOp::Leave(owner) => {
+            sqlx::query("DELETE FROM hosts WHERE owner = ?").bind(owner).execute(&mut *conn).await.map_err(db)?;
+            LeaseReply::Left
         }
         LeaseOp::Release(lease) => {
             // A run that never got its first event (an unknown id resumed, a start that
             // failed before writing) leaves nothing behind.
             let sql = "DELETE FROM run_leases WHERE run_id = ?1 AND owner = ?2 AND epoch = ?3 \
                        AND NOT EXISTS (SELECT 1 FROM events WHERE run_id = ?1)";
-            on_lease(conn, sql, lease, None).await?;
+            on_lease(conn, sql, lease).await?;
             let sql =
                 "UPDATE run_leases SET owner = '', expires_us = 0 WHERE run_id = ?1 AND owner = ?2 AND epoch = ?3";
-            on_lease(conn, sql, lease, None).await?;
+            on_lease(conn, sql, lease).await?;
             LeaseReply::Released
         }
-    }))
+    })
 }
 
-/// Runs `sql` with the lease's run, owner and epoch as `?1`..`?3` (and `?4` if given);
-/// returns the rows it changed.
-async fn on_lease(
-    conn: &mut SqliteConnection,
-    sql: &'static str,
-    lease: &Lease,
-    fourth: Option<u64>,
-) -> Result<u64, StoreError> {
-    let mut q = sqlx::query(sql).bind(&lease.run_id).bind(&lease.owner).bind(lease.epoch as i64);
-    if let Some(v) = fourth {
-        q = q.bind(v as i64);
-    }
-    Ok(q.execute(&mut *conn).await.map_err(db)?.rows_affected())
+/// Runs `sql` with the lease's run, owner and epoch as `?1`..`?3`.
+async fn on_lease(conn: &mut SqliteConnection, sql: &'static str, lease: &Lease) -> Result<(), StoreError> {
+    let q = sqlx::query(sql).bind(&lease.run_id).bind(&lease.owner).bind(lease.epoch as i64);
+    q.execute(&mut *conn).await.map_err(db)?;
+    Ok(())
 }
 
 async fn take(
@@ -91,7 +113,7 @@ async fn take(
 ) -> Result<LeaseTake, StoreError> {
     let now = now_us();
     let expires_us = now + ttl_ms * 1000;
-    let row = sqlx::query("SELECT owner, epoch, expires_us FROM run_leases WHERE run_id = ?")
+    let row = sqlx::query(concat!("SELECT l.owner, l.epoch, ", until!(), " FROM run_leases l WHERE l.run_id = ?"))
         .bind(run_id)
         .fetch_optional(&mut *conn)
         .await
@@ -125,6 +147,77 @@ async fn take(
         .await
         .map_err(db)?;
     Ok(LeaseTake::Taken(Lease { run_id: run_id.into(), owner: owner.into(), epoch: epoch + 1, expires_us }))
+}
+
+/// Takes up to `limit` interrupted runs whose lease is free or lapsed for `owner` (see
+/// `Leases::claim_interrupted`). The writer's transaction is the only writer, so nothing
+/// can be taking them meanwhile.
+async fn claim(
+    conn: &mut SqliteConnection,
+    owner: &str,
+    ttl_ms: u64,
+    limit: usize,
+    skip: &[String],
+) -> Result<Vec<Lease>, StoreError> {
+    let now = now_us();
+    let ids: Vec<String> = sqlx::query_scalar(concat!(
+        "SELECT l.run_id FROM runs r JOIN run_leases l ON l.run_id = r.run_id \
+         WHERE r.status = 'running' AND l.owner <> ?1 AND ",
+        until!(),
+        " <= ?2 ORDER BY r.started_us LIMIT ?3"
+    ))
+    .bind(owner)
+    .bind(now as i64)
+    .bind(limit.saturating_add(skip.len()).min(i64::MAX as usize) as i64)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let expires_us = now + ttl_ms * 1000;
+    let mut taken = Vec::with_capacity(limit);
+    for run_id in ids.into_iter().filter(|id| !skip.contains(id)).take(limit) {
+        let epoch: i64 = sqlx::query_scalar(
+            "UPDATE run_leases SET owner = ?, epoch = epoch + 1, expires_us = ? WHERE run_id = ? RETURNING epoch",
+        )
+        .bind(owner)
+        .bind(expires_us as i64)
+        .bind(&run_id)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+        taken.push(Lease { run_id, owner: owner.into(), epoch: epoch as u64, expires_us });
+    }
+    Ok(taken)
+}
+
+/// `owner`'s heartbeat; hosts long silent that hold nothing are forgotten.
+async fn beat(conn: &mut SqliteConnection, owner: &str, ttl_ms: u64) -> Result<Heartbeat, StoreError> {
+    let now = now_us();
+    let before: Option<i64> = sqlx::query_scalar("SELECT expires_us FROM hosts WHERE owner = ?")
+        .bind(owner)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    let expires_us = now + ttl_ms * 1000;
+    sqlx::query(
+        "INSERT INTO hosts (owner, since_us, beat_us, expires_us) VALUES (?1, ?2, ?2, ?3) \
+         ON CONFLICT (owner) DO UPDATE SET beat_us = excluded.beat_us, expires_us = excluded.expires_us",
+    )
+    .bind(owner)
+    .bind(now as i64)
+    .bind(expires_us as i64)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    sqlx::query(
+        "DELETE FROM hosts WHERE expires_us < ? \
+         AND NOT EXISTS (SELECT 1 FROM run_leases l WHERE l.owner = hosts.owner)",
+    )
+    .bind(now.saturating_sub(FORGET_HOSTS_AFTER_US) as i64)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    let lapsed_since_us = before.map(|b| b as u64).filter(|b| *b <= now);
+    Ok(Heartbeat { expires_us, lapsed_since_us })
 }
 
 /// Why an append was refused: its lease was taken over (or released), or the journal no
@@ -244,20 +337,4 @@ pub(crate) async fn written(conn: &mut SqliteConnection, appends: &[&Append]) ->
         out.push(hash.as_deref() == Some(last.hash.as_str()));
     }
     Ok(out)
-}
-
-async fn lost(conn: &mut SqliteConnection, run_id: &str, epoch: u64) -> StoreError {
-    let row: Option<(String, i64)> = sqlx::query_as("SELECT owner, epoch FROM run_leases WHERE run_id = ?")
-        .bind(run_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .ok()
-        .flatten();
-    let (holder, holder_epoch) = row.map_or(("nobody".to_string(), 0), |(o, e)| (o, e as u64));
-    StoreError::LeaseLost {
-        run: run_id.into(),
-        epoch,
-        holder: if holder.is_empty() { "nobody (released)".into() } else { holder },
-        holder_epoch,
-    }
 }

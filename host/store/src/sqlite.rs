@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tether_types::access::TokenRecord;
 use tether_types::chain::StoredEvent;
 use tether_types::store::{
-    Append, AppendAck, CancelRequests, Components, Journal, Lease, LeaseTake, Leases, PluginAdded, PluginRecord,
-    Plugins, RunHead, RunIndex, RunIndexStatus, RunQuery, RunRecord, RunSummary, StoreError, Tokens, Upkeep,
+    Append, AppendAck, CancelRequests, Components, Heartbeat, HostBeat, Journal, Lease, LeaseTake, Leases, PluginAdded,
+    PluginRecord, Plugins, RunHead, RunIndex, RunIndexStatus, RunQuery, RunRecord, RunSummary, StoreError, Tokens,
+    Upkeep,
 };
 
 use tokio::sync::{mpsc, oneshot};
@@ -297,49 +298,77 @@ impl Leases for SqliteStore {
         }
     }
 
-    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64) -> Result<Lease, StoreError> {
-        match self.lease_op(LeaseOp::Renew(lease.clone(), ttl_ms)).await? {
-            LeaseReply::Renewed(l) => Ok(l),
-            _ => Err(stopped()),
-        }
-    }
-
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.lease_op(LeaseOp::Release(lease.clone())).await.map(|_| ())
     }
 
     async fn lease(&self, run_id: &str) -> Result<Option<Lease>, StoreError> {
-        let row: Option<(String, i64, i64)> =
-            sqlx::query_as("SELECT owner, epoch, expires_us FROM run_leases WHERE run_id = ?")
-                .bind(run_id)
-                .fetch_optional(&self.readers)
-                .await
-                .map_err(db)?;
-        Ok(row.map(|(owner, epoch, expires_us)| Lease {
-            run_id: run_id.into(),
-            owner,
-            epoch: epoch as u64,
-            expires_us: expires_us as u64,
-        }))
+        let row: Option<(String, String, i64, i64)> =
+            sqlx::query_as(crate::leases::LEASE_OF_RUN).bind(run_id).fetch_optional(&self.readers).await.map_err(db)?;
+        Ok(row.map(lease_of))
     }
 
     async fn held_leases(&self) -> Result<(u64, Vec<Lease>), StoreError> {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT run_id, owner, epoch, expires_us FROM run_leases WHERE owner <> '' ORDER BY owner, run_id",
-        )
-        .fetch_all(&self.readers)
-        .await
-        .map_err(db)?;
-        let leases = rows
+        let now = self.clock_us().await?;
+        let rows: Vec<(String, String, i64, i64)> =
+            sqlx::query_as(crate::leases::HELD_LEASES).fetch_all(&self.readers).await.map_err(db)?;
+        Ok((now, rows.into_iter().map(lease_of).collect()))
+    }
+
+    async fn claim_interrupted(
+        &self,
+        owner: &str,
+        ttl_ms: u64,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<Lease>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let claimable: i64 = sqlx::query_scalar(crate::leases::CLAIMABLE)
+            .bind(owner)
+            .bind(crate::leases::now_us() as i64)
+            .fetch_one(&self.readers)
+            .await
+            .map_err(db)?;
+        if claimable == 0 {
+            return Ok(Vec::new());
+        }
+        let op = LeaseOp::Claim { owner: owner.into(), ttl_ms, limit, skip: skip.to_vec() };
+        match self.lease_op(op).await? {
+            LeaseReply::Claimed(leases) => Ok(leases),
+            _ => Err(stopped()),
+        }
+    }
+
+    async fn heartbeat(&self, owner: &str, ttl_ms: u64) -> Result<Heartbeat, StoreError> {
+        match self.lease_op(LeaseOp::Beat { owner: owner.into(), ttl_ms }).await? {
+            LeaseReply::Beat(beat) => Ok(beat),
+            _ => Err(stopped()),
+        }
+    }
+
+    async fn leave(&self, owner: &str) -> Result<(), StoreError> {
+        self.lease_op(LeaseOp::Leave(owner.into())).await.map(|_| ())
+    }
+
+    async fn hosts(&self) -> Result<(u64, Vec<HostBeat>), StoreError> {
+        let now = self.clock_us().await?;
+        let rows: Vec<(String, i64, i64, i64)> =
+            sqlx::query_as("SELECT owner, since_us, beat_us, expires_us FROM hosts ORDER BY owner")
+                .fetch_all(&self.readers)
+                .await
+                .map_err(db)?;
+        let hosts = rows
             .into_iter()
-            .map(|(run_id, owner, epoch, expires_us)| Lease {
-                run_id,
+            .map(|(owner, since_us, beat_us, expires_us)| HostBeat {
                 owner,
-                epoch: epoch as u64,
+                since_us: since_us as u64,
+                beat_us: beat_us as u64,
                 expires_us: expires_us as u64,
             })
             .collect();
-        Ok((crate::leases::now_us(), leases))
+        Ok((now, hosts))
     }
 
     async fn clock_us(&self) -> Result<u64, StoreError> {
@@ -427,4 +456,9 @@ fn stored_event(r: &sqlx::sqlite::SqliteRow, first: usize) -> Result<StoredEvent
         payload: r.try_get(first + 3).map_err(db)?,
         hash: r.try_get(first + 4).map_err(db)?,
     })
+}
+
+/// A lease from its row: run, owner, epoch, and when it lapses.
+fn lease_of((run_id, owner, epoch, expires_us): (String, String, i64, i64)) -> Lease {
+    Lease { run_id, owner, epoch: epoch as u64, expires_us: expires_us as u64 }
 }

@@ -288,8 +288,7 @@ async fn write(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Out
                 _ => Outcome::Refused(crate::leases::why_refused(conn, a).await?),
             },
             Request::Lease(op, _) => match crate::leases::apply(conn, op).await {
-                Ok(Ok(reply)) => Outcome::Lease(reply),
-                Ok(Err(refused)) => Outcome::Refused(refused),
+                Ok(reply) => Outcome::Lease(reply),
                 Err(e) => {
                     let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
                     return Err(e);

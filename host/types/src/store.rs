@@ -119,7 +119,8 @@ pub struct Lease {
     pub owner: String,
     /// Increases on every take; appends are fenced by it.
     pub epoch: u64,
-    /// When it lapses unless renewed, microseconds since the Unix epoch (the store's clock).
+    /// When it lapses unless its holder beats again, microseconds since the Unix epoch
+    /// (the store's clock).
     pub expires_us: u64,
 }
 
@@ -140,8 +141,8 @@ pub enum LeaseTake {
 }
 
 /// A run's anchored head, kept with its lease: the last event's position and hash when
-/// the run was last given up (with the append that gave it up) or its lease renewed. A
-/// journal that does not reach it was cut.
+/// the run was last given up (with the append that gave it up). A journal that does not
+/// reach it was cut.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunHead {
     /// The last event's sequence number (0 before the first append).
@@ -340,11 +341,11 @@ pub trait Journal: Send + Sync {
     async fn last_event(&self, run_id: &str) -> Result<(u64, String), StoreError>;
     /// Every run id the store knows of, from the journal, the index and the head anchors.
     async fn run_ids(&self) -> Result<Vec<String>, StoreError>;
-    /// Calls `wake` with a run's id whenever any process on this journal decides one of
-    /// the run's approvals, so that a waiting run continues at once on whichever host
-    /// picks it up. `false` where the store cannot push this (the caller's periodic
-    /// rescan of waiting runs finds them instead).
-    fn on_wakeup(&self, wake: Box<dyn Fn(String) + Send + Sync>) -> bool {
+    /// Calls `wake` whenever any process on this journal changes what there is to do
+    /// (see [`Wakeup`]), so that the work is picked up at once by whichever host claims
+    /// it. `false` where the store cannot push this (the caller's periodic scans find the
+    /// work instead; they stay the fallback where it can).
+    fn on_wakeup(&self, wake: Box<dyn Fn(Wakeup) + Send + Sync>) -> bool {
         let _ = wake;
         false
     }
@@ -393,7 +394,45 @@ pub trait Plugins: Send + Sync {
     async fn remove_plugin(&self, name: &str, version: &str) -> Result<PluginRecord, StoreError>;
 }
 
+/// Work another process made for the hosts on a journal, pushed to them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wakeup {
+    /// One of the run's approvals was decided: it may go on.
+    Decided(String),
+    /// The run stopped to wait for people: its deadlines are due somewhere.
+    Waiting(String),
+    /// The run was given up unfinished (its host stopped): any host may take it now.
+    Interrupted(String),
+}
+
+impl Wakeup {
+    /// As sent between processes: `decided:RUN`, `waiting:RUN` or `interrupted:RUN`.
+    pub fn to_text(&self) -> String {
+        match self {
+            Wakeup::Decided(run) => format!("decided:{run}"),
+            Wakeup::Waiting(run) => format!("waiting:{run}"),
+            Wakeup::Interrupted(run) => format!("interrupted:{run}"),
+        }
+    }
+
+    /// From [`Wakeup::to_text`]; `None` for anything else.
+    pub fn from_text(text: &str) -> Option<Wakeup> {
+        let (what, run) = text.split_once(':')?;
+        let run = run.to_string();
+        match what {
+            "decided" => Some(Wakeup::Decided(run)),
+            "waiting" => Some(Wakeup::Waiting(run)),
+            "interrupted" => Some(Wakeup::Interrupted(run)),
+            _ => None,
+        }
+    }
+}
+
 /// Run leases: at most one host executes (and writes) a run at a time.
+///
+/// A host keeps its leases alive with one heartbeat for all of them, not a write per
+/// run: a lease lasts while its own expiry (set when it was taken, to cover the host's
+/// first beat) or its holder's heartbeat has not lapsed, by the store's clock.
 #[async_trait::async_trait]
 pub trait Leases: Send + Sync {
     /// Takes a run's lease for `owner` for `ttl_ms` (creating it for a new run), atomically:
@@ -407,12 +446,23 @@ pub trait Leases: Send + Sync {
         ttl_ms: u64,
         breaking: Option<u64>,
     ) -> Result<LeaseTake, StoreError>;
-    /// Extends a held lease by `ttl_ms` from now; `LeaseLost` if it is no longer held.
-    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64) -> Result<Lease, StoreError>;
     /// Gives a lease up (the run stays as its journal says); nothing if no longer held.
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
-    /// The run's lease as it stands (an empty `owner` once given up), read without
-    /// writing: to find runs nobody executes without taking every lease to see.
+    /// Takes up to `limit` interrupted runs for `owner`: runs the index says are running
+    /// whose lease nobody holds or has lapsed (never `owner`'s own, nor those in `skip`),
+    /// oldest first. Runs another host is taking or writing at that moment are passed
+    /// over, not waited for, so hosts looking at once share the runs out and each run
+    /// goes to one of them.
+    async fn claim_interrupted(
+        &self,
+        owner: &str,
+        ttl_ms: u64,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<Lease>, StoreError>;
+    /// The run's lease as it stands (an empty `owner` once given up; `expires_us` the
+    /// later of its own expiry and its holder's heartbeat), read without writing: to find
+    /// runs nobody executes without taking every lease to see.
     async fn lease(&self, run_id: &str) -> Result<Option<Lease>, StoreError>;
     /// Every lease a host holds now (not given up), by owner then run, with the store's
     /// clock (microseconds since the Unix epoch) to judge which have lapsed: who is
@@ -422,6 +472,38 @@ pub trait Leases: Send + Sync {
     /// written and judged by (a shared database server's, so that hosts whose clocks
     /// differ agree on when a lease has lapsed).
     async fn clock_us(&self) -> Result<u64, StoreError>;
+    /// `owner`'s heartbeat: every lease it holds now lasts until `ttl_ms` from now (the
+    /// store's clock). Hosts that have not beaten for an hour and hold nothing are
+    /// forgotten on the way.
+    async fn heartbeat(&self, owner: &str, ttl_ms: u64) -> Result<Heartbeat, StoreError>;
+    /// `owner` leaves: its heartbeat is gone, so leases it still holds lapse with their
+    /// own expiry.
+    async fn leave(&self, owner: &str) -> Result<(), StoreError>;
+    /// Every host with a heartbeat, by owner, with the store's clock.
+    async fn hosts(&self) -> Result<(u64, Vec<HostBeat>), StoreError>;
+}
+
+/// What a host's heartbeat found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Until when the host's leases now last (the store's clock).
+    pub expires_us: u64,
+    /// When the host's previous heartbeat had lapsed before this one, or `None` if it had
+    /// not (or this is its first): its runs may have been taken over meanwhile.
+    pub lapsed_since_us: Option<u64>,
+}
+
+/// A host on the journal, as its heartbeat says.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HostBeat {
+    /// The lease owner it writes as: `HOST/pid:PID/start:TICKS`.
+    pub owner: String,
+    /// Its first heartbeat (the store's clock, microseconds since the Unix epoch).
+    pub since_us: u64,
+    /// Its last heartbeat.
+    pub beat_us: u64,
+    /// When its leases lapse unless it beats again.
+    pub expires_us: u64,
 }
 
 /// Cancel requests, for a run another host executes.

@@ -23,7 +23,8 @@ use tether_types::chain::{Chain, SealedEvent};
 use tether_types::event::EventKind;
 use tether_types::store::{Append, AppendAck, Fence, JournalStore, LeaseChange, StoreError};
 
-use crate::durable::lease::{LeaseState, RunLease};
+use crate::durable::held::LeaseState;
+use crate::durable::lease::RunLease;
 use crate::durable::time::now_us;
 use tether_types::RunId;
 
@@ -36,7 +37,7 @@ pub(crate) struct RunJournal {
     pub(crate) run_id: RunId,
     store: Arc<dyn JournalStore>,
     fence: Fence,
-    /// The lease's state: its `lost` is set by the first failed flush, or by the renewal
+    /// The lease's state: its `lost` is set by the first failed flush, or by the heartbeat
     /// when the lease was taken over.
     lease: Arc<LeaseState>,
     pending: Mutex<Pending>,

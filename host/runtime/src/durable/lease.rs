@@ -2,25 +2,29 @@
 //!
 //! Taking a run (start, resume, a decision, a sweep) takes its lease in the journal's
 //! database: owner, an epoch that increases on every take, and an expiry. While the run
-//! executes, a task renews the lease every third of its lifetime (one small write, not
-//! one per step). Every append carries the lease's fence, so a host whose lease was
-//! taken over writes nothing more. A holder on this machine whose process is gone (or
+//! executes, the host's heartbeat keeps the lease (one write per host, not per run: see
+//! `presence`). Every append carries the lease's fence, so a host whose lease was taken
+//! over writes nothing more. A holder on this machine whose process is gone (or
 //! is another process with a reused pid) is known dead, and its lease is broken at once;
 //! any other holder is waited for until its lease lapses or the caller's patience ends.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tether_types::store::{Fence, JournalStore, Lease, LeaseTake, StoreError};
 
+use crate::durable::held::LeaseState;
+use crate::durable::owner::{known_dead, owner_id};
+use crate::durable::presence::{presence, Presence};
 use crate::durable::time::now_us;
 
 /// How a host takes runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaseConfig {
-    /// How long a lease lasts unless renewed: how long a host that vanished without
-    /// trace (another machine, a frozen process) keeps its runs from others.
+    /// How long a lease lasts past its host's last heartbeat (the host beats every third
+    /// of it): how long a host that vanished without trace (another machine, a frozen
+    /// process) keeps its runs from others.
     pub ttl: Duration,
     /// How long to wait for a run another live host holds before refusing.
     pub wait: Duration,
@@ -30,55 +34,6 @@ impl Default for LeaseConfig {
     fn default() -> Self {
         LeaseConfig { ttl: Duration::from_secs(30), wait: Duration::ZERO }
     }
-}
-
-/// This process as a lease owner: `HOST/pid:PID/start:TICKS`. `HOST` is
-/// `$TETHER_HOST_ID` or the machine's host name; the start time tells a live process
-/// from a later one that reused its pid.
-pub fn owner_id() -> &'static str {
-    static OWNER: OnceLock<String> = OnceLock::new();
-    OWNER.get_or_init(|| {
-        let pid = std::process::id();
-        format!("{}/pid:{pid}/start:{}", host_id(), start_ticks(pid).unwrap_or(0))
-    })
-}
-
-fn host_id() -> String {
-    match std::env::var("TETHER_HOST_ID") {
-        Ok(h) if !h.trim().is_empty() => h.trim().to_string(),
-        _ => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-            .map(|h| h.trim().to_string())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".into()),
-    }
-}
-
-/// A running process's start time in clock ticks since boot (field 22 of
-/// `/proc/PID/stat`); `None` if there is no such process or it has exited (a zombie).
-fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count after the last `)`.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
-}
-
-/// Whether `owner` is a tether process on this machine that no longer runs. `false`
-/// when that cannot be known (another machine, no `/proc`).
-fn known_dead(owner: &str) -> bool {
-    let mut parts = owner.rsplitn(3, '/');
-    let (Some(start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else { return false };
-    let (Some(start), Some(pid)) = (start.strip_prefix("start:"), pid.strip_prefix("pid:")) else { return false };
-    let (Ok(start), Ok(pid)) = (start.parse::<u64>(), pid.parse::<u32>()) else { return false };
-    if host != host_id() || start == 0 || !std::path::Path::new("/proc/self/stat").exists() {
-        return false;
-    }
-    start_ticks(pid) != Some(start)
 }
 
 /// Whether a run could be taken now without waiting: nobody holds its lease, it has
@@ -98,7 +53,7 @@ pub enum TakeError {
     /// Another live host holds it.
     #[error(
         "run {run} is being executed by another host ({holder}, lease epoch {epoch}; its lease lapses in \
-         {lapses_in_s}s unless renewed)"
+         {lapses_in_s}s unless its host beats again)"
     )]
     Busy {
         /// The run.
@@ -107,7 +62,7 @@ pub enum TakeError {
         holder: String,
         /// Their epoch.
         epoch: u64,
-        /// Seconds until their lease lapses unless renewed.
+        /// Seconds until their lease lapses unless their host beats again.
         lapses_in_s: u64,
     },
     /// The store failed.
@@ -115,29 +70,12 @@ pub enum TakeError {
     Store(#[from] StoreError),
 }
 
-/// What a lease's holder and the journal written under it share.
-#[derive(Default)]
-pub(crate) struct LeaseState {
-    /// Set when the lease was found taken over (by the renewal task, or a refused append).
-    pub(crate) lost: OnceLock<StoreError>,
-    /// Set (with the lease's lifetime in ms) while the lease of a new run exists only in
-    /// this process: the run's first append takes it.
-    pub(crate) take_with_first_append: Mutex<Option<u64>>,
-    /// Set once an append gave the lease up with the run's last events.
-    pub(crate) released: AtomicBool,
-    /// Set once an append that gives the lease up is handed to the store: renewing
-    /// stops, as the lease is over whether that append is written (released) or
-    /// refused (lost). A renewal racing its commit would find the lease released by
-    /// this very host and take that for a take-over.
-    pub(crate) releasing: AtomicBool,
-}
-
-/// A lease this process holds, renewed in the background until released.
+/// A lease this process holds, kept by its heartbeat on the journal until released.
 pub(crate) struct RunLease {
     store: Arc<dyn JournalStore>,
-    current: Arc<Mutex<Lease>>,
+    current: Lease,
     state: Arc<LeaseState>,
-    renewal: tokio::task::JoinHandle<()>,
+    presence: Arc<Presence>,
 }
 
 impl RunLease {
@@ -186,15 +124,15 @@ impl RunLease {
     }
 
     fn hold(store: &Arc<dyn JournalStore>, lease: Lease, ttl: Duration, state: LeaseState) -> RunLease {
-        let current = Arc::new(Mutex::new(lease));
         let state = Arc::new(state);
-        let renewal = tokio::spawn(renew(Arc::clone(store), Arc::clone(&current), Arc::clone(&state), ttl));
-        RunLease { store: Arc::clone(store), current, state, renewal }
+        let presence = presence(store, ttl);
+        presence.hold(&lease.run_id, lease.epoch, &state);
+        RunLease { store: Arc::clone(store), current: lease, state, presence }
     }
 
     /// What appends under this lease carry.
     pub(crate) fn fence(&self) -> Fence {
-        self.current.lock().unwrap_or_else(|p| p.into_inner()).fence()
+        self.current.fence()
     }
 
     /// What the journal written under this lease shares with it.
@@ -207,52 +145,30 @@ impl RunLease {
         lock(&self.state.take_with_first_append).is_none()
     }
 
-    /// Stops renewing and gives the lease up, unless the run's last append already did
-    /// (or it was never taken).
+    /// Gives the lease up, unless the run's last append already did (or it was never
+    /// taken); the host leaves the journal if this was its last run and nothing else
+    /// keeps its presence.
     pub(crate) async fn release(self) {
-        self.renewal.abort();
-        if self.state.released.load(Ordering::Acquire) || !self.taken() {
-            return;
+        self.presence.forget(&self.current.run_id);
+        if !self.state.released.load(Ordering::Acquire) && self.taken() {
+            if let Err(e) = self.store.release_lease(&self.current).await {
+                tracing::debug!("run {}: releasing the lease: {e}", self.current.run_id);
+            }
         }
-        let lease = self.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Err(e) = self.store.release_lease(&lease).await {
-            tracing::debug!("run {}: releasing the lease: {e}", lease.run_id);
+        if self.presence.idle() {
+            self.presence.leave().await;
         }
     }
 }
 
 impl Drop for RunLease {
     fn drop(&mut self) {
-        // A lease dropped without `release` (an error path) lapses on its own.
-        self.renewal.abort();
+        // A lease dropped without `release` (an error path) lapses on its own once no
+        // heartbeat keeps it.
+        self.presence.forget(&self.current.run_id);
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-async fn renew(store: Arc<dyn JournalStore>, current: Arc<Mutex<Lease>>, state: Arc<LeaseState>, ttl: Duration) {
-    let ttl_ms = ttl.as_millis().max(1) as u64;
-    loop {
-        tokio::time::sleep(ttl / 3).await;
-        if lock(&state.take_with_first_append).is_some() {
-            continue; // Not in the store yet: the run's first append takes it.
-        }
-        if state.released.load(Ordering::Acquire) || state.releasing.load(Ordering::Acquire) {
-            return;
-        }
-        let lease = lock(&current).clone();
-        match store.renew_lease(&lease, ttl_ms).await {
-            Ok(renewed) => *lock(&current) = renewed,
-            Err(StoreError::LeaseLost { .. }) if state.releasing.load(Ordering::Acquire) => return,
-            Err(e @ StoreError::LeaseLost { .. }) => {
-                tracing::warn!("{e}");
-                let _ = state.lost.set(e);
-                return;
-            }
-            // A busy or failing database: try again; appends stay fenced meanwhile.
-            Err(e) => tracing::warn!("run {}: renewing the lease: {e}", lease.run_id),
-        }
-    }
 }

@@ -7,7 +7,10 @@
 //! tape; above the sandbox, into which it plugs its clocks and random numbers.
 
 pub(crate) mod clocks;
+pub(crate) mod held;
 pub(crate) mod journal;
 pub(crate) mod lease;
+pub(crate) mod owner;
+pub(crate) mod presence;
 pub(crate) mod tape;
 pub(crate) mod time;

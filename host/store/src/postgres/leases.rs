@@ -1,5 +1,7 @@
 //! Run leases on PostgreSQL: who may write a run. Times are the server's
-//! (`tether_now_us()`), so every host on the journal judges expiry alike.
+//! (`tether_now_us()`), so every host on the journal judges expiry alike. A lease lasts
+//! while its own expiry or its holder's heartbeat (`hosts`) has not lapsed
+//! (`tether_lease_until`): one heartbeat per host keeps all its runs.
 //!
 //! A lease change runs in the writer's batch transaction, after the appends queued
 //! before it. Taking reads the row `FOR UPDATE`: an append in flight holds the row
@@ -8,7 +10,7 @@
 
 use sqlx::{PgConnection, Row};
 use tether_types::chain::GENESIS_HASH;
-use tether_types::store::{Append, Lease, LeaseTake, StoreError};
+use tether_types::store::{Append, Heartbeat, Lease, LeaseTake, StoreError};
 
 use crate::error::db;
 use crate::leases::{LeaseOp, LeaseReply};
@@ -18,29 +20,11 @@ pub(super) fn ttl_us(ttl_ms: u64) -> i64 {
     ttl_ms.saturating_mul(1000).min(i64::MAX as u64 / 4) as i64
 }
 
-/// Applies a lease change in the caller's transaction. The inner `Err` refuses it (a
-/// renewal of a lease that was taken over); the outer one fails the transaction.
-pub(super) async fn apply(conn: &mut PgConnection, op: &LeaseOp) -> Result<Result<LeaseReply, StoreError>, StoreError> {
-    Ok(Ok(match op {
+/// Applies a lease change in the caller's transaction; `Err` fails the transaction.
+pub(super) async fn apply(conn: &mut PgConnection, op: &LeaseOp) -> Result<LeaseReply, StoreError> {
+    Ok(match op {
         LeaseOp::Take { run_id, owner, ttl_ms, breaking } => {
             LeaseReply::Take(take(conn, run_id, owner, *ttl_ms, *breaking).await?)
-        }
-        LeaseOp::Renew(lease, ttl_ms) => {
-            let renewed: Option<i64> = sqlx::query_scalar(
-                "UPDATE run_leases SET expires_us = tether_now_us() + $4 \
-                 WHERE run_id = $1 AND owner = $2 AND epoch = $3 AND owner <> '' RETURNING expires_us",
-            )
-            .bind(&lease.run_id)
-            .bind(&lease.owner)
-            .bind(lease.epoch as i64)
-            .bind(ttl_us(*ttl_ms))
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
-            match renewed {
-                Some(expires_us) => LeaseReply::Renewed(Lease { expires_us: expires_us as u64, ..lease.clone() }),
-                None => return Ok(Err(lost(conn, &lease.run_id, lease.epoch).await?)),
-            }
         }
         LeaseOp::Release(lease) => {
             // A run that never got its first event (an unknown id resumed, a start that
@@ -53,8 +37,104 @@ pub(super) async fn apply(conn: &mut PgConnection, op: &LeaseOp) -> Result<Resul
             on_lease(conn, sql, lease).await?;
             LeaseReply::Released
         }
-    }))
+        LeaseOp::Claim { owner, ttl_ms, limit, skip } => {
+            LeaseReply::Claimed(claim(conn, owner, *ttl_ms, *limit, skip).await?)
+        }
+        LeaseOp::Beat { owner, ttl_ms } => LeaseReply::Beat(beat(conn, owner, *ttl_ms).await?),
+        LeaseOp::Leave(owner) => {
+            sqlx::query("DELETE FROM hosts WHERE owner = $1").bind(owner).execute(&mut *conn).await.map_err(db)?;
+            LeaseReply::Left
+        }
+    })
 }
+
+/// Takes up to `limit` interrupted runs for `owner` (see `Leases::claim_interrupted`).
+///
+/// The free leases are locked `FOR UPDATE SKIP LOCKED`: a lease another host is taking,
+/// or an append in flight holds (`FOR SHARE`, see `journal.rs`), is passed over rather
+/// than waited for, so hosts claiming at once divide the runs between them. The run's
+/// status is read again by the UPDATE, a statement that starts after the locks were
+/// taken: a run whose last append committed in between is not claimed.
+async fn claim(
+    conn: &mut PgConnection,
+    owner: &str,
+    ttl_ms: u64,
+    limit: usize,
+    skip: &[String],
+) -> Result<Vec<Lease>, StoreError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT l.run_id FROM runs r JOIN run_leases l ON l.run_id = r.run_id \
+         WHERE r.status = 'running' AND l.owner <> $1 \
+         AND tether_lease_until(l.owner, l.expires_us) <= tether_now_us() \
+         AND NOT (l.run_id = ANY($3)) ORDER BY r.started_us LIMIT $2 FOR UPDATE OF l SKIP LOCKED",
+    )
+    .bind(owner)
+    .bind(limit.min(i64::MAX as usize) as i64)
+    .bind(skip)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "UPDATE run_leases l SET owner = $1, epoch = l.epoch + 1, expires_us = tether_now_us() + $2 \
+         WHERE l.run_id = ANY($3) AND tether_lease_until(l.owner, l.expires_us) <= tether_now_us() \
+         AND EXISTS (SELECT 1 FROM runs r WHERE r.run_id = l.run_id AND r.status = 'running') \
+         RETURNING l.run_id, l.epoch, l.expires_us",
+    )
+    .bind(owner)
+    .bind(ttl_us(ttl_ms))
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(rows
+        .into_iter()
+        .map(|(run_id, epoch, expires_us)| Lease {
+            run_id,
+            owner: owner.into(),
+            epoch: epoch as u64,
+            expires_us: expires_us as u64,
+        })
+        .collect())
+}
+
+/// `owner`'s heartbeat; hosts long silent that hold nothing are forgotten.
+async fn beat(conn: &mut PgConnection, owner: &str, ttl_ms: u64) -> Result<Heartbeat, StoreError> {
+    let (expires_us, before, now): (i64, Option<i64>, i64) = sqlx::query_as(
+        "WITH before AS (SELECT expires_us FROM hosts WHERE owner = $1) \
+         INSERT INTO hosts (owner, since_us, beat_us, expires_us) \
+         VALUES ($1, tether_now_us(), tether_now_us(), tether_now_us() + $2) \
+         ON CONFLICT (owner) DO UPDATE SET beat_us = EXCLUDED.beat_us, expires_us = EXCLUDED.expires_us \
+         RETURNING expires_us, (SELECT expires_us FROM before), tether_now_us()",
+    )
+    .bind(owner)
+    .bind(ttl_us(ttl_ms))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    sqlx::query(
+        "DELETE FROM hosts WHERE expires_us < tether_now_us() - $1 \
+         AND NOT EXISTS (SELECT 1 FROM run_leases l WHERE l.owner = hosts.owner)",
+    )
+    .bind(crate::leases::FORGET_HOSTS_AFTER_US as i64)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(Heartbeat { expires_us: expires_us as u64, lapsed_since_us: before.filter(|b| *b <= now).map(|b| b as u64) })
+}
+
+/// A run's lease as it stands: run, owner, epoch, and when it lapses.
+pub(super) const LEASE_OF_RUN: &str =
+    "SELECT l.run_id, l.owner, l.epoch, tether_lease_until(l.owner, l.expires_us) FROM run_leases l WHERE l.run_id = $1";
+/// How many interrupted runs `$1` could claim now: read first, so that a host looking
+/// every second writes nothing when there is nothing to take.
+pub(super) const CLAIMABLE: &str = "SELECT COUNT(*) FROM runs r JOIN run_leases l ON l.run_id = r.run_id \
+     WHERE r.status = 'running' AND l.owner <> $1 AND tether_lease_until(l.owner, l.expires_us) <= tether_now_us()";
+/// Every lease held now, by owner then run.
+pub(super) const HELD_LEASES: &str = "SELECT l.run_id, l.owner, l.epoch, tether_lease_until(l.owner, l.expires_us) \
+     FROM run_leases l WHERE l.owner <> '' ORDER BY l.owner, l.run_id";
 
 /// Runs `sql` with the lease's run, owner and epoch as `$1`..`$3`.
 async fn on_lease(conn: &mut PgConnection, sql: &'static str, lease: &Lease) -> Result<(), StoreError> {
@@ -87,8 +167,8 @@ async fn take(
     // our insert is read (and locked) on the second pass.
     for _ in 0..2 {
         let row = sqlx::query(
-            "SELECT owner, epoch, expires_us, expires_us <= tether_now_us() FROM run_leases \
-             WHERE run_id = $1 FOR UPDATE",
+            "SELECT owner, epoch, tether_lease_until(owner, expires_us), \
+             tether_lease_until(owner, expires_us) <= tether_now_us() FROM run_leases WHERE run_id = $1 FOR UPDATE",
         )
         .bind(run_id)
         .fetch_optional(&mut *conn)
@@ -163,20 +243,4 @@ pub(super) async fn why_refused(conn: &mut PgConnection, append: &Append) -> Res
         .await
         .map_err(db)?;
     Ok(StoreError::Conflict { run, seq: first.0, kind: first.1.to_string(), head: head.unwrap_or(0) as u64 })
-}
-
-/// The refusal of a renewal: who holds the lease now.
-async fn lost(conn: &mut PgConnection, run_id: &str, epoch: u64) -> Result<StoreError, StoreError> {
-    let row: Option<(String, i64)> = sqlx::query_as("SELECT owner, epoch FROM run_leases WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?;
-    let (holder, holder_epoch) = row.map_or(("nobody".to_string(), 0), |(o, e)| (o, e as u64));
-    Ok(StoreError::LeaseLost {
-        run: run_id.into(),
-        epoch,
-        holder: if holder.is_empty() { "nobody (released)".into() } else { holder },
-        holder_epoch,
-    })
 }

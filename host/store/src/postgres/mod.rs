@@ -28,8 +28,9 @@ use sqlx::{PgPool, Row};
 use tether_types::access::TokenRecord;
 use tether_types::chain::StoredEvent;
 use tether_types::store::{
-    Append, AppendAck, CancelRequests, Components, Journal, Lease, LeaseTake, Leases, PluginAdded, PluginRecord,
-    Plugins, RunIndex, RunIndexStatus, RunQuery, RunRecord, RunSummary, StoreError, Tokens, Upkeep,
+    Append, AppendAck, CancelRequests, Components, Heartbeat, HostBeat, Journal, Lease, LeaseTake, Leases, PluginAdded,
+    PluginRecord, Plugins, RunIndex, RunIndexStatus, RunQuery, RunRecord, RunSummary, StoreError, Tokens, Upkeep,
+    Wakeup,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -115,18 +116,21 @@ impl Journal for PostgresStore {
         self.max_event_bytes
     }
 
-    fn on_wakeup(&self, wake: Box<dyn Fn(String) + Send + Sync>) -> bool {
+    fn on_wakeup(&self, wake: Box<dyn Fn(Wakeup) + Send + Sync>) -> bool {
         let pool = self.pool.clone();
         let shown = self.shown.clone();
         tokio::spawn(async move {
             // A connection of its own, listening; reconnected after a failure (the
-            // decisions made meanwhile are found by the rescan).
+            // work made meanwhile is found by the periodic scans).
             loop {
                 match sqlx::postgres::PgListener::connect_with(&pool).await {
                     Ok(mut listener) => match listener.listen("tether_wake").await {
                         Ok(()) => loop {
                             match listener.recv().await {
-                                Ok(notice) => wake(notice.payload().to_string()),
+                                Ok(notice) => match Wakeup::from_text(notice.payload()) {
+                                    Some(wakeup) => wake(wakeup),
+                                    None => tracing::debug!("{shown}: an unknown notice: {}", notice.payload()),
+                                },
                                 Err(e) => {
                                     tracing::warn!("{shown}: listening for decisions: {e}");
                                     break;
@@ -273,50 +277,73 @@ impl Leases for PostgresStore {
         }
     }
 
-    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64) -> Result<Lease, StoreError> {
-        match self.lease_op(LeaseOp::Renew(lease.clone(), ttl_ms)).await? {
-            LeaseReply::Renewed(l) => Ok(l),
-            _ => Err(stopped()),
-        }
-    }
-
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.lease_op(LeaseOp::Release(lease.clone())).await.map(|_| ())
     }
 
     async fn lease(&self, run_id: &str) -> Result<Option<Lease>, StoreError> {
-        let row: Option<(String, i64, i64)> =
-            sqlx::query_as("SELECT owner, epoch, expires_us FROM run_leases WHERE run_id = $1")
-                .bind(run_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-        Ok(row.map(|(owner, epoch, expires_us)| Lease {
-            run_id: run_id.into(),
-            owner,
-            epoch: epoch as u64,
-            expires_us: expires_us as u64,
-        }))
+        let row: Option<(String, String, i64, i64)> =
+            sqlx::query_as(leases::LEASE_OF_RUN).bind(run_id).fetch_optional(&self.pool).await.map_err(db)?;
+        Ok(row.map(lease_of))
     }
 
     async fn held_leases(&self) -> Result<(u64, Vec<Lease>), StoreError> {
-        let now: i64 = sqlx::query_scalar("SELECT tether_now_us()").fetch_one(&self.pool).await.map_err(db)?;
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT run_id, owner, epoch, expires_us FROM run_leases WHERE owner <> '' ORDER BY owner, run_id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        let leases = rows
+        let now = self.clock_us().await?;
+        let rows: Vec<(String, String, i64, i64)> =
+            sqlx::query_as(leases::HELD_LEASES).fetch_all(&self.pool).await.map_err(db)?;
+        Ok((now, rows.into_iter().map(lease_of).collect()))
+    }
+
+    async fn claim_interrupted(
+        &self,
+        owner: &str,
+        ttl_ms: u64,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<Lease>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let claimable: i64 =
+            sqlx::query_scalar(leases::CLAIMABLE).bind(owner).fetch_one(&self.pool).await.map_err(db)?;
+        if claimable == 0 {
+            return Ok(Vec::new());
+        }
+        let op = LeaseOp::Claim { owner: owner.into(), ttl_ms, limit, skip: skip.to_vec() };
+        match self.lease_op(op).await? {
+            LeaseReply::Claimed(leases) => Ok(leases),
+            _ => Err(stopped()),
+        }
+    }
+
+    async fn heartbeat(&self, owner: &str, ttl_ms: u64) -> Result<Heartbeat, StoreError> {
+        match self.lease_op(LeaseOp::Beat { owner: owner.into(), ttl_ms }).await? {
+            LeaseReply::Beat(beat) => Ok(beat),
+            _ => Err(stopped()),
+        }
+    }
+
+    async fn leave(&self, owner: &str) -> Result<(), StoreError> {
+        self.lease_op(LeaseOp::Leave(owner.into())).await.map(|_| ())
+    }
+
+    async fn hosts(&self) -> Result<(u64, Vec<HostBeat>), StoreError> {
+        let now = self.clock_us().await?;
+        let rows: Vec<(String, i64, i64, i64)> =
+            sqlx::query_as("SELECT owner, since_us, beat_us, expires_us FROM hosts ORDER BY owner")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        let hosts = rows
             .into_iter()
-            .map(|(run_id, owner, epoch, expires_us)| Lease {
-                run_id,
+            .map(|(owner, since_us, beat_us, expires_us)| HostBeat {
                 owner,
-                epoch: epoch as u64,
+                since_us: since_us as u64,
+                beat_us: beat_us as u64,
                 expires_us: expires_us as u64,
             })
             .collect();
-        Ok((now as u64, leases))
+        Ok((now, hosts))
     }
 
     async fn clock_us(&self) -> Result<u64, StoreError> {
@@ -378,4 +405,9 @@ impl Upkeep for PostgresStore {
         self.pool.close().await;
         result
     }
+}
+
+/// A lease from its row: run, owner, epoch, and when it lapses.
+fn lease_of((run_id, owner, epoch, expires_us): (String, String, i64, i64)) -> Lease {
+    Lease { run_id, owner, epoch: epoch as u64, expires_us: expires_us as u64 }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sqlx::{Connection, PgConnection, PgPool};
-use tether_types::store::{Append, LeaseChange, StoreError};
+use tether_types::store::{Append, LeaseChange, StoreError, Wakeup};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::db;
@@ -219,7 +219,7 @@ async fn write(pool: &PgPool, batch: &[Request]) -> Result<Vec<Outcome>, StoreEr
         }
     };
     if let Ok(outcomes) = &result {
-        notify_decided(&mut conn, batch, outcomes).await;
+        notify(&mut conn, batch, outcomes).await;
     }
     match result {
         Ok(outcomes) => Ok(outcomes),
@@ -249,38 +249,44 @@ async fn write_in(conn: &mut PgConnection, batch: &[Request], appends: &[&Append
                 Some(true) => Outcome::Done,
                 _ => Outcome::Refused(leases::why_refused(conn, a).await?),
             },
-            Request::Lease(op, _) => match leases::apply(conn, op).await? {
-                Ok(reply) => Outcome::Lease(reply),
-                Err(refused) => Outcome::Refused(refused),
-            },
+            Request::Lease(op, _) => Outcome::Lease(leases::apply(conn, op).await?),
             Request::Close(_) => Outcome::Done,
         });
     }
     Ok(outcomes)
 }
 
-/// Tells every process listening on the journal about runs whose approvals were just
-/// decided (`NOTIFY tether_wake`, once committed). Best effort: a notice lost with a
-/// dropped connection is found by the listeners' periodic rescan.
-async fn notify_decided(conn: &mut PgConnection, batch: &[Request], outcomes: &[Outcome]) {
-    let runs: Vec<&str> = batch
-        .iter()
-        .zip(outcomes)
-        .filter_map(|(r, o)| match (r, o) {
-            (Request::Append(a, _), Outcome::Done) if a.events.iter().any(|e| e.kind == "approval_decided") => {
-                Some(a.run_id.as_str())
+/// Tells every process listening on the journal what this batch made for them to do
+/// (`NOTIFY tether_wake`, once committed): decisions taken, runs that stopped to wait,
+/// runs given up unfinished. Best effort: a notice lost with a dropped connection is
+/// found by the listeners' periodic scans.
+async fn notify(conn: &mut PgConnection, batch: &[Request], outcomes: &[Outcome]) {
+    let mut notices: Vec<String> = Vec::new();
+    for (r, o) in batch.iter().zip(outcomes) {
+        match (r, o) {
+            (Request::Append(a, _), Outcome::Done) => {
+                let run = a.run_id.to_string();
+                if a.events.iter().any(|e| e.kind == "approval_decided") {
+                    notices.push(Wakeup::Decided(run).to_text());
+                } else if a.events.iter().any(|e| e.kind == "run_waiting") {
+                    notices.push(Wakeup::Waiting(run).to_text());
+                }
             }
-            _ => None,
-        })
-        .collect();
-    if runs.is_empty() {
+            // Given up apart from an append: the run stopped unfinished.
+            (Request::Lease(LeaseOp::Release(lease), _), Outcome::Lease(_)) => {
+                notices.push(Wakeup::Interrupted(lease.run_id.clone()).to_text());
+            }
+            _ => {}
+        }
+    }
+    if notices.is_empty() {
         return;
     }
-    let notified = sqlx::query("SELECT pg_notify('tether_wake', r) FROM unnest($1::text[]) AS r")
-        .bind(runs)
+    let notified = sqlx::query("SELECT pg_notify('tether_wake', n) FROM unnest($1::text[]) AS n")
+        .bind(notices)
         .execute(&mut *conn)
         .await;
     if let Err(e) = notified {
-        tracing::debug!("telling other hosts of a decision: {e}");
+        tracing::debug!("telling other hosts of new work: {e}");
     }
 }

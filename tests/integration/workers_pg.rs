@@ -1,8 +1,9 @@
 //! Several `tether serve` workers on one PostgreSQL journal, as on several machines (each
 //! names itself with `TETHER_HOST_ID`, so none can tell that another's process died and
 //! each waits for a lease to lapse): runs shared between them, a worker SIGKILLed in the
-//! middle of steps whose runs the others take over with every effect once, and a worker
-//! frozen past its leases (SIGSTOP) that cannot write when it wakes.
+//! middle of steps whose runs the others take over with every effect once, two workers
+//! racing to claim one dead worker's runs, and a worker frozen past its leases (SIGSTOP)
+//! that cannot write when it wakes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,12 +34,12 @@ fn workflow(dir: &Path) {
     std::fs::write(dir.join("shared.toml"), text).unwrap();
 }
 
-/// Worker `name` on the journal `url`, with short leases.
+/// Worker `name` on the journal `url`, with short leases and a small connection pool.
 fn worker(url: &Path, dir: &Path, name: &str) -> Served {
     let workflows = dir.display().to_string();
     let log = dir.join(format!("{name}.log"));
     let env = [("TETHER_HOST_ID", name), ("TETHER_LEASE_TTL", LEASE_TTL), ("TETHER_LOG", "info")];
-    Served::start_with(url, log, &env, &["--workflows", &workflows, "--concurrency", "8"])
+    Served::start_with(url, log, &env, &["--workflows", &workflows, "--concurrency", "8", "--db-pool", "4"])
 }
 
 fn events(url: &Path, run: &str) -> Vec<Value> {
@@ -207,8 +208,10 @@ fn a_worker_frozen_past_its_leases_cannot_write_when_it_wakes_and_the_runs_finis
     assert_eq!(claimed, runs.len() * 2 * STEPS as usize);
     assert!(effects(&dir).len() == claimed, "every claimed effect is in the ledger's log");
     // A is still serving (it re-joins), or it has stopped: never a panic, never a write.
+    // Its first heartbeat after waking found it had lapsed.
     let log = a.log();
     assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("heartbeat had lapsed"), "{log}");
     if a.child.try_wait().unwrap().is_none() {
         let (code, _) = a.get("/healthz");
         assert_eq!(code, 200, "{log}");
@@ -358,4 +361,74 @@ fn a_decision_made_elsewhere_is_pushed_and_a_worker_continues_the_run_at_once() 
     assert!(by == a.child.id() || by == b.child.id(), "continued by a worker, not by the deciding process: {ev:?}");
     let (code, verified) = tether_json(&url, &["verify", &run, "--json"]);
     assert_eq!(code, Some(0), "{verified}");
+}
+
+#[test]
+fn two_workers_racing_for_a_dead_workers_runs_execute_each_run_once() {
+    let url = PathBuf::from(crate::journal_pg::fresh_database("workers_race"));
+    let dir = fresh_dir("workers-race");
+    workflow(&dir);
+    let runner = token(&url, "ci", "ci-bot", &["runner"]);
+    // Worker X starts 16 runs and is killed while they are mid-step.
+    let mut x = worker(&url, &dir, "worker-x");
+    let input = json!({"n": 1, "trail": [], "spin": 20_000_000});
+    let mut runs = Vec::new();
+    for _ in 0..16 {
+        let (status, created) = x.post_as(&runner, "/v1/runs", &json!({"workflow": "shared", "input": input}));
+        assert_eq!(status, 201, "{created}");
+        runs.push(created["run_id"].as_str().unwrap().to_string());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while runs.iter().all(|r| of_type(&events(&url, r), "step_completed").is_empty()) {
+        assert!(Instant::now() < deadline, "worker X finished no step:\n{}", x.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    x.kill();
+    let killed_us = now_us();
+    // B and C come up together while X's heartbeat is still fresh: both look every
+    // second, and both see its runs free at the same moment. Each has 8 slots.
+    let (b, c) = std::thread::scope(|s| {
+        let b = s.spawn(|| worker(&url, &dir, "worker-b"));
+        let c = s.spawn(|| worker(&url, &dir, "worker-c"));
+        (b.join().unwrap(), c.join().unwrap())
+    });
+    for run in &runs {
+        b.wait_status(&runner, run, "completed", Duration::from_secs(120));
+    }
+    // Each run was taken once after the kill (one resume, by B or C), no step began
+    // again once completed, every effect is recorded once, and every run verifies.
+    let mut taken = BTreeMap::new();
+    for run in &runs {
+        let ev = events(&url, run);
+        let resumes: Vec<&Value> =
+            of_type(&ev, "run_resumed").into_iter().filter(|e| e["at_us"].as_u64() > Some(killed_us)).collect();
+        let unfinished = of_type(&ev, "run_completed").first().and_then(|e| e["at_us"].as_u64()) > Some(killed_us);
+        if unfinished {
+            assert_eq!(resumes.len(), 1, "{run}: taken over {} times: {ev:?}", resumes.len());
+            *taken.entry(resumes[0]["pid"].as_u64().unwrap()).or_insert(0) += 1;
+        }
+        let mut completed = std::collections::HashSet::new();
+        for e in &ev {
+            let step = e["step"].as_str().unwrap_or("");
+            match e["type"].as_str() {
+                Some("step_completed") => assert!(completed.insert(step.to_string()), "{run}: {step} completed twice"),
+                Some("step_attempt_started") => assert!(!completed.contains(step), "{run}: {step} ran again"),
+                _ => {}
+            }
+        }
+        let (code, verified) = tether_json(&url, &["verify", run, "--json"]);
+        assert_eq!(code, Some(0), "{verified}");
+    }
+    assert!(!taken.is_empty(), "no run was left for B and C to take over");
+    let pids = [u64::from(b.child.id()), u64::from(c.child.id())];
+    assert!(taken.keys().all(|pid| pids.contains(pid)), "taken by {taken:?}, not B or C ({pids:?})");
+    eprintln!("runs taken over, by worker pid: {taken:?} (B {}, C {})", pids[0], pids[1]);
+    let seen = effects(&dir);
+    assert_eq!(seen.len(), runs.len() * 2 * STEPS as usize, "{seen:?}");
+    assert!(seen.values().all(|n| *n == 1), "an effect was recorded twice: {seen:?}");
+    // Neither was fenced out of a run the other took: claims never overlapped.
+    for w in [&b, &c] {
+        let log = w.log();
+        assert!(!log.contains("was taken over by") && !log.contains("panicked"), "{log}");
+    }
 }

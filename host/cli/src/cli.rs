@@ -170,8 +170,8 @@ pub(crate) enum Command {
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
-    /// The operator's configuration (TOML): listen, db, workflows, concurrency, grace,
-    /// [secrets], [[schedules]] and [[webhooks]]; flags given here win over it.
+    /// The operator's configuration (TOML): listen, db, db_pool, workflows, concurrency,
+    /// grace, [secrets], [[schedules]] and [[webhooks]]; flags given here win over it.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// The address to listen on (port 0: any free port, printed) [default: 127.0.0.1:8080].
@@ -189,6 +189,10 @@ pub(crate) struct ServeArgs {
     /// [default: 30s].
     #[arg(long, value_name = "DURATION")]
     pub(crate) grace: Option<String>,
+    /// Connections to a PostgreSQL journal this server keeps open (its writer, its
+    /// listener and the readers share them) [default: 8]. Ignored for SQLite.
+    #[arg(long, value_name = "N")]
+    pub(crate) db_pool: Option<u32>,
     #[command(flatten)]
     pub(crate) host: HostArgs,
 }
@@ -570,6 +574,9 @@ pub(crate) struct DbArgs {
     /// (survives a crash of tether, may lose the last steps on power loss).
     #[arg(long, value_name = "LEVEL", default_value = "full")]
     pub(crate) sync: String,
+    /// Connections to a database server (`tether serve --db-pool`).
+    #[arg(skip)]
+    pub(crate) pool: Option<u32>,
 }
 
 #[derive(Args)]

@@ -31,6 +31,14 @@ pub(crate) fn serve(mut args: ServeArgs) -> Result<ExitCode, Failure> {
     if args.host.db.db.is_none() {
         args.host.db.db = config.db.clone();
     }
+    args.host.db.pool = args.db_pool.or(config.db_pool);
+    if let Some(n) = args.host.db.pool.filter(|n| *n < tether_store::MIN_POOL_SIZE) {
+        return Err(Failure::usage(format!(
+            "db_pool {n}: a server needs at least {} connections to a PostgreSQL journal (its writer, its \
+             listener and one for reads)",
+            tether_store::MIN_POOL_SIZE
+        )));
+    }
     let workflows_dir = args.workflows.clone().or(config.workflows.clone());
     let workflows = match &workflows_dir {
         Some(dir) => Workflows::load(dir).map_err(|e| Failure::usage(format!("workflows: {e}")))?,

@@ -74,6 +74,7 @@ impl DbArgs {
     async fn open_with(&self, create: bool) -> Result<Arc<dyn JournalStore>, Failure> {
         let mut config = StoreConfig::new(self.db.clone().unwrap_or_else(tether_store::default_database_url));
         config.create = create;
+        config.pool = self.pool;
         config.durability = match self.sync.as_str() {
             "full" => Durability::Full,
             "normal" => Durability::Normal,

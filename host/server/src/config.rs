@@ -41,6 +41,8 @@ pub struct ServeConfig {
     pub listen: Option<String>,
     /// The journal's URL or path.
     pub db: Option<String>,
+    /// Connections kept open to a PostgreSQL journal.
+    pub db_pool: Option<u32>,
     /// The directory of workflow files.
     pub workflows: Option<PathBuf>,
     /// Runs executing at once.

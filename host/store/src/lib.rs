@@ -28,5 +28,5 @@ pub mod testing;
 
 pub use backend::{describe_url, open};
 pub use open::{default_database_url, sqlite_file, Durability, StoreConfig};
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, MIN_POOL_SIZE};
 pub use sqlite::SqliteStore;

@@ -30,12 +30,21 @@ pub struct StoreConfig {
     /// Create the journal if it does not exist. Commands that only read (or continue a
     /// run) open without: a mistyped path is an error, not a new empty journal.
     pub create: bool,
+    /// Connections to keep open to a database server (PostgreSQL); `None` for the
+    /// backend's default. SQLite's connections are its own.
+    pub pool: Option<u32>,
 }
 
 impl StoreConfig {
     /// Defaults for `url`: full durability, 8 MiB events.
     pub fn new(url: impl Into<String>) -> Self {
-        StoreConfig { url: url.into(), durability: Durability::Full, max_event_bytes: 8 << 20, create: true }
+        StoreConfig {
+            url: url.into(),
+            durability: Durability::Full,
+            max_event_bytes: 8 << 20,
+            create: true,
+            pool: None,
+        }
     }
 }
 

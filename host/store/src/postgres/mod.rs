@@ -13,6 +13,7 @@ mod index;
 mod journal;
 mod leases;
 mod open;
+pub use open::MIN_POOL_SIZE;
 mod plugins;
 mod runs;
 mod tokens;

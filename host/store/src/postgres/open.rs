@@ -13,8 +13,11 @@ use crate::{Durability, StoreConfig};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Connections the store keeps: the writer uses one at a time, reads share the rest.
+/// Connections the store keeps by default: the writer uses one at a time, a worker's
+/// listener one, reads share the rest.
 const POOL_SIZE: u32 = 8;
+/// The fewest that work: the writer's, the listener's and one for reads.
+pub const MIN_POOL_SIZE: u32 = 3;
 
 /// The advisory lock every tether process takes to check and migrate a journal (any
 /// constant will do, as long as it is this one: "tether" in ASCII).
@@ -39,7 +42,7 @@ pub(super) async fn open(config: &StoreConfig) -> Result<(PgPool, String), Store
     let _ = conn.close().await;
     checked?;
     let pool = PgPoolOptions::new()
-        .max_connections(POOL_SIZE)
+        .max_connections(config.pool.unwrap_or(POOL_SIZE).max(MIN_POOL_SIZE))
         .connect_with(options)
         .await
         .map_err(|e| connect_error(&shown, config, e))?;

@@ -10,6 +10,7 @@ mod commits;
 mod compensation;
 mod conformance;
 mod containment;
+mod copy_pg;
 mod crash_flows;
 mod demo;
 mod durability;

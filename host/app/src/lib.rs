@@ -8,6 +8,7 @@
 
 mod approvals;
 mod cancel;
+pub mod copy;
 mod error;
 mod gates;
 pub mod metrics;

@@ -76,6 +76,16 @@ pub(crate) enum Command {
     ///
     /// Example: tether migrate --db /var/lib/tether/journal.db
     Migrate(MigrateArgs),
+    /// Copy a journal into another, from SQLite to PostgreSQL say: every run's events
+    /// exactly as recorded (each chain checked first), the components their plans pin,
+    /// plugins and API tokens (their hashes: the tokens keep working). Unfinished runs
+    /// arrive free for the destination's workers to take. Every run is then verified in
+    /// the destination; exit code 1 names any that is not intact. Stop the source's
+    /// workers first: runs a live host holds are refused. A copy that was interrupted is
+    /// run again to finish it (runs already there, identical, are passed over).
+    ///
+    /// Example: tether copy --db /var/lib/tether/journal.db --to postgres://tether@db:5432/journal
+    Copy(CopyArgs),
     /// List the hosts on the journal: each worker or command (host, pid) with its last
     /// heartbeat, the runs it holds and when each lease lapses unless it beats again, by
     /// the journal's clock. A host whose heartbeat has lapsed is marked: it was killed,
@@ -523,6 +533,20 @@ pub(crate) struct MigrateArgs {
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct CopyArgs {
+    /// The journal to copy into: a SQLite path or a postgres:// URL (created or
+    /// migrated as needed).
+    #[arg(long, value_name = "URL")]
+    pub(crate) to: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The journal to copy from.
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }

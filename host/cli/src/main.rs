@@ -5,6 +5,7 @@
 mod cancel;
 mod cli;
 mod client;
+mod copy;
 mod failure;
 mod files;
 mod govern;
@@ -101,6 +102,7 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => journal::verify(args),
         cli::Command::Backup(args) => journal::backup(args),
         cli::Command::Migrate(args) => journal::migrate(args),
+        cli::Command::Copy(args) => copy::copy(args),
         cli::Command::Workers(args) => workers::workers(args),
         cli::Command::Cancel(args) => client::try_cancel(&args).unwrap_or_else(|| cancel::cancel(args)),
         cli::Command::Completions(args) => {

@@ -390,6 +390,10 @@ impl Tokens for SqliteStore {
         crate::tokens::by_hash(&self.readers, hash).await
     }
 
+    async fn token_hash(&self, name: &str) -> Result<Option<String>, StoreError> {
+        crate::tokens::hash_of(&self.readers, name).await
+    }
+
     async fn revoke_token(&self, name: &str, at_us: u64) -> Result<TokenRecord, StoreError> {
         self.token_op(TokenOp::Revoke(name.into(), at_us))
             .await?

@@ -68,6 +68,14 @@ pub(crate) async fn by_hash(readers: &SqlitePool, hash: &str) -> Result<Option<T
     row.as_ref().map(record).transpose()
 }
 
+pub(crate) async fn hash_of(readers: &SqlitePool, name: &str) -> Result<Option<String>, StoreError> {
+    sqlx::query_scalar("SELECT hash FROM api_tokens WHERE name = ?")
+        .bind(name)
+        .fetch_optional(readers)
+        .await
+        .map_err(db)
+}
+
 fn record(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError> {
     let roles: String = row.try_get("roles").map_err(db)?;
     let name: String = row.try_get("name").map_err(db)?;

@@ -525,6 +525,9 @@ pub trait Tokens: Send + Sync {
     async fn tokens(&self) -> Result<Vec<crate::access::TokenRecord>, StoreError>;
     /// The token with this hash, if any.
     async fn token_by_hash(&self, hash: &str) -> Result<Option<crate::access::TokenRecord>, StoreError>;
+    /// The SHA-256 kept for the token named `name` (never the token): what copying a
+    /// journal carries over, so that its tokens keep working.
+    async fn token_hash(&self, name: &str) -> Result<Option<String>, StoreError>;
     /// Revokes a token by name (at `at_us`); `UnknownToken` if there is none. Revoking a
     /// revoked token keeps its first revocation time.
     async fn revoke_token(&self, name: &str, at_us: u64) -> Result<crate::access::TokenRecord, StoreError>;

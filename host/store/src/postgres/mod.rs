@@ -367,6 +367,10 @@ impl Tokens for PostgresStore {
         tokens::by_hash(&self.pool, hash).await
     }
 
+    async fn token_hash(&self, name: &str) -> Result<Option<String>, StoreError> {
+        tokens::hash_of(&self.pool, name).await
+    }
+
     async fn revoke_token(&self, name: &str, at_us: u64) -> Result<TokenRecord, StoreError> {
         tokens::revoke(&self.pool, name, at_us).await
     }

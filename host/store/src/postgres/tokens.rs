@@ -63,6 +63,10 @@ pub(super) async fn by_hash(pool: &PgPool, hash: &str) -> Result<Option<TokenRec
     row.as_ref().map(record).transpose()
 }
 
+pub(super) async fn hash_of(pool: &PgPool, name: &str) -> Result<Option<String>, StoreError> {
+    sqlx::query_scalar("SELECT hash FROM api_tokens WHERE name = $1").bind(name).fetch_optional(pool).await.map_err(db)
+}
+
 fn record(row: &PgRow) -> Result<TokenRecord, StoreError> {
     let roles: String = row.try_get("roles").map_err(db)?;
     let name: String = row.try_get("name").map_err(db)?;

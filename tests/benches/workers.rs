@@ -7,8 +7,8 @@
 //! - the latency of one 10-step run, submitted and followed to its end (server-sent
 //!   events), one at a time, on PostgreSQL and on SQLite;
 //! - takeover after SIGKILL: a worker killed in the middle of a step, and the time from its
-//!   lease's expiry to the new owner taking the run up (its `run_resumed`, after which the
-//!   step runs again), lease 2 s, over 20 kills.
+//!   lease's expiry (its last heartbeat plus the lifetime) to the new owner taking the run
+//!   up (its `run_resumed`, after which the step runs again), lease 2 s, over 20 kills.
 
 mod served;
 
@@ -138,6 +138,9 @@ fn takeover(url: &str, d: &Path) -> f64 {
     while attempts(&events(&pair[0])) == 0 {
         std::thread::sleep(Duration::from_millis(5));
     }
+    let _ = pair[0].child.kill();
+    let _ = pair[0].child.wait();
+    // Read after the kill: A beats no more, so when its lease lapses is settled.
     let o = served::tether_on(url).args(["workers", "--json"]).output().unwrap();
     let held: Value = serde_json::from_slice(&o.stdout).unwrap();
     let lapses_in_ms = held
@@ -148,9 +151,7 @@ fn takeover(url: &str, d: &Path) -> f64 {
         .find(|r| r["run_id"] == run.as_str())
         .and_then(|r| r["lapses_in_ms"].as_i64())
         .expect("A holds the run");
-    let expires_us = now_us() + lapses_in_ms.max(0) as u64 * 1000;
-    let _ = pair[0].child.kill();
-    let _ = pair[0].child.wait();
+    let expires_us = (now_us() as i64 + lapses_in_ms * 1000) as u64;
     let deadline = Instant::now() + Duration::from_secs(30);
     let second = loop {
         let ev = events(&pair[1]);

@@ -725,7 +725,8 @@ pub(crate) async fn one_heartbeat_keeps_every_lease_of_its_host_and_a_stale_one_
     let (one, mut chain) = running_run(&*store, "beat1", "host-a", 300, 1).await;
     let (two, _) = running_run(&*store, "beat2", "host-a", 300, 2).await;
     let first = store.heartbeat("host-a", 60_000).await.unwrap();
-    assert_eq!(first.lapsed_since_us, None, "a first beat has nothing to have lapsed");
+    assert_eq!((first.lapsed_since_us, first.found), (None, false), "a first beat has nothing to have lapsed");
+    assert!(first.expires_us >= first.now_us + 60_000_000);
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     // Past their own expiry, the heartbeat keeps both: B is refused each, and reads when
     // they lapse as the heartbeat's expiry.
@@ -750,7 +751,7 @@ pub(crate) async fn one_heartbeat_keeps_every_lease_of_its_host_and_a_stale_one_
     // A wakes: its next beat says it had lapsed, and it cannot write the run B took.
     let again = store.heartbeat("host-a", 60_000).await.unwrap();
     let since = again.lapsed_since_us.expect("the beat after a lapse says so");
-    assert!(since <= store.clock_us().await.unwrap());
+    assert!(again.found && since <= again.now_us);
     let stale = Append {
         lease: LeaseChange::Keep,
         run_id: one.clone(),
@@ -766,6 +767,9 @@ pub(crate) async fn one_heartbeat_keeps_every_lease_of_its_host_and_a_stale_one_
     store.leave("host-a").await.unwrap();
     assert!(store.hosts().await.unwrap().1.is_empty());
     assert_eq!(take(&*store, two.as_str(), "host-c", 60_000).await.epoch, 2);
+    // A beat after leaving finds no heartbeat of its host: it cannot know what happened
+    // meanwhile, and says so.
+    assert!(!store.heartbeat("host-a", 60_000).await.unwrap().found);
 }
 
 pub(crate) async fn claims_share_interrupted_runs_out_and_take_only_free_running_ones(backend: &Backend) {

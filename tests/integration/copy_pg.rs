@@ -1,5 +1,6 @@
 //! `tether copy` from a SQLite journal to PostgreSQL: killed part way and run again, then
-//! everything compared (runs, statuses, every event, tokens, plugins), the copied journal
+//! everything compared (runs, statuses, every event, tokens with their revocations,
+//! plugins), the copied journal
 //! verified, and a run that was waiting for a person continued on PostgreSQL.
 
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ fn a_sqlite_journal_copied_to_postgres_killed_part_way_finishes_verifies_and_run
     assert_eq!(code, Some(3), "{report}");
     let waiting = run_id(&report);
     let secret = token(&sqlite, "ci", "ci-bot", &["runner"]);
+    let revoked = token(&sqlite, "old", "ci-bot", &["runner"]);
+    let o = tether_cmd(&sqlite).args(["token", "revoke", "old"]).output().unwrap();
+    assert!(o.status.success(), "{}", output(&o));
     let o = tether_cmd(&sqlite).args(["plugin", "add", artifacts::REDACT, "--version", "1.0.0"]).output().unwrap();
     assert!(o.status.success(), "{}", output(&o));
 
@@ -87,6 +91,9 @@ fn a_sqlite_journal_copied_to_postgres_killed_part_way_finishes_verifies_and_run
     let served = Served::start_with(&pg, dir.join("serve.log"), &[], &[]);
     let (status, listed) = served.get_as(&secret, "/v1/runs");
     assert_eq!(status, 200, "{listed}");
+    // A token revoked in the source stays revoked.
+    let (status, refused) = served.get_as(&revoked, "/v1/runs");
+    assert_eq!(status, 401, "{refused}");
     drop(served);
 
     // A finished run replays on PostgreSQL; the waiting one goes on there.

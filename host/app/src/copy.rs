@@ -80,8 +80,8 @@ pub async fn copy(
         let hash = from.token_hash(&token.name).await?.ok_or_else(|| {
             AppError::Corrupt(format!("token `{}` vanished from the source journal during the copy", token.name))
         })?;
-        match to.token_hash(&token.name).await? {
-            Some(there) if there == hash => {}
+        let added = match to.token_hash(&token.name).await? {
+            Some(there) if there == hash => false,
             Some(_) => {
                 return Err(AppError::Corrupt(format!(
                     "token `{}`: the destination has another token by that name; revoke one of them and copy again",
@@ -91,6 +91,15 @@ pub async fn copy(
             None => {
                 to.add_token(&token, &hash).await?;
                 copied.tokens += 1;
+                true
+            }
+        };
+        // A revocation comes along too (made since an earlier copy included): a token
+        // revoked in the source never works in the destination.
+        if let Some(at_us) = token.revoked_us {
+            let there = to.tokens().await?.into_iter().find(|t| t.name == token.name);
+            if added || there.is_some_and(|t| t.revoked_us.is_none()) {
+                to.revoke_token(&token.name, at_us).await?;
             }
         }
     }
@@ -106,9 +115,25 @@ async fn copy_run(
     let rows = from.events(run).await?;
     let events = verify_and_decode(run, &rows)
         .map_err(|e| AppError::Corrupt(format!("run {run} in the source journal: {e}; nothing of it was copied")))?;
-    let Some(last) = rows.last() else { return Ok(()) };
+    let Some(last) = rows.last() else {
+        return Err(AppError::Corrupt(format!("run {run} in the source journal has no events; verify it")));
+    };
+    // A run whose tail was cut is not copied as if whole: its head says where it ended.
+    if let Some(head) = from.run_record(run).await?.head {
+        if head.seq > last.seq || (head.seq == last.seq && head.hash != last.hash) {
+            return Err(AppError::Corrupt(format!(
+                "run {run} in the source journal ends at event {}, but it was anchored at event {}: its tail was \
+                 cut (`tether verify {run}` says more); nothing of it was copied",
+                last.seq, head.seq
+            )));
+        }
+    }
     if let Some(head) = to.run_record(run).await?.head {
-        let there = to.events(run).await.ok().and_then(|r| r.last().map(|e| (e.seq, e.hash.clone())));
+        let there = match to.events(run).await {
+            Ok(rows) => rows.last().map(|e| (e.seq, e.hash.clone())),
+            Err(StoreError::UnknownRun(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
         if there == Some((last.seq, last.hash.clone())) && head.seq <= last.seq {
             copied.present += 1;
             return Ok(());
@@ -157,7 +182,8 @@ async fn copy_run(
         Ok(()) => {}
         Err(StoreError::LeaseLost { .. } | StoreError::Conflict { .. }) => {
             return Err(AppError::Busy(format!(
-                "run {run}: something else is writing it in the destination journal; copy into a journal no host uses"
+                "run {run}: the destination journal holds events or a lease of it already (another copy, or a host \
+                 writing it); copy into a journal no host uses and that does not have the run"
             )))
         }
         Err(e) => return Err(e.into()),

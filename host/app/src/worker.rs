@@ -246,12 +246,47 @@ impl Worker {
         raises: Vec<(String, f64)>,
         requested_by: Option<String>,
     ) -> bool {
+        self.wake_with(run, raises, requested_by, None)
+    }
+
+    /// [`Worker::wake_raising`] for a run whose lease `claimed` this worker took from the
+    /// store: it is given back when the task ends. (The resume takes the lease again at a
+    /// new epoch, after which giving up the claimed epoch changes nothing; a task that
+    /// ends before resuming, stopping or failing, leaves the run free for any worker.)
+    fn wake_with(
+        self: &Arc<Self>,
+        run: RunId,
+        raises: Vec<(String, f64)>,
+        requested_by: Option<String>,
+        claimed: Option<tether_types::store::Lease>,
+    ) -> bool {
         if self.stopping() {
             return false;
         }
         let Some(held) = self.hold(&run, true) else { return raises.is_empty() };
         let worker = Arc::clone(self);
         self.tasks.spawn(async move {
+            worker.continue_run(held, run, raises, requested_by).await;
+            if let Some(lease) = claimed {
+                if let Err(e) = worker.app.store().release_lease(&lease).await {
+                    tracing::debug!("run {}: giving back the claimed lease: {e}", lease.run_id);
+                }
+            }
+        });
+        true
+    }
+
+    /// Continues a run held here: waits for a slot, resumes it, and again if it was woken
+    /// meanwhile.
+    async fn continue_run(
+        self: &Arc<Self>,
+        held: Held,
+        run: RunId,
+        raises: Vec<(String, f64)>,
+        requested_by: Option<String>,
+    ) {
+        let worker = self;
+        {
             let held = held;
             let mut raises = raises;
             let workflow = match worker.app.state(&run).await {
@@ -301,8 +336,7 @@ impl Worker {
                 }
                 break;
             }
-        });
-        true
+        }
     }
 
     /// Does `work` on a run (records a decision or a cancel) while this worker is not
@@ -413,7 +447,7 @@ impl Worker {
         for lease in store.claim_interrupted(owner, ttl_ms, free, &waiting).await? {
             let run = RunId::try_from(lease.run_id.clone()).map_err(AppError::Corrupt)?;
             tracing::info!("run {run}: interrupted and held by nobody; taken over (lease epoch {})", lease.epoch);
-            if !self.wake(run, Vec::new()) {
+            if !self.wake_with(run, Vec::new(), None, Some(lease.clone())) {
                 // Stopping: give it back for the next worker.
                 store.release_lease(&lease).await?;
             }

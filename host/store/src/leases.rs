@@ -49,13 +49,14 @@ macro_rules! until {
 /// A run's lease as it stands: run, owner, epoch, and when it lapses.
 pub(crate) const LEASE_OF_RUN: &str =
     concat!("SELECT l.run_id, l.owner, l.epoch, ", until!(), " FROM run_leases l WHERE l.run_id = ?");
-/// How many interrupted runs `?1` could claim now (`?2`: the store's clock): read first,
-/// so that a host looking every second writes nothing when there is nothing to take.
+/// Up to `?3` interrupted runs `?1` could claim now (`?2`: the store's clock): read
+/// first, so that a host looking every second writes nothing when there is nothing to
+/// take.
 pub(crate) const CLAIMABLE: &str = concat!(
-    "SELECT COUNT(*) FROM runs r JOIN run_leases l ON l.run_id = r.run_id \
+    "SELECT l.run_id FROM runs r JOIN run_leases l ON l.run_id = r.run_id \
      WHERE r.status = 'running' AND l.owner <> ?1 AND ",
     until!(),
-    " <= ?2"
+    " <= ?2 LIMIT ?3"
 );
 /// Every lease held now, by owner then run.
 pub(crate) const HELD_LEASES: &str = concat!(
@@ -217,7 +218,7 @@ async fn beat(conn: &mut SqliteConnection, owner: &str, ttl_ms: u64) -> Result<H
     .await
     .map_err(db)?;
     let lapsed_since_us = before.map(|b| b as u64).filter(|b| *b <= now);
-    Ok(Heartbeat { expires_us, lapsed_since_us })
+    Ok(Heartbeat { expires_us, lapsed_since_us, found: before.is_some(), now_us: now })
 }
 
 /// Why an append was refused: its lease was taken over (or released), or the journal no

@@ -325,13 +325,15 @@ impl Leases for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let claimable: i64 = sqlx::query_scalar(crate::leases::CLAIMABLE)
+        let probe = limit.saturating_add(skip.len()).min(i64::MAX as usize) as i64;
+        let claimable: Vec<String> = sqlx::query_scalar(crate::leases::CLAIMABLE)
             .bind(owner)
             .bind(crate::leases::now_us() as i64)
-            .fetch_one(&self.readers)
+            .bind(probe)
+            .fetch_all(&self.readers)
             .await
             .map_err(db)?;
-        if claimable == 0 {
+        if claimable.iter().all(|run| skip.contains(run)) {
             return Ok(Vec::new());
         }
         let op = LeaseOp::Claim { owner: owner.into(), ttl_ms, limit, skip: skip.to_vec() };

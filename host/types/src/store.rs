@@ -491,6 +491,11 @@ pub struct Heartbeat {
     /// When the host's previous heartbeat had lapsed before this one, or `None` if it had
     /// not (or this is its first): its runs may have been taken over meanwhile.
     pub lapsed_since_us: Option<u64>,
+    /// Whether the store had a heartbeat of this host before this one (`false` for a
+    /// first beat, or for a host that left or was forgotten meanwhile).
+    pub found: bool,
+    /// The store's clock at this beat.
+    pub now_us: u64,
 }
 
 /// A host on the journal, as its heartbeat says.

@@ -149,7 +149,7 @@ impl RunLease {
     /// taken); the host leaves the journal if this was its last run and nothing else
     /// keeps its presence.
     pub(crate) async fn release(self) {
-        self.presence.forget(&self.current.run_id);
+        self.presence.forget(&self.current.run_id, self.current.epoch);
         if !self.state.released.load(Ordering::Acquire) && self.taken() {
             if let Err(e) = self.store.release_lease(&self.current).await {
                 tracing::debug!("run {}: releasing the lease: {e}", self.current.run_id);
@@ -165,7 +165,7 @@ impl Drop for RunLease {
     fn drop(&mut self) {
         // A lease dropped without `release` (an error path) lapses on its own once no
         // heartbeat keeps it.
-        self.presence.forget(&self.current.run_id);
+        self.presence.forget(&self.current.run_id, self.current.epoch);
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Presence {
     runs: Mutex<HashMap<String, (u64, Weak<LeaseState>)>>,
     /// Set by the first heartbeat written: there is a row to leave.
     beaten: AtomicBool,
+    /// Set once the host left the journal: no more beats until a run is held again.
+    left: AtomicBool,
     beating: tokio::task::JoinHandle<()>,
 }
 
@@ -49,6 +51,7 @@ pub fn presence(store: &Arc<dyn JournalStore>, ttl: Duration) -> Arc<Presence> {
         store: Arc::clone(store),
         runs: Mutex::default(),
         beaten: AtomicBool::new(false),
+        left: AtomicBool::new(false),
         beating: tokio::spawn(beat(me.clone(), ttl)),
     });
     all.push((key, Arc::downgrade(&presence)));
@@ -59,11 +62,15 @@ impl Presence {
     /// Notes a run held here under `epoch`.
     pub(crate) fn hold(&self, run_id: &str, epoch: u64, state: &Arc<LeaseState>) {
         lock(&self.runs).insert(run_id.to_string(), (epoch, Arc::downgrade(state)));
+        self.left.store(false, Ordering::Release);
     }
 
-    /// Forgets a run given up here.
-    pub(crate) fn forget(&self, run_id: &str) {
-        lock(&self.runs).remove(run_id);
+    /// Forgets a run given up here under `epoch` (not a later hold of it).
+    pub(crate) fn forget(&self, run_id: &str, epoch: u64) {
+        let mut runs = lock(&self.runs);
+        if runs.get(run_id).is_some_and(|(held, _)| *held == epoch) {
+            runs.remove(run_id);
+        }
     }
 
     /// Whether no run is held here and the caller's is the last hold on this presence:
@@ -82,6 +89,7 @@ impl Presence {
     /// lists this process. Runs still held (none, after a clean stop) keep their lease's
     /// own expiry.
     pub async fn leave(&self) {
+        self.left.store(true, Ordering::Release);
         if !self.beaten.load(Ordering::Acquire) {
             return;
         }
@@ -93,11 +101,17 @@ impl Presence {
     async fn beat(&self, ttl_ms: u64) {
         match self.store.heartbeat(owner_id(), ttl_ms).await {
             Ok(beat) => {
-                self.beaten.store(true, Ordering::Release);
+                let beaten_before = self.beaten.swap(true, Ordering::AcqRel);
                 if let Some(since) = beat.lapsed_since_us {
-                    let late_ms = crate::durable::time::now_us().saturating_sub(since) / 1000;
+                    let late_ms = beat.now_us.saturating_sub(since) / 1000;
                     tracing::warn!(
-                        "this host's heartbeat had lapsed (about {late_ms} ms ago by this host's clock): runs \
+                        "this host's heartbeat had lapsed {late_ms} ms before this beat (by the journal's clock): \
+                         runs taken over meanwhile stop here"
+                    );
+                    self.check_runs().await;
+                } else if beaten_before && !beat.found {
+                    tracing::warn!(
+                        "this host's heartbeat was gone from the journal (forgotten after a long silence): runs \
                          taken over meanwhile stop here"
                     );
                     self.check_runs().await;
@@ -126,6 +140,10 @@ impl Presence {
                 }
             };
             let (holder, holder_epoch) = now.map_or((String::new(), 0), |l| (l.owner, l.epoch));
+            // Given up here while the lease was read: not lost, ended.
+            if state.released.load(Ordering::Acquire) || state.releasing.load(Ordering::Acquire) {
+                continue;
+            }
             if holder != owner_id() || holder_epoch != epoch {
                 let lost = StoreError::LeaseLost {
                     run: run.clone(),
@@ -152,7 +170,9 @@ async fn beat(me: Weak<Presence>, ttl: Duration) {
     loop {
         tokio::time::sleep(ttl / 3).await;
         let Some(presence) = me.upgrade() else { return };
-        presence.beat(ttl_ms).await;
+        if !presence.left.load(Ordering::Acquire) {
+            presence.beat(ttl_ms).await;
+        }
     }
 }
 

@@ -122,16 +122,22 @@ async fn beat(conn: &mut PgConnection, owner: &str, ttl_ms: u64) -> Result<Heart
     .execute(&mut *conn)
     .await
     .map_err(db)?;
-    Ok(Heartbeat { expires_us: expires_us as u64, lapsed_since_us: before.filter(|b| *b <= now).map(|b| b as u64) })
+    Ok(Heartbeat {
+        expires_us: expires_us as u64,
+        lapsed_since_us: before.filter(|b| *b <= now).map(|b| b as u64),
+        found: before.is_some(),
+        now_us: now as u64,
+    })
 }
 
 /// A run's lease as it stands: run, owner, epoch, and when it lapses.
 pub(super) const LEASE_OF_RUN: &str =
     "SELECT l.run_id, l.owner, l.epoch, tether_lease_until(l.owner, l.expires_us) FROM run_leases l WHERE l.run_id = $1";
-/// How many interrupted runs `$1` could claim now: read first, so that a host looking
+/// Up to `$2` interrupted runs `$1` could claim now: read first, so that a host looking
 /// every second writes nothing when there is nothing to take.
-pub(super) const CLAIMABLE: &str = "SELECT COUNT(*) FROM runs r JOIN run_leases l ON l.run_id = r.run_id \
-     WHERE r.status = 'running' AND l.owner <> $1 AND tether_lease_until(l.owner, l.expires_us) <= tether_now_us()";
+pub(super) const CLAIMABLE: &str = "SELECT l.run_id FROM runs r JOIN run_leases l ON l.run_id = r.run_id \
+     WHERE r.status = 'running' AND l.owner <> $1 AND tether_lease_until(l.owner, l.expires_us) <= tether_now_us() \
+     LIMIT $2";
 /// Every lease held now, by owner then run.
 pub(super) const HELD_LEASES: &str = "SELECT l.run_id, l.owner, l.epoch, tether_lease_until(l.owner, l.expires_us) \
      FROM run_leases l WHERE l.owner <> '' ORDER BY l.owner, l.run_id";

@@ -305,9 +305,10 @@ impl Leases for PostgresStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let claimable: i64 =
-            sqlx::query_scalar(leases::CLAIMABLE).bind(owner).fetch_one(&self.pool).await.map_err(db)?;
-        if claimable == 0 {
+        let probe = limit.saturating_add(skip.len()).min(i64::MAX as usize) as i64;
+        let claimable: Vec<String> =
+            sqlx::query_scalar(leases::CLAIMABLE).bind(owner).bind(probe).fetch_all(&self.pool).await.map_err(db)?;
+        if claimable.iter().all(|run| skip.contains(run)) {
             return Ok(Vec::new());
         }
         let op = LeaseOp::Claim { owner: owner.into(), ttl_ms, limit, skip: skip.to_vec() };

@@ -364,6 +364,54 @@ fn a_decision_made_elsewhere_is_pushed_and_a_worker_continues_the_run_at_once() 
 }
 
 #[test]
+fn a_decision_through_one_workers_api_is_continued_by_another_when_that_worker_freezes() {
+    let r = crate::governance::Refund::new("workers-api-decide", "output.amount > 100.0", crate::governance::POLICY);
+    let url = PathBuf::from(crate::journal_pg::fresh_database("workers_api_decide"));
+    let runner = token(&url, "ci", "ci-bot", &["runner"]);
+    let alice = token(&url, "alice", "alice", &["approver"]);
+    let workflows = r.dir.display().to_string();
+    let start = |name: &str| {
+        let env = [("TETHER_HOST_ID", name), ("TETHER_LEASE_TTL", LEASE_TTL), ("TETHER_LOG", "info")];
+        Served::start_with(&url, r.dir.join(format!("{name}.log")), &env, &["--workflows", &workflows])
+    };
+    let (a, b) = (start("worker-a"), start("worker-b"));
+    let input = json!({"order_id": "A-2", "amount": 500.0, "reason": "arrived damaged"});
+    let (status, created) =
+        a.post_as(&runner, "/v1/runs", &json!({"workflow": "refund-workers-api-decide", "input": input}));
+    assert_eq!(status, 201, "{created}");
+    let run = created["run_id"].as_str().unwrap().to_string();
+    a.wait_status(&runner, &run, "waiting", Duration::from_secs(60));
+    // Alice decides through A's API; A freezes as it answers, before or while it
+    // continues the run. B continues it: told by the journal if A never took the run, or
+    // claiming it once A's heartbeat lapses if A had.
+    let (_, pending) = a.get_as(&alice, "/v1/approvals");
+    let request = pending["approvals"][0].clone();
+    let path = request["decide"].as_str().unwrap().to_string();
+    let decision = json!({"decision": "approve", "comment": "checked", "version": request["version"]});
+    let (status, body) = a.post_as(&alice, &path, &decision);
+    let pid = a.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    assert!(status == 200 || status == 202, "{status}: {body}");
+    let done = b.wait_status(&runner, &run, "completed", Duration::from_secs(30));
+    assert_eq!(done["output"]["refunded"], true, "{done}");
+    let ev = events(&url, &run);
+    let decided = of_type(&ev, "approval_decided");
+    assert_eq!((decided.len(), decided[0]["by"].as_str()), (1, Some("alice")), "{ev:?}");
+    let resumed = of_type(&ev, "run_resumed");
+    let last = resumed.last().and_then(|e| e["pid"].as_u64()).unwrap() as u32;
+    assert_eq!(last, b.child.id(), "continued by B: {ev:?}");
+    // A wakes: it writes nothing more to the run.
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_secs(2));
+    let after = events(&url, &run);
+    assert_eq!(after.len(), ev.len(), "A wrote to the run after B finished it");
+    assert_eq!(after.last().unwrap()["type"], "run_completed");
+    let (code, verified) = tether_json(&url, &["verify", &run, "--json"]);
+    assert_eq!(code, Some(0), "{verified}");
+    assert!(!a.log().contains("panicked"), "{}", a.log());
+}
+
+#[test]
 fn two_workers_racing_for_a_dead_workers_runs_execute_each_run_once() {
     let url = PathBuf::from(crate::journal_pg::fresh_database("workers_race"));
     let dir = fresh_dir("workers-race");

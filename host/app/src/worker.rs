@@ -331,11 +331,34 @@ impl Worker {
                         lock(&worker.failures).remove(run.as_str());
                         worker.note_waiting(&report).await;
                     }
+                    Some(Err(e @ AppError::Busy(_))) => {
+                        worker.failed(&run, &e);
+                        worker.retry_when_lapsed(&run).await;
+                    }
                     Some(Err(e)) => worker.failed(&run, &e),
                     None => {}
                 }
                 break;
             }
+        }
+    }
+
+    /// A waiting run that could go on (a decision, a deadline) but another host holds:
+    /// tried again once that host's lease would have lapsed, in case it is gone (killed,
+    /// frozen) with the run still waiting. A run the other host continues is no longer
+    /// waiting by then, and is left alone.
+    async fn retry_when_lapsed(&self, run: &RunId) {
+        let waiting = match self.app.store().run_record(run.as_str()).await {
+            Ok(record) => record.index_status.as_deref() == Some(RunIndexStatus::Waiting.as_str()),
+            Err(e) => {
+                tracing::warn!("run {run}: reading its status: {e}");
+                return;
+            }
+        };
+        if waiting {
+            let at = now_us() + self.app.leases().ttl.as_micros() as u64;
+            lock(&self.deadlines).entry(at).or_default().push(run.clone());
+            self.wake_timers.notify_one();
         }
     }
 
@@ -556,7 +579,9 @@ impl Worker {
             std::mem::replace(&mut *deadlines, later).into_values().flatten().collect()
         };
         for run in due {
-            tracing::info!("run {run}: an approval deadline passed; taking its default decision");
+            tracing::info!(
+                "run {run}: due (an approval deadline passed, or a host holding it may be gone); continuing it"
+            );
             self.wake(run, Vec::new());
         }
     }

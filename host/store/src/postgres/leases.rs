@@ -4,9 +4,10 @@
 //! (`tether_lease_until`): one heartbeat per host keeps all its runs.
 //!
 //! A lease change runs in the writer's batch transaction, after the appends queued
-//! before it. Taking reads the row `FOR UPDATE`: an append in flight holds the row
-//! `FOR SHARE` (see `journal.rs`), so a take-over waits for that append's commit and the
-//! new holder reads a journal that already holds it.
+//! before it. Taking locks the row: an append in flight holds it `FOR SHARE` (see
+//! `journal.rs`), so a take-over never overtakes an append. A run some host is writing at
+//! that moment is held by that host, not waited for; only breaking the lease of a holder
+//! known to be dead waits for the lock (then released with its connection).
 
 use sqlx::{PgConnection, Row};
 use tether_types::chain::GENESIS_HASH;
@@ -154,6 +155,14 @@ async fn on_lease(conn: &mut PgConnection, sql: &'static str, lease: &Lease) -> 
     Ok(())
 }
 
+/// A lease row for a take, locked, waiting for another transaction's lock.
+const TAKE_WAITING: &str = "SELECT owner, epoch, tether_lease_until(owner, expires_us), \
+     tether_lease_until(owner, expires_us) <= tether_now_us() FROM run_leases WHERE run_id = $1 FOR UPDATE";
+/// The same, passing over a row another transaction holds.
+const TAKE_SKIPPING: &str = "SELECT owner, epoch, tether_lease_until(owner, expires_us), \
+     tether_lease_until(owner, expires_us) <= tether_now_us() FROM run_leases WHERE run_id = $1 \
+     FOR UPDATE SKIP LOCKED";
+
 async fn take(
     conn: &mut PgConnection,
     run_id: &str,
@@ -172,14 +181,30 @@ async fn take(
     // Twice at most: a new run's row that another process inserts between our read and
     // our insert is read (and locked) on the second pass.
     for _ in 0..2 {
-        let row = sqlx::query(
-            "SELECT owner, epoch, tether_lease_until(owner, expires_us), \
-             tether_lease_until(owner, expires_us) <= tether_now_us() FROM run_leases WHERE run_id = $1 FOR UPDATE",
-        )
-        .bind(run_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?;
+        // Breaking a holder known to be dead waits for the lock: a dead process's
+        // transaction ends with its connection, and what it had in flight is then seen.
+        let sql = if breaking.is_some() { TAKE_WAITING } else { TAKE_SKIPPING };
+        let row = sqlx::query(sql).bind(run_id).fetch_optional(&mut *conn).await.map_err(db)?;
+        if row.is_none() && breaking.is_none() {
+            // No row, or one another transaction holds: a host appending to the run or
+            // taking it at this moment. That host is alive (a frozen one's transaction
+            // is ended by the server, see `open.rs`): the run is held, not waited for,
+            // so that this writer, which commits for every run of this process, never
+            // stalls behind another process.
+            let locked: Option<(String, i64, i64)> = sqlx::query_as(
+                "SELECT owner, epoch, tether_lease_until(owner, expires_us) FROM run_leases WHERE run_id = $1",
+            )
+            .bind(run_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+            if let Some((holder, epoch, until)) = locked {
+                let holder = if holder.is_empty() { "another host, taking it now".to_string() } else { holder };
+                let held =
+                    Lease { run_id: run_id.into(), owner: holder, epoch: epoch as u64, expires_us: until as u64 };
+                return Ok(LeaseTake::Held(held));
+            }
+        }
         let Some(row) = row else {
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO run_leases (run_id, owner, epoch, expires_us, head_seq, head_hash) \

@@ -16,6 +16,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// Connections the store keeps by default: the writer uses one at a time, a worker's
 /// listener one, reads share the rest.
 const POOL_SIZE: u32 = 8;
+/// How long a session may sit idle inside a transaction before the server ends it.
+const IDLE_IN_TRANSACTION: &str = "5s";
 /// The fewest that work: the writer's, the listener's and one for reads.
 pub const MIN_POOL_SIZE: u32 = 3;
 
@@ -49,11 +51,16 @@ pub(super) async fn open(config: &StoreConfig) -> Result<(PgPool, String), Store
     Ok((pool, shown))
 }
 
-fn connect_options(config: &StoreConfig) -> Result<PgConnectOptions, StoreError> {
+pub(super) fn connect_options(config: &StoreConfig) -> Result<PgConnectOptions, StoreError> {
     let options = PgConnectOptions::from_str(&config.url).map_err(|e| {
         StoreError::BadUrl(format!("journal URL: {e}; give postgres://USER@HOST:PORT/DATABASE or a SQLite file path"))
     })?;
     let options = if options.get_application_name().is_none() { options.application_name("tether") } else { options };
+    // A process frozen (or cut off) inside a transaction would hold its rows' locks for
+    // as long as its connection lasts, and no other host could take those runs. Every
+    // transaction here runs its statements back to back, so the server ends a session
+    // idle inside one for this long, and the locks go with it.
+    let options = options.options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]);
     Ok(match config.durability {
         Durability::Full => options,
         // Like SQLite's `synchronous=NORMAL`: a commit is acknowledged before the server

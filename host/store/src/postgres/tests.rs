@@ -251,3 +251,41 @@ async fn a_take_over_by_another_host_sees_every_append_of_the_old_holder() {
     b_store.close().await.unwrap();
     db.drop_it().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_locked_by_a_frozen_transaction_is_held_then_freed_by_the_server() {
+    let Some(db) = Scratch::new("frozen").await else { return };
+    let store = db.open().await;
+    let run = RunId::from_suffix("frozen").unwrap();
+    let a = take(&store, run.as_str(), "host-a", 1).await;
+    let events = vec![Chain::new().seal(&started(), 1)];
+    store.append(Append { lease: LeaseChange::Keep, run_id: run.clone(), fence: a, events }).await.unwrap();
+    // A process that froze inside a transaction holding the run's lease row, on a
+    // connection made as the store makes its own.
+    let options = super::open::connect_options(&StoreConfig::new(&db.url)).unwrap();
+    let mut frozen = PgConnection::connect_with(&options).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut frozen).await.unwrap();
+    sqlx::query("SELECT 1 FROM run_leases WHERE run_id = $1 FOR SHARE")
+        .bind(run.as_str())
+        .execute(&mut frozen)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // Another host is answered at once, not made to wait: the run is held.
+    let started_at = std::time::Instant::now();
+    let other = db.open().await;
+    match other.take_lease(run.as_str(), "host-b", 60_000, None).await.unwrap() {
+        LeaseTake::Held(h) => assert_eq!(h.owner, "host-a"),
+        LeaseTake::Taken(l) => panic!("taken under another transaction's lock: {l:?}"),
+    }
+    assert!(started_at.elapsed() < std::time::Duration::from_secs(2), "{:?}", started_at.elapsed());
+    assert!(other.claim_interrupted("host-b", 60_000, 10, &[]).await.unwrap().is_empty());
+    // The server ends the idle transaction (5 s), and its lock with it: the run is free.
+    tokio::time::sleep(std::time::Duration::from_millis(5_600)).await;
+    assert!(sqlx::query("SELECT 1").execute(&mut frozen).await.is_err(), "the frozen session was ended");
+    let claimed = other.claim_interrupted("host-b", 60_000, 10, &[]).await.unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    store.close().await.unwrap();
+    other.close().await.unwrap();
+    db.drop_it().await;
+}

@@ -480,3 +480,41 @@ fn two_workers_racing_for_a_dead_workers_runs_execute_each_run_once() {
         assert!(!log.contains("was taken over by") && !log.contains("panicked"), "{log}");
     }
 }
+
+#[test]
+fn two_workers_asked_at_once_with_one_idempotency_key_start_one_run() {
+    let url = PathBuf::from(crate::journal_pg::fresh_database("workers_idem"));
+    let dir = fresh_dir("workers-idem");
+    workflow(&dir);
+    let runner = token(&url, "ci", "ci-bot", &["runner"]);
+    let (a, b) = (worker(&url, &dir, "worker-a"), worker(&url, &dir, "worker-b"));
+    let body = json!({"workflow": "shared", "input": {"n": 1, "trail": [], "spin": 1_000}}).to_string();
+    let mut runs = Vec::new();
+    for i in 0..12 {
+        let key = format!("order-{i}");
+        let header = [("idempotency-key", key.as_str())];
+        // The same request to both workers at the same moment.
+        let ask = |w: &Served| w.call("POST", "/v1/runs", Some(&runner), Some(&body), &header);
+        let (first, second) = std::thread::scope(|s| {
+            let (x, y) = (s.spawn(|| ask(&a)), s.spawn(|| ask(&b)));
+            (x.join().unwrap(), y.join().unwrap())
+        });
+        let mut statuses = [first.0, second.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 201], "{key}: one creates, the other finds it: {first:?} {second:?}");
+        assert_eq!(first.1["run_id"], second.1["run_id"], "{key}: one run: {first:?} {second:?}");
+        runs.push(first.1["run_id"].as_str().unwrap().to_string());
+    }
+    for run in &runs {
+        a.wait_status(&runner, run, "completed", Duration::from_secs(60));
+        let ev = events(&url, run);
+        assert_eq!(of_type(&ev, "run_started").len(), 1, "{run}: {ev:?}");
+        let (code, verified) = tether_json(&url, &["verify", run, "--json"]);
+        assert_eq!(code, Some(0), "{verified}");
+    }
+    let (_, listed) = a.get_as(&runner, "/v1/runs?limit=100");
+    assert_eq!(listed["runs"].as_array().unwrap().len(), runs.len(), "{listed}");
+    let seen = effects(&dir);
+    assert_eq!(seen.len(), runs.len() * 2 * STEPS as usize, "{seen:?}");
+    assert!(seen.values().all(|n| *n == 1), "an effect was recorded twice: {seen:?}");
+}

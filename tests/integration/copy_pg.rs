@@ -1,6 +1,6 @@
-//! `tether copy` from a SQLite journal to PostgreSQL: killed part way and run again, then
-//! everything compared (runs, statuses, every event, tokens with their revocations,
-//! plugins), the copied journal
+//! `tether copy` from a SQLite journal to PostgreSQL, one of whose runs is damaged (it is
+//! named, not copied): killed part way and run again, then everything compared (runs,
+//! statuses, every event, tokens with their revocations, plugins), the copied journal
 //! verified, and a run that was waiting for a person continued on PostgreSQL.
 
 use std::path::PathBuf;
@@ -39,10 +39,15 @@ fn a_sqlite_journal_copied_to_postgres_killed_part_way_finishes_verifies_and_run
     // The source: finished runs, a run waiting for alice, a token and a plugin.
     let triage = root.join("plugins/workflows/support-triage.toml").display().to_string();
     let ticket = format!("@{}", root.join("plugins/workflows/ticket.json").display());
+    let mut finished = Vec::new();
     for _ in 0..6 {
         let (code, report) = tether_json(&sqlite, &["run", &triage, "--input", &ticket, "--json"]);
         assert_eq!(code, Some(0), "{report}");
+        finished.push(run_id(&report));
     }
+    // One finished run is damaged: its last event was cut.
+    let cut = finished[0].clone();
+    crate::conformance::block_on(tether_store::testing::delete_last_events(&sqlite.display().to_string(), &cut, 1));
     let refund = root.join("plugins/workflows/refund.toml").display().to_string();
     let request = format!("@{}", root.join("plugins/workflows/refund-request.json").display());
     let (code, report) = tether_json(&sqlite, &["run", &refund, "--input", &request, "--json"]);
@@ -66,18 +71,22 @@ fn a_sqlite_journal_copied_to_postgres_killed_part_way_finishes_verifies_and_run
     std::thread::sleep(Duration::from_millis(delay));
     let _ = child.kill();
     let _ = child.wait();
+    // The damaged run is named and not copied; the others are, and verify there.
     let (code, copied) = tether_json(&sqlite, &["copy", "--to", &pg.display().to_string(), "--json"]);
-    assert_eq!(code, Some(0), "seed {seed}, killed after {delay} ms: {copied}");
-    assert_eq!(copied["verified"], 7, "{copied}");
+    assert_eq!(code, Some(1), "seed {seed}, killed after {delay} ms: {copied}");
+    assert_eq!(copied["verified"], 6, "{copied}");
     assert_eq!(copied["broken"], Value::Array(vec![]), "{copied}");
     let c = &copied["copied"];
-    assert_eq!(c["runs"].as_u64().unwrap() + c["present"].as_u64().unwrap(), 7, "{copied}");
+    assert_eq!(c["runs"].as_u64().unwrap() + c["present"].as_u64().unwrap(), 6, "{copied}");
+    let refused = c["refused"].as_array().unwrap();
+    assert_eq!((refused.len(), refused[0]["run_id"].as_str()), (1, Some(cut.as_str())), "{copied}");
+    assert!(refused[0]["why"].as_str().unwrap().contains("its tail was cut"), "{copied}");
     eprintln!("copy: killed after {delay} ms (seed {seed}), then {c}");
 
     // The same runs with the same statuses, every event identical, the same tokens
     // and plugins.
-    let runs = sorted_runs(&sqlite);
-    assert_eq!(runs.len(), 7);
+    let runs: Vec<(String, String)> = sorted_runs(&sqlite).into_iter().filter(|(run, _)| *run != cut).collect();
+    assert_eq!(runs.len(), 6);
     assert_eq!(sorted_runs(&pg), runs);
     for (run, _) in &runs {
         let (_, from) = tether_json(&sqlite, &["history", run, "--json"]);
@@ -104,13 +113,15 @@ fn a_sqlite_journal_copied_to_postgres_killed_part_way_finishes_verifies_and_run
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["output"]["refunded"], true);
 
-    // Copying again writes nothing: every run is there already (the continued one now
-    // differs from the source's, and is named).
-    let o = tether_cmd(&sqlite).args(["copy", "--to", &pg.display().to_string()]).output().unwrap();
-    assert_ne!(o.status.code(), Some(0));
-    assert!(
-        output(&o).contains(&format!("run {waiting} is in the destination journal already, and differs")),
-        "{}",
-        output(&o)
-    );
+    // Copying again writes nothing: every run is there already, and the continued one
+    // now differs from the source's: it is named, the others passed over (exit 1).
+    let (code, again) = tether_json(&sqlite, &["copy", "--to", &pg.display().to_string(), "--json"]);
+    assert_eq!(code, Some(1), "{again}");
+    let counts = (again["copied"]["runs"].as_u64(), again["copied"]["present"].as_u64());
+    assert_eq!(counts, (Some(0), Some(5)), "{again}");
+    let refused = again["copied"]["refused"].as_array().unwrap();
+    let why = |run: &str| refused.iter().find(|r| r["run_id"] == run).and_then(|r| r["why"].as_str());
+    assert_eq!(refused.len(), 2, "{again}");
+    assert!(why(&waiting).unwrap().contains("is in the destination journal already, and differs"), "{again}");
+    assert!(why(&cut).unwrap().contains("its tail was cut"), "{again}");
 }

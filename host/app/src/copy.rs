@@ -10,8 +10,10 @@
 //! executing a run, are not copied.
 //!
 //! A copy that was interrupted is run again: runs already in the destination with the
-//! same last event are passed over, a run there that differs is refused by name. Runs
-//! a live host holds in the source are refused: stop the workers first.
+//! same last event are passed over. A run that cannot be copied (damaged in the source,
+//! or different in the destination) is named with why, and the copy goes on with the
+//! others. Runs a live host holds in the source stop the copy before it begins: stop the
+//! workers first.
 
 use serde::Serialize;
 use tether_types::chain::{verify_and_decode, SealedEvent};
@@ -40,6 +42,17 @@ pub struct Copied {
     pub plugins: usize,
     /// API tokens carried over.
     pub tokens: usize,
+    /// Runs not copied, each with why.
+    pub refused: Vec<RefusedRun>,
+}
+
+/// A run that was not copied.
+#[derive(Clone, Debug, Serialize)]
+pub struct RefusedRun {
+    /// The run.
+    pub run_id: String,
+    /// Why, and what to do.
+    pub why: String,
 }
 
 /// Copies everything in `from` to `to` (see the module documentation). `progress` is
@@ -63,7 +76,13 @@ pub async fn copy(
     let runs = from.run_ids().await?;
     for (index, run) in runs.iter().enumerate() {
         progress(index, runs.len(), run);
-        copy_run(from, to, run, &mut copied).await?;
+        match copy_run(from, to, run, &mut copied).await {
+            Ok(()) => {}
+            Err(AppError::Corrupt(why) | AppError::Busy(why)) => {
+                copied.refused.push(RefusedRun { run_id: run.clone(), why });
+            }
+            Err(e) => return Err(e),
+        }
     }
     for plugin in from.plugins(None).await? {
         let wasm = from.component(&plugin.digest).await?.ok_or_else(|| {

@@ -80,9 +80,11 @@ pub(crate) enum Command {
     /// exactly as recorded (each chain checked first), the components their plans pin,
     /// plugins and API tokens (their hashes: the tokens keep working). Unfinished runs
     /// arrive free for the destination's workers to take. Every run is then verified in
-    /// the destination; exit code 1 names any that is not intact. Stop the source's
-    /// workers first: runs a live host holds are refused. A copy that was interrupted is
-    /// run again to finish it (runs already there, identical, are passed over).
+    /// the destination. Exit code 1 names each run not copied (damaged in the source, or
+    /// different in the destination) or not intact; the others are copied. Stop the
+    /// source's workers first: runs a live host holds are refused. A copy that was
+    /// interrupted is run again to finish it (runs already there, identical, are passed
+    /// over).
     ///
     /// Example: tether copy --db /var/lib/tether/journal.db --to postgres://tether@db:5432/journal
     Copy(CopyArgs),

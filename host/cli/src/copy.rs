@@ -31,6 +31,7 @@ pub(crate) fn copy(args: CopyArgs) -> Result<ExitCode, Failure> {
                 .verify_all()
                 .await?;
         let broken: Vec<_> = checked.iter().filter(|c| !c.problems.is_empty()).collect();
+        let whole = broken.is_empty() && copied.refused.is_empty();
         if args.json {
             let report = serde_json::json!({
                 "from": from_name,
@@ -45,15 +46,19 @@ pub(crate) fn copy(args: CopyArgs) -> Result<ExitCode, Failure> {
             for c in &broken {
                 crate::verify::print(c);
             }
+            for r in &copied.refused {
+                eprintln!("error: not copied: {}", crate::output::sanitize(&r.why));
+            }
             eprintln!(
                 "copied {} run(s) ({} events), {} component(s), {} plugin(s), {} token(s) from {from_name} to \
-                 {to_name} in {copy_s:.1}s; {} already there; {} run(s) verified in {to_name}{}",
+                 {to_name} in {copy_s:.1}s; {} already there, {} not copied; {} run(s) verified in {to_name}{}",
                 copied.runs,
                 copied.events,
                 copied.components,
                 copied.plugins,
                 copied.tokens,
                 copied.present,
+                copied.refused.len(),
                 checked.len(),
                 if broken.is_empty() {
                     ", every one intact".to_string()
@@ -62,7 +67,7 @@ pub(crate) fn copy(args: CopyArgs) -> Result<ExitCode, Failure> {
                 }
             );
         }
-        Ok(if broken.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        Ok(if whole { ExitCode::SUCCESS } else { ExitCode::from(1) })
     })
 }
 

@@ -157,6 +157,19 @@ fn three_workers_share_runs_and_a_killed_workers_runs_are_taken_over_with_every_
     assert!(taken_over[taken_over.len() - 1] < 6_000.0, "{taken_over:?}");
     let others: String = workers[1..].iter().map(Served::log).collect();
     assert!(others.contains("taken over (lease epoch"), "{others}");
+    // Each survivor's /metrics counts the runs it took over, and the journal's hosts.
+    let mut counted = 0;
+    for w in &workers[1..] {
+        let (status, text) = w.get_as(&runner, "/metrics");
+        assert_eq!(status, 200, "{text}");
+        let text = text.as_str().unwrap().to_string();
+        let sample =
+            |name: &str| text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok()));
+        counted += sample("tether_runs_taken_over_total ").unwrap_or_else(|| panic!("{text}")) as usize;
+        assert_eq!(sample("tether_hosts{heartbeat=\"live\"} "), Some(2.0), "{text}");
+        assert_eq!(sample("tether_hosts{heartbeat=\"lapsed\"} "), Some(1.0), "{text}");
+    }
+    assert!(counted >= taken_over.len(), "{counted} counted, {} taken over", taken_over.len());
 }
 
 #[test]

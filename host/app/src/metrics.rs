@@ -1,9 +1,9 @@
 //! What a server exposes at `/metrics`, in the OpenMetrics text format.
 //!
 //! Counters count what this process did since it started (runs it ended, steps it ran,
-//! fuel and tokens, decisions taken through it); gauges are read from the journal when
-//! scraped (runs by status, approvals pending, each gate's override ratio), so they agree
-//! across every process on one journal. Labels are workflows, steps' outcomes, gates and
+//! fuel and tokens, decisions taken through it, runs it took over); gauges are read from
+//! the journal when scraped (runs by status, approvals pending, each gate's override
+//! ratio, hosts by heartbeat), so they agree across every process on one journal. Labels are workflows, steps' outcomes, gates and
 //! decisions: bounded sets. Run ids are never labels.
 
 use std::collections::BTreeMap;
@@ -65,6 +65,13 @@ pub struct Metrics {
     approvals_pending: Gauge,
     override_ratio: Family<GateLabel, Gauge<f64, AtomicU64>>,
     gate_decisions: Family<GateLabel, Gauge>,
+    taken_over: Counter,
+    hosts: Family<HostsLabel, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostsLabel {
+    heartbeat: String,
 }
 
 impl Default for Metrics {
@@ -102,6 +109,18 @@ impl Default for Metrics {
         );
         let gate_decisions = Family::<GateLabel, Gauge>::default();
         registry.register("gate_decisions", "Human decisions recorded at a gate", gate_decisions.clone());
+        let taken_over = Counter::default();
+        registry.register(
+            "runs_taken_over",
+            "Interrupted runs this process claimed from a host that stopped or whose heartbeat lapsed",
+            taken_over.clone(),
+        );
+        let hosts = Family::<HostsLabel, Gauge>::default();
+        registry.register(
+            "hosts",
+            "Hosts with a heartbeat on the journal, live or lapsed (their runs go to the next worker)",
+            hosts.clone(),
+        );
         Metrics {
             registry,
             runs_ended,
@@ -114,6 +133,8 @@ impl Default for Metrics {
             approvals_pending,
             override_ratio,
             gate_decisions,
+            taken_over,
+            hosts,
         }
     }
 }
@@ -136,6 +157,11 @@ impl Metrics {
         self.runs_ended.get_or_create(&OutcomeLabels { workflow: workflow.to_string(), outcome }).inc();
     }
 
+    /// This process claimed an interrupted run.
+    pub fn taken_over(&self) {
+        self.taken_over.inc();
+    }
+
     /// A decision was taken through this server.
     pub fn decided(&self, gate: &str, approve: bool) {
         let decision = if approve { "approve" } else { "reject" }.to_string();
@@ -156,6 +182,10 @@ impl Metrics {
             self.runs.get_or_create(&StatusLabel { status: status.to_string() }).set(n);
         }
         self.approvals_pending.set(app.inbox().await?.len() as i64);
+        let (now_us, hosts) = app.store().hosts().await?;
+        let live = hosts.iter().filter(|h| h.expires_us > now_us).count() as i64;
+        self.hosts.get_or_create(&HostsLabel { heartbeat: "live".into() }).set(live);
+        self.hosts.get_or_create(&HostsLabel { heartbeat: "lapsed".into() }).set(hosts.len() as i64 - live);
         let stats = app.stats(&crate::StatsFilter { limit: 10_000, ..Default::default() }).await?;
         for (gate, g) in &stats.gates {
             let label = GateLabel { gate: gate.clone() };

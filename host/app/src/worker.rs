@@ -470,6 +470,7 @@ impl Worker {
         for lease in store.claim_interrupted(owner, ttl_ms, free, &waiting).await? {
             let run = RunId::try_from(lease.run_id.clone()).map_err(AppError::Corrupt)?;
             tracing::info!("run {run}: interrupted and held by nobody; taken over (lease epoch {})", lease.epoch);
+            self.metrics.taken_over();
             if !self.wake_with(run, Vec::new(), None, Some(lease.clone())) {
                 // Stopping: give it back for the next worker.
                 store.release_lease(&lease).await?;

@@ -531,3 +531,14 @@ fn two_workers_asked_at_once_with_one_idempotency_key_start_one_run() {
     assert_eq!(seen.len(), runs.len() * 2 * STEPS as usize, "{seen:?}");
     assert!(seen.values().all(|n| *n == 1), "an effect was recorded twice: {seen:?}");
 }
+
+#[test]
+fn a_pool_too_small_for_a_server_is_refused_naming_what_the_connections_are_for() {
+    let url = PathBuf::from(crate::journal_pg::fresh_database("workers_pool"));
+    let o =
+        crate::support::tether_cmd(&url).args(["serve", "--listen", "127.0.0.1:0", "--db-pool", "2"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("db_pool 2: a server needs at least 3 connections"), "{stderr}");
+    assert!(stderr.contains("its writer, its listener and one for reads"), "{stderr}");
+}

@@ -202,7 +202,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DURATION")]
     pub(crate) grace: Option<String>,
     /// Connections to a PostgreSQL journal this server keeps open (its writer, its
-    /// listener and the readers share them) [default: 8]. Ignored for SQLite.
+    /// listener and the readers share them) [default: 8, at least 3]. Ignored for SQLite.
     #[arg(long, value_name = "N")]
     pub(crate) db_pool: Option<u32>,
     #[command(flatten)]

@@ -32,7 +32,9 @@ pub(crate) fn serve(mut args: ServeArgs) -> Result<ExitCode, Failure> {
         args.host.db.db = config.db.clone();
     }
     args.host.db.pool = args.db_pool.or(config.db_pool);
-    if let Some(n) = args.host.db.pool.filter(|n| *n < tether_store::MIN_POOL_SIZE) {
+    let url = args.host.db.db.clone().unwrap_or_else(tether_store::default_database_url);
+    let small = args.host.db.pool.filter(|n| *n < tether_store::MIN_POOL_SIZE && tether_store::is_postgres(&url));
+    if let Some(n) = small {
         return Err(Failure::usage(format!(
             "db_pool {n}: a server needs at least {} connections to a PostgreSQL journal (its writer, its \
              listener and one for reads)",

@@ -38,7 +38,7 @@ pub fn describe_url(url: &str) -> String {
 }
 
 /// Whether `url` names a PostgreSQL database (the scheme in any case, as URLs allow).
-fn is_postgres(url: &str) -> bool {
+pub fn is_postgres(url: &str) -> bool {
     let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
     scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
 }

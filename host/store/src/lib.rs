@@ -26,7 +26,7 @@ mod writer;
 #[doc(hidden)]
 pub mod testing;
 
-pub use backend::{describe_url, open};
+pub use backend::{describe_url, is_postgres, open};
 pub use open::{default_database_url, sqlite_file, Durability, StoreConfig};
 pub use postgres::{PostgresStore, MIN_POOL_SIZE};
 pub use sqlite::SqliteStore;

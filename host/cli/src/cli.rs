@@ -592,7 +592,7 @@ pub(crate) struct ServerArgs {
 
 #[derive(Args)]
 pub(crate) struct DbArgs {
-    /// The journal: a SQLite file path or `sqlite:PATH`
+    /// The journal: a SQLite file path, `sqlite:PATH`, or `postgres://USER@HOST:PORT/DB`
     /// [default: $TETHER_DATABASE_URL, or journal.db in the user data dir]
     #[arg(long, value_name = "URL")]
     pub(crate) db: Option<String>,

@@ -64,7 +64,9 @@ pub fn default_database_url() -> String {
 /// create, say, `./postgres:/...`).
 pub fn sqlite_file(url: &str) -> Result<PathBuf, StoreError> {
     if url.trim().is_empty() {
-        return Err(StoreError::BadUrl("the journal URL is empty: give a SQLite file path".into()));
+        return Err(StoreError::BadUrl(
+            "the journal URL is empty: give a SQLite file path or a postgres:// URL".into(),
+        ));
     }
     let rest = match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         Some(rest) => rest,

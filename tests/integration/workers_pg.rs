@@ -62,6 +62,33 @@ fn effects(dir: &Path) -> BTreeMap<String, usize> {
     seen
 }
 
+/// Starts a run of the shared workflow on `worker`; its id.
+fn submit(worker: &Served, runner: &str, input: &Value) -> String {
+    let (status, created) = worker.post_as(runner, "/v1/runs", &json!({"workflow": "shared", "input": input}));
+    assert_eq!(status, 201, "{created}");
+    created["run_id"].as_str().unwrap().to_string()
+}
+
+/// A step that completed was never begun again, nor completed twice.
+fn no_step_ran_again(run: &str, ev: &[Value]) {
+    let mut completed = std::collections::HashSet::new();
+    for e in ev {
+        let step = e["step"].as_str().unwrap_or("");
+        match e["type"].as_str() {
+            Some("step_completed") => assert!(completed.insert(step.to_string()), "{run}: {step} completed twice"),
+            Some("step_attempt_started") => assert!(!completed.contains(step), "{run}: {step} ran again"),
+            _ => {}
+        }
+    }
+}
+
+/// Every effect of `runs` runs of the shared workflow is in the ledger, once.
+fn every_effect_once(dir: &Path, runs: usize) {
+    let seen = effects(dir);
+    assert_eq!(seen.len(), runs * 2 * STEPS as usize, "{seen:?}");
+    assert!(seen.values().all(|n| *n == 1), "an effect was recorded twice: {seen:?}");
+}
+
 fn now_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64
 }
@@ -79,10 +106,7 @@ fn three_workers_share_runs_and_a_killed_workers_runs_are_taken_over_with_every_
     let input = json!({"n": 1, "trail": [], "spin": 10_000_000});
     let mut runs = Vec::new();
     for i in 0..30 {
-        let (status, created) =
-            workers[i % 3].post_as(&runner, "/v1/runs", &json!({"workflow": "shared", "input": input}));
-        assert_eq!(status, 201, "{created}");
-        runs.push(created["run_id"].as_str().unwrap().to_string());
+        runs.push(submit(&workers[i % 3], &runner, &input));
     }
     // Kill worker A while its runs are mid-step: one of its steps has begun and not ended
     // (asked of A itself, which answers at once: an attempt in flight shows as
@@ -117,16 +141,7 @@ fn three_workers_share_runs_and_a_killed_workers_runs_are_taken_over_with_every_
         let ev = events(&url, run);
         let done = of_type(&ev, "run_completed");
         assert_eq!(done[0]["output"]["trail"], json!(expected), "{run}");
-        // A step that completed was never begun again.
-        let mut completed = std::collections::HashSet::new();
-        for e in &ev {
-            let step = e["step"].as_str().unwrap_or("");
-            match e["type"].as_str() {
-                Some("step_completed") => assert!(completed.insert(step.to_string()), "{run}: {step} completed twice"),
-                Some("step_attempt_started") => assert!(!completed.contains(step), "{run}: {step} ran again"),
-                _ => {}
-            }
-        }
+        no_step_ran_again(run, &ev);
         let resumed: Vec<u64> = of_type(&ev, "run_resumed").iter().filter_map(|e| e["at_us"].as_u64()).collect();
         if let Some(at) = resumed.iter().find(|at| **at > killed_us) {
             taken_over.push((at - killed_us) as f64 / 1e3);
@@ -143,9 +158,7 @@ fn three_workers_share_runs_and_a_killed_workers_runs_are_taken_over_with_every_
     let lapsed = |name: &str| hosts.iter().find(|w| w["host"] == name).map(|w| w["lapsed"].as_bool().unwrap());
     assert_eq!((lapsed("worker-a"), lapsed("worker-b"), lapsed("worker-c")), (Some(true), Some(false), Some(false)));
     // Every effect once: 8 entries per run, each key recorded once.
-    let seen = effects(&dir);
-    assert_eq!(seen.len(), runs.len() * 2 * STEPS as usize, "{seen:?}");
-    assert!(seen.values().all(|n| *n == 1), "an effect was recorded twice: {seen:?}");
+    every_effect_once(&dir, runs.len());
     taken_over.sort_by(f64::total_cmp);
     eprintln!(
         "{} run(s) taken over after the kill, in {:.0}-{:.0} ms (lease {LEASE_TTL})",
@@ -182,9 +195,7 @@ fn a_worker_frozen_past_its_leases_cannot_write_when_it_wakes_and_the_runs_finis
     let input = json!({"n": 1, "trail": [], "spin": 20_000_000});
     let mut runs = Vec::new();
     for _ in 0..4 {
-        let (status, created) = a.post_as(&runner, "/v1/runs", &json!({"workflow": "shared", "input": input}));
-        assert_eq!(status, 201, "{created}");
-        runs.push(created["run_id"].as_str().unwrap().to_string());
+        runs.push(submit(&a, &runner, &input));
     }
     // Freeze A in the middle of its steps, past its leases; B takes the runs over.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -308,10 +319,7 @@ fn workers_carry_on_when_the_postgres_server_restarts_under_them() {
     let input = json!({"n": 1, "trail": [], "spin": 10_000_000});
     let mut runs = Vec::new();
     for i in 0..10 {
-        let (status, created) =
-            workers[i % 2].post_as(&runner, "/v1/runs", &json!({"workflow": "shared", "input": input}));
-        assert_eq!(status, 201, "{created}");
-        runs.push(created["run_id"].as_str().unwrap().to_string());
+        runs.push(submit(&workers[i % 2], &runner, &input));
     }
     // Down for three seconds while steps run, then up again on its port.
     server.control("stop");
@@ -327,14 +335,10 @@ fn workers_carry_on_when_the_postgres_server_restarts_under_them() {
         let (code, verified) = tether_json(&url, &["verify", run, "--json"]);
         assert_eq!(code, Some(0), "{verified}");
     }
-    let seen = effects(&dir);
-    assert_eq!(seen.len(), runs.len() * 2 * STEPS as usize, "{seen:?}");
-    assert!(seen.values().all(|n| *n == 1), "an effect was recorded twice: {seen:?}");
+    every_effect_once(&dir, runs.len());
     // Both still serve: a new run through each completes.
     for w in &workers {
-        let (status, created) = w.post_as(&runner, "/v1/runs", &json!({"workflow": "shared", "input": input}));
-        assert_eq!(status, 201, "{created}\n{}", w.log());
-        w.wait_status(&runner, created["run_id"].as_str().unwrap(), "completed", Duration::from_secs(60));
+        w.wait_status(&runner, &submit(w, &runner, &input), "completed", Duration::from_secs(60));
     }
 }
 
@@ -435,9 +439,7 @@ fn two_workers_racing_for_a_dead_workers_runs_execute_each_run_once() {
     let input = json!({"n": 1, "trail": [], "spin": 20_000_000});
     let mut runs = Vec::new();
     for _ in 0..16 {
-        let (status, created) = x.post_as(&runner, "/v1/runs", &json!({"workflow": "shared", "input": input}));
-        assert_eq!(status, 201, "{created}");
-        runs.push(created["run_id"].as_str().unwrap().to_string());
+        runs.push(submit(&x, &runner, &input));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     while runs.iter().all(|r| of_type(&events(&url, r), "step_completed").is_empty()) {
@@ -468,15 +470,7 @@ fn two_workers_racing_for_a_dead_workers_runs_execute_each_run_once() {
             assert_eq!(resumes.len(), 1, "{run}: taken over {} times: {ev:?}", resumes.len());
             *taken.entry(resumes[0]["pid"].as_u64().unwrap()).or_insert(0) += 1;
         }
-        let mut completed = std::collections::HashSet::new();
-        for e in &ev {
-            let step = e["step"].as_str().unwrap_or("");
-            match e["type"].as_str() {
-                Some("step_completed") => assert!(completed.insert(step.to_string()), "{run}: {step} completed twice"),
-                Some("step_attempt_started") => assert!(!completed.contains(step), "{run}: {step} ran again"),
-                _ => {}
-            }
-        }
+        no_step_ran_again(run, &ev);
         let (code, verified) = tether_json(&url, &["verify", run, "--json"]);
         assert_eq!(code, Some(0), "{verified}");
     }
@@ -484,9 +478,7 @@ fn two_workers_racing_for_a_dead_workers_runs_execute_each_run_once() {
     let pids = [u64::from(b.child.id()), u64::from(c.child.id())];
     assert!(taken.keys().all(|pid| pids.contains(pid)), "taken by {taken:?}, not B or C ({pids:?})");
     eprintln!("runs taken over, by worker pid: {taken:?} (B {}, C {})", pids[0], pids[1]);
-    let seen = effects(&dir);
-    assert_eq!(seen.len(), runs.len() * 2 * STEPS as usize, "{seen:?}");
-    assert!(seen.values().all(|n| *n == 1), "an effect was recorded twice: {seen:?}");
+    every_effect_once(&dir, runs.len());
     // Neither was fenced out of a run the other took: claims never overlapped.
     for w in [&b, &c] {
         let log = w.log();
@@ -527,9 +519,7 @@ fn two_workers_asked_at_once_with_one_idempotency_key_start_one_run() {
     }
     let (_, listed) = a.get_as(&runner, "/v1/runs?limit=100");
     assert_eq!(listed["runs"].as_array().unwrap().len(), runs.len(), "{listed}");
-    let seen = effects(&dir);
-    assert_eq!(seen.len(), runs.len() * 2 * STEPS as usize, "{seen:?}");
-    assert!(seen.values().all(|n| *n == 1), "an effect was recorded twice: {seen:?}");
+    every_effect_once(&dir, runs.len());
 }
 
 #[test]

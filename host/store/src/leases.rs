@@ -224,31 +224,44 @@ async fn beat(conn: &mut SqliteConnection, owner: &str, ttl_ms: u64) -> Result<H
 /// Why an append was refused: its lease was taken over (or released), or the journal no
 /// longer ends where the writer thought.
 pub(crate) async fn why_refused(conn: &mut SqliteConnection, append: &Append) -> Result<StoreError, StoreError> {
-    let first = append.events.first().map_or((0, ""), |e| (e.seq, e.kind));
     let row: Option<(String, i64)> = sqlx::query_as("SELECT owner, epoch FROM run_leases WHERE run_id = ?")
         .bind(append.run_id.as_str())
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
-    let run = append.run_id.to_string();
-    let Some((holder, epoch)) = row else {
-        return Ok(StoreError::LeaseLost { run, epoch: append.fence.epoch, holder: "nobody".into(), holder_epoch: 0 });
-    };
-    let epoch = epoch as u64;
-    if holder != append.fence.owner || epoch != append.fence.epoch {
-        return Ok(StoreError::LeaseLost {
-            run,
-            epoch: append.fence.epoch,
-            holder: if holder.is_empty() { "nobody (released)".into() } else { holder },
-            holder_epoch: epoch,
-        });
+    if let Some(lost) = lease_lost(append, row.map(|(o, e)| (o, e as u64))) {
+        return Ok(lost);
     }
     let head: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE run_id = ?")
         .bind(append.run_id.as_str())
         .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
-    Ok(StoreError::Conflict { run, seq: first.0, kind: first.1.to_string(), head: head.unwrap_or(0) as u64 })
+    Ok(conflict(append, head.unwrap_or(0) as u64))
+}
+
+/// The refusal of an append whose run's lease is now `holder` (owner and epoch; `None`
+/// if the run has no lease): `None` if the append's fence still holds. Both backends
+/// word it alike.
+pub(crate) fn lease_lost(append: &Append, holder: Option<(String, u64)>) -> Option<StoreError> {
+    let (run, epoch) = (append.run_id.to_string(), append.fence.epoch);
+    match holder {
+        None => Some(StoreError::LeaseLost { run, epoch, holder: "nobody".into(), holder_epoch: 0 }),
+        Some((owner, held)) if owner != append.fence.owner || held != epoch => Some(StoreError::LeaseLost {
+            run,
+            epoch,
+            holder: if owner.is_empty() { "nobody (released)".into() } else { owner },
+            holder_epoch: held,
+        }),
+        Some(_) => None,
+    }
+}
+
+/// The refusal of an append under a lease that holds: another writer took its position
+/// (the journal now ends at `head`).
+pub(crate) fn conflict(append: &Append, head: u64) -> StoreError {
+    let (seq, kind) = append.events.first().map_or((0, ""), |e| (e.seq, e.kind));
+    StoreError::Conflict { run: append.run_id.to_string(), seq, kind: kind.to_string(), head }
 }
 
 /// Where the event INSERTs of a batch's text are, and how many rows they were given.

@@ -249,29 +249,18 @@ async fn take(
 /// Why an append was refused: its lease was taken over (or released), or the journal no
 /// longer ends where the writer thought.
 pub(super) async fn why_refused(conn: &mut PgConnection, append: &Append) -> Result<StoreError, StoreError> {
-    let first = append.events.first().map_or((0, ""), |e| (e.seq, e.kind));
     let row: Option<(String, i64)> = sqlx::query_as("SELECT owner, epoch FROM run_leases WHERE run_id = $1")
         .bind(append.run_id.as_str())
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
-    let run = append.run_id.to_string();
-    let Some((holder, epoch)) = row else {
-        return Ok(StoreError::LeaseLost { run, epoch: append.fence.epoch, holder: "nobody".into(), holder_epoch: 0 });
-    };
-    let epoch = epoch as u64;
-    if holder != append.fence.owner || epoch != append.fence.epoch {
-        return Ok(StoreError::LeaseLost {
-            run,
-            epoch: append.fence.epoch,
-            holder: if holder.is_empty() { "nobody (released)".into() } else { holder },
-            holder_epoch: epoch,
-        });
+    if let Some(lost) = crate::leases::lease_lost(append, row.map(|(o, e)| (o, e as u64))) {
+        return Ok(lost);
     }
     let head: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE run_id = $1")
         .bind(append.run_id.as_str())
         .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
-    Ok(StoreError::Conflict { run, seq: first.0, kind: first.1.to_string(), head: head.unwrap_or(0) as u64 })
+    Ok(crate::leases::conflict(append, head.unwrap_or(0) as u64))
 }
